@@ -1,0 +1,336 @@
+//! The phase artifacts (data contracts): the Ingestion Manifest, the mapping
+//! specification and lineage, the Behavioral Equivalence Certificate and the
+//! Delivery Confirmation Receipt. Each carries a `version`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sensei_connectors::sqlite::ColumnInfo;
+
+use crate::error::{AgentError, Result};
+
+/// Version of every artifact layout in this module.
+pub const ARTIFACT_VERSION: u32 = 1;
+
+/// A staged partition and where to get it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRef {
+    /// Partition id (the Flight ticket).
+    pub id: String,
+    /// Table.
+    pub table: String,
+    /// Partition number within the table.
+    pub partition: u32,
+    /// Node that holds it.
+    pub node_id: String,
+    /// That node's Flight endpoint.
+    pub endpoint: String,
+    /// Staging URI of the file.
+    pub uri: String,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// One table in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestTable {
+    /// Table name.
+    pub name: String,
+    /// Columns with source type, Arrow type and nullability.
+    pub columns: Vec<ColumnInfo>,
+    /// Primary key columns.
+    pub primary_key: Vec<String>,
+    /// Rows extracted.
+    pub rows: u64,
+    /// Staged partitions.
+    pub partitions: Vec<PartitionRef>,
+}
+
+/// The Ingestion Manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version.
+    pub version: u32,
+    /// Migration id.
+    pub migration_id: String,
+    /// Source URL, credentials redacted.
+    pub source: String,
+    /// When extraction was planned (RFC 3339).
+    pub checkpoint_time: String,
+    /// Tables.
+    pub tables: Vec<ManifestTable>,
+}
+
+/// One target column's mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnMapping {
+    /// Target column.
+    pub target: String,
+    /// SQL expression over the source table.
+    pub expression: String,
+    /// Source columns it reads.
+    pub sources: Vec<String>,
+    /// Confidence in [0, 1].
+    pub confidence: f64,
+    /// `auto`, `approved`, `review` or `rejected`.
+    pub status: String,
+    /// Why.
+    pub reasons: Vec<String>,
+}
+
+/// One target table's mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableMapping {
+    /// Target table.
+    pub target: String,
+    /// Source tables.
+    pub sources: Vec<String>,
+    /// Columns in target order.
+    pub columns: Vec<ColumnMapping>,
+    /// Primary key of the target.
+    pub primary_key: Vec<String>,
+}
+
+/// The mapping specification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappingSpec {
+    /// Layout version.
+    pub version: u32,
+    /// Migration id.
+    pub migration_id: String,
+    /// Auto-approval threshold.
+    pub auto_approval_threshold: f64,
+    /// Tables.
+    pub tables: Vec<TableMapping>,
+}
+
+/// The Behavioral Equivalence Certificate as written: a payload and its signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedCertificate {
+    /// The signed document.
+    pub payload: serde_json::Value,
+    /// Algorithm of the signature.
+    pub signature_algorithm: String,
+    /// Ed25519 signature over the RFC 8785 canonical form of `payload`, hex.
+    pub signature: String,
+}
+
+/// RFC 8785 (JSON Canonicalization Scheme) for the documents Sensei signs:
+/// object keys sorted by UTF-16 code units, no whitespace, strings escaped as
+/// ECMAScript does, integers in plain decimal. Floating-point numbers are
+/// refused (certificates carry none), which keeps number formatting exact.
+pub fn canonical_json(value: &serde_json::Value) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_canonical(value, &mut out)?;
+    Ok(out)
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) -> Result<()> {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                out.extend_from_slice(i.to_string().as_bytes());
+            } else if let Some(u) = n.as_u64() {
+                out.extend_from_slice(u.to_string().as_bytes());
+            } else {
+                return Err(AgentError::Malformed {
+                    what: "certificate payload".into(),
+                    message: format!("floating-point number {n} cannot be canonicalised; use a string"),
+                });
+            }
+        }
+        Value::String(s) => out.extend_from_slice(serde_json::to_string(s)?.as_bytes()),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(serde_json::to_string(k)?.as_bytes());
+                out.push(b':');
+                write_canonical(&map[k], out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// Signs a certificate payload.
+pub fn sign_certificate(payload: serde_json::Value, key: &sensei_runtime::signing::SigningKey) -> Result<SignedCertificate> {
+    let bytes = canonical_json(&payload)?;
+    Ok(SignedCertificate {
+        payload,
+        signature_algorithm: "Ed25519 over RFC 8785 canonical JSON of payload".into(),
+        signature: hex_encode(&key.sign(&bytes)),
+    })
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Verifies a certificate file's bytes. With `trusted_key`, the signature must
+/// be by that key; without it, by the key named in the payload (which proves
+/// integrity, not origin). Returns the payload on success.
+pub fn verify_certificate(bytes: &[u8], trusted_key: Option<[u8; 32]>, path: &str) -> Result<serde_json::Value> {
+    let bad = |message: String| AgentError::Certificate {
+        path: path.to_string(),
+        message,
+    };
+    let cert: SignedCertificate = serde_json::from_slice(bytes).map_err(|e| bad(format!("not a certificate: {e}")))?;
+    let embedded = cert
+        .payload
+        .get("public_key")
+        .and_then(|v| v.as_str())
+        .and_then(hex_decode)
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .ok_or_else(|| bad("payload has no valid public_key".into()))?;
+    let key = match trusted_key {
+        Some(k) if k != embedded => return Err(bad("signed by a different key than the trusted public key".into())),
+        Some(k) => k,
+        None => embedded,
+    };
+    let sig: [u8; 64] = hex_decode(&cert.signature)
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| bad("signature is not 64 hex-encoded bytes".into()))?;
+    let message = canonical_json(&cert.payload)?;
+    if !sensei_runtime::signing::verify(&key, &message, &sig) {
+        return Err(bad("signature does not match the payload (the certificate was altered or signed by another key)".into()));
+    }
+    Ok(cert.payload)
+}
+
+/// Parses a hex public key file.
+pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
+    hex_decode(text.trim()).and_then(|v| v.try_into().ok())
+}
+
+/// Per-table delivery figures in the receipt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveredTable {
+    /// Rows written by this migration.
+    pub rows_written: u64,
+    /// Batches written.
+    pub batches_written: u64,
+    /// Batches skipped because the ledger already held them.
+    pub batches_skipped: u64,
+    /// Rows found in the target table afterwards.
+    pub rows_in_target: u64,
+    /// Digest of the target table read back (same algorithm as the certificate's).
+    pub checksum: String,
+    /// Whether it equals the certificate's digest for the table.
+    pub matches_certificate: bool,
+}
+
+/// The Delivery Confirmation Receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Layout version.
+    pub version: u32,
+    /// Migration id.
+    pub migration_id: String,
+    /// SHA-256 of certificate.json.
+    pub certificate_sha256: String,
+    /// Target URL, credentials redacted.
+    pub target: String,
+    /// Per table.
+    pub tables: BTreeMap<String, DeliveredTable>,
+    /// Sum of the delivery tasks' elapsed time.
+    pub elapsed_ms: u64,
+    /// Warnings from the target and from post-delivery checks.
+    pub warnings: Vec<String>,
+    /// When (RFC 3339).
+    pub delivered_at: String,
+}
+
+/// Now as RFC 3339 UTC with millisecond precision.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (proleptic Gregorian), after H. Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_and_compacts() {
+        let v = serde_json::json!({"b": [1, {"z": true, "a": null}], "a": "x\"y\u{1}", "é": 2, "Z": -3});
+        let c = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
+        assert_eq!(c, r#"{"Z":-3,"a":"x\"y\u0001","b":[1,{"a":null,"z":true}],"é":2}"#);
+        assert!(canonical_json(&serde_json::json!({"f": 1.5})).is_err());
+    }
+
+    #[test]
+    fn tampered_certificate_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = sensei_runtime::signing::SigningKey::generate(&dir.path().join("k")).unwrap();
+        let payload = serde_json::json!({"status": "PASS", "rows": 10, "public_key": hex_encode(&key.public_key())});
+        let cert = sign_certificate(payload, &key).unwrap();
+        let bytes = serde_json::to_vec_pretty(&cert).unwrap();
+        verify_certificate(&bytes, None, "c").unwrap();
+        verify_certificate(&bytes, Some(key.public_key()), "c").unwrap();
+        // Change one byte of the payload: "PASS" becomes "FASS".
+        let text = String::from_utf8(bytes.clone()).unwrap().replacen("PASS", "FASS", 1);
+        assert!(verify_certificate(text.as_bytes(), None, "c").is_err());
+        let other = sensei_runtime::signing::SigningKey::generate(&dir.path().join("k2")).unwrap();
+        assert!(verify_certificate(&bytes, Some(other.public_key()), "c").is_err());
+    }
+
+    #[test]
+    fn rfc3339_shape() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+}

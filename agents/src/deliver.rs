@@ -1,0 +1,108 @@
+//! Phase 4 engine (Worker, delivery): write one verified partition to the
+//! target in batches, each in one transaction with its ledger row.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use sensei_connectors::sqlite::{BatchKey, SqliteTarget};
+
+use crate::artifacts::PartitionRef;
+use crate::error::{AgentError, Result};
+use crate::node::NodeContext;
+
+/// Input of a delivery task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliverTask {
+    /// Target table.
+    pub table: String,
+    /// Verified partition.
+    pub input: PartitionRef,
+    /// SQLite target file.
+    pub target_path: PathBuf,
+    /// Rows per batch.
+    pub batch_rows: u64,
+    /// Stable ledger key of the partition (`table/partition`): the same on every
+    /// attempt, so a redone partition skips the batches already delivered.
+    pub ledger_partition: String,
+}
+
+/// Output of a delivery task.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeliverResult {
+    /// Rows written by this attempt.
+    pub rows: u64,
+    /// Rows of the partition (written now or before).
+    pub rows_in_partition: u64,
+    /// Batches written by this attempt.
+    pub batches_written: u64,
+    /// Batches skipped: already in the ledger.
+    pub batches_skipped: u64,
+    /// Time in target transactions.
+    pub elapsed_ms: u64,
+}
+
+/// Cuts batches into pieces of exactly `rows` (the last may be shorter), so
+/// batch boundaries depend only on the partition's row order.
+fn rechunk(batches: &[RecordBatch], rows: usize) -> Result<Vec<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(vec![]);
+    };
+    let all = arrow::compute::concat_batches(&first.schema(), batches)?;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < all.num_rows() {
+        let len = rows.min(all.num_rows() - offset);
+        out.push(all.slice(offset, len));
+        offset += len;
+    }
+    Ok(out)
+}
+
+/// Runs a delivery task. `lost` turns true when the lease is lost; the task
+/// then stops before its next batch (a stale attempt writes nothing more).
+pub async fn run(ctx: &NodeContext, task: &DeliverTask, migration: &str, attempt: u32, lost: Arc<AtomicBool>) -> Result<DeliverResult> {
+    let batches = ctx.fetch(&task.input).await?;
+    let chunks = rechunk(&batches, task.batch_rows.max(1) as usize)?;
+    let task = task.clone();
+    let migration = migration.to_string();
+    let delay = ctx.batch_delay_ms;
+    let task_id_hint = task.ledger_partition.clone();
+    tokio::task::spawn_blocking(move || -> Result<DeliverResult> {
+        let mut target = SqliteTarget::open(&task.target_path)?;
+        let mut r = DeliverResult::default();
+        for (seq, chunk) in chunks.iter().enumerate() {
+            if lost.load(Ordering::SeqCst) {
+                return Err(AgentError::LeaseLost(0));
+            }
+            if delay > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+            }
+            let key = BatchKey {
+                migration: &migration,
+                partition: &task.ledger_partition,
+                seq: seq as u64,
+                attempt,
+            };
+            let ack = target.write_batch(&task.table, chunk, &key)?;
+            r.rows_in_partition += chunk.num_rows() as u64;
+            r.elapsed_ms += ack.elapsed_ms;
+            if ack.written {
+                r.rows += ack.rows;
+                r.batches_written += 1;
+            } else {
+                r.batches_skipped += 1;
+                metrics::counter!(sensei_runtime::metrics::DELIVERY_BATCHES_SKIPPED).increment(1);
+            }
+        }
+        metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "delivery").increment(r.rows);
+        Ok(r)
+    })
+    .await
+    .map_err(|e| AgentError::Malformed {
+        what: format!("delivery of {task_id_hint}"),
+        message: e.to_string(),
+    })?
+}

@@ -1,0 +1,63 @@
+//! Dispatch of a leased task to its phase engine.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sensei_scheduler::{Lease, Phase};
+
+use crate::error::{AgentError, Result};
+use crate::node::NodeContext;
+use crate::{deliver, scout, transform, validate};
+
+fn payload<T: serde::de::DeserializeOwned>(lease: &Lease) -> Result<T> {
+    serde_json::from_value(lease.payload.clone()).map_err(|e| AgentError::Malformed {
+        what: format!("{} task payload for table {}", lease.phase, lease.table),
+        message: e.to_string(),
+    })
+}
+
+static PANICKED_ONCE: AtomicBool = AtomicBool::new(false);
+
+/// Runs a leased task on its engine and returns the result document.
+pub async fn execute(node: Arc<NodeContext>, lease: Lease, lost: Arc<AtomicBool>) -> Result<serde_json::Value> {
+    // Fault injection for supervision tests: the first task of the named table
+    // panics once per process (`SENSEI_TEST_PANIC_ONCE=<table>`).
+    if let Ok(t) = std::env::var("SENSEI_TEST_PANIC_ONCE") {
+        if t == lease.table && !PANICKED_ONCE.swap(true, Ordering::SeqCst) {
+            panic!("injected panic in {} task for table {}", lease.phase, lease.table);
+        }
+    }
+    let value = match lease.phase {
+        Phase::Ingestion => {
+            let task: scout::IngestTask = payload(&lease)?;
+            let attempt = lease.attempt;
+            let n = node.clone();
+            let r = tokio::task::spawn_blocking(move || scout::run(&n, &task, attempt))
+                .await
+                .map_err(|e| AgentError::Malformed {
+                    what: "ingestion task".into(),
+                    message: e.to_string(),
+                })??;
+            serde_json::to_value(r)?
+        }
+        Phase::Transformation => {
+            let task: transform::TransformTask = payload(&lease)?;
+            serde_json::to_value(transform::run(&node, &task, lease.attempt).await?)?
+        }
+        Phase::Verification => {
+            let task: validate::VerifyTask = payload(&lease)?;
+            serde_json::to_value(validate::run(&node, &task).await?)?
+        }
+        Phase::Delivery => {
+            let task: deliver::DeliverTask = payload(&lease)?;
+            let r = deliver::run(&node, &task, &lease.migration_id, lease.attempt, lost)
+                .await
+                .map_err(|e| match e {
+                    AgentError::LeaseLost(_) => AgentError::LeaseLost(lease.task_id),
+                    other => other,
+                })?;
+            serde_json::to_value(r)?
+        }
+    };
+    Ok(value)
+}

@@ -1,0 +1,174 @@
+//! What an agent can reach on its node: the node's batch store and Flight
+//! endpoint, the artifact store, the work pool, and Flight clients to peers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use peers::ClientCache;
+use futures::TryStreamExt;
+use sensei_flight::{parquet_io, NodeStore, PartitionClient};
+use sensei_runtime::store::ArtifactStore;
+use sensei_runtime::supervise::WorkPool;
+
+use crate::artifacts::PartitionRef;
+use crate::error::{AgentError, Result};
+
+mod peers {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use sensei_flight::PartitionClient;
+
+    /// Flight clients by endpoint. A plain mutex: it is held only to clone or
+    /// insert a client, never across a connection attempt.
+    #[derive(Default, Debug)]
+    pub struct ClientCache(Mutex<HashMap<String, PartitionClient>>);
+
+    impl ClientCache {
+        pub fn get(&self, endpoint: &str) -> Option<PartitionClient> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).get(endpoint).cloned()
+        }
+        pub fn put(&self, endpoint: &str, c: PartitionClient) {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(endpoint.to_string(), c);
+        }
+        pub fn forget(&self, endpoint: &str) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(endpoint);
+        }
+    }
+}
+
+/// Everything an agent on this node needs.
+#[derive(Debug)]
+pub struct NodeContext {
+    /// This node's id.
+    pub node_id: String,
+    /// Partitions held here, served over Flight.
+    pub store: Arc<NodeStore>,
+    /// Where artifacts and staged partitions are written.
+    pub artifacts: ArtifactStore,
+    /// Where heavy work runs.
+    pub pool: WorkPool,
+    /// Fault injection for tests: milliseconds each delivered batch waits
+    /// (`SENSEI_TEST_BATCH_DELAY_MS`), so kills land mid-partition.
+    pub batch_delay_ms: u64,
+    clients: ClientCache,
+}
+
+impl NodeContext {
+    /// A context for node `node_id`.
+    pub fn new(node_id: &str, store: Arc<NodeStore>, artifacts: ArtifactStore, pool: WorkPool) -> Self {
+        let batch_delay_ms = std::env::var("SENSEI_TEST_BATCH_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        NodeContext {
+            node_id: node_id.to_string(),
+            store,
+            artifacts,
+            pool,
+            batch_delay_ms,
+            clients: ClientCache::default(),
+        }
+    }
+
+    /// The staging file of a partition id.
+    pub fn staging_path(&self, id: &str) -> PathBuf {
+        self.artifacts.local_path(&format!("{id}.parquet"))
+    }
+
+    /// Writes batches as a partition held by this node.
+    pub fn stage(&self, id: &str, table: &str, partition: u32, schema: SchemaRef, batches: &[RecordBatch]) -> Result<PartitionRef> {
+        let path = self.staging_path(id);
+        let stats = parquet_io::write_partition(&path, schema, batches)?;
+        Ok(self.register(id, table, partition, path, stats))
+    }
+
+    /// Registers a written partition file as held by this node.
+    pub fn register(&self, id: &str, table: &str, partition: u32, path: PathBuf, stats: parquet_io::FileStats) -> PartitionRef {
+        self.store.register(id, path.clone(), stats.clone());
+        PartitionRef {
+            id: id.to_string(),
+            table: table.to_string(),
+            partition,
+            node_id: self.node_id.clone(),
+            endpoint: self.store.endpoint().to_string(),
+            uri: format!("file://{}", path.display()),
+            rows: stats.rows,
+            bytes: stats.bytes,
+            sha256: stats.sha256,
+        }
+    }
+
+    async fn client(&self, endpoint: &str) -> Result<PartitionClient> {
+        if let Some(c) = self.clients.get(endpoint) {
+            return Ok(c);
+        }
+        let c = PartitionClient::connect(endpoint).await?;
+        self.clients.put(endpoint, c.clone());
+        Ok(c)
+    }
+
+    /// Reads a partition: from this node's store when held here, else over
+    /// Flight from the node that holds it. When that node is gone, the staged
+    /// file is read instead, after checking its SHA-256 against the reference.
+    pub async fn fetch(&self, p: &PartitionRef) -> Result<Vec<RecordBatch>> {
+        let local = self.store.get(&p.id).map(|e| e.path);
+        if p.node_id == self.node_id || local.is_some() {
+            let path = local.unwrap_or_else(|| self.staging_path(&p.id));
+            return self.read_verified(p, path).await;
+        }
+        let remote = async {
+            let client = self.client(&p.endpoint).await?;
+            let batches: Vec<RecordBatch> = client.stream(&p.id).await?.try_collect().await?;
+            Ok::<_, AgentError>(batches)
+        }
+        .await;
+        match remote {
+            Ok(batches) => {
+                let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+                if rows != p.rows {
+                    return Err(AgentError::Corrupt {
+                        id: p.id.clone(),
+                        expected: format!("{} rows", p.rows),
+                        actual: format!("{rows} rows over Flight"),
+                    });
+                }
+                Ok(batches)
+            }
+            Err(e) => {
+                self.clients.forget(&p.endpoint);
+                let path = PathBuf::from(p.uri.trim_start_matches("file://"));
+                if path.exists() {
+                    tracing::warn!(partition = %p.id, node = %p.node_id, error = %e,
+                        "holder unreachable over Flight; reading the staged file");
+                    self.read_verified(p, path).await
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn read_verified(&self, p: &PartitionRef, path: PathBuf) -> Result<Vec<RecordBatch>> {
+        let expected = p.sha256.clone();
+        let id = p.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let (_, actual) = parquet_io::hash_file(&path)?;
+            if actual != expected {
+                return Err(AgentError::Corrupt { id, expected, actual });
+            }
+            let (_, batches) = parquet_io::read_partition(&path)?;
+            Ok(batches)
+        })
+        .await
+        .map_err(|e| AgentError::Malformed {
+            what: "partition read".into(),
+            message: e.to_string(),
+        })?
+    }
+}

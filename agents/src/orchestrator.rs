@@ -1,0 +1,691 @@
+//! The head's side of a migration (the Architect's planning and each phase's
+//! finalisation). For each phase in order it plans the tasks, waits for the
+//! agents to finish them, turns their results into the phase's checkpoint
+//! artifact, records the artifact's hash with the scheduler (which only then
+//! accepts the next phase's tasks), and publishes it on the phase's topic.
+//!
+//! Every step is idempotent and reads its inputs from durable state, so a head
+//! restarted at any point resumes by calling [`Orchestrator::step`] again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sensei_connectors::sqlite::{quote, SqliteSource, SqliteTarget, TableInfo};
+use sensei_connectors::url::{parse, Location};
+use sensei_runtime::config::MigrationConfig;
+use sensei_runtime::secret::redact_url;
+use sensei_runtime::signing::SigningKey;
+use sensei_runtime::store::{sha256_hex, ArtifactStore};
+use sensei_runtime::topic::{publish_json, EventLog, Topic};
+use sensei_scheduler::{MigrationState, Phase, Policy, Scheduler, TaskRecord, TaskSpec};
+
+use crate::artifacts::*;
+use crate::deliver::{DeliverResult, DeliverTask};
+use crate::digest::TableDigest;
+use crate::error::{AgentError, Result};
+use crate::scout::{IngestResult, IngestTask};
+use crate::transform::{TransformResult, TransformTask};
+use crate::validate::{VerifyResult, VerifyTask};
+
+/// The head's migration driver.
+pub struct Orchestrator {
+    scheduler: Arc<Scheduler>,
+    artifacts: ArtifactStore,
+    events: Arc<dyn EventLog>,
+    key: Arc<SigningKey>,
+}
+
+/// How a submitted migration starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// A new migration.
+    New,
+    /// An unfinished one, resumed.
+    Resumed,
+    /// One that had already ended in this state.
+    Ended(MigrationState),
+}
+
+fn source_path(config: &MigrationConfig) -> Result<PathBuf> {
+    match parse(&config.source.url, "source")? {
+        Location::Sqlite(p) => Ok(p),
+    }
+}
+
+fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
+    match parse(&config.target.url, "target")? {
+        Location::Sqlite(p) => Ok(p),
+    }
+}
+
+fn id_part(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect()
+}
+
+fn results<T: serde::de::DeserializeOwned>(tasks: &[TaskRecord]) -> Result<Vec<(TaskRecord, T)>> {
+    tasks
+        .iter()
+        .map(|t| {
+            let v = t.result.clone().ok_or_else(|| AgentError::Malformed {
+                what: format!("result of task {}", t.id),
+                message: "missing".into(),
+            })?;
+            let r = serde_json::from_value(v).map_err(|e| AgentError::Malformed {
+                what: format!("result of {} task {} ({})", t.phase, t.id, t.table),
+                message: e.to_string(),
+            })?;
+            Ok((t.clone(), r))
+        })
+        .collect()
+}
+
+impl Orchestrator {
+    /// A driver over the head's scheduler, artifact store, event log and key.
+    pub fn new(scheduler: Arc<Scheduler>, artifacts: ArtifactStore, events: Arc<dyn EventLog>, key: Arc<SigningKey>) -> Self {
+        Orchestrator {
+            scheduler,
+            artifacts,
+            events,
+            key,
+        }
+    }
+
+    /// The scheduler.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.scheduler
+    }
+
+    /// Checks a configuration against the world before any work starts: the
+    /// source is a readable SQLite database, the target can be written, the
+    /// target schema file (if any) is readable.
+    pub fn preflight(config: &MigrationConfig) -> Result<()> {
+        SqliteSource::open(&source_path(config)?)?;
+        SqliteTarget::check_writable(&target_path(config)?)?;
+        if !config.target.schema.is_empty() {
+            std::fs::read_to_string(&config.target.schema).map_err(|e| {
+                sensei_connectors::ConnectorError::Unreadable {
+                    path: config.target.schema.clone(),
+                    message: format!("target schema file: {e}"),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Registers a migration (or finds it), after the preflight checks.
+    /// `restart` forgets earlier progress and artifacts of the same migration.
+    pub async fn submit(&self, config: &MigrationConfig, restart: bool) -> Result<(String, Start)> {
+        Self::preflight(config)?;
+        let id = config.migration_id();
+        if restart {
+            self.scheduler.reset_migration(&id)?;
+            self.artifacts.delete_prefix(&id).await?;
+        }
+        let config_json = serde_json::to_string(config)?;
+        let start = match self
+            .scheduler
+            .create_migration(&id, &config_json, Policy::from_config(&config.scheduler))?
+        {
+            None => Start::New,
+            Some(MigrationState::Running) => Start::Resumed,
+            Some(MigrationState::Halted) => {
+                // A person reran a halted migration: give its failed tasks another go.
+                self.scheduler.resume_migration(&id)?;
+                Start::Resumed
+            }
+            Some(other) => Start::Ended(other),
+        };
+        Ok((id, start))
+    }
+
+    fn config(&self, id: &str) -> Result<MigrationConfig> {
+        Ok(serde_json::from_str(&self.scheduler.migration_config(id)?)?)
+    }
+
+    async fn put_json<T: serde::Serialize>(&self, path: &str, doc: &T) -> Result<String> {
+        let mut bytes = serde_json::to_vec_pretty(doc)?;
+        bytes.push(b'\n');
+        Ok(self.artifacts.put(path, Bytes::from(bytes)).await?)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let bytes = self.artifacts.get(path).await?;
+        serde_json::from_slice(&bytes).map_err(|e| AgentError::Malformed {
+            what: path.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Advances a migration as far as it can go now; returns its state.
+    pub async fn step(&self, id: &str) -> Result<MigrationState> {
+        let (state, _) = self.scheduler.migration_state(id)?;
+        if state != MigrationState::Running {
+            return Ok(state);
+        }
+        self.scheduler.expire_leases()?;
+        for phase in Phase::ALL {
+            if self.scheduler.checkpoint(id, phase)?.is_some() {
+                continue;
+            }
+            let tasks = self.scheduler.phase_tasks(id, phase)?;
+            if tasks.is_empty() {
+                self.plan(id, phase).await?;
+                return Ok(self.scheduler.migration_state(id)?.0);
+            }
+            if tasks.iter().all(|t| t.state == sensei_scheduler::TaskState::Done) {
+                self.finalize(id, phase, &tasks).await?;
+                let (state, _) = self.scheduler.migration_state(id)?;
+                if state != MigrationState::Running {
+                    return Ok(state);
+                }
+                continue;
+            }
+            return Ok(MigrationState::Running);
+        }
+        self.scheduler.set_migration_state(id, MigrationState::Completed, None)?;
+        Ok(MigrationState::Completed)
+    }
+
+    async fn plan(&self, id: &str, phase: Phase) -> Result<()> {
+        let config = self.config(id)?;
+        let specs = match phase {
+            Phase::Ingestion => self.plan_ingestion(id, &config).await?,
+            Phase::Transformation => self.plan_transformation(id).await?,
+            Phase::Verification => self.plan_verification(id).await?,
+            Phase::Delivery => self.plan_delivery(id, &config).await?,
+        };
+        if specs.is_empty() {
+            // Nothing to do in this phase (an empty source): close it at once.
+            self.scheduler.submit_tasks(id, phase, &[])?;
+            self.finalize(id, phase, &[]).await?;
+            return Ok(());
+        }
+        self.scheduler.submit_tasks(id, phase, &specs)?;
+        Ok(())
+    }
+
+    async fn finalize(&self, id: &str, phase: Phase, tasks: &[TaskRecord]) -> Result<()> {
+        let (path, topic) = match phase {
+            Phase::Ingestion => (self.finalize_ingestion(id, tasks).await?, Topic::IngestionComplete),
+            Phase::Transformation => (self.finalize_transformation(id, tasks).await?, Topic::TransformationComplete),
+            Phase::Verification => (self.finalize_verification(id, tasks).await?, Topic::VerificationComplete),
+            Phase::Delivery => (self.finalize_delivery(id, tasks).await?, Topic::DeliveryComplete),
+        };
+        let bytes = self.artifacts.get(&path).await?;
+        let sha = sha256_hex(&bytes);
+        let uri = self.artifacts.uri(&path);
+        self.scheduler.record_checkpoint(id, phase, &uri, &sha)?;
+        let doc: serde_json::Value = if phase == Phase::Ingestion {
+            serde_json::from_slice(&bytes)?
+        } else {
+            serde_json::json!({"migration_id": id, "artifact": uri, "sha256": sha})
+        };
+        publish_json(self.events.as_ref(), topic, id, &doc)?;
+        Ok(())
+    }
+
+    // ---- Phase 1 -------------------------------------------------------
+
+    async fn plan_ingestion(&self, id: &str, config: &MigrationConfig) -> Result<Vec<TaskSpec>> {
+        let path = source_path(config)?;
+        let p = path.clone();
+        let tables: Vec<TableInfo> = tokio::task::spawn_blocking(move || SqliteSource::open(&p)?.tables())
+            .await
+            .map_err(|e| AgentError::Malformed {
+                what: "schema discovery".into(),
+                message: e.to_string(),
+            })??;
+        let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "tables": tables});
+        self.put_json(&format!("{id}/discovery.json"), &discovery).await?;
+        let per = config.ingestion.partition_rows as i64;
+        let mut specs = Vec::new();
+        for t in &tables {
+            let ranges: Vec<Option<(i64, i64)>> = match t.rowid_range {
+                Some((lo, hi)) => {
+                    let mut v = Vec::new();
+                    let mut start = lo;
+                    while start <= hi {
+                        let end = start.saturating_add(per - 1).min(hi);
+                        v.push(Some((start, end)));
+                        if end == i64::MAX {
+                            break;
+                        }
+                        start = end + 1;
+                    }
+                    v
+                }
+                None => vec![None],
+            };
+            for (i, range) in ranges.into_iter().enumerate() {
+                let task = IngestTask {
+                    source_path: path.clone(),
+                    table: t.clone(),
+                    range,
+                    partition_id: format!("{id}/staging/ingestion/{}/{i:05}", id_part(&t.name)),
+                    partition: i as u32,
+                };
+                specs.push(TaskSpec {
+                    table: t.name.clone(),
+                    partition: i as u32,
+                    payload: serde_json::to_value(task)?,
+                    preferred_node: None,
+                });
+            }
+        }
+        Ok(specs)
+    }
+
+    async fn finalize_ingestion(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
+        let config = self.config(id)?;
+        let discovery: serde_json::Value = self.get_json(&format!("{id}/discovery.json")).await?;
+        let tables: Vec<TableInfo> = serde_json::from_value(discovery["tables"].clone())?;
+        let mut by_table: BTreeMap<String, Vec<PartitionRef>> = BTreeMap::new();
+        for (_, r) in results::<IngestResult>(tasks)? {
+            by_table.entry(r.partition.table.clone()).or_default().push(r.partition);
+        }
+        let manifest = Manifest {
+            version: ARTIFACT_VERSION,
+            migration_id: id.to_string(),
+            source: redact_url(&config.source.url),
+            checkpoint_time: discovery["checkpoint_time"].as_str().unwrap_or_default().to_string(),
+            tables: tables
+                .iter()
+                .map(|t| {
+                    let mut partitions = by_table.remove(&t.name).unwrap_or_default();
+                    partitions.sort_by_key(|p| p.partition);
+                    ManifestTable {
+                        name: t.name.clone(),
+                        columns: t.columns.clone(),
+                        primary_key: t.primary_key(),
+                        rows: partitions.iter().map(|p| p.rows).sum(),
+                        partitions,
+                    }
+                })
+                .collect(),
+        };
+        let path = format!("{id}/manifest.json");
+        self.put_json(&path, &manifest).await?;
+        Ok(path)
+    }
+
+    // ---- Phase 2 -------------------------------------------------------
+
+    /// The identity mapping: every source table to a target table of the same
+    /// name and columns, each column at confidence 1.0.
+    fn identity_mapping(id: &str, manifest: &Manifest) -> MappingSpec {
+        MappingSpec {
+            version: ARTIFACT_VERSION,
+            migration_id: id.to_string(),
+            auto_approval_threshold: 0.92,
+            tables: manifest
+                .tables
+                .iter()
+                .map(|t| TableMapping {
+                    target: t.name.clone(),
+                    sources: vec![t.name.clone()],
+                    primary_key: t.primary_key.clone(),
+                    columns: t
+                        .columns
+                        .iter()
+                        .map(|c| ColumnMapping {
+                            target: c.name.clone(),
+                            expression: quote(&c.name),
+                            sources: vec![format!("{}.{}", t.name, c.name)],
+                            confidence: 1.0,
+                            status: "auto".into(),
+                            reasons: vec!["identical name and type (mirror of the source)".into()],
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Deterministic SQL of one table mapping: same mapping, same bytes.
+    pub fn generate_sql(t: &TableMapping) -> String {
+        let cols = t
+            .columns
+            .iter()
+            .map(|c| format!("  {} AS {}", c.expression, quote(&c.target)))
+            .collect::<Vec<_>>()
+            .join(",\n");
+        format!("-- target table {}\nSELECT\n{cols}\nFROM source\n", t.target)
+    }
+
+    async fn plan_transformation(&self, id: &str) -> Result<Vec<TaskSpec>> {
+        let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
+        let mapping = Self::identity_mapping(id, &manifest);
+        self.put_json(&format!("{id}/mapping.json"), &mapping).await?;
+        let mut lineage = Vec::new();
+        let mut specs = Vec::new();
+        for (tm, mt) in mapping.tables.iter().zip(&manifest.tables) {
+            let sql = Self::generate_sql(tm);
+            self.artifacts
+                .put(&format!("{id}/sql/{}.sql", id_part(&tm.target)), Bytes::from(sql.clone()))
+                .await?;
+            for c in &tm.columns {
+                lineage.push(serde_json::json!({"source": c.sources, "transformation": c.expression, "target": format!("{}.{}", tm.target, c.target)}));
+            }
+            for p in &mt.partitions {
+                let task = TransformTask {
+                    target_table: tm.target.clone(),
+                    input: p.clone(),
+                    sql: sql.clone(),
+                    output_id: format!("{id}/staging/transformation/{}/{:05}", id_part(&tm.target), p.partition),
+                };
+                specs.push(TaskSpec {
+                    table: tm.target.clone(),
+                    partition: p.partition,
+                    payload: serde_json::to_value(task)?,
+                    preferred_node: Some(p.node_id.clone()),
+                });
+            }
+        }
+        self.put_json(&format!("{id}/lineage.json"), &serde_json::json!({"version": ARTIFACT_VERSION, "edges": lineage}))
+            .await?;
+        Ok(specs)
+    }
+
+    async fn finalize_transformation(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
+        let mut partitions: Vec<PartitionRef> = results::<TransformResult>(tasks)?.into_iter().map(|(_, r)| r.partition).collect();
+        partitions.sort_by(|a, b| (&a.table, a.partition).cmp(&(&b.table, b.partition)));
+        let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
+        let mut sql = BTreeMap::new();
+        for t in &mapping.tables {
+            let path = format!("{id}/sql/{}.sql", id_part(&t.target));
+            sql.insert(t.target.clone(), sha256_hex(&self.artifacts.get(&path).await?));
+        }
+        let doc = serde_json::json!({
+            "version": ARTIFACT_VERSION,
+            "migration_id": id,
+            "mapping_sha256": sha256_hex(&self.artifacts.get(&format!("{id}/mapping.json")).await?),
+            "lineage_sha256": sha256_hex(&self.artifacts.get(&format!("{id}/lineage.json")).await?),
+            "sql_sha256": sql,
+            "partitions": partitions,
+        });
+        let path = format!("{id}/transformation.json");
+        self.put_json(&path, &doc).await?;
+        Ok(path)
+    }
+
+    // ---- Phase 3 -------------------------------------------------------
+
+    async fn transformed(&self, id: &str) -> Result<Vec<PartitionRef>> {
+        let doc: serde_json::Value = self.get_json(&format!("{id}/transformation.json")).await?;
+        Ok(serde_json::from_value(doc["partitions"].clone())?)
+    }
+
+    async fn plan_verification(&self, id: &str) -> Result<Vec<TaskSpec>> {
+        let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
+        let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
+        let transformed = self.transformed(id).await?;
+        let mut specs = Vec::new();
+        for (i, (tm, mt)) in mapping.tables.iter().zip(&manifest.tables).enumerate() {
+            let task = VerifyTask {
+                table: tm.target.clone(),
+                source_columns: tm.columns.iter().map(|c| c.target.clone()).collect(),
+                source: mt.partitions.clone(),
+                target: transformed.iter().filter(|p| p.table == tm.target).cloned().collect(),
+            };
+            let _ = i;
+            specs.push(TaskSpec {
+                table: tm.target.clone(),
+                partition: 0,
+                payload: serde_json::to_value(task)?,
+                preferred_node: None,
+            });
+        }
+        Ok(specs)
+    }
+
+    async fn finalize_verification(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
+        let path = format!("{id}/certificate.json");
+        if self.artifacts.exists(&path).await? {
+            // Signed before an interruption: a certificate is never re-issued.
+            return Ok(path);
+        }
+        let mut checks = Vec::new();
+        let mut tables = serde_json::Map::new();
+        let mut pass = true;
+        for (t, r) in results::<VerifyResult>(tasks)? {
+            let count_ok = r.source.rows == r.target.rows;
+            let digest_ok = r.source.digest == r.target.digest;
+            pass &= count_ok && digest_ok;
+            checks.push(serde_json::json!({"check": "row_count", "table": t.table, "source": r.source.rows, "target": r.target.rows,
+                "result": if count_ok { "pass" } else { "fail" }}));
+            checks.push(serde_json::json!({"check": "content_digest", "table": t.table, "source": r.source.digest, "target": r.target.digest,
+                "result": if digest_ok { "pass" } else { "fail" }}));
+            tables.insert(t.table.clone(), serde_json::json!({"rows": r.target.rows, "digest": r.target.digest}));
+        }
+        let mut evidence = BTreeMap::new();
+        for name in ["manifest.json", "mapping.json", "lineage.json", "transformation.json"] {
+            evidence.insert(name.to_string(), sha256_hex(&self.artifacts.get(&format!("{id}/{name}")).await?));
+        }
+        let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
+        for p in manifest.tables.iter().flat_map(|t| &t.partitions).chain(&self.transformed(id).await?) {
+            evidence.insert(p.id.clone(), p.sha256.clone());
+        }
+        let status = if pass { "PASS" } else { "FAIL" };
+        let payload = serde_json::json!({
+            "version": ARTIFACT_VERSION,
+            "migration_id": id,
+            "issued_at": now_rfc3339(),
+            "status": status,
+            "method": "row counts and order-independent content digests (sum of SHA-256 of canonical rows mod 2^256) per table, source against transformed",
+            "checks": checks,
+            "tables": tables,
+            "evidence_sha256": evidence,
+            "public_key": self.key.public_key().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "key_id": self.key.key_id(),
+        });
+        let cert = sign_certificate(payload, &self.key)?;
+        let mut bytes = serde_json::to_vec_pretty(&cert)?;
+        bytes.push(b'\n');
+        self.artifacts.put_once(&path, Bytes::from(bytes)).await?;
+        if !pass {
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|c| c["result"] == "fail")
+                .map(|c| format!("{} {}", c["check"].as_str().unwrap_or(""), c["table"].as_str().unwrap_or("")))
+                .collect();
+            self.scheduler.set_migration_state(
+                id,
+                MigrationState::Failed,
+                Some(&format!("certificate FAIL ({}); nothing was delivered", failed.join(", "))),
+            )?;
+        }
+        Ok(path)
+    }
+
+    // ---- Phase 4 -------------------------------------------------------
+
+    async fn plan_delivery(&self, id: &str, config: &MigrationConfig) -> Result<Vec<TaskSpec>> {
+        let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
+        let transformed = self.transformed(id).await?;
+        let target = target_path(config)?;
+        let ddl = if config.target.schema.is_empty() {
+            None
+        } else {
+            Some(std::fs::read_to_string(&config.target.schema).map_err(|e| sensei_connectors::ConnectorError::Unreadable {
+                path: config.target.schema.clone(),
+                message: e.to_string(),
+            })?)
+        };
+        let mut schemas = Vec::new();
+        for t in &mapping.tables {
+            if let Some(p) = transformed.iter().find(|p| p.table == t.target) {
+                let path = PathBuf::from(p.uri.trim_start_matches("file://"));
+                let (schema, _) = sensei_flight::parquet_io::open_partition(&path, 1)?;
+                schemas.push((t.target.clone(), schema, t.primary_key.clone()));
+            }
+        }
+        let tp = target.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let target = SqliteTarget::open(&tp)?;
+            if let Some(ddl) = ddl {
+                target.apply_ddl(&ddl)?;
+            }
+            for (name, schema, pk) in &schemas {
+                target.ensure_table(name, schema, pk)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| AgentError::Malformed {
+            what: "target preparation".into(),
+            message: e.to_string(),
+        })??;
+        transformed
+            .into_iter()
+            .map(|p| {
+                let task = DeliverTask {
+                    table: p.table.clone(),
+                    ledger_partition: format!("{}/{:05}", p.table, p.partition),
+                    input: p.clone(),
+                    target_path: target.clone(),
+                    batch_rows: config.delivery.batch_rows,
+                };
+                Ok(TaskSpec {
+                    table: p.table.clone(),
+                    partition: p.partition,
+                    payload: serde_json::to_value(task)?,
+                    preferred_node: Some(p.node_id.clone()),
+                })
+            })
+            .collect()
+    }
+
+    async fn finalize_delivery(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
+        let config = self.config(id)?;
+        let cert_bytes = self.artifacts.get(&format!("{id}/certificate.json")).await?;
+        let cert: SignedCertificate = serde_json::from_slice(&cert_bytes)?;
+        let mut tables: BTreeMap<String, DeliveredTable> = BTreeMap::new();
+        let mut elapsed = 0;
+        for (t, r) in results::<DeliverResult>(tasks)? {
+            let e = tables.entry(t.table.clone()).or_default();
+            e.rows_written += r.rows;
+            e.batches_written += r.batches_written;
+            e.batches_skipped += r.batches_skipped;
+            elapsed += r.elapsed_ms;
+        }
+        let target = target_path(&config)?;
+        let names: Vec<String> = cert.payload["tables"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
+        let columns: BTreeMap<String, Vec<String>> = mapping
+            .tables
+            .iter()
+            .map(|t| (t.target.clone(), t.columns.iter().map(|c| c.target.clone()).collect()))
+            .collect();
+        // Post-delivery check: read every delivered table back from the target
+        // and digest it with the certificate's algorithm.
+        let readback = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, TableDigest>> {
+            let src = SqliteSource::open(&target)?;
+            let mut out = BTreeMap::new();
+            for name in names {
+                let mut info = src.table(&name)?;
+                if let Some(order) = columns.get(&name) {
+                    info.columns.sort_by_key(|c| order.iter().position(|o| *o == c.name).unwrap_or(usize::MAX));
+                    info.columns.retain(|c| order.contains(&c.name));
+                }
+                let mut d = TableDigest::default();
+                src.read(&info, None, 8192, |b| {
+                    d.add_batch(&b);
+                    Ok(())
+                })?;
+                out.insert(name, d);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| AgentError::Malformed {
+            what: "post-delivery check".into(),
+            message: e.to_string(),
+        })??;
+        let mut warnings = Vec::new();
+        for (name, d) in readback {
+            let certified = cert.payload["tables"][&name]["digest"].as_str().unwrap_or_default().to_string();
+            let e = tables.entry(name.clone()).or_default();
+            e.rows_in_target = d.rows;
+            e.checksum = d.hex();
+            e.matches_certificate = e.checksum == certified;
+            if !e.matches_certificate {
+                warnings.push(format!(
+                    "table {name}: the target holds {} rows whose checksum differs from the certificate's; it held rows before this migration, or was changed during delivery",
+                    d.rows
+                ));
+            }
+        }
+        let receipt = Receipt {
+            version: ARTIFACT_VERSION,
+            migration_id: id.to_string(),
+            certificate_sha256: sha256_hex(&cert_bytes),
+            target: redact_url(&config.target.url),
+            tables,
+            elapsed_ms: elapsed,
+            warnings: warnings.clone(),
+            delivered_at: now_rfc3339(),
+        };
+        let path = format!("{id}/receipt.json");
+        self.put_json(&path, &receipt).await?;
+        for w in &warnings {
+            self.scheduler.event(id, "error", w)?;
+        }
+        if !warnings.is_empty() {
+            // Record the checkpoint first so the receipt is part of the durable record.
+            let bytes = self.artifacts.get(&path).await?;
+            self.scheduler.record_checkpoint(id, Phase::Delivery, &self.artifacts.uri(&path), &sha256_hex(&bytes))?;
+            self.scheduler
+                .set_migration_state(id, MigrationState::Failed, Some("post-delivery check: the target differs from the certified data"))?;
+        }
+        Ok(path)
+    }
+
+    /// A status document for a migration: state, per-phase progress and
+    /// checkpoints, artifact paths, recent events.
+    pub fn status(&self, id: &str) -> Result<serde_json::Value> {
+        let (state, error) = self.scheduler.migration_state(id)?;
+        let mut phases = serde_json::Map::new();
+        for phase in Phase::ALL {
+            let p = self.scheduler.progress(id, phase)?;
+            let cp = self.scheduler.checkpoint(id, phase)?;
+            phases.insert(
+                phase.as_str().into(),
+                serde_json::json!({"total": p.total, "done": p.done, "running": p.running, "failed": p.failed, "rows": p.rows,
+                    "checkpoint": cp.map(|c| serde_json::json!({"uri": c.uri, "sha256": c.sha256}))}),
+            );
+        }
+        let dir = self.artifacts.local_path(id);
+        let events = self.scheduler.events_since(id, 0)?;
+        let recent: Vec<_> = events.iter().rev().take(20).rev().collect();
+        Ok(serde_json::json!({
+            "migration_id": id,
+            "state": state.as_str(),
+            "error": error,
+            "phases": phases,
+            "artifacts": {
+                "dir": dir.display().to_string(),
+                "manifest": dir.join("manifest.json").display().to_string(),
+                "mapping": dir.join("mapping.json").display().to_string(),
+                "lineage": dir.join("lineage.json").display().to_string(),
+                "certificate": dir.join("certificate.json").display().to_string(),
+                "receipt": dir.join("receipt.json").display().to_string(),
+            },
+            "events": recent,
+        }))
+    }
+
+    /// Drives a migration until it stops needing the head (a terminal state).
+    pub async fn drive(&self, id: &str) -> Result<MigrationState> {
+        loop {
+            let state = self.step(id).await?;
+            if state.is_terminal() {
+                return Ok(state);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! `sensei-cluster`: a head and worker processes on this machine.
+//!
+//! `up` starts a head process and N worker processes (their pids and ports go
+//! to `<dir>/cluster.json`), `status` lists nodes, agents and tasks, `submit`
+//! runs a migration on the cluster with the exit codes of `sensei migrate`,
+//! `down` stops every process (SIGTERM, then SIGKILL after a grace period).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Proc, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sensei_cli::head::{open_head, HeadControl};
+use sensei_cli::{start_node, MigrationArgs, Progress};
+use sensei_runtime::supervise::WorkPool;
+use sensei_scheduler::{GrpcScheduler, MigrationState, SchedulerApi, SchedulerService};
+
+#[derive(Parser)]
+#[command(name = "sensei-cluster", version, about = "Run Sensei as a head and worker processes")]
+struct Cli {
+    /// Cluster folder: state file, logs, and (by default) the working folder.
+    #[arg(long, global = true, default_value = ".sensei-cluster")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a head and N worker processes on this machine.
+    Up {
+        /// Worker processes.
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+        /// Head gRPC port (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Agents of each kind per worker.
+        #[arg(long, default_value_t = 1)]
+        agents: u32,
+        /// Working folder shared by the processes (default <dir>/work).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+    },
+    /// List nodes, agents, tasks and migrations.
+    Status {
+        /// Print the raw JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a migration on the cluster; exits like `sensei migrate`.
+    Submit {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Forget earlier progress of this migration and start over.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Stop the cluster.
+    Down,
+    /// (internal) Run the head process.
+    #[command(hide = true)]
+    Head {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        workdir: PathBuf,
+    },
+    /// (internal) Run a worker process.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        head: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        workdir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        agents: u32,
+    },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ClusterFile {
+    head_pid: u32,
+    head_endpoint: String,
+    workdir: PathBuf,
+    workers: Vec<(String, u32)>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up {
+            workers,
+            port,
+            agents,
+            workdir,
+        } => up(&cli.dir, workers, port, agents, workdir),
+        Command::Status { json } => status(&cli.dir, json),
+        Command::Submit { args, restart } => submit(&cli.dir, args, restart),
+        Command::Down => down(&cli.dir),
+        Command::Head { port, workdir } => run_head(&cli.dir, port, &workdir),
+        Command::Worker {
+            head,
+            name,
+            workdir,
+            agents,
+        } => run_worker(&head, &name, &workdir, agents),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn read_cluster(dir: &Path) -> anyhow::Result<ClusterFile> {
+    let path = dir.join("cluster.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no cluster at {} (run `sensei-cluster up` first)", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn spawn_self(dir: &Path, log: &str, args: &[String]) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let out = std::fs::File::create(dir.join(log))?;
+    let child = Proc::new(exe)
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        // Own process group: the cluster outlives the shell that started it.
+        .process_group(0)
+        .spawn()?;
+    Ok(child.id())
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; its state letter is Z.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn up(dir: &Path, workers: u32, port: u16, agents: u32, workdir: Option<PathBuf>) -> anyhow::Result<i32> {
+    std::fs::create_dir_all(dir)?;
+    if let Ok(c) = read_cluster(dir) {
+        if alive(c.head_pid) {
+            anyhow::bail!("a cluster is already up in {} (head pid {}); run `sensei-cluster down` first", dir.display(), c.head_pid);
+        }
+    }
+    let dir = dir.canonicalize()?;
+    let workdir = workdir.unwrap_or_else(|| dir.join("work"));
+    std::fs::create_dir_all(&workdir)?;
+    let workdir = workdir.canonicalize()?;
+    let head_file = dir.join("head.json");
+    let _ = std::fs::remove_file(&head_file);
+    let head_pid = spawn_self(
+        &dir,
+        "head.log",
+        &["head".into(), "--port".into(), port.to_string(), "--workdir".into(), workdir.display().to_string()],
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let endpoint = loop {
+        if let Ok(text) = std::fs::read_to_string(&head_file) {
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            break v["endpoint"].as_str().unwrap_or_default().to_string();
+        }
+        if !alive(head_pid) || Instant::now() > deadline {
+            anyhow::bail!("the head did not start; see {}", dir.join("head.log").display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut procs = Vec::new();
+    for i in 1..=workers {
+        let name = format!("worker-{i}");
+        let pid = spawn_self(
+            &dir,
+            &format!("{name}.log"),
+            &[
+                "worker".into(),
+                "--head".into(),
+                endpoint.clone(),
+                "--name".into(),
+                name.clone(),
+                "--workdir".into(),
+                workdir.display().to_string(),
+                "--agents".into(),
+                agents.to_string(),
+            ],
+        )?;
+        procs.push((name, pid));
+    }
+    let file = ClusterFile {
+        head_pid,
+        head_endpoint: endpoint.clone(),
+        workdir,
+        workers: procs,
+    };
+    std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
+    // Wait until every worker has registered its node.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = GrpcScheduler::new(&endpoint)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes = rt
+            .block_on(client.cluster_status())
+            .ok()
+            .and_then(|s| s["nodes"].as_array().map(|n| n.iter().filter(|n| n["role"] == "worker").count()))
+            .unwrap_or(0);
+        if nodes >= workers as usize {
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("only {nodes} of {workers} workers registered; see the logs in {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("cluster up: head {endpoint} (pid {head_pid}), {workers} workers; state in {}", dir.join("cluster.json").display());
+    Ok(0)
+}
+
+fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
+    let c = read_cluster(dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut doc = rt.block_on(GrpcScheduler::new(&c.head_endpoint)?.cluster_status())?;
+    // Ask each live node's Flight service what it has served.
+    let mut flight = Vec::new();
+    for n in doc["nodes"].as_array().cloned().unwrap_or_default() {
+        let ep = n["flight_endpoint"].as_str().unwrap_or_default().to_string();
+        let stats = rt.block_on(async {
+            let c = sensei_flight::PartitionClient::connect(&ep).await.ok()?;
+            c.stats().await.ok()
+        });
+        if let Some(s) = stats {
+            flight.push(s);
+        }
+    }
+    doc["flight"] = serde_json::Value::Array(flight);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
+    println!("head {} (pid {})", c.head_endpoint, c.head_pid);
+    println!("nodes:");
+    for n in doc["nodes"].as_array().into_iter().flatten() {
+        println!("  {:<12} {:<7} {} pid {} seen {} ms ago", n["id"].as_str().unwrap_or(""), n["role"].as_str().unwrap_or(""),
+            n["flight_endpoint"].as_str().unwrap_or(""), n["pid"], n["seen_ms_ago"]);
+    }
+    println!("agents:");
+    for a in doc["agents"].as_array().into_iter().flatten() {
+        println!("  {:<28} seen {} ms ago, registrations {}", a["id"].as_str().unwrap_or(""), a["seen_ms_ago"], a["registrations"]);
+    }
+    println!("tasks:");
+    for t in doc["tasks"].as_array().into_iter().flatten() {
+        println!("  {} {:<15} {:<8} {}", t["migration_id"].as_str().unwrap_or(""), t["phase"].as_str().unwrap_or(""),
+            t["state"].as_str().unwrap_or(""), t["count"]);
+    }
+    println!("migrations:");
+    for m in doc["migrations"].as_array().into_iter().flatten() {
+        println!("  {} {}", m["id"].as_str().unwrap_or(""), m["state"].as_str().unwrap_or(""));
+    }
+    println!("flight:");
+    for f in doc["flight"].as_array().into_iter().flatten() {
+        println!("  {:<12} served {} partitions ({} batches, {} rows)", f["node_id"].as_str().unwrap_or(""), f["gets"], f["batches"], f["rows"]);
+    }
+    Ok(0)
+}
+
+fn submit(dir: &Path, args: MigrationArgs, restart: bool) -> anyhow::Result<i32> {
+    let c = read_cluster(dir)?;
+    let config = args.load(None)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = GrpcScheduler::new(&c.head_endpoint)?;
+    let id = rt.block_on(client.submit(&serde_json::to_string(&config)?, restart))?;
+    eprintln!("submitted migration {id}");
+    let mut progress = Progress::new();
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        match rt.block_on(client.migration_status(&id)) {
+            Ok(status) => {
+                unreachable_since = None;
+                progress.show(&status);
+                let state = status["state"].as_str().and_then(MigrationState::parse).unwrap_or(MigrationState::Running);
+                if state.is_terminal() {
+                    progress.finish();
+                    return Ok(sensei_cli::summarize(&status));
+                }
+            }
+            Err(e) => {
+                // The head may be restarting: keep asking for a while.
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(120) {
+                    anyhow::bail!("the head has been unreachable for 2 minutes: {e}");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn down(dir: &Path) -> anyhow::Result<i32> {
+    let c = read_cluster(dir)?;
+    let mut pids: Vec<u32> = c.workers.iter().map(|(_, p)| *p).collect();
+    pids.push(c.head_pid);
+    let signal = |sig: &str, pid: u32| {
+        let _ = Proc::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+    };
+    for &pid in &pids {
+        if alive(pid) {
+            signal("TERM", pid);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for &pid in &pids {
+        if alive(pid) {
+            signal("KILL", pid);
+        }
+    }
+    std::fs::remove_file(dir.join("cluster.json"))?;
+    println!("cluster down");
+    Ok(0)
+}
+
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn run_head(dir: &Path, port: u16, workdir: &Path) -> anyhow::Result<i32> {
+    let work = sensei_cli::work_runtime()?;
+    let head = open_head(workdir, "")?;
+    let control = Arc::new(HeadControl::new(head.orchestrator.clone(), work.handle().clone()));
+    let svc = SchedulerService::new(head.scheduler.clone(), Some(control.clone() as Arc<dyn sensei_scheduler::MigrationControl>));
+    let dir = dir.to_path_buf();
+    work.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let endpoint = format!("http://{addr}");
+        // Resume every migration that was running when the head stopped.
+        for id in head.scheduler.migrations_in(MigrationState::Running)? {
+            tracing::info!(migration = %id, "resuming migration from durable state");
+            control.drive(&id);
+        }
+        let tmp = dir.join("head.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&serde_json::json!({"endpoint": endpoint, "pid": std::process::id()}))?)?;
+        std::fs::rename(&tmp, dir.join("head.json"))?;
+        tracing::info!(%endpoint, "head serving");
+        tonic::transport::Server::builder()
+            .add_service(svc.into_server())
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), terminated())
+            .await?;
+        tracing::info!("head stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    work.shutdown_background();
+    Ok(0)
+}
+
+fn run_worker(head: &str, name: &str, workdir: &Path, agents: u32) -> anyhow::Result<i32> {
+    let work = sensei_cli::work_runtime()?;
+    let pool = WorkPool::new(work.handle().clone());
+    let api: Arc<dyn SchedulerApi> = Arc::new(GrpcScheduler::new(head)?);
+    let system = actix::System::new();
+    let workdir = workdir.to_path_buf();
+    let name = name.to_string();
+    let result = system.block_on(async move {
+        let node = start_node(&name, "worker", &workdir, pool, api, agents, Duration::from_millis(1_000)).await?;
+        terminated().await;
+        // Drain: no new tasks; give running ones a moment to finish.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut idle = true;
+            for a in &node.agents {
+                idle &= a.send(sensei_agents::agent::Drain).await.unwrap_or(true);
+            }
+            if idle || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    work.shutdown_background();
+    result.map(|_| 0)
+}

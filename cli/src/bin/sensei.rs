@@ -1,0 +1,176 @@
+//! `sensei`: run a whole migration on one machine, and check certificates.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sensei_agents::orchestrator::Start;
+use sensei_cli::{exit_code, head::open_head, start_node, summarize, MigrationArgs, Progress};
+use sensei_runtime::supervise::WorkPool;
+use sensei_scheduler::SchedulerApi;
+
+#[derive(Parser)]
+#[command(name = "sensei", version, about = "Move a database into a new schema and prove the result")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a migration in this process: ingestion, transformation, verification, delivery.
+    Migrate {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Worker agents of each kind.
+        #[arg(long)]
+        workers: Option<u32>,
+        /// Forget earlier progress of this migration and start over.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Certificate tools.
+    Certificate {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Check a certificate's signature (exit 0 valid, 1 otherwise).
+    Verify {
+        /// certificate.json
+        file: PathBuf,
+        /// Trusted public key (hex file, e.g. signing.key.pub); without it the
+        /// key named inside the certificate is used.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Migrate { args, workers, restart } => match migrate(args, workers, restart) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
+        Command::Certificate {
+            command: CertCommand::Verify { file, public_key },
+        } => verify(&file, public_key.as_deref()),
+    };
+    std::process::exit(code);
+}
+
+fn verify(file: &std::path::Path, public_key: Option<&std::path::Path>) -> i32 {
+    let trusted = match public_key {
+        Some(p) => match std::fs::read_to_string(p).ok().and_then(|t| sensei_agents::artifacts::parse_public_key(&t)) {
+            Some(k) => Some(k),
+            None => {
+                eprintln!("error: {} is not a hex Ed25519 public key", p.display());
+                return 1;
+            }
+        },
+        None => None,
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return 1;
+        }
+    };
+    match sensei_agents::artifacts::verify_certificate(&bytes, trusted, &file.display().to_string()) {
+        Ok(payload) => {
+            println!(
+                "valid signature: migration {} status {} key {}{}",
+                payload["migration_id"].as_str().unwrap_or("?"),
+                payload["status"].as_str().unwrap_or("?"),
+                payload["key_id"].as_str().unwrap_or("?"),
+                if trusted.is_some() { " (trusted key)" } else { " (key named in the certificate)" }
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            1
+        }
+    }
+}
+
+fn migrate(args: MigrationArgs, workers: Option<u32>, restart: bool) -> anyhow::Result<i32> {
+    let config = args.load(workers)?;
+    let work = sensei_cli::work_runtime()?;
+    let pool = WorkPool::new(work.handle().clone());
+    let system = actix::System::new();
+    let code = system.block_on(async move {
+        let workdir = PathBuf::from(&config.runtime.workdir);
+        let head = open_head(&workdir, &config.signing.key_file)?;
+        let orch = head.orchestrator.clone();
+        let (id, start) = {
+            let (o, c) = (orch.clone(), config.clone());
+            pool.handle().spawn(async move { o.submit(&c, restart).await }).await??
+        };
+        if let Start::Ended(state) = start {
+            eprintln!("migration {id} already ended ({}); pass --restart to run it again", state.as_str());
+            let status = orch.status(&id)?;
+            let code = summarize(&status);
+            return Ok::<i32, anyhow::Error>(if code == 0 { 0 } else { exit_code(state) });
+        }
+        if start == Start::Resumed {
+            eprintln!("resuming migration {id} from its last completed tasks");
+        }
+        let node_id = format!("local-{}", std::process::id());
+        // Agents of an interrupted earlier run are gone: requeue their tasks now
+        // rather than waiting for their leases to lapse.
+        head.scheduler.release_leases_except(std::slice::from_ref(&node_id))?;
+        let api: Arc<dyn SchedulerApi> = Arc::new(head.scheduler.clone());
+        let _node = start_node(
+            &node_id,
+            "local",
+            &workdir,
+            pool.clone(),
+            api,
+            config.runtime.workers.max(1),
+            Duration::from_millis(config.scheduler.heartbeat_ms),
+        )
+        .await?;
+        let driver = {
+            let (o, id) = (orch.clone(), id.clone());
+            pool.handle().spawn(async move { o.drive(&id).await })
+        };
+        let mut progress = Progress::new();
+        let mut driver = driver;
+        let state = loop {
+            tokio::select! {
+                r = &mut driver => break r??,
+                _ = tokio::signal::ctrl_c() => {
+                    progress.finish();
+                    eprintln!("interrupted: run the same command again to resume from the last completed tasks");
+                    return Ok(130);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if let Ok(s) = orch.status(&id) { progress.show(&s); }
+                }
+            }
+        };
+        let status = orch.status(&id)?;
+        progress.show(&status);
+        progress.finish();
+        let code = summarize(&status);
+        Ok(if code == 0 { exit_code(state) } else { code })
+    });
+    work.shutdown_background();
+    code
+}

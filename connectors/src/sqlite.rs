@@ -1,0 +1,686 @@
+//! SQLite: a read-only, streaming source and a transactional target.
+//!
+//! Types follow SQLite's affinity rules on the declared type (the rules of
+//! section 3.1 of SQLite's datatype documentation):
+//!
+//! | declared type contains | affinity | Arrow type |
+//! | --- | --- | --- |
+//! | `INT` | INTEGER | Int64 |
+//! | `CHAR`, `CLOB`, `TEXT` | TEXT | Utf8 |
+//! | `BLOB` | BLOB | Binary |
+//! | `REAL`, `FLOA`, `DOUB` | REAL | Float64 |
+//! | `BOOL` | NUMERIC | Boolean |
+//! | `DATE`, `TIME` | NUMERIC (stored as text) | Utf8 |
+//! | anything else (`NUMERIC`, `DECIMAL`) | NUMERIC | Float64 |
+//! | nothing | BLOB | Utf8 (values rendered as text) |
+//!
+//! A stored value that does not fit its column's Arrow type (SQLite lets
+//! `'abc'` sit in an INTEGER column) is an error naming table, column and rowid.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use rusqlite::types::ValueRef;
+use rusqlite::{params_from_iter, Connection, OpenFlags};
+
+use crate::error::{ConnectorError, Result};
+
+/// Quotes an identifier for SQLite.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A column as discovered.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColumnInfo {
+    /// Name.
+    pub name: String,
+    /// Declared type, as written in the DDL.
+    pub source_type: String,
+    /// Arrow type it maps to (Arrow's display form).
+    pub arrow_type: String,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// Position in the primary key (1-based), 0 when not part of it.
+    pub primary_key: u32,
+}
+
+/// A table as discovered.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TableInfo {
+    /// Name.
+    pub name: String,
+    /// Columns in order.
+    pub columns: Vec<ColumnInfo>,
+    /// Rows at discovery time.
+    pub rows: u64,
+    /// Smallest and largest rowid, when the table has rowids.
+    pub rowid_range: Option<(i64, i64)>,
+}
+
+/// Maps a declared SQLite type to an Arrow type (see the module table).
+pub fn arrow_type_for(declared: &str) -> DataType {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("INT") {
+        DataType::Int64
+    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+        DataType::Utf8
+    } else if t.contains("BLOB") {
+        DataType::Binary
+    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+        DataType::Float64
+    } else if t.contains("BOOL") {
+        DataType::Boolean
+    } else if t.contains("DATE") || t.contains("TIME") || t.is_empty() {
+        DataType::Utf8
+    } else {
+        DataType::Float64
+    }
+}
+
+fn parse_arrow_type(s: &str) -> DataType {
+    match s {
+        "Int64" => DataType::Int64,
+        "Float64" => DataType::Float64,
+        "Binary" => DataType::Binary,
+        "Boolean" => DataType::Boolean,
+        _ => DataType::Utf8,
+    }
+}
+
+impl TableInfo {
+    /// The Arrow schema of the table.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, parse_arrow_type(&c.arrow_type), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// Primary key columns in key order.
+    pub fn primary_key(&self) -> Vec<String> {
+        let mut pk: Vec<_> = self.columns.iter().filter(|c| c.primary_key > 0).collect();
+        pk.sort_by_key(|c| c.primary_key);
+        pk.into_iter().map(|c| c.name.clone()).collect()
+    }
+}
+
+/// A read-only SQLite source.
+pub struct SqliteSource {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteSource {
+    /// Opens `path` read-only, checking it is a readable SQLite database.
+    pub fn open(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| ConnectorError::Unreadable {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        if !meta.is_file() {
+            return Err(ConnectorError::Unreadable {
+                path: shown,
+                message: "not a regular file".into(),
+            });
+        }
+        std::fs::File::open(path).map_err(|e| ConnectorError::Unreadable {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| ConnectorError::NotSqlite {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+        // Belt and braces: the connection is read-only, and query_only makes
+        // SQLite itself refuse any statement that would write.
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(ConnectorError::sql(format!("setting query_only on {shown}")))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(ConnectorError::sql("setting busy timeout"))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| ConnectorError::NotSqlite {
+                path: shown,
+                message: e.to_string(),
+            })?;
+        Ok(SqliteSource {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Runs a read-only query, refusing anything that is not a SELECT or WITH
+    /// before it reaches SQLite.
+    pub fn query_scalar(&self, sql: &str) -> Result<rusqlite::types::Value> {
+        let head = sql.trim_start().to_ascii_uppercase();
+        if !(head.starts_with("SELECT") || head.starts_with("WITH")) {
+            return Err(ConnectorError::WriteRefused(sql.chars().take(80).collect()));
+        }
+        self.conn
+            .query_row(sql, [], |r| r.get(0))
+            .map_err(ConnectorError::sql(format!("query on {}", self.path.display())))
+    }
+
+    /// The user tables (SQLite's own and Sensei's ledger excluded).
+    pub fn tables(&self) -> Result<Vec<TableInfo>> {
+        let names: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+                     AND name != 'sensei_delivery_ledger' ORDER BY name",
+                )
+                .map_err(ConnectorError::sql("listing tables"))?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(ConnectorError::sql("listing tables"))?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(ConnectorError::sql("listing tables"))?
+        };
+        names.iter().map(|n| self.table(n)).collect()
+    }
+
+    /// Discovers one table.
+    pub fn table(&self, name: &str) -> Result<TableInfo> {
+        let ctx = format!("reading the schema of table {name}");
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA table_info({})", quote(name)))
+            .map_err(ConnectorError::sql(&ctx))?;
+        let columns = stmt
+            .query_map([], |r| {
+                let declared: String = r.get(2)?;
+                let notnull: i64 = r.get(3)?;
+                let pk: u32 = r.get(5)?;
+                Ok(ColumnInfo {
+                    name: r.get(1)?,
+                    arrow_type: format!("{}", arrow_type_for(&declared)),
+                    source_type: declared,
+                    nullable: notnull == 0 && pk == 0,
+                    primary_key: pk,
+                })
+            })
+            .map_err(ConnectorError::sql(&ctx))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(ConnectorError::sql(&ctx))?;
+        let rows: i64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {}", quote(name)), [], |r| r.get(0))
+            .map_err(ConnectorError::sql(format!("counting rows of table {name}")))?;
+        let rowid_range = self
+            .conn
+            .query_row(&format!("SELECT min(rowid), max(rowid) FROM {}", quote(name)), [], |r| {
+                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .ok()
+            .and_then(|(a, b)| Some((a?, b?)));
+        Ok(TableInfo {
+            name: name.to_string(),
+            columns,
+            rows: rows as u64,
+            rowid_range,
+        })
+    }
+
+    /// Streams a table's rows (those with `lo <= rowid <= hi` when a range is
+    /// given) as batches of at most `batch_rows`, in rowid order.
+    pub fn read(
+        &self,
+        table: &TableInfo,
+        range: Option<(i64, i64)>,
+        batch_rows: usize,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<u64> {
+        let schema = table.schema();
+        let cols = table
+            .columns
+            .iter()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let has_rowid = table.rowid_range.is_some();
+        let (sql, params): (String, Vec<i64>) = match (range, has_rowid) {
+            (Some((lo, hi)), true) => (
+                format!("SELECT rowid, {cols} FROM {} WHERE rowid >= ?1 AND rowid <= ?2 ORDER BY rowid", quote(&table.name)),
+                vec![lo, hi],
+            ),
+            (_, true) => (format!("SELECT rowid, {cols} FROM {} ORDER BY rowid", quote(&table.name)), vec![]),
+            (_, false) => (format!("SELECT NULL, {cols} FROM {}", quote(&table.name)), vec![]),
+        };
+        let ctx = format!("reading table {}", table.name);
+        let mut stmt = self.conn.prepare(&sql).map_err(ConnectorError::sql(&ctx))?;
+        let mut rows = stmt.query(params_from_iter(params)).map_err(ConnectorError::sql(&ctx))?;
+        let mut builders = new_builders(&schema, batch_rows);
+        let mut in_batch = 0usize;
+        let mut total = 0u64;
+        while let Some(row) = rows.next().map_err(ConnectorError::sql(&ctx))? {
+            let rowid: Option<i64> = row.get(0).map_err(ConnectorError::sql(&ctx))?;
+            for (i, field) in schema.fields().iter().enumerate() {
+                let v = row.get_ref(i + 1).map_err(ConnectorError::sql(&ctx))?;
+                append(&mut builders[i], field.data_type(), v).map_err(|(value, expected)| ConnectorError::Value {
+                    table: table.name.clone(),
+                    column: field.name().clone(),
+                    row: rowid.map(|r| format!("rowid {r}")).unwrap_or_else(|| format!("#{}", total + 1)),
+                    value,
+                    expected,
+                })?;
+            }
+            in_batch += 1;
+            total += 1;
+            if in_batch == batch_rows {
+                sink(finish(&schema, &mut builders)?)?;
+                in_batch = 0;
+            }
+        }
+        if in_batch > 0 {
+            sink(finish(&schema, &mut builders)?)?;
+        }
+        Ok(total)
+    }
+}
+
+fn new_builders(schema: &Schema, capacity: usize) -> Vec<Box<dyn ArrayBuilder>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| -> Box<dyn ArrayBuilder> {
+            match f.data_type() {
+                DataType::Int64 => Box::new(Int64Builder::with_capacity(capacity)),
+                DataType::Float64 => Box::new(Float64Builder::with_capacity(capacity)),
+                DataType::Boolean => Box::new(BooleanBuilder::with_capacity(capacity)),
+                DataType::Binary => Box::new(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+                _ => Box::new(StringBuilder::with_capacity(capacity, capacity * 16)),
+            }
+        })
+        .collect()
+}
+
+fn finish(schema: &SchemaRef, builders: &mut [Box<dyn ArrayBuilder>]) -> Result<RecordBatch> {
+    let arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
+    Ok(RecordBatch::try_new(schema.clone(), arrays)?)
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(40).collect();
+    if s.chars().count() > 40 {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
+fn render(v: ValueRef<'_>) -> String {
+    match v {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Text(t) => shorten(&String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => format!("blob of {} bytes", b.len()),
+    }
+}
+
+/// Appends one SQLite value; on a mismatch returns (value shown, expected type).
+fn append(b: &mut Box<dyn ArrayBuilder>, dt: &DataType, v: ValueRef<'_>) -> std::result::Result<(), (String, String)> {
+    let mismatch = |v: ValueRef<'_>| (render(v), format!("{dt}"));
+    match dt {
+        DataType::Int64 => {
+            let b = b.as_any_mut().downcast_mut::<Int64Builder>().ok_or_else(|| mismatch(v))?;
+            match v {
+                ValueRef::Null => b.append_null(),
+                ValueRef::Integer(i) => b.append_value(i),
+                ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => b.append_value(f as i64),
+                other => return Err(mismatch(other)),
+            }
+        }
+        DataType::Float64 => {
+            let b = b.as_any_mut().downcast_mut::<Float64Builder>().ok_or_else(|| mismatch(v))?;
+            match v {
+                ValueRef::Null => b.append_null(),
+                ValueRef::Integer(i) => b.append_value(i as f64),
+                ValueRef::Real(f) => b.append_value(f),
+                other => return Err(mismatch(other)),
+            }
+        }
+        DataType::Boolean => {
+            let b = b.as_any_mut().downcast_mut::<BooleanBuilder>().ok_or_else(|| mismatch(v))?;
+            match v {
+                ValueRef::Null => b.append_null(),
+                ValueRef::Integer(0) => b.append_value(false),
+                ValueRef::Integer(1) => b.append_value(true),
+                other => return Err(mismatch(other)),
+            }
+        }
+        DataType::Binary => {
+            let b = b.as_any_mut().downcast_mut::<BinaryBuilder>().ok_or_else(|| mismatch(v))?;
+            match v {
+                ValueRef::Null => b.append_null(),
+                ValueRef::Blob(x) | ValueRef::Text(x) => b.append_value(x),
+                other => return Err(mismatch(other)),
+            }
+        }
+        _ => {
+            let b = b.as_any_mut().downcast_mut::<StringBuilder>().ok_or_else(|| mismatch(v))?;
+            match v {
+                ValueRef::Null => b.append_null(),
+                ValueRef::Text(t) => match std::str::from_utf8(t) {
+                    Ok(s) => b.append_value(s),
+                    Err(_) => return Err((render(v), "UTF-8 text".into())),
+                },
+                ValueRef::Integer(i) => b.append_value(i.to_string()),
+                ValueRef::Real(f) => b.append_value(f.to_string()),
+                ValueRef::Blob(_) => return Err(mismatch(v)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a delivered batch did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BatchAck {
+    /// Rows written (0 when skipped).
+    pub rows: u64,
+    /// False when the ledger already held the batch's key.
+    pub written: bool,
+    /// Time spent in the transaction.
+    pub elapsed_ms: u64,
+}
+
+/// The idempotency key of a delivered batch, and the attempt that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchKey<'a> {
+    /// Migration id.
+    pub migration: &'a str,
+    /// Partition id.
+    pub partition: &'a str,
+    /// Batch sequence number within the partition.
+    pub seq: u64,
+    /// Attempt number of the lease that writes it (fencing token).
+    pub attempt: u32,
+}
+
+/// Name of the ledger table in every target.
+pub const LEDGER_TABLE: &str = "sensei_delivery_ledger";
+
+/// A SQLite target.
+pub struct SqliteTarget {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn sqlite_type(dt: &DataType) -> &'static str {
+    match dt {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16
+        | DataType::UInt32 | DataType::UInt64 | DataType::Boolean => "INTEGER",
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => "REAL",
+        DataType::Binary | DataType::LargeBinary => "BLOB",
+        _ => "TEXT",
+    }
+}
+
+impl SqliteTarget {
+    /// Checks that a target database can be created or written at `path`,
+    /// without creating anything.
+    pub fn check_writable(path: &Path) -> Result<()> {
+        let err = |message: String| ConnectorError::TargetNotWritable {
+            path: path.display().to_string(),
+            message,
+        };
+        if path.exists() {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| err(e.to_string()))?;
+            return Ok(());
+        }
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(err(format!("folder {} does not exist", dir.display())));
+        }
+        let probe = dir.join(format!(".sensei-write-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(|e| err(format!("folder {} is not writable: {e}", dir.display())))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
+
+    /// Opens (creating if needed) the target database and its ledger table.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::check_writable(path)?;
+        let shown = path.display().to_string();
+        let conn = Connection::open(path).map_err(|e| ConnectorError::TargetNotWritable {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        // Several workers (threads or processes) deliver into one file: writers
+        // queue on SQLite's lock for up to a minute rather than fail at once.
+        conn.busy_timeout(std::time::Duration::from_secs(60))
+            .map_err(ConnectorError::sql("setting busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(ConnectorError::sql(format!("enabling WAL on {shown}")))?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+                migration_id TEXT NOT NULL,
+                partition_id TEXT NOT NULL,
+                batch_seq INTEGER NOT NULL,
+                attempt INTEGER NOT NULL,
+                rows INTEGER NOT NULL,
+                delivered_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+                PRIMARY KEY (migration_id, partition_id, batch_seq)
+            )"
+        ))
+        .map_err(ConnectorError::sql(format!("creating {LEDGER_TABLE} in {shown}")))?;
+        Ok(SqliteTarget {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Runs a DDL script (the configured target schema).
+    pub fn apply_ddl(&self, ddl: &str) -> Result<()> {
+        self.conn
+            .execute_batch(ddl)
+            .map_err(ConnectorError::sql(format!("applying the target schema to {}", self.path.display())))
+    }
+
+    /// Creates a table mirroring `schema` (with `primary_key`) when absent.
+    pub fn ensure_table(&self, table: &str, schema: &Schema, primary_key: &[String]) -> Result<()> {
+        let mut cols: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}{}",
+                    quote(f.name()),
+                    sqlite_type(f.data_type()),
+                    if f.is_nullable() { "" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        if !primary_key.is_empty() {
+            cols.push(format!(
+                "PRIMARY KEY ({})",
+                primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        self.conn
+            .execute(&format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(table), cols.join(", ")), [])
+            .map_err(ConnectorError::sql(format!("creating target table {table}")))?;
+        Ok(())
+    }
+
+    /// Writes one batch and its ledger row in one transaction. A batch whose
+    /// key the ledger already holds is skipped: a retried or redone batch is
+    /// never written twice.
+    pub fn write_batch(&mut self, table: &str, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        let started = Instant::now();
+        let ctx = format!("delivering batch {} of partition {} into table {table}", key.seq, key.partition);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(ConnectorError::sql(&ctx))?;
+        let seen: i64 = tx
+            .query_row(
+                &format!("SELECT count(*) FROM {LEDGER_TABLE} WHERE migration_id = ?1 AND partition_id = ?2 AND batch_seq = ?3"),
+                rusqlite::params![key.migration, key.partition, key.seq as i64],
+                |r| r.get(0),
+            )
+            .map_err(ConnectorError::sql(&ctx))?;
+        if seen > 0 {
+            return Ok(BatchAck {
+                rows: 0,
+                written: false,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+        {
+            let schema = batch.schema();
+            let names = schema.fields().iter().map(|f| quote(f.name())).collect::<Vec<_>>().join(", ");
+            let marks = (1..=schema.fields().len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            let mut stmt = tx
+                .prepare(&format!("INSERT INTO {} ({names}) VALUES ({marks})", quote(table)))
+                .map_err(ConnectorError::sql(&ctx))?;
+            let columns: Vec<&ArrayRef> = batch.columns().iter().collect();
+            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(columns.len());
+            for row in 0..batch.num_rows() {
+                values.clear();
+                for col in &columns {
+                    values.push(crate::value::to_sqlite(col, row));
+                }
+                stmt.execute(params_from_iter(values.iter())).map_err(|source| ConnectorError::Sql {
+                    context: format!("{ctx}, row {} of the batch", row + 1),
+                    source,
+                })?;
+            }
+        }
+        tx.execute(
+            &format!("INSERT INTO {LEDGER_TABLE} (migration_id, partition_id, batch_seq, attempt, rows) VALUES (?1, ?2, ?3, ?4, ?5)"),
+            rusqlite::params![key.migration, key.partition, key.seq as i64, key.attempt, batch.num_rows() as i64],
+        )
+        .map_err(ConnectorError::sql(&ctx))?;
+        tx.commit().map_err(ConnectorError::sql(&ctx))?;
+        Ok(BatchAck {
+            rows: batch.num_rows() as u64,
+            written: true,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Rows in a table.
+    pub fn count(&self, table: &str) -> Result<u64> {
+        self.conn
+            .query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(ConnectorError::sql(format!("counting rows of target table {table}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source_db(dir: &Path) -> PathBuf {
+        let p = dir.join("s.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price NUMERIC, note VARCHAR(10), raw BLOB);
+             INSERT INTO t VALUES (1, 'a', 1.5, NULL, x'00ff'), (2, 'b', 2, 'x', NULL), (3, 'c', NULL, 'y', NULL);",
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn discovers_and_reads_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = SqliteSource::open(&source_db(dir.path())).unwrap();
+        let tables = src.tables().unwrap();
+        assert_eq!(tables.len(), 1);
+        let t = &tables[0];
+        assert_eq!(t.rows, 3);
+        assert_eq!(t.rowid_range, Some((1, 3)));
+        assert_eq!(t.primary_key(), vec!["id"]);
+        let types: Vec<_> = t.columns.iter().map(|c| c.arrow_type.as_str()).collect();
+        assert_eq!(types, ["Int64", "Utf8", "Float64", "Utf8", "Binary"]);
+        let mut batches = vec![];
+        let n = src.read(t, Some((2, 3)), 1, |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(batches.len(), 2);
+    }
+
+    #[test]
+    fn source_refuses_writes_and_stays_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = source_db(dir.path());
+        let src = SqliteSource::open(&p).unwrap();
+        assert!(matches!(src.query_scalar("DELETE FROM t"), Err(ConnectorError::WriteRefused(_))));
+        // Even past Sensei's own check, SQLite refuses: the connection is read-only.
+        assert!(src.conn.execute("DELETE FROM t", []).is_err());
+        assert_eq!(src.table("t").unwrap().rows, 3);
+    }
+
+    #[test]
+    fn bad_value_names_table_column_and_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch("CREATE TABLE q (n INTEGER); INSERT INTO q VALUES (1), ('abc');").unwrap();
+        let src = SqliteSource::open(&p).unwrap();
+        let t = src.table("q").unwrap();
+        let err = src.read(&t, None, 10, |_| Ok(())).unwrap_err().to_string();
+        assert!(err.contains("table q") && err.contains("column n") && err.contains("rowid 2") && err.contains("abc"), "{err}");
+    }
+
+    #[test]
+    fn not_a_database_and_missing_file_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.db");
+        std::fs::write(&p, b"this is plainly not a sqlite file, just some text padding it out").unwrap();
+        let err = SqliteSource::open(&p).err().unwrap().to_string();
+        assert!(err.contains("not a SQLite database"), "{err}");
+        let err = SqliteSource::open(&dir.path().join("missing.db")).err().unwrap().to_string();
+        assert!(err.contains("cannot read source"), "{err}");
+        let err = SqliteTarget::check_writable(Path::new("/nonexistent-dir/t.db")).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn ledger_makes_batches_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = SqliteSource::open(&source_db(dir.path())).unwrap();
+        let t = src.table("t").unwrap();
+        let mut batches = vec![];
+        src.read(&t, None, 10, |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .unwrap();
+        let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
+        target.ensure_table("t", &t.schema(), &t.primary_key()).unwrap();
+        let key = BatchKey {
+            migration: "m",
+            partition: "p0",
+            seq: 0,
+            attempt: 1,
+        };
+        assert!(target.write_batch("t", &batches[0], &key).unwrap().written);
+        let again = target.write_batch("t", &batches[0], &BatchKey { attempt: 2, ..key.clone() }).unwrap();
+        assert!(!again.written);
+        assert_eq!(target.count("t").unwrap(), 3);
+    }
+}

@@ -1,0 +1,494 @@
+//! Typed, layered configuration: defaults < TOML file < environment < flags.
+//!
+//! Every key lives in [`MigrationConfig`]; `docs/architecture.md` lists them
+//! with their defaults (a test checks the two agree). Environment variables are
+//! named `SENSEI_<SECTION>__<KEY>` (for example `SENSEI_DELIVERY__BATCH_ROWS`);
+//! flags arrive as `section.key=value` pairs. Each layer is validated on its own
+//! so that an error names where the bad value came from: the file with its line
+//! and key, the variable, or the flag.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+use crate::secret::redact_url;
+
+/// A whole migration's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationConfig {
+    /// Naming of the migration.
+    pub migration: MigrationSection,
+    /// Where the data comes from.
+    pub source: SourceSection,
+    /// Where the data goes.
+    pub target: TargetSection,
+    /// Phase 1 settings.
+    pub ingestion: IngestionSection,
+    /// Phase 4 settings.
+    pub delivery: DeliverySection,
+    /// Leases, heartbeats and retries.
+    pub scheduler: SchedulerSection,
+    /// Local process settings.
+    pub runtime: RuntimeSection,
+    /// The certificate signing key.
+    pub signing: SigningSection,
+}
+
+/// `[migration]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationSection {
+    /// Name of the migration; with the source and target it determines the migration id.
+    pub name: String,
+}
+
+impl Default for MigrationSection {
+    fn default() -> Self {
+        MigrationSection {
+            name: "migration".into(),
+        }
+    }
+}
+
+/// `[source]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceSection {
+    /// Source URL: `sqlite://PATH`, `postgresql://...`, `mysql://...`, `file://PATH.csv|parquet`.
+    pub url: String,
+}
+
+/// `[target]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetSection {
+    /// Target URL, same forms as the source.
+    pub url: String,
+    /// Optional DDL file applied to the target before delivery; empty mirrors the source.
+    pub schema: String,
+}
+
+/// `[ingestion]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestionSection {
+    /// Maximum rows per staged partition.
+    pub partition_rows: u64,
+    /// Rows sampled per table for profiling.
+    pub profile_sample_rows: u64,
+}
+
+impl Default for IngestionSection {
+    fn default() -> Self {
+        IngestionSection {
+            partition_rows: 100_000,
+            profile_sample_rows: 10_000,
+        }
+    }
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySection {
+    /// Rows per delivered batch (one target transaction with its ledger row).
+    pub batch_rows: u64,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        DeliverySection { batch_rows: 10_000 }
+    }
+}
+
+/// `[scheduler]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerSection {
+    /// Lease length; a task whose lease is not renewed within it is reassigned.
+    pub lease_ms: u64,
+    /// How often agents renew their leases.
+    pub heartbeat_ms: u64,
+    /// Attempts per task before the migration halts.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Largest retry delay.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for SchedulerSection {
+    fn default() -> Self {
+        SchedulerSection {
+            lease_ms: 10_000,
+            heartbeat_ms: 1_000,
+            max_attempts: 4,
+            backoff_base_ms: 250,
+            backoff_max_ms: 10_000,
+        }
+    }
+}
+
+/// `[runtime]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Folder for state, artifacts, staging and the event log.
+    pub workdir: String,
+    /// Worker agents started by `sensei migrate`.
+    pub workers: u32,
+    /// Event log backend: `embedded`.
+    pub event_log: String,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection {
+            workdir: ".sensei".into(),
+            workers: 2,
+            event_log: "embedded".into(),
+        }
+    }
+}
+
+/// `[signing]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningSection {
+    /// Ed25519 key file (mode 0600); empty means `<workdir>/keys/signing.key`, created on first use.
+    pub key_file: String,
+}
+
+/// Every configuration key with its default, in `section.key` form, for docs and checks.
+pub fn documented_keys() -> Vec<(String, String)> {
+    let value = toml::Value::try_from(MigrationConfig::default()).unwrap_or(toml::Value::Boolean(false));
+    let mut out = Vec::new();
+    if let toml::Value::Table(sections) = value {
+        for (section, body) in sections {
+            if let toml::Value::Table(keys) = body {
+                for (key, v) in keys {
+                    out.push((format!("{section}.{key}"), v.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Builds a configuration from its layers.
+#[derive(Debug, Default)]
+pub struct ConfigLoader {
+    file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    flags: Vec<(String, String)>,
+}
+
+impl ConfigLoader {
+    /// Starts from the defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a TOML file layer.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Adds the `SENSEI_<SECTION>__<KEY>` variables of the process environment.
+    pub fn process_env(self) -> Self {
+        let vars = std::env::vars().collect::<Vec<_>>();
+        self.env(vars)
+    }
+
+    /// Adds environment variables (only those named `SENSEI_<SECTION>__<KEY>` count).
+    pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.env = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SENSEI_") && k.contains("__"))
+            .collect();
+        self
+    }
+
+    /// Adds a flag override, `key` in `section.key` form.
+    pub fn flag(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.flags.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Merges the layers and validates the result.
+    pub fn load(self) -> Result<MigrationConfig> {
+        let mut merged = toml::Value::try_from(MigrationConfig::default()).map_err(|e| {
+            RuntimeError::Config {
+                origin: "defaults".into(),
+                message: e.to_string(),
+            }
+        })?;
+        let mut base_dir = None;
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::ConfigRead {
+                path: path.clone(),
+                source,
+            })?;
+            // Deserialise the file alone first: toml's errors then carry the
+            // file's own line, column and key.
+            toml::from_str::<MigrationConfig>(&text).map_err(|e| RuntimeError::Config {
+                origin: path.display().to_string(),
+                message: e.to_string().trim_end().to_string(),
+            })?;
+            let table: toml::Table = toml::from_str(&text).map_err(|e| RuntimeError::Config {
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            merge(&mut merged, toml::Value::Table(table));
+            base_dir = path.parent().map(Path::to_path_buf);
+        }
+        for (name, value) in &self.env {
+            let key = name["SENSEI_".len()..].to_ascii_lowercase().replacen("__", ".", 1);
+            set_key(&mut merged, &key, value, &format!("environment variable {name}"))?;
+        }
+        for (key, value) in &self.flags {
+            set_key(&mut merged, key, value, &format!("flag {key}"))?;
+        }
+        let mut config: MigrationConfig = merged.try_into().map_err(|e: toml::de::Error| {
+            RuntimeError::Config {
+                origin: "merged configuration".into(),
+                message: e.to_string(),
+            }
+        })?;
+        if let Some(dir) = base_dir {
+            config.resolve_relative_to(&dir);
+        }
+        config.validate(self.file.as_deref())?;
+        Ok(config)
+    }
+}
+
+impl MigrationConfig {
+    /// Makes relative `sqlite://` / `file://` paths and file settings relative to `dir`
+    /// (the configuration file's folder), as a user reading the file expects.
+    pub fn resolve_relative_to(&mut self, dir: &Path) {
+        for url in [&mut self.source.url, &mut self.target.url] {
+            for scheme in ["sqlite://", "file://"] {
+                if let Some(rest) = url.strip_prefix(scheme) {
+                    if !rest.is_empty() && Path::new(rest).is_relative() {
+                        *url = format!("{scheme}{}", dir.join(rest).display());
+                    }
+                }
+            }
+        }
+        for file in [&mut self.target.schema, &mut self.signing.key_file, &mut self.runtime.workdir] {
+            if !file.is_empty() && Path::new(file.as_str()).is_relative() {
+                *file = dir.join(file.as_str()).display().to_string();
+            }
+        }
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self, file: Option<&Path>) -> Result<()> {
+        let origin = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "flags".to_string());
+        let bad = |message: String| RuntimeError::Config {
+            origin: origin.clone(),
+            message,
+        };
+        if self.source.url.is_empty() {
+            return Err(bad("key source.url is missing: set `url` under [source] or pass --source URL".into()));
+        }
+        if self.target.url.is_empty() {
+            return Err(bad("key target.url is missing: set `url` under [target] or pass --target URL".into()));
+        }
+        if self.ingestion.partition_rows == 0 {
+            return Err(bad("key ingestion.partition_rows must be at least 1".into()));
+        }
+        if self.delivery.batch_rows == 0 {
+            return Err(bad("key delivery.batch_rows must be at least 1".into()));
+        }
+        if self.scheduler.max_attempts == 0 {
+            return Err(bad("key scheduler.max_attempts must be at least 1".into()));
+        }
+        if self.scheduler.heartbeat_ms * 2 > self.scheduler.lease_ms {
+            return Err(bad(format!(
+                "key scheduler.heartbeat_ms ({}) must be at most half of scheduler.lease_ms ({}), or leases lapse between heartbeats",
+                self.scheduler.heartbeat_ms, self.scheduler.lease_ms
+            )));
+        }
+        if self.runtime.event_log != "embedded" {
+            return Err(bad(format!(
+                "key runtime.event_log = {:?} is not a known backend (known: \"embedded\")",
+                self.runtime.event_log
+            )));
+        }
+        if self.migration.name.is_empty()
+            || !self
+                .migration
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(format!(
+                "key migration.name = {:?} must be non-empty and use only letters, digits, '-' and '_'",
+                self.migration.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// A stable id: the name plus a short hash of source and target, so rerunning
+    /// the same migration resumes it and a different one never collides with it.
+    pub fn migration_id(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.source.url.as_bytes());
+        h.update([0]);
+        h.update(self.target.url.as_bytes());
+        let digest = h.finalize();
+        format!("{}-{}", self.migration.name, &hex::encode(digest)[..8])
+    }
+
+    /// The configuration as JSON with URL passwords redacted, for manifests and events.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut c = self.clone();
+        c.source.url = redact_url(&c.source.url);
+        c.target.url = redact_url(&c.target.url);
+        serde_json::to_value(c).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn merge(base: &mut toml::Value, layer: toml::Value) {
+    match (base, layer) {
+        (toml::Value::Table(b), toml::Value::Table(l)) => {
+            for (k, v) in l {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, l) => *b = l,
+    }
+}
+
+fn set_key(root: &mut toml::Value, key: &str, raw: &str, origin: &str) -> Result<()> {
+    let bad = |message: String| RuntimeError::Config {
+        origin: origin.to_string(),
+        message,
+    };
+    let (section, field) = key
+        .split_once('.')
+        .ok_or_else(|| bad(format!("key {key:?} must have the form section.key")))?;
+    let defaults = toml::Value::try_from(MigrationConfig::default()).map_err(|e| bad(e.to_string()))?;
+    let default = defaults
+        .get(section)
+        .and_then(|s| s.get(field))
+        .ok_or_else(|| bad(format!("unknown key {section}.{field}")))?;
+    let value = match default {
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| bad(format!("key {section}.{field} expects an integer, got {raw:?}")))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| bad(format!("key {section}.{field} expects a number, got {raw:?}")))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .map_err(|_| bad(format!("key {section}.{field} expects true or false, got {raw:?}")))?,
+        ),
+        _ => toml::Value::String(raw.to_string()),
+    };
+    if let Some(table) = root.get_mut(section).and_then(|s| s.as_table_mut()) {
+        table.insert(field.to_string(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("m.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite:///tmp/b.db\"\n[delivery]\nbatch_rows = 500\n[ingestion]\npartition_rows = 7\n",
+        );
+        let c = ConfigLoader::new()
+            .file(&p)
+            .env(vec![
+                ("SENSEI_DELIVERY__BATCH_ROWS".to_string(), "600".to_string()),
+                ("SENSEI_SCHEDULER__MAX_ATTEMPTS".to_string(), "9".to_string()),
+                ("HOME".to_string(), "/root".to_string()),
+            ])
+            .flag("scheduler.max_attempts", "2")
+            .load()
+            .unwrap();
+        assert_eq!(c.ingestion.partition_rows, 7, "file over default");
+        assert_eq!(c.delivery.batch_rows, 600, "env over file");
+        assert_eq!(c.scheduler.max_attempts, 2, "flag over env");
+        assert_eq!(c.scheduler.lease_ms, 10_000, "default kept");
+        assert_eq!(c.source.url, format!("sqlite://{}", dir.path().join("a.db").display()));
+        assert_eq!(c.target.url, "sqlite:///tmp/b.db");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[source]\nurl = \"sqlite://a.db\"\n[delivery]\nbatch_size = 5\n",
+        );
+        let err = ConfigLoader::new().file(&p).load().unwrap_err().to_string();
+        assert!(err.contains("m.toml"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("batch_size"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_missing_key_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "[delivery]\nbatch_rows = \"many\"\n");
+        let err = ConfigLoader::new().file(&p).load().unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("batch_rows"), "{err}");
+        let p = write(dir.path(), "[delivery]\nbatch_rows = 5\n");
+        let err = ConfigLoader::new().file(&p).load().unwrap_err().to_string();
+        assert!(err.contains("source.url"), "{err}");
+        let err = ConfigLoader::new()
+            .env(vec![("SENSEI_DELIVERY__BATCH_ROWS".into(), "x".into())])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SENSEI_DELIVERY__BATCH_ROWS"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = ConfigLoader::new().file("/nonexistent/x.toml").load().unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.toml"));
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/architecture.md")).unwrap();
+        for (key, default) in documented_keys() {
+            let row = doc.lines().find(|l| l.starts_with(&format!("| `{key}` |")));
+            let row = row.unwrap_or_else(|| panic!("docs/architecture.md lacks a row for `{key}`"));
+            assert!(row.contains(&format!("`{default}`")), "docs/architecture.md gives another default for {key}: {row} (expected `{default}`)");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Supervision support for agents.
+//!
+//! Agents are actix actors; their actor threads must stay responsive (mailbox,
+//! heartbeats), so heavy data work runs on a separate tokio multi-thread runtime,
+//! the [`WorkPool`]. A panic inside that work is caught at the join and turned
+//! into a [`Crash`], which the agent answers by stopping itself: its actix
+//! `Supervisor` restarts it, it registers again, and its task goes back to the
+//! scheduler. [`RestartBudget`] bounds how often that may happen.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Work that panicked instead of returning.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("agent work crashed: {message}")]
+pub struct Crash {
+    /// The panic message, when it was a string.
+    pub message: String,
+}
+
+/// The multi-thread tokio runtime where agents run heavy work.
+#[derive(Clone, Debug)]
+pub struct WorkPool {
+    handle: tokio::runtime::Handle,
+}
+
+impl WorkPool {
+    /// Wraps a runtime handle.
+    pub fn new(handle: tokio::runtime::Handle) -> Self {
+        WorkPool { handle }
+    }
+
+    /// The runtime handle.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Runs `fut` on the pool; a panic comes back as [`Crash`] instead of
+    /// unwinding through the caller's actor thread.
+    pub async fn run<F, T>(&self, fut: F) -> Result<T, Crash>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.handle.spawn(fut).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic".to_string());
+                Err(Crash { message })
+            }
+            Err(e) => Err(Crash {
+                message: format!("work cancelled: {e}"),
+            }),
+        }
+    }
+}
+
+/// Allows at most `max` restarts within `window`; past that a supervisor gives up
+/// on the agent rather than restarting it in a loop.
+#[derive(Debug)]
+pub struct RestartBudget {
+    max: usize,
+    window: Duration,
+    restarts: Vec<Instant>,
+}
+
+impl RestartBudget {
+    /// A budget of `max` restarts per `window`.
+    pub fn new(max: usize, window: Duration) -> Self {
+        RestartBudget {
+            max,
+            window,
+            restarts: Vec::new(),
+        }
+    }
+
+    /// Records a restart; false when the budget is spent.
+    pub fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.restarts.retain(|t| now.duration_since(*t) < self.window);
+        if self.restarts.len() >= self.max {
+            return false;
+        }
+        self.restarts.push(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn panic_becomes_crash() {
+        let pool = WorkPool::new(tokio::runtime::Handle::current());
+        assert_eq!(pool.run(async { 7 }).await.unwrap(), 7);
+        let crash = pool
+            .run(async {
+                if true {
+                    panic!("boom in partition 3");
+                }
+                1
+            })
+            .await
+            .unwrap_err();
+        assert!(crash.message.contains("boom in partition 3"));
+    }
+
+    #[test]
+    fn restart_budget_is_bounded() {
+        let mut b = RestartBudget::new(2, Duration::from_secs(60));
+        assert!(b.allow());
+        assert!(b.allow());
+        assert!(!b.allow());
+    }
+}

@@ -1,0 +1,238 @@
+//! One client trait, two ways to reach the scheduler: in the same process
+//! ([`SchedulerApi`] for `Arc<Scheduler>`) or over gRPC ([`GrpcScheduler`]).
+//! Agents are written against the trait and do not know which they have.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sensei_proto::v1 as pb;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::core::Scheduler;
+use crate::error::{Result, SchedulerError};
+use crate::model::{Lease, Phase};
+
+/// What an agent needs from the scheduler.
+#[async_trait]
+pub trait SchedulerApi: Send + Sync + 'static {
+    /// Registers a node and its Flight endpoint.
+    async fn register_node(&self, node_id: &str, flight_endpoint: &str, role: &str) -> Result<()>;
+    /// Registers an agent (again, after a restart).
+    async fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()>;
+    /// Asks for a task.
+    async fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase]) -> Result<Option<Lease>>;
+    /// Renews leases; returns the ids of those lost.
+    async fn heartbeat(&self, agent_id: &str, node_id: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>>;
+    /// Reports a task done.
+    async fn complete(&self, agent_id: &str, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()>;
+    /// Reports a failed attempt.
+    async fn fail(&self, agent_id: &str, task_id: i64, attempt: u32, error: &str, retryable: bool) -> Result<()>;
+}
+
+#[async_trait]
+impl SchedulerApi for Arc<Scheduler> {
+    async fn register_node(&self, node_id: &str, flight_endpoint: &str, role: &str) -> Result<()> {
+        Scheduler::register_node(self, node_id, flight_endpoint, role, std::process::id())
+    }
+    async fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()> {
+        Scheduler::register_agent(self, agent_id, node_id, kind)
+    }
+    async fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase]) -> Result<Option<Lease>> {
+        Scheduler::lease(self, agent_id, node_id, phases)
+    }
+    async fn heartbeat(&self, agent_id: &str, node_id: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
+        Scheduler::heartbeat(self, agent_id, node_id, leases)
+    }
+    async fn complete(&self, _agent_id: &str, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()> {
+        Scheduler::complete(self, task_id, attempt, result)
+    }
+    async fn fail(&self, _agent_id: &str, task_id: i64, attempt: u32, error: &str, retryable: bool) -> Result<()> {
+        Scheduler::fail(self, task_id, attempt, error, retryable)
+    }
+}
+
+/// The scheduler reached over gRPC. The channel reconnects by itself, so a
+/// restarted head is picked up again without re-creating the client.
+#[derive(Clone, Debug)]
+pub struct GrpcScheduler {
+    client: pb::scheduler_client::SchedulerClient<Channel>,
+}
+
+/// Largest control-plane message accepted either way (status documents).
+pub const MAX_CONTROL_MESSAGE: usize = 16 * 1024 * 1024;
+
+impl GrpcScheduler {
+    /// A client for `endpoint` (`http://host:port`). Connection is lazy.
+    pub fn new(endpoint: &str) -> Result<Self> {
+        let ep = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| SchedulerError::Connect {
+                endpoint: endpoint.to_string(),
+                message: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30));
+        let client = pb::scheduler_client::SchedulerClient::new(ep.connect_lazy())
+            .max_decoding_message_size(MAX_CONTROL_MESSAGE)
+            .max_encoding_message_size(MAX_CONTROL_MESSAGE);
+        Ok(GrpcScheduler { client })
+    }
+
+    /// Submits a migration (resolved configuration as JSON); returns its id.
+    pub async fn submit(&self, config_json: &str, restart: bool) -> Result<String> {
+        let r = self
+            .client
+            .clone()
+            .submit_migration(pb::SubmitMigrationRequest {
+                config_json: config_json.to_string(),
+                restart,
+            })
+            .await?;
+        Ok(r.into_inner().migration_id)
+    }
+
+    /// Status document of a migration.
+    pub async fn migration_status(&self, migration_id: &str) -> Result<serde_json::Value> {
+        let r = self
+            .client
+            .clone()
+            .migration_status(pb::MigrationStatusRequest {
+                migration_id: migration_id.to_string(),
+            })
+            .await?;
+        Ok(serde_json::from_str(&r.into_inner().status_json)?)
+    }
+
+    /// Status document of the cluster.
+    pub async fn cluster_status(&self) -> Result<serde_json::Value> {
+        let r = self.client.clone().cluster_status(pb::ClusterStatusRequest {}).await?;
+        Ok(serde_json::from_str(&r.into_inner().status_json)?)
+    }
+}
+
+/// Converts a wire lease.
+pub fn lease_from_proto(l: pb::Lease) -> Result<Lease> {
+    Ok(Lease {
+        task_id: l.task_id,
+        migration_id: l.migration_id,
+        phase: Phase::parse(&l.phase).ok_or_else(|| SchedulerError::Rpc(Box::new(tonic::Status::internal(format!("unknown phase {}", l.phase)))))?,
+        table: l.table_name,
+        partition: l.partition,
+        attempt: l.attempt,
+        deadline_ms: l.deadline_ms,
+        payload: serde_json::from_str(&l.payload_json)?,
+    })
+}
+
+/// Converts a lease for the wire.
+pub fn lease_to_proto(l: &Lease) -> pb::Lease {
+    pb::Lease {
+        task_id: l.task_id,
+        migration_id: l.migration_id.clone(),
+        phase: l.phase.as_str().to_string(),
+        table_name: l.table.clone(),
+        partition: l.partition,
+        attempt: l.attempt,
+        deadline_ms: l.deadline_ms,
+        payload_json: l.payload.to_string(),
+    }
+}
+
+#[async_trait]
+impl SchedulerApi for GrpcScheduler {
+    async fn register_node(&self, node_id: &str, flight_endpoint: &str, role: &str) -> Result<()> {
+        self.client
+            .clone()
+            .register_node(pb::RegisterNodeRequest {
+                node_id: node_id.into(),
+                flight_endpoint: flight_endpoint.into(),
+                role: role.into(),
+                pid: std::process::id(),
+            })
+            .await?;
+        Ok(())
+    }
+    async fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()> {
+        self.client
+            .clone()
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: agent_id.into(),
+                node_id: node_id.into(),
+                kind: kind.into(),
+            })
+            .await?;
+        Ok(())
+    }
+    async fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase]) -> Result<Option<Lease>> {
+        let r = self
+            .client
+            .clone()
+            .lease_task(pb::LeaseTaskRequest {
+                agent_id: agent_id.into(),
+                node_id: node_id.into(),
+                phases: phases.iter().map(|p| p.as_str().to_string()).collect(),
+            })
+            .await?;
+        r.into_inner().lease.map(lease_from_proto).transpose()
+    }
+    async fn heartbeat(&self, agent_id: &str, node_id: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
+        let r = self
+            .client
+            .clone()
+            .heartbeat(pb::HeartbeatRequest {
+                agent_id: agent_id.into(),
+                node_id: node_id.into(),
+                leases: leases
+                    .iter()
+                    .map(|(task_id, attempt)| pb::LeaseRef {
+                        task_id: *task_id,
+                        attempt: *attempt,
+                    })
+                    .collect(),
+            })
+            .await?;
+        Ok(r.into_inner().lost_task_ids)
+    }
+    async fn complete(&self, agent_id: &str, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()> {
+        self.client
+            .clone()
+            .complete_task(pb::CompleteTaskRequest {
+                task_id,
+                attempt,
+                agent_id: agent_id.into(),
+                result_json: result.to_string(),
+            })
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+    async fn fail(&self, agent_id: &str, task_id: i64, attempt: u32, error: &str, retryable: bool) -> Result<()> {
+        self.client
+            .clone()
+            .fail_task(pb::FailTaskRequest {
+                task_id,
+                attempt,
+                agent_id: agent_id.into(),
+                error: error.into(),
+                retryable,
+            })
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+}
+
+/// Maps the server's FAILED_PRECONDITION back to a typed stale-attempt error.
+fn status_to_error(s: tonic::Status) -> SchedulerError {
+    if s.code() == tonic::Code::FailedPrecondition && s.message().contains("stale") {
+        let task_id = s.metadata().get("x-task-id").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        let attempt = s.metadata().get("x-attempt").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        let current = s.metadata().get("x-current").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        return SchedulerError::StaleAttempt {
+            task_id,
+            attempt,
+            current,
+        };
+    }
+    SchedulerError::Rpc(Box::new(s))
+}

@@ -1,0 +1,809 @@
+//! The scheduler itself: the task table and its durable state.
+//!
+//! All state lives in one SQLite database (WAL mode), so a restarted head
+//! resumes exactly where it stopped: tasks, attempts, leases with their
+//! deadlines, checkpoints, events. One mutex guards the connection: every
+//! operation is a short transaction on a local file (well under a millisecond
+//! for the task counts of a migration), and serialising them makes each lease,
+//! completion and reassignment atomic without further locking.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sensei_runtime::topic::{EventLog, Topic};
+
+use crate::clock::Clock;
+use crate::error::{Result, SchedulerError};
+use crate::model::{Lease, MigrationState, Phase, Policy, TaskRecord, TaskSpec, TaskState};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS migrations (
+    id TEXT PRIMARY KEY,
+    config_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    lease_ms INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    backoff_base_ms INTEGER NOT NULL,
+    backoff_max_ms INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    migration_id TEXT NOT NULL REFERENCES migrations(id),
+    phase TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    payload_json TEXT NOT NULL,
+    preferred_node TEXT,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    agent_id TEXT,
+    node_id TEXT,
+    deadline_ms INTEGER,
+    not_before_ms INTEGER NOT NULL DEFAULT 0,
+    result_json TEXT,
+    last_error TEXT,
+    UNIQUE (migration_id, phase, table_name, partition)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, not_before_ms);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    migration_id TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    recorded_ms INTEGER NOT NULL,
+    PRIMARY KEY (migration_id, phase)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    migration_id TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    flight_endpoint TEXT NOT NULL,
+    role TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    registered_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    registrations INTEGER NOT NULL DEFAULT 1
+);
+";
+
+/// A recorded checkpoint artifact.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Phase it closes.
+    pub phase: Phase,
+    /// Where the artifact is.
+    pub uri: String,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// Progress of one phase.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PhaseProgress {
+    /// Tasks in the phase.
+    pub total: u64,
+    /// Tasks done.
+    pub done: u64,
+    /// Tasks leased right now.
+    pub running: u64,
+    /// Tasks failed for good.
+    pub failed: u64,
+    /// Sum of the `rows` field of done tasks' results.
+    pub rows: u64,
+}
+
+/// An event recorded against a migration.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    /// Sequence number.
+    pub id: i64,
+    /// When (ms since the epoch).
+    pub time_ms: i64,
+    /// `info`, `warn` or `error`.
+    pub level: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The scheduler.
+pub struct Scheduler {
+    db: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    events: Option<Arc<dyn EventLog>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
+fn phase_of(s: String) -> Phase {
+    Phase::parse(&s).unwrap_or(Phase::Ingestion)
+}
+
+fn task_state_of(s: &str) -> TaskState {
+    match s {
+        "running" => TaskState::Running,
+        "done" => TaskState::Done,
+        "failed" => TaskState::Failed,
+        _ => TaskState::Pending,
+    }
+}
+
+impl Scheduler {
+    /// Opens (or creates) the durable state at `path`.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, events: Option<Arc<dyn EventLog>>) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL with synchronous=NORMAL: a commit survives a process crash; a power
+        // loss may drop the last few, which a resumed migration redoes.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Scheduler {
+            db: Mutex::new(conn),
+            clock,
+            events,
+        })
+    }
+
+    /// An in-memory scheduler (tests).
+    pub fn in_memory(clock: Arc<dyn Clock>) -> Result<Self> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Scheduler {
+            db: Mutex::new(conn),
+            clock,
+            events: None,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (each
+        // operation is a transaction), so a poisoned lock is safe to reuse.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Current time of the scheduler's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn event_in(&self, conn: &Connection, migration: &str, level: &str, message: &str) -> Result<()> {
+        conn.execute(
+            "INSERT INTO events (migration_id, time_ms, level, message) VALUES (?1, ?2, ?3, ?4)",
+            params![migration, self.now_ms(), level, message],
+        )?;
+        match level {
+            "error" => tracing::error!(%migration, "{message}"),
+            "warn" => tracing::warn!(%migration, "{message}"),
+            _ => tracing::info!(%migration, "{message}"),
+        }
+        if let Some(log) = &self.events {
+            let doc = serde_json::json!({"migration_id": migration, "level": level, "message": message, "time_ms": self.now_ms()});
+            if let Err(e) = sensei_runtime::topic::publish_json(log.as_ref(), Topic::MigrationEvents, migration, &doc) {
+                tracing::warn!(%migration, error = %e, "could not publish event to migration.events");
+            }
+        }
+        Ok(())
+    }
+
+    /// Records an event against a migration (also published on `migration.events`).
+    pub fn event(&self, migration: &str, level: &str, message: &str) -> Result<()> {
+        let conn = self.conn();
+        self.event_in(&conn, migration, level, message)
+    }
+
+    /// Registers (or re-registers) a node.
+    pub fn register_node(&self, node_id: &str, flight_endpoint: &str, role: &str, pid: u32) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO nodes (id, flight_endpoint, role, pid, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET flight_endpoint = ?2, role = ?3, pid = ?4, last_seen_ms = ?5",
+            params![node_id, flight_endpoint, role, pid, self.now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Registers (or re-registers, after a restart) an agent.
+    pub fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()> {
+        let now = self.now_ms();
+        self.conn().execute(
+            "INSERT INTO agents (id, node_id, kind, registered_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (id) DO UPDATE SET node_id = ?2, kind = ?3, registered_ms = ?4, last_seen_ms = ?4,
+                 registrations = registrations + 1",
+            params![agent_id, node_id, kind, now],
+        )?;
+        Ok(())
+    }
+
+    /// The Flight endpoint of a node.
+    pub fn node_endpoint(&self, node_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT flight_endpoint FROM nodes WHERE id = ?1", params![node_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Creates a migration, or returns the state of the existing one with that id.
+    pub fn create_migration(&self, id: &str, config_json: &str, policy: Policy) -> Result<Option<MigrationState>> {
+        let conn = self.conn();
+        let existing: Option<String> = conn
+            .query_row("SELECT state FROM migrations WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()?;
+        if let Some(state) = existing {
+            return Ok(MigrationState::parse(&state));
+        }
+        let now = self.now_ms();
+        conn.execute(
+            "INSERT INTO migrations (id, config_json, state, lease_ms, max_attempts, backoff_base_ms, backoff_max_ms, created_ms, updated_ms)
+             VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?7)",
+            params![id, config_json, policy.lease_ms as i64, policy.max_attempts, policy.backoff_base_ms as i64, policy.backoff_max_ms as i64, now],
+        )?;
+        self.event_in(&conn, id, "info", "migration created")?;
+        Ok(None)
+    }
+
+    /// Forgets everything about a migration (for `--restart`).
+    pub fn reset_migration(&self, id: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for sql in [
+            "DELETE FROM tasks WHERE migration_id = ?1",
+            "DELETE FROM checkpoints WHERE migration_id = ?1",
+            "DELETE FROM events WHERE migration_id = ?1",
+            "DELETE FROM migrations WHERE id = ?1",
+        ] {
+            tx.execute(sql, params![id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Resumes a halted migration or one awaiting review: failed tasks go back
+    /// to the queue (their attempt counts carry on) and the migration runs again.
+    pub fn resume_migration(&self, id: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE tasks SET state = 'pending', not_before_ms = 0, agent_id = NULL WHERE migration_id = ?1 AND state = 'failed'",
+            params![id],
+        )?;
+        // Each requeued task gets a fresh allowance of attempts on top of those used.
+        tx.execute(
+            "UPDATE migrations SET max_attempts = max_attempts + (SELECT COALESCE(MAX(attempt), 0) FROM tasks WHERE migration_id = ?1) WHERE id = ?1",
+            params![id],
+        )?;
+        self.transition_in(&tx, id, MigrationState::Running, None)?;
+        self.event_in(&tx, id, "info", &format!("migration resumed; {n} failed tasks requeued"))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Ids of migrations in a state.
+    pub fn migrations_in(&self, state: MigrationState) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM migrations WHERE state = ?1 ORDER BY created_ms")?;
+        let rows = stmt.query_map(params![state.as_str()], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The stored configuration of a migration.
+    pub fn migration_config(&self, id: &str) -> Result<String> {
+        self.conn()
+            .query_row("SELECT config_json FROM migrations WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| SchedulerError::UnknownMigration(id.to_string()))
+    }
+
+    /// State and last error of a migration.
+    pub fn migration_state(&self, id: &str) -> Result<(MigrationState, Option<String>)> {
+        let row: Option<(String, Option<String>)> = self
+            .conn()
+            .query_row("SELECT state, error FROM migrations WHERE id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (s, e) = row.ok_or_else(|| SchedulerError::UnknownMigration(id.to_string()))?;
+        Ok((MigrationState::parse(&s).unwrap_or(MigrationState::Halted), e))
+    }
+
+    fn transition_in(&self, conn: &Connection, id: &str, to: MigrationState, error: Option<&str>) -> Result<()> {
+        let from: String = conn
+            .query_row("SELECT state FROM migrations WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| SchedulerError::UnknownMigration(id.to_string()))?;
+        let from_state = MigrationState::parse(&from).unwrap_or(MigrationState::Halted);
+        if from_state == to {
+            return Ok(());
+        }
+        if !from_state.can_become(to) {
+            return Err(SchedulerError::InvalidTransition {
+                migration: id.to_string(),
+                from,
+                to: to.as_str().to_string(),
+            });
+        }
+        conn.execute(
+            "UPDATE migrations SET state = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1",
+            params![id, to.as_str(), error, self.now_ms()],
+        )?;
+        let msg = match error {
+            Some(e) => format!("migration {}: {e}", to.as_str()),
+            None => format!("migration {}", to.as_str()),
+        };
+        let level = if matches!(to, MigrationState::Halted | MigrationState::Failed) { "error" } else { "info" };
+        self.event_in(conn, id, level, &msg)
+    }
+
+    /// Moves a migration to another state, as its lifecycle allows.
+    pub fn set_migration_state(&self, id: &str, to: MigrationState, error: Option<&str>) -> Result<()> {
+        let conn = self.conn();
+        self.transition_in(&conn, id, to, error)
+    }
+
+    /// Submits the tasks of a phase. Refused until the previous phase's
+    /// checkpoint is recorded (the phase barrier); a no-op when the phase already
+    /// has tasks, so a resumed head never duplicates them.
+    pub fn submit_tasks(&self, migration: &str, phase: Phase, tasks: &[TaskSpec]) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(prev) = phase.previous() {
+            let recorded: Option<String> = tx
+                .query_row(
+                    "SELECT sha256 FROM checkpoints WHERE migration_id = ?1 AND phase = ?2",
+                    params![migration, prev.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if recorded.is_none() {
+                return Err(SchedulerError::BarrierNotMet {
+                    migration: migration.to_string(),
+                    phase: phase.to_string(),
+                    previous: prev.to_string(),
+                });
+            }
+        }
+        let existing: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM tasks WHERE migration_id = ?1 AND phase = ?2",
+            params![migration, phase.as_str()],
+            |r| r.get(0),
+        )?;
+        if existing > 0 {
+            return Ok(false);
+        }
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO tasks (migration_id, phase, table_name, partition, payload_json, preferred_node, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+            )?;
+            for t in tasks {
+                stmt.execute(params![
+                    migration,
+                    phase.as_str(),
+                    t.table,
+                    t.partition,
+                    serde_json::to_string(&t.payload)?,
+                    t.preferred_node
+                ])?;
+            }
+        }
+        self.event_in(&tx, migration, "info", &format!("phase {phase} started with {} tasks", tasks.len()))?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Records a phase's checkpoint artifact; refused while any task of the
+    /// phase is unfinished. Idempotent: an existing checkpoint is kept.
+    pub fn record_checkpoint(&self, migration: &str, phase: Phase, uri: &str, sha256: &str) -> Result<Checkpoint> {
+        let conn = self.conn();
+        let unfinished: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM tasks WHERE migration_id = ?1 AND phase = ?2 AND state != 'done'",
+            params![migration, phase.as_str()],
+            |r| r.get(0),
+        )?;
+        if unfinished > 0 {
+            return Err(SchedulerError::PhaseUnfinished {
+                migration: migration.to_string(),
+                phase: phase.to_string(),
+                unfinished: unfinished as u64,
+            });
+        }
+        let inserted = conn.execute(
+            "INSERT OR IGNORE INTO checkpoints (migration_id, phase, uri, sha256, recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![migration, phase.as_str(), uri, sha256, self.now_ms()],
+        )?;
+        if inserted > 0 {
+            self.event_in(&conn, migration, "info", &format!("checkpoint {phase}: {uri} sha256 {sha256}"))?;
+        }
+        drop(conn);
+        self.checkpoint(migration, phase)?
+            .ok_or_else(|| SchedulerError::UnknownMigration(migration.to_string()))
+    }
+
+    /// The checkpoint of a phase, when recorded.
+    pub fn checkpoint(&self, migration: &str, phase: Phase) -> Result<Option<Checkpoint>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT uri, sha256 FROM checkpoints WHERE migration_id = ?1 AND phase = ?2",
+                params![migration, phase.as_str()],
+                |r| {
+                    Ok(Checkpoint {
+                        phase,
+                        uri: r.get(0)?,
+                        sha256: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn policy_in(conn: &Connection, migration: &str) -> Result<Policy> {
+        conn.query_row(
+            "SELECT lease_ms, max_attempts, backoff_base_ms, backoff_max_ms FROM migrations WHERE id = ?1",
+            params![migration],
+            |r| {
+                Ok(Policy {
+                    lease_ms: r.get::<_, i64>(0)? as u64,
+                    max_attempts: r.get(1)?,
+                    backoff_base_ms: r.get::<_, i64>(2)? as u64,
+                    backoff_max_ms: r.get::<_, i64>(3)? as u64,
+                })
+            },
+        )
+        .optional()?
+        .ok_or_else(|| SchedulerError::UnknownMigration(migration.to_string()))
+    }
+
+    /// Gives tasks whose lease lapsed back to the queue (or halts their migration
+    /// when that was their last allowed attempt). Returns how many lapsed.
+    pub fn expire_leases(&self) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = self.expire_in(&tx)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn expire_in(&self, conn: &Connection) -> Result<usize> {
+        let now = self.now_ms();
+        let lapsed: Vec<(i64, String, String, String, u32, u32, Option<String>)> = {
+            let mut stmt = conn.prepare(
+                "SELECT id, migration_id, phase, table_name, partition, attempt, agent_id FROM tasks
+                 WHERE state = 'running' AND deadline_ms < ?1",
+            )?;
+            let rows = stmt.query_map(params![now], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        for (id, migration, phase, table, partition, attempt, agent) in &lapsed {
+            metrics::counter!(sensei_runtime::metrics::LEASES_EXPIRED, "phase" => phase.clone()).increment(1);
+            let policy = Self::policy_in(conn, migration)?;
+            let agent = agent.as_deref().unwrap_or("?");
+            if *attempt >= policy.max_attempts {
+                conn.execute(
+                    "UPDATE tasks SET state = 'failed', deadline_ms = NULL, last_error = 'lease lapsed on the last attempt' WHERE id = ?1",
+                    params![id],
+                )?;
+                let msg = format!(
+                    "task {id} ({phase} {table} partition {partition}): lease of agent {agent} lapsed on attempt {attempt} of {}; no attempts left",
+                    policy.max_attempts
+                );
+                self.event_in(conn, migration, "error", &msg)?;
+                self.transition_in(conn, migration, MigrationState::Halted, Some(&msg))?;
+            } else {
+                conn.execute(
+                    "UPDATE tasks SET state = 'pending', deadline_ms = NULL, agent_id = NULL,
+                        last_error = 'lease lapsed' WHERE id = ?1",
+                    params![id],
+                )?;
+                self.event_in(
+                    conn,
+                    migration,
+                    "warn",
+                    &format!("task {id} ({phase} {table} partition {partition}): lease of agent {agent} lapsed on attempt {attempt}; reassigning"),
+                )?;
+            }
+        }
+        Ok(lapsed.len())
+    }
+
+    /// Gives up every lease held by nodes other than `alive` at once, instead of
+    /// waiting for them to lapse. `sensei migrate` calls it on start: agents of
+    /// an earlier, interrupted process are certainly gone.
+    pub fn release_leases_except(&self, alive: &[String]) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: Vec<(i64, String, Option<String>)> = {
+            let mut stmt = tx.prepare("SELECT id, migration_id, node_id FROM tasks WHERE state = 'running'")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let mut n = 0;
+        for (id, migration, node) in ids {
+            if node.as_ref().is_some_and(|n| alive.contains(n)) {
+                continue;
+            }
+            tx.execute(
+                "UPDATE tasks SET state = 'pending', deadline_ms = NULL, agent_id = NULL, last_error = 'holder gone' WHERE id = ?1",
+                params![id],
+            )?;
+            self.event_in(&tx, &migration, "warn", &format!("task {id}: holder node {} is gone; requeued", node.unwrap_or_default()))?;
+            n += 1;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Leases the next runnable task to an agent, preferring tasks whose input
+    /// lives on the agent's node. Lapsed leases are reassigned first.
+    pub fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase]) -> Result<Option<Lease>> {
+        let phase_list = if phases.is_empty() { Phase::ALL.to_vec() } else { phases.to_vec() };
+        let phase_filter = phase_list.iter().map(|p| format!("'{}'", p.as_str())).collect::<Vec<_>>().join(", ");
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.expire_in(&tx)?;
+        let now = self.now_ms();
+        tx.execute(
+            "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1",
+            params![agent_id, now],
+        )?;
+        let row: Option<(i64, String, String, String, u32, u32, String)> = tx
+            .query_row(
+                &format!("SELECT t.id, t.migration_id, t.phase, t.table_name, t.partition, t.attempt, t.payload_json
+                 FROM tasks t JOIN migrations m ON m.id = t.migration_id
+                 WHERE t.state = 'pending' AND t.not_before_ms <= ?1 AND m.state = 'running'
+                   AND t.phase IN ({phase_filter})
+                 ORDER BY (t.preferred_node IS ?2) DESC, t.id
+                 LIMIT 1"),
+                params![now, node_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            )
+            .optional()?;
+        let Some((task_id, migration_id, phase, table, partition, attempt, payload)) = row else {
+            tx.commit()?;
+            return Ok(None);
+        };
+        let policy = Self::policy_in(&tx, &migration_id)?;
+        let attempt = attempt + 1;
+        let deadline_ms = now + policy.lease_ms as i64;
+        tx.execute(
+            "UPDATE tasks SET state = 'running', attempt = ?2, agent_id = ?3, node_id = ?4, deadline_ms = ?5 WHERE id = ?1",
+            params![task_id, attempt, agent_id, node_id, deadline_ms],
+        )?;
+        tx.commit()?;
+        metrics::counter!(sensei_runtime::metrics::TASKS_LEASED, "phase" => phase.clone()).increment(1);
+        Ok(Some(Lease {
+            task_id,
+            migration_id,
+            phase: phase_of(phase),
+            table,
+            partition,
+            attempt,
+            deadline_ms,
+            payload: serde_json::from_str(&payload)?,
+        }))
+    }
+
+    /// Renews the leases an agent holds; returns the ids of those it no longer holds.
+    pub fn heartbeat(&self, agent_id: &str, node_id: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
+        let conn = self.conn();
+        let now = self.now_ms();
+        conn.execute("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1", params![agent_id, now])?;
+        conn.execute("UPDATE nodes SET last_seen_ms = ?2 WHERE id = ?1", params![node_id, now])?;
+        let mut lost = Vec::new();
+        for (task_id, attempt) in leases {
+            let n = conn.execute(
+                "UPDATE tasks SET deadline_ms = ?4 + (SELECT lease_ms FROM migrations m WHERE m.id = tasks.migration_id)
+                 WHERE id = ?1 AND attempt = ?2 AND agent_id = ?3 AND state = 'running' AND deadline_ms >= ?4",
+                params![task_id, attempt, agent_id, now],
+            )?;
+            if n == 0 {
+                lost.push(*task_id);
+            }
+        }
+        Ok(lost)
+    }
+
+    fn current_attempt(conn: &Connection, task_id: i64) -> Result<(u32, String, String, String, u32, String)> {
+        conn.query_row(
+            "SELECT attempt, state, migration_id, phase, partition, table_name FROM tasks WHERE id = ?1",
+            params![task_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()?
+        .ok_or(SchedulerError::UnknownTask(task_id))
+    }
+
+    /// Records a task's result. Refused when `attempt` is not the task's current
+    /// attempt: a reassigned task's earlier holder is fenced off. A repeated
+    /// completion of the same attempt (an RPC retried) is accepted once.
+    pub fn complete(&self, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()> {
+        let conn = self.conn();
+        let (current, state, migration, phase, _, _) = Self::current_attempt(&conn, task_id)?;
+        if attempt != current || state == "failed" {
+            metrics::counter!(sensei_runtime::metrics::STALE_COMPLETIONS).increment(1);
+            return Err(SchedulerError::StaleAttempt {
+                task_id,
+                attempt,
+                current,
+            });
+        }
+        if state == "done" {
+            return Ok(());
+        }
+        conn.execute(
+            "UPDATE tasks SET state = 'done', deadline_ms = NULL, result_json = ?2 WHERE id = ?1",
+            params![task_id, serde_json::to_string(result)?],
+        )?;
+        metrics::counter!(sensei_runtime::metrics::TASKS_COMPLETED, "phase" => phase).increment(1);
+        let _ = migration;
+        Ok(())
+    }
+
+    /// Records a failed attempt. A retryable failure with attempts left goes back
+    /// to the queue after an exponential backoff with jitter; otherwise the task
+    /// fails and its migration halts with an event.
+    pub fn fail(&self, task_id: i64, attempt: u32, error: &str, retryable: bool) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (current, state, migration, phase, partition, table) = Self::current_attempt(&tx, task_id)?;
+        if attempt != current || state == "done" || state == "failed" {
+            return Err(SchedulerError::StaleAttempt {
+                task_id,
+                attempt,
+                current,
+            });
+        }
+        metrics::counter!(sensei_runtime::metrics::TASKS_FAILED, "phase" => phase.clone(), "retryable" => retryable.to_string())
+            .increment(1);
+        let policy = Self::policy_in(&tx, &migration)?;
+        let what = format!("task {task_id} ({phase} {table} partition {partition}) attempt {attempt}");
+        if retryable && attempt < policy.max_attempts {
+            let delay = policy.backoff_ms(attempt, fastrand::f64());
+            tx.execute(
+                "UPDATE tasks SET state = 'pending', deadline_ms = NULL, agent_id = NULL, not_before_ms = ?2, last_error = ?3 WHERE id = ?1",
+                params![task_id, self.now_ms() + delay as i64, error],
+            )?;
+            self.event_in(&tx, &migration, "warn", &format!("{what} failed, retrying in {delay} ms: {error}"))?;
+        } else {
+            tx.execute(
+                "UPDATE tasks SET state = 'failed', deadline_ms = NULL, last_error = ?2 WHERE id = ?1",
+                params![task_id, error],
+            )?;
+            let why = if retryable {
+                format!("{what} failed and no attempts are left (max {}): {error}", policy.max_attempts)
+            } else {
+                format!("{what} failed permanently: {error}")
+            };
+            self.transition_in(&tx, &migration, MigrationState::Halted, Some(&why))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Tasks of one phase.
+    pub fn phase_tasks(&self, migration: &str, phase: Phase) -> Result<Vec<TaskRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, phase, table_name, partition, state, attempt, node_id, result_json, last_error
+             FROM tasks WHERE migration_id = ?1 AND phase = ?2 ORDER BY table_name, partition",
+        )?;
+        let rows = stmt.query_map(params![migration, phase.as_str()], |r| {
+            let state: String = r.get(4)?;
+            let result: Option<String> = r.get(7)?;
+            Ok(TaskRecord {
+                id: r.get(0)?,
+                phase: phase_of(r.get(1)?),
+                table: r.get(2)?,
+                partition: r.get(3)?,
+                state: task_state_of(&state),
+                attempt: r.get(5)?,
+                node_id: r.get(6)?,
+                result: result.and_then(|s| serde_json::from_str(&s).ok()),
+                last_error: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Progress of one phase.
+    pub fn progress(&self, migration: &str, phase: Phase) -> Result<PhaseProgress> {
+        let mut p = PhaseProgress::default();
+        for t in self.phase_tasks(migration, phase)? {
+            p.total += 1;
+            match t.state {
+                TaskState::Done => {
+                    p.done += 1;
+                    p.rows += t
+                        .result
+                        .as_ref()
+                        .and_then(|r| r.get("rows"))
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0);
+                }
+                TaskState::Running => p.running += 1,
+                TaskState::Failed => p.failed += 1,
+                TaskState::Pending => {}
+            }
+        }
+        Ok(p)
+    }
+
+    /// Events of a migration after `after_id`.
+    pub fn events_since(&self, migration: &str, after_id: i64) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, time_ms, level, message FROM events WHERE migration_id = ?1 AND id > ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![migration, after_id], |r| {
+            Ok(Event {
+                id: r.get(0)?,
+                time_ms: r.get(1)?,
+                level: r.get(2)?,
+                message: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// A JSON picture of the cluster: nodes, agents, tasks per phase and state, migrations.
+    pub fn cluster_status(&self) -> Result<serde_json::Value> {
+        let conn = self.conn();
+        let now = self.now_ms();
+        let nodes: Vec<serde_json::Value> = {
+            let mut stmt = conn.prepare("SELECT id, flight_endpoint, role, pid, last_seen_ms FROM nodes ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                let last: i64 = r.get(4)?;
+                Ok(serde_json::json!({"id": r.get::<_, String>(0)?, "flight_endpoint": r.get::<_, String>(1)?,
+                    "role": r.get::<_, String>(2)?, "pid": r.get::<_, u32>(3)?, "seen_ms_ago": now - last}))
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let agents: Vec<serde_json::Value> = {
+            let mut stmt = conn.prepare("SELECT id, node_id, kind, last_seen_ms, registrations FROM agents ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                let last: i64 = r.get(3)?;
+                Ok(serde_json::json!({"id": r.get::<_, String>(0)?, "node_id": r.get::<_, String>(1)?,
+                    "kind": r.get::<_, String>(2)?, "seen_ms_ago": now - last, "registrations": r.get::<_, i64>(4)?}))
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let tasks: Vec<serde_json::Value> = {
+            let mut stmt = conn.prepare(
+                "SELECT migration_id, phase, state, COUNT(*) FROM tasks GROUP BY migration_id, phase, state ORDER BY 1, 2, 3",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(serde_json::json!({"migration_id": r.get::<_, String>(0)?, "phase": r.get::<_, String>(1)?,
+                    "state": r.get::<_, String>(2)?, "count": r.get::<_, i64>(3)?}))
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let migrations: Vec<serde_json::Value> = {
+            let mut stmt = conn.prepare("SELECT id, state, error FROM migrations ORDER BY created_ms")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(serde_json::json!({"id": r.get::<_, String>(0)?, "state": r.get::<_, String>(1)?,
+                    "error": r.get::<_, Option<String>>(2)?}))
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        Ok(serde_json::json!({"nodes": nodes, "agents": agents, "tasks": tasks, "migrations": migrations}))
+    }
+}

@@ -1,0 +1,122 @@
+//! # sensei-tests
+//!
+//! End-to-end tests of Sensei: they run the real `sensei` and `sensei-cluster`
+//! binaries against real SQLite files, real processes and real sockets on
+//! 127.0.0.1. This library holds their shared helpers: locating the binaries
+//! (built by `cargo build --workspace --bins`, as the README's test command
+//! does first), generating the retail source, comparing source and target.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary in the same target folder as the running test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test> -> target/debug/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command to completion, with its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    eprintln!(
+        "$ {:?}\n--- exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        cmd,
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A `sensei` command.
+pub fn sensei() -> Command {
+    Command::new(bin("sensei"))
+}
+
+/// A `sensei-cluster` command rooted at `dir`.
+pub fn cluster(dir: &Path) -> Command {
+    let mut c = Command::new(bin("sensei-cluster"));
+    c.arg("--dir").arg(dir);
+    c
+}
+
+/// Writes the retail source database (small size) and returns its path.
+pub fn retail_source(dir: &Path, scale: u64) -> PathBuf {
+    let p = dir.join("retail.db");
+    sensei_bench::retail::generate(&p, sensei_bench::retail::RetailSize::scaled(scale), 42).expect("generate");
+    p
+}
+
+/// Writes a migration config and returns its path.
+pub fn write_config(dir: &Path, source: &Path, target: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("migration.toml");
+    let text = format!(
+        "[migration]\nname = \"retail\"\n[source]\nurl = \"sqlite://{}\"\n[target]\nurl = \"sqlite://{}\"\n[runtime]\nworkdir = \"{}\"\n{extra}\n",
+        source.display(),
+        target.display(),
+        dir.join("work").display()
+    );
+    std::fs::write(&p, text).expect("write config");
+    p
+}
+
+/// The user tables of a SQLite file (the ledger excluded).
+pub fn tables(db: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(db).expect("open");
+    let mut s = c
+        .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name != 'sensei_delivery_ledger' ORDER BY name")
+        .expect("prepare");
+    let rows = s.query_map([], |r| r.get(0)).expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+/// Asserts that every table of `source` is in `target` with exactly the same
+/// rows, each exactly once (compared as multisets with SQL).
+pub fn assert_same_rows(source: &Path, target: &Path) {
+    let c = rusqlite::Connection::open(target).expect("open target");
+    c.execute("ATTACH DATABASE ?1 AS src", [source.display().to_string()]).expect("attach");
+    let names = tables(source);
+    assert!(!names.is_empty());
+    for t in names {
+        let q = |sql: String| -> i64 { c.query_row(&sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}")) };
+        let src_n = q(format!("SELECT count(*) FROM src.\"{t}\""));
+        let dst_n = q(format!("SELECT count(*) FROM main.\"{t}\""));
+        assert_eq!(src_n, dst_n, "table {t}: source has {src_n} rows, target {dst_n}");
+        let missing = q(format!("SELECT count(*) FROM (SELECT * FROM src.\"{t}\" EXCEPT SELECT * FROM main.\"{t}\")"));
+        let extra = q(format!("SELECT count(*) FROM (SELECT * FROM main.\"{t}\" EXCEPT SELECT * FROM src.\"{t}\")"));
+        assert_eq!((missing, extra), (0, 0), "table {t}: {missing} rows missing, {extra} rows extra");
+        let distinct = q(format!("SELECT count(*) FROM (SELECT DISTINCT * FROM main.\"{t}\")"));
+        let src_distinct = q(format!("SELECT count(*) FROM (SELECT DISTINCT * FROM src.\"{t}\")"));
+        assert_eq!(distinct, src_distinct, "table {t}: duplicated rows in the target");
+    }
+}
+
+/// One value from the scheduler's state database (read while it is in use).
+pub fn state_query(workdir: &Path, sql: &str) -> Option<i64> {
+    let c = rusqlite::Connection::open_with_flags(workdir.join("state.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    c.busy_timeout(Duration::from_secs(5)).ok()?;
+    c.query_row(sql, [], |r| r.get(0)).ok()
+}
+
+/// Waits until `cond` holds, or panics after `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends a signal to a process.
+pub fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
