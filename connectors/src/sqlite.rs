@@ -420,7 +420,10 @@ pub struct SqliteTarget {
 fn sqlite_type(dt: &DataType) -> &'static str {
     match dt {
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16
-        | DataType::UInt32 | DataType::UInt64 | DataType::Boolean => "INTEGER",
+        | DataType::UInt32 | DataType::UInt64 => "INTEGER",
+        // Declared BOOLEAN (NUMERIC affinity, stored 0/1) so that reading the
+        // target back maps it to Boolean again, as the source was.
+        DataType::Boolean => "BOOLEAN",
         DataType::Float16 | DataType::Float32 | DataType::Float64 => "REAL",
         DataType::Binary | DataType::LargeBinary => "BLOB",
         _ => "TEXT",

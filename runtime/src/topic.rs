@@ -264,19 +264,16 @@ impl EventLog for EmbeddedLog {
 
     fn commit(&self, group: &str, topic: Topic, next: u64) -> Result<()> {
         let path = self.offset_path(group, topic);
-        let tmp = path.with_extension("tmp");
         let io = |source| RuntimeError::Io {
             what: "committing consumer offset",
             path: path.clone(),
             source,
         };
-        {
-            let mut f = File::create(&tmp).map_err(io)?;
-            f.write_all(next.to_string().as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        // rename is atomic: a crash leaves the old or the new offset, never half of one.
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(self.dir.join("offsets")).map_err(io)?;
+        tmp.write_all(next.to_string().as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        // persist() renames atomically: a crash leaves the old or the new offset, never half of one.
+        tmp.persist(&path).map_err(|e| io(e.error))?;
         Ok(())
     }
 

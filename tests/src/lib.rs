@@ -3,8 +3,8 @@
 //! End-to-end tests of Sensei: they run the real `sensei` and `sensei-cluster`
 //! binaries against real SQLite files, real processes and real sockets on
 //! 127.0.0.1. This library holds their shared helpers: locating the binaries
-//! (built by `cargo build --workspace --bins`, as the README's test command
-//! does first), generating the retail source, comparing source and target.
+//! (built by `cargo test --workspace`, because `sensei-cli` has integration tests
+//! ), generating the retail source, comparing source and target.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -18,7 +18,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        "{} is missing: run the suite with `cargo test --workspace`, which builds them",
         path.display()
     );
     path
