@@ -216,6 +216,8 @@ fn up(dir: &Path, workers: u32, port: u16, agents: u32, workdir: Option<PathBuf>
     std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
     // Wait until every worker has registered its node.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // tonic's lazy channel spawns its connection task on the current runtime.
+    let _rt_guard = rt.enter();
     let client = GrpcScheduler::new(&endpoint)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -239,6 +241,8 @@ fn up(dir: &Path, workers: u32, port: u16, agents: u32, workdir: Option<PathBuf>
 fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
     let c = read_cluster(dir)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // tonic's lazy channel spawns its connection task on the current runtime.
+    let _rt_guard = rt.enter();
     let mut doc = rt.block_on(GrpcScheduler::new(&c.head_endpoint)?.cluster_status())?;
     // Ask each live node's Flight service what it has served.
     let mut flight = Vec::new();
@@ -287,6 +291,8 @@ fn submit(dir: &Path, args: MigrationArgs, restart: bool) -> anyhow::Result<i32>
     let c = read_cluster(dir)?;
     let config = args.load(None)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // tonic's lazy channel spawns its connection task on the current runtime.
+    let _rt_guard = rt.enter();
     let client = GrpcScheduler::new(&c.head_endpoint)?;
     let id = rt.block_on(client.submit(&serde_json::to_string(&config)?, restart))?;
     eprintln!("submitted migration {id}");
@@ -385,7 +391,11 @@ fn run_head(dir: &Path, port: u16, workdir: &Path) -> anyhow::Result<i32> {
 fn run_worker(head: &str, name: &str, workdir: &Path, agents: u32) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
     let pool = WorkPool::new(work.handle().clone());
-    let api: Arc<dyn SchedulerApi> = Arc::new(GrpcScheduler::new(head)?);
+    let api: Arc<dyn SchedulerApi> = {
+        // The channel's connection task lives on the work runtime.
+        let _guard = work.enter();
+        Arc::new(GrpcScheduler::new(head)?)
+    };
     let system = actix::System::new();
     let workdir = workdir.to_path_buf();
     let name = name.to_string();
