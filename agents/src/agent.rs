@@ -110,7 +110,11 @@ impl TaskAgent {
 
     fn register(&mut self, ctx: &mut Context<Self>) {
         let sched = self.scheduler.clone();
-        let (id, node, kind) = (self.id.clone(), self.node.node_id.clone(), self.kind.as_str());
+        let (id, node, kind) = (
+            self.id.clone(),
+            self.node.node_id.clone(),
+            self.kind.as_str(),
+        );
         ctx.spawn(
             async move { sched.register_agent(&id, &node, kind).await }
                 .into_actor(self)
@@ -213,7 +217,8 @@ impl Actor for TaskAgent {
 impl Supervised for TaskAgent {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.restarts.fetch_add(1, Ordering::SeqCst);
-        metrics::counter!(sensei_runtime::metrics::AGENT_RESTARTS, "kind" => self.kind.as_str()).increment(1);
+        metrics::counter!(sensei_runtime::metrics::AGENT_RESTARTS, "kind" => self.kind.as_str())
+            .increment(1);
         tracing::warn!(agent = %self.id, "restarting agent");
         self.current = None;
     }
@@ -232,7 +237,11 @@ impl Handler<Poll> for TaskAgent {
             return;
         }
         let sched = self.scheduler.clone();
-        let (id, node, phases) = (self.id.clone(), self.node.node_id.clone(), self.kind.phases());
+        let (id, node, phases) = (
+            self.id.clone(),
+            self.node.node_id.clone(),
+            self.kind.phases(),
+        );
         let idle = self.settings.idle_poll;
         ctx.spawn(
             async move { sched.lease(&id, &node, phases).await }

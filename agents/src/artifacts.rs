@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use sensei_connectors::sqlite::ColumnInfo;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
 
@@ -142,7 +142,9 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) -> Result<()> {
             } else {
                 return Err(AgentError::Malformed {
                     what: "certificate payload".into(),
-                    message: format!("floating-point number {n} cannot be canonicalised; use a string"),
+                    message: format!(
+                        "floating-point number {n} cannot be canonicalised; use a string"
+                    ),
                 });
             }
         }
@@ -176,7 +178,10 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) -> Result<()> {
 }
 
 /// Signs a certificate payload.
-pub fn sign_certificate(payload: serde_json::Value, key: &sensei_runtime::signing::SigningKey) -> Result<SignedCertificate> {
+pub fn sign_certificate(
+    payload: serde_json::Value,
+    key: &sensei_runtime::signing::SigningKey,
+) -> Result<SignedCertificate> {
     let bytes = canonical_json(&payload)?;
     Ok(SignedCertificate {
         payload,
@@ -186,28 +191,27 @@ pub fn sign_certificate(payload: serde_json::Value, key: &sensei_runtime::signin
 }
 
 fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
 /// Verifies a certificate file's bytes. With `trusted_key`, the signature must
 /// be by that key; without it, by the key named in the payload (which proves
 /// integrity, not origin). Returns the payload on success.
-pub fn verify_certificate(bytes: &[u8], trusted_key: Option<[u8; 32]>, path: &str) -> Result<serde_json::Value> {
+pub fn verify_certificate(
+    bytes: &[u8],
+    trusted_key: Option<[u8; 32]>,
+    path: &str,
+) -> Result<serde_json::Value> {
     let bad = |message: String| AgentError::Certificate {
         path: path.to_string(),
         message,
     };
-    let cert: SignedCertificate = serde_json::from_slice(bytes).map_err(|e| bad(format!("not a certificate: {e}")))?;
+    let cert: SignedCertificate =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not a certificate: {e}")))?;
     let embedded = cert
         .payload
         .get("public_key")
@@ -216,7 +220,11 @@ pub fn verify_certificate(bytes: &[u8], trusted_key: Option<[u8; 32]>, path: &st
         .and_then(|v| <[u8; 32]>::try_from(v).ok())
         .ok_or_else(|| bad("payload has no valid public_key".into()))?;
     let key = match trusted_key {
-        Some(k) if k != embedded => return Err(bad("signed by a different key than the trusted public key".into())),
+        Some(k) if k != embedded => {
+            return Err(bad(
+                "signed by a different key than the trusted public key".into()
+            ))
+        }
         Some(k) => k,
         None => embedded,
     };
@@ -307,7 +315,10 @@ mod tests {
     fn canonical_json_sorts_and_compacts() {
         let v = serde_json::json!({"b": [1, {"z": true, "a": null}], "a": "x\"y\u{1}", "é": 2, "Z": -3});
         let c = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
-        assert_eq!(c, r#"{"Z":-3,"a":"x\"y\u0001","b":[1,{"a":null,"z":true}],"é":2}"#);
+        assert_eq!(
+            c,
+            r#"{"Z":-3,"a":"x\"y\u0001","b":[1,{"a":null,"z":true}],"é":2}"#
+        );
         assert!(canonical_json(&serde_json::json!({"f": 1.5})).is_err());
     }
 
@@ -321,7 +332,9 @@ mod tests {
         verify_certificate(&bytes, None, "c").unwrap();
         verify_certificate(&bytes, Some(key.public_key()), "c").unwrap();
         // Change one byte of the payload: "PASS" becomes "FASS".
-        let text = String::from_utf8(bytes.clone()).unwrap().replacen("PASS", "FASS", 1);
+        let text = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replacen("PASS", "FASS", 1);
         assert!(verify_certificate(text.as_bytes(), None, "c").is_err());
         let other = sensei_runtime::signing::SigningKey::generate(&dir.path().join("k2")).unwrap();
         assert!(verify_certificate(&bytes, Some(other.public_key()), "c").is_err());

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
-use serde::{Deserialize, Serialize};
 use sensei_connectors::sqlite::{BatchKey, SqliteTarget};
+use serde::{Deserialize, Serialize};
 
 use crate::artifacts::PartitionRef;
 use crate::error::{AgentError, Result};
@@ -63,7 +63,13 @@ fn rechunk(batches: &[RecordBatch], rows: usize) -> Result<Vec<RecordBatch>> {
 
 /// Runs a delivery task. `lost` turns true when the lease is lost; the task
 /// then stops before its next batch (a stale attempt writes nothing more).
-pub async fn run(ctx: &NodeContext, task: &DeliverTask, migration: &str, attempt: u32, lost: Arc<AtomicBool>) -> Result<DeliverResult> {
+pub async fn run(
+    ctx: &NodeContext,
+    task: &DeliverTask,
+    migration: &str,
+    attempt: u32,
+    lost: Arc<AtomicBool>,
+) -> Result<DeliverResult> {
     let batches = ctx.fetch(&task.input).await?;
     let chunks = rechunk(&batches, task.batch_rows.max(1) as usize)?;
     let task = task.clone();

@@ -112,7 +112,11 @@ fn put_i64(v: i64, out: &mut Vec<u8>) {
 
 fn put_f64(v: f64, out: &mut Vec<u8>) {
     let v = if v == 0.0 { 0.0 } else { v };
-    let bits = if v.is_nan() { 0x7ff8_0000_0000_0000 } else { v.to_bits() };
+    let bits = if v.is_nan() {
+        0x7ff8_0000_0000_0000
+    } else {
+        v.to_bits()
+    };
     out.push(1);
     out.push(b'f');
     out.extend_from_slice(&bits.to_be_bytes());
@@ -156,11 +160,20 @@ pub fn encode_cell(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
             out.push(1);
             out.push(b'd');
             out.push(*scale as u8);
-            out.extend_from_slice(&array.as_primitive::<Decimal128Type>().value(row).to_be_bytes());
+            out.extend_from_slice(
+                &array
+                    .as_primitive::<Decimal128Type>()
+                    .value(row)
+                    .to_be_bytes(),
+            );
         }
         DataType::Utf8 => put_len_bytes(b's', array.as_string::<i32>().value(row).as_bytes(), out),
-        DataType::LargeUtf8 => put_len_bytes(b's', array.as_string::<i64>().value(row).as_bytes(), out),
-        DataType::Utf8View => put_len_bytes(b's', array.as_string_view().value(row).as_bytes(), out),
+        DataType::LargeUtf8 => {
+            put_len_bytes(b's', array.as_string::<i64>().value(row).as_bytes(), out)
+        }
+        DataType::Utf8View => {
+            put_len_bytes(b's', array.as_string_view().value(row).as_bytes(), out)
+        }
         DataType::Binary => put_len_bytes(b'b', array.as_binary::<i32>().value(row), out),
         DataType::LargeBinary => put_len_bytes(b'b', array.as_binary::<i64>().value(row), out),
         DataType::BinaryView => put_len_bytes(b'b', array.as_binary_view().value(row), out),
@@ -176,10 +189,20 @@ pub fn encode_cell(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
         }
         DataType::Timestamp(unit, _) => {
             let micros = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row).saturating_mul(1_000_000),
-                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row).saturating_mul(1_000),
-                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
-                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row) / 1_000,
+                TimeUnit::Second => array
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Millisecond => array
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1_000),
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
+                TimeUnit::Nanosecond => {
+                    array.as_primitive::<TimestampNanosecondType>().value(row) / 1_000
+                }
             };
             put_micros(micros, out)
         }
@@ -218,7 +241,10 @@ mod tests {
         let a = digest(&batch(vec![1, 2, 3], vec![Some("a"), None, Some("c")]));
         let b = digest(&batch(vec![3, 1, 2], vec![Some("c"), Some("a"), None]));
         assert_eq!(a, b);
-        let dup = digest(&batch(vec![1, 1, 2, 2], vec![Some("a"), Some("a"), None, None]));
+        let dup = digest(&batch(
+            vec![1, 1, 2, 2],
+            vec![Some("a"), Some("a"), None, None],
+        ));
         let none = digest(&batch(vec![], vec![]));
         assert_ne!(dup.hex(), none.hex(), "duplicates must not cancel out");
         let changed = digest(&batch(vec![1, 2, 3], vec![Some("a"), Some(""), Some("c")]));
@@ -229,7 +255,10 @@ mod tests {
     fn engine_independent_encoding() {
         let narrow = RecordBatch::try_from_iter(vec![
             ("id", Arc::new(Int32Array::from(vec![7])) as ArrayRef),
-            ("name", Arc::new(StringViewArray::from(vec!["x"])) as ArrayRef),
+            (
+                "name",
+                Arc::new(StringViewArray::from(vec!["x"])) as ArrayRef,
+            ),
         ])
         .unwrap();
         assert_eq!(digest(&narrow), digest(&batch(vec![7], vec![Some("x")])));

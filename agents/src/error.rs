@@ -73,7 +73,9 @@ impl AgentError {
             AgentError::Runtime(e) => e.class(),
             AgentError::Sql { .. } | AgentError::Certificate { .. } => ErrorClass::User,
             AgentError::LeaseLost(_) | AgentError::Corrupt { .. } => ErrorClass::External,
-            AgentError::Malformed { .. } | AgentError::Arrow(_) | AgentError::Json(_) => ErrorClass::Bug,
+            AgentError::Malformed { .. } | AgentError::Arrow(_) | AgentError::Json(_) => {
+                ErrorClass::Bug
+            }
         }
     }
 

@@ -19,12 +19,19 @@ fn payload<T: serde::de::DeserializeOwned>(lease: &Lease) -> Result<T> {
 static PANICKED_ONCE: AtomicBool = AtomicBool::new(false);
 
 /// Runs a leased task on its engine and returns the result document.
-pub async fn execute(node: Arc<NodeContext>, lease: Lease, lost: Arc<AtomicBool>) -> Result<serde_json::Value> {
+pub async fn execute(
+    node: Arc<NodeContext>,
+    lease: Lease,
+    lost: Arc<AtomicBool>,
+) -> Result<serde_json::Value> {
     // Fault injection for supervision tests: the first task of the named table
     // panics once per process (`SENSEI_TEST_PANIC_ONCE=<table>`).
     if let Ok(t) = std::env::var("SENSEI_TEST_PANIC_ONCE") {
         if t == lease.table && !PANICKED_ONCE.swap(true, Ordering::SeqCst) {
-            panic!("injected panic in {} task for table {}", lease.phase, lease.table);
+            panic!(
+                "injected panic in {} task for table {}",
+                lease.phase, lease.table
+            );
         }
     }
     let value = match lease.phase {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use peers::ClientCache;
 use futures::TryStreamExt;
+use peers::ClientCache;
 use sensei_flight::{parquet_io, NodeStore, PartitionClient};
 use sensei_runtime::store::ArtifactStore;
 use sensei_runtime::supervise::WorkPool;
@@ -28,7 +28,11 @@ mod peers {
 
     impl ClientCache {
         pub fn get(&self, endpoint: &str) -> Option<PartitionClient> {
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).get(endpoint).cloned()
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(endpoint)
+                .cloned()
         }
         pub fn put(&self, endpoint: &str, c: PartitionClient) {
             self.0
@@ -37,7 +41,10 @@ mod peers {
                 .insert(endpoint.to_string(), c);
         }
         pub fn forget(&self, endpoint: &str) {
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(endpoint);
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(endpoint);
         }
     }
 }
@@ -61,7 +68,12 @@ pub struct NodeContext {
 
 impl NodeContext {
     /// A context for node `node_id`.
-    pub fn new(node_id: &str, store: Arc<NodeStore>, artifacts: ArtifactStore, pool: WorkPool) -> Self {
+    pub fn new(
+        node_id: &str,
+        store: Arc<NodeStore>,
+        artifacts: ArtifactStore,
+        pool: WorkPool,
+    ) -> Self {
         let batch_delay_ms = std::env::var("SENSEI_TEST_BATCH_DELAY_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -82,14 +94,28 @@ impl NodeContext {
     }
 
     /// Writes batches as a partition held by this node.
-    pub fn stage(&self, id: &str, table: &str, partition: u32, schema: SchemaRef, batches: &[RecordBatch]) -> Result<PartitionRef> {
+    pub fn stage(
+        &self,
+        id: &str,
+        table: &str,
+        partition: u32,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<PartitionRef> {
         let path = self.staging_path(id);
         let stats = parquet_io::write_partition(&path, schema, batches)?;
         Ok(self.register(id, table, partition, path, stats))
     }
 
     /// Registers a written partition file as held by this node.
-    pub fn register(&self, id: &str, table: &str, partition: u32, path: PathBuf, stats: parquet_io::FileStats) -> PartitionRef {
+    pub fn register(
+        &self,
+        id: &str,
+        table: &str,
+        partition: u32,
+        path: PathBuf,
+        stats: parquet_io::FileStats,
+    ) -> PartitionRef {
         self.store.register(id, path.clone(), stats.clone());
         PartitionRef {
             id: id.to_string(),
@@ -160,7 +186,11 @@ impl NodeContext {
         tokio::task::spawn_blocking(move || {
             let (_, actual) = parquet_io::hash_file(&path)?;
             if actual != expected {
-                return Err(AgentError::Corrupt { id, expected, actual });
+                return Err(AgentError::Corrupt {
+                    id,
+                    expected,
+                    actual,
+                });
             }
             let (_, batches) = parquet_io::read_partition(&path)?;
             Ok(batches)

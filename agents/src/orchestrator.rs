@@ -62,7 +62,13 @@ fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
 
 fn id_part(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -85,7 +91,12 @@ fn results<T: serde::de::DeserializeOwned>(tasks: &[TaskRecord]) -> Result<Vec<(
 
 impl Orchestrator {
     /// A driver over the head's scheduler, artifact store, event log and key.
-    pub fn new(scheduler: Arc<Scheduler>, artifacts: ArtifactStore, events: Arc<dyn EventLog>, key: Arc<SigningKey>) -> Self {
+    pub fn new(
+        scheduler: Arc<Scheduler>,
+        artifacts: ArtifactStore,
+        events: Arc<dyn EventLog>,
+        key: Arc<SigningKey>,
+    ) -> Self {
         Orchestrator {
             scheduler,
             artifacts,
@@ -126,10 +137,11 @@ impl Orchestrator {
             self.artifacts.delete_prefix(&id).await?;
         }
         let config_json = serde_json::to_string(config)?;
-        let start = match self
-            .scheduler
-            .create_migration(&id, &config_json, Policy::from_config(&config.scheduler))?
-        {
+        let start = match self.scheduler.create_migration(
+            &id,
+            &config_json,
+            Policy::from_config(&config.scheduler),
+        )? {
             None => Start::New,
             Some(MigrationState::Running) => Start::Resumed,
             Some(MigrationState::Halted) => {
@@ -176,7 +188,10 @@ impl Orchestrator {
                 self.plan(id, phase).await?;
                 return Ok(self.scheduler.migration_state(id)?.0);
             }
-            if tasks.iter().all(|t| t.state == sensei_scheduler::TaskState::Done) {
+            if tasks
+                .iter()
+                .all(|t| t.state == sensei_scheduler::TaskState::Done)
+            {
                 self.finalize(id, phase, &tasks).await?;
                 let (state, _) = self.scheduler.migration_state(id)?;
                 if state != MigrationState::Running {
@@ -186,7 +201,8 @@ impl Orchestrator {
             }
             return Ok(MigrationState::Running);
         }
-        self.scheduler.set_migration_state(id, MigrationState::Completed, None)?;
+        self.scheduler
+            .set_migration_state(id, MigrationState::Completed, None)?;
         Ok(MigrationState::Completed)
     }
 
@@ -210,10 +226,22 @@ impl Orchestrator {
 
     async fn finalize(&self, id: &str, phase: Phase, tasks: &[TaskRecord]) -> Result<()> {
         let (path, topic) = match phase {
-            Phase::Ingestion => (self.finalize_ingestion(id, tasks).await?, Topic::IngestionComplete),
-            Phase::Transformation => (self.finalize_transformation(id, tasks).await?, Topic::TransformationComplete),
-            Phase::Verification => (self.finalize_verification(id, tasks).await?, Topic::VerificationComplete),
-            Phase::Delivery => (self.finalize_delivery(id, tasks).await?, Topic::DeliveryComplete),
+            Phase::Ingestion => (
+                self.finalize_ingestion(id, tasks).await?,
+                Topic::IngestionComplete,
+            ),
+            Phase::Transformation => (
+                self.finalize_transformation(id, tasks).await?,
+                Topic::TransformationComplete,
+            ),
+            Phase::Verification => (
+                self.finalize_verification(id, tasks).await?,
+                Topic::VerificationComplete,
+            ),
+            Phase::Delivery => (
+                self.finalize_delivery(id, tasks).await?,
+                Topic::DeliveryComplete,
+            ),
         };
         let bytes = self.artifacts.get(&path).await?;
         let sha = sha256_hex(&bytes);
@@ -233,14 +261,16 @@ impl Orchestrator {
     async fn plan_ingestion(&self, id: &str, config: &MigrationConfig) -> Result<Vec<TaskSpec>> {
         let path = source_path(config)?;
         let p = path.clone();
-        let tables: Vec<TableInfo> = tokio::task::spawn_blocking(move || SqliteSource::open(&p)?.tables())
-            .await
-            .map_err(|e| AgentError::Malformed {
-                what: "schema discovery".into(),
-                message: e.to_string(),
-            })??;
+        let tables: Vec<TableInfo> =
+            tokio::task::spawn_blocking(move || SqliteSource::open(&p)?.tables())
+                .await
+                .map_err(|e| AgentError::Malformed {
+                    what: "schema discovery".into(),
+                    message: e.to_string(),
+                })??;
         let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "tables": tables});
-        self.put_json(&format!("{id}/discovery.json"), &discovery).await?;
+        self.put_json(&format!("{id}/discovery.json"), &discovery)
+            .await?;
         let per = config.ingestion.partition_rows as i64;
         let mut specs = Vec::new();
         for t in &tables {
@@ -285,13 +315,19 @@ impl Orchestrator {
         let tables: Vec<TableInfo> = serde_json::from_value(discovery["tables"].clone())?;
         let mut by_table: BTreeMap<String, Vec<PartitionRef>> = BTreeMap::new();
         for (_, r) in results::<IngestResult>(tasks)? {
-            by_table.entry(r.partition.table.clone()).or_default().push(r.partition);
+            by_table
+                .entry(r.partition.table.clone())
+                .or_default()
+                .push(r.partition);
         }
         let manifest = Manifest {
             version: ARTIFACT_VERSION,
             migration_id: id.to_string(),
             source: redact_url(&config.source.url),
-            checkpoint_time: discovery["checkpoint_time"].as_str().unwrap_or_default().to_string(),
+            checkpoint_time: discovery["checkpoint_time"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             tables: tables
                 .iter()
                 .map(|t| {
@@ -353,19 +389,26 @@ impl Orchestrator {
             .map(|c| format!("  {} AS {}", c.expression, quote(&c.target)))
             .collect::<Vec<_>>()
             .join(",\n");
-        format!("-- target table {}\nSELECT\n{cols}\nFROM source\n", t.target)
+        format!(
+            "-- target table {}\nSELECT\n{cols}\nFROM source\n",
+            t.target
+        )
     }
 
     async fn plan_transformation(&self, id: &str) -> Result<Vec<TaskSpec>> {
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
         let mapping = Self::identity_mapping(id, &manifest);
-        self.put_json(&format!("{id}/mapping.json"), &mapping).await?;
+        self.put_json(&format!("{id}/mapping.json"), &mapping)
+            .await?;
         let mut lineage = Vec::new();
         let mut specs = Vec::new();
         for (tm, mt) in mapping.tables.iter().zip(&manifest.tables) {
             let sql = Self::generate_sql(tm);
             self.artifacts
-                .put(&format!("{id}/sql/{}.sql", id_part(&tm.target)), Bytes::from(sql.clone()))
+                .put(
+                    &format!("{id}/sql/{}.sql", id_part(&tm.target)),
+                    Bytes::from(sql.clone()),
+                )
                 .await?;
             for c in &tm.columns {
                 lineage.push(serde_json::json!({"source": c.sources, "transformation": c.expression, "target": format!("{}.{}", tm.target, c.target)}));
@@ -375,7 +418,11 @@ impl Orchestrator {
                     target_table: tm.target.clone(),
                     input: p.clone(),
                     sql: sql.clone(),
-                    output_id: format!("{id}/staging/transformation/{}/{:05}", id_part(&tm.target), p.partition),
+                    output_id: format!(
+                        "{id}/staging/transformation/{}/{:05}",
+                        id_part(&tm.target),
+                        p.partition
+                    ),
                 };
                 specs.push(TaskSpec {
                     table: tm.target.clone(),
@@ -385,19 +432,28 @@ impl Orchestrator {
                 });
             }
         }
-        self.put_json(&format!("{id}/lineage.json"), &serde_json::json!({"version": ARTIFACT_VERSION, "edges": lineage}))
-            .await?;
+        self.put_json(
+            &format!("{id}/lineage.json"),
+            &serde_json::json!({"version": ARTIFACT_VERSION, "edges": lineage}),
+        )
+        .await?;
         Ok(specs)
     }
 
     async fn finalize_transformation(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
-        let mut partitions: Vec<PartitionRef> = results::<TransformResult>(tasks)?.into_iter().map(|(_, r)| r.partition).collect();
+        let mut partitions: Vec<PartitionRef> = results::<TransformResult>(tasks)?
+            .into_iter()
+            .map(|(_, r)| r.partition)
+            .collect();
         partitions.sort_by(|a, b| (&a.table, a.partition).cmp(&(&b.table, b.partition)));
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let mut sql = BTreeMap::new();
         for t in &mapping.tables {
             let path = format!("{id}/sql/{}.sql", id_part(&t.target));
-            sql.insert(t.target.clone(), sha256_hex(&self.artifacts.get(&path).await?));
+            sql.insert(
+                t.target.clone(),
+                sha256_hex(&self.artifacts.get(&path).await?),
+            );
         }
         let doc = serde_json::json!({
             "version": ARTIFACT_VERSION,
@@ -429,7 +485,11 @@ impl Orchestrator {
                 table: tm.target.clone(),
                 source_columns: tm.columns.iter().map(|c| c.target.clone()).collect(),
                 source: mt.partitions.clone(),
-                target: transformed.iter().filter(|p| p.table == tm.target).cloned().collect(),
+                target: transformed
+                    .iter()
+                    .filter(|p| p.table == tm.target)
+                    .cloned()
+                    .collect(),
             };
             let _ = i;
             specs.push(TaskSpec {
@@ -459,14 +519,30 @@ impl Orchestrator {
                 "result": if count_ok { "pass" } else { "fail" }}));
             checks.push(serde_json::json!({"check": "content_digest", "table": t.table, "source": r.source.digest, "target": r.target.digest,
                 "result": if digest_ok { "pass" } else { "fail" }}));
-            tables.insert(t.table.clone(), serde_json::json!({"rows": r.target.rows, "digest": r.target.digest}));
+            tables.insert(
+                t.table.clone(),
+                serde_json::json!({"rows": r.target.rows, "digest": r.target.digest}),
+            );
         }
         let mut evidence = BTreeMap::new();
-        for name in ["manifest.json", "mapping.json", "lineage.json", "transformation.json"] {
-            evidence.insert(name.to_string(), sha256_hex(&self.artifacts.get(&format!("{id}/{name}")).await?));
+        for name in [
+            "manifest.json",
+            "mapping.json",
+            "lineage.json",
+            "transformation.json",
+        ] {
+            evidence.insert(
+                name.to_string(),
+                sha256_hex(&self.artifacts.get(&format!("{id}/{name}")).await?),
+            );
         }
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
-        for p in manifest.tables.iter().flat_map(|t| &t.partitions).chain(&self.transformed(id).await?) {
+        for p in manifest
+            .tables
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .chain(&self.transformed(id).await?)
+        {
             evidence.insert(p.id.clone(), p.sha256.clone());
         }
         let status = if pass { "PASS" } else { "FAIL" };
@@ -479,7 +555,7 @@ impl Orchestrator {
             "checks": checks,
             "tables": tables,
             "evidence_sha256": evidence,
-            "public_key": self.key.public_key().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "public_key": hex::encode(self.key.public_key()),
             "key_id": self.key.key_id(),
         });
         let cert = sign_certificate(payload, &self.key)?;
@@ -490,12 +566,21 @@ impl Orchestrator {
             let failed: Vec<String> = checks
                 .iter()
                 .filter(|c| c["result"] == "fail")
-                .map(|c| format!("{} {}", c["check"].as_str().unwrap_or(""), c["table"].as_str().unwrap_or("")))
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["check"].as_str().unwrap_or(""),
+                        c["table"].as_str().unwrap_or("")
+                    )
+                })
                 .collect();
             self.scheduler.set_migration_state(
                 id,
                 MigrationState::Failed,
-                Some(&format!("certificate FAIL ({}); nothing was delivered", failed.join(", "))),
+                Some(&format!(
+                    "certificate FAIL ({}); nothing was delivered",
+                    failed.join(", ")
+                )),
             )?;
         }
         Ok(path)
@@ -510,9 +595,11 @@ impl Orchestrator {
         let ddl = if config.target.schema.is_empty() {
             None
         } else {
-            Some(std::fs::read_to_string(&config.target.schema).map_err(|e| sensei_connectors::ConnectorError::Unreadable {
-                path: config.target.schema.clone(),
-                message: e.to_string(),
+            Some(std::fs::read_to_string(&config.target.schema).map_err(|e| {
+                sensei_connectors::ConnectorError::Unreadable {
+                    path: config.target.schema.clone(),
+                    message: e.to_string(),
+                }
             })?)
         };
         let mut schemas = Vec::new();
@@ -561,7 +648,10 @@ impl Orchestrator {
 
     async fn finalize_delivery(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
         let config = self.config(id)?;
-        let cert_bytes = self.artifacts.get(&format!("{id}/certificate.json")).await?;
+        let cert_bytes = self
+            .artifacts
+            .get(&format!("{id}/certificate.json"))
+            .await?;
         let cert: SignedCertificate = serde_json::from_slice(&cert_bytes)?;
         let mut tables: BTreeMap<String, DeliveredTable> = BTreeMap::new();
         let mut elapsed = 0;
@@ -573,41 +663,58 @@ impl Orchestrator {
             elapsed += r.elapsed_ms;
         }
         let target = target_path(&config)?;
-        let names: Vec<String> = cert.payload["tables"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let names: Vec<String> = cert.payload["tables"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let columns: BTreeMap<String, Vec<String>> = mapping
             .tables
             .iter()
-            .map(|t| (t.target.clone(), t.columns.iter().map(|c| c.target.clone()).collect()))
+            .map(|t| {
+                (
+                    t.target.clone(),
+                    t.columns.iter().map(|c| c.target.clone()).collect(),
+                )
+            })
             .collect();
         // Post-delivery check: read every delivered table back from the target
         // and digest it with the certificate's algorithm.
-        let readback = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, TableDigest>> {
-            let src = SqliteSource::open(&target)?;
-            let mut out = BTreeMap::new();
-            for name in names {
-                let mut info = src.table(&name)?;
-                if let Some(order) = columns.get(&name) {
-                    info.columns.sort_by_key(|c| order.iter().position(|o| *o == c.name).unwrap_or(usize::MAX));
-                    info.columns.retain(|c| order.contains(&c.name));
+        let readback =
+            tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, TableDigest>> {
+                let src = SqliteSource::open(&target)?;
+                let mut out = BTreeMap::new();
+                for name in names {
+                    let mut info = src.table(&name)?;
+                    if let Some(order) = columns.get(&name) {
+                        info.columns.sort_by_key(|c| {
+                            order
+                                .iter()
+                                .position(|o| *o == c.name)
+                                .unwrap_or(usize::MAX)
+                        });
+                        info.columns.retain(|c| order.contains(&c.name));
+                    }
+                    let mut d = TableDigest::default();
+                    src.read(&info, None, 8192, |b| {
+                        d.add_batch(&b);
+                        Ok(())
+                    })?;
+                    out.insert(name, d);
                 }
-                let mut d = TableDigest::default();
-                src.read(&info, None, 8192, |b| {
-                    d.add_batch(&b);
-                    Ok(())
-                })?;
-                out.insert(name, d);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| AgentError::Malformed {
-            what: "post-delivery check".into(),
-            message: e.to_string(),
-        })??;
+                Ok(out)
+            })
+            .await
+            .map_err(|e| AgentError::Malformed {
+                what: "post-delivery check".into(),
+                message: e.to_string(),
+            })??;
         let mut warnings = Vec::new();
         for (name, d) in readback {
-            let certified = cert.payload["tables"][&name]["digest"].as_str().unwrap_or_default().to_string();
+            let certified = cert.payload["tables"][&name]["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let e = tables.entry(name.clone()).or_default();
             e.rows_in_target = d.rows;
             e.checksum = d.hex();
@@ -637,9 +744,17 @@ impl Orchestrator {
         if !warnings.is_empty() {
             // Record the checkpoint first so the receipt is part of the durable record.
             let bytes = self.artifacts.get(&path).await?;
-            self.scheduler.record_checkpoint(id, Phase::Delivery, &self.artifacts.uri(&path), &sha256_hex(&bytes))?;
-            self.scheduler
-                .set_migration_state(id, MigrationState::Failed, Some("post-delivery check: the target differs from the certified data"))?;
+            self.scheduler.record_checkpoint(
+                id,
+                Phase::Delivery,
+                &self.artifacts.uri(&path),
+                &sha256_hex(&bytes),
+            )?;
+            self.scheduler.set_migration_state(
+                id,
+                MigrationState::Failed,
+                Some("post-delivery check: the target differs from the certified data"),
+            )?;
         }
         Ok(path)
     }

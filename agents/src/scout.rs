@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 use sensei_connectors::sqlite::{SqliteSource, TableInfo};
 use sensei_flight::parquet_io::PartitionWriter;
+use serde::{Deserialize, Serialize};
 
 use crate::artifacts::PartitionRef;
 use crate::error::Result;

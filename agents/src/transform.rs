@@ -6,8 +6,8 @@ use std::sync::Arc;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use sensei_flight::parquet_io::PartitionWriter;
+use serde::{Deserialize, Serialize};
 
 use crate::artifacts::PartitionRef;
 use crate::error::{AgentError, Result};
@@ -49,18 +49,23 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
     // output keeps the input's row order, so delivery batches are the same on
     // every attempt (their ledger keys depend on it). Parallelism comes from
     // running many partition tasks at once.
-    let config = SessionConfig::new().with_target_partitions(1).with_batch_size(8192);
+    let config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_batch_size(8192);
     let session = SessionContext::new_with_config(config);
     let schema = match batches.first() {
         Some(b) => b.schema(),
         None => {
-            let (schema, _) = sensei_flight::parquet_io::read_partition(&ctx.staging_path(&task.input.id))
-                .map_err(AgentError::from)?;
+            let (schema, _) =
+                sensei_flight::parquet_io::read_partition(&ctx.staging_path(&task.input.id))
+                    .map_err(AgentError::from)?;
             schema
         }
     };
     let table = MemTable::try_new(schema, vec![batches]).map_err(sql_err)?;
-    session.register_table("source", Arc::new(table)).map_err(sql_err)?;
+    session
+        .register_table("source", Arc::new(table))
+        .map_err(sql_err)?;
     let df = session.sql(&task.sql).await.map_err(sql_err)?;
     let out_schema = Arc::new(df.schema().as_arrow().clone());
     let mut stream = df.execute_stream().await.map_err(sql_err)?;
@@ -71,7 +76,8 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
         writer.write(&batch.map_err(sql_err)?)?;
     }
     let stats = writer.finish()?;
-    metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "transformation").increment(stats.rows);
+    metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "transformation")
+        .increment(stats.rows);
     let partition = ctx.register(&id, &task.target_table, task.input.partition, path, stats);
     Ok(TransformResult {
         rows: partition.rows,

@@ -41,7 +41,11 @@ pub struct VerifyResult {
     pub target: SideDigest,
 }
 
-async fn digest_of(ctx: &NodeContext, parts: &[PartitionRef], columns: Option<&[String]>) -> Result<TableDigest> {
+async fn digest_of(
+    ctx: &NodeContext,
+    parts: &[PartitionRef],
+    columns: Option<&[String]>,
+) -> Result<TableDigest> {
     let mut total = TableDigest::default();
     for p in parts {
         let batches = ctx.fetch(p).await?;

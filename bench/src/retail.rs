@@ -56,12 +56,31 @@ impl Rng {
     }
 }
 
-const FIRST: &[&str] = &["Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Edsger", "Frances", "Donald", "Radia", "José", "Zoë", "Søren", "Aiko"];
-const LAST: &[&str] = &["Lovelace", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Dijkstra", "Allen", "Knuth", "Perlman", "Núñez", "O'Brien", "Müller", "Tanaka"];
-const CITIES: &[&str] = &["Lyon", "Porto", "Leeds", "Austin", "Osaka", "Graz", "Bergen", "Quito"];
-const STATUS: &[&str] = &["NEW", "PAID", "SHIPPED", "DELIVERED", "RETURNED", "CANCELLED"];
-const WORDS: &[&str] = &["Steel", "Oak", "Linen", "Copper", "Wool", "Glass", "Cedar", "Clay"];
-const THINGS: &[&str] = &["Kettle", "Chair", "Lamp", "Blanket", "Mug", "Shelf", "Vase", "Rug"];
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Edsger", "Frances", "Donald", "Radia",
+    "José", "Zoë", "Søren", "Aiko",
+];
+const LAST: &[&str] = &[
+    "Lovelace", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Dijkstra", "Allen",
+    "Knuth", "Perlman", "Núñez", "O'Brien", "Müller", "Tanaka",
+];
+const CITIES: &[&str] = &[
+    "Lyon", "Porto", "Leeds", "Austin", "Osaka", "Graz", "Bergen", "Quito",
+];
+const STATUS: &[&str] = &[
+    "NEW",
+    "PAID",
+    "SHIPPED",
+    "DELIVERED",
+    "RETURNED",
+    "CANCELLED",
+];
+const WORDS: &[&str] = &[
+    "Steel", "Oak", "Linen", "Copper", "Wool", "Glass", "Cedar", "Clay",
+];
+const THINGS: &[&str] = &[
+    "Kettle", "Chair", "Lamp", "Blanket", "Mug", "Shelf", "Vase", "Rug",
+];
 
 /// Writes the retail database to `path` (replacing it). Returns rows written.
 pub fn generate(path: &Path, size: RetailSize, seed: u64) -> rusqlite::Result<u64> {
@@ -108,14 +127,47 @@ pub fn generate(path: &Path, size: RetailSize, seed: u64) -> rusqlite::Result<u6
     let mut rows = 0u64;
     let tx = conn.transaction()?;
     {
-        let mut ins = tx.prepare("INSERT INTO customers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+        let mut ins =
+            tx.prepare("INSERT INTO customers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
         for id in 1..=size.customers {
             let (f, l) = (rng.pick(FIRST), rng.pick(LAST));
-            let email = (rng.below(10) != 0).then(|| format!("{}.{}{}@example.com", f.to_lowercase(), l.to_lowercase().replace('\'', ""), id));
-            let dob = (rng.below(8) != 0).then(|| format!("{}-{:02}-{:02}", 1940 + rng.below(65), 1 + rng.below(12), 1 + rng.below(28)));
-            let phone = (rng.below(4) != 0).then(|| format!("+1-555-{:03}-{:04}", rng.below(1000), rng.below(10_000)));
-            let created = format!("20{:02}-{:02}-{:02} {:02}:{:02}:{:02}", 10 + rng.below(15), 1 + rng.below(12), 1 + rng.below(28), rng.below(24), rng.below(60), rng.below(60));
-            ins.execute(params![id as i64, f, l, email, dob, phone, rng.pick(CITIES), created])?;
+            let email = (rng.below(10) != 0).then(|| {
+                format!(
+                    "{}.{}{}@example.com",
+                    f.to_lowercase(),
+                    l.to_lowercase().replace('\'', ""),
+                    id
+                )
+            });
+            let dob = (rng.below(8) != 0).then(|| {
+                format!(
+                    "{}-{:02}-{:02}",
+                    1940 + rng.below(65),
+                    1 + rng.below(12),
+                    1 + rng.below(28)
+                )
+            });
+            let phone = (rng.below(4) != 0)
+                .then(|| format!("+1-555-{:03}-{:04}", rng.below(1000), rng.below(10_000)));
+            let created = format!(
+                "20{:02}-{:02}-{:02} {:02}:{:02}:{:02}",
+                10 + rng.below(15),
+                1 + rng.below(12),
+                1 + rng.below(28),
+                rng.below(24),
+                rng.below(60),
+                rng.below(60)
+            );
+            ins.execute(params![
+                id as i64,
+                f,
+                l,
+                email,
+                dob,
+                phone,
+                rng.pick(CITIES),
+                created
+            ])?;
             rows += 1;
         }
         let mut ins = tx.prepare("INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
@@ -146,12 +198,33 @@ pub fn generate(path: &Path, size: RetailSize, seed: u64) -> rusqlite::Result<u6
                 total += cents * qty;
                 lines.push((no, prod, qty, cents));
             }
-            let ts = format!("20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}", 18 + rng.below(7), 1 + rng.below(12), 1 + rng.below(28), rng.below(24), rng.below(60), rng.below(60));
+            let ts = format!(
+                "20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                18 + rng.below(7),
+                1 + rng.below(12),
+                1 + rng.below(28),
+                rng.below(24),
+                rng.below(60),
+                rng.below(60)
+            );
             let note = (rng.below(6) == 0).then(|| "leave at the door — ring twice".to_string());
-            ord.execute(params![id as i64, (1 + rng.below(size.customers)) as i64, ts, rng.pick(STATUS), total as f64 / 100.0, note])?;
+            ord.execute(params![
+                id as i64,
+                (1 + rng.below(size.customers)) as i64,
+                ts,
+                rng.pick(STATUS),
+                total as f64 / 100.0,
+                note
+            ])?;
             rows += 1;
             for (no, prod, qty, cents) in lines {
-                line.execute(params![id as i64, no as i64, prod as i64, qty, cents as f64 / 100.0])?;
+                line.execute(params![
+                    id as i64,
+                    no as i64,
+                    prod as i64,
+                    qty,
+                    cents as f64 / 100.0
+                ])?;
                 rows += 1;
             }
         }

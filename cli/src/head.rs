@@ -12,7 +12,6 @@ use sensei_runtime::store::ArtifactStore;
 use sensei_runtime::topic::EmbeddedLog;
 use sensei_scheduler::{MigrationControl, Scheduler, TokioClock};
 
-
 /// The head's shared pieces.
 pub struct Head {
     /// The migration driver.
@@ -74,10 +73,16 @@ impl HeadControl {
         if !set.insert(id.to_string()) {
             return;
         }
-        let (orch, id, driving) = (self.orchestrator.clone(), id.to_string(), self.driving.clone());
+        let (orch, id, driving) = (
+            self.orchestrator.clone(),
+            id.to_string(),
+            self.driving.clone(),
+        );
         self.handle.spawn(async move {
             match orch.drive(&id).await {
-                Ok(state) => tracing::info!(migration = %id, state = state.as_str(), "migration stopped"),
+                Ok(state) => {
+                    tracing::info!(migration = %id, state = state.as_str(), "migration stopped")
+                }
                 Err(e) => {
                     tracing::error!(migration = %id, error = %e, "migration driver failed");
                     let _ = orch.scheduler().set_migration_state(
@@ -87,7 +92,10 @@ impl HeadControl {
                     );
                 }
             }
-            driving.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            driving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         });
     }
 }
@@ -95,9 +103,14 @@ impl HeadControl {
 #[tonic::async_trait]
 impl MigrationControl for HeadControl {
     async fn submit(&self, config_json: &str, restart: bool) -> Result<String, String> {
-        let config: MigrationConfig = serde_json::from_str(config_json).map_err(|e| format!("configuration: {e}"))?;
+        let config: MigrationConfig =
+            serde_json::from_str(config_json).map_err(|e| format!("configuration: {e}"))?;
         config.validate(None).map_err(|e| e.to_string())?;
-        let (id, start) = self.orchestrator.submit(&config, restart).await.map_err(|e| e.to_string())?;
+        let (id, start) = self
+            .orchestrator
+            .submit(&config, restart)
+            .await
+            .map_err(|e| e.to_string())?;
         if !matches!(start, Start::Ended(_)) {
             self.drive(&id);
         }
@@ -105,6 +118,8 @@ impl MigrationControl for HeadControl {
     }
 
     async fn status(&self, migration_id: &str) -> Result<serde_json::Value, String> {
-        self.orchestrator.status(migration_id).map_err(|e| e.to_string())
+        self.orchestrator
+            .status(migration_id)
+            .map_err(|e| e.to_string())
     }
 }

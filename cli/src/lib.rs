@@ -50,13 +50,18 @@ impl MigrationArgs {
         match (&self.config, &self.source) {
             (Some(file), None) => loader = loader.file(file),
             (None, Some(_)) => {}
-            (Some(_), Some(_)) => anyhow::bail!("give either CONFIG.toml or --source/--target, not both"),
+            (Some(_), Some(_)) => {
+                anyhow::bail!("give either CONFIG.toml or --source/--target, not both")
+            }
             (None, None) => anyhow::bail!("give a CONFIG.toml, or --source URL --target URL"),
         }
         loader = loader.process_env();
         if let Some(s) = &self.source {
             loader = loader.flag("source.url", s.as_str());
-            let t = self.target.as_deref().context("--source needs --target URL too")?;
+            let t = self
+                .target
+                .as_deref()
+                .context("--source needs --target URL too")?;
             loader = loader.flag("target.url", t);
         } else if let Some(t) = &self.target {
             loader = loader.flag("target.url", t.as_str());
@@ -71,7 +76,9 @@ impl MigrationArgs {
             loader = loader.flag("runtime.workers", n.to_string());
         }
         for kv in &self.set {
-            let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv}: expected section.key=value"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--set {kv}: expected section.key=value"))?;
             loader = loader.flag(k, v);
         }
         Ok(loader.load()?)
@@ -91,7 +98,12 @@ pub fn exit_code(state: MigrationState) -> i32 {
 /// The multi-thread runtime for heavy work, Flight and gRPC servers.
 pub fn work_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2))
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2),
+        )
         .thread_name("sensei-work")
         .enable_all()
         .build()?)
@@ -140,7 +152,10 @@ pub async fn start_node(
     let ctx = Arc::new(NodeContext::new(node_id, store.clone(), artifacts, pool));
     let mut tries = 0;
     loop {
-        match scheduler.register_node(node_id, store.endpoint(), role).await {
+        match scheduler
+            .register_node(node_id, store.endpoint(), role)
+            .await
+        {
             Ok(()) => break,
             Err(e) if tries < 100 => {
                 tries += 1;
@@ -189,9 +204,11 @@ impl Progress {
     pub fn new() -> Self {
         let bars = std::io::stderr().is_terminal().then(|| {
             let mp = indicatif::MultiProgress::new();
-            let style = indicatif::ProgressStyle::with_template("{prefix:>15} [{bar:30}] {pos}/{len} partitions {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> ");
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix:>15} [{bar:30}] {pos}/{len} partitions {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
             let bars = PHASES
                 .iter()
                 .map(|p| {
@@ -217,7 +234,11 @@ impl Progress {
         let mut line = Vec::new();
         for (i, phase) in PHASES.iter().enumerate() {
             let p = &status["phases"][phase];
-            let (done, total, rows) = (p["done"].as_u64().unwrap_or(0), p["total"].as_u64().unwrap_or(0), p["rows"].as_u64().unwrap_or(0));
+            let (done, total, rows) = (
+                p["done"].as_u64().unwrap_or(0),
+                p["total"].as_u64().unwrap_or(0),
+                p["rows"].as_u64().unwrap_or(0),
+            );
             let msg = format!("{rows} rows, {:.0} rows/s", rows as f64 / secs);
             if let Some((_, bars)) = &self.bars {
                 bars[i].set_length(total);
@@ -230,7 +251,9 @@ impl Progress {
         }
         if self.bars.is_none() {
             let doc = line.join("; ");
-            if doc != self.last_doc && self.last_line.elapsed() >= Duration::from_secs(2) || status["state"] != "running" {
+            if doc != self.last_doc && self.last_line.elapsed() >= Duration::from_secs(2)
+                || status["state"] != "running"
+            {
                 if !doc.is_empty() && doc != self.last_doc {
                     eprintln!("progress: {doc}");
                 }
@@ -272,7 +295,11 @@ pub fn summarize(status: &serde_json::Value) -> i32 {
         rows("transformation"),
         rows("delivery")
     );
-    for (label, key) in [("manifest", "manifest"), ("certificate", "certificate"), ("receipt", "receipt")] {
+    for (label, key) in [
+        ("manifest", "manifest"),
+        ("certificate", "certificate"),
+        ("receipt", "receipt"),
+    ] {
         if let Some(p) = a[key].as_str() {
             if std::path::Path::new(p).exists() {
                 println!("  {label}: {p}");

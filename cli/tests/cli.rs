@@ -6,11 +6,20 @@ use std::process::Command;
 
 #[test]
 fn help_lists_the_commands() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sensei")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sensei"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("migrate") && text.contains("certificate"), "{text}");
-    let out = Command::new(env!("CARGO_BIN_EXE_sensei-cluster")).arg("--help").output().unwrap();
+    assert!(
+        text.contains("migrate") && text.contains("certificate"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sensei-cluster"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for c in ["up", "status", "submit", "down"] {
         assert!(text.contains(c), "{text}");
@@ -28,22 +37,38 @@ fn verify_of_a_missing_or_foreign_file_exits_1() {
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("c.json");
     std::fs::write(&f, "{\"payload\": {}, \"signature\": \"00\"}").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sensei")).args(["certificate", "verify"]).arg(&f).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sensei"))
+        .args(["certificate", "verify"])
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn migrate_without_source_says_what_is_missing() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sensei")).arg("migrate").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sensei"))
+        .arg("migrate")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source"));
     let out = Command::new(env!("CARGO_BIN_EXE_sensei"))
-        .args(["migrate", "--source", "postgresql://u:secret@localhost/db", "--target", "sqlite:///tmp/x.db"])
+        .args([
+            "migrate",
+            "--source",
+            "postgresql://u:secret@localhost/db",
+            "--target",
+            "sqlite:///tmp/x.db",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not part of this build"), "{err}");
-    assert!(!err.contains("secret"), "credentials must not leak into errors: {err}");
+    assert!(
+        !err.contains("secret"),
+        "credentials must not leak into errors: {err}"
+    );
 }

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder,
+    StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -137,22 +138,29 @@ impl SqliteSource {
             path: shown.clone(),
             message: e.to_string(),
         })?;
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| ConnectorError::NotSqlite {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| ConnectorError::NotSqlite {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
         // Belt and braces: the connection is read-only, and query_only makes
         // SQLite itself refuse any statement that would write.
         conn.pragma_update(None, "query_only", "ON")
-            .map_err(ConnectorError::sql(format!("setting query_only on {shown}")))?;
+            .map_err(ConnectorError::sql(format!(
+                "setting query_only on {shown}"
+            )))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(ConnectorError::sql("setting busy timeout"))?;
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-            .map_err(|e| ConnectorError::NotSqlite {
-                path: shown,
-                message: e.to_string(),
-            })?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| ConnectorError::NotSqlite {
+            path: shown,
+            message: e.to_string(),
+        })?;
         Ok(SqliteSource {
             conn,
             path: path.to_path_buf(),
@@ -168,7 +176,10 @@ impl SqliteSource {
         }
         self.conn
             .query_row(sql, [], |r| r.get(0))
-            .map_err(ConnectorError::sql(format!("query on {}", self.path.display())))
+            .map_err(ConnectorError::sql(format!(
+                "query on {}",
+                self.path.display()
+            )))
     }
 
     /// The user tables (SQLite's own and Sensei's ledger excluded).
@@ -215,13 +226,19 @@ impl SqliteSource {
             .map_err(ConnectorError::sql(&ctx))?;
         let rows: i64 = self
             .conn
-            .query_row(&format!("SELECT count(*) FROM {}", quote(name)), [], |r| r.get(0))
-            .map_err(ConnectorError::sql(format!("counting rows of table {name}")))?;
+            .query_row(&format!("SELECT count(*) FROM {}", quote(name)), [], |r| {
+                r.get(0)
+            })
+            .map_err(ConnectorError::sql(format!(
+                "counting rows of table {name}"
+            )))?;
         let rowid_range = self
             .conn
-            .query_row(&format!("SELECT min(rowid), max(rowid) FROM {}", quote(name)), [], |r| {
-                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
-            })
+            .query_row(
+                &format!("SELECT min(rowid), max(rowid) FROM {}", quote(name)),
+                [],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
             .ok()
             .and_then(|(a, b)| Some((a?, b?)));
         Ok(TableInfo {
@@ -251,15 +268,29 @@ impl SqliteSource {
         let has_rowid = table.rowid_range.is_some();
         let (sql, params): (String, Vec<i64>) = match (range, has_rowid) {
             (Some((lo, hi)), true) => (
-                format!("SELECT rowid, {cols} FROM {} WHERE rowid >= ?1 AND rowid <= ?2 ORDER BY rowid", quote(&table.name)),
+                format!(
+                    "SELECT rowid, {cols} FROM {} WHERE rowid >= ?1 AND rowid <= ?2 ORDER BY rowid",
+                    quote(&table.name)
+                ),
                 vec![lo, hi],
             ),
-            (_, true) => (format!("SELECT rowid, {cols} FROM {} ORDER BY rowid", quote(&table.name)), vec![]),
-            (_, false) => (format!("SELECT NULL, {cols} FROM {}", quote(&table.name)), vec![]),
+            (_, true) => (
+                format!(
+                    "SELECT rowid, {cols} FROM {} ORDER BY rowid",
+                    quote(&table.name)
+                ),
+                vec![],
+            ),
+            (_, false) => (
+                format!("SELECT NULL, {cols} FROM {}", quote(&table.name)),
+                vec![],
+            ),
         };
         let ctx = format!("reading table {}", table.name);
         let mut stmt = self.conn.prepare(&sql).map_err(ConnectorError::sql(&ctx))?;
-        let mut rows = stmt.query(params_from_iter(params)).map_err(ConnectorError::sql(&ctx))?;
+        let mut rows = stmt
+            .query(params_from_iter(params))
+            .map_err(ConnectorError::sql(&ctx))?;
         let mut builders = new_builders(&schema, batch_rows);
         let mut in_batch = 0usize;
         let mut total = 0u64;
@@ -267,12 +298,16 @@ impl SqliteSource {
             let rowid: Option<i64> = row.get(0).map_err(ConnectorError::sql(&ctx))?;
             for (i, field) in schema.fields().iter().enumerate() {
                 let v = row.get_ref(i + 1).map_err(ConnectorError::sql(&ctx))?;
-                append(&mut builders[i], field.data_type(), v).map_err(|(value, expected)| ConnectorError::Value {
-                    table: table.name.clone(),
-                    column: field.name().clone(),
-                    row: rowid.map(|r| format!("rowid {r}")).unwrap_or_else(|| format!("#{}", total + 1)),
-                    value,
-                    expected,
+                append(&mut builders[i], field.data_type(), v).map_err(|(value, expected)| {
+                    ConnectorError::Value {
+                        table: table.name.clone(),
+                        column: field.name().clone(),
+                        row: rowid
+                            .map(|r| format!("rowid {r}"))
+                            .unwrap_or_else(|| format!("#{}", total + 1)),
+                        value,
+                        expected,
+                    }
                 })?;
             }
             in_batch += 1;
@@ -329,20 +364,32 @@ fn render(v: ValueRef<'_>) -> String {
 }
 
 /// Appends one SQLite value; on a mismatch returns (value shown, expected type).
-fn append(b: &mut Box<dyn ArrayBuilder>, dt: &DataType, v: ValueRef<'_>) -> std::result::Result<(), (String, String)> {
+fn append(
+    b: &mut Box<dyn ArrayBuilder>,
+    dt: &DataType,
+    v: ValueRef<'_>,
+) -> std::result::Result<(), (String, String)> {
     let mismatch = |v: ValueRef<'_>| (render(v), format!("{dt}"));
     match dt {
         DataType::Int64 => {
-            let b = b.as_any_mut().downcast_mut::<Int64Builder>().ok_or_else(|| mismatch(v))?;
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<Int64Builder>()
+                .ok_or_else(|| mismatch(v))?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Integer(i) => b.append_value(i),
-                ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => b.append_value(f as i64),
+                ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    b.append_value(f as i64)
+                }
                 other => return Err(mismatch(other)),
             }
         }
         DataType::Float64 => {
-            let b = b.as_any_mut().downcast_mut::<Float64Builder>().ok_or_else(|| mismatch(v))?;
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<Float64Builder>()
+                .ok_or_else(|| mismatch(v))?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Integer(i) => b.append_value(i as f64),
@@ -351,7 +398,10 @@ fn append(b: &mut Box<dyn ArrayBuilder>, dt: &DataType, v: ValueRef<'_>) -> std:
             }
         }
         DataType::Boolean => {
-            let b = b.as_any_mut().downcast_mut::<BooleanBuilder>().ok_or_else(|| mismatch(v))?;
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<BooleanBuilder>()
+                .ok_or_else(|| mismatch(v))?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Integer(0) => b.append_value(false),
@@ -360,7 +410,10 @@ fn append(b: &mut Box<dyn ArrayBuilder>, dt: &DataType, v: ValueRef<'_>) -> std:
             }
         }
         DataType::Binary => {
-            let b = b.as_any_mut().downcast_mut::<BinaryBuilder>().ok_or_else(|| mismatch(v))?;
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<BinaryBuilder>()
+                .ok_or_else(|| mismatch(v))?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Blob(x) | ValueRef::Text(x) => b.append_value(x),
@@ -368,7 +421,10 @@ fn append(b: &mut Box<dyn ArrayBuilder>, dt: &DataType, v: ValueRef<'_>) -> std:
             }
         }
         _ => {
-            let b = b.as_any_mut().downcast_mut::<StringBuilder>().ok_or_else(|| mismatch(v))?;
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<StringBuilder>()
+                .ok_or_else(|| mismatch(v))?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Text(t) => match std::str::from_utf8(t) {
@@ -419,8 +475,14 @@ pub struct SqliteTarget {
 
 fn sqlite_type(dt: &DataType) -> &'static str {
     match dt {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16
-        | DataType::UInt32 | DataType::UInt64 => "INTEGER",
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => "INTEGER",
         // Declared BOOLEAN (NUMERIC affinity, stored 0/1) so that reading the
         // target back maps it to Boolean again, as the source was.
         DataType::Boolean => "BOOLEAN",
@@ -453,7 +515,8 @@ impl SqliteTarget {
             return Err(err(format!("folder {} does not exist", dir.display())));
         }
         let probe = dir.join(format!(".sensei-write-probe-{}", std::process::id()));
-        std::fs::write(&probe, b"").map_err(|e| err(format!("folder {} is not writable: {e}", dir.display())))?;
+        std::fs::write(&probe, b"")
+            .map_err(|e| err(format!("folder {} is not writable: {e}", dir.display())))?;
         let _ = std::fs::remove_file(&probe);
         Ok(())
     }
@@ -483,7 +546,9 @@ impl SqliteTarget {
                 PRIMARY KEY (migration_id, partition_id, batch_seq)
             )"
         ))
-        .map_err(ConnectorError::sql(format!("creating {LEDGER_TABLE} in {shown}")))?;
+        .map_err(ConnectorError::sql(format!(
+            "creating {LEDGER_TABLE} in {shown}"
+        )))?;
         Ok(SqliteTarget {
             conn,
             path: path.to_path_buf(),
@@ -494,7 +559,10 @@ impl SqliteTarget {
     pub fn apply_ddl(&self, ddl: &str) -> Result<()> {
         self.conn
             .execute_batch(ddl)
-            .map_err(ConnectorError::sql(format!("applying the target schema to {}", self.path.display())))
+            .map_err(ConnectorError::sql(format!(
+                "applying the target schema to {}",
+                self.path.display()
+            )))
     }
 
     /// Creates a table mirroring `schema` (with `primary_key`) when absent.
@@ -514,21 +582,42 @@ impl SqliteTarget {
         if !primary_key.is_empty() {
             cols.push(format!(
                 "PRIMARY KEY ({})",
-                primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+                primary_key
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         self.conn
-            .execute(&format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(table), cols.join(", ")), [])
-            .map_err(ConnectorError::sql(format!("creating target table {table}")))?;
+            .execute(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {} ({})",
+                    quote(table),
+                    cols.join(", ")
+                ),
+                [],
+            )
+            .map_err(ConnectorError::sql(format!(
+                "creating target table {table}"
+            )))?;
         Ok(())
     }
 
     /// Writes one batch and its ledger row in one transaction. A batch whose
     /// key the ledger already holds is skipped: a retried or redone batch is
     /// never written twice.
-    pub fn write_batch(&mut self, table: &str, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+    pub fn write_batch(
+        &mut self,
+        table: &str,
+        batch: &RecordBatch,
+        key: &BatchKey<'_>,
+    ) -> Result<BatchAck> {
         let started = Instant::now();
-        let ctx = format!("delivering batch {} of partition {} into table {table}", key.seq, key.partition);
+        let ctx = format!(
+            "delivering batch {} of partition {} into table {table}",
+            key.seq, key.partition
+        );
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -549,10 +638,21 @@ impl SqliteTarget {
         }
         {
             let schema = batch.schema();
-            let names = schema.fields().iter().map(|f| quote(f.name())).collect::<Vec<_>>().join(", ");
-            let marks = (1..=schema.fields().len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            let names = schema
+                .fields()
+                .iter()
+                .map(|f| quote(f.name()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let marks = (1..=schema.fields().len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let mut stmt = tx
-                .prepare(&format!("INSERT INTO {} ({names}) VALUES ({marks})", quote(table)))
+                .prepare(&format!(
+                    "INSERT INTO {} ({names}) VALUES ({marks})",
+                    quote(table)
+                ))
                 .map_err(ConnectorError::sql(&ctx))?;
             let columns: Vec<&ArrayRef> = batch.columns().iter().collect();
             let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(columns.len());
@@ -561,10 +661,11 @@ impl SqliteTarget {
                 for col in &columns {
                     values.push(crate::value::to_sqlite(col, row));
                 }
-                stmt.execute(params_from_iter(values.iter())).map_err(|source| ConnectorError::Sql {
-                    context: format!("{ctx}, row {} of the batch", row + 1),
-                    source,
-                })?;
+                stmt.execute(params_from_iter(values.iter()))
+                    .map_err(|source| ConnectorError::Sql {
+                        context: format!("{ctx}, row {} of the batch", row + 1),
+                        source,
+                    })?;
             }
         }
         tx.execute(
@@ -583,9 +684,13 @@ impl SqliteTarget {
     /// Rows in a table.
     pub fn count(&self, table: &str) -> Result<u64> {
         self.conn
-            .query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| r.get::<_, i64>(0))
+            .query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n as u64)
-            .map_err(ConnectorError::sql(format!("counting rows of target table {table}")))
+            .map_err(ConnectorError::sql(format!(
+                "counting rows of target table {table}"
+            )))
     }
 }
 
@@ -617,11 +722,12 @@ mod tests {
         let types: Vec<_> = t.columns.iter().map(|c| c.arrow_type.as_str()).collect();
         assert_eq!(types, ["Int64", "Utf8", "Float64", "Utf8", "Binary"]);
         let mut batches = vec![];
-        let n = src.read(t, Some((2, 3)), 1, |b| {
-            batches.push(b);
-            Ok(())
-        })
-        .unwrap();
+        let n = src
+            .read(t, Some((2, 3)), 1, |b| {
+                batches.push(b);
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(n, 2);
         assert_eq!(batches.len(), 2);
     }
@@ -631,7 +737,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = source_db(dir.path());
         let src = SqliteSource::open(&p).unwrap();
-        assert!(matches!(src.query_scalar("DELETE FROM t"), Err(ConnectorError::WriteRefused(_))));
+        assert!(matches!(
+            src.query_scalar("DELETE FROM t"),
+            Err(ConnectorError::WriteRefused(_))
+        ));
         // Even past Sensei's own check, SQLite refuses: the connection is read-only.
         assert!(src.conn.execute("DELETE FROM t", []).is_err());
         assert_eq!(src.table("t").unwrap().rows, 3);
@@ -642,23 +751,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.db");
         let c = Connection::open(&p).unwrap();
-        c.execute_batch("CREATE TABLE q (n INTEGER); INSERT INTO q VALUES (1), ('abc');").unwrap();
+        c.execute_batch("CREATE TABLE q (n INTEGER); INSERT INTO q VALUES (1), ('abc');")
+            .unwrap();
         let src = SqliteSource::open(&p).unwrap();
         let t = src.table("q").unwrap();
         let err = src.read(&t, None, 10, |_| Ok(())).unwrap_err().to_string();
-        assert!(err.contains("table q") && err.contains("column n") && err.contains("rowid 2") && err.contains("abc"), "{err}");
+        assert!(
+            err.contains("table q")
+                && err.contains("column n")
+                && err.contains("rowid 2")
+                && err.contains("abc"),
+            "{err}"
+        );
     }
 
     #[test]
     fn not_a_database_and_missing_file_are_clear() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.db");
-        std::fs::write(&p, b"this is plainly not a sqlite file, just some text padding it out").unwrap();
+        std::fs::write(
+            &p,
+            b"this is plainly not a sqlite file, just some text padding it out",
+        )
+        .unwrap();
         let err = SqliteSource::open(&p).err().unwrap().to_string();
         assert!(err.contains("not a SQLite database"), "{err}");
-        let err = SqliteSource::open(&dir.path().join("missing.db")).err().unwrap().to_string();
+        let err = SqliteSource::open(&dir.path().join("missing.db"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("cannot read source"), "{err}");
-        let err = SqliteTarget::check_writable(Path::new("/nonexistent-dir/t.db")).unwrap_err().to_string();
+        let err = SqliteTarget::check_writable(Path::new("/nonexistent-dir/t.db"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not exist"), "{err}");
     }
 
@@ -674,7 +799,9 @@ mod tests {
         })
         .unwrap();
         let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
-        target.ensure_table("t", &t.schema(), &t.primary_key()).unwrap();
+        target
+            .ensure_table("t", &t.schema(), &t.primary_key())
+            .unwrap();
         let key = BatchKey {
             migration: "m",
             partition: "p0",
@@ -682,7 +809,16 @@ mod tests {
             attempt: 1,
         };
         assert!(target.write_batch("t", &batches[0], &key).unwrap().written);
-        let again = target.write_batch("t", &batches[0], &BatchKey { attempt: 2, ..key.clone() }).unwrap();
+        let again = target
+            .write_batch(
+                "t",
+                &batches[0],
+                &BatchKey {
+                    attempt: 2,
+                    ..key.clone()
+                },
+            )
+            .unwrap();
         assert!(!again.written);
         assert_eq!(target.count("t").unwrap(), 3);
     }

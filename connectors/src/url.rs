@@ -31,7 +31,8 @@ pub fn parse(url: &str, role: &'static str) -> Result<Location> {
         "postgresql" | "postgres" | "mysql" | "mariadb" | "file" => {
             format!("the {scheme} connector is not part of this build yet; supported now: sqlite://PATH")
         }
-        _ => "expected sqlite://PATH, postgresql://..., mysql://... or file://PATH.csv|parquet".into(),
+        _ => "expected sqlite://PATH, postgresql://..., mysql://... or file://PATH.csv|parquet"
+            .into(),
     };
     Err(ConnectorError::Unsupported {
         role,

@@ -31,7 +31,9 @@ fn peer(endpoint: &str, e: impl std::fmt::Display) -> FlightError {
 impl PartitionClient {
     /// Connects to `endpoint` (`grpc://host:port` or `http://host:port`).
     pub async fn connect(endpoint: &str) -> Result<Self> {
-        let http = endpoint.replacen("grpc://", "http://", 1).replacen("grpc+tcp://", "http://", 1);
+        let http = endpoint
+            .replacen("grpc://", "http://", 1)
+            .replacen("grpc+tcp://", "http://", 1);
         let channel = Endpoint::from_shared(http)
             .map_err(|e| peer(endpoint, e))?
             .connect_timeout(Duration::from_secs(5))
@@ -71,13 +73,24 @@ impl PartitionClient {
     }
 
     /// Sends a partition to the node (DoPut); returns what the node stored.
-    pub async fn put(&self, partition_id: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<FileStats> {
+    pub async fn put(
+        &self,
+        partition_id: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<FileStats> {
         let input = futures::stream::iter(batches.into_iter().map(Ok));
         let data = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .with_flight_descriptor(Some(FlightDescriptor::new_path(vec![partition_id.to_string()])))
+            .with_flight_descriptor(Some(FlightDescriptor::new_path(vec![
+                partition_id.to_string()
+            ])))
             .build(input);
-        let mut results = self.client().do_put(data).await.map_err(|e| peer(&self.endpoint, e))?;
+        let mut results = self
+            .client()
+            .do_put(data)
+            .await
+            .map_err(|e| peer(&self.endpoint, e))?;
         let ack = results
             .next()
             .await

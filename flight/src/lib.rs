@@ -69,7 +69,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("grpc://{}", listener.local_addr().unwrap());
         let store = Arc::new(NodeStore::new("n1", &endpoint, dir.path()));
-        serve(store.clone(), listener, std::future::pending()).await.unwrap();
+        serve(store.clone(), listener, std::future::pending())
+            .await
+            .unwrap();
 
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -79,12 +81,21 @@ mod tests {
             schema.clone(),
             vec![
                 Arc::new(Int64Array::from_iter_values(0..20_000)),
-                Arc::new(StringArray::from_iter((0..20_000).map(|i| if i % 7 == 0 { None } else { Some(format!("n{i}")) }))),
+                Arc::new(StringArray::from_iter((0..20_000).map(|i| {
+                    if i % 7 == 0 {
+                        None
+                    } else {
+                        Some(format!("n{i}"))
+                    }
+                }))),
             ],
         )
         .unwrap();
         let client = PartitionClient::connect(&endpoint).await.unwrap();
-        let stats = client.put("m/ingestion/t/0", schema.clone(), vec![batch.clone()]).await.unwrap();
+        let stats = client
+            .put("m/ingestion/t/0", schema.clone(), vec![batch.clone()])
+            .await
+            .unwrap();
         assert_eq!(stats.rows, 20_000);
         let got = client.get("m/ingestion/t/0").await.unwrap();
         let got = arrow::compute::concat_batches(&schema, &got).unwrap();

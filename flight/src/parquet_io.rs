@@ -85,7 +85,11 @@ impl PartitionWriter {
 }
 
 /// Writes batches to a partition file.
-pub fn write_partition(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<FileStats> {
+pub fn write_partition(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<FileStats> {
     let mut w = PartitionWriter::create(path, schema)?;
     for b in batches {
         w.write(b)?;
@@ -114,7 +118,10 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
 pub fn open_partition(
     path: &Path,
     batch_rows: usize,
-) -> Result<(SchemaRef, parquet::arrow::arrow_reader::ParquetRecordBatchReader)> {
+) -> Result<(
+    SchemaRef,
+    parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+)> {
     let file = File::open(path).map_err(|e| file_err(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(batch_rows);
     let schema = builder.schema().clone();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
-    HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -47,7 +47,8 @@ impl NodeFlightService {
     }
 
     fn info(&self, entry: &PartitionEntry) -> Result<FlightInfo, Status> {
-        let (schema, _) = open_partition(&entry.path, 1).map_err(|e| Status::internal(e.to_string()))?;
+        let (schema, _) =
+            open_partition(&entry.path, 1).map_err(|e| Status::internal(e.to_string()))?;
         let endpoint = FlightEndpoint::new()
             .with_ticket(Ticket::new(entry.id.clone()))
             .with_location(self.store.endpoint().to_string());
@@ -63,13 +64,15 @@ impl NodeFlightService {
     }
 
     fn entry_for(&self, descriptor: &FlightDescriptor) -> Result<PartitionEntry, Status> {
-        let id = descriptor
-            .path
-            .first()
-            .ok_or_else(|| Status::invalid_argument("descriptor must be a path naming a partition id"))?;
-        self.store
-            .get(id)
-            .ok_or_else(|| Status::not_found(format!("partition {id} is not held by node {}", self.store.node_id())))
+        let id = descriptor.path.first().ok_or_else(|| {
+            Status::invalid_argument("descriptor must be a path naming a partition id")
+        })?;
+        self.store.get(id).ok_or_else(|| {
+            Status::not_found(format!(
+                "partition {id} is not held by node {}",
+                self.store.node_id()
+            ))
+        })
     }
 }
 
@@ -83,27 +86,48 @@ impl FlightService for NodeFlightService {
     type DoActionStream = BoxStream<arrow_flight::Result>;
     type ListActionsStream = BoxStream<ActionType>;
 
-    async fn handshake(&self, _r: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
-        Err(Status::unimplemented("node Flight services need no handshake"))
+    async fn handshake(
+        &self,
+        _r: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented(
+            "node Flight services need no handshake",
+        ))
     }
 
-    async fn list_flights(&self, _r: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let infos: Vec<Result<FlightInfo, Status>> = self.store.list().iter().map(|e| self.info(e)).collect();
+    async fn list_flights(
+        &self,
+        _r: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let infos: Vec<Result<FlightInfo, Status>> =
+            self.store.list().iter().map(|e| self.info(e)).collect();
         Ok(Response::new(futures::stream::iter(infos).boxed()))
     }
 
-    async fn get_flight_info(&self, r: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(
+        &self,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let entry = self.entry_for(r.get_ref())?;
         Ok(Response::new(self.info(&entry)?))
     }
 
-    async fn poll_flight_info(&self, _r: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        Err(Status::unimplemented("partitions are complete when listed; use GetFlightInfo"))
+    async fn poll_flight_info(
+        &self,
+        _r: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented(
+            "partitions are complete when listed; use GetFlightInfo",
+        ))
     }
 
-    async fn get_schema(&self, r: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(
+        &self,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
         let entry = self.entry_for(r.get_ref())?;
-        let (schema, _) = open_partition(&entry.path, 1).map_err(|e| Status::internal(e.to_string()))?;
+        let (schema, _) =
+            open_partition(&entry.path, 1).map_err(|e| Status::internal(e.to_string()))?;
         let options = arrow::ipc::writer::IpcWriteOptions::default();
         let result: SchemaResult = SchemaAsIpc::new(&schema, &options)
             .try_into()
@@ -114,22 +138,28 @@ impl FlightService for NodeFlightService {
     async fn do_get(&self, r: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let id = String::from_utf8(r.into_inner().ticket.to_vec())
             .map_err(|_| Status::invalid_argument("ticket must be a UTF-8 partition id"))?;
-        let entry = self
-            .store
-            .get(&id)
-            .ok_or_else(|| Status::not_found(format!("partition {id} is not held by node {}", self.store.node_id())))?;
-        let (schema, reader) =
-            open_partition(&entry.path, STREAM_BATCH_ROWS).map_err(|e| Status::internal(e.to_string()))?;
+        let entry = self.store.get(&id).ok_or_else(|| {
+            Status::not_found(format!(
+                "partition {id} is not held by node {}",
+                self.store.node_id()
+            ))
+        })?;
+        let (schema, reader) = open_partition(&entry.path, STREAM_BATCH_ROWS)
+            .map_err(|e| Status::internal(e.to_string()))?;
         // Decoding Parquet is blocking work: a blocking thread feeds a channel of
         // capacity 2, so a slow reader holds at most two decoded batches here.
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             for batch in reader {
-                let batch = batch.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e)));
+                let batch =
+                    batch.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e)));
                 if let Ok(b) = &batch {
                     store.counters.batches.fetch_add(1, Ordering::Relaxed);
-                    store.counters.rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                    store
+                        .counters
+                        .rows
+                        .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
                     metrics::counter!(sensei_runtime::metrics::FLIGHT_BATCHES_SERVED).increment(1);
                     metrics::counter!(sensei_runtime::metrics::FLIGHT_BYTES_SERVED)
                         .increment(b.get_array_memory_size() as u64);
@@ -149,7 +179,10 @@ impl FlightService for NodeFlightService {
         Ok(Response::new(stream.boxed()))
     }
 
-    async fn do_put(&self, r: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+    async fn do_put(
+        &self,
+        r: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
         let mut input = r.into_inner();
         let first = input
             .message()
@@ -159,7 +192,11 @@ impl FlightService for NodeFlightService {
             .flight_descriptor
             .as_ref()
             .and_then(|d| d.path.first().cloned())
-            .ok_or_else(|| Status::invalid_argument("DoPut's first message must carry a path descriptor naming the partition"))?;
+            .ok_or_else(|| {
+                Status::invalid_argument(
+                    "DoPut's first message must carry a path descriptor naming the partition",
+                )
+            })?;
         let data = futures::stream::once(async move { Ok(first) })
             .chain(input)
             .map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s)));
@@ -169,10 +206,14 @@ impl FlightService for NodeFlightService {
         while let Some(batch) = batches.next().await {
             let batch = batch.map_err(|e| Status::invalid_argument(e.to_string()))?;
             if writer.is_none() {
-                writer = Some(PartitionWriter::create(&path, batch.schema()).map_err(|e| Status::internal(e.to_string()))?);
+                writer = Some(
+                    PartitionWriter::create(&path, batch.schema())
+                        .map_err(|e| Status::internal(e.to_string()))?,
+                );
             }
             if let Some(w) = writer.as_mut() {
-                w.write(&batch).map_err(|e| Status::internal(e.to_string()))?;
+                w.write(&batch)
+                    .map_err(|e| Status::internal(e.to_string()))?;
             }
         }
         let writer = match writer {
@@ -182,10 +223,13 @@ impl FlightService for NodeFlightService {
                     .schema()
                     .cloned()
                     .ok_or_else(|| Status::invalid_argument("DoPut carried no schema"))?;
-                PartitionWriter::create(&path, schema).map_err(|e| Status::internal(e.to_string()))?
+                PartitionWriter::create(&path, schema)
+                    .map_err(|e| Status::internal(e.to_string()))?
             }
         };
-        let stats = writer.finish().map_err(|e| Status::internal(e.to_string()))?;
+        let stats = writer
+            .finish()
+            .map_err(|e| Status::internal(e.to_string()))?;
         self.store.register(&id, path, stats.clone());
         self.store.counters.puts.fetch_add(1, Ordering::Relaxed);
         let ack = PutResult {
@@ -194,22 +238,33 @@ impl FlightService for NodeFlightService {
         Ok(Response::new(futures::stream::iter(vec![Ok(ack)]).boxed()))
     }
 
-    async fn do_exchange(&self, _r: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+    async fn do_exchange(
+        &self,
+        _r: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
         Err(Status::unimplemented("DoExchange is not offered"))
     }
 
-    async fn do_action(&self, r: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        r: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         match r.get_ref().r#type.as_str() {
             "stats" => {
                 let body = self.store.counters_json().to_string();
                 let result = arrow_flight::Result { body: body.into() };
-                Ok(Response::new(futures::stream::iter(vec![Ok(result)]).boxed()))
+                Ok(Response::new(
+                    futures::stream::iter(vec![Ok(result)]).boxed(),
+                ))
             }
             other => Err(Status::unimplemented(format!("unknown action {other}"))),
         }
     }
 
-    async fn list_actions(&self, _r: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(
+        &self,
+        _r: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
         let a = ActionType {
             r#type: "stats".into(),
             description: "what this node's Flight service has served, as JSON".into(),

@@ -77,9 +77,16 @@ impl NodeStore {
     pub fn path_for(&self, id: &str) -> PathBuf {
         let safe: String = id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/') { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/') {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        self.dir.join(format!("{}.parquet", safe.replace("..", "_")))
+        self.dir
+            .join(format!("{}.parquet", safe.replace("..", "_")))
     }
 
     /// Registers a partition as held here.

@@ -163,7 +163,8 @@ pub struct SigningSection {
 
 /// Every configuration key with its default, in `section.key` form, for docs and checks.
 pub fn documented_keys() -> Vec<(String, String)> {
-    let value = toml::Value::try_from(MigrationConfig::default()).unwrap_or(toml::Value::Boolean(false));
+    let value =
+        toml::Value::try_from(MigrationConfig::default()).unwrap_or(toml::Value::Boolean(false));
     let mut out = Vec::new();
     if let toml::Value::Table(sections) = value {
         for (section, body) in sections {
@@ -228,10 +229,11 @@ impl ConfigLoader {
         })?;
         let mut base_dir = None;
         if let Some(path) = &self.file {
-            let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::ConfigRead {
-                path: path.clone(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| RuntimeError::ConfigRead {
+                    path: path.clone(),
+                    source,
+                })?;
             // Deserialise the file alone first: toml's errors then carry the
             // file's own line, column and key.
             toml::from_str::<MigrationConfig>(&text).map_err(|e| RuntimeError::Config {
@@ -246,18 +248,26 @@ impl ConfigLoader {
             base_dir = path.parent().map(Path::to_path_buf);
         }
         for (name, value) in &self.env {
-            let key = name["SENSEI_".len()..].to_ascii_lowercase().replacen("__", ".", 1);
-            set_key(&mut merged, &key, value, &format!("environment variable {name}"))?;
+            let key = name["SENSEI_".len()..]
+                .to_ascii_lowercase()
+                .replacen("__", ".", 1);
+            set_key(
+                &mut merged,
+                &key,
+                value,
+                &format!("environment variable {name}"),
+            )?;
         }
         for (key, value) in &self.flags {
             set_key(&mut merged, key, value, &format!("flag {key}"))?;
         }
-        let mut config: MigrationConfig = merged.try_into().map_err(|e: toml::de::Error| {
-            RuntimeError::Config {
-                origin: "merged configuration".into(),
-                message: e.to_string(),
-            }
-        })?;
+        let mut config: MigrationConfig =
+            merged
+                .try_into()
+                .map_err(|e: toml::de::Error| RuntimeError::Config {
+                    origin: "merged configuration".into(),
+                    message: e.to_string(),
+                })?;
         if let Some(dir) = base_dir {
             config.resolve_relative_to(&dir);
         }
@@ -279,7 +289,11 @@ impl MigrationConfig {
                 }
             }
         }
-        for file in [&mut self.target.schema, &mut self.signing.key_file, &mut self.runtime.workdir] {
+        for file in [
+            &mut self.target.schema,
+            &mut self.signing.key_file,
+            &mut self.runtime.workdir,
+        ] {
             if !file.is_empty() && Path::new(file.as_str()).is_relative() {
                 *file = dir.join(file.as_str()).display().to_string();
             }
@@ -296,10 +310,14 @@ impl MigrationConfig {
             message,
         };
         if self.source.url.is_empty() {
-            return Err(bad("key source.url is missing: set `url` under [source] or pass --source URL".into()));
+            return Err(bad(
+                "key source.url is missing: set `url` under [source] or pass --source URL".into(),
+            ));
         }
         if self.target.url.is_empty() {
-            return Err(bad("key target.url is missing: set `url` under [target] or pass --target URL".into()));
+            return Err(bad(
+                "key target.url is missing: set `url` under [target] or pass --target URL".into(),
+            ));
         }
         if self.ingestion.partition_rows == 0 {
             return Err(bad("key ingestion.partition_rows must be at least 1".into()));
@@ -382,27 +400,28 @@ fn set_key(root: &mut toml::Value, key: &str, raw: &str, origin: &str) -> Result
     let (section, field) = key
         .split_once('.')
         .ok_or_else(|| bad(format!("key {key:?} must have the form section.key")))?;
-    let defaults = toml::Value::try_from(MigrationConfig::default()).map_err(|e| bad(e.to_string()))?;
+    let defaults =
+        toml::Value::try_from(MigrationConfig::default()).map_err(|e| bad(e.to_string()))?;
     let default = defaults
         .get(section)
         .and_then(|s| s.get(field))
         .ok_or_else(|| bad(format!("unknown key {section}.{field}")))?;
     let value = match default {
-        toml::Value::Integer(_) => toml::Value::Integer(
-            raw.trim()
-                .parse()
-                .map_err(|_| bad(format!("key {section}.{field} expects an integer, got {raw:?}")))?,
-        ),
-        toml::Value::Float(_) => toml::Value::Float(
-            raw.trim()
-                .parse()
-                .map_err(|_| bad(format!("key {section}.{field} expects a number, got {raw:?}")))?,
-        ),
-        toml::Value::Boolean(_) => toml::Value::Boolean(
-            raw.trim()
-                .parse()
-                .map_err(|_| bad(format!("key {section}.{field} expects true or false, got {raw:?}")))?,
-        ),
+        toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+            bad(format!(
+                "key {section}.{field} expects an integer, got {raw:?}"
+            ))
+        })?),
+        toml::Value::Float(_) => toml::Value::Float(raw.trim().parse().map_err(|_| {
+            bad(format!(
+                "key {section}.{field} expects a number, got {raw:?}"
+            ))
+        })?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| {
+            bad(format!(
+                "key {section}.{field} expects true or false, got {raw:?}"
+            ))
+        })?),
         _ => toml::Value::String(raw.to_string()),
     };
     if let Some(table) = root.get_mut(section).and_then(|s| s.as_table_mut()) {
@@ -432,7 +451,10 @@ mod tests {
             .file(&p)
             .env(vec![
                 ("SENSEI_DELIVERY__BATCH_ROWS".to_string(), "600".to_string()),
-                ("SENSEI_SCHEDULER__MAX_ATTEMPTS".to_string(), "9".to_string()),
+                (
+                    "SENSEI_SCHEDULER__MAX_ATTEMPTS".to_string(),
+                    "9".to_string(),
+                ),
                 ("HOME".to_string(), "/root".to_string()),
             ])
             .flag("scheduler.max_attempts", "2")
@@ -442,7 +464,10 @@ mod tests {
         assert_eq!(c.delivery.batch_rows, 600, "env over file");
         assert_eq!(c.scheduler.max_attempts, 2, "flag over env");
         assert_eq!(c.scheduler.lease_ms, 10_000, "default kept");
-        assert_eq!(c.source.url, format!("sqlite://{}", dir.path().join("a.db").display()));
+        assert_eq!(
+            c.source.url,
+            format!("sqlite://{}", dir.path().join("a.db").display())
+        );
         assert_eq!(c.target.url, "sqlite:///tmp/b.db");
     }
 
@@ -464,7 +489,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "[delivery]\nbatch_rows = \"many\"\n");
         let err = ConfigLoader::new().file(&p).load().unwrap_err().to_string();
-        assert!(err.contains("line 2") && err.contains("batch_rows"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("batch_rows"),
+            "{err}"
+        );
         let p = write(dir.path(), "[delivery]\nbatch_rows = 5\n");
         let err = ConfigLoader::new().file(&p).load().unwrap_err().to_string();
         assert!(err.contains("source.url"), "{err}");
@@ -478,13 +506,20 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let err = ConfigLoader::new().file("/nonexistent/x.toml").load().unwrap_err();
+        let err = ConfigLoader::new()
+            .file("/nonexistent/x.toml")
+            .load()
+            .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.toml"));
     }
 
     #[test]
     fn every_key_is_documented() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/architecture.md")).unwrap();
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/architecture.md"
+        ))
+        .unwrap();
         for (key, default) in documented_keys() {
             let row = doc.lines().find(|l| l.starts_with(&format!("| `{key}` |")));
             let row = row.unwrap_or_else(|| panic!("docs/architecture.md lacks a row for `{key}`"));

@@ -48,7 +48,8 @@ impl SigningKey {
             message,
         };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| err(format!("cannot create folder: {e}")))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| err(format!("cannot create folder: {e}")))?;
         }
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| err(format!("no randomness: {e}")))?;
@@ -63,8 +64,16 @@ impl SigningKey {
             .map_err(|e| err(format!("cannot write: {e}")))?;
         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
         let pub_path = public_key_path(path);
-        std::fs::write(&pub_path, format!("{}\n", hex::encode(key.verifying_key().to_bytes())))
-            .map_err(|e| err(format!("cannot write public key {}: {e}", pub_path.display())))?;
+        std::fs::write(
+            &pub_path,
+            format!("{}\n", hex::encode(key.verifying_key().to_bytes())),
+        )
+        .map_err(|e| {
+            err(format!(
+                "cannot write public key {}: {e}",
+                pub_path.display()
+            ))
+        })?;
         Ok(SigningKey {
             key,
             path: path.to_path_buf(),
@@ -86,7 +95,8 @@ impl SigningKey {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let bytes = hex::decode(text.trim()).map_err(|_| err("is not a hex-encoded Ed25519 seed".into()))?;
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| err("is not a hex-encoded Ed25519 seed".into()))?;
         let seed: [u8; 32] = bytes
             .try_into()
             .map_err(|_| err("must hold a 32-byte Ed25519 seed".into()))?;

@@ -64,7 +64,9 @@ impl ArtifactStore {
     /// Writes (or replaces) an artifact and returns its SHA-256.
     pub async fn put(&self, path: &str, bytes: Bytes) -> Result<String> {
         let hash = sha256_hex(&bytes);
-        self.inner.put(&ObjectPath::from(path), PutPayload::from(bytes)).await?;
+        self.inner
+            .put(&ObjectPath::from(path), PutPayload::from(bytes))
+            .await?;
         Ok(hash)
     }
 
@@ -81,14 +83,21 @@ impl ArtifactStore {
             .await
         {
             Ok(_) => Ok(hash),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(RuntimeError::AlreadyExists(path.to_string())),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(RuntimeError::AlreadyExists(path.to_string()))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Reads an artifact.
     pub async fn get(&self, path: &str) -> Result<Bytes> {
-        Ok(self.inner.get(&ObjectPath::from(path)).await?.bytes().await?)
+        Ok(self
+            .inner
+            .get(&ObjectPath::from(path))
+            .await?
+            .bytes()
+            .await?)
     }
 
     /// Whether an artifact exists.
@@ -123,13 +132,28 @@ mod tests {
     async fn put_get_and_write_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::local(dir.path()).unwrap();
-        let h = store.put("m/manifest.json", Bytes::from_static(b"{}")).await.unwrap();
+        let h = store
+            .put("m/manifest.json", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
         assert_eq!(h, sha256_hex(b"{}"));
-        assert_eq!(store.get("m/manifest.json").await.unwrap(), Bytes::from_static(b"{}"));
-        store.put_once("m/cert.json", Bytes::from_static(b"1")).await.unwrap();
-        let err = store.put_once("m/cert.json", Bytes::from_static(b"2")).await.unwrap_err();
+        assert_eq!(
+            store.get("m/manifest.json").await.unwrap(),
+            Bytes::from_static(b"{}")
+        );
+        store
+            .put_once("m/cert.json", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        let err = store
+            .put_once("m/cert.json", Bytes::from_static(b"2"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RuntimeError::AlreadyExists(_)), "{err}");
-        assert_eq!(store.get("m/cert.json").await.unwrap(), Bytes::from_static(b"1"));
+        assert_eq!(
+            store.get("m/cert.json").await.unwrap(),
+            Bytes::from_static(b"1")
+        );
         assert!(store.exists("m/cert.json").await.unwrap());
         store.delete_prefix("m").await.unwrap();
         assert!(!store.exists("m/cert.json").await.unwrap());

@@ -5,10 +5,10 @@
 //! the [`WorkPool`]. A panic inside that work is caught at the join and turned
 //! into a [`Crash`], which the agent answers by stopping itself: its actix
 //! `Supervisor` restarts it, it registers again, and its task goes back to the
-//! scheduler. [`RestartBudget`] bounds how often that may happen.
+//! scheduler. A task that crashes its agent on every attempt uses up its
+//! attempts and halts the migration, so restarts cannot loop forever.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
 
 /// Work that panicked instead of returning.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -60,37 +60,6 @@ impl WorkPool {
     }
 }
 
-/// Allows at most `max` restarts within `window`; past that a supervisor gives up
-/// on the agent rather than restarting it in a loop.
-#[derive(Debug)]
-pub struct RestartBudget {
-    max: usize,
-    window: Duration,
-    restarts: Vec<Instant>,
-}
-
-impl RestartBudget {
-    /// A budget of `max` restarts per `window`.
-    pub fn new(max: usize, window: Duration) -> Self {
-        RestartBudget {
-            max,
-            window,
-            restarts: Vec::new(),
-        }
-    }
-
-    /// Records a restart; false when the budget is spent.
-    pub fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.restarts.retain(|t| now.duration_since(*t) < self.window);
-        if self.restarts.len() >= self.max {
-            return false;
-        }
-        self.restarts.push(now);
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,13 +78,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(crash.message.contains("boom in partition 3"));
-    }
-
-    #[test]
-    fn restart_budget_is_bounded() {
-        let mut b = RestartBudget::new(2, Duration::from_secs(60));
-        assert!(b.allow());
-        assert!(b.allow());
-        assert!(!b.allow());
     }
 }

@@ -82,7 +82,12 @@ pub trait EventLog: Send + Sync {
 }
 
 /// Appends a JSON document to a topic.
-pub fn publish_json<T: Serialize>(log: &dyn EventLog, topic: Topic, key: &str, doc: &T) -> Result<u64> {
+pub fn publish_json<T: Serialize>(
+    log: &dyn EventLog,
+    topic: Topic,
+    key: &str,
+    doc: &T,
+) -> Result<u64> {
     let bytes = serde_json::to_vec(doc)?;
     log.append(topic, key, &bytes)
 }
@@ -157,14 +162,24 @@ impl EmbeddedLog {
             .open(path)
             .map_err(io("opening topic file"))?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io("reading topic file"))?;
+        file.read_to_end(&mut bytes)
+            .map_err(io("reading topic file"))?;
         let mut positions = Vec::new();
         let mut pos = 0usize;
         while pos + HEADER as usize <= bytes.len() {
-            let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
-            let crc = u32::from_le_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
+            let len =
+                u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+                    as usize;
+            let crc = u32::from_le_bytes([
+                bytes[pos + 4],
+                bytes[pos + 5],
+                bytes[pos + 6],
+                bytes[pos + 7],
+            ]);
             let start = pos + HEADER as usize;
-            let Some(payload) = bytes.get(start..start + len) else { break };
+            let Some(payload) = bytes.get(start..start + len) else {
+                break;
+            };
             if crc32fast::hash(payload) != crc {
                 break;
             }
@@ -178,7 +193,8 @@ impl EmbeddedLog {
                 dropped_bytes = bytes.len() - pos,
                 "event log: cutting a torn or corrupt tail record"
             );
-            file.set_len(pos as u64).map_err(io("truncating torn topic tail"))?;
+            file.set_len(pos as u64)
+                .map_err(io("truncating torn topic tail"))?;
             file.sync_all().map_err(io("syncing topic file"))?;
         }
         Ok(TopicFile {
@@ -191,9 +207,17 @@ impl EmbeddedLog {
     fn offset_path(&self, group: &str, topic: Topic) -> PathBuf {
         let safe: String = group
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        self.dir.join("offsets").join(format!("{safe}.{}", topic.name()))
+        self.dir
+            .join("offsets")
+            .join(format!("{safe}.{}", topic.name()))
     }
 }
 
@@ -214,11 +238,13 @@ impl EventLog for EmbeddedLog {
             source: std::io::Error::other(topic.name()),
         })?;
         let path = self.dir.join(format!("{}.log", topic.name()));
-        tf.file.write_all(&frame).map_err(|source| RuntimeError::Io {
-            what: "appending to topic",
-            path: path.clone(),
-            source,
-        })?;
+        tf.file
+            .write_all(&frame)
+            .map_err(|source| RuntimeError::Io {
+                what: "appending to topic",
+                path: path.clone(),
+                source,
+            })?;
         tf.file.sync_data().map_err(|source| RuntimeError::Io {
             what: "syncing topic",
             path,
@@ -305,21 +331,31 @@ mod tests {
         {
             let log = EmbeddedLog::open(dir.path()).unwrap();
             for i in 0..5 {
-                let off = log.append(Topic::MigrationEvents, "m1", format!("e{i}").as_bytes()).unwrap();
+                let off = log
+                    .append(Topic::MigrationEvents, "m1", format!("e{i}").as_bytes())
+                    .unwrap();
                 assert_eq!(off, i);
             }
             log.append(Topic::IngestionComplete, "m1", b"{}").unwrap();
-            log.commit("orchestrator", Topic::MigrationEvents, 3).unwrap();
+            log.commit("orchestrator", Topic::MigrationEvents, 3)
+                .unwrap();
         }
         let log = EmbeddedLog::open(dir.path()).unwrap();
         let recs = log.read(Topic::MigrationEvents, 0, 100).unwrap();
         assert_eq!(recs.len(), 5);
         assert_eq!(recs[4].value, b"e4");
         assert_eq!(recs[4].key, "m1");
-        assert_eq!(log.committed("orchestrator", Topic::MigrationEvents).unwrap(), 3);
+        assert_eq!(
+            log.committed("orchestrator", Topic::MigrationEvents)
+                .unwrap(),
+            3
+        );
         assert_eq!(log.committed("other", Topic::MigrationEvents).unwrap(), 0);
         let from3 = log.read(Topic::MigrationEvents, 3, 100).unwrap();
-        assert_eq!(from3.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(
+            from3.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
         assert_eq!(log.append(Topic::MigrationEvents, "m1", b"e5").unwrap(), 5);
         assert_eq!(log.read(Topic::IngestionComplete, 0, 10).unwrap().len(), 1);
     }
@@ -343,13 +379,22 @@ mod tests {
         let recs = log.read(Topic::MigrationEvents, 0, 10).unwrap();
         assert_eq!(recs.len(), 1, "the corrupt record must not be read as data");
         assert_eq!(recs[0].value, b"first");
-        assert!(std::fs::metadata(&path).unwrap().len() < len, "torn tail is cut");
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < len,
+            "torn tail is cut"
+        );
         // New appends go where the cut record was.
-        assert_eq!(log.append(Topic::MigrationEvents, "k", b"third").unwrap(), 1);
+        assert_eq!(
+            log.append(Topic::MigrationEvents, "k", b"third").unwrap(),
+            1
+        );
         drop(log);
         let log = EmbeddedLog::open(dir.path()).unwrap();
         let recs = log.read(Topic::MigrationEvents, 0, 10).unwrap();
-        assert_eq!(recs.iter().map(|r| r.value.clone()).collect::<Vec<_>>(), vec![b"first".to_vec(), b"third".to_vec()]);
+        assert_eq!(
+            recs.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
+            vec![b"first".to_vec(), b"third".to_vec()]
+        );
     }
 
     #[test]
@@ -358,7 +403,8 @@ mod tests {
         {
             let log = EmbeddedLog::open(dir.path()).unwrap();
             log.append(Topic::DeliveryComplete, "k", b"whole").unwrap();
-            log.append(Topic::DeliveryComplete, "k", b"torn-in-half").unwrap();
+            log.append(Topic::DeliveryComplete, "k", b"torn-in-half")
+                .unwrap();
         }
         let path = dir.path().join("delivery.complete.log");
         let bytes = std::fs::read(&path).unwrap();

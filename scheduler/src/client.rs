@@ -21,13 +21,32 @@ pub trait SchedulerApi: Send + Sync + 'static {
     /// Registers an agent (again, after a restart).
     async fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()>;
     /// Asks for a task.
-    async fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase]) -> Result<Option<Lease>>;
+    async fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase])
+        -> Result<Option<Lease>>;
     /// Renews leases; returns the ids of those lost.
-    async fn heartbeat(&self, agent_id: &str, node_id: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>>;
+    async fn heartbeat(
+        &self,
+        agent_id: &str,
+        node_id: &str,
+        leases: &[(i64, u32)],
+    ) -> Result<Vec<i64>>;
     /// Reports a task done.
-    async fn complete(&self, agent_id: &str, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()>;
+    async fn complete(
+        &self,
+        agent_id: &str,
+        task_id: i64,
+        attempt: u32,
+        result: &serde_json::Value,
+    ) -> Result<()>;
     /// Reports a failed attempt.
-    async fn fail(&self, agent_id: &str, task_id: i64, attempt: u32, error: &str, retryable: bool) -> Result<()>;
+    async fn fail(
+        &self,
+        agent_id: &str,
+        task_id: i64,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+    ) -> Result<()>;
 }
 
 #[async_trait]
@@ -38,16 +57,39 @@ impl SchedulerApi for Arc<Scheduler> {
     async fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()> {
         Scheduler::register_agent(self, agent_id, node_id, kind)
     }
-    async fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase]) -> Result<Option<Lease>> {
+    async fn lease(
+        &self,
+        agent_id: &str,
+        node_id: &str,
+        phases: &[Phase],
+    ) -> Result<Option<Lease>> {
         Scheduler::lease(self, agent_id, node_id, phases)
     }
-    async fn heartbeat(&self, agent_id: &str, node_id: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
+    async fn heartbeat(
+        &self,
+        agent_id: &str,
+        node_id: &str,
+        leases: &[(i64, u32)],
+    ) -> Result<Vec<i64>> {
         Scheduler::heartbeat(self, agent_id, node_id, leases)
     }
-    async fn complete(&self, _agent_id: &str, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()> {
+    async fn complete(
+        &self,
+        _agent_id: &str,
+        task_id: i64,
+        attempt: u32,
+        result: &serde_json::Value,
+    ) -> Result<()> {
         Scheduler::complete(self, task_id, attempt, result)
     }
-    async fn fail(&self, _agent_id: &str, task_id: i64, attempt: u32, error: &str, retryable: bool) -> Result<()> {
+    async fn fail(
+        &self,
+        _agent_id: &str,
+        task_id: i64,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+    ) -> Result<()> {
         Scheduler::fail(self, task_id, attempt, error, retryable)
     }
 }
@@ -105,7 +147,11 @@ impl GrpcScheduler {
 
     /// Status document of the cluster.
     pub async fn cluster_status(&self) -> Result<serde_json::Value> {
-        let r = self.client.clone().cluster_status(pb::ClusterStatusRequest {}).await?;
+        let r = self
+            .client
+            .clone()
+            .cluster_status(pb::ClusterStatusRequest {})
+            .await?;
         Ok(serde_json::from_str(&r.into_inner().status_json)?)
     }
 }
@@ -115,7 +161,12 @@ pub fn lease_from_proto(l: pb::Lease) -> Result<Lease> {
     Ok(Lease {
         task_id: l.task_id,
         migration_id: l.migration_id,
-        phase: Phase::parse(&l.phase).ok_or_else(|| SchedulerError::Rpc(Box::new(tonic::Status::internal(format!("unknown phase {}", l.phase)))))?,
+        phase: Phase::parse(&l.phase).ok_or_else(|| {
+            SchedulerError::Rpc(Box::new(tonic::Status::internal(format!(
+                "unknown phase {}",
+                l.phase
+            ))))
+        })?,
         table: l.table_name,
         partition: l.partition,
         attempt: l.attempt,
@@ -163,7 +214,12 @@ impl SchedulerApi for GrpcScheduler {
             .await?;
         Ok(())
     }
-    async fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase]) -> Result<Option<Lease>> {
+    async fn lease(
+        &self,
+        agent_id: &str,
+        node_id: &str,
+        phases: &[Phase],
+    ) -> Result<Option<Lease>> {
         let r = self
             .client
             .clone()
@@ -175,7 +231,12 @@ impl SchedulerApi for GrpcScheduler {
             .await?;
         r.into_inner().lease.map(lease_from_proto).transpose()
     }
-    async fn heartbeat(&self, agent_id: &str, node_id: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
+    async fn heartbeat(
+        &self,
+        agent_id: &str,
+        node_id: &str,
+        leases: &[(i64, u32)],
+    ) -> Result<Vec<i64>> {
         let r = self
             .client
             .clone()
@@ -193,7 +254,13 @@ impl SchedulerApi for GrpcScheduler {
             .await?;
         Ok(r.into_inner().lost_task_ids)
     }
-    async fn complete(&self, agent_id: &str, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()> {
+    async fn complete(
+        &self,
+        agent_id: &str,
+        task_id: i64,
+        attempt: u32,
+        result: &serde_json::Value,
+    ) -> Result<()> {
         self.client
             .clone()
             .complete_task(pb::CompleteTaskRequest {
@@ -206,7 +273,14 @@ impl SchedulerApi for GrpcScheduler {
             .map_err(status_to_error)?;
         Ok(())
     }
-    async fn fail(&self, agent_id: &str, task_id: i64, attempt: u32, error: &str, retryable: bool) -> Result<()> {
+    async fn fail(
+        &self,
+        agent_id: &str,
+        task_id: i64,
+        attempt: u32,
+        error: &str,
+        retryable: bool,
+    ) -> Result<()> {
         self.client
             .clone()
             .fail_task(pb::FailTaskRequest {
@@ -225,9 +299,21 @@ impl SchedulerApi for GrpcScheduler {
 /// Maps the server's FAILED_PRECONDITION back to a typed stale-attempt error.
 fn status_to_error(s: tonic::Status) -> SchedulerError {
     if s.code() == tonic::Code::FailedPrecondition && s.message().contains("stale") {
-        let task_id = s.metadata().get("x-task-id").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
-        let attempt = s.metadata().get("x-attempt").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
-        let current = s.metadata().get("x-current").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        let task_id = s
+            .metadata()
+            .get("x-task-id")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        let attempt = s
+            .metadata()
+            .get("x-attempt")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        let current = s
+            .metadata()
+            .get("x-current")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
         return SchedulerError::StaleAttempt {
             task_id,
             attempt,

@@ -81,6 +81,9 @@ CREATE TABLE IF NOT EXISTS agents (
 );
 ";
 
+/// (id, migration, phase, table, partition, attempt, agent) of a lapsed lease.
+type LapsedRow = (i64, String, String, String, u32, u32, Option<String>);
+
 /// A recorded checkpoint artifact.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
@@ -148,7 +151,11 @@ fn task_state_of(s: &str) -> TaskState {
 
 impl Scheduler {
     /// Opens (or creates) the durable state at `path`.
-    pub fn open(path: &Path, clock: Arc<dyn Clock>, events: Option<Arc<dyn EventLog>>) -> Result<Self> {
+    pub fn open(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        events: Option<Arc<dyn EventLog>>,
+    ) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // WAL with synchronous=NORMAL: a commit survives a process crash; a power
@@ -185,7 +192,13 @@ impl Scheduler {
         self.clock.now_ms()
     }
 
-    fn event_in(&self, conn: &Connection, migration: &str, level: &str, message: &str) -> Result<()> {
+    fn event_in(
+        &self,
+        conn: &Connection,
+        migration: &str,
+        level: &str,
+        message: &str,
+    ) -> Result<()> {
         conn.execute(
             "INSERT INTO events (migration_id, time_ms, level, message) VALUES (?1, ?2, ?3, ?4)",
             params![migration, self.now_ms(), level, message],
@@ -197,7 +210,12 @@ impl Scheduler {
         }
         if let Some(log) = &self.events {
             let doc = serde_json::json!({"migration_id": migration, "level": level, "message": message, "time_ms": self.now_ms()});
-            if let Err(e) = sensei_runtime::topic::publish_json(log.as_ref(), Topic::MigrationEvents, migration, &doc) {
+            if let Err(e) = sensei_runtime::topic::publish_json(
+                log.as_ref(),
+                Topic::MigrationEvents,
+                migration,
+                &doc,
+            ) {
                 tracing::warn!(%migration, error = %e, "could not publish event to migration.events");
             }
         }
@@ -211,7 +229,13 @@ impl Scheduler {
     }
 
     /// Registers (or re-registers) a node.
-    pub fn register_node(&self, node_id: &str, flight_endpoint: &str, role: &str, pid: u32) -> Result<()> {
+    pub fn register_node(
+        &self,
+        node_id: &str,
+        flight_endpoint: &str,
+        role: &str,
+        pid: u32,
+    ) -> Result<()> {
         self.conn().execute(
             "INSERT INTO nodes (id, flight_endpoint, role, pid, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (id) DO UPDATE SET flight_endpoint = ?2, role = ?3, pid = ?4, last_seen_ms = ?5",
@@ -236,15 +260,28 @@ impl Scheduler {
     pub fn node_endpoint(&self, node_id: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
-            .query_row("SELECT flight_endpoint FROM nodes WHERE id = ?1", params![node_id], |r| r.get(0))
+            .query_row(
+                "SELECT flight_endpoint FROM nodes WHERE id = ?1",
+                params![node_id],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
     /// Creates a migration, or returns the state of the existing one with that id.
-    pub fn create_migration(&self, id: &str, config_json: &str, policy: Policy) -> Result<Option<MigrationState>> {
+    pub fn create_migration(
+        &self,
+        id: &str,
+        config_json: &str,
+        policy: Policy,
+    ) -> Result<Option<MigrationState>> {
         let conn = self.conn();
         let existing: Option<String> = conn
-            .query_row("SELECT state FROM migrations WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM migrations WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?;
         if let Some(state) = existing {
             return Ok(MigrationState::parse(&state));
@@ -290,7 +327,12 @@ impl Scheduler {
             params![id],
         )?;
         self.transition_in(&tx, id, MigrationState::Running, None)?;
-        self.event_in(&tx, id, "info", &format!("migration resumed; {n} failed tasks requeued"))?;
+        self.event_in(
+            &tx,
+            id,
+            "info",
+            &format!("migration resumed; {n} failed tasks requeued"),
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -298,7 +340,8 @@ impl Scheduler {
     /// Ids of migrations in a state.
     pub fn migrations_in(&self, state: MigrationState) -> Result<Vec<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id FROM migrations WHERE state = ?1 ORDER BY created_ms")?;
+        let mut stmt =
+            conn.prepare("SELECT id FROM migrations WHERE state = ?1 ORDER BY created_ms")?;
         let rows = stmt.query_map(params![state.as_str()], |r| r.get(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
@@ -306,7 +349,11 @@ impl Scheduler {
     /// The stored configuration of a migration.
     pub fn migration_config(&self, id: &str) -> Result<String> {
         self.conn()
-            .query_row("SELECT config_json FROM migrations WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT config_json FROM migrations WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| SchedulerError::UnknownMigration(id.to_string()))
     }
@@ -315,17 +362,32 @@ impl Scheduler {
     pub fn migration_state(&self, id: &str) -> Result<(MigrationState, Option<String>)> {
         let row: Option<(String, Option<String>)> = self
             .conn()
-            .query_row("SELECT state, error FROM migrations WHERE id = ?1", params![id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT state, error FROM migrations WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
         let (s, e) = row.ok_or_else(|| SchedulerError::UnknownMigration(id.to_string()))?;
-        Ok((MigrationState::parse(&s).unwrap_or(MigrationState::Halted), e))
+        Ok((
+            MigrationState::parse(&s).unwrap_or(MigrationState::Halted),
+            e,
+        ))
     }
 
-    fn transition_in(&self, conn: &Connection, id: &str, to: MigrationState, error: Option<&str>) -> Result<()> {
+    fn transition_in(
+        &self,
+        conn: &Connection,
+        id: &str,
+        to: MigrationState,
+        error: Option<&str>,
+    ) -> Result<()> {
         let from: String = conn
-            .query_row("SELECT state FROM migrations WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM migrations WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| SchedulerError::UnknownMigration(id.to_string()))?;
         let from_state = MigrationState::parse(&from).unwrap_or(MigrationState::Halted);
@@ -347,12 +409,21 @@ impl Scheduler {
             Some(e) => format!("migration {}: {e}", to.as_str()),
             None => format!("migration {}", to.as_str()),
         };
-        let level = if matches!(to, MigrationState::Halted | MigrationState::Failed) { "error" } else { "info" };
+        let level = if matches!(to, MigrationState::Halted | MigrationState::Failed) {
+            "error"
+        } else {
+            "info"
+        };
         self.event_in(conn, id, level, &msg)
     }
 
     /// Moves a migration to another state, as its lifecycle allows.
-    pub fn set_migration_state(&self, id: &str, to: MigrationState, error: Option<&str>) -> Result<()> {
+    pub fn set_migration_state(
+        &self,
+        id: &str,
+        to: MigrationState,
+        error: Option<&str>,
+    ) -> Result<()> {
         let conn = self.conn();
         self.transition_in(&conn, id, to, error)
     }
@@ -403,14 +474,25 @@ impl Scheduler {
                 ])?;
             }
         }
-        self.event_in(&tx, migration, "info", &format!("phase {phase} started with {} tasks", tasks.len()))?;
+        self.event_in(
+            &tx,
+            migration,
+            "info",
+            &format!("phase {phase} started with {} tasks", tasks.len()),
+        )?;
         tx.commit()?;
         Ok(true)
     }
 
     /// Records a phase's checkpoint artifact; refused while any task of the
     /// phase is unfinished. Idempotent: an existing checkpoint is kept.
-    pub fn record_checkpoint(&self, migration: &str, phase: Phase, uri: &str, sha256: &str) -> Result<Checkpoint> {
+    pub fn record_checkpoint(
+        &self,
+        migration: &str,
+        phase: Phase,
+        uri: &str,
+        sha256: &str,
+    ) -> Result<Checkpoint> {
         let conn = self.conn();
         let unfinished: i64 = conn.query_row(
             "SELECT COUNT(*) FROM tasks WHERE migration_id = ?1 AND phase = ?2 AND state != 'done'",
@@ -429,7 +511,12 @@ impl Scheduler {
             params![migration, phase.as_str(), uri, sha256, self.now_ms()],
         )?;
         if inserted > 0 {
-            self.event_in(&conn, migration, "info", &format!("checkpoint {phase}: {uri} sha256 {sha256}"))?;
+            self.event_in(
+                &conn,
+                migration,
+                "info",
+                &format!("checkpoint {phase}: {uri} sha256 {sha256}"),
+            )?;
         }
         drop(conn);
         self.checkpoint(migration, phase)?
@@ -483,18 +570,27 @@ impl Scheduler {
 
     fn expire_in(&self, conn: &Connection) -> Result<usize> {
         let now = self.now_ms();
-        let lapsed: Vec<(i64, String, String, String, u32, u32, Option<String>)> = {
+        let lapsed: Vec<LapsedRow> = {
             let mut stmt = conn.prepare(
                 "SELECT id, migration_id, phase, table_name, partition, attempt, agent_id FROM tasks
                  WHERE state = 'running' AND deadline_ms < ?1",
             )?;
             let rows = stmt.query_map(params![now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })?;
             rows.collect::<std::result::Result<_, _>>()?
         };
         for (id, migration, phase, table, partition, attempt, agent) in &lapsed {
-            metrics::counter!(sensei_runtime::metrics::LEASES_EXPIRED, "phase" => phase.clone()).increment(1);
+            metrics::counter!(sensei_runtime::metrics::LEASES_EXPIRED, "phase" => phase.clone())
+                .increment(1);
             let policy = Self::policy_in(conn, migration)?;
             let agent = agent.as_deref().unwrap_or("?");
             if *attempt >= policy.max_attempts {
@@ -532,7 +628,8 @@ impl Scheduler {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ids: Vec<(i64, String, Option<String>)> = {
-            let mut stmt = tx.prepare("SELECT id, migration_id, node_id FROM tasks WHERE state = 'running'")?;
+            let mut stmt =
+                tx.prepare("SELECT id, migration_id, node_id FROM tasks WHERE state = 'running'")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect::<std::result::Result<_, _>>()?
         };
@@ -545,7 +642,15 @@ impl Scheduler {
                 "UPDATE tasks SET state = 'pending', deadline_ms = NULL, agent_id = NULL, last_error = 'holder gone' WHERE id = ?1",
                 params![id],
             )?;
-            self.event_in(&tx, &migration, "warn", &format!("task {id}: holder node {} is gone; requeued", node.unwrap_or_default()))?;
+            self.event_in(
+                &tx,
+                &migration,
+                "warn",
+                &format!(
+                    "task {id}: holder node {} is gone; requeued",
+                    node.unwrap_or_default()
+                ),
+            )?;
             n += 1;
         }
         tx.commit()?;
@@ -555,8 +660,16 @@ impl Scheduler {
     /// Leases the next runnable task to an agent, preferring tasks whose input
     /// lives on the agent's node. Lapsed leases are reassigned first.
     pub fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase]) -> Result<Option<Lease>> {
-        let phase_list = if phases.is_empty() { Phase::ALL.to_vec() } else { phases.to_vec() };
-        let phase_filter = phase_list.iter().map(|p| format!("'{}'", p.as_str())).collect::<Vec<_>>().join(", ");
+        let phase_list = if phases.is_empty() {
+            Phase::ALL.to_vec()
+        } else {
+            phases.to_vec()
+        };
+        let phase_filter = phase_list
+            .iter()
+            .map(|p| format!("'{}'", p.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.expire_in(&tx)?;
@@ -589,7 +702,8 @@ impl Scheduler {
             params![task_id, attempt, agent_id, node_id, deadline_ms],
         )?;
         tx.commit()?;
-        metrics::counter!(sensei_runtime::metrics::TASKS_LEASED, "phase" => phase.clone()).increment(1);
+        metrics::counter!(sensei_runtime::metrics::TASKS_LEASED, "phase" => phase.clone())
+            .increment(1);
         Ok(Some(Lease {
             task_id,
             migration_id,
@@ -603,11 +717,22 @@ impl Scheduler {
     }
 
     /// Renews the leases an agent holds; returns the ids of those it no longer holds.
-    pub fn heartbeat(&self, agent_id: &str, node_id: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
+    pub fn heartbeat(
+        &self,
+        agent_id: &str,
+        node_id: &str,
+        leases: &[(i64, u32)],
+    ) -> Result<Vec<i64>> {
         let conn = self.conn();
         let now = self.now_ms();
-        conn.execute("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1", params![agent_id, now])?;
-        conn.execute("UPDATE nodes SET last_seen_ms = ?2 WHERE id = ?1", params![node_id, now])?;
+        conn.execute(
+            "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1",
+            params![agent_id, now],
+        )?;
+        conn.execute(
+            "UPDATE nodes SET last_seen_ms = ?2 WHERE id = ?1",
+            params![node_id, now],
+        )?;
         let mut lost = Vec::new();
         for (task_id, attempt) in leases {
             let n = conn.execute(
@@ -622,7 +747,10 @@ impl Scheduler {
         Ok(lost)
     }
 
-    fn current_attempt(conn: &Connection, task_id: i64) -> Result<(u32, String, String, String, u32, String)> {
+    fn current_attempt(
+        conn: &Connection,
+        task_id: i64,
+    ) -> Result<(u32, String, String, String, u32, String)> {
         conn.query_row(
             "SELECT attempt, state, migration_id, phase, partition, table_name FROM tasks WHERE id = ?1",
             params![task_id],
@@ -664,7 +792,8 @@ impl Scheduler {
     pub fn fail(&self, task_id: i64, attempt: u32, error: &str, retryable: bool) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (current, state, migration, phase, partition, table) = Self::current_attempt(&tx, task_id)?;
+        let (current, state, migration, phase, partition, table) =
+            Self::current_attempt(&tx, task_id)?;
         if attempt != current || state == "done" || state == "failed" {
             return Err(SchedulerError::StaleAttempt {
                 task_id,
@@ -675,21 +804,30 @@ impl Scheduler {
         metrics::counter!(sensei_runtime::metrics::TASKS_FAILED, "phase" => phase.clone(), "retryable" => retryable.to_string())
             .increment(1);
         let policy = Self::policy_in(&tx, &migration)?;
-        let what = format!("task {task_id} ({phase} {table} partition {partition}) attempt {attempt}");
+        let what =
+            format!("task {task_id} ({phase} {table} partition {partition}) attempt {attempt}");
         if retryable && attempt < policy.max_attempts {
             let delay = policy.backoff_ms(attempt, fastrand::f64());
             tx.execute(
                 "UPDATE tasks SET state = 'pending', deadline_ms = NULL, agent_id = NULL, not_before_ms = ?2, last_error = ?3 WHERE id = ?1",
                 params![task_id, self.now_ms() + delay as i64, error],
             )?;
-            self.event_in(&tx, &migration, "warn", &format!("{what} failed, retrying in {delay} ms: {error}"))?;
+            self.event_in(
+                &tx,
+                &migration,
+                "warn",
+                &format!("{what} failed, retrying in {delay} ms: {error}"),
+            )?;
         } else {
             tx.execute(
                 "UPDATE tasks SET state = 'failed', deadline_ms = NULL, last_error = ?2 WHERE id = ?1",
                 params![task_id, error],
             )?;
             let why = if retryable {
-                format!("{what} failed and no attempts are left (max {}): {error}", policy.max_attempts)
+                format!(
+                    "{what} failed and no attempts are left (max {}): {error}",
+                    policy.max_attempts
+                )
             } else {
                 format!("{what} failed permanently: {error}")
             };
@@ -769,7 +907,9 @@ impl Scheduler {
         let conn = self.conn();
         let now = self.now_ms();
         let nodes: Vec<serde_json::Value> = {
-            let mut stmt = conn.prepare("SELECT id, flight_endpoint, role, pid, last_seen_ms FROM nodes ORDER BY id")?;
+            let mut stmt = conn.prepare(
+                "SELECT id, flight_endpoint, role, pid, last_seen_ms FROM nodes ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |r| {
                 let last: i64 = r.get(4)?;
                 Ok(serde_json::json!({"id": r.get::<_, String>(0)?, "flight_endpoint": r.get::<_, String>(1)?,
@@ -778,7 +918,9 @@ impl Scheduler {
             rows.collect::<std::result::Result<_, _>>()?
         };
         let agents: Vec<serde_json::Value> = {
-            let mut stmt = conn.prepare("SELECT id, node_id, kind, last_seen_ms, registrations FROM agents ORDER BY id")?;
+            let mut stmt = conn.prepare(
+                "SELECT id, node_id, kind, last_seen_ms, registrations FROM agents ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |r| {
                 let last: i64 = r.get(3)?;
                 Ok(serde_json::json!({"id": r.get::<_, String>(0)?, "node_id": r.get::<_, String>(1)?,
@@ -797,13 +939,16 @@ impl Scheduler {
             rows.collect::<std::result::Result<_, _>>()?
         };
         let migrations: Vec<serde_json::Value> = {
-            let mut stmt = conn.prepare("SELECT id, state, error FROM migrations ORDER BY created_ms")?;
+            let mut stmt =
+                conn.prepare("SELECT id, state, error FROM migrations ORDER BY created_ms")?;
             let rows = stmt.query_map([], |r| {
                 Ok(serde_json::json!({"id": r.get::<_, String>(0)?, "state": r.get::<_, String>(1)?,
                     "error": r.get::<_, Option<String>>(2)?}))
             })?;
             rows.collect::<std::result::Result<_, _>>()?
         };
-        Ok(serde_json::json!({"nodes": nodes, "agents": agents, "tasks": tasks, "migrations": migrations}))
+        Ok(
+            serde_json::json!({"nodes": nodes, "agents": agents, "tasks": tasks, "migrations": migrations}),
+        )
     }
 }

@@ -81,14 +81,16 @@ impl SchedulerError {
     /// Whose fault the error is.
     pub fn class(&self) -> ErrorClass {
         match self {
-            SchedulerError::StaleAttempt { .. } | SchedulerError::UnknownTask(_) | SchedulerError::UnknownMigration(_) => {
-                ErrorClass::User
-            }
+            SchedulerError::StaleAttempt { .. }
+            | SchedulerError::UnknownTask(_)
+            | SchedulerError::UnknownMigration(_) => ErrorClass::User,
             SchedulerError::BarrierNotMet { .. }
             | SchedulerError::PhaseUnfinished { .. }
             | SchedulerError::InvalidTransition { .. }
             | SchedulerError::Json(_) => ErrorClass::Bug,
-            SchedulerError::Db(_) | SchedulerError::Rpc(_) | SchedulerError::Connect { .. } => ErrorClass::External,
+            SchedulerError::Db(_) | SchedulerError::Rpc(_) | SchedulerError::Connect { .. } => {
+                ErrorClass::External
+            }
         }
     }
 
@@ -97,7 +99,10 @@ impl SchedulerError {
         match self {
             SchedulerError::Rpc(s) => matches!(
                 s.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Aborted
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Aborted
             ),
             other => other.class() == ErrorClass::External,
         }

@@ -35,7 +35,9 @@ mod error;
 mod model;
 mod service;
 
-pub use client::{lease_from_proto, lease_to_proto, GrpcScheduler, SchedulerApi, MAX_CONTROL_MESSAGE};
+pub use client::{
+    lease_from_proto, lease_to_proto, GrpcScheduler, SchedulerApi, MAX_CONTROL_MESSAGE,
+};
 pub use clock::{Clock, TokioClock};
 pub use core::{Checkpoint, Event, PhaseProgress, Scheduler};
 pub use error::{Result, SchedulerError};
@@ -79,51 +81,97 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn lapsed_lease_is_reassigned_and_stale_completion_refused() {
         let s = sched(policy());
-        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)]).unwrap();
+        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+            .unwrap();
         let a = s.lease("a", "n1", &[]).unwrap().unwrap();
         assert_eq!(a.attempt, 1);
-        assert!(s.lease("b", "n2", &[]).unwrap().is_none(), "a live lease is not handed out twice");
+        assert!(
+            s.lease("b", "n2", &[]).unwrap().is_none(),
+            "a live lease is not handed out twice"
+        );
         advance(1_001).await;
-        let b = s.lease("b", "n2", &[]).unwrap().expect("lapsed lease reassigned");
+        let b = s
+            .lease("b", "n2", &[])
+            .unwrap()
+            .expect("lapsed lease reassigned");
         assert_eq!((b.task_id, b.attempt), (a.task_id, 2));
-        let err = s.complete(a.task_id, a.attempt, &serde_json::json!({})).unwrap_err();
-        assert!(matches!(err, SchedulerError::StaleAttempt { attempt: 1, current: 2, .. }), "{err}");
-        assert_eq!(s.heartbeat("a", "n1", &[(a.task_id, a.attempt)]).unwrap(), vec![a.task_id]);
-        s.complete(b.task_id, b.attempt, &serde_json::json!({"rows": 5})).unwrap();
+        let err = s
+            .complete(a.task_id, a.attempt, &serde_json::json!({}))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SchedulerError::StaleAttempt {
+                    attempt: 1,
+                    current: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            s.heartbeat("a", "n1", &[(a.task_id, a.attempt)]).unwrap(),
+            vec![a.task_id]
+        );
+        s.complete(b.task_id, b.attempt, &serde_json::json!({"rows": 5}))
+            .unwrap();
         assert_eq!(s.progress("m", Phase::Ingestion).unwrap().rows, 5);
         let events = s.events_since("m", 0).unwrap();
-        assert!(events.iter().any(|e| e.message.contains("lapsed")), "{events:?}");
+        assert!(
+            events.iter().any(|e| e.message.contains("lapsed")),
+            "{events:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn heartbeats_keep_a_lease() {
         let s = sched(policy());
-        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)]).unwrap();
+        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+            .unwrap();
         let a = s.lease("a", "n1", &[]).unwrap().unwrap();
         for _ in 0..5 {
             advance(600).await;
-            assert!(s.heartbeat("a", "n1", &[(a.task_id, a.attempt)]).unwrap().is_empty());
+            assert!(s
+                .heartbeat("a", "n1", &[(a.task_id, a.attempt)])
+                .unwrap()
+                .is_empty());
             assert!(s.lease("b", "n2", &[]).unwrap().is_none());
         }
         advance(1_001).await;
-        assert_eq!(s.heartbeat("a", "n1", &[(a.task_id, a.attempt)]).unwrap(), vec![a.task_id], "a lapsed lease cannot be renewed");
+        assert_eq!(
+            s.heartbeat("a", "n1", &[(a.task_id, a.attempt)]).unwrap(),
+            vec![a.task_id],
+            "a lapsed lease cannot be renewed"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn retryable_failure_waits_for_backoff() {
         let s = sched(policy());
-        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)]).unwrap();
+        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+            .unwrap();
         let a = s.lease("a", "n1", &[]).unwrap().unwrap();
-        s.fail(a.task_id, a.attempt, "connection reset", true).unwrap();
+        s.fail(a.task_id, a.attempt, "connection reset", true)
+            .unwrap();
         // Equal jitter: the first backoff lies in [200, 400] ms.
         advance(199).await;
-        assert!(s.lease("a", "n1", &[]).unwrap().is_none(), "backoff not over");
+        assert!(
+            s.lease("a", "n1", &[]).unwrap().is_none(),
+            "backoff not over"
+        );
         advance(201).await;
-        let b = s.lease("a", "n1", &[]).unwrap().expect("retried after backoff");
+        let b = s
+            .lease("a", "n1", &[])
+            .unwrap()
+            .expect("retried after backoff");
         assert_eq!(b.attempt, 2);
-        s.fail(b.task_id, b.attempt, "connection reset", true).unwrap();
+        s.fail(b.task_id, b.attempt, "connection reset", true)
+            .unwrap();
         advance(399).await;
-        assert!(s.lease("a", "n1", &[]).unwrap().is_none(), "second backoff is at least 400 ms");
+        assert!(
+            s.lease("a", "n1", &[]).unwrap().is_none(),
+            "second backoff is at least 400 ms"
+        );
         advance(401).await;
         assert!(s.lease("a", "n1", &[]).unwrap().is_some());
     }
@@ -145,7 +193,12 @@ mod tests {
             max_attempts: 2,
             ..policy()
         });
-        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None), spec("t", 1, None)]).unwrap();
+        s.submit_tasks(
+            "m",
+            Phase::Ingestion,
+            &[spec("t", 0, None), spec("t", 1, None)],
+        )
+        .unwrap();
         let a = s.lease("a", "n1", &[]).unwrap().unwrap();
         s.fail(a.task_id, a.attempt, "timeout", true).unwrap();
         advance(5_000).await;
@@ -155,16 +208,25 @@ mod tests {
         let (state, err) = s.migration_state("m").unwrap();
         assert_eq!(state, MigrationState::Halted);
         assert!(err.unwrap().contains("no attempts are left"));
-        assert!(s.lease("a", "n1", &[]).unwrap().is_none(), "a halted migration hands out no tasks");
-        assert!(s.events_since("m", 0).unwrap().iter().any(|e| e.level == "error"));
+        assert!(
+            s.lease("a", "n1", &[]).unwrap().is_none(),
+            "a halted migration hands out no tasks"
+        );
+        assert!(s
+            .events_since("m", 0)
+            .unwrap()
+            .iter()
+            .any(|e| e.level == "error"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn permanent_failure_halts_at_once() {
         let s = sched(policy());
-        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)]).unwrap();
+        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+            .unwrap();
         let a = s.lease("a", "n1", &[]).unwrap().unwrap();
-        s.fail(a.task_id, a.attempt, "authentication failed", false).unwrap();
+        s.fail(a.task_id, a.attempt, "authentication failed", false)
+            .unwrap();
         assert_eq!(s.migration_state("m").unwrap().0, MigrationState::Halted);
     }
 
@@ -174,7 +236,8 @@ mod tests {
             max_attempts: 1,
             ..policy()
         });
-        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)]).unwrap();
+        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+            .unwrap();
         s.lease("a", "n1", &[]).unwrap().unwrap();
         advance(1_001).await;
         assert_eq!(s.expire_leases().unwrap(), 1);
@@ -184,22 +247,43 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn phase_barrier() {
         let s = sched(policy());
-        let err = s.submit_tasks("m", Phase::Transformation, &[spec("t", 0, None)]).unwrap_err();
+        let err = s
+            .submit_tasks("m", Phase::Transformation, &[spec("t", 0, None)])
+            .unwrap_err();
         assert!(matches!(err, SchedulerError::BarrierNotMet { .. }), "{err}");
-        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)]).unwrap();
-        assert!(!s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)]).unwrap(), "resubmission is a no-op");
-        let err = s.record_checkpoint("m", Phase::Ingestion, "file:///m.json", "ab").unwrap_err();
-        assert!(matches!(err, SchedulerError::PhaseUnfinished { unfinished: 1, .. }), "{err}");
+        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+            .unwrap();
+        assert!(
+            !s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+                .unwrap(),
+            "resubmission is a no-op"
+        );
+        let err = s
+            .record_checkpoint("m", Phase::Ingestion, "file:///m.json", "ab")
+            .unwrap_err();
+        assert!(
+            matches!(err, SchedulerError::PhaseUnfinished { unfinished: 1, .. }),
+            "{err}"
+        );
         let l = s.lease("a", "n", &[]).unwrap().unwrap();
-        s.complete(l.task_id, l.attempt, &serde_json::json!({})).unwrap();
-        s.record_checkpoint("m", Phase::Ingestion, "file:///m.json", "ab").unwrap();
-        assert!(s.submit_tasks("m", Phase::Transformation, &[spec("t", 0, None)]).unwrap());
+        s.complete(l.task_id, l.attempt, &serde_json::json!({}))
+            .unwrap();
+        s.record_checkpoint("m", Phase::Ingestion, "file:///m.json", "ab")
+            .unwrap();
+        assert!(s
+            .submit_tasks("m", Phase::Transformation, &[spec("t", 0, None)])
+            .unwrap());
     }
 
     #[tokio::test(start_paused = true)]
     async fn placement_prefers_the_node_holding_the_input() {
         let s = sched(policy());
-        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, Some("n1")), spec("t", 1, Some("n2"))]).unwrap();
+        s.submit_tasks(
+            "m",
+            Phase::Ingestion,
+            &[spec("t", 0, Some("n1")), spec("t", 1, Some("n2"))],
+        )
+        .unwrap();
         assert_eq!(s.lease("b", "n2", &[]).unwrap().unwrap().partition, 1);
         assert_eq!(s.lease("a", "n1", &[]).unwrap().unwrap().partition, 0);
     }
@@ -212,13 +296,22 @@ mod tests {
         {
             let s = Scheduler::open(&path, Arc::new(TokioClock::new()), None).unwrap();
             s.create_migration("m", "{\"k\":1}", policy()).unwrap();
-            s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None), spec("t", 1, None)]).unwrap();
+            s.submit_tasks(
+                "m",
+                Phase::Ingestion,
+                &[spec("t", 0, None), spec("t", 1, None)],
+            )
+            .unwrap();
             let a = s.lease("a", "n1", &[]).unwrap().unwrap();
-            s.complete(a.task_id, a.attempt, &serde_json::json!({"rows": 3})).unwrap();
+            s.complete(a.task_id, a.attempt, &serde_json::json!({"rows": 3}))
+                .unwrap();
             task_id = s.lease("a", "n1", &[]).unwrap().unwrap().task_id;
         }
         let s = Scheduler::open(&path, Arc::new(TokioClock::new()), None).unwrap();
-        assert_eq!(s.create_migration("m", "{}", policy()).unwrap(), Some(MigrationState::Running));
+        assert_eq!(
+            s.create_migration("m", "{}", policy()).unwrap(),
+            Some(MigrationState::Running)
+        );
         assert_eq!(s.migration_config("m").unwrap(), "{\"k\":1}");
         let p = s.progress("m", Phase::Ingestion).unwrap();
         assert_eq!((p.total, p.done, p.running, p.rows), (2, 1, 1, 3));

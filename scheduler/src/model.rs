@@ -18,7 +18,12 @@ pub enum Phase {
 
 impl Phase {
     /// All phases in order.
-    pub const ALL: [Phase; 4] = [Phase::Ingestion, Phase::Transformation, Phase::Verification, Phase::Delivery];
+    pub const ALL: [Phase; 4] = [
+        Phase::Ingestion,
+        Phase::Transformation,
+        Phase::Verification,
+        Phase::Delivery,
+    ];
 
     /// The name used in state, events and the wire protocol.
     pub fn as_str(self) -> &'static str {
@@ -132,7 +137,8 @@ impl MigrationState {
         use MigrationState::*;
         matches!(
             (self, to),
-            (Running, Completed | Failed | Halted | AwaitingReview) | (Halted | AwaitingReview, Running)
+            (Running, Completed | Failed | Halted | AwaitingReview)
+                | (Halted | AwaitingReview, Running)
         )
     }
 

@@ -53,14 +53,20 @@ fn to_status(e: SchedulerError) -> Status {
         } => {
             let mut s = Status::failed_precondition(e.to_string());
             let md = s.metadata_mut();
-            for (k, v) in [("x-task-id", task_id.to_string()), ("x-attempt", attempt.to_string()), ("x-current", current.to_string())] {
+            for (k, v) in [
+                ("x-task-id", task_id.to_string()),
+                ("x-attempt", attempt.to_string()),
+                ("x-current", current.to_string()),
+            ] {
                 if let Ok(v) = v.parse() {
                     md.insert(k, v);
                 }
             }
             s
         }
-        SchedulerError::UnknownTask(_) | SchedulerError::UnknownMigration(_) => Status::not_found(e.to_string()),
+        SchedulerError::UnknownTask(_) | SchedulerError::UnknownMigration(_) => {
+            Status::not_found(e.to_string())
+        }
         _ if e.retryable() => Status::unavailable(e.to_string()),
         _ => Status::internal(e.to_string()),
     }
@@ -68,7 +74,10 @@ fn to_status(e: SchedulerError) -> Status {
 
 #[async_trait]
 impl pb::scheduler_server::Scheduler for SchedulerService {
-    async fn register_node(&self, r: Request<pb::RegisterNodeRequest>) -> Result<Response<pb::RegisterNodeResponse>, Status> {
+    async fn register_node(
+        &self,
+        r: Request<pb::RegisterNodeRequest>,
+    ) -> Result<Response<pb::RegisterNodeResponse>, Status> {
         let r = r.into_inner();
         self.scheduler
             .register_node(&r.node_id, &r.flight_endpoint, &r.role, r.pid)
@@ -76,7 +85,10 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         Ok(Response::new(pb::RegisterNodeResponse {}))
     }
 
-    async fn register_agent(&self, r: Request<pb::RegisterAgentRequest>) -> Result<Response<pb::RegisterAgentResponse>, Status> {
+    async fn register_agent(
+        &self,
+        r: Request<pb::RegisterAgentRequest>,
+    ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
         let r = r.into_inner();
         self.scheduler
             .register_agent(&r.agent_id, &r.node_id, &r.kind)
@@ -84,36 +96,57 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         Ok(Response::new(pb::RegisterAgentResponse {}))
     }
 
-    async fn lease_task(&self, r: Request<pb::LeaseTaskRequest>) -> Result<Response<pb::LeaseTaskResponse>, Status> {
+    async fn lease_task(
+        &self,
+        r: Request<pb::LeaseTaskRequest>,
+    ) -> Result<Response<pb::LeaseTaskResponse>, Status> {
         let r = r.into_inner();
-        let phases: Vec<crate::model::Phase> = r.phases.iter().filter_map(|p| crate::model::Phase::parse(p)).collect();
-        let lease = self.scheduler.lease(&r.agent_id, &r.node_id, &phases).map_err(to_status)?;
+        let phases: Vec<crate::model::Phase> = r
+            .phases
+            .iter()
+            .filter_map(|p| crate::model::Phase::parse(p))
+            .collect();
+        let lease = self
+            .scheduler
+            .lease(&r.agent_id, &r.node_id, &phases)
+            .map_err(to_status)?;
         Ok(Response::new(pb::LeaseTaskResponse {
             lease: lease.as_ref().map(lease_to_proto),
         }))
     }
 
-    async fn heartbeat(&self, r: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        r: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = r.into_inner();
         let leases: Vec<(i64, u32)> = r.leases.iter().map(|l| (l.task_id, l.attempt)).collect();
         let lost = self
             .scheduler
             .heartbeat(&r.agent_id, &r.node_id, &leases)
             .map_err(to_status)?;
-        Ok(Response::new(pb::HeartbeatResponse { lost_task_ids: lost }))
+        Ok(Response::new(pb::HeartbeatResponse {
+            lost_task_ids: lost,
+        }))
     }
 
-    async fn complete_task(&self, r: Request<pb::CompleteTaskRequest>) -> Result<Response<pb::CompleteTaskResponse>, Status> {
+    async fn complete_task(
+        &self,
+        r: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let r = r.into_inner();
-        let result: serde_json::Value =
-            serde_json::from_str(&r.result_json).map_err(|e| Status::invalid_argument(format!("result_json: {e}")))?;
+        let result: serde_json::Value = serde_json::from_str(&r.result_json)
+            .map_err(|e| Status::invalid_argument(format!("result_json: {e}")))?;
         self.scheduler
             .complete(r.task_id, r.attempt, &result)
             .map_err(to_status)?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
 
-    async fn fail_task(&self, r: Request<pb::FailTaskRequest>) -> Result<Response<pb::FailTaskResponse>, Status> {
+    async fn fail_task(
+        &self,
+        r: Request<pb::FailTaskRequest>,
+    ) -> Result<Response<pb::FailTaskResponse>, Status> {
         let r = r.into_inner();
         self.scheduler
             .fail(r.task_id, r.attempt, &r.error, r.retryable)
@@ -134,7 +167,9 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             .submit(&r.config_json, r.restart)
             .await
             .map_err(Status::invalid_argument)?;
-        Ok(Response::new(pb::SubmitMigrationResponse { migration_id: id }))
+        Ok(Response::new(pb::SubmitMigrationResponse {
+            migration_id: id,
+        }))
     }
 
     async fn migration_status(
@@ -154,7 +189,10 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         }))
     }
 
-    async fn cluster_status(&self, _r: Request<pb::ClusterStatusRequest>) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+    async fn cluster_status(
+        &self,
+        _r: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let doc = self.scheduler.cluster_status().map_err(to_status)?;
         Ok(Response::new(pb::ClusterStatusResponse {
             status_json: doc.to_string(),

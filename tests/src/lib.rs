@@ -52,7 +52,8 @@ pub fn cluster(dir: &Path) -> Command {
 /// Writes the retail source database (small size) and returns its path.
 pub fn retail_source(dir: &Path, scale: u64) -> PathBuf {
     let p = dir.join("retail.db");
-    sensei_bench::retail::generate(&p, sensei_bench::retail::RetailSize::scaled(scale), 42).expect("generate");
+    sensei_bench::retail::generate(&p, sensei_bench::retail::RetailSize::scaled(scale), 42)
+        .expect("generate");
     p
 }
 
@@ -83,26 +84,52 @@ pub fn tables(db: &Path) -> Vec<String> {
 /// rows, each exactly once (compared as multisets with SQL).
 pub fn assert_same_rows(source: &Path, target: &Path) {
     let c = rusqlite::Connection::open(target).expect("open target");
-    c.execute("ATTACH DATABASE ?1 AS src", [source.display().to_string()]).expect("attach");
+    c.execute("ATTACH DATABASE ?1 AS src", [source.display().to_string()])
+        .expect("attach");
     let names = tables(source);
     assert!(!names.is_empty());
     for t in names {
-        let q = |sql: String| -> i64 { c.query_row(&sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}")) };
+        let q = |sql: String| -> i64 {
+            c.query_row(&sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        };
         let src_n = q(format!("SELECT count(*) FROM src.\"{t}\""));
         let dst_n = q(format!("SELECT count(*) FROM main.\"{t}\""));
-        assert_eq!(src_n, dst_n, "table {t}: source has {src_n} rows, target {dst_n}");
-        let missing = q(format!("SELECT count(*) FROM (SELECT * FROM src.\"{t}\" EXCEPT SELECT * FROM main.\"{t}\")"));
-        let extra = q(format!("SELECT count(*) FROM (SELECT * FROM main.\"{t}\" EXCEPT SELECT * FROM src.\"{t}\")"));
-        assert_eq!((missing, extra), (0, 0), "table {t}: {missing} rows missing, {extra} rows extra");
-        let distinct = q(format!("SELECT count(*) FROM (SELECT DISTINCT * FROM main.\"{t}\")"));
-        let src_distinct = q(format!("SELECT count(*) FROM (SELECT DISTINCT * FROM src.\"{t}\")"));
-        assert_eq!(distinct, src_distinct, "table {t}: duplicated rows in the target");
+        assert_eq!(
+            src_n, dst_n,
+            "table {t}: source has {src_n} rows, target {dst_n}"
+        );
+        let missing = q(format!(
+            "SELECT count(*) FROM (SELECT * FROM src.\"{t}\" EXCEPT SELECT * FROM main.\"{t}\")"
+        ));
+        let extra = q(format!(
+            "SELECT count(*) FROM (SELECT * FROM main.\"{t}\" EXCEPT SELECT * FROM src.\"{t}\")"
+        ));
+        assert_eq!(
+            (missing, extra),
+            (0, 0),
+            "table {t}: {missing} rows missing, {extra} rows extra"
+        );
+        let distinct = q(format!(
+            "SELECT count(*) FROM (SELECT DISTINCT * FROM main.\"{t}\")"
+        ));
+        let src_distinct = q(format!(
+            "SELECT count(*) FROM (SELECT DISTINCT * FROM src.\"{t}\")"
+        ));
+        assert_eq!(
+            distinct, src_distinct,
+            "table {t}: duplicated rows in the target"
+        );
     }
 }
 
 /// One value from the scheduler's state database (read while it is in use).
 pub fn state_query(workdir: &Path, sql: &str) -> Option<i64> {
-    let c = rusqlite::Connection::open_with_flags(workdir.join("state.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let c = rusqlite::Connection::open_with_flags(
+        workdir.join("state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
     c.busy_timeout(Duration::from_secs(5)).ok()?;
     c.query_row(sql, [], |r| r.get(0)).ok()
 }
@@ -118,5 +145,8 @@ pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Sends a signal to a process.
 pub fn kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
 }

@@ -17,7 +17,9 @@ impl Cluster {
             cmd.env(k, v);
         }
         assert_eq!(run(&mut cmd).status.code(), Some(0));
-        Cluster { dir: dir.to_path_buf() }
+        Cluster {
+            dir: dir.to_path_buf(),
+        }
     }
 
     fn file(&self) -> serde_json::Value {
@@ -42,14 +44,18 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if self.dir.join("cluster.json").exists() {
-            let _ = run(&mut cluster(&self.dir).arg("down"));
+            let _ = run(cluster(&self.dir).arg("down"));
         }
     }
 }
 
 fn finish(child: Child) -> i32 {
     let out = child.wait_with_output().unwrap();
-    eprintln!("submit stdout:\n{}\nsubmit stderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "submit stdout:\n{}\nsubmit stderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.status.code().unwrap_or(-1)
 }
 
@@ -68,14 +74,32 @@ fn a_cluster_of_two_workers_migrates_over_flight() {
     let out = run(cluster(&c.dir).args(["status", "--json"]));
     assert_eq!(out.status.code(), Some(0));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let workers: Vec<_> = status["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "worker").collect();
+    let workers: Vec<_> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["role"] == "worker")
+        .collect();
     assert_eq!(workers.len(), 2);
     let pids: Vec<u64> = workers.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
     assert_ne!(pids[0], pids[1], "two worker processes");
     // Partitions held by one worker process were read by another over Flight.
-    let served: u64 = status["flight"].as_array().unwrap().iter().map(|f| f["gets"].as_u64().unwrap()).sum();
-    assert!(served > 0, "no batch crossed processes over Flight: {status}");
-    let done: Vec<String> = status["tasks"].as_array().unwrap().iter().map(|t| format!("{} {}", t["phase"], t["state"])).collect();
+    let served: u64 = status["flight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["gets"].as_u64().unwrap())
+        .sum();
+    assert!(
+        served > 0,
+        "no batch crossed processes over Flight: {status}"
+    );
+    let done: Vec<String> = status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{} {}", t["phase"], t["state"]))
+        .collect();
     assert!(done.iter().all(|d| d.contains("done")), "{done:?}");
     assert_eq!(run(cluster(&c.dir).arg("status")).status.code(), Some(0));
     assert_eq!(run(cluster(&c.dir).arg("down")).status.code(), Some(0));
@@ -88,13 +112,20 @@ fn a_worker_killed_mid_delivery_loses_no_row_and_duplicates_none() {
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
     let cfg = write_config(dir.path(), &src, &target, SMALL_PARTITIONS);
-    let c = Cluster::up(&dir.path().join("cluster"), &[("SENSEI_TEST_BATCH_DELAY_MS", "30")]);
+    let c = Cluster::up(
+        &dir.path().join("cluster"),
+        &[("SENSEI_TEST_BATCH_DELAY_MS", "30")],
+    );
     let work = c.workdir();
     let submit = c.submit(&cfg);
     // Find a worker holding a delivery lease and kill it with SIGKILL.
     let mut victim = String::new();
     wait_until(180, "a delivery task to be running", || {
-        let c = rusqlite::Connection::open_with_flags(work.join("state.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let c = rusqlite::Connection::open_with_flags(
+            work.join("state.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
         c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
         let node: Option<String> = c
             .query_row(
@@ -122,8 +153,15 @@ fn a_worker_killed_mid_delivery_loses_no_row_and_duplicates_none() {
     kill(pid, "KILL");
     assert_eq!(finish(submit), 0);
     assert_same_rows(&src, &target);
-    let lapsed = state_query(&work, "SELECT count(*) FROM events WHERE message LIKE '%lapsed%reassigning%'").unwrap();
-    assert!(lapsed >= 1, "the killed worker's lease lapsed and its task was reassigned");
+    let lapsed = state_query(
+        &work,
+        "SELECT count(*) FROM events WHERE message LIKE '%lapsed%reassigning%'",
+    )
+    .unwrap();
+    assert!(
+        lapsed >= 1,
+        "the killed worker's lease lapsed and its task was reassigned"
+    );
 }
 
 #[test]
@@ -132,16 +170,30 @@ fn the_head_killed_and_restarted_resumes_the_migration() {
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
     let cfg = write_config(dir.path(), &src, &target, SMALL_PARTITIONS);
-    let c = Cluster::up(&dir.path().join("cluster"), &[("SENSEI_TEST_BATCH_DELAY_MS", "20")]);
+    let c = Cluster::up(
+        &dir.path().join("cluster"),
+        &[("SENSEI_TEST_BATCH_DELAY_MS", "20")],
+    );
     let work = c.workdir();
     let file = c.file();
     let submit = c.submit(&cfg);
     wait_until(180, "verification to be recorded", || {
-        state_query(&work, "SELECT count(*) FROM checkpoints WHERE phase = 'verification'").unwrap_or(0) > 0
+        state_query(
+            &work,
+            "SELECT count(*) FROM checkpoints WHERE phase = 'verification'",
+        )
+        .unwrap_or(0)
+            > 0
     });
     kill(file["head_pid"].as_u64().unwrap() as u32, "KILL");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let port = file["head_endpoint"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    let port = file["head_endpoint"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
     let mut head = Command::new(bin("sensei-cluster"))
         .arg("--dir")
         .arg(&c.dir)

@@ -7,7 +7,12 @@ fn retail_migrates_and_certificate_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("target.db");
-    let cfg = write_config(dir.path(), &src, &target, "[ingestion]\npartition_rows = 400\n[delivery]\nbatch_rows = 250\n");
+    let cfg = write_config(
+        dir.path(),
+        &src,
+        &target,
+        "[ingestion]\npartition_rows = 400\n[delivery]\nbatch_rows = 250\n",
+    );
     let out = run(sensei().arg("migrate").arg(&cfg));
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -23,16 +28,32 @@ fn retail_migrates_and_certificate_verifies() {
         .find(|e| e.file_name().to_string_lossy().starts_with("retail-"))
         .expect("migration folder")
         .path();
-    for f in ["manifest.json", "mapping.json", "lineage.json", "certificate.json", "receipt.json"] {
+    for f in [
+        "manifest.json",
+        "mapping.json",
+        "lineage.json",
+        "certificate.json",
+        "receipt.json",
+    ] {
         assert!(mig.join(f).exists(), "{f} missing");
     }
     let cert = mig.join("certificate.json");
     let pubkey = work.join("keys/signing.key.pub");
-    assert_eq!(run(sensei().args(["certificate", "verify"]).arg(&cert).arg("--public-key").arg(&pubkey)).status.code(), Some(0));
+    assert_eq!(
+        run(sensei()
+            .args(["certificate", "verify"])
+            .arg(&cert)
+            .arg("--public-key")
+            .arg(&pubkey))
+        .status
+        .code(),
+        Some(0)
+    );
 
     // The receipt's checksums equal the certificate's digests.
     let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
     assert_eq!(c["payload"]["status"], "PASS");
     for (t, v) in c["payload"]["tables"].as_object().unwrap() {
         assert_eq!(r["tables"][t]["checksum"], v["digest"], "table {t}");
@@ -45,10 +66,18 @@ fn retail_migrates_and_certificate_verifies() {
     assert_ne!(text, tampered);
     let bad = dir.path().join("tampered.json");
     std::fs::write(&bad, tampered).unwrap();
-    assert_eq!(run(sensei().args(["certificate", "verify"]).arg(&bad)).status.code(), Some(1));
+    assert_eq!(
+        run(sensei().args(["certificate", "verify"]).arg(&bad))
+            .status
+            .code(),
+        Some(1)
+    );
 
     // Running it again: already completed, nothing delivered twice.
-    assert_eq!(run(sensei().arg("migrate").arg(&cfg)).status.code(), Some(0));
+    assert_eq!(
+        run(sensei().arg("migrate").arg(&cfg)).status.code(),
+        Some(0)
+    );
     assert_same_rows(&src, &target);
 }
 
@@ -92,18 +121,30 @@ fn bad_input_is_refused_before_any_work() {
 
     // Target folder that does not exist.
     let src = retail_source(dir.path(), 1);
-    let cfg = write_config(dir.path(), &src, std::path::Path::new("/nonexistent-folder/t.db"), "");
+    let cfg = write_config(
+        dir.path(),
+        &src,
+        std::path::Path::new("/nonexistent-folder/t.db"),
+        "",
+    );
     let out = run(sensei().arg("migrate").arg(&cfg));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-folder"));
 
     // Malformed configuration: file, line and key.
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[source]\nurl = \"sqlite://x.db\"\n[delivery]\nbatch_size = 10\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[source]\nurl = \"sqlite://x.db\"\n[delivery]\nbatch_size = 10\n",
+    )
+    .unwrap();
     let out = run(sensei().arg("migrate").arg(&cfg));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml") && err.contains("line 4") && err.contains("batch_size"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("line 4") && err.contains("batch_size"),
+        "{err}"
+    );
 
     // Missing configuration file.
     let out = run(sensei().arg("migrate").arg(dir.path().join("missing.toml")));
@@ -116,14 +157,29 @@ fn a_panicking_agent_is_restarted_and_its_task_redone() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
-    let cfg = write_config(dir.path(), &src, &target, "[ingestion]\npartition_rows = 400\n");
-    let out = run(sensei().arg("migrate").arg(&cfg).env("SENSEI_TEST_PANIC_ONCE", "orders"));
+    let cfg = write_config(
+        dir.path(),
+        &src,
+        &target,
+        "[ingestion]\npartition_rows = 400\n",
+    );
+    let out = run(sensei()
+        .arg("migrate")
+        .arg(&cfg)
+        .env("SENSEI_TEST_PANIC_ONCE", "orders"));
     assert_eq!(out.status.code(), Some(0));
     assert_same_rows(&src, &target);
     let work = dir.path().join("work");
     let max_reg = state_query(&work, "SELECT max(registrations) FROM agents").unwrap();
-    assert!(max_reg >= 2, "the crashed agent registered again after its restart");
-    let crashes = state_query(&work, "SELECT count(*) FROM events WHERE message LIKE '%crashed%'").unwrap();
+    assert!(
+        max_reg >= 2,
+        "the crashed agent registered again after its restart"
+    );
+    let crashes = state_query(
+        &work,
+        "SELECT count(*) FROM events WHERE message LIKE '%crashed%'",
+    )
+    .unwrap();
     assert!(crashes >= 1, "the crash was recorded");
 }
 
@@ -132,7 +188,12 @@ fn killed_migrate_resumes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
-    let cfg = write_config(dir.path(), &src, &target, "[ingestion]\npartition_rows = 300\n[delivery]\nbatch_rows = 50\n");
+    let cfg = write_config(
+        dir.path(),
+        &src,
+        &target,
+        "[ingestion]\npartition_rows = 300\n[delivery]\nbatch_rows = 50\n",
+    );
     let work = dir.path().join("work");
     let mut child = sensei()
         .arg("migrate")
@@ -144,16 +205,32 @@ fn killed_migrate_resumes_without_duplicates() {
         .unwrap();
     // Kill it in the middle of delivery: some batches in the ledger, not all.
     wait_until(120, "delivery to start", || {
-        let c = rusqlite::Connection::open_with_flags(&target, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY);
+        let c = rusqlite::Connection::open_with_flags(
+            &target,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        );
         c.ok()
-            .and_then(|c| c.query_row("SELECT count(*) FROM sensei_delivery_ledger", [], |r| r.get::<_, i64>(0)).ok())
+            .and_then(|c| {
+                c.query_row("SELECT count(*) FROM sensei_delivery_ledger", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .ok()
+            })
             .is_some_and(|n| n >= 5)
     });
     kill(child.id(), "KILL");
     let _ = child.wait();
-    let done = state_query(&work, "SELECT count(*) FROM tasks WHERE phase = 'delivery' AND state = 'done'").unwrap_or(0);
-    let total = state_query(&work, "SELECT count(*) FROM tasks WHERE phase = 'delivery'").unwrap_or(0);
-    assert!(done < total, "the kill landed before delivery finished ({done}/{total})");
+    let done = state_query(
+        &work,
+        "SELECT count(*) FROM tasks WHERE phase = 'delivery' AND state = 'done'",
+    )
+    .unwrap_or(0);
+    let total =
+        state_query(&work, "SELECT count(*) FROM tasks WHERE phase = 'delivery'").unwrap_or(0);
+    assert!(
+        done < total,
+        "the kill landed before delivery finished ({done}/{total})"
+    );
     let out = run(sensei().arg("migrate").arg(&cfg));
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming"));

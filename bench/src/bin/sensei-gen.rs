@@ -3,7 +3,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "sensei-gen", about = "Generate the legacy retail SQLite database (deterministic)")]
+#[command(
+    name = "sensei-gen",
+    about = "Generate the legacy retail SQLite database (deterministic)"
+)]
 struct Args {
     /// Output file.
     #[arg(long, default_value = "examples/retail/retail.db")]
@@ -21,7 +24,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let rows = sensei_bench::retail::generate(&a.out, sensei_bench::retail::RetailSize::scaled(a.scale), a.seed)?;
+    let rows = sensei_bench::retail::generate(
+        &a.out,
+        sensei_bench::retail::RetailSize::scaled(a.scale),
+        a.seed,
+    )?;
     println!("wrote {rows} rows to {}", a.out.display());
     Ok(())
 }

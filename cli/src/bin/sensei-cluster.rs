@@ -18,7 +18,11 @@ use sensei_runtime::supervise::WorkPool;
 use sensei_scheduler::{GrpcScheduler, MigrationState, SchedulerApi, SchedulerService};
 
 #[derive(Parser)]
-#[command(name = "sensei-cluster", version, about = "Run Sensei as a head and worker processes")]
+#[command(
+    name = "sensei-cluster",
+    version,
+    about = "Run Sensei as a head and worker processes"
+)]
 struct Cli {
     /// Cluster folder: state file, logs, and (by default) the working folder.
     #[arg(long, global = true, default_value = ".sensei-cluster")]
@@ -93,7 +97,8 @@ struct ClusterFile {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -128,8 +133,12 @@ fn main() {
 
 fn read_cluster(dir: &Path) -> anyhow::Result<ClusterFile> {
     let path = dir.join("cluster.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no cluster at {} (run `sensei-cluster up` first)", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no cluster at {} (run `sensei-cluster up` first)",
+            path.display()
+        )
+    })?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -153,16 +162,30 @@ fn spawn_self(dir: &Path, log: &str, args: &[String]) -> anyhow::Result<u32> {
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state letter is Z.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .map(|r| !r.trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
 
-fn up(dir: &Path, workers: u32, port: u16, agents: u32, workdir: Option<PathBuf>) -> anyhow::Result<i32> {
+fn up(
+    dir: &Path,
+    workers: u32,
+    port: u16,
+    agents: u32,
+    workdir: Option<PathBuf>,
+) -> anyhow::Result<i32> {
     std::fs::create_dir_all(dir)?;
     if let Ok(c) = read_cluster(dir) {
         if alive(c.head_pid) {
-            anyhow::bail!("a cluster is already up in {} (head pid {}); run `sensei-cluster down` first", dir.display(), c.head_pid);
+            anyhow::bail!(
+                "a cluster is already up in {} (head pid {}); run `sensei-cluster down` first",
+                dir.display(),
+                c.head_pid
+            );
         }
     }
     let dir = dir.canonicalize()?;
@@ -174,7 +197,13 @@ fn up(dir: &Path, workers: u32, port: u16, agents: u32, workdir: Option<PathBuf>
     let head_pid = spawn_self(
         &dir,
         "head.log",
-        &["head".into(), "--port".into(), port.to_string(), "--workdir".into(), workdir.display().to_string()],
+        &[
+            "head".into(),
+            "--port".into(),
+            port.to_string(),
+            "--workdir".into(),
+            workdir.display().to_string(),
+        ],
     )?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let endpoint = loop {
@@ -183,7 +212,10 @@ fn up(dir: &Path, workers: u32, port: u16, agents: u32, workdir: Option<PathBuf>
             break v["endpoint"].as_str().unwrap_or_default().to_string();
         }
         if !alive(head_pid) || Instant::now() > deadline {
-            anyhow::bail!("the head did not start; see {}", dir.join("head.log").display());
+            anyhow::bail!(
+                "the head did not start; see {}",
+                dir.join("head.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -215,7 +247,9 @@ fn up(dir: &Path, workers: u32, port: u16, agents: u32, workdir: Option<PathBuf>
     };
     std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
     // Wait until every worker has registered its node.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     // tonic's lazy channel spawns its connection task on the current runtime.
     let _rt_guard = rt.enter();
     let client = GrpcScheduler::new(&endpoint)?;
@@ -224,30 +258,45 @@ fn up(dir: &Path, workers: u32, port: u16, agents: u32, workdir: Option<PathBuf>
         let nodes = rt
             .block_on(client.cluster_status())
             .ok()
-            .and_then(|s| s["nodes"].as_array().map(|n| n.iter().filter(|n| n["role"] == "worker").count()))
+            .and_then(|s| {
+                s["nodes"]
+                    .as_array()
+                    .map(|n| n.iter().filter(|n| n["role"] == "worker").count())
+            })
             .unwrap_or(0);
         if nodes >= workers as usize {
             break;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("only {nodes} of {workers} workers registered; see the logs in {}", dir.display());
+            anyhow::bail!(
+                "only {nodes} of {workers} workers registered; see the logs in {}",
+                dir.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("cluster up: head {endpoint} (pid {head_pid}), {workers} workers; state in {}", dir.join("cluster.json").display());
+    println!(
+        "cluster up: head {endpoint} (pid {head_pid}), {workers} workers; state in {}",
+        dir.join("cluster.json").display()
+    );
     Ok(0)
 }
 
 fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
     let c = read_cluster(dir)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     // tonic's lazy channel spawns its connection task on the current runtime.
     let _rt_guard = rt.enter();
     let mut doc = rt.block_on(GrpcScheduler::new(&c.head_endpoint)?.cluster_status())?;
     // Ask each live node's Flight service what it has served.
     let mut flight = Vec::new();
     for n in doc["nodes"].as_array().cloned().unwrap_or_default() {
-        let ep = n["flight_endpoint"].as_str().unwrap_or_default().to_string();
+        let ep = n["flight_endpoint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let stats = rt.block_on(async {
             let c = sensei_flight::PartitionClient::connect(&ep).await.ok()?;
             c.stats().await.ok()
@@ -264,25 +313,51 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
     println!("head {} (pid {})", c.head_endpoint, c.head_pid);
     println!("nodes:");
     for n in doc["nodes"].as_array().into_iter().flatten() {
-        println!("  {:<12} {:<7} {} pid {} seen {} ms ago", n["id"].as_str().unwrap_or(""), n["role"].as_str().unwrap_or(""),
-            n["flight_endpoint"].as_str().unwrap_or(""), n["pid"], n["seen_ms_ago"]);
+        println!(
+            "  {:<12} {:<7} {} pid {} seen {} ms ago",
+            n["id"].as_str().unwrap_or(""),
+            n["role"].as_str().unwrap_or(""),
+            n["flight_endpoint"].as_str().unwrap_or(""),
+            n["pid"],
+            n["seen_ms_ago"]
+        );
     }
     println!("agents:");
     for a in doc["agents"].as_array().into_iter().flatten() {
-        println!("  {:<28} seen {} ms ago, registrations {}", a["id"].as_str().unwrap_or(""), a["seen_ms_ago"], a["registrations"]);
+        println!(
+            "  {:<28} seen {} ms ago, registrations {}",
+            a["id"].as_str().unwrap_or(""),
+            a["seen_ms_ago"],
+            a["registrations"]
+        );
     }
     println!("tasks:");
     for t in doc["tasks"].as_array().into_iter().flatten() {
-        println!("  {} {:<15} {:<8} {}", t["migration_id"].as_str().unwrap_or(""), t["phase"].as_str().unwrap_or(""),
-            t["state"].as_str().unwrap_or(""), t["count"]);
+        println!(
+            "  {} {:<15} {:<8} {}",
+            t["migration_id"].as_str().unwrap_or(""),
+            t["phase"].as_str().unwrap_or(""),
+            t["state"].as_str().unwrap_or(""),
+            t["count"]
+        );
     }
     println!("migrations:");
     for m in doc["migrations"].as_array().into_iter().flatten() {
-        println!("  {} {}", m["id"].as_str().unwrap_or(""), m["state"].as_str().unwrap_or(""));
+        println!(
+            "  {} {}",
+            m["id"].as_str().unwrap_or(""),
+            m["state"].as_str().unwrap_or("")
+        );
     }
     println!("flight:");
     for f in doc["flight"].as_array().into_iter().flatten() {
-        println!("  {:<12} served {} partitions ({} batches, {} rows)", f["node_id"].as_str().unwrap_or(""), f["gets"], f["batches"], f["rows"]);
+        println!(
+            "  {:<12} served {} partitions ({} batches, {} rows)",
+            f["node_id"].as_str().unwrap_or(""),
+            f["gets"],
+            f["batches"],
+            f["rows"]
+        );
     }
     Ok(0)
 }
@@ -290,7 +365,9 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
 fn submit(dir: &Path, args: MigrationArgs, restart: bool) -> anyhow::Result<i32> {
     let c = read_cluster(dir)?;
     let config = args.load(None)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     // tonic's lazy channel spawns its connection task on the current runtime.
     let _rt_guard = rt.enter();
     let client = GrpcScheduler::new(&c.head_endpoint)?;
@@ -303,7 +380,10 @@ fn submit(dir: &Path, args: MigrationArgs, restart: bool) -> anyhow::Result<i32>
             Ok(status) => {
                 unreachable_since = None;
                 progress.show(&status);
-                let state = status["state"].as_str().and_then(MigrationState::parse).unwrap_or(MigrationState::Running);
+                let state = status["state"]
+                    .as_str()
+                    .and_then(MigrationState::parse)
+                    .unwrap_or(MigrationState::Running);
                 if state.is_terminal() {
                     progress.finish();
                     return Ok(sensei_cli::summarize(&status));
@@ -326,7 +406,11 @@ fn down(dir: &Path) -> anyhow::Result<i32> {
     let mut pids: Vec<u32> = c.workers.iter().map(|(_, p)| *p).collect();
     pids.push(c.head_pid);
     let signal = |sig: &str, pid: u32| {
-        let _ = Proc::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+        let _ = Proc::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
     };
     for &pid in &pids {
         if alive(pid) {
@@ -361,8 +445,14 @@ async fn terminated() {
 fn run_head(dir: &Path, port: u16, workdir: &Path) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
     let head = open_head(workdir, "")?;
-    let control = Arc::new(HeadControl::new(head.orchestrator.clone(), work.handle().clone()));
-    let svc = SchedulerService::new(head.scheduler.clone(), Some(control.clone() as Arc<dyn sensei_scheduler::MigrationControl>));
+    let control = Arc::new(HeadControl::new(
+        head.orchestrator.clone(),
+        work.handle().clone(),
+    ));
+    let svc = SchedulerService::new(
+        head.scheduler.clone(),
+        Some(control.clone() as Arc<dyn sensei_scheduler::MigrationControl>),
+    );
     let dir = dir.to_path_buf();
     work.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -374,12 +464,20 @@ fn run_head(dir: &Path, port: u16, workdir: &Path) -> anyhow::Result<i32> {
             control.drive(&id);
         }
         let tmp = dir.join("head.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&serde_json::json!({"endpoint": endpoint, "pid": std::process::id()}))?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(
+                &serde_json::json!({"endpoint": endpoint, "pid": std::process::id()}),
+            )?,
+        )?;
         std::fs::rename(&tmp, dir.join("head.json"))?;
         tracing::info!(%endpoint, "head serving");
         tonic::transport::Server::builder()
             .add_service(svc.into_server())
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), terminated())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                terminated(),
+            )
             .await?;
         tracing::info!("head stopped");
         Ok::<_, anyhow::Error>(())
@@ -400,7 +498,16 @@ fn run_worker(head: &str, name: &str, workdir: &Path, agents: u32) -> anyhow::Re
     let workdir = workdir.to_path_buf();
     let name = name.to_string();
     let result = system.block_on(async move {
-        let node = start_node(&name, "worker", &workdir, pool, api, agents, Duration::from_millis(1_000)).await?;
+        let node = start_node(
+            &name,
+            "worker",
+            &workdir,
+            pool,
+            api,
+            agents,
+            Duration::from_millis(1_000),
+        )
+        .await?;
         terminated().await;
         // Drain: no new tasks; give running ones a moment to finish.
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -11,7 +11,11 @@ use sensei_runtime::supervise::WorkPool;
 use sensei_scheduler::SchedulerApi;
 
 #[derive(Parser)]
-#[command(name = "sensei", version, about = "Move a database into a new schema and prove the result")]
+#[command(
+    name = "sensei",
+    version,
+    about = "Move a database into a new schema and prove the result"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,14 +57,19 @@ enum CertCommand {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Migrate { args, workers, restart } => match migrate(args, workers, restart) {
+        Command::Migrate {
+            args,
+            workers,
+            restart,
+        } => match migrate(args, workers, restart) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -76,7 +85,10 @@ fn main() {
 
 fn verify(file: &std::path::Path, public_key: Option<&std::path::Path>) -> i32 {
     let trusted = match public_key {
-        Some(p) => match std::fs::read_to_string(p).ok().and_then(|t| sensei_agents::artifacts::parse_public_key(&t)) {
+        Some(p) => match std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| sensei_agents::artifacts::parse_public_key(&t))
+        {
             Some(k) => Some(k),
             None => {
                 eprintln!("error: {} is not a hex Ed25519 public key", p.display());
@@ -92,14 +104,19 @@ fn verify(file: &std::path::Path, public_key: Option<&std::path::Path>) -> i32 {
             return 1;
         }
     };
-    match sensei_agents::artifacts::verify_certificate(&bytes, trusted, &file.display().to_string()) {
+    match sensei_agents::artifacts::verify_certificate(&bytes, trusted, &file.display().to_string())
+    {
         Ok(payload) => {
             println!(
                 "valid signature: migration {} status {} key {}{}",
                 payload["migration_id"].as_str().unwrap_or("?"),
                 payload["status"].as_str().unwrap_or("?"),
                 payload["key_id"].as_str().unwrap_or("?"),
-                if trusted.is_some() { " (trusted key)" } else { " (key named in the certificate)" }
+                if trusted.is_some() {
+                    " (trusted key)"
+                } else {
+                    " (key named in the certificate)"
+                }
             );
             0
         }
