@@ -60,6 +60,26 @@ fn retail_migrates_and_certificate_verifies() {
         assert_eq!(r["tables"][t]["matches_certificate"], true);
     }
 
+    // Each phase published its checkpoint on its topic; events flowed too.
+    {
+        use sensei_runtime::topic::{EmbeddedLog, EventLog, Topic};
+        let log = EmbeddedLog::open(work.join("events")).unwrap();
+        for topic in [
+            Topic::IngestionComplete,
+            Topic::TransformationComplete,
+            Topic::VerificationComplete,
+            Topic::DeliveryComplete,
+        ] {
+            let recs = log.read(topic, 0, 10).unwrap();
+            assert_eq!(recs.len(), 1, "{} should carry one record", topic.name());
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&log.read(Topic::IngestionComplete, 0, 1).unwrap()[0].value)
+                .unwrap();
+        assert_eq!(manifest["tables"].as_array().unwrap().len(), 4);
+        assert!(log.read(Topic::MigrationEvents, 0, 1000).unwrap().len() >= 8);
+    }
+
     // One byte of the payload changed: verification fails.
     let text = std::fs::read_to_string(&cert).unwrap();
     let tampered = text.replacen("\"PASS\"", "\"PAST\"", 1);
@@ -234,5 +254,38 @@ fn killed_migrate_resumes_without_duplicates() {
     let out = run(sensei().arg("migrate").arg(&cfg));
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming"));
+    assert_same_rows(&src, &target);
+}
+
+#[test]
+fn a_target_that_already_held_rows_fails_the_post_delivery_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("t.db");
+    {
+        let c = rusqlite::Connection::open(&target).unwrap();
+        c.execute_batch(
+            "CREATE TABLE products (prod_id INTEGER, prod_sku TEXT, prod_name TEXT, unit_price REAL, qty_on_hand INTEGER, discontinued BOOLEAN);
+             INSERT INTO products VALUES (999999, 'SKU-OLD', 'left over', 1.0, 0, 0);",
+        )
+        .unwrap();
+    }
+    let cfg = write_config(dir.path(), &src, &target, "");
+    let out = run(sensei().arg("migrate").arg(&cfg));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the receipt must not match the certificate"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("post-delivery check"), "{stdout}");
+    // Starting over explicitly after removing the stray row succeeds; nothing is delivered twice.
+    {
+        let c = rusqlite::Connection::open(&target).unwrap();
+        c.execute("DELETE FROM products WHERE prod_id = 999999", [])
+            .unwrap();
+    }
+    let out = run(sensei().arg("migrate").arg(&cfg).arg("--restart"));
+    assert_eq!(out.status.code(), Some(0));
     assert_same_rows(&src, &target);
 }
