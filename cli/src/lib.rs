@@ -119,26 +119,47 @@ pub struct Node {
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Starts a node: a Flight server on 127.0.0.1 (any port) on the work pool,
-/// registration with the scheduler, and `agents_per_kind` agents of each kind.
-/// Must be called inside an actix system.
+/// What a node is and runs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Node id (stable across restarts of the same worker).
+    pub node_id: String,
+    /// `local` (inside `sensei migrate`) or `worker`.
+    pub role: String,
+    /// Shared working folder (staging, artifacts).
+    pub workdir: PathBuf,
+    /// Agents of each kind.
+    pub agents_per_kind: u32,
+    /// Heartbeat interval of the agents.
+    pub heartbeat: Duration,
+    /// Flight port on 127.0.0.1; 0 picks a free one.
+    pub flight_port: u16,
+}
+
+/// Starts a node: a Flight server on the work pool, registration with the
+/// scheduler, and the agents. Must be called inside an actix system.
 pub async fn start_node(
-    node_id: &str,
-    role: &str,
-    workdir: &std::path::Path,
+    opts: NodeOptions,
     pool: WorkPool,
     scheduler: Arc<dyn SchedulerApi>,
-    agents_per_kind: u32,
-    heartbeat: Duration,
 ) -> anyhow::Result<Node> {
-    let artifacts = ArtifactStore::local(workdir)?;
+    let NodeOptions {
+        node_id,
+        role,
+        workdir,
+        agents_per_kind,
+        heartbeat,
+        flight_port,
+    } = opts;
+    let (node_id, role) = (node_id.as_str(), role.as_str());
+    let artifacts = ArtifactStore::local(&workdir)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let staging = artifacts.root().to_path_buf();
     let id = node_id.to_string();
     let (store, addr) = pool
         .handle()
         .spawn(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", flight_port)).await?;
             let endpoint = format!("grpc://{}", listener.local_addr()?);
             let store = Arc::new(NodeStore::new(&id, &endpoint, &staging));
             let addr = sensei_flight::serve(store.clone(), listener, async move {
@@ -192,7 +213,8 @@ pub async fn start_node(
 /// Progress display: one bar per phase on a terminal, log lines otherwise.
 pub struct Progress {
     bars: Option<(indicatif::MultiProgress, Vec<indicatif::ProgressBar>)>,
-    started: Instant,
+    /// When each phase got its first task, and when its last task finished.
+    spans: [(Option<Instant>, Option<Instant>); 4],
     last_line: Instant,
     last_doc: String,
 }
@@ -222,7 +244,7 @@ impl Progress {
         });
         Progress {
             bars,
-            started: Instant::now(),
+            spans: [(None, None); 4],
             last_line: Instant::now() - Duration::from_secs(60),
             last_doc: String::new(),
         }
@@ -230,7 +252,6 @@ impl Progress {
 
     /// Shows a status document.
     pub fn show(&mut self, status: &serde_json::Value) {
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let mut line = Vec::new();
         for (i, phase) in PHASES.iter().enumerate() {
             let p = &status["phases"][phase];
@@ -239,6 +260,20 @@ impl Progress {
                 p["total"].as_u64().unwrap_or(0),
                 p["rows"].as_u64().unwrap_or(0),
             );
+            // Rates are per phase: rows over the time the phase has been running.
+            let span = &mut self.spans[i];
+            if total > 0 && span.0.is_none() {
+                span.0 = Some(Instant::now());
+            }
+            if total > 0 && done == total && span.1.is_none() {
+                span.1 = Some(Instant::now());
+            }
+            let secs = match *span {
+                (Some(a), Some(b)) => (b - a).as_secs_f64(),
+                (Some(a), None) => a.elapsed().as_secs_f64(),
+                _ => 0.0,
+            }
+            .max(0.001);
             let msg = format!("{rows} rows, {:.0} rows/s", rows as f64 / secs);
             if let Some((_, bars)) = &self.bars {
                 bars[i].set_length(total);

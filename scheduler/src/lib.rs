@@ -24,7 +24,7 @@
 //! s.create_migration("m", "{}", Policy::default()).unwrap();
 //! let spec = TaskSpec { table: "t".into(), partition: 0, payload: serde_json::json!({}), preferred_node: None };
 //! s.submit_tasks("m", Phase::Ingestion, &[spec]).unwrap();
-//! let lease = s.lease("agent-1", "node-1").unwrap().unwrap();
+//! let lease = s.lease("agent-1", "node-1", &[]).unwrap().unwrap();
 //! s.complete(lease.task_id, lease.attempt, &serde_json::json!({"rows": 10})).unwrap();
 //! ```
 

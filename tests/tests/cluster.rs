@@ -83,6 +83,15 @@ fn a_cluster_of_two_workers_migrates_over_flight() {
     assert_eq!(workers.len(), 2);
     let pids: Vec<u64> = workers.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
     assert_ne!(pids[0], pids[1], "two worker processes");
+    // The state file records every worker's Flight endpoint, as registered.
+    let recorded = c.file()["flight_endpoints"].clone();
+    for n in &workers {
+        assert_eq!(
+            recorded[n["id"].as_str().unwrap()],
+            n["flight_endpoint"],
+            "{recorded}"
+        );
+    }
     // Partitions held by one worker process were read by another over Flight.
     let served: u64 = status["flight"]
         .as_array()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sensei_cli::head::{open_head, HeadControl};
-use sensei_cli::{start_node, MigrationArgs, Progress};
+use sensei_cli::{start_node, MigrationArgs, NodeOptions, Progress};
 use sensei_runtime::supervise::WorkPool;
 use sensei_scheduler::{GrpcScheduler, MigrationState, SchedulerApi, SchedulerService};
 
@@ -44,6 +44,9 @@ enum Command {
         /// Agents of each kind per worker.
         #[arg(long, default_value_t = 1)]
         agents: u32,
+        /// Flight port of worker 1 (worker i gets this plus i - 1); 0 picks free ports.
+        #[arg(long, default_value_t = 0)]
+        flight_port: u16,
         /// Working folder shared by the processes (default <dir>/work).
         #[arg(long)]
         workdir: Option<PathBuf>,
@@ -83,6 +86,8 @@ enum Command {
         workdir: PathBuf,
         #[arg(long, default_value_t = 1)]
         agents: u32,
+        #[arg(long, default_value_t = 0)]
+        flight_port: u16,
     },
 }
 
@@ -92,6 +97,9 @@ struct ClusterFile {
     head_endpoint: String,
     workdir: PathBuf,
     workers: Vec<(String, u32)>,
+    /// Flight endpoint of each worker, as registered.
+    #[serde(default)]
+    flight_endpoints: std::collections::BTreeMap<String, String>,
 }
 
 fn main() {
@@ -109,8 +117,9 @@ fn main() {
             workers,
             port,
             agents,
+            flight_port,
             workdir,
-        } => up(&cli.dir, workers, port, agents, workdir),
+        } => up(&cli.dir, workers, port, agents, flight_port, workdir),
         Command::Status { json } => status(&cli.dir, json),
         Command::Submit { args, restart } => submit(&cli.dir, args, restart),
         Command::Down => down(&cli.dir),
@@ -120,7 +129,8 @@ fn main() {
             name,
             workdir,
             agents,
-        } => run_worker(&head, &name, &workdir, agents),
+            flight_port,
+        } => run_worker(&head, &name, &workdir, agents, flight_port),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -176,6 +186,7 @@ fn up(
     workers: u32,
     port: u16,
     agents: u32,
+    flight_port: u16,
     workdir: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
     std::fs::create_dir_all(dir)?;
@@ -235,15 +246,23 @@ fn up(
                 workdir.display().to_string(),
                 "--agents".into(),
                 agents.to_string(),
+                "--flight-port".into(),
+                if flight_port == 0 {
+                    0
+                } else {
+                    flight_port + (i - 1) as u16
+                }
+                .to_string(),
             ],
         )?;
         procs.push((name, pid));
     }
-    let file = ClusterFile {
+    let mut file = ClusterFile {
         head_pid,
         head_endpoint: endpoint.clone(),
         workdir,
         workers: procs,
+        flight_endpoints: Default::default(),
     };
     std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
     // Wait until every worker has registered its node.
@@ -255,16 +274,26 @@ fn up(
     let client = GrpcScheduler::new(&endpoint)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let nodes = rt
+        let registered: Vec<serde_json::Value> = rt
             .block_on(client.cluster_status())
             .ok()
-            .and_then(|s| {
-                s["nodes"]
-                    .as_array()
-                    .map(|n| n.iter().filter(|n| n["role"] == "worker").count())
-            })
-            .unwrap_or(0);
+            .and_then(|s| s["nodes"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n["role"] == "worker")
+            .collect();
+        let nodes = registered.len();
         if nodes >= workers as usize {
+            for n in registered {
+                file.flight_endpoints.insert(
+                    n["id"].as_str().unwrap_or_default().to_string(),
+                    n["flight_endpoint"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+            std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
             break;
         }
         if Instant::now() > deadline {
@@ -486,7 +515,13 @@ fn run_head(dir: &Path, port: u16, workdir: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn run_worker(head: &str, name: &str, workdir: &Path, agents: u32) -> anyhow::Result<i32> {
+fn run_worker(
+    head: &str,
+    name: &str,
+    workdir: &Path,
+    agents: u32,
+    flight_port: u16,
+) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
     let pool = WorkPool::new(work.handle().clone());
     let api: Arc<dyn SchedulerApi> = {
@@ -499,13 +534,16 @@ fn run_worker(head: &str, name: &str, workdir: &Path, agents: u32) -> anyhow::Re
     let name = name.to_string();
     let result = system.block_on(async move {
         let node = start_node(
-            &name,
-            "worker",
-            &workdir,
+            NodeOptions {
+                node_id: name.clone(),
+                role: "worker".into(),
+                workdir: workdir.clone(),
+                agents_per_kind: agents,
+                heartbeat: Duration::from_millis(1_000),
+                flight_port,
+            },
             pool,
             api,
-            agents,
-            Duration::from_millis(1_000),
         )
         .await?;
         terminated().await;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sensei_agents::orchestrator::Start;
-use sensei_cli::{exit_code, head::open_head, start_node, summarize, MigrationArgs, Progress};
+use sensei_cli::{
+    exit_code, head::open_head, start_node, summarize, MigrationArgs, NodeOptions, Progress,
+};
 use sensei_runtime::supervise::WorkPool;
 use sensei_scheduler::SchedulerApi;
 
@@ -155,13 +157,16 @@ fn migrate(args: MigrationArgs, workers: Option<u32>, restart: bool) -> anyhow::
         head.scheduler.release_leases_except(std::slice::from_ref(&node_id))?;
         let api: Arc<dyn SchedulerApi> = Arc::new(head.scheduler.clone());
         let _node = start_node(
-            &node_id,
-            "local",
-            &workdir,
+            NodeOptions {
+                node_id: node_id.clone(),
+                role: "local".into(),
+                workdir: workdir.clone(),
+                agents_per_kind: config.runtime.workers.max(1),
+                heartbeat: Duration::from_millis(config.scheduler.heartbeat_ms),
+                flight_port: 0,
+            },
             pool.clone(),
             api,
-            config.runtime.workers.max(1),
-            Duration::from_millis(config.scheduler.heartbeat_ms),
         )
         .await?;
         let driver = {
