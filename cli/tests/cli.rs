@@ -48,6 +48,8 @@ fn verify_of_a_missing_or_foreign_file_exits_1() {
 
 #[test]
 fn migrate_without_source_says_what_is_missing() {
+    let cwd = std::env::temp_dir().join(format!("sensei-cli-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sensei"))
         .arg("migrate")
         .output()
@@ -62,6 +64,7 @@ fn migrate_without_source_says_what_is_missing() {
             "--target",
             "sqlite:///tmp/x.db",
         ])
+        .current_dir(&cwd)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -71,4 +74,9 @@ fn migrate_without_source_says_what_is_missing() {
         !err.contains("secret"),
         "credentials must not leak into errors: {err}"
     );
+    assert!(
+        !cwd.join(".sensei").exists(),
+        "a refused migration leaves no working folder behind"
+    );
+    let _ = std::fs::remove_dir_all(&cwd);
 }

@@ -131,6 +131,8 @@ fn verify(file: &std::path::Path, public_key: Option<&std::path::Path>) -> i32 {
 
 fn migrate(args: MigrationArgs, workers: Option<u32>, restart: bool) -> anyhow::Result<i32> {
     let config = args.load(workers)?;
+    // Check source, target and schema file before anything is created on disk.
+    sensei_agents::orchestrator::Orchestrator::preflight(&config)?;
     let work = sensei_cli::work_runtime()?;
     let pool = WorkPool::new(work.handle().clone());
     let system = actix::System::new();
