@@ -289,3 +289,56 @@ fn a_target_that_already_held_rows_fails_the_post_delivery_check() {
     assert_eq!(out.status.code(), Some(0));
     assert_same_rows(&src, &target);
 }
+
+#[test]
+fn a_target_schema_file_shapes_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("t.db");
+    let ddl = dir.path().join("target.sql");
+    std::fs::write(
+        &ddl,
+        "CREATE TABLE customers (cust_id INTEGER PRIMARY KEY, cust_fname TEXT NOT NULL, cust_lname TEXT NOT NULL,
+            cust_email TEXT, cust_dob TEXT, cust_phone TEXT, cust_city TEXT, created_ts TEXT NOT NULL,
+            migrated_by TEXT NOT NULL DEFAULT 'sensei');",
+    )
+    .unwrap();
+    let out = run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(format!("sqlite://{}", target.display()))
+        .arg("--target-schema")
+        .arg(&ddl)
+        .arg("--workdir")
+        .arg(dir.path().join("w")));
+    assert_eq!(out.status.code(), Some(0));
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let n: i64 = c
+        .query_row(
+            "SELECT count(*) FROM customers WHERE migrated_by = 'sensei'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        n, 500,
+        "rows landed in the table the DDL created, defaults applied"
+    );
+
+    // A schema file that is missing is refused before any work.
+    let out = run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(format!("sqlite://{}", dir.path().join("t2.db").display()))
+        .arg("--target-schema")
+        .arg(dir.path().join("missing.sql"))
+        .arg("--workdir")
+        .arg(dir.path().join("w2")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.sql"));
+    assert!(!dir.path().join("t2.db").exists());
+}
