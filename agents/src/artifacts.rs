@@ -48,6 +48,9 @@ pub struct ManifestTable {
     pub rows: u64,
     /// Staged partitions.
     pub partitions: Vec<PartitionRef>,
+    /// Profile of a sample of the table, with PII flags per column.
+    #[serde(default)]
+    pub profile: crate::scout::TableProfile,
 }
 
 /// The Ingestion Manifest.

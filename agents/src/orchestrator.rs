@@ -297,6 +297,7 @@ impl Orchestrator {
                     range,
                     partition_id: format!("{id}/staging/ingestion/{}/{i:05}", id_part(&t.name)),
                     partition: i as u32,
+                    sample_rows: config.ingestion.profile_sample_rows,
                 };
                 specs.push(TaskSpec {
                     table: t.name.clone(),
@@ -314,7 +315,11 @@ impl Orchestrator {
         let discovery: serde_json::Value = self.get_json(&format!("{id}/discovery.json")).await?;
         let tables: Vec<TableInfo> = serde_json::from_value(discovery["tables"].clone())?;
         let mut by_table: BTreeMap<String, Vec<PartitionRef>> = BTreeMap::new();
+        let mut profiles: BTreeMap<String, crate::scout::TableProfile> = BTreeMap::new();
         for (_, r) in results::<IngestResult>(tasks)? {
+            if let Some(p) = r.profile {
+                profiles.insert(r.partition.table.clone(), p);
+            }
             by_table
                 .entry(r.partition.table.clone())
                 .or_default()
@@ -339,6 +344,7 @@ impl Orchestrator {
                         primary_key: t.primary_key(),
                         rows: partitions.iter().map(|p| p.rows).sum(),
                         partitions,
+                        profile: profiles.remove(&t.name).unwrap_or_default(),
                     }
                 })
                 .collect(),

@@ -24,6 +24,67 @@ pub struct IngestTask {
     pub partition_id: String,
     /// Partition number.
     pub partition: u32,
+    /// Rows sampled for the table's profile (by the task of partition 0).
+    #[serde(default)]
+    pub sample_rows: u64,
+}
+
+/// Profile and PII flags of a table, computed on a sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableProfile {
+    /// Rows in the sample.
+    pub sampled_rows: u64,
+    /// One profile per column.
+    pub columns: Vec<sensei_scout::profile::ColumnProfile>,
+    /// PII flags per column (columns without flags are left out).
+    pub pii: std::collections::BTreeMap<String, Vec<sensei_scout::pii::PiiFlag>>,
+}
+
+/// Samples, profiles and scans a table for PII.
+pub fn profile_table(
+    source: &SqliteSource,
+    table: &TableInfo,
+    sample_rows: u64,
+) -> Result<TableProfile> {
+    let batches = source.sample(table, sample_rows)?;
+    let columns = sensei_scout::profile::profile(&batches);
+    let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let mut pii = std::collections::BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let samples: Vec<Option<String>> = batches
+            .iter()
+            .flat_map(|b| {
+                let col = b.column(i).clone();
+                (0..b.num_rows()).map(move |r| text_of(&col, r))
+            })
+            .collect();
+        let neighbours: Vec<String> = names.iter().filter(|n| *n != name).cloned().collect();
+        let flags = sensei_scout::pii::detect(&sensei_scout::pii::ColumnEvidence {
+            table: &table.name,
+            column: name,
+            neighbours: &neighbours,
+            samples: &samples,
+        });
+        if !flags.is_empty() {
+            pii.insert(name.clone(), flags);
+        }
+    }
+    Ok(TableProfile {
+        sampled_rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+        columns,
+        pii,
+    })
+}
+
+fn text_of(col: &arrow::array::ArrayRef, row: usize) -> Option<String> {
+    use arrow::array::Array;
+    if col.is_null(row) {
+        return None;
+    }
+    let opts = arrow::util::display::FormatOptions::default();
+    arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &opts)
+        .ok()
+        .map(|f| f.value(row).to_string())
 }
 
 /// Output of an ingestion task.
@@ -33,6 +94,9 @@ pub struct IngestResult {
     pub rows: u64,
     /// The staged partition.
     pub partition: PartitionRef,
+    /// The table's profile (partition 0's task computes it).
+    #[serde(default)]
+    pub profile: Option<TableProfile>,
 }
 
 /// Runs an ingestion task (blocking I/O: call from a blocking context).
@@ -54,5 +118,14 @@ pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestR
     let stats = writer.finish()?;
     metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "ingestion").increment(rows);
     let partition = ctx.register(&id, &task.table.name, task.partition, path, stats);
-    Ok(IngestResult { rows, partition })
+    let profile = if task.partition == 0 && task.sample_rows > 0 {
+        Some(profile_table(&source, &task.table, task.sample_rows)?)
+    } else {
+        None
+    };
+    Ok(IngestResult {
+        rows,
+        partition,
+        profile,
+    })
 }

@@ -249,6 +249,34 @@ impl SqliteSource {
         })
     }
 
+    /// A deterministic sample of about `n` rows spread over the whole table:
+    /// every k-th rowid, k = rows / n (the first `n` rows of a table without rowids).
+    pub fn sample(&self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        let n = n.max(1);
+        let cols = table
+            .columns
+            .iter()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = match table.rowid_range {
+            Some((lo, _)) => {
+                let k = (table.rows / n).max(1);
+                format!(
+                    "SELECT rowid, {cols} FROM {} WHERE (rowid - {lo}) % {k} = 0 ORDER BY rowid LIMIT {n}",
+                    quote(&table.name)
+                )
+            }
+            None => format!("SELECT NULL, {cols} FROM {} LIMIT {n}", quote(&table.name)),
+        };
+        self.query_batches(table, &sql, &[], 8192, |b| {
+            out.push(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Streams a table's rows (those with `lo <= rowid <= hi` when a range is
     /// given) as batches of at most `batch_rows`, in rowid order.
     pub fn read(
@@ -256,9 +284,8 @@ impl SqliteSource {
         table: &TableInfo,
         range: Option<(i64, i64)>,
         batch_rows: usize,
-        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+        sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
-        let schema = table.schema();
         let cols = table
             .columns
             .iter()
@@ -286,10 +313,24 @@ impl SqliteSource {
                 vec![],
             ),
         };
+        self.query_batches(table, &sql, &params, batch_rows, sink)
+    }
+
+    /// Runs `sql` (first column the rowid or NULL, then the table's columns)
+    /// and hands its rows to `sink` as batches of at most `batch_rows`.
+    fn query_batches(
+        &self,
+        table: &TableInfo,
+        sql: &str,
+        params: &[i64],
+        batch_rows: usize,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<u64> {
+        let schema = table.schema();
         let ctx = format!("reading table {}", table.name);
-        let mut stmt = self.conn.prepare(&sql).map_err(ConnectorError::sql(&ctx))?;
+        let mut stmt = self.conn.prepare(sql).map_err(ConnectorError::sql(&ctx))?;
         let mut rows = stmt
-            .query(params_from_iter(params))
+            .query(params_from_iter(params.iter()))
             .map_err(ConnectorError::sql(&ctx))?;
         let mut builders = new_builders(&schema, batch_rows);
         let mut in_batch = 0usize;

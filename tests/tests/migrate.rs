@@ -60,6 +60,40 @@ fn retail_migrates_and_certificate_verifies() {
         assert_eq!(r["tables"][t]["matches_certificate"], true);
     }
 
+    // The manifest carries each table's profile and PII flags.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("manifest.json")).unwrap()).unwrap();
+    let customers = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "customers")
+        .unwrap();
+    assert_eq!(
+        customers["profile"]["pii"]["cust_email"][0]["kind"],
+        "email"
+    );
+    assert_eq!(
+        customers["profile"]["pii"]["cust_dob"][0]["kind"],
+        "date_of_birth"
+    );
+    assert!(customers["profile"]["pii"].get("cust_city").is_none());
+    let products = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "products")
+        .unwrap();
+    assert!(
+        products["profile"]["pii"].as_object().unwrap().is_empty(),
+        "{}",
+        products["profile"]["pii"]
+    );
+    assert_eq!(
+        products["profile"]["columns"][1]["patterns"][0][0],
+        "AAA99999"
+    );
+
     // Each phase published its checkpoint on its topic; events flowed too.
     {
         use sensei_runtime::topic::{EmbeddedLog, EventLog, Topic};

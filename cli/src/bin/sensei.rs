@@ -36,6 +36,15 @@ enum Command {
         #[arg(long)]
         restart: bool,
     },
+    /// Measure PII detection on a labelled set of columns (JSON lines).
+    PiiEval {
+        /// Labelled columns; defaults to the set kept in the repository.
+        #[arg(long)]
+        file: Vec<PathBuf>,
+        /// Also list every misclassified column.
+        #[arg(long)]
+        mistakes: bool,
+    },
     /// Certificate tools.
     Certificate {
         #[command(subcommand)]
@@ -81,8 +90,46 @@ fn main() {
         Command::Certificate {
             command: CertCommand::Verify { file, public_key },
         } => verify(&file, public_key.as_deref()),
+        Command::PiiEval { file, mistakes } => pii_eval(file, mistakes),
     };
     std::process::exit(code);
+}
+
+fn pii_eval(files: Vec<PathBuf>, mistakes: bool) -> i32 {
+    let files = if files.is_empty() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agents/testdata/pii");
+        vec![dir.join("columns.jsonl"), dir.join("holdout.jsonl")]
+    } else {
+        files
+    };
+    let mut code = 0;
+    for f in files.iter().filter(|f| f.exists()) {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", f.display());
+                code = 1;
+                continue;
+            }
+        };
+        match sensei_scout::eval::evaluate(&text) {
+            Ok(r) => {
+                println!("{} ({} columns)", f.display(), r.columns);
+                print!("{}", r.table());
+                if mistakes {
+                    for (col, label, predicted) in &r.mistakes {
+                        println!("  {col}: labelled {label}, predicted {predicted}");
+                    }
+                }
+                println!();
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", f.display());
+                code = 1;
+            }
+        }
+    }
+    code
 }
 
 fn verify(file: &std::path::Path, public_key: Option<&std::path::Path>) -> i32 {

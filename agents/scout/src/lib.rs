@@ -1,0 +1,21 @@
+//! # sensei-scout
+//!
+//! The Scout's engines, as plain libraries over Arrow batches: [`profile`]
+//! computes a column profile on a sample (cardinality, null ratio, histogram
+//! or top values, min/max, lengths, value shapes, date format), and [`pii`]
+//! flags columns holding personal data, with a kind, a confidence and its
+//! reasons. [`eval`] measures the detector against a labelled set of columns
+//! (`agents/testdata/pii/columns.jsonl`). The ingestion phase (in
+//! `sensei-agents`) runs both on each table's sample and writes the results
+//! into the Ingestion Manifest.
+//!
+//! ```
+//! use sensei_scout::pii::{detect, ColumnEvidence, PiiKind};
+//! let samples = vec![Some("ada@example.com".to_string()), Some("linus@example.org".to_string())];
+//! let flags = detect(&ColumnEvidence { table: "customer", column: "e_mail", neighbours: &[], samples: &samples });
+//! assert_eq!(flags[0].kind, PiiKind::Email);
+//! ```
+
+pub mod eval;
+pub mod pii;
+pub mod profile;
