@@ -174,6 +174,11 @@ impl Orchestrator {
 
     /// Advances a migration as far as it can go now; returns its state.
     pub async fn step(&self, id: &str) -> Result<MigrationState> {
+        self.step_until(id, None).await
+    }
+
+    /// Like [`Orchestrator::step`], but plans no phase after `until`.
+    pub async fn step_until(&self, id: &str, until: Option<Phase>) -> Result<MigrationState> {
         let (state, _) = self.scheduler.migration_state(id)?;
         if state != MigrationState::Running {
             return Ok(state);
@@ -182,6 +187,9 @@ impl Orchestrator {
         for phase in Phase::ALL {
             if self.scheduler.checkpoint(id, phase)?.is_some() {
                 continue;
+            }
+            if until.is_some_and(|u| phase > u) {
+                return Ok(MigrationState::Running);
             }
             let tasks = self.scheduler.phase_tasks(id, phase)?;
             if tasks.is_empty() {
@@ -801,10 +809,21 @@ impl Orchestrator {
 
     /// Drives a migration until it stops needing the head (a terminal state).
     pub async fn drive(&self, id: &str) -> Result<MigrationState> {
+        self.drive_until(id, None).await
+    }
+
+    /// Drives a migration until a terminal state or, with `until`, until that
+    /// phase's checkpoint is recorded (the migration stays resumable from there).
+    pub async fn drive_until(&self, id: &str, until: Option<Phase>) -> Result<MigrationState> {
         loop {
-            let state = self.step(id).await?;
+            let state = self.step_until(id, until).await?;
             if state.is_terminal() {
                 return Ok(state);
+            }
+            if let Some(u) = until {
+                if self.scheduler.checkpoint(id, u)?.is_some() {
+                    return Ok(state);
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }

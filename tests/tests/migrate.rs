@@ -376,3 +376,50 @@ fn a_target_schema_file_shapes_the_target() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.sql"));
     assert!(!dir.path().join("t2.db").exists());
 }
+
+#[test]
+fn ingest_runs_phase_one_alone_and_migrate_continues_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("t.db");
+    let cfg = write_config(
+        dir.path(),
+        &src,
+        &target,
+        "[ingestion]\npartition_rows = 400\n",
+    );
+    let out = run(sensei().arg("ingest").arg(&cfg));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ingestion complete"));
+    let work = dir.path().join("work");
+    assert_eq!(
+        state_query(&work, "SELECT count(*) FROM checkpoints").unwrap(),
+        1
+    );
+    assert_eq!(
+        state_query(
+            &work,
+            "SELECT count(*) FROM tasks WHERE phase != 'ingestion'"
+        )
+        .unwrap(),
+        0
+    );
+    assert!(
+        !target.exists(),
+        "ingestion alone writes nothing to the target"
+    );
+    let out = run(sensei().arg("migrate").arg(&cfg));
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_rows(&src, &target);
+    let ingest_tasks = state_query(
+        &work,
+        "SELECT count(*) FROM tasks WHERE phase = 'ingestion' AND attempt = 1",
+    )
+    .unwrap();
+    let all_ingest = state_query(
+        &work,
+        "SELECT count(*) FROM tasks WHERE phase = 'ingestion'",
+    )
+    .unwrap();
+    assert_eq!(ingest_tasks, all_ingest, "ingestion was not redone");
+}

@@ -10,7 +10,7 @@ use sensei_cli::{
     exit_code, head::open_head, start_node, summarize, MigrationArgs, NodeOptions, Progress,
 };
 use sensei_runtime::supervise::WorkPool;
-use sensei_scheduler::SchedulerApi;
+use sensei_scheduler::{Phase, SchedulerApi};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,18 @@ enum Command {
         #[command(flatten)]
         args: MigrationArgs,
         /// Worker agents of each kind.
+        #[arg(long)]
+        workers: Option<u32>,
+        /// Forget earlier progress of this migration and start over.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Run the ingestion phase alone: discover, profile, scan for PII, stage
+    /// partitions, write the manifest. `sensei migrate` later continues from it.
+    Ingest {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Scout agents.
         #[arg(long)]
         workers: Option<u32>,
         /// Forget earlier progress of this migration and start over.
@@ -80,7 +92,7 @@ fn main() {
             args,
             workers,
             restart,
-        } => match migrate(args, workers, restart) {
+        } => match migrate(args, workers, restart, None) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -91,6 +103,17 @@ fn main() {
             command: CertCommand::Verify { file, public_key },
         } => verify(&file, public_key.as_deref()),
         Command::PiiEval { file, mistakes } => pii_eval(file, mistakes),
+        Command::Ingest {
+            args,
+            workers,
+            restart,
+        } => match migrate(args, workers, restart, Some(Phase::Ingestion)) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
     };
     std::process::exit(code);
 }
@@ -176,7 +199,14 @@ fn verify(file: &std::path::Path, public_key: Option<&std::path::Path>) -> i32 {
     }
 }
 
-fn migrate(args: MigrationArgs, workers: Option<u32>, restart: bool) -> anyhow::Result<i32> {
+/// Runs a migration in this process, to the end or (with `until`) to the
+/// checkpoint of one phase.
+fn migrate(
+    args: MigrationArgs,
+    workers: Option<u32>,
+    restart: bool,
+    until: Option<Phase>,
+) -> anyhow::Result<i32> {
     let config = args.load(workers)?;
     // Check source, target and schema file before anything is created on disk.
     sensei_agents::orchestrator::Orchestrator::preflight(&config)?;
@@ -220,7 +250,7 @@ fn migrate(args: MigrationArgs, workers: Option<u32>, restart: bool) -> anyhow::
         .await?;
         let driver = {
             let (o, id) = (orch.clone(), id.clone());
-            pool.handle().spawn(async move { o.drive(&id).await })
+            pool.handle().spawn(async move { o.drive_until(&id, until).await })
         };
         let mut progress = Progress::new();
         let mut driver = driver;
@@ -240,6 +270,12 @@ fn migrate(args: MigrationArgs, workers: Option<u32>, restart: bool) -> anyhow::
         let status = orch.status(&id)?;
         progress.show(&status);
         progress.finish();
+        if let (Some(phase), sensei_scheduler::MigrationState::Running) = (until, state) {
+            println!("migration {id}: {phase} complete");
+            println!("  manifest: {}", status["artifacts"]["manifest"].as_str().unwrap_or(""));
+            println!("  continue with: sensei migrate (same arguments)");
+            return Ok(0);
+        }
         let code = summarize(&status);
         Ok(if code == 0 { exit_code(state) } else { code })
     });
