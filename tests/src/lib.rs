@@ -150,3 +150,153 @@ pub fn kill(pid: u32, signal: &str) {
         .arg(pid.to_string())
         .status();
 }
+
+/// Validates `doc` against a JSON Schema, for the keywords Sensei's schemas
+/// use (`type`, `required`, `properties`, `additionalProperties`, `items`,
+/// `prefixItems`, `enum`, `minimum`, `maximum`, `pattern` for hex digests,
+/// `$ref` into `$defs`). An unknown keyword is an error, never a silent pass.
+/// Returns every violation with its JSON path.
+pub fn schema_errors(schema: &serde_json::Value, doc: &serde_json::Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    check(schema, schema, doc, "$", &mut errors);
+    errors
+}
+
+fn check(
+    root: &serde_json::Value,
+    s: &serde_json::Value,
+    v: &serde_json::Value,
+    path: &str,
+    errors: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    let Some(obj) = s.as_object() else {
+        errors.push(format!("{path}: schema is not an object"));
+        return;
+    };
+    for (k, rule) in obj {
+        match k.as_str() {
+            "$schema" | "$id" | "title" | "description" => {}
+            "$ref" => {
+                let name = rule
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("#/$defs/"))
+                    .unwrap_or("");
+                match root["$defs"].get(name) {
+                    Some(def) => check(root, def, v, path, errors),
+                    None => errors.push(format!("{path}: unresolvable $ref {rule}")),
+                }
+            }
+            "type" => {
+                let types: Vec<&str> = match rule {
+                    Value::String(t) => vec![t.as_str()],
+                    Value::Array(ts) => ts.iter().filter_map(|t| t.as_str()).collect(),
+                    _ => vec![],
+                };
+                let ok = types.iter().any(|t| match *t {
+                    "object" => v.is_object(),
+                    "array" => v.is_array(),
+                    "string" => v.is_string(),
+                    "integer" => v.is_i64() || v.is_u64(),
+                    "number" => v.is_number(),
+                    "boolean" => v.is_boolean(),
+                    "null" => v.is_null(),
+                    _ => false,
+                });
+                if !ok {
+                    errors.push(format!("{path}: expected {types:?}, found {v}"));
+                }
+            }
+            "required" => {
+                if let Some(o) = v.as_object() {
+                    for r in rule
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.as_str())
+                    {
+                        if !o.contains_key(r) {
+                            errors.push(format!("{path}: missing required key {r}"));
+                        }
+                    }
+                }
+            }
+            "properties" => {
+                if let Some(o) = v.as_object() {
+                    for (name, sub) in rule.as_object().into_iter().flatten() {
+                        if let Some(x) = o.get(name) {
+                            check(root, sub, x, &format!("{path}.{name}"), errors);
+                        }
+                    }
+                }
+            }
+            "additionalProperties" => {
+                if let Some(o) = v.as_object() {
+                    let known = obj.get("properties").and_then(|p| p.as_object());
+                    for (name, x) in o {
+                        if known.is_some_and(|k| k.contains_key(name)) {
+                            continue;
+                        }
+                        match rule {
+                            Value::Bool(false) => {
+                                errors.push(format!("{path}: unexpected key {name}"))
+                            }
+                            Value::Object(_) => {
+                                check(root, rule, x, &format!("{path}.{name}"), errors)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            "items" => {
+                for (i, x) in v.as_array().into_iter().flatten().enumerate() {
+                    check(root, rule, x, &format!("{path}[{i}]"), errors);
+                }
+            }
+            "prefixItems" => {
+                if let Some(a) = v.as_array() {
+                    for (i, sub) in rule.as_array().into_iter().flatten().enumerate() {
+                        if let Some(x) = a.get(i) {
+                            check(root, sub, x, &format!("{path}[{i}]"), errors);
+                        }
+                    }
+                }
+            }
+            "enum" => {
+                if !rule.as_array().is_some_and(|a| a.contains(v)) {
+                    errors.push(format!("{path}: {v} is not one of {rule}"));
+                }
+            }
+            "minimum" => {
+                if v.as_f64().zip(rule.as_f64()).is_some_and(|(x, m)| x < m) {
+                    errors.push(format!("{path}: {v} is below {rule}"));
+                }
+            }
+            "maximum" => {
+                if v.as_f64().zip(rule.as_f64()).is_some_and(|(x, m)| x > m) {
+                    errors.push(format!("{path}: {v} is above {rule}"));
+                }
+            }
+            "pattern" => match rule.as_str() {
+                Some("^[0-9a-f]{64}$") => {
+                    let ok = v.as_str().is_some_and(|s| {
+                        s.len() == 64
+                            && s.chars()
+                                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+                    });
+                    if !ok {
+                        errors.push(format!("{path}: {v} is not 64 lower-case hex digits"));
+                    }
+                }
+                other => errors.push(format!(
+                    "{path}: pattern {other:?} is not supported by this validator"
+                )),
+            },
+            "$defs" => {}
+            other => errors.push(format!(
+                "{path}: schema keyword {other} is not supported by this validator"
+            )),
+        }
+    }
+}

@@ -791,9 +791,11 @@ pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
         .collect();
     let n = values.len().max(1) as f64;
     let frac = |f: &dyn Fn(&str) -> bool| values.iter().filter(|v| f(v)).count() as f64 / n;
-    let person_table = table_toks
-        .iter()
-        .any(|t| PERSON_TABLE_WORDS.contains(&t.as_str()));
+    // Table names are often plural: `customers` is a person-like table too.
+    let person_table = table_toks.iter().any(|t| {
+        PERSON_TABLE_WORDS.contains(&t.as_str())
+            || PERSON_TABLE_WORDS.contains(&t.trim_end_matches('s'))
+    });
     let neighbour_pii = e
         .neighbours
         .iter()
