@@ -692,8 +692,25 @@ impl Orchestrator {
                 )
             })
             .collect();
-        // Post-delivery check: read every delivered table back from the target
-        // and digest it with the certificate's algorithm.
+        // The certified Arrow type of every column, from the verified partitions.
+        let mut certified_types: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for p in self.transformed(id).await? {
+            if certified_types.contains_key(&p.table) {
+                continue;
+            }
+            let path = PathBuf::from(p.uri.trim_start_matches("file://"));
+            let (schema, _) = sensei_flight::parquet_io::open_partition(&path, 1)?;
+            let types = schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string()))
+                .collect();
+            certified_types.insert(p.table.clone(), types);
+        }
+        // Post-delivery check: read every delivered table back from the target,
+        // each column as its certified type (a target declaring REAL for a
+        // decimal is read as that decimal), and digest it with the
+        // certificate's algorithm.
         let readback =
             tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, TableDigest>> {
                 let src = SqliteSource::open(&target)?;
@@ -708,6 +725,13 @@ impl Orchestrator {
                                 .unwrap_or(usize::MAX)
                         });
                         info.columns.retain(|c| order.contains(&c.name));
+                    }
+                    if let Some(types) = certified_types.get(&name) {
+                        for c in &mut info.columns {
+                            if let Some(t) = types.get(&c.name) {
+                                c.arrow_type = t.clone();
+                            }
+                        }
                     }
                     let mut d = TableDigest::default();
                     src.read(&info, None, 8192, |b| {

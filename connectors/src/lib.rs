@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+pub mod convert;
 mod error;
 pub mod sqlite;
 pub mod url;

@@ -10,9 +10,18 @@
 //! | `BLOB` | BLOB | Binary |
 //! | `REAL`, `FLOA`, `DOUB` | REAL | Float64 |
 //! | `BOOL` | NUMERIC | Boolean |
-//! | `DATE`, `TIME` | NUMERIC (stored as text) | Utf8 |
+//! | `TIMESTAMPTZ`, `… WITH TIME ZONE` | NUMERIC | Timestamp(µs, UTC) |
+//! | `DATETIME`, `TIMESTAMP` | NUMERIC | Timestamp(µs) |
+//! | exactly `DATE` | NUMERIC | Date32 |
+//! | other `TIME` types | NUMERIC | Utf8 |
+//! | `DECIMAL(p,s)`, `NUMERIC(p,s)`, p ≤ 38 (checked first) | NUMERIC (TEXT for `TEXT DECIMAL(p,s)`, what targets declare) | Decimal128(p, s) |
 //! | anything else (`NUMERIC`, `DECIMAL`) | NUMERIC | Float64 |
 //! | nothing | BLOB | Utf8 (values rendered as text) |
+//!
+//! Dates are read from `YYYY-MM-DD` text; timestamps from ISO 8601 text
+//! (`YYYY-MM-DD HH:MM:SS[.ffffff]`, `T` or space, optional offset, applied) or
+//! an integer of Unix seconds; decimals from integers, reals (their shortest
+//! decimal form, rounded half away from zero to the scale) or exact text.
 //!
 //! A stored value that does not fit its column's Arrow type (SQLite lets
 //! `'abc'` sit in an INTEGER column) is an error naming table, column and rowid.
@@ -22,10 +31,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder,
-    StringBuilder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::convert::{float_to_decimal, parse_date_days, parse_decimal, parse_timestamp_micros};
 use arrow::record_batch::RecordBatch;
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
@@ -67,7 +79,12 @@ pub struct TableInfo {
 
 /// Maps a declared SQLite type to an Arrow type (see the module table).
 pub fn arrow_type_for(declared: &str) -> DataType {
-    let t = declared.to_ascii_uppercase();
+    let t = declared.trim().to_ascii_uppercase();
+    if t.contains("DECIMAL(") || t.contains("NUMERIC(") {
+        if let Some((p, s)) = decimal_params(&t) {
+            return DataType::Decimal128(p, s);
+        }
+    }
     if t.contains("INT") {
         DataType::Int64
     } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
@@ -78,6 +95,12 @@ pub fn arrow_type_for(declared: &str) -> DataType {
         DataType::Float64
     } else if t.contains("BOOL") {
         DataType::Boolean
+    } else if t.contains("TIMESTAMPTZ") || t.contains("WITH TIME ZONE") {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    } else if t.contains("DATETIME") || t.contains("TIMESTAMP") {
+        DataType::Timestamp(TimeUnit::Microsecond, None)
+    } else if t == "DATE" {
+        DataType::Date32
     } else if t.contains("DATE") || t.contains("TIME") || t.is_empty() {
         DataType::Utf8
     } else {
@@ -85,14 +108,18 @@ pub fn arrow_type_for(declared: &str) -> DataType {
     }
 }
 
+/// `(p, s)` of `DECIMAL(p,s)` / `NUMERIC(p,s)` / `DECIMAL(p)`, when p ≤ 38.
+fn decimal_params(t: &str) -> Option<(u8, i8)> {
+    let inner = t.split_once('(')?.1.split_once(')')?.0;
+    let (p, s) = match inner.split_once(',') {
+        Some((p, s)) => (p.trim().parse::<u8>().ok()?, s.trim().parse::<i8>().ok()?),
+        None => (inner.trim().parse::<u8>().ok()?, 0),
+    };
+    ((1..=38).contains(&p) && (0..=p as i8).contains(&s)).then_some((p, s))
+}
+
 fn parse_arrow_type(s: &str) -> DataType {
-    match s {
-        "Int64" => DataType::Int64,
-        "Float64" => DataType::Float64,
-        "Binary" => DataType::Binary,
-        "Boolean" => DataType::Boolean,
-        _ => DataType::Utf8,
-    }
+    s.parse().unwrap_or(DataType::Utf8)
 }
 
 impl TableInfo {
@@ -365,23 +392,40 @@ impl SqliteSource {
     }
 }
 
-fn new_builders(schema: &Schema, capacity: usize) -> Vec<Box<dyn ArrayBuilder>> {
+/// One Arrow builder per field.
+pub(crate) fn new_builders(schema: &Schema, capacity: usize) -> Vec<Box<dyn ArrayBuilder>> {
     schema
         .fields()
         .iter()
         .map(|f| -> Box<dyn ArrayBuilder> {
             match f.data_type() {
+                DataType::Int16 => Box::new(Int16Builder::with_capacity(capacity)),
+                DataType::Int32 => Box::new(Int32Builder::with_capacity(capacity)),
                 DataType::Int64 => Box::new(Int64Builder::with_capacity(capacity)),
+                DataType::Float32 => Box::new(Float32Builder::with_capacity(capacity)),
                 DataType::Float64 => Box::new(Float64Builder::with_capacity(capacity)),
                 DataType::Boolean => Box::new(BooleanBuilder::with_capacity(capacity)),
                 DataType::Binary => Box::new(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+                DataType::Date32 => Box::new(Date32Builder::with_capacity(capacity)),
+                DataType::Timestamp(_, tz) => Box::new(
+                    TimestampMicrosecondBuilder::with_capacity(capacity)
+                        .with_timezone_opt(tz.clone()),
+                ),
+                DataType::Decimal128(p, s) => Box::new(
+                    Decimal128Builder::with_capacity(capacity)
+                        .with_precision_and_scale(*p, *s)
+                        .unwrap_or_else(|_| Decimal128Builder::with_capacity(capacity)),
+                ),
                 _ => Box::new(StringBuilder::with_capacity(capacity, capacity * 16)),
             }
         })
         .collect()
 }
 
-fn finish(schema: &SchemaRef, builders: &mut [Box<dyn ArrayBuilder>]) -> Result<RecordBatch> {
+pub(crate) fn finish(
+    schema: &SchemaRef,
+    builders: &mut [Box<dyn ArrayBuilder>],
+) -> Result<RecordBatch> {
     let arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
     Ok(RecordBatch::try_new(schema.clone(), arrays)?)
 }
@@ -450,6 +494,60 @@ fn append(
                 other => return Err(mismatch(other)),
             }
         }
+        DataType::Date32 => {
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<Date32Builder>()
+                .ok_or_else(|| mismatch(v))?;
+            match v {
+                ValueRef::Null => b.append_null(),
+                ValueRef::Text(t) => match std::str::from_utf8(t).ok().and_then(parse_date_days) {
+                    Some(d) => b.append_value(d),
+                    None => return Err((render(v), "date (YYYY-MM-DD)".into())),
+                },
+                other => return Err(mismatch(other)),
+            }
+        }
+        DataType::Timestamp(..) => {
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<TimestampMicrosecondBuilder>()
+                .ok_or_else(|| mismatch(v))?;
+            match v {
+                ValueRef::Null => b.append_null(),
+                ValueRef::Integer(secs) => b.append_value(secs.saturating_mul(1_000_000)),
+                ValueRef::Text(t) => {
+                    match std::str::from_utf8(t).ok().and_then(parse_timestamp_micros) {
+                        Some(us) => b.append_value(us),
+                        None => return Err((render(v), "timestamp (YYYY-MM-DD HH:MM:SS)".into())),
+                    }
+                }
+                other => return Err(mismatch(other)),
+            }
+        }
+        DataType::Decimal128(p, s) => {
+            let (p, s) = (*p, *s);
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<Decimal128Builder>()
+                .ok_or_else(|| mismatch(v))?;
+            let scaled = match v {
+                ValueRef::Null => None,
+                ValueRef::Integer(i) => Some((i as i128).checked_mul(10i128.pow(s.max(0) as u32))),
+                ValueRef::Real(f) => Some(float_to_decimal(f, p, s)),
+                ValueRef::Text(t) => Some(
+                    std::str::from_utf8(t)
+                        .ok()
+                        .and_then(|t| parse_decimal(t, s)),
+                ),
+                ValueRef::Blob(_) => Some(None),
+            };
+            match scaled {
+                None => b.append_null(),
+                Some(Some(x)) if x.unsigned_abs() < 10u128.pow(p as u32) => b.append_value(x),
+                Some(_) => return Err((render(v), format!("decimal({p},{s})"))),
+            }
+        }
         DataType::Binary => {
             let b = b
                 .as_any_mut()
@@ -514,7 +612,9 @@ pub struct SqliteTarget {
     path: PathBuf,
 }
 
-fn sqlite_type(dt: &DataType) -> &'static str {
+/// The SQLite declared type a target column gets, chosen so that reading the
+/// target back maps to the same Arrow type (see [`arrow_type_for`]).
+fn sqlite_type(dt: &DataType) -> String {
     match dt {
         DataType::Int8
         | DataType::Int16
@@ -523,13 +623,19 @@ fn sqlite_type(dt: &DataType) -> &'static str {
         | DataType::UInt8
         | DataType::UInt16
         | DataType::UInt32
-        | DataType::UInt64 => "INTEGER",
+        | DataType::UInt64 => "INTEGER".into(),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => "REAL".into(),
         // Declared BOOLEAN (NUMERIC affinity, stored 0/1) so that reading the
         // target back maps it to Boolean again, as the source was.
-        DataType::Boolean => "BOOLEAN",
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => "REAL",
-        DataType::Binary | DataType::LargeBinary => "BLOB",
-        _ => "TEXT",
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BLOB".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
+        // TEXT affinity keeps every digit (NUMERIC affinity would turn long
+        // decimals into lossy REALs); the DECIMAL(p,s) part gives the type back.
+        DataType::Decimal128(p, s) => format!("TEXT DECIMAL({p},{s})"),
+        _ => "TEXT".into(),
     }
 }
 
@@ -826,6 +932,127 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn dates_timestamps_and_decimals_round_trip_through_a_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("typed.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, d DATE, ts DATETIME, tz TIMESTAMPTZ, price DECIMAL(10,2), big NUMERIC(30,6));
+             INSERT INTO t VALUES (1, '1984-03-12', '2019-03-12 10:11:12', '2019-03-12T10:11:12+02:00', 12.5, '-1.5');
+             INSERT INTO t VALUES (2, NULL, 1552385472, NULL, 2.675, '-1');",
+        )
+        .unwrap();
+        let src = SqliteSource::open(&p).unwrap();
+        let t = src.table("t").unwrap();
+        let types: Vec<_> = t.columns.iter().map(|c| c.arrow_type.clone()).collect();
+        assert_eq!(
+            types,
+            [
+                "Int64",
+                "Date32",
+                "Timestamp(µs)",
+                "Timestamp(µs, \"UTC\")",
+                "Decimal128(10, 2)",
+                "Decimal128(30, 6)"
+            ]
+        );
+        let mut batches = vec![];
+        src.read(&t, None, 10, |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .unwrap();
+        let b = &batches[0];
+        let ts = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), 1_552_385_472_000_000);
+        assert_eq!(
+            ts.value(1),
+            1_552_385_472_000_000,
+            "integers are Unix seconds"
+        );
+        let tz = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(
+            tz.value(0),
+            1_552_385_472_000_000 - 7_200_000_000,
+            "offset applied"
+        );
+        let price = b
+            .column(4)
+            .as_any()
+            .downcast_ref::<arrow::array::Decimal128Array>()
+            .unwrap();
+        assert_eq!((price.value(0), price.value(1)), (1250, 268));
+        let big = b
+            .column(5)
+            .as_any()
+            .downcast_ref::<arrow::array::Decimal128Array>()
+            .unwrap();
+        assert_eq!(big.value(0), -1_500_000);
+        // A target declares decimals TEXT DECIMAL(p,s), so long ones keep every digit.
+        let exact = dir.path().join("exact.db");
+        Connection::open(&exact)
+            .unwrap()
+            .execute_batch("CREATE TABLE x (v TEXT DECIMAL(30,6)); INSERT INTO x VALUES ('123456789012345678901234.000001');")
+            .unwrap();
+        let xs = SqliteSource::open(&exact).unwrap();
+        let xt = xs.table("x").unwrap();
+        let mut xb = vec![];
+        xs.read(&xt, None, 10, |b| {
+            xb.push(b);
+            Ok(())
+        })
+        .unwrap();
+        let v = xb[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Decimal128Array>()
+            .unwrap();
+        assert_eq!(v.value(0), 123_456_789_012_345_678_901_234_000_001);
+        // Written to a target and read back: the same values and types.
+        let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
+        target
+            .ensure_table("t", &t.schema(), &t.primary_key())
+            .unwrap();
+        let key = BatchKey {
+            migration: "m",
+            partition: "p",
+            seq: 0,
+            attempt: 1,
+        };
+        target.write_batch("t", b, &key).unwrap();
+        drop(target);
+        let back = SqliteSource::open(&dir.path().join("out.db")).unwrap();
+        let t2 = back.table("t").unwrap();
+        assert_eq!(
+            t2.schema()
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect::<Vec<_>>(),
+            t.schema()
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect::<Vec<_>>()
+        );
+        let mut again = vec![];
+        back.read(&t2, None, 10, |x| {
+            again.push(x);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(&again[0], b);
     }
 
     #[test]

@@ -30,6 +30,34 @@ pub fn to_sqlite(array: &ArrayRef, row: usize) -> Value {
         DataType::Binary => Value::Blob(array.as_binary::<i32>().value(row).to_vec()),
         DataType::LargeBinary => Value::Blob(array.as_binary::<i64>().value(row).to_vec()),
         DataType::BinaryView => Value::Blob(array.as_binary_view().value(row).to_vec()),
+        // Timestamps as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC), which the source
+        // reader parses back to the same microseconds.
+        DataType::Timestamp(_, _) => {
+            let us = match array.data_type() {
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => array
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .value(row),
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, _) => {
+                    array
+                        .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                        .value(row)
+                        * 1_000
+                }
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Second, _) => {
+                    array
+                        .as_primitive::<arrow::datatypes::TimestampSecondType>()
+                        .value(row)
+                        * 1_000_000
+                }
+                _ => {
+                    array
+                        .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+                        .value(row)
+                        / 1_000
+                }
+            };
+            Value::Text(format_micros(us))
+        }
         _ => {
             let opts = arrow::util::display::FormatOptions::default();
             match arrow::util::display::ArrayFormatter::try_new(array.as_ref(), &opts) {
@@ -37,5 +65,32 @@ pub fn to_sqlite(array: &ArrayRef, row: usize) -> Value {
                 Err(_) => Value::Null,
             }
         }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` of microseconds since the epoch, UTC.
+pub fn format_micros(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let base = format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    );
+    if frac == 0 {
+        base
+    } else {
+        format!("{base}.{frac:06}")
     }
 }

@@ -89,6 +89,32 @@ pub fn assert_same_rows(source: &Path, target: &Path) {
     let names = tables(source);
     assert!(!names.is_empty());
     for t in names {
+        // Compare logical values: timestamps are written back in one canonical
+        // text form (`YYYY-MM-DD HH:MM:SS[.ffffff]`), so compare them as instants.
+        let cols: Vec<String> = {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT name, type FROM pragma_table_info('{t}', 'src')"
+                ))
+                .expect("pragma");
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .expect("columns");
+            rows.map(|r| {
+                let (name, ty) = r.expect("column");
+                let ty = ty.to_ascii_uppercase();
+                if ty.contains("DECIMAL(") || ty.contains("NUMERIC(") {
+                    // Decimals land as exact text; a REAL source value compares by value.
+                    format!("CAST(\"{name}\" AS REAL)")
+                } else if ty.contains("DATETIME") || ty.contains("TIMESTAMP") {
+                    format!("strftime('%Y-%m-%d %H:%M:%f', \"{name}\")")
+                } else {
+                    format!("\"{name}\"")
+                }
+            })
+            .collect()
+        };
+        let list = cols.join(", ");
         let q = |sql: String| -> i64 {
             c.query_row(&sql, [], |r| r.get(0))
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -100,10 +126,10 @@ pub fn assert_same_rows(source: &Path, target: &Path) {
             "table {t}: source has {src_n} rows, target {dst_n}"
         );
         let missing = q(format!(
-            "SELECT count(*) FROM (SELECT * FROM src.\"{t}\" EXCEPT SELECT * FROM main.\"{t}\")"
+            "SELECT count(*) FROM (SELECT {list} FROM src.\"{t}\" EXCEPT SELECT {list} FROM main.\"{t}\")"
         ));
         let extra = q(format!(
-            "SELECT count(*) FROM (SELECT * FROM main.\"{t}\" EXCEPT SELECT * FROM src.\"{t}\")"
+            "SELECT count(*) FROM (SELECT {list} FROM main.\"{t}\" EXCEPT SELECT {list} FROM src.\"{t}\")"
         ));
         assert_eq!(
             (missing, extra),
