@@ -64,6 +64,9 @@ pub struct Manifest {
     pub source: String,
     /// When extraction was planned (RFC 3339).
     pub checkpoint_time: String,
+    /// The source snapshot every partition was read at, where the engine has one.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
     /// Tables.
     pub tables: Vec<ManifestTable>,
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sensei_connectors::source::Source;
 use sensei_connectors::sqlite::{quote, SqliteSource, SqliteTarget, TableInfo};
 use sensei_connectors::url::{parse, Location};
 use sensei_runtime::config::MigrationConfig;
@@ -32,6 +33,9 @@ use crate::validate::{VerifyResult, VerifyTask};
 /// The head's migration driver.
 pub struct Orchestrator {
     scheduler: Arc<Scheduler>,
+    /// Source sessions holding an exported snapshot open while a migration's
+    /// ingestion runs (dropping one ends its transaction).
+    snapshots: std::sync::Mutex<std::collections::HashMap<String, Source>>,
     artifacts: ArtifactStore,
     events: Arc<dyn EventLog>,
     key: Arc<SigningKey>,
@@ -48,15 +52,15 @@ pub enum Start {
     Ended(MigrationState),
 }
 
-fn source_path(config: &MigrationConfig) -> Result<PathBuf> {
-    match parse(&config.source.url, "source")? {
-        Location::Sqlite(p) => Ok(p),
-    }
-}
-
 fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
     match parse(&config.target.url, "target")? {
         Location::Sqlite(p) => Ok(p),
+        Location::Postgres(_) => Err(sensei_connectors::ConnectorError::Unsupported {
+            role: "target",
+            url: redact_url(&config.target.url),
+            hint: "targets supported now: sqlite://PATH".into(),
+        }
+        .into()),
     }
 }
 
@@ -99,6 +103,7 @@ impl Orchestrator {
     ) -> Self {
         Orchestrator {
             scheduler,
+            snapshots: Default::default(),
             artifacts,
             events,
             key,
@@ -114,7 +119,8 @@ impl Orchestrator {
     /// source is a readable SQLite database, the target can be written, the
     /// target schema file (if any) is readable.
     pub fn preflight(config: &MigrationConfig) -> Result<()> {
-        SqliteSource::open(&source_path(config)?)?;
+        parse(&config.target.url, "target")?;
+        Source::open(&config.source.url, None)?;
         SqliteTarget::check_writable(&target_path(config)?)?;
         if !config.target.schema.is_empty() {
             std::fs::read_to_string(&config.target.schema).map_err(|e| {
@@ -130,7 +136,13 @@ impl Orchestrator {
     /// Registers a migration (or finds it), after the preflight checks.
     /// `restart` forgets earlier progress and artifacts of the same migration.
     pub async fn submit(&self, config: &MigrationConfig, restart: bool) -> Result<(String, Start)> {
-        Self::preflight(config)?;
+        let c = config.clone();
+        tokio::task::spawn_blocking(move || Self::preflight(&c))
+            .await
+            .map_err(|e| AgentError::Malformed {
+                what: "preflight".into(),
+                message: e.to_string(),
+            })??;
         let id = config.migration_id();
         if restart {
             self.scheduler.reset_migration(&id)?;
@@ -267,16 +279,27 @@ impl Orchestrator {
     // ---- Phase 1 -------------------------------------------------------
 
     async fn plan_ingestion(&self, id: &str, config: &MigrationConfig) -> Result<Vec<TaskSpec>> {
-        let path = source_path(config)?;
-        let p = path.clone();
-        let tables: Vec<TableInfo> =
-            tokio::task::spawn_blocking(move || SqliteSource::open(&p)?.tables())
-                .await
-                .map_err(|e| AgentError::Malformed {
-                    what: "schema discovery".into(),
-                    message: e.to_string(),
-                })??;
-        let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "tables": tables});
+        let url = config.source.url.clone();
+        // Discovery runs inside the snapshot every Scout will import; the
+        // session that exported it is held open until ingestion is finalised.
+        let (tables, snapshot, holder) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut source = Source::open(&url, None)?;
+            let snapshot = source.export_snapshot()?;
+            let tables = source.tables()?;
+            Ok((tables, snapshot, source))
+        })
+        .await
+        .map_err(|e| AgentError::Malformed {
+            what: "schema discovery".into(),
+            message: e.to_string(),
+        })??;
+        if snapshot.is_some() {
+            self.snapshots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), holder);
+        }
+        let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "snapshot_id": snapshot, "tables": tables});
         self.put_json(&format!("{id}/discovery.json"), &discovery)
             .await?;
         let per = config.ingestion.partition_rows as i64;
@@ -300,7 +323,8 @@ impl Orchestrator {
             };
             for (i, range) in ranges.into_iter().enumerate() {
                 let task = IngestTask {
-                    source_path: path.clone(),
+                    source_url: config.source.url.clone(),
+                    snapshot: snapshot.clone(),
                     table: t.clone(),
                     range,
                     partition_id: format!("{id}/staging/ingestion/{}/{i:05}", id_part(&t.name)),
@@ -319,6 +343,14 @@ impl Orchestrator {
     }
 
     async fn finalize_ingestion(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
+        // Every partition is read: the snapshot may go.
+        let holder = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        // A blocking client owns a runtime of its own: close it off the async threads.
+        let _ = tokio::task::spawn_blocking(move || drop(holder)).await;
         let config = self.config(id)?;
         let discovery: serde_json::Value = self.get_json(&format!("{id}/discovery.json")).await?;
         let tables: Vec<TableInfo> = serde_json::from_value(discovery["tables"].clone())?;
@@ -337,6 +369,7 @@ impl Orchestrator {
             version: ARTIFACT_VERSION,
             migration_id: id.to_string(),
             source: redact_url(&config.source.url),
+            snapshot_id: discovery["snapshot_id"].as_str().map(str::to_string),
             checkpoint_time: discovery["checkpoint_time"]
                 .as_str()
                 .unwrap_or_default()

@@ -1,9 +1,8 @@
 //! Phase 1 engine (Scout): extract one partition of one source table into a
 //! staged Parquet partition.
 
-use std::path::PathBuf;
-
-use sensei_connectors::sqlite::{SqliteSource, TableInfo};
+use sensei_connectors::source::Source;
+use sensei_connectors::sqlite::TableInfo;
 use sensei_flight::parquet_io::PartitionWriter;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +14,10 @@ use crate::node::NodeContext;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestTask {
     /// SQLite source file.
-    pub source_path: PathBuf,
+    pub source_url: String,
+    /// Exported snapshot of the source to read at (engines that have them).
+    #[serde(default)]
+    pub snapshot: Option<String>,
     /// The table as discovered when the phase was planned.
     pub table: TableInfo,
     /// Inclusive rowid range, or the whole table.
@@ -42,7 +44,7 @@ pub struct TableProfile {
 
 /// Samples, profiles and scans a table for PII.
 pub fn profile_table(
-    source: &SqliteSource,
+    source: &mut Source,
     table: &TableInfo,
     sample_rows: u64,
 ) -> Result<TableProfile> {
@@ -101,7 +103,7 @@ pub struct IngestResult {
 
 /// Runs an ingestion task (blocking I/O: call from a blocking context).
 pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestResult> {
-    let source = SqliteSource::open(&task.source_path)?;
+    let mut source = Source::open(&task.source_url, task.snapshot.as_deref())?;
     let id = format!("{}-a{attempt}", task.partition_id);
     let path = ctx.staging_path(&id);
     let mut writer = PartitionWriter::create(&path, task.table.schema())?;
@@ -119,7 +121,7 @@ pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestR
     metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "ingestion").increment(rows);
     let partition = ctx.register(&id, &task.table.name, task.partition, path, stats);
     let profile = if task.partition == 0 && task.sample_rows > 0 {
-        Some(profile_table(&source, &task.table, task.sample_rows)?)
+        Some(profile_table(&mut source, &task.table, task.sample_rows)?)
     } else {
         None
     };

@@ -65,6 +65,16 @@ pub enum ConnectorError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// A database server answered with an error (message only; never the URL's password).
+    #[error("{context}: {message}")]
+    Database {
+        /// What was being done (table named).
+        context: String,
+        /// The server's message.
+        message: String,
+        /// Whether retrying can help (connection lost, serialization failure, shutdown).
+        transient: bool,
+    },
     /// Arrow failed building a batch.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -81,6 +91,9 @@ impl ConnectorError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ConnectorError::Sql { source, .. } if is_transient(source) => ErrorClass::External,
+            ConnectorError::Database {
+                transient: true, ..
+            } => ErrorClass::External,
             ConnectorError::Sql { .. } => ErrorClass::User,
             ConnectorError::Arrow(_) => ErrorClass::Bug,
             _ => ErrorClass::User,

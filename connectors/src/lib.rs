@@ -5,9 +5,11 @@
 //! and writes batches, each in one transaction with its row in the
 //! `sensei_delivery_ledger` table so that a batch is never written twice.
 //!
-//! [`url::parse`] turns a URL into a [`url::Location`]. This build carries the
-//! SQLite connector ([`sqlite`]); PostgreSQL, MySQL/MariaDB, CSV and Parquet
-//! arrive as folders beside it and are refused with a clear message until then.
+//! [`url::parse`] turns a URL into a [`url::Location`]; [`source::Source`]
+//! opens any supported source behind one handle. This build carries SQLite
+//! ([`sqlite`], source and target) and PostgreSQL ([`postgres`], source:
+//! binary COPY inside an exported snapshot); MySQL/MariaDB, CSV and Parquet
+//! are refused with a clear message until their modules arrive.
 //!
 //! ```no_run
 //! use sensei_connectors::sqlite::SqliteSource;
@@ -19,6 +21,8 @@
 
 pub mod convert;
 mod error;
+pub mod postgres;
+pub mod source;
 pub mod sqlite;
 pub mod url;
 mod value;

@@ -73,8 +73,15 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// Rows at discovery time.
     pub rows: u64,
-    /// Smallest and largest rowid, when the table has rowids.
+    /// Smallest and largest partitioning key (the rowid in SQLite, an integer
+    /// primary key elsewhere), when the table has one.
     pub rowid_range: Option<(i64, i64)>,
+    /// The table's name in SQL, schema-qualified and quoted (None: the quoted name).
+    #[serde(default)]
+    pub qualified: Option<String>,
+    /// The partitioning key column (None: SQLite's rowid).
+    #[serde(default)]
+    pub range_column: Option<String>,
 }
 
 /// Maps a declared SQLite type to an Arrow type (see the module table).
@@ -273,6 +280,8 @@ impl SqliteSource {
             columns,
             rows: rows as u64,
             rowid_range,
+            qualified: None,
+            range_column: None,
         })
     }
 
@@ -491,6 +500,46 @@ fn append(
                 ValueRef::Null => b.append_null(),
                 ValueRef::Integer(0) => b.append_value(false),
                 ValueRef::Integer(1) => b.append_value(true),
+                other => return Err(mismatch(other)),
+            }
+        }
+        DataType::Int16 | DataType::Int32 => {
+            let narrow = match v {
+                ValueRef::Null => None,
+                ValueRef::Integer(i) => Some(i),
+                other => return Err(mismatch(other)),
+            };
+            if let DataType::Int16 = dt {
+                let b = b
+                    .as_any_mut()
+                    .downcast_mut::<Int16Builder>()
+                    .ok_or_else(|| mismatch(v))?;
+                match narrow.map(i16::try_from) {
+                    None => b.append_null(),
+                    Some(Ok(x)) => b.append_value(x),
+                    Some(Err(_)) => return Err(mismatch(v)),
+                }
+            } else {
+                let b = b
+                    .as_any_mut()
+                    .downcast_mut::<Int32Builder>()
+                    .ok_or_else(|| mismatch(v))?;
+                match narrow.map(i32::try_from) {
+                    None => b.append_null(),
+                    Some(Ok(x)) => b.append_value(x),
+                    Some(Err(_)) => return Err(mismatch(v)),
+                }
+            }
+        }
+        DataType::Float32 => {
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<Float32Builder>()
+                .ok_or_else(|| mismatch(v))?;
+            match v {
+                ValueRef::Null => b.append_null(),
+                ValueRef::Integer(i) => b.append_value(i as f32),
+                ValueRef::Real(f) => b.append_value(f as f32),
                 other => return Err(mismatch(other)),
             }
         }

@@ -11,6 +11,8 @@ use crate::error::{ConnectorError, Result};
 pub enum Location {
     /// `sqlite://PATH` (relative or absolute; `sqlite:///abs` also works).
     Sqlite(PathBuf),
+    /// `postgresql://` or `postgres://` URL (sources only in this build).
+    Postgres(String),
 }
 
 /// Parses a URL for `role` (`source` or `target`). Engines whose connectors
@@ -26,10 +28,20 @@ pub fn parse(url: &str, role: &'static str) -> Result<Location> {
         }
         return Ok(Location::Sqlite(PathBuf::from(rest)));
     }
+    if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+        if role == "target" {
+            return Err(ConnectorError::Unsupported {
+                role,
+                url: redact_url(url),
+                hint: "PostgreSQL targets are not part of this build yet; targets supported now: sqlite://PATH".into(),
+            });
+        }
+        return Ok(Location::Postgres(url.to_string()));
+    }
     let scheme = url.split("://").next().unwrap_or("");
     let hint = match scheme {
-        "postgresql" | "postgres" | "mysql" | "mariadb" | "file" => {
-            format!("the {scheme} connector is not part of this build yet; supported now: sqlite://PATH")
+        "mysql" | "mariadb" | "file" => {
+            format!("the {scheme} connector is not part of this build yet; supported now: sqlite://PATH, postgresql://... (source)")
         }
         _ => "expected sqlite://PATH, postgresql://..., mysql://... or file://PATH.csv|parquet"
             .into(),

@@ -326,3 +326,51 @@ fn check(
         }
     }
 }
+
+/// The PostgreSQL server the tests use (this machine's, trust auth).
+pub const PG_ADMIN_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+
+/// A PostgreSQL database created for one test and dropped when this guard goes.
+pub struct PgDatabase {
+    /// Its name.
+    pub name: String,
+    /// A URL to it.
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates a uniquely named database. Panics (loudly) when the server is unreachable.
+    pub fn create(tag: &str) -> PgDatabase {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("sensei_t_{tag}_{}_{n}", std::process::id());
+        let mut admin = postgres::Client::connect(PG_ADMIN_URL, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL must run on 127.0.0.1:5432 for this test: {e}"));
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop a stale database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        PgDatabase {
+            url: format!("postgresql://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+
+    /// A plain read-write client (for the test's own setup and changes).
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect")
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(PG_ADMIN_URL, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! PostgreSQL: a read-only source extracting through binary `COPY`.
+//!
+//! Every session runs in a `REPEATABLE READ READ ONLY` transaction. The head
+//! opens one, exports its snapshot (`pg_export_snapshot()`) and keeps it open
+//! while the ingestion phase runs; every Scout imports it (`SET TRANSACTION
+//! SNAPSHOT`), so all partitions of all tables are read at one instant.
+//! Statements are built by Sensei and are only `SELECT`/`COPY (SELECT …)`;
+//! [`PgSource::query_text`] refuses anything else before it reaches the
+//! server, and the server refuses writes in a read-only transaction anyway.
+//!
+//! | PostgreSQL | Arrow | read as |
+//! | --- | --- | --- |
+//! | `smallint`, `integer`, `bigint` | Int16, Int32, Int64 | binary |
+//! | `real`, `double precision` | Float32, Float64 | binary |
+//! | `numeric(p,s)`, p ≤ 38 | Decimal128(p, s) | exact text |
+//! | `numeric` without precision, `money` | Utf8 | text (every digit kept) |
+//! | `boolean` | Boolean | binary |
+//! | `text`, `varchar(n)`, `char(n)`, `name`, `citext` | Utf8 | binary (UTF-8) |
+//! | `bytea` | Binary | binary |
+//! | `date` | Date32 | binary |
+//! | `timestamp` | Timestamp(µs) | binary |
+//! | `timestamptz` | Timestamp(µs, UTC) | binary |
+//! | `uuid`, `json`, `jsonb`, `interval`, `time`, `inet`, enums, arrays, anything else | Utf8 | PostgreSQL's text form |
+//!
+//! `infinity`/`-infinity` dates and timestamps have no Arrow value: they are
+//! an error naming table, column and value.
+
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use postgres::{Client, Config, NoTls};
+use sensei_runtime::secret::redact_url;
+
+use crate::convert::parse_decimal;
+use crate::error::{ConnectorError, Result};
+use crate::sqlite::{finish, new_builders, quote, ColumnInfo, TableInfo};
+
+/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+const PG_EPOCH_DAYS: i32 = 10_957;
+/// Microseconds from 1970-01-01 to 2000-01-01.
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+fn pg_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> ConnectorError {
+    let context = context.into();
+    move |e| ConnectorError::Database {
+        context,
+        message: e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string()),
+        transient: e.as_db_error().is_none()
+            || e.code().is_some_and(|c| {
+                c.code().starts_with("08") || c.code().starts_with("40") || c.code() == "57P01"
+            }),
+    }
+}
+
+/// A PostgreSQL source session.
+pub struct PgSource {
+    client: Client,
+}
+
+/// Maps a PostgreSQL column (type name, `format_type` text) to Arrow.
+pub fn arrow_type_for(typname: &str, formatted: &str) -> DataType {
+    match typname {
+        "int2" => DataType::Int16,
+        "int4" => DataType::Int32,
+        "int8" => DataType::Int64,
+        "float4" => DataType::Float32,
+        "float8" => DataType::Float64,
+        "bool" => DataType::Boolean,
+        "bytea" => DataType::Binary,
+        "date" => DataType::Date32,
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "timestamptz" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        "numeric" => {
+            let params = formatted
+                .split_once('(')
+                .and_then(|(_, r)| r.split_once(')'))
+                .and_then(|(inner, _)| inner.split_once(','))
+                .and_then(|(p, s)| {
+                    Some((p.trim().parse::<u8>().ok()?, s.trim().parse::<i8>().ok()?))
+                });
+            match params {
+                Some((p, s)) if (1..=38).contains(&p) && (0..=p as i8).contains(&s) => {
+                    DataType::Decimal128(p, s)
+                }
+                _ => DataType::Utf8,
+            }
+        }
+        _ => DataType::Utf8,
+    }
+}
+
+/// Whether a column's values are copied in binary as they are (else cast to text).
+fn raw_binary(c: &ColumnInfo) -> bool {
+    let t = c.source_type.as_str();
+    match c.arrow_type.as_str() {
+        "Utf8" => t == "text" || t == "name" || t == "citext" || t.starts_with("character"),
+        "Decimal128" => false,
+        other => !other.starts_with("Decimal128"),
+    }
+}
+
+impl PgSource {
+    /// Connects (no TLS in this build). A password missing from the URL comes
+    /// from `PGPASSWORD`, as with libpq.
+    pub fn connect(url: &str) -> Result<Self> {
+        let shown = redact_url(url);
+        let mut config: Config =
+            url.parse()
+                .map_err(|e: postgres::Error| ConnectorError::Unreadable {
+                    path: shown.clone(),
+                    message: format!("not a PostgreSQL URL: {e}"),
+                })?;
+        if config.get_password().is_none() {
+            if let Ok(pw) = std::env::var("PGPASSWORD") {
+                config.password(pw);
+            }
+        }
+        config
+            .application_name("sensei")
+            .connect_timeout(Duration::from_secs(10));
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| ConnectorError::Database {
+                context: format!("connecting to {shown}"),
+                message: e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string()),
+                transient: e.as_db_error().is_none(),
+            })?;
+        Ok(PgSource { client })
+    }
+
+    /// Opens the read-only snapshot transaction; with `snapshot`, imports that
+    /// exported snapshot so this session sees exactly what its exporter sees.
+    pub fn begin(&mut self, snapshot: Option<&str>) -> Result<()> {
+        self.client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(pg_err("starting a read-only transaction"))?;
+        if let Some(s) = snapshot {
+            if !s.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                return Err(ConnectorError::WriteRefused(format!(
+                    "malformed snapshot id {s:?}"
+                )));
+            }
+            self.client
+                .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{s}'"))
+                .map_err(|e| ConnectorError::Database {
+                    context: format!("importing source snapshot {s}"),
+                    message: format!(
+                        "{}; the snapshot is gone (the head that held it stopped during ingestion): rerun with --restart",
+                        e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+                    ),
+                    transient: false,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Exports this session's snapshot for other sessions to import.
+    pub fn export_snapshot(&mut self) -> Result<String> {
+        let row = self
+            .client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .map_err(pg_err("exporting the source snapshot"))?;
+        Ok(row.get(0))
+    }
+
+    /// Runs a read-only query and returns its first value as text. Anything
+    /// but `SELECT`/`WITH`/`SHOW` is refused before it reaches the server.
+    pub fn query_text(&mut self, sql: &str) -> Result<Option<String>> {
+        let head = sql.trim_start().to_ascii_uppercase();
+        if !(head.starts_with("SELECT") || head.starts_with("WITH") || head.starts_with("SHOW")) {
+            return Err(ConnectorError::WriteRefused(sql.chars().take(80).collect()));
+        }
+        let wrapped = format!("SELECT ({})::text", sql.trim().trim_end_matches(';'));
+        let row = self
+            .client
+            .query_opt(&wrapped, &[])
+            .map_err(pg_err("source query"))?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    /// Runs a statement as it is (for tests that prove the server refuses writes).
+    #[doc(hidden)]
+    pub fn raw_execute(&mut self, sql: &str) -> Result<()> {
+        self.client.batch_execute(sql).map_err(pg_err("statement"))
+    }
+
+    /// The user tables of every non-system schema. Tables of `public` keep
+    /// their name; others are named `schema.table`.
+    pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
+                        t.typname::text, a.attnotnull,
+                        COALESCE((SELECT k.n FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                                  WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), 0)::int4
+                 FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                 JOIN pg_type t ON t.oid = a.atttypid
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                   AND n.nspname NOT LIKE 'pg_toast%' AND NOT c.relispartition
+                 ORDER BY 1, 2, a.attnum",
+                &[],
+            )
+            .map_err(pg_err("reading the source catalog"))?;
+        let mut tables: Vec<TableInfo> = Vec::new();
+        for r in rows {
+            let (schema, rel): (String, String) = (r.get(0), r.get(1));
+            let name = if schema == "public" {
+                rel.clone()
+            } else {
+                format!("{schema}.{rel}")
+            };
+            let typname: String = r.get(4);
+            let formatted: String = r.get(3);
+            let pk: i32 = r.get(6);
+            let col = ColumnInfo {
+                name: r.get(2),
+                arrow_type: arrow_type_for(&typname, &formatted).to_string(),
+                source_type: formatted,
+                nullable: !r.get::<_, bool>(5),
+                primary_key: pk as u32,
+            };
+            match tables.last_mut() {
+                Some(t) if t.name == name => t.columns.push(col),
+                _ => tables.push(TableInfo {
+                    name,
+                    columns: vec![col],
+                    rows: 0,
+                    rowid_range: None,
+                    qualified: Some(format!("{}.{}", quote(&schema), quote(&rel))),
+                    range_column: None,
+                }),
+            }
+        }
+        for t in &mut tables {
+            let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+            let count: i64 = self
+                .client
+                .query_one(&format!("SELECT count(*) FROM {sql_name}"), &[])
+                .map_err(pg_err(format!("counting rows of table {}", t.name)))?
+                .get(0);
+            t.rows = count as u64;
+            // Partition by an integer single-column primary key.
+            let pk = t.primary_key();
+            if let [key] = pk.as_slice() {
+                let is_int = t.columns.iter().any(|c| {
+                    c.name == *key && matches!(c.arrow_type.as_str(), "Int16" | "Int32" | "Int64")
+                });
+                if is_int {
+                    let r = self
+                        .client
+                        .query_one(
+                            &format!(
+                                "SELECT min({k})::int8, max({k})::int8 FROM {sql_name}",
+                                k = quote(key)
+                            ),
+                            &[],
+                        )
+                        .map_err(pg_err(format!("reading the key range of table {}", t.name)))?;
+                    let (lo, hi): (Option<i64>, Option<i64>) = (r.get(0), r.get(1));
+                    t.rowid_range = lo.zip(hi);
+                    t.range_column = Some(key.clone());
+                }
+            }
+        }
+        Ok(tables)
+    }
+
+    fn select(t: &TableInfo) -> String {
+        t.columns
+            .iter()
+            .map(|c| {
+                if raw_binary(c) {
+                    quote(&c.name)
+                } else {
+                    format!("{}::text", quote(&c.name))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Streams a table (the rows whose key lies in `range`, when given) as
+    /// batches of at most `batch_rows`, in key order.
+    pub fn read(
+        &mut self,
+        t: &TableInfo,
+        range: Option<(i64, i64)>,
+        batch_rows: usize,
+        sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<u64> {
+        let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+        let cols = Self::select(t);
+        let query = match (&t.range_column, range) {
+            (Some(k), Some((lo, hi))) => format!(
+                "SELECT {cols} FROM {sql_name} WHERE {k} BETWEEN {lo} AND {hi} ORDER BY {k}",
+                k = quote(k)
+            ),
+            (Some(k), None) => format!("SELECT {cols} FROM {sql_name} ORDER BY {}", quote(k)),
+            _ => format!("SELECT {cols} FROM {sql_name}"),
+        };
+        self.copy(t, &query, batch_rows, sink)
+    }
+
+    /// About `n` rows spread over the table (every k-th key), in key order.
+    pub fn sample(&mut self, t: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
+        let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+        let cols = Self::select(t);
+        let n = n.max(1);
+        let query = match (&t.range_column, t.rowid_range) {
+            (Some(k), Some((lo, _))) => {
+                let step = (t.rows / n).max(1);
+                format!(
+                    "SELECT {cols} FROM {sql_name} WHERE ({k}::int8 - {lo}) % {step} = 0 ORDER BY {k} LIMIT {n}",
+                    k = quote(k)
+                )
+            }
+            _ => format!("SELECT {cols} FROM {sql_name} LIMIT {n}"),
+        };
+        let mut out = Vec::new();
+        self.copy(t, &query, 8192, |b| {
+            out.push(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn copy(
+        &mut self,
+        t: &TableInfo,
+        query: &str,
+        batch_rows: usize,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<u64> {
+        let ctx = format!("reading table {}", t.name);
+        let reader = self
+            .client
+            .copy_out(&format!("COPY ({query}) TO STDOUT (FORMAT binary)"))
+            .map_err(pg_err(&ctx))?;
+        let mut r = BufReader::with_capacity(1 << 16, reader);
+        let io = |e: std::io::Error| ConnectorError::Database {
+            context: format!("reading table {}", t.name),
+            message: e.to_string(),
+            transient: true,
+        };
+        let mut header = [0u8; 19];
+        r.read_exact(&mut header).map_err(io)?;
+        if &header[..11] != b"PGCOPY\n\xff\r\n\0" {
+            return Err(ConnectorError::Database {
+                context: ctx,
+                message: "not a binary COPY stream".into(),
+                transient: false,
+            });
+        }
+        let ext = u32::from_be_bytes([header[15], header[16], header[17], header[18]]) as usize;
+        let mut skip = vec![0u8; ext];
+        r.read_exact(&mut skip).map_err(io)?;
+        let schema = Arc::new(t.schema().as_ref().clone());
+        let types: Vec<DataType> = schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let mut builders = new_builders(&schema, batch_rows);
+        let (mut in_batch, mut total) = (0usize, 0u64);
+        let mut buf = Vec::new();
+        loop {
+            let mut n = [0u8; 2];
+            r.read_exact(&mut n).map_err(io)?;
+            let fields = i16::from_be_bytes(n);
+            if fields == -1 {
+                break;
+            }
+            for (i, dt) in types.iter().enumerate() {
+                let mut len = [0u8; 4];
+                r.read_exact(&mut len).map_err(io)?;
+                let len = i32::from_be_bytes(len);
+                let value = if len < 0 {
+                    None
+                } else {
+                    buf.resize(len as usize, 0);
+                    r.read_exact(&mut buf).map_err(io)?;
+                    Some(buf.as_slice())
+                };
+                append(&mut builders[i], dt, value).map_err(|(value, expected)| {
+                    ConnectorError::Value {
+                        table: t.name.clone(),
+                        column: t.columns[i].name.clone(),
+                        row: format!("#{}", total + 1),
+                        value,
+                        expected,
+                    }
+                })?;
+            }
+            in_batch += 1;
+            total += 1;
+            if in_batch == batch_rows {
+                sink(finish(&schema, &mut builders)?)?;
+                in_batch = 0;
+            }
+        }
+        if in_batch > 0 {
+            sink(finish(&schema, &mut builders)?)?;
+        }
+        Ok(total)
+    }
+}
+
+fn be<const N: usize>(v: &[u8]) -> Option<[u8; N]> {
+    v.try_into().ok()
+}
+
+/// Appends one binary COPY field; on a mismatch returns (value shown, expected type).
+fn append(
+    b: &mut Box<dyn ArrayBuilder>,
+    dt: &DataType,
+    v: Option<&[u8]>,
+) -> std::result::Result<(), (String, String)> {
+    let bad = |v: &[u8]| {
+        (
+            format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)])),
+            dt.to_string(),
+        )
+    };
+    macro_rules! put {
+        ($builder:ty, $conv:expr) => {{
+            let b = b
+                .as_any_mut()
+                .downcast_mut::<$builder>()
+                .ok_or_else(|| (String::new(), dt.to_string()))?;
+            match v {
+                None => b.append_null(),
+                Some(x) => b.append_value($conv(x).ok_or_else(|| bad(x))?),
+            }
+        }};
+    }
+    match dt {
+        DataType::Int16 => put!(Int16Builder, |x: &[u8]| be::<2>(x).map(i16::from_be_bytes)),
+        DataType::Int32 => put!(Int32Builder, |x: &[u8]| be::<4>(x).map(i32::from_be_bytes)),
+        DataType::Int64 => put!(Int64Builder, |x: &[u8]| be::<8>(x).map(i64::from_be_bytes)),
+        DataType::Float32 => put!(Float32Builder, |x: &[u8]| be::<4>(x)
+            .map(f32::from_be_bytes)),
+        DataType::Float64 => put!(Float64Builder, |x: &[u8]| be::<8>(x)
+            .map(f64::from_be_bytes)),
+        DataType::Boolean => put!(BooleanBuilder, |x: &[u8]| x.first().map(|b| *b != 0)),
+        DataType::Binary => put!(BinaryBuilder, |x: &[u8]| Some(x.to_vec())),
+        DataType::Date32 => put!(Date32Builder, |x: &[u8]| be::<4>(x)
+            .map(i32::from_be_bytes)
+            .filter(|d| *d != i32::MAX && *d != i32::MIN)
+            .map(|d| d + PG_EPOCH_DAYS)),
+        DataType::Timestamp(..) => put!(TimestampMicrosecondBuilder, |x: &[u8]| be::<8>(x)
+            .map(i64::from_be_bytes)
+            .filter(|t| *t != i64::MAX && *t != i64::MIN)
+            .map(|t| t + PG_EPOCH_US)),
+        DataType::Decimal128(_, s) => {
+            let s = *s;
+            put!(Decimal128Builder, |x: &[u8]| std::str::from_utf8(x)
+                .ok()
+                .and_then(|t| parse_decimal(t, s)))
+        }
+        _ => put!(StringBuilder, |x: &[u8]| std::str::from_utf8(x)
+            .ok()
+            .map(str::to_string)),
+    }
+    Ok(())
+}
