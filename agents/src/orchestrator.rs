@@ -148,7 +148,10 @@ impl Orchestrator {
             self.scheduler.reset_migration(&id)?;
             self.artifacts.delete_prefix(&id).await?;
         }
-        let config_json = serde_json::to_string(config)?;
+        // Never persisted: passwords. The stored configuration (and every task
+        // payload built from it) carries `***`; sessions take the password from
+        // the environment (PGPASSWORD), which `sensei migrate` fills from the URL.
+        let config_json = config.redacted().to_string();
         let start = match self.scheduler.create_migration(
             &id,
             &config_json,

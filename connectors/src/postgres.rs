@@ -111,8 +111,8 @@ fn raw_binary(c: &ColumnInfo) -> bool {
 }
 
 impl PgSource {
-    /// Connects (no TLS in this build). A password missing from the URL comes
-    /// from `PGPASSWORD`, as with libpq.
+    /// Connects (no TLS in this build). A password missing from the URL (or
+    /// redacted to `***`) comes from `PGPASSWORD`, as with libpq.
     pub fn connect(url: &str) -> Result<Self> {
         let shown = redact_url(url);
         let mut config: Config =
@@ -121,7 +121,9 @@ impl PgSource {
                     path: shown.clone(),
                     message: format!("not a PostgreSQL URL: {e}"),
                 })?;
-        if config.get_password().is_none() {
+        // `***` is what a stored (redacted) URL carries: the real password comes
+        // from the environment, as with libpq.
+        if config.get_password().is_none_or(|p| p == b"***") {
             if let Ok(pw) = std::env::var("PGPASSWORD") {
                 config.password(pw);
             }

@@ -201,3 +201,48 @@ fn every_reader_sees_the_exported_snapshot_while_the_source_changes() {
     );
     drop(holder);
 }
+
+#[test]
+fn a_source_password_is_never_stored() {
+    let db = PgDatabase::create("secret");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Trust authentication ignores the password; Sensei must still never write it down.
+    let url = db.url.replace("postgres@", "postgres:Tr0ub4dor%26s3cr3t@");
+    let work = dir.path().join("w");
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &url, "--target"])
+        .arg(format!("sqlite://{}", dir.path().join("t.db").display()))
+        .arg("--workdir")
+        .arg(&work)
+        .env_remove("PGPASSWORD"));
+    assert_eq!(out.status.code(), Some(0));
+    let mut files = vec![work.clone()];
+    let mut checked = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            let hay = String::from_utf8_lossy(&bytes);
+            assert!(
+                !hay.contains("Tr0ub4dor"),
+                "{} holds the password",
+                p.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 10,
+        "state, events, artifacts and partitions were all checked"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("Tr0ub4dor") && !stderr.contains("Tr0ub4dor"));
+}

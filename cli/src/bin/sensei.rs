@@ -77,6 +77,45 @@ enum CertCommand {
     },
 }
 
+/// Puts the password of a `postgresql://` source URL into `PGPASSWORD` for this
+/// process, so that stored (redacted) configuration and task payloads never need
+/// it. Runs before any thread starts.
+fn export_source_password(args: &MigrationArgs) {
+    let url = args.source.clone().or_else(|| {
+        let text = std::fs::read_to_string(args.config.as_ref()?).ok()?;
+        let doc: toml::Table = toml::from_str(&text).ok()?;
+        doc.get("source")?.get("url")?.as_str().map(str::to_string)
+    });
+    let password = url
+        .as_deref()
+        .filter(|u| u.starts_with("postgres"))
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.password().map(|p| percent_decode(p)));
+    if let Some(p) = password.filter(|p| p != "***") {
+        if std::env::var_os("PGPASSWORD").is_none() {
+            std::env::set_var("PGPASSWORD", p);
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -87,6 +126,9 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Command::Migrate { args, .. } | Command::Ingest { args, .. } = &cli.command {
+        export_source_password(args);
+    }
     let code = match cli.command {
         Command::Migrate {
             args,
