@@ -90,7 +90,7 @@ fn export_source_password(args: &MigrationArgs) {
         .as_deref()
         .filter(|u| u.starts_with("postgres"))
         .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.password().map(|p| percent_decode(p)));
+        .and_then(|u| u.password().map(percent_decode));
     if let Some(p) = password.filter(|p| p != "***") {
         if std::env::var_os("PGPASSWORD").is_none() {
             std::env::set_var("PGPASSWORD", p);
