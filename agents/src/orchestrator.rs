@@ -55,12 +55,14 @@ pub enum Start {
 fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
     match parse(&config.target.url, "target")? {
         Location::Sqlite(p) => Ok(p),
-        Location::Postgres(_) => Err(sensei_connectors::ConnectorError::Unsupported {
-            role: "target",
-            url: redact_url(&config.target.url),
-            hint: "targets supported now: sqlite://PATH".into(),
+        Location::Postgres(_) | Location::MySql(_) => {
+            Err(sensei_connectors::ConnectorError::Unsupported {
+                role: "target",
+                url: redact_url(&config.target.url),
+                hint: "targets supported now: sqlite://PATH".into(),
+            }
+            .into())
         }
-        .into()),
     }
 }
 

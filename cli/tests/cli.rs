@@ -59,7 +59,11 @@ fn migrate_without_source_says_what_is_missing() {
     // An engine this build lacks, and a real server refusing the password:
     // both are clear errors, and neither shows the password.
     for (source, expect) in [
-        ("mysql://u:secret@127.0.0.1/db", "not part of this build"),
+        ("file:///tmp/data.csv", "not part of this build"),
+        (
+            "mysql://nosuchuser:secret@127.0.0.1:3306/nosuchdb",
+            "connecting to mysql://nosuchuser:***@",
+        ),
         (
             "postgresql://nosuchuser:secret@127.0.0.1:5432/nosuchdb",
             "connecting to postgresql://nosuchuser:***@",

@@ -8,8 +8,9 @@
 //! [`url::parse`] turns a URL into a [`url::Location`]; [`source::Source`]
 //! opens any supported source behind one handle. This build carries SQLite
 //! ([`sqlite`], source and target) and PostgreSQL ([`postgres`], source:
-//! binary COPY inside an exported snapshot); MySQL/MariaDB, CSV and Parquet
-//! are refused with a clear message until their modules arrive.
+//! binary COPY inside an exported snapshot) and MySQL/MariaDB ([`mysql`],
+//! source: streaming text protocol in a consistent-snapshot transaction); CSV
+//! and Parquet are refused with a clear message until their modules arrive.
 //!
 //! ```no_run
 //! use sensei_connectors::sqlite::SqliteSource;
@@ -21,6 +22,7 @@
 
 pub mod convert;
 mod error;
+pub mod mysql;
 pub mod postgres;
 pub mod source;
 pub mod sqlite;

@@ -4,6 +4,7 @@
 use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
+use crate::mysql::MySqlSource;
 use crate::postgres::PgSource;
 use crate::sqlite::{SqliteSource, TableInfo};
 use crate::url::{parse, Location};
@@ -14,6 +15,8 @@ pub enum Source {
     Sqlite(SqliteSource),
     /// A PostgreSQL database, inside a read-only snapshot transaction.
     Postgres(Box<PgSource>),
+    /// A MySQL or MariaDB database, inside a read-only consistent-snapshot transaction.
+    MySql(Box<MySqlSource>),
 }
 
 impl Source {
@@ -27,6 +30,11 @@ impl Source {
                 pg.begin(snapshot)?;
                 Source::Postgres(Box::new(pg))
             }
+            Location::MySql(url) => {
+                let mut my = MySqlSource::connect(&url)?;
+                my.begin()?;
+                Source::MySql(Box::new(my))
+            }
         })
     }
 
@@ -34,7 +42,7 @@ impl Source {
     /// whose files do not change under a read-only reader).
     pub fn export_snapshot(&mut self) -> Result<Option<String>> {
         match self {
-            Source::Sqlite(_) => Ok(None),
+            Source::Sqlite(_) | Source::MySql(_) => Ok(None),
             Source::Postgres(pg) => pg.export_snapshot().map(Some),
         }
     }
@@ -44,6 +52,7 @@ impl Source {
         match self {
             Source::Sqlite(s) => s.tables(),
             Source::Postgres(p) => p.tables(),
+            Source::MySql(m) => m.tables(),
         }
     }
 
@@ -58,6 +67,7 @@ impl Source {
         match self {
             Source::Sqlite(s) => s.read(table, range, batch_rows, sink),
             Source::Postgres(p) => p.read(table, range, batch_rows, sink),
+            Source::MySql(m) => m.read(table, range, batch_rows, sink),
         }
     }
 
@@ -66,6 +76,7 @@ impl Source {
         match self {
             Source::Sqlite(s) => s.sample(table, n),
             Source::Postgres(p) => p.sample(table, n),
+            Source::MySql(m) => m.sample(table, n),
         }
     }
 }

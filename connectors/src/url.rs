@@ -13,6 +13,8 @@ pub enum Location {
     Sqlite(PathBuf),
     /// `postgresql://` or `postgres://` URL (sources only in this build).
     Postgres(String),
+    /// `mysql://` or `mariadb://` URL (sources only in this build).
+    MySql(String),
 }
 
 /// Parses a URL for `role` (`source` or `target`). Engines whose connectors
@@ -38,10 +40,20 @@ pub fn parse(url: &str, role: &'static str) -> Result<Location> {
         }
         return Ok(Location::Postgres(url.to_string()));
     }
+    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        if role == "target" {
+            return Err(ConnectorError::Unsupported {
+                role,
+                url: redact_url(url),
+                hint: "MySQL/MariaDB targets are not part of this build yet; targets supported now: sqlite://PATH".into(),
+            });
+        }
+        return Ok(Location::MySql(url.to_string()));
+    }
     let scheme = url.split("://").next().unwrap_or("");
     let hint = match scheme {
-        "mysql" | "mariadb" | "file" => {
-            format!("the {scheme} connector is not part of this build yet; supported now: sqlite://PATH, postgresql://... (source)")
+        "file" => {
+            format!("the {scheme} connector is not part of this build yet; supported now: sqlite://PATH, postgresql://... and mysql://... (sources)")
         }
         _ => "expected sqlite://PATH, postgresql://..., mysql://... or file://PATH.csv|parquet"
             .into(),

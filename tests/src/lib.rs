@@ -374,3 +374,52 @@ impl Drop for PgDatabase {
         }
     }
 }
+
+/// The MariaDB server the tests use (this machine's, root without password).
+pub const MYSQL_ADMIN_URL: &str = "mysql://root@127.0.0.1:3306/mysql";
+
+/// A MariaDB database created for one test and dropped when this guard goes.
+pub struct MyDatabase {
+    /// Its name.
+    pub name: String,
+    /// A URL to it.
+    pub url: String,
+}
+
+impl MyDatabase {
+    /// Creates a uniquely named database. Panics (loudly) when the server is unreachable.
+    pub fn create(tag: &str) -> MyDatabase {
+        use mysql::prelude::Queryable;
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("sensei_t_{tag}_{}_{n}", std::process::id());
+        let mut admin = mysql::Conn::new(mysql::Opts::from_url(MYSQL_ADMIN_URL).expect("url"))
+            .unwrap_or_else(|e| panic!("MariaDB must run on 127.0.0.1:3306 for this test: {e}"));
+        admin
+            .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+            .expect("drop a stale database");
+        admin
+            .query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            .expect("create database");
+        MyDatabase {
+            url: format!("mysql://root@127.0.0.1:3306/{name}"),
+            name,
+        }
+    }
+
+    /// A plain read-write connection (for the test's own setup and changes).
+    pub fn conn(&self) -> mysql::Conn {
+        mysql::Conn::new(mysql::Opts::from_url(&self.url).expect("url")).expect("connect")
+    }
+}
+
+impl Drop for MyDatabase {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable;
+        if let Ok(mut admin) =
+            mysql::Conn::new(mysql::Opts::from_url(MYSQL_ADMIN_URL).expect("url"))
+        {
+            let _ = admin.query_drop(format!("DROP DATABASE IF EXISTS {}", self.name));
+        }
+    }
+}

@@ -77,7 +77,8 @@ enum CertCommand {
     },
 }
 
-/// Puts the password of a `postgresql://` source URL into `PGPASSWORD` for this
+/// Puts the password of a `postgresql://` (`mysql://`) source URL into
+/// `PGPASSWORD` (`MYSQL_PWD`) for this
 /// process, so that stored (redacted) configuration and task payloads never need
 /// it. Runs before any thread starts.
 fn export_source_password(args: &MigrationArgs) {
@@ -86,14 +87,20 @@ fn export_source_password(args: &MigrationArgs) {
         let doc: toml::Table = toml::from_str(&text).ok()?;
         doc.get("source")?.get("url")?.as_str().map(str::to_string)
     });
-    let password = url
-        .as_deref()
-        .filter(|u| u.starts_with("postgres"))
-        .and_then(|u| url::Url::parse(u).ok())
+    let Some(url) = url else { return };
+    let var = if url.starts_with("postgres") {
+        "PGPASSWORD"
+    } else if url.starts_with("mysql") || url.starts_with("mariadb") {
+        "MYSQL_PWD"
+    } else {
+        return;
+    };
+    let password = url::Url::parse(&url)
+        .ok()
         .and_then(|u| u.password().map(percent_decode));
     if let Some(p) = password.filter(|p| p != "***") {
-        if std::env::var_os("PGPASSWORD").is_none() {
-            std::env::set_var("PGPASSWORD", p);
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, p);
         }
     }
 }

@@ -1,0 +1,446 @@
+//! MySQL and MariaDB: a read-only source streaming rows over the text protocol.
+//!
+//! Each session sets `time_zone = '+00:00'` and `NAMES utf8mb4` (the server
+//! converts columns declared in legacy character sets such as latin1 to
+//! UTF-8), then runs `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.
+//! MySQL cannot share one snapshot between sessions: every partition is
+//! consistent in itself, and the manifest says so (`snapshot_id` stays empty).
+//! [`MySqlSource::query_text`] refuses anything but `SELECT`/`SHOW` before it
+//! reaches the server, and the server refuses writes in a read-only transaction.
+//!
+//! | MySQL / MariaDB | Arrow |
+//! | --- | --- |
+//! | `tinyint(1)`, `bool` | Boolean |
+//! | `tinyint`, `smallint`, `year` | Int16 (unsigned `smallint`: Int32) |
+//! | `mediumint`, `int` | Int32 (unsigned: Int64) |
+//! | `bigint` | Int64 (unsigned: Decimal128(20, 0)) |
+//! | `float`, `double` | Float32, Float64 |
+//! | `decimal(p,s)`, p ≤ 38 | Decimal128(p, s) |
+//! | `date` | Date32 |
+//! | `datetime`, `timestamp` | Timestamp(µs), Timestamp(µs, UTC) |
+//! | `bit(n)`, n ≤ 63 | Int64 |
+//! | `binary`, `varbinary`, `*blob` | Binary |
+//! | `char`, `varchar`, `*text`, `enum`, `set`, `json`, `time`, anything else | Utf8 |
+//!
+//! Zero dates (`0000-00-00`, `0000-00-00 00:00:00`) become NULL in nullable
+//! columns and are an error naming table, column and row in NOT NULL ones.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder};
+use sensei_runtime::secret::redact_url;
+
+use crate::convert::{parse_date_days, parse_decimal, parse_timestamp_micros};
+use crate::error::{ConnectorError, Result};
+use crate::sqlite::{finish, new_builders, ColumnInfo, TableInfo};
+
+fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) -> ConnectorError {
+    let context = context.into();
+    move |e| {
+        let transient = matches!(e, mysql::Error::IoError(_) | mysql::Error::DriverError(_))
+            || matches!(&e, mysql::Error::MySqlError(m) if matches!(m.code, 1205 | 1213 | 1040 | 2006 | 2013 | 1053));
+        ConnectorError::Database {
+            context,
+            message: e.to_string(),
+            transient,
+        }
+    }
+}
+
+/// Quotes a MySQL identifier.
+pub fn quote(ident: &str) -> String {
+    format!("`{}`", ident.replace('`', "``"))
+}
+
+/// Maps a MySQL `COLUMN_TYPE` (e.g. `int(10) unsigned`, `decimal(12,2)`) to Arrow.
+pub fn arrow_type_for(column_type: &str) -> DataType {
+    let t = column_type.to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or("");
+    let unsigned = t.contains("unsigned");
+    match base {
+        "tinyint" if t.starts_with("tinyint(1)") => DataType::Boolean,
+        "bool" | "boolean" => DataType::Boolean,
+        "tinyint" | "year" => DataType::Int16,
+        "smallint" if unsigned => DataType::Int32,
+        "smallint" => DataType::Int16,
+        "mediumint" | "int" | "integer" if unsigned => DataType::Int64,
+        "mediumint" | "int" | "integer" => DataType::Int32,
+        "bigint" if unsigned => DataType::Decimal128(20, 0),
+        "bigint" => DataType::Int64,
+        "float" => DataType::Float32,
+        "double" | "real" => DataType::Float64,
+        "decimal" | "numeric" => {
+            let params = t
+                .split_once('(')
+                .and_then(|(_, r)| r.split_once(')'))
+                .and_then(|(inner, _)| {
+                    let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+                    Some((p.trim().parse::<u8>().ok()?, s.trim().parse::<i8>().ok()?))
+                });
+            match params {
+                Some((p, s)) if (1..=38).contains(&p) => DataType::Decimal128(p, s),
+                _ => DataType::Utf8,
+            }
+        }
+        "date" => DataType::Date32,
+        "datetime" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        "bit" => DataType::Int64,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            DataType::Binary
+        }
+        _ => DataType::Utf8,
+    }
+}
+
+/// A MySQL or MariaDB source session.
+pub struct MySqlSource {
+    conn: Conn,
+    database: String,
+}
+
+impl MySqlSource {
+    /// Connects. A password missing from the URL (or redacted to `***`)
+    /// comes from `MYSQL_PWD`, as with the mysql client.
+    pub fn connect(url: &str) -> Result<Self> {
+        let shown = redact_url(url);
+        let url = url.replacen("mariadb://", "mysql://", 1);
+        let opts = Opts::from_url(&url).map_err(|e| ConnectorError::Unreadable {
+            path: shown.clone(),
+            message: format!("not a MySQL URL: {e}"),
+        })?;
+        let database =
+            opts.get_db_name()
+                .map(str::to_string)
+                .ok_or_else(|| ConnectorError::Unreadable {
+                    path: shown.clone(),
+                    message: "the URL names no database (mysql://user@host/DATABASE)".into(),
+                })?;
+        let mut builder = OptsBuilder::from_opts(opts.clone());
+        if opts.get_pass().is_none_or(|p| p == "***") {
+            if let Ok(pw) = std::env::var("MYSQL_PWD") {
+                builder = builder.pass(Some(pw));
+            }
+        }
+        let conn = Conn::new(builder).map_err(|e| ConnectorError::Database {
+            context: format!("connecting to {shown}"),
+            message: e.to_string(),
+            transient: matches!(e, mysql::Error::IoError(_)),
+        })?;
+        Ok(MySqlSource { conn, database })
+    }
+
+    /// Starts the session's read-only consistent-snapshot transaction.
+    pub fn begin(&mut self) -> Result<()> {
+        for stmt in [
+            "SET NAMES utf8mb4",
+            "SET time_zone = '+00:00'",
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+        ] {
+            self.conn
+                .query_drop(stmt)
+                .map_err(my_err("starting a read-only transaction"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs a read-only query and returns its first value as text; anything
+    /// but `SELECT`/`SHOW` is refused before it reaches the server.
+    pub fn query_text(&mut self, sql: &str) -> Result<Option<String>> {
+        let head = sql.trim_start().to_ascii_uppercase();
+        if !(head.starts_with("SELECT") || head.starts_with("SHOW")) {
+            return Err(ConnectorError::WriteRefused(sql.chars().take(80).collect()));
+        }
+        self.conn
+            .query_first::<Option<String>, _>(sql)
+            .map(Option::flatten)
+            .map_err(my_err("source query"))
+    }
+
+    /// Runs a statement as it is (for tests that prove the server refuses writes).
+    #[doc(hidden)]
+    pub fn raw_execute(&mut self, sql: &str) -> Result<()> {
+        self.conn.query_drop(sql).map_err(my_err("statement"))
+    }
+
+    /// The base tables of the URL's database.
+    pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        let rows: Vec<(String, String, String, String, u32)> = self
+            .conn
+            .exec(
+                "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE,
+                        COALESCE(k.ORDINAL_POSITION, 0)
+                 FROM information_schema.COLUMNS c
+                 JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+                 LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = c.TABLE_SCHEMA
+                      AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY'
+                 WHERE c.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE'
+                 ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+                (self.database.clone(),),
+            )
+            .map_err(my_err("reading the source catalog"))?;
+        let mut tables: Vec<TableInfo> = Vec::new();
+        for (table, column, column_type, nullable, pk) in rows {
+            let col = ColumnInfo {
+                name: column,
+                arrow_type: arrow_type_for(&column_type).to_string(),
+                source_type: column_type,
+                nullable: nullable == "YES",
+                primary_key: pk,
+            };
+            match tables.last_mut() {
+                Some(t) if t.name == table => t.columns.push(col),
+                _ => tables.push(TableInfo {
+                    qualified: Some(format!("{}.{}", quote(&self.database), quote(&table))),
+                    name: table,
+                    columns: vec![col],
+                    rows: 0,
+                    rowid_range: None,
+                    range_column: None,
+                }),
+            }
+        }
+        for t in &mut tables {
+            let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+            let count: Option<u64> = self
+                .conn
+                .query_first(format!("SELECT COUNT(*) FROM {sql_name}"))
+                .map_err(my_err(format!("counting rows of table {}", t.name)))?;
+            t.rows = count.unwrap_or(0);
+            let pk = t.primary_key();
+            if let [key] = pk.as_slice() {
+                let is_int = t.columns.iter().any(|c| {
+                    c.name == *key && matches!(c.arrow_type.as_str(), "Int16" | "Int32" | "Int64")
+                });
+                if is_int {
+                    let r: Option<(Option<i64>, Option<i64>)> = self
+                        .conn
+                        .query_first(format!(
+                            "SELECT MIN({k}), MAX({k}) FROM {sql_name}",
+                            k = quote(key)
+                        ))
+                        .map_err(my_err(format!("reading the key range of table {}", t.name)))?;
+                    t.rowid_range = r.and_then(|(a, b)| a.zip(b));
+                    t.range_column = Some(key.clone());
+                }
+            }
+        }
+        Ok(tables)
+    }
+
+    fn select(t: &TableInfo) -> String {
+        t.columns
+            .iter()
+            .map(|c| {
+                if c.source_type.to_ascii_lowercase().starts_with("bit") {
+                    format!("CAST({} AS UNSIGNED)", quote(&c.name))
+                } else {
+                    quote(&c.name)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Streams a table (the rows whose key lies in `range`, when given).
+    pub fn read(
+        &mut self,
+        t: &TableInfo,
+        range: Option<(i64, i64)>,
+        batch_rows: usize,
+        sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<u64> {
+        let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+        let cols = Self::select(t);
+        let query = match (&t.range_column, range) {
+            (Some(k), Some((lo, hi))) => format!(
+                "SELECT {cols} FROM {sql_name} WHERE {k} BETWEEN {lo} AND {hi} ORDER BY {k}",
+                k = quote(k)
+            ),
+            (Some(k), None) => format!("SELECT {cols} FROM {sql_name} ORDER BY {}", quote(k)),
+            _ => format!("SELECT {cols} FROM {sql_name}"),
+        };
+        self.stream(t, &query, batch_rows, sink)
+    }
+
+    /// About `n` rows spread over the table, in key order.
+    pub fn sample(&mut self, t: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
+        let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+        let cols = Self::select(t);
+        let n = n.max(1);
+        let query = match (&t.range_column, t.rowid_range) {
+            (Some(k), Some((lo, _))) => {
+                let step = (t.rows / n).max(1);
+                format!("SELECT {cols} FROM {sql_name} WHERE MOD({k} - {lo}, {step}) = 0 ORDER BY {k} LIMIT {n}", k = quote(k))
+            }
+            _ => format!("SELECT {cols} FROM {sql_name} LIMIT {n}"),
+        };
+        let mut out = Vec::new();
+        self.stream(t, &query, 8192, |b| {
+            out.push(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn stream(
+        &mut self,
+        t: &TableInfo,
+        query: &str,
+        batch_rows: usize,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<u64> {
+        let ctx = format!("reading table {}", t.name);
+        let schema = Arc::new(t.schema().as_ref().clone());
+        let types: Vec<DataType> = schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let mut builders = new_builders(&schema, batch_rows);
+        let (mut in_batch, mut total) = (0usize, 0u64);
+        // The text protocol streams rows as the server sends them: memory stays
+        // bounded by one batch whatever the table's size.
+        let result = self.conn.query_iter(query).map_err(my_err(&ctx))?;
+        for row in result {
+            let row = row.map_err(my_err(&ctx))?;
+            for (i, dt) in types.iter().enumerate() {
+                let v = match row.as_ref(i) {
+                    Some(mysql::Value::NULL) | None => None,
+                    Some(mysql::Value::Bytes(b)) => Some(b.as_slice()),
+                    Some(other) => {
+                        return Err(ConnectorError::Value {
+                            table: t.name.clone(),
+                            column: t.columns[i].name.clone(),
+                            row: format!("#{}", total + 1),
+                            value: format!("{other:?}"),
+                            expected: "a text-protocol value".into(),
+                        })
+                    }
+                };
+                let nullable = t.columns[i].nullable;
+                append_text(&mut builders[i], dt, v, nullable).map_err(|(value, expected)| {
+                    ConnectorError::Value {
+                        table: t.name.clone(),
+                        column: t.columns[i].name.clone(),
+                        row: format!("#{}", total + 1),
+                        value,
+                        expected,
+                    }
+                })?;
+            }
+            in_batch += 1;
+            total += 1;
+            if in_batch == batch_rows {
+                sink(finish(&schema, &mut builders)?)?;
+                in_batch = 0;
+            }
+        }
+        if in_batch > 0 {
+            sink(finish(&schema, &mut builders)?)?;
+        }
+        Ok(total)
+    }
+}
+
+fn is_zero_date(s: &str) -> bool {
+    s.starts_with("0000-00-00")
+}
+
+/// Appends one text-protocol value.
+fn append_text(
+    b: &mut Box<dyn ArrayBuilder>,
+    dt: &DataType,
+    v: Option<&[u8]>,
+    nullable: bool,
+) -> std::result::Result<(), (String, String)> {
+    let shown = |v: &[u8]| format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)]));
+    let text = |v: &[u8]| {
+        std::str::from_utf8(v)
+            .map_err(|_| (shown(v), "UTF-8 text".to_string()))
+            .map(str::to_string)
+    };
+    macro_rules! put {
+        ($builder:ty, $conv:expr) => {{
+            let bb = b
+                .as_any_mut()
+                .downcast_mut::<$builder>()
+                .ok_or_else(|| (String::new(), dt.to_string()))?;
+            match v {
+                None => bb.append_null(),
+                Some(x) => {
+                    let s = text(x)?;
+                    match $conv(s.as_str()) {
+                        Some(val) => bb.append_value(val),
+                        None => return Err((shown(x), dt.to_string())),
+                    }
+                }
+            }
+        }};
+    }
+    match dt {
+        DataType::Boolean => put!(BooleanBuilder, |s: &str| s
+            .parse::<i64>()
+            .ok()
+            .map(|n| n != 0)),
+        DataType::Int16 => put!(Int16Builder, |s: &str| s.parse::<i16>().ok()),
+        DataType::Int32 => put!(Int32Builder, |s: &str| s.parse::<i32>().ok()),
+        DataType::Int64 => put!(Int64Builder, |s: &str| s.parse::<i64>().ok()),
+        DataType::Float32 => put!(Float32Builder, |s: &str| s.parse::<f32>().ok()),
+        DataType::Float64 => put!(Float64Builder, |s: &str| s.parse::<f64>().ok()),
+        DataType::Decimal128(_, scale) => {
+            let scale = *scale;
+            put!(Decimal128Builder, |s: &str| parse_decimal(s, scale))
+        }
+        DataType::Date32 | DataType::Timestamp(..) => {
+            let zero = v
+                .and_then(|x| std::str::from_utf8(x).ok())
+                .is_some_and(is_zero_date);
+            if zero && nullable {
+                match dt {
+                    DataType::Date32 => b
+                        .as_any_mut()
+                        .downcast_mut::<Date32Builder>()
+                        .map(|x| x.append_null()),
+                    _ => b
+                        .as_any_mut()
+                        .downcast_mut::<TimestampMicrosecondBuilder>()
+                        .map(|x| x.append_null()),
+                };
+                return Ok(());
+            }
+            if zero {
+                return Err((
+                    "0000-00-00 (a MySQL zero date) in a NOT NULL column".into(),
+                    format!("{dt}; make the column nullable or fix the rows"),
+                ));
+            }
+            if let DataType::Date32 = dt {
+                put!(Date32Builder, parse_date_days)
+            } else {
+                put!(TimestampMicrosecondBuilder, parse_timestamp_micros)
+            }
+        }
+        DataType::Binary => {
+            let bb = b
+                .as_any_mut()
+                .downcast_mut::<BinaryBuilder>()
+                .ok_or_else(|| (String::new(), dt.to_string()))?;
+            match v {
+                None => bb.append_null(),
+                Some(x) => bb.append_value(x),
+            }
+        }
+        _ => put!(StringBuilder, |s: &str| Some(s.to_string())),
+    }
+    Ok(())
+}

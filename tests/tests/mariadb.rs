@@ -1,0 +1,145 @@
+//! MariaDB as a source, against the real server on 127.0.0.1:3306: every
+//! mapped type, a latin1 table converted to UTF-8, zero dates, read-only sessions.
+
+use mysql::prelude::Queryable;
+use sensei_connectors::source::Source;
+use sensei_tests::*;
+
+const SETUP: &[&str] = &[
+    "SET NAMES utf8mb4",
+    "CREATE TABLE everything (
+        id INT PRIMARY KEY, flag TINYINT(1), tiny TINYINT, small SMALLINT UNSIGNED, i INT, big BIGINT UNSIGNED,
+        f FLOAT, d DOUBLE, n DECIMAL(12,3), dt DATE, dtm DATETIME(6), ts TIMESTAMP NULL, b BIT(5),
+        vb VARBINARY(8), bl BLOB, v VARCHAR(20), t TEXT, e ENUM('sad','ok','happy'), s SET('a','b','c'),
+        j JSON, tm TIME, y YEAR
+    )",
+    "INSERT INTO everything VALUES
+        (1, 1, -5, 65000, -7, 18446744073709551615, 0.5, 0.25, 1234.5, '1984-03-12', '2019-03-12 10:11:12.123456',
+         '2019-03-12 10:11:12', b'10101', x'00ff', x'0102', 'vé', 'text ☃', 'ok', 'a,c', '{\"k\": 1}', '12:34:56', 1999),
+        (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    "CREATE TABLE legacy (id INT PRIMARY KEY, name VARCHAR(40)) CHARACTER SET latin1",
+    "INSERT INTO legacy VALUES (1, 'café'), (2, 'Müller'), (3, 'Ñandú')",
+    "SET SESSION sql_mode = ''",
+    "CREATE TABLE zero (id INT PRIMARY KEY, maybe DATE NULL, must DATETIME NOT NULL)",
+    "INSERT INTO zero VALUES (1, '0000-00-00', '2020-01-01 00:00:00')",
+];
+
+#[test]
+fn mariadb_migrates_every_mapped_type_into_sqlite() {
+    let db = MyDatabase::create("types");
+    let mut conn = db.conn();
+    for s in SETUP {
+        conn.query_drop(*s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.db");
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target"])
+        .arg(format!("sqlite://{}", target.display()))
+        .arg("--workdir")
+        .arg(dir.path().join("w")));
+    assert_eq!(out.status.code(), Some(0));
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let row: Vec<String> = c
+        .query_row(
+            "SELECT flag, tiny, small, i, big, f, d, n, dt, dtm, ts, b, hex(vb), hex(bl), v, t, e, s, j, tm, y FROM everything WHERE id = 1",
+            [],
+            |r| (0..21).map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}"))).collect(),
+        )
+        .unwrap();
+    let expected = [
+        "Integer(1)",
+        "Integer(-5)",
+        "Integer(65000)",
+        "Integer(-7)",
+        "Text(\"18446744073709551615\")",
+        "Real(0.5)",
+        "Real(0.25)",
+        "Text(\"1234.500\")",
+        "Text(\"1984-03-12\")",
+        "Text(\"2019-03-12 10:11:12.123456\")",
+        "Text(\"2019-03-12 10:11:12\")",
+        "Integer(21)",
+        "Text(\"00FF\")",
+        "Text(\"0102\")",
+        "Text(\"vé\")",
+        "Text(\"text ☃\")",
+        "Text(\"ok\")",
+        "Text(\"a,c\")",
+        "Text(\"{\\\"k\\\": 1}\")",
+        "Text(\"12:34:56\")",
+        "Integer(1999)",
+    ];
+    assert_eq!(row, expected);
+    let nulls: i64 = c
+        .query_row("SELECT count(*) FROM everything WHERE id = 2 AND flag IS NULL AND n IS NULL AND ts IS NULL AND j IS NULL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(nulls, 1);
+    // The latin1 table arrives as UTF-8.
+    let names: Vec<String> = c
+        .prepare("SELECT name FROM legacy ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(names, ["café", "Müller", "Ñandú"]);
+    // A zero date in a nullable column becomes NULL.
+    let maybe: Option<String> = c
+        .query_row("SELECT maybe FROM zero WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(maybe, None);
+}
+
+#[test]
+fn a_zero_date_in_a_not_null_column_is_a_clear_error() {
+    let db = MyDatabase::create("zero");
+    let mut conn = db.conn();
+    conn.query_drop("SET SESSION sql_mode = ''").unwrap();
+    conn.query_drop("CREATE TABLE z (id INT PRIMARY KEY, must DATE NOT NULL)")
+        .unwrap();
+    conn.query_drop("INSERT INTO z VALUES (1, '2020-01-01'), (2, '0000-00-00')")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.db");
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target"])
+        .arg(format!("sqlite://{}", target.display()))
+        .arg("--workdir")
+        .arg(dir.path().join("w"))
+        .args(["--set", "scheduler.max_attempts=1"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("table z") && err.contains("column must") && err.contains("zero date"),
+        "{err}"
+    );
+    assert!(!target.exists(), "nothing was delivered");
+}
+
+#[test]
+fn a_mariadb_source_session_refuses_writes() {
+    let db = MyDatabase::create("ro");
+    db.conn().query_drop("CREATE TABLE t (x INT)").unwrap();
+    db.conn()
+        .query_drop("INSERT INTO t VALUES (1), (2)")
+        .unwrap();
+    let Source::MySql(mut my) = Source::open(&db.url, None).unwrap() else {
+        panic!("a mysql source")
+    };
+    assert!(my
+        .query_text("DELETE FROM t")
+        .unwrap_err()
+        .to_string()
+        .contains("refused"));
+    let err = my
+        .raw_execute("INSERT INTO t VALUES (3)")
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_ascii_lowercase().contains("read"), "{err}");
+    drop(my);
+    let n: Option<i64> = db.conn().query_first("SELECT COUNT(*) FROM t").unwrap();
+    assert_eq!(n, Some(2), "the source is unchanged");
+}
