@@ -532,7 +532,7 @@ impl Orchestrator {
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
         let mut specs = Vec::new();
-        for (i, (tm, mt)) in mapping.tables.iter().zip(&manifest.tables).enumerate() {
+        for (tm, mt) in mapping.tables.iter().zip(&manifest.tables) {
             let task = VerifyTask {
                 table: tm.target.clone(),
                 source_columns: tm.columns.iter().map(|c| c.target.clone()).collect(),
@@ -543,7 +543,6 @@ impl Orchestrator {
                     .cloned()
                     .collect(),
             };
-            let _ = i;
             specs.push(TaskSpec {
                 table: tm.target.clone(),
                 partition: 0,

@@ -765,7 +765,7 @@ impl Scheduler {
     /// completion of the same attempt (an RPC retried) is accepted once.
     pub fn complete(&self, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()> {
         let conn = self.conn();
-        let (current, state, migration, phase, _, _) = Self::current_attempt(&conn, task_id)?;
+        let (current, state, _, phase, _, _) = Self::current_attempt(&conn, task_id)?;
         if attempt != current || state == "failed" {
             metrics::counter!(sensei_runtime::metrics::STALE_COMPLETIONS).increment(1);
             return Err(SchedulerError::StaleAttempt {
@@ -782,7 +782,6 @@ impl Scheduler {
             params![task_id, serde_json::to_string(result)?],
         )?;
         metrics::counter!(sensei_runtime::metrics::TASKS_COMPLETED, "phase" => phase).increment(1);
-        let _ = migration;
         Ok(())
     }
 
