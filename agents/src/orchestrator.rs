@@ -287,17 +287,31 @@ impl Orchestrator {
         let url = config.source.url.clone();
         // Discovery runs inside the snapshot every Scout will import; the
         // session that exported it is held open until ingestion is finalised.
-        let (tables, snapshot, holder) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut source = Source::open(&url, None)?;
-            let snapshot = source.export_snapshot()?;
-            let tables = source.tables()?;
-            Ok((tables, snapshot, source))
-        })
-        .await
-        .map_err(|e| AgentError::Malformed {
-            what: "schema discovery".into(),
-            message: e.to_string(),
-        })??;
+        let bytes_limit = config.ingestion.partition_bytes;
+        let (tables, snapshot, holder, row_bytes) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let mut source = Source::open(&url, None)?;
+                let snapshot = source.export_snapshot()?;
+                let tables = source.tables()?;
+                // Average row size per table, from the Arrow size of a small sample.
+                let mut row_bytes = BTreeMap::new();
+                if bytes_limit > 0 {
+                    for t in &tables {
+                        let sample = source.sample(t, 1_000)?;
+                        let rows: usize = sample.iter().map(|b| b.num_rows()).sum();
+                        let bytes: usize = sample.iter().map(|b| b.get_array_memory_size()).sum();
+                        if rows > 0 {
+                            row_bytes.insert(t.name.clone(), (bytes / rows).max(1) as u64);
+                        }
+                    }
+                }
+                Ok((tables, snapshot, source, row_bytes))
+            })
+            .await
+            .map_err(|e| AgentError::Malformed {
+                what: "schema discovery".into(),
+                message: e.to_string(),
+            })??;
         if snapshot.is_some() {
             self.snapshots
                 .lock()
@@ -307,9 +321,14 @@ impl Orchestrator {
         let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "snapshot_id": snapshot, "tables": tables});
         self.put_json(&format!("{id}/discovery.json"), &discovery)
             .await?;
-        let per = config.ingestion.partition_rows as i64;
         let mut specs = Vec::new();
         for t in &tables {
+            // Keys per partition: the row limit, or fewer when rows are wide.
+            let mut per = config.ingestion.partition_rows;
+            if let Some(b) = row_bytes.get(&t.name) {
+                per = per.min((bytes_limit / b).max(1));
+            }
+            let per = per as i64;
             let ranges: Vec<Option<(i64, i64)>> = match t.rowid_range {
                 Some((lo, hi)) => {
                     let mut v = Vec::new();

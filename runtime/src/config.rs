@@ -76,6 +76,9 @@ pub struct TargetSection {
 pub struct IngestionSection {
     /// Maximum rows per staged partition.
     pub partition_rows: u64,
+    /// Maximum bytes per staged partition, estimated from the Arrow size of a
+    /// sample of each table; 0 turns the byte limit off.
+    pub partition_bytes: u64,
     /// Rows sampled per table for profiling.
     pub profile_sample_rows: u64,
 }
@@ -84,6 +87,7 @@ impl Default for IngestionSection {
     fn default() -> Self {
         IngestionSection {
             partition_rows: 100_000,
+            partition_bytes: 268_435_456,
             profile_sample_rows: 10_000,
         }
     }

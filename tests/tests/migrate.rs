@@ -423,3 +423,38 @@ fn ingest_runs_phase_one_alone_and_migrate_continues_from_it() {
     .unwrap();
     assert_eq!(ingest_tasks, all_ingest, "ingestion was not redone");
 }
+
+#[test]
+fn wide_rows_are_split_by_the_byte_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("t.db");
+    let cfg = write_config(
+        dir.path(),
+        &src,
+        &target,
+        "[ingestion]\npartition_rows = 100000\npartition_bytes = 40000\n",
+    );
+    assert_eq!(run(sensei().arg("ingest").arg(&cfg)).status.code(), Some(0));
+    let work = dir.path().join("work");
+    let parts = state_query(
+        &work,
+        "SELECT count(*) FROM tasks WHERE phase = 'ingestion' AND table_name = 'customers'",
+    )
+    .unwrap();
+    assert!(
+        parts >= 2,
+        "500 customers over a 40 kB limit need several partitions, got {parts}"
+    );
+    let rows = state_query(
+        &work,
+        "SELECT sum(json_extract(result_json, '$.rows')) FROM tasks WHERE phase = 'ingestion' AND table_name = 'customers'",
+    )
+    .unwrap();
+    assert_eq!(rows, 500);
+    assert_eq!(
+        run(sensei().arg("migrate").arg(&cfg)).status.code(),
+        Some(0)
+    );
+    assert_same_rows(&src, &target);
+}
