@@ -300,8 +300,8 @@ impl Orchestrator {
                         let sample = source.sample(t, 1_000)?;
                         let rows: usize = sample.iter().map(|b| b.num_rows()).sum();
                         let bytes: usize = sample.iter().map(|b| b.get_array_memory_size()).sum();
-                        if rows > 0 {
-                            row_bytes.insert(t.name.clone(), (bytes / rows).max(1) as u64);
+                        if let Some(per_row) = bytes.checked_div(rows) {
+                            row_bytes.insert(t.name.clone(), per_row.max(1) as u64);
                         }
                     }
                 }
