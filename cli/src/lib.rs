@@ -274,7 +274,12 @@ impl Progress {
                 _ => 0.0,
             }
             .max(0.001);
-            let msg = format!("{rows} rows, {:.0} rows/s", rows as f64 / secs);
+            // Below half a second the span is mostly polling granularity: no rate.
+            let msg = if secs >= 0.5 {
+                format!("{rows} rows, {:.0} rows/s", rows as f64 / secs)
+            } else {
+                format!("{rows} rows")
+            };
             if let Some((_, bars)) = &self.bars {
                 bars[i].set_length(total);
                 bars[i].set_position(done);
