@@ -208,7 +208,18 @@ impl Orchestrator {
             if until.is_some_and(|u| phase > u) {
                 return Ok(MigrationState::Running);
             }
-            let tasks = self.scheduler.phase_tasks(id, phase)?;
+            let mut tasks = self.scheduler.phase_tasks(id, phase)?;
+            if phase == Phase::Ingestion && !tasks.is_empty() && self.snapshot_lost(id).await? {
+                // The session holding the exported snapshot died with an earlier
+                // head: partitions read at it and partitions read now would not
+                // be one instant. Extract everything again at a new snapshot.
+                self.scheduler.reset_phase(
+                    id,
+                    phase,
+                    "the source snapshot was lost with the previous head; extracting again at a new snapshot",
+                )?;
+                tasks.clear();
+            }
             if tasks.is_empty() {
                 self.plan(id, phase).await?;
                 return Ok(self.scheduler.migration_state(id)?.0);
@@ -229,6 +240,25 @@ impl Orchestrator {
         self.scheduler
             .set_migration_state(id, MigrationState::Completed, None)?;
         Ok(MigrationState::Completed)
+    }
+
+    /// Whether this migration's ingestion was planned at an exported snapshot
+    /// that no session of this head holds any more.
+    async fn snapshot_lost(&self, id: &str) -> Result<bool> {
+        if self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+        {
+            return Ok(false);
+        }
+        let path = format!("{id}/discovery.json");
+        if !self.artifacts.exists(&path).await? {
+            return Ok(false);
+        }
+        let discovery: serde_json::Value = self.get_json(&path).await?;
+        Ok(discovery["snapshot_id"].is_string())
     }
 
     async fn plan(&self, id: &str, phase: Phase) -> Result<()> {

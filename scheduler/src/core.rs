@@ -296,6 +296,38 @@ impl Scheduler {
         Ok(None)
     }
 
+    /// Drops every task of a phase whose checkpoint is not recorded, so the
+    /// phase can be planned again (used when the ingestion snapshot was lost
+    /// with the head that held it). Refused once the checkpoint exists.
+    pub fn reset_phase(&self, migration: &str, phase: Phase, why: &str) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let recorded: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM checkpoints WHERE migration_id = ?1 AND phase = ?2",
+            params![migration, phase.as_str()],
+            |r| r.get(0),
+        )?;
+        if recorded > 0 {
+            return Err(SchedulerError::InvalidTransition {
+                migration: migration.to_string(),
+                from: format!("{phase} checkpointed"),
+                to: format!("{phase} replanned"),
+            });
+        }
+        let n = tx.execute(
+            "DELETE FROM tasks WHERE migration_id = ?1 AND phase = ?2",
+            params![migration, phase.as_str()],
+        )?;
+        self.event_in(
+            &tx,
+            migration,
+            "warn",
+            &format!("phase {phase} starts over ({n} tasks dropped): {why}"),
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Forgets everything about a migration (for `--restart`).
     pub fn reset_migration(&self, id: &str) -> Result<()> {
         let mut conn = self.conn();

@@ -320,6 +320,39 @@ mod tests {
         assert_eq!((again.task_id, again.attempt), (task_id, 2));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_phase_can_start_over_until_its_checkpoint() {
+        let s = sched(policy());
+        s.submit_tasks(
+            "m",
+            Phase::Ingestion,
+            &[spec("t", 0, None), spec("t", 1, None)],
+        )
+        .unwrap();
+        let l = s.lease("a", "n", &[]).unwrap().unwrap();
+        s.complete(l.task_id, l.attempt, &serde_json::json!({}))
+            .unwrap();
+        assert_eq!(
+            s.reset_phase("m", Phase::Ingestion, "snapshot lost")
+                .unwrap(),
+            2
+        );
+        assert!(
+            s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+                .unwrap(),
+            "planned again"
+        );
+        let l = s.lease("a", "n", &[]).unwrap().unwrap();
+        s.complete(l.task_id, l.attempt, &serde_json::json!({}))
+            .unwrap();
+        s.record_checkpoint("m", Phase::Ingestion, "u", "h")
+            .unwrap();
+        assert!(
+            s.reset_phase("m", Phase::Ingestion, "x").is_err(),
+            "a checkpointed phase is final"
+        );
+    }
+
     #[test]
     fn migration_lifecycle_transitions() {
         use MigrationState::*;

@@ -246,3 +246,73 @@ fn a_source_password_is_never_stored() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stdout.contains("Tr0ub4dor") && !stderr.contains("Tr0ub4dor"));
 }
+
+#[test]
+fn a_migration_killed_during_postgres_ingestion_extracts_again_at_a_new_snapshot() {
+    let db = PgDatabase::create("resume");
+    db.client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2000) g;")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.db");
+    let work = dir.path().join("w");
+    let args = |c: &mut std::process::Command| {
+        c.arg("migrate")
+            .args(["--source", &db.url, "--target"])
+            .arg(format!("sqlite://{}", target.display()))
+            .arg("--workdir")
+            .arg(&work)
+            .args(["--set", "ingestion.partition_rows=100", "--workers", "1"]);
+    };
+    let mut first = sensei();
+    args(&mut first);
+    let mut child = first
+        .env("SENSEI_TEST_TASK_DELAY_MS", "150")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(60, "some partitions extracted", || {
+        state_query(
+            &work,
+            "SELECT count(*) FROM tasks WHERE phase = 'ingestion' AND state = 'done'",
+        )
+        .unwrap_or(0)
+            >= 2
+    });
+    kill(child.id(), "KILL");
+    let _ = child.wait();
+    let total = state_query(
+        &work,
+        "SELECT count(*) FROM tasks WHERE phase = 'ingestion'",
+    )
+    .unwrap();
+    let done = state_query(
+        &work,
+        "SELECT count(*) FROM tasks WHERE phase = 'ingestion' AND state = 'done'",
+    )
+    .unwrap();
+    assert!(
+        done < total,
+        "killed in the middle of ingestion ({done}/{total})"
+    );
+    // The source changes while nobody holds the old snapshot.
+    db.client()
+        .batch_execute("INSERT INTO t SELECT g, 'late' FROM generate_series(2001, 2100) g;")
+        .unwrap();
+    let mut again = sensei();
+    args(&mut again);
+    let out = run(&mut again);
+    assert_eq!(out.status.code(), Some(0));
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2100, "one consistent extraction at the new snapshot");
+    let restarted = state_query(
+        &work,
+        "SELECT count(*) FROM events WHERE message LIKE '%starts over%new snapshot%'",
+    )
+    .unwrap();
+    assert_eq!(restarted, 1);
+}
