@@ -12,6 +12,20 @@ pub fn days_from_civil(y: i32, m: u32, d: u32) -> i32 {
     era * 146_097 + doe - 719_468
 }
 
+/// The proleptic Gregorian (year, month, day) of a day count since 1970-01-01
+/// (the inverse of [`days_from_civil`], after H. Hinnant's algorithm).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -163,6 +177,10 @@ mod tests {
     #[test]
     fn dates_and_timestamps() {
         assert_eq!(parse_date_days("1970-01-01"), Some(0));
+        for d in [-800_000, -1, 0, 59, 11_017, 19_000, 2_932_896] {
+            let (y, m, day) = civil_from_days(d);
+            assert_eq!(days_from_civil(y as i32, m, day), d as i32);
+        }
         assert_eq!(parse_date_days("2000-03-01"), Some(11_017));
         assert_eq!(parse_date_days("2023-02-29"), None);
         assert_eq!(parse_date_days("0000-00-00"), None);

@@ -40,7 +40,7 @@ use sensei_runtime::secret::redact_url;
 
 use crate::convert::{parse_date_days, parse_decimal, parse_timestamp_micros};
 use crate::error::{ConnectorError, Result};
-use crate::sqlite::{finish, new_builders, ColumnInfo, TableInfo};
+use crate::sqlite::{Batcher, ColumnInfo, TableInfo};
 
 fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) -> ConnectorError {
     let context = context.into();
@@ -297,7 +297,7 @@ impl MySqlSource {
         t: &TableInfo,
         query: &str,
         batch_rows: usize,
-        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+        sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
         let ctx = format!("reading table {}", t.name);
         let schema = Arc::new(t.schema().as_ref().clone());
@@ -306,13 +306,13 @@ impl MySqlSource {
             .iter()
             .map(|f| f.data_type().clone())
             .collect();
-        let mut builders = new_builders(&schema, batch_rows);
-        let (mut in_batch, mut total) = (0usize, 0u64);
+        let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
         // The text protocol streams rows as the server sends them: memory stays
         // bounded by one batch whatever the table's size.
         let result = self.conn.query_iter(query).map_err(my_err(&ctx))?;
         for row in result {
             let row = row.map_err(my_err(&ctx))?;
+            let total = batcher.total;
             for (i, dt) in types.iter().enumerate() {
                 let v = match row.as_ref(i) {
                     Some(mysql::Value::NULL) | None => None,
@@ -328,27 +328,19 @@ impl MySqlSource {
                     }
                 };
                 let nullable = t.columns[i].nullable;
-                append_text(&mut builders[i], dt, v, nullable).map_err(|(value, expected)| {
-                    ConnectorError::Value {
+                append_text(&mut batcher.builders[i], dt, v, nullable).map_err(
+                    |(value, expected)| ConnectorError::Value {
                         table: t.name.clone(),
                         column: t.columns[i].name.clone(),
                         row: format!("#{}", total + 1),
                         value,
                         expected,
-                    }
-                })?;
+                    },
+                )?;
             }
-            in_batch += 1;
-            total += 1;
-            if in_batch == batch_rows {
-                sink(finish(&schema, &mut builders)?)?;
-                in_batch = 0;
-            }
+            batcher.row_done()?;
         }
-        if in_batch > 0 {
-            sink(finish(&schema, &mut builders)?)?;
-        }
-        Ok(total)
+        batcher.close()
     }
 }
 

@@ -41,7 +41,7 @@ use sensei_runtime::secret::redact_url;
 
 use crate::convert::parse_decimal;
 use crate::error::{ConnectorError, Result};
-use crate::sqlite::{finish, new_builders, quote, ColumnInfo, TableInfo};
+use crate::sqlite::{quote, Batcher, ColumnInfo, TableInfo};
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -348,7 +348,7 @@ impl PgSource {
         t: &TableInfo,
         query: &str,
         batch_rows: usize,
-        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+        sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
         let ctx = format!("reading table {}", t.name);
         let reader = self
@@ -379,8 +379,7 @@ impl PgSource {
             .iter()
             .map(|f| f.data_type().clone())
             .collect();
-        let mut builders = new_builders(&schema, batch_rows);
-        let (mut in_batch, mut total) = (0usize, 0u64);
+        let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
         let mut buf = Vec::new();
         loop {
             let mut n = [0u8; 2];
@@ -400,7 +399,8 @@ impl PgSource {
                     r.read_exact(&mut buf).map_err(io)?;
                     Some(buf.as_slice())
                 };
-                append(&mut builders[i], dt, value).map_err(|(value, expected)| {
+                let total = batcher.total;
+                append(&mut batcher.builders[i], dt, value).map_err(|(value, expected)| {
                     ConnectorError::Value {
                         table: t.name.clone(),
                         column: t.columns[i].name.clone(),
@@ -410,17 +410,9 @@ impl PgSource {
                     }
                 })?;
             }
-            in_batch += 1;
-            total += 1;
-            if in_batch == batch_rows {
-                sink(finish(&schema, &mut builders)?)?;
-                in_batch = 0;
-            }
+            batcher.row_done()?;
         }
-        if in_batch > 0 {
-            sink(finish(&schema, &mut builders)?)?;
-        }
-        Ok(total)
+        batcher.close()
     }
 }
 

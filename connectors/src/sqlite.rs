@@ -360,7 +360,7 @@ impl SqliteSource {
         sql: &str,
         params: &[i64],
         batch_rows: usize,
-        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+        sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
         let schema = table.schema();
         let ctx = format!("reading table {}", table.name);
@@ -368,15 +368,14 @@ impl SqliteSource {
         let mut rows = stmt
             .query(params_from_iter(params.iter()))
             .map_err(ConnectorError::sql(&ctx))?;
-        let mut builders = new_builders(&schema, batch_rows);
-        let mut in_batch = 0usize;
-        let mut total = 0u64;
+        let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
         while let Some(row) = rows.next().map_err(ConnectorError::sql(&ctx))? {
             let rowid: Option<i64> = row.get(0).map_err(ConnectorError::sql(&ctx))?;
             for (i, field) in schema.fields().iter().enumerate() {
                 let v = row.get_ref(i + 1).map_err(ConnectorError::sql(&ctx))?;
-                append(&mut builders[i], field.data_type(), v).map_err(|(value, expected)| {
-                    ConnectorError::Value {
+                let total = batcher.total;
+                append(&mut batcher.builders[i], field.data_type(), v).map_err(
+                    |(value, expected)| ConnectorError::Value {
                         table: table.name.clone(),
                         column: field.name().clone(),
                         row: rowid
@@ -384,25 +383,64 @@ impl SqliteSource {
                             .unwrap_or_else(|| format!("#{}", total + 1)),
                         value,
                         expected,
-                    }
-                })?;
+                    },
+                )?;
             }
-            in_batch += 1;
-            total += 1;
-            if in_batch == batch_rows {
-                sink(finish(&schema, &mut builders)?)?;
-                in_batch = 0;
-            }
+            batcher.row_done()?;
         }
-        if in_batch > 0 {
-            sink(finish(&schema, &mut builders)?)?;
+        batcher.close()
+    }
+}
+
+/// Collects rows into Arrow builders and hands a batch to the sink every
+/// `batch_rows` rows: memory stays bounded by one batch whatever the table's
+/// size. Shared by every source reader.
+pub(crate) struct Batcher<F: FnMut(RecordBatch) -> Result<()>> {
+    schema: SchemaRef,
+    /// One builder per field, filled by the reader.
+    pub builders: Vec<Box<dyn ArrayBuilder>>,
+    batch_rows: usize,
+    in_batch: usize,
+    /// Rows completed so far.
+    pub total: u64,
+    sink: F,
+}
+
+impl<F: FnMut(RecordBatch) -> Result<()>> Batcher<F> {
+    pub(crate) fn new(schema: SchemaRef, batch_rows: usize, sink: F) -> Self {
+        let builders = new_builders(&schema, batch_rows);
+        Batcher {
+            schema,
+            builders,
+            batch_rows: batch_rows.max(1),
+            in_batch: 0,
+            total: 0,
+            sink,
         }
-        Ok(total)
+    }
+
+    /// Marks the current row complete; emits a batch when it is full.
+    pub(crate) fn row_done(&mut self) -> Result<()> {
+        self.in_batch += 1;
+        self.total += 1;
+        if self.in_batch == self.batch_rows {
+            (self.sink)(finish(&self.schema, &mut self.builders)?)?;
+            self.in_batch = 0;
+        }
+        Ok(())
+    }
+
+    /// Emits the last, partial batch; returns the rows read.
+    pub(crate) fn close(mut self) -> Result<u64> {
+        if self.in_batch > 0 {
+            (self.sink)(finish(&self.schema, &mut self.builders)?)?;
+        }
+        Ok(self.total)
     }
 }
 
 /// One Arrow builder per field.
-pub(crate) fn new_builders(schema: &Schema, capacity: usize) -> Vec<Box<dyn ArrayBuilder>> {
+fn new_builders(schema: &Schema, capacity: usize) -> Vec<Box<dyn ArrayBuilder>> {
     schema
         .fields()
         .iter()
@@ -431,10 +469,7 @@ pub(crate) fn new_builders(schema: &Schema, capacity: usize) -> Vec<Box<dyn Arra
         .collect()
 }
 
-pub(crate) fn finish(
-    schema: &SchemaRef,
-    builders: &mut [Box<dyn ArrayBuilder>],
-) -> Result<RecordBatch> {
+fn finish(schema: &SchemaRef, builders: &mut [Box<dyn ArrayBuilder>]) -> Result<RecordBatch> {
     let arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
     Ok(RecordBatch::try_new(schema.clone(), arrays)?)
 }
