@@ -51,6 +51,16 @@ pub struct ManifestTable {
     /// Profile of a sample of the table, with PII flags per column.
     #[serde(default)]
     pub profile: crate::scout::TableProfile,
+    /// For CSV and Parquet sources: the file, its size and time at discovery,
+    /// the encoding read and its detection confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<sensei_connectors::files::FileInfo>,
+    /// Malformed source records set aside instead of extracted.
+    #[serde(default)]
+    pub rejected_rows: u64,
+    /// Where they were set aside (original bytes, with line and reason).
+    #[serde(default)]
+    pub quarantine: Vec<String>,
 }
 
 /// The Ingestion Manifest.
@@ -67,6 +77,9 @@ pub struct Manifest {
     /// The source snapshot every partition was read at, where the engine has one.
     #[serde(default)]
     pub snapshot_id: Option<String>,
+    /// Defaults, constraints, indexes, views, routines and triggers of the source.
+    #[serde(default)]
+    pub catalog: sensei_connectors::catalog::Catalog,
     /// Tables.
     pub tables: Vec<ManifestTable>,
 }

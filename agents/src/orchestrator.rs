@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sensei_connectors::files::{BadRows, FileOptions};
 use sensei_connectors::source::Source;
 use sensei_connectors::sqlite::{quote, SqliteSource, SqliteTarget, TableInfo};
 use sensei_connectors::url::{parse, Location};
@@ -55,7 +56,7 @@ pub enum Start {
 fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
     match parse(&config.target.url, "target")? {
         Location::Sqlite(p) => Ok(p),
-        Location::Postgres(_) | Location::MySql(_) => {
+        Location::Postgres(_) | Location::MySql(_) | Location::Csv(_) | Location::Parquet(_) => {
             Err(sensei_connectors::ConnectorError::Unsupported {
                 role: "target",
                 url: redact_url(&config.target.url),
@@ -63,6 +64,21 @@ fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
             }
             .into())
         }
+    }
+}
+
+/// The file-source options of a configuration.
+pub fn file_options(config: &MigrationConfig) -> FileOptions {
+    FileOptions {
+        encoding: config.source.encoding.clone(),
+        min_confidence: config.source.encoding_min_confidence,
+        delimiter: config.source.csv_delimiter.clone(),
+        header: config.source.csv_header,
+        bad_rows: if config.source.bad_rows == "quarantine" {
+            BadRows::Quarantine
+        } else {
+            BadRows::Reject
+        },
     }
 }
 
@@ -122,7 +138,7 @@ impl Orchestrator {
     /// target schema file (if any) is readable.
     pub fn preflight(config: &MigrationConfig) -> Result<()> {
         parse(&config.target.url, "target")?;
-        Source::open(&config.source.url, None)?;
+        Source::open_with(&config.source.url, None, &file_options(config))?;
         SqliteTarget::check_writable(&target_path(config)?)?;
         if !config.target.schema.is_empty() {
             std::fs::read_to_string(&config.target.schema).map_err(|e| {
@@ -318,11 +334,14 @@ impl Orchestrator {
         // Discovery runs inside the snapshot every Scout will import; the
         // session that exported it is held open until ingestion is finalised.
         let bytes_limit = config.ingestion.partition_bytes;
-        let (tables, snapshot, holder, row_bytes) =
+        let options = file_options(config);
+        let task_options = options.clone();
+        let (tables, catalog, snapshot, holder, row_bytes) =
             tokio::task::spawn_blocking(move || -> Result<_> {
-                let mut source = Source::open(&url, None)?;
+                let mut source = Source::open_with(&url, None, &options)?;
                 let snapshot = source.export_snapshot()?;
                 let tables = source.tables()?;
+                let catalog = source.catalog(&tables)?;
                 // Average row size per table, from the Arrow size of a small sample.
                 let mut row_bytes = BTreeMap::new();
                 if bytes_limit > 0 {
@@ -335,7 +354,7 @@ impl Orchestrator {
                         }
                     }
                 }
-                Ok((tables, snapshot, source, row_bytes))
+                Ok((tables, catalog, snapshot, source, row_bytes))
             })
             .await
             .map_err(|e| AgentError::Malformed {
@@ -348,7 +367,7 @@ impl Orchestrator {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.to_string(), holder);
         }
-        let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "snapshot_id": snapshot, "tables": tables});
+        let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "snapshot_id": snapshot, "tables": tables, "catalog": catalog});
         self.put_json(&format!("{id}/discovery.json"), &discovery)
             .await?;
         let mut specs = Vec::new();
@@ -359,8 +378,26 @@ impl Orchestrator {
                 per = per.min((bytes_limit / b).max(1));
             }
             let per = per as i64;
-            let ranges: Vec<Option<(i64, i64)>> = match t.rowid_range {
-                Some((lo, hi)) => {
+            let ranges: Vec<Option<(i64, i64)>> = match (&t.splits, t.rowid_range) {
+                // The source chose where partitions may start: group its
+                // splits into partitions of at most `per` rows (at least one split each).
+                (Some(splits), _) if splits.len() >= 2 => {
+                    let mut v = Vec::new();
+                    let mut start = 0usize;
+                    while start + 1 < splits.len() {
+                        let mut end = start + 1;
+                        while end + 1 < splits.len()
+                            && splits[end + 1].rows_before - splits[start].rows_before <= per as u64
+                        {
+                            end += 1;
+                        }
+                        v.push(Some((splits[start].key, splits[end].key - 1)));
+                        start = end;
+                    }
+                    v
+                }
+                (Some(_), _) => vec![None],
+                (None, Some((lo, hi))) => {
                     let mut v = Vec::new();
                     let mut start = lo;
                     while start <= hi {
@@ -373,7 +410,7 @@ impl Orchestrator {
                     }
                     v
                 }
-                None => vec![None],
+                (None, None) => vec![None],
             };
             for (i, range) in ranges.into_iter().enumerate() {
                 let task = IngestTask {
@@ -384,6 +421,7 @@ impl Orchestrator {
                     partition_id: format!("{id}/staging/ingestion/{}/{i:05}", id_part(&t.name)),
                     partition: i as u32,
                     sample_rows: config.ingestion.profile_sample_rows,
+                    options: task_options.clone(),
                 };
                 specs.push(TaskSpec {
                     table: t.name.clone(),
@@ -410,7 +448,13 @@ impl Orchestrator {
         let tables: Vec<TableInfo> = serde_json::from_value(discovery["tables"].clone())?;
         let mut by_table: BTreeMap<String, Vec<PartitionRef>> = BTreeMap::new();
         let mut profiles: BTreeMap<String, crate::scout::TableProfile> = BTreeMap::new();
+        let mut rejected: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
         for (_, r) in results::<IngestResult>(tasks)? {
+            if r.rejected > 0 {
+                let e = rejected.entry(r.partition.table.clone()).or_default();
+                e.0 += r.rejected;
+                e.1.extend(r.quarantine.clone());
+            }
             if let Some(p) = r.profile {
                 profiles.insert(r.partition.table.clone(), p);
             }
@@ -424,6 +468,7 @@ impl Orchestrator {
             migration_id: id.to_string(),
             source: redact_url(&config.source.url),
             snapshot_id: discovery["snapshot_id"].as_str().map(str::to_string),
+            catalog: serde_json::from_value(discovery["catalog"].clone()).unwrap_or_default(),
             checkpoint_time: discovery["checkpoint_time"]
                 .as_str()
                 .unwrap_or_default()
@@ -440,6 +485,9 @@ impl Orchestrator {
                         rows: partitions.iter().map(|p| p.rows).sum(),
                         partitions,
                         profile: profiles.remove(&t.name).unwrap_or_default(),
+                        file: t.file.clone(),
+                        rejected_rows: rejected.get(&t.name).map(|r| r.0).unwrap_or(0),
+                        quarantine: rejected.remove(&t.name).map(|r| r.1).unwrap_or_default(),
                     }
                 })
                 .collect(),

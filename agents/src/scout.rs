@@ -29,6 +29,9 @@ pub struct IngestTask {
     /// Rows sampled for the table's profile (by the task of partition 0).
     #[serde(default)]
     pub sample_rows: u64,
+    /// Options of file sources (encoding, delimiter, malformed records).
+    #[serde(default)]
+    pub options: sensei_connectors::files::FileOptions,
 }
 
 /// Profile and PII flags of a table, computed on a sample.
@@ -99,13 +102,21 @@ pub struct IngestResult {
     /// The table's profile (partition 0's task computes it).
     #[serde(default)]
     pub profile: Option<TableProfile>,
+    /// Malformed records set aside.
+    #[serde(default)]
+    pub rejected: u64,
+    /// The file they were set aside in.
+    #[serde(default)]
+    pub quarantine: Option<String>,
 }
 
 /// Runs an ingestion task (blocking I/O: call from a blocking context).
 pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestResult> {
-    let mut source = Source::open(&task.source_url, task.snapshot.as_deref())?;
+    let mut source = Source::open_with(&task.source_url, task.snapshot.as_deref(), &task.options)?;
     let id = format!("{}-a{attempt}", task.partition_id);
     let path = ctx.staging_path(&id);
+    let quarantine_path = path.with_extension("rejected.csv");
+    source.quarantine_to(quarantine_path.clone());
     let mut writer = PartitionWriter::create(&path, task.table.schema())?;
     let mut write_err = None;
     let rows = source.read(&task.table, task.range, 8192, |batch| {
@@ -125,9 +136,12 @@ pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestR
     } else {
         None
     };
+    let rejected = source.quarantined();
     Ok(IngestResult {
         rows,
         partition,
         profile,
+        rejected,
+        quarantine: (rejected > 0).then(|| quarantine_path.display().to_string()),
     })
 }

@@ -56,10 +56,14 @@ fn migrate_without_source_says_what_is_missing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source"));
-    // An engine this build lacks, and a real server refusing the password:
-    // both are clear errors, and neither shows the password.
+    // An engine this build lacks, a missing file, and a real server refusing
+    // the password: all are clear errors, and none shows the password.
     for (source, expect) in [
-        ("file:///tmp/data.csv", "not part of this build"),
+        ("oracle://scott:secret@127.0.0.1/orcl", "expected sqlite://PATH"),
+        (
+            "csv:///nonexistent-folder/data.csv",
+            "cannot read source /nonexistent-folder/data.csv",
+        ),
         (
             "mysql://nosuchuser:secret@127.0.0.1:3306/nosuchdb",
             "connecting to mysql://nosuchuser:***@",

@@ -54,6 +54,20 @@ pub enum ConnectorError {
         /// The expected type.
         expected: String,
     },
+    /// A file or column whose text encoding could not be told with enough confidence.
+    #[error("{what}: the text looks like {encoding} but only with confidence {confidence:.2} (minimum {minimum}); sample bytes: {samples}. Set source.encoding to the file's encoding (e.g. \"latin1\") if you know it, or convert the file to UTF-8")]
+    Encoding {
+        /// The file or table.column.
+        what: String,
+        /// The best guess.
+        encoding: String,
+        /// Its confidence.
+        confidence: f64,
+        /// The configured minimum.
+        minimum: f64,
+        /// Offending bytes with their line numbers.
+        samples: String,
+    },
     /// A statement that would write was sent through a read-only source connection.
     #[error("refused to run a writing statement on the read-only source: {0}")]
     WriteRefused(String),

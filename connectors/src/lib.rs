@@ -9,8 +9,10 @@
 //! opens any supported source behind one handle. This build carries SQLite
 //! ([`sqlite`], source and target) and PostgreSQL ([`postgres`], source:
 //! binary COPY inside an exported snapshot) and MySQL/MariaDB ([`mysql`],
-//! source: streaming text protocol in a consistent-snapshot transaction); CSV
-//! and Parquet are refused with a clear message until their modules arrive.
+//! source: streaming text protocol in a consistent-snapshot transaction), CSV
+//! ([`csv`]: encoding detected with a confidence by [`encoding`], types inferred,
+//! malformed records rejected or quarantined) and Parquet ([`parquet_source`])
+//! files as sources, a file or a folder of them ([`files`]).
 //!
 //! ```no_run
 //! use sensei_connectors::sqlite::SqliteSource;
@@ -20,9 +22,14 @@
 //! }
 //! ```
 
+pub mod catalog;
 pub mod convert;
+pub mod csv;
+pub mod encoding;
 mod error;
+pub mod files;
 pub mod mysql;
+pub mod parquet_source;
 pub mod postgres;
 pub mod source;
 pub mod sqlite;

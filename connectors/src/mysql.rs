@@ -206,6 +206,8 @@ impl MySqlSource {
                     rows: 0,
                     rowid_range: None,
                     range_column: None,
+                    splits: None,
+                    file: None,
                 }),
             }
         }
@@ -235,6 +237,172 @@ impl MySqlSource {
             }
         }
         Ok(tables)
+    }
+
+    /// Defaults, foreign keys, unique and check constraints, indexes, views,
+    /// procedures and functions, and triggers of the URL's database.
+    pub fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        use crate::catalog::*;
+        let ctx = "reading the source catalog";
+        let db = self.database.clone();
+        let mut catalog = Catalog::default();
+        for t in tables {
+            catalog
+                .tables
+                .insert(t.name.clone(), TableCatalog::default());
+        }
+        type Row = Vec<Option<String>>;
+        let mut rows = |sql: &str| -> Result<Vec<Row>> {
+            let out: Vec<mysql::Row> = self.conn.exec(sql, (db.clone(),)).map_err(my_err(ctx))?;
+            Ok(out
+                .into_iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| match r.as_ref(i) {
+                            Some(mysql::Value::NULL) | None => None,
+                            Some(mysql::Value::Bytes(b)) => {
+                                Some(String::from_utf8_lossy(b).into_owned())
+                            }
+                            Some(v) => Some(v.as_sql(true).trim_matches('\'').to_string()),
+                        })
+                        .collect()
+                })
+                .collect())
+        };
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let defaults = rows(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = ? AND COLUMN_DEFAULT IS NOT NULL",
+        )?;
+        let fks = rows(
+            "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME,
+                    r.DELETE_RULE, r.UPDATE_RULE
+             FROM information_schema.KEY_COLUMN_USAGE k
+             JOIN information_schema.REFERENTIAL_CONSTRAINTS r
+               ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME
+             WHERE k.TABLE_SCHEMA = ? AND k.REFERENCED_TABLE_NAME IS NOT NULL
+             ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+        )?;
+        let uniques = rows(
+            "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME
+             FROM information_schema.TABLE_CONSTRAINTS c
+             JOIN information_schema.KEY_COLUMN_USAGE k
+               ON k.CONSTRAINT_SCHEMA = c.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = c.CONSTRAINT_NAME AND k.TABLE_NAME = c.TABLE_NAME
+             WHERE c.TABLE_SCHEMA = ? AND c.CONSTRAINT_TYPE = 'UNIQUE'
+             ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+        )?;
+        let checks = rows(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+             WHERE CONSTRAINT_SCHEMA = ? ORDER BY TABLE_NAME, CONSTRAINT_NAME",
+        )?;
+        let indexes = rows(
+            "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COALESCE(COLUMN_NAME, '<expression>'), INDEX_TYPE
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ?
+             ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+        )?;
+        let views = rows(
+            "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
+        )?;
+        let routines = rows(
+            "SELECT r.ROUTINE_NAME, r.ROUTINE_TYPE, r.DTD_IDENTIFIER, r.ROUTINE_DEFINITION,
+                    (SELECT GROUP_CONCAT(CONCAT_WS(' ', p.PARAMETER_MODE, p.PARAMETER_NAME, p.DTD_IDENTIFIER) ORDER BY p.ORDINAL_POSITION SEPARATOR ', ')
+                     FROM information_schema.PARAMETERS p
+                     WHERE p.SPECIFIC_SCHEMA = r.ROUTINE_SCHEMA AND p.SPECIFIC_NAME = r.SPECIFIC_NAME AND p.ORDINAL_POSITION > 0)
+             FROM information_schema.ROUTINES r WHERE r.ROUTINE_SCHEMA = ? ORDER BY r.ROUTINE_NAME",
+        )?;
+        let triggers = rows(
+            "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT
+             FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME",
+        )?;
+        for r in defaults {
+            if let Some(tc) = catalog.tables.get_mut(&text(&r[0])) {
+                tc.defaults.insert(text(&r[1]), text(&r[2]));
+            }
+        }
+        for r in fks {
+            let Some(tc) = catalog.tables.get_mut(&text(&r[0])) else {
+                continue;
+            };
+            match tc.foreign_keys.last_mut() {
+                Some(fk) if fk.name == text(&r[1]) => {
+                    fk.columns.push(text(&r[2]));
+                    fk.referenced_columns.push(text(&r[4]));
+                }
+                _ => tc.foreign_keys.push(ForeignKey {
+                    name: text(&r[1]),
+                    columns: vec![text(&r[2])],
+                    references: text(&r[3]),
+                    referenced_columns: vec![text(&r[4])],
+                    on_delete: text(&r[5]),
+                    on_update: text(&r[6]),
+                }),
+            }
+        }
+        for r in uniques {
+            let Some(tc) = catalog.tables.get_mut(&text(&r[0])) else {
+                continue;
+            };
+            match tc.unique.last_mut() {
+                Some(u) if u.name == text(&r[1]) => u.columns.push(text(&r[2])),
+                _ => tc.unique.push(Unique {
+                    name: text(&r[1]),
+                    columns: vec![text(&r[2])],
+                }),
+            }
+        }
+        for r in checks {
+            if let Some(tc) = catalog.tables.get_mut(&text(&r[0])) {
+                tc.checks.push(Check {
+                    name: text(&r[1]),
+                    expression: text(&r[2]),
+                });
+            }
+        }
+        for r in indexes {
+            let Some(tc) = catalog.tables.get_mut(&text(&r[0])) else {
+                continue;
+            };
+            match tc.indexes.last_mut() {
+                Some(ix) if ix.name == text(&r[1]) => ix.columns.push(text(&r[3])),
+                _ => tc.indexes.push(Index {
+                    name: text(&r[1]),
+                    columns: vec![text(&r[3])],
+                    unique: text(&r[2]) == "0",
+                    primary: text(&r[1]) == "PRIMARY",
+                    method: text(&r[4]).to_ascii_lowercase(),
+                    definition: String::new(),
+                }),
+            }
+        }
+        catalog.views = views
+            .iter()
+            .map(|r| View {
+                name: text(&r[0]),
+                definition: text(&r[1]),
+            })
+            .collect();
+        catalog.routines = routines
+            .iter()
+            .map(|r| Routine {
+                name: text(&r[0]),
+                kind: text(&r[1]).to_ascii_lowercase(),
+                language: "sql".into(),
+                arguments: text(&r[4]),
+                returns: text(&r[2]),
+                definition: text(&r[3]),
+            })
+            .collect();
+        catalog.triggers = triggers
+            .iter()
+            .map(|r| Trigger {
+                name: text(&r[0]),
+                table: text(&r[1]),
+                timing: text(&r[2]),
+                events: text(&r[3]),
+                definition: text(&r[4]),
+            })
+            .collect();
+        Ok(catalog)
     }
 
     fn select(t: &TableInfo) -> String {

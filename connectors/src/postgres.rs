@@ -247,6 +247,8 @@ impl PgSource {
                     rowid_range: None,
                     qualified: Some(format!("{}.{}", quote(&schema), quote(&rel))),
                     range_column: None,
+                    splits: None,
+                    file: None,
                 }),
             }
         }
@@ -282,6 +284,207 @@ impl PgSource {
             }
         }
         Ok(tables)
+    }
+
+    /// Defaults, foreign keys, unique and check constraints, indexes, views,
+    /// procedures and functions, and triggers of the non-system schemas
+    /// (objects that extensions own are left out).
+    pub fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        use crate::catalog::*;
+        let ctx = "reading the source catalog";
+        let name = |schema: &str, rel: &str| {
+            if schema == "public" {
+                rel.to_string()
+            } else {
+                format!("{schema}.{rel}")
+            }
+        };
+        let mut catalog = Catalog::default();
+        for t in tables {
+            catalog
+                .tables
+                .insert(t.name.clone(), TableCatalog::default());
+        }
+        const USER: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'";
+        const NOT_EXTENSION: &str =
+            "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = o.oid AND d.deptype = 'e')";
+        for r in self
+            .client
+            .query(
+                &format!(
+                    "SELECT n.nspname::text, c.relname::text, a.attname::text, pg_get_expr(d.adbin, d.adrelid)
+                     FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                     WHERE {USER}"
+                ),
+                &[],
+            )
+            .map_err(pg_err(ctx))?
+        {
+            if let Some(tc) = catalog.tables.get_mut(&name(r.get(0), r.get(1))) {
+                tc.defaults.insert(r.get(2), r.get(3));
+            }
+        }
+        for r in self
+            .client
+            .query(
+                &format!(
+                    "SELECT n.nspname::text, c.relname::text, o.conname::text, o.contype::text,
+                            pg_get_constraintdef(o.oid),
+                            ARRAY(SELECT a.attname::text FROM unnest(o.conkey) WITH ORDINALITY k(num, ord)
+                                  JOIN pg_attribute a ON a.attrelid = o.conrelid AND a.attnum = k.num ORDER BY k.ord),
+                            fnsp.nspname::text, fc.relname::text,
+                            ARRAY(SELECT a.attname::text FROM unnest(o.confkey) WITH ORDINALITY k(num, ord)
+                                  JOIN pg_attribute a ON a.attrelid = o.confrelid AND a.attnum = k.num ORDER BY k.ord),
+                            o.confdeltype::text, o.confupdtype::text
+                     FROM pg_constraint o JOIN pg_class c ON c.oid = o.conrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     LEFT JOIN pg_class fc ON fc.oid = o.confrelid
+                     LEFT JOIN pg_namespace fnsp ON fnsp.oid = fc.relnamespace
+                     WHERE {USER} AND o.contype IN ('f', 'u', 'c')
+                     ORDER BY 1, 2, 3"
+                ),
+                &[],
+            )
+            .map_err(pg_err(ctx))?
+        {
+            let Some(tc) = catalog.tables.get_mut(&name(r.get(0), r.get(1))) else {
+                continue;
+            };
+            let kind: String = r.get(3);
+            let definition: String = r.get(4);
+            let columns: Vec<String> = r.get(5);
+            let action = |code: &str| {
+                match code {
+                    "a" => "NO ACTION",
+                    "r" => "RESTRICT",
+                    "c" => "CASCADE",
+                    "n" => "SET NULL",
+                    "d" => "SET DEFAULT",
+                    _ => "",
+                }
+                .to_string()
+            };
+            match kind.as_str() {
+                "f" => tc.foreign_keys.push(ForeignKey {
+                    name: r.get(2),
+                    columns,
+                    references: name(
+                        &r.get::<_, Option<String>>(6).unwrap_or_default(),
+                        &r.get::<_, Option<String>>(7).unwrap_or_default(),
+                    ),
+                    referenced_columns: r.get(8),
+                    on_delete: action(&r.get::<_, String>(9)),
+                    on_update: action(&r.get::<_, String>(10)),
+                }),
+                "u" => tc.unique.push(Unique {
+                    name: r.get(2),
+                    columns,
+                }),
+                _ => tc.checks.push(Check {
+                    name: r.get(2),
+                    expression: definition
+                        .strip_prefix("CHECK ")
+                        .unwrap_or(&definition)
+                        .to_string(),
+                }),
+            }
+        }
+        for r in self
+            .client
+            .query(
+                &format!(
+                    "SELECT n.nspname::text, c.relname::text, i.relname::text, x.indisunique, x.indisprimary,
+                            am.amname::text, pg_get_indexdef(x.indexrelid),
+                            ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true) FROM generate_series(1, x.indnkeyatts) k ORDER BY k)
+                     FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid
+                     JOIN pg_class i ON i.oid = x.indexrelid
+                     JOIN pg_am am ON am.oid = i.relam
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE {USER} ORDER BY 1, 2, 3"
+                ),
+                &[],
+            )
+            .map_err(pg_err(ctx))?
+        {
+            if let Some(tc) = catalog.tables.get_mut(&name(r.get(0), r.get(1))) {
+                tc.indexes.push(Index {
+                    name: r.get(2),
+                    unique: r.get(3),
+                    primary: r.get(4),
+                    method: r.get(5),
+                    definition: r.get(6),
+                    columns: r.get(7),
+                });
+            }
+        }
+        for r in self
+            .client
+            .query(
+                &format!(
+                    "SELECT n.nspname::text, o.relname::text, pg_get_viewdef(o.oid, true)
+                     FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace
+                     WHERE o.relkind IN ('v', 'm') AND {USER} AND {NOT_EXTENSION} ORDER BY 1, 2"
+                ),
+                &[],
+            )
+            .map_err(pg_err(ctx))?
+        {
+            catalog.views.push(View {
+                name: name(r.get(0), r.get(1)),
+                definition: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            });
+        }
+        for r in self
+            .client
+            .query(
+                &format!(
+                    "SELECT n.nspname::text, o.proname::text, o.prokind::text, l.lanname::text,
+                            pg_get_function_arguments(o.oid), coalesce(pg_get_function_result(o.oid), ''),
+                            pg_get_functiondef(o.oid)
+                     FROM pg_proc o JOIN pg_namespace n ON n.oid = o.pronamespace
+                     JOIN pg_language l ON l.oid = o.prolang
+                     WHERE o.prokind IN ('f', 'p') AND {USER} AND {NOT_EXTENSION} ORDER BY 1, 2"
+                ),
+                &[],
+            )
+            .map_err(pg_err(ctx))?
+        {
+            catalog.routines.push(Routine {
+                name: name(r.get(0), r.get(1)),
+                kind: if r.get::<_, String>(2) == "p" {
+                    "procedure".into()
+                } else {
+                    "function".into()
+                },
+                language: r.get(3),
+                arguments: r.get(4),
+                returns: r.get(5),
+                definition: r.get(6),
+            });
+        }
+        for r in self
+            .client
+            .query(
+                "SELECT trigger_name::text, event_object_schema::text, event_object_table::text,
+                        action_timing::text, string_agg(event_manipulation::text, ' OR ' ORDER BY event_manipulation),
+                        min(action_statement::text)
+                 FROM information_schema.triggers
+                 GROUP BY 1, 2, 3, 4 ORDER BY 2, 3, 1",
+                &[],
+            )
+            .map_err(pg_err(ctx))?
+        {
+            catalog.triggers.push(Trigger {
+                name: r.get(0),
+                table: name(r.get(1), r.get(2)),
+                timing: r.get(3),
+                events: r.get(4),
+                definition: r.get(5),
+            });
+        }
+        Ok(catalog)
     }
 
     fn select(t: &TableInfo) -> String {

@@ -3,8 +3,11 @@
 
 use arrow::record_batch::RecordBatch;
 
+use crate::csv::CsvSource;
 use crate::error::Result;
+use crate::files::FileOptions;
 use crate::mysql::MySqlSource;
+use crate::parquet_source::ParquetSource;
 use crate::postgres::PgSource;
 use crate::sqlite::{SqliteSource, TableInfo};
 use crate::url::{parse, Location};
@@ -17,13 +20,24 @@ pub enum Source {
     Postgres(Box<PgSource>),
     /// A MySQL or MariaDB database, inside a read-only consistent-snapshot transaction.
     MySql(Box<MySqlSource>),
+    /// CSV files.
+    Csv(Box<CsvSource>),
+    /// Parquet files.
+    Parquet(ParquetSource),
 }
 
 impl Source {
     /// Opens the source at `url`. For engines with snapshots, the session
     /// imports `snapshot` when given, or starts its own read-only transaction.
     pub fn open(url: &str, snapshot: Option<&str>) -> Result<Source> {
+        Self::open_with(url, snapshot, &FileOptions::default())
+    }
+
+    /// [`Source::open`] with the options of file sources.
+    pub fn open_with(url: &str, snapshot: Option<&str>, options: &FileOptions) -> Result<Source> {
         Ok(match parse(url, "source")? {
+            Location::Csv(path) => Source::Csv(Box::new(CsvSource::open(&path, options.clone())?)),
+            Location::Parquet(path) => Source::Parquet(ParquetSource::open(&path)?),
             Location::Sqlite(path) => Source::Sqlite(SqliteSource::open(&path)?),
             Location::Postgres(url) => {
                 let mut pg = PgSource::connect(&url)?;
@@ -42,7 +56,7 @@ impl Source {
     /// whose files do not change under a read-only reader).
     pub fn export_snapshot(&mut self) -> Result<Option<String>> {
         match self {
-            Source::Sqlite(_) | Source::MySql(_) => Ok(None),
+            Source::Sqlite(_) | Source::MySql(_) | Source::Csv(_) | Source::Parquet(_) => Ok(None),
             Source::Postgres(pg) => pg.export_snapshot().map(Some),
         }
     }
@@ -53,6 +67,19 @@ impl Source {
             Source::Sqlite(s) => s.tables(),
             Source::Postgres(p) => p.tables(),
             Source::MySql(m) => m.tables(),
+            Source::Csv(c) => c.tables(),
+            Source::Parquet(p) => p.tables(),
+        }
+    }
+
+    /// Defaults, constraints, indexes, views, routines and triggers of the
+    /// discovered tables (empty for files).
+    pub fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        match self {
+            Source::Sqlite(s) => s.catalog(tables),
+            Source::Postgres(p) => p.catalog(tables),
+            Source::MySql(m) => m.catalog(tables),
+            Source::Csv(_) | Source::Parquet(_) => Ok(Default::default()),
         }
     }
 
@@ -68,6 +95,8 @@ impl Source {
             Source::Sqlite(s) => s.read(table, range, batch_rows, sink),
             Source::Postgres(p) => p.read(table, range, batch_rows, sink),
             Source::MySql(m) => m.read(table, range, batch_rows, sink),
+            Source::Csv(c) => c.read(table, range, None, batch_rows, sink),
+            Source::Parquet(p) => p.read(table, range, None, batch_rows, sink),
         }
     }
 
@@ -77,6 +106,24 @@ impl Source {
             Source::Sqlite(s) => s.sample(table, n),
             Source::Postgres(p) => p.sample(table, n),
             Source::MySql(m) => m.sample(table, n),
+            Source::Csv(c) => c.sample(table, n),
+            Source::Parquet(p) => p.sample(table, n),
+        }
+    }
+
+    /// Sets where malformed records are set aside while reading (CSV under
+    /// `bad_rows = "quarantine"`; other sources have no such records).
+    pub fn quarantine_to(&mut self, path: std::path::PathBuf) {
+        if let Source::Csv(c) = self {
+            c.quarantine_to(path);
+        }
+    }
+
+    /// Records set aside since [`Source::quarantine_to`].
+    pub fn quarantined(&self) -> u64 {
+        match self {
+            Source::Csv(c) => c.quarantined(),
+            _ => 0,
         }
     }
 }

@@ -26,6 +26,7 @@
 //! A stored value that does not fit its column's Arrow type (SQLite lets
 //! `'abc'` sit in an INTEGER column) is an error naming table, column and rowid.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +83,13 @@ pub struct TableInfo {
     /// The partitioning key column (None: SQLite's rowid).
     #[serde(default)]
     pub range_column: Option<String>,
+    /// Where partitions may start, for sources that choose them (CSV record
+    /// offsets, Parquet row groups); None: split `rowid_range` evenly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<Vec<crate::files::Split>>,
+    /// File facts for CSV and Parquet tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<crate::files::FileInfo>,
 }
 
 /// Maps a declared SQLite type to an Arrow type (see the module table).
@@ -282,7 +290,148 @@ impl SqliteSource {
             rowid_range,
             qualified: None,
             range_column: None,
+            splits: None,
+            file: None,
         })
+    }
+
+    /// Defaults, foreign keys, unique and check constraints, indexes, views
+    /// and triggers (SQLite has no stored procedures). Check constraints are
+    /// read from the `CREATE TABLE` text, where SQLite keeps them.
+    pub fn catalog(&self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        use crate::catalog::*;
+        let ctx = "reading the source catalog";
+        let strings = |sql: &str, arg: &str| -> Result<Vec<Vec<Option<String>>>> {
+            let mut st = self.conn.prepare(sql).map_err(ConnectorError::sql(ctx))?;
+            let n = st.column_count();
+            let rows = st
+                .query_map([arg], |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                ValueRef::Null => None,
+                                ValueRef::Integer(v) => Some(v.to_string()),
+                                ValueRef::Real(v) => Some(v.to_string()),
+                                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                    Some(String::from_utf8_lossy(t).into_owned())
+                                }
+                            })
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(ConnectorError::sql(ctx))?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(ConnectorError::sql(ctx))
+        };
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let mut catalog = Catalog::default();
+        for t in tables {
+            let mut tc = TableCatalog::default();
+            for r in strings(
+                "SELECT name, dflt_value FROM pragma_table_info(?1)",
+                &t.name,
+            )? {
+                if let Some(d) = &r[1] {
+                    tc.defaults.insert(text(&r[0]), d.clone());
+                }
+            }
+            let mut fks: BTreeMap<String, ForeignKey> = BTreeMap::new();
+            for r in strings(
+                "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
+                &t.name,
+            )? {
+                let fk = fks.entry(text(&r[0])).or_insert_with(|| ForeignKey {
+                    name: format!("fk_{}", text(&r[0])),
+                    columns: Vec::new(),
+                    references: text(&r[1]),
+                    referenced_columns: Vec::new(),
+                    on_delete: text(&r[5]),
+                    on_update: text(&r[4]),
+                });
+                fk.columns.push(text(&r[2]));
+                // A missing `to` refers to the parent's primary key.
+                fk.referenced_columns.push(text(&r[3]));
+            }
+            tc.foreign_keys = fks.into_values().collect();
+            for r in strings(
+                "SELECT name, \"unique\", origin, (SELECT sql FROM sqlite_master m WHERE m.name = l.name) FROM pragma_index_list(?1) l ORDER BY name",
+                &t.name,
+            )? {
+                let name = text(&r[0]);
+                let columns: Vec<String> = strings(
+                    "SELECT coalesce(name, '<expression>') FROM pragma_index_xinfo(?1) WHERE key = 1 ORDER BY seqno",
+                    &name,
+                )?
+                .iter()
+                .map(|c| text(&c[0]))
+                .collect();
+                let origin = text(&r[2]);
+                if origin == "u" {
+                    tc.unique.push(Unique {
+                        name: name.clone(),
+                        columns: columns.clone(),
+                    });
+                }
+                tc.indexes.push(Index {
+                    name,
+                    columns,
+                    unique: text(&r[1]) == "1",
+                    primary: origin == "pk",
+                    method: "btree".into(),
+                    definition: text(&r[3]),
+                });
+            }
+            if let Some(ddl) = strings(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                &t.name,
+            )?
+            .first()
+            {
+                for (i, expression) in crate::catalog::checks_in_ddl(&text(&ddl[0]))
+                    .into_iter()
+                    .enumerate()
+                {
+                    tc.checks.push(Check {
+                        name: format!("check_{}", i + 1),
+                        expression,
+                    });
+                }
+            }
+            catalog.tables.insert(t.name.clone(), tc);
+        }
+        for r in strings(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND ?1 = ?1 ORDER BY name",
+            "",
+        )? {
+            let sql = text(&r[3]);
+            if text(&r[0]) == "view" {
+                catalog.views.push(View {
+                    name: text(&r[1]),
+                    definition: sql,
+                });
+            } else {
+                // The header, up to the table name, says when and on what it fires.
+                let upper = sql.to_ascii_uppercase().replace(['\n', '\t', '\r'], " ");
+                let head = &upper[..upper.find(" ON ").unwrap_or(upper.len())];
+                let timing = ["INSTEAD OF", "BEFORE", "AFTER"]
+                    .into_iter()
+                    .find(|k| head.contains(&format!(" {k} ")))
+                    .unwrap_or("BEFORE");
+                let events = ["INSERT", "UPDATE", "DELETE"]
+                    .into_iter()
+                    .filter(|k| head.contains(&format!(" {k}")))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                catalog.triggers.push(Trigger {
+                    name: text(&r[1]),
+                    table: text(&r[2]),
+                    timing: timing.into(),
+                    events,
+                    definition: sql,
+                });
+            }
+        }
+        Ok(catalog)
     }
 
     /// A deterministic sample of about `n` rows spread over the whole table:
@@ -938,6 +1087,43 @@ mod tests {
         )
         .unwrap();
         p
+    }
+
+    #[test]
+    fn catalog_reads_constraints_indexes_views_and_triggers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.db");
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE customer (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE,
+                     tier TEXT NOT NULL DEFAULT 'basic' CHECK (tier IN ('basic', 'gold')));
+                 CREATE TABLE purchase (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL,
+                     amount NUMERIC, FOREIGN KEY (customer_id) REFERENCES customer (id) ON DELETE CASCADE);
+                 CREATE INDEX purchase_by_amount ON purchase (amount);
+                 CREATE VIEW gold AS SELECT id FROM customer WHERE tier = 'gold';
+                 CREATE TRIGGER audit AFTER UPDATE OF amount ON purchase BEGIN INSERT INTO purchase VALUES (NULL, 0, 0); END;",
+            )
+            .unwrap();
+        let src = SqliteSource::open(&p).unwrap();
+        let tables = src.tables().unwrap();
+        let cat = src.catalog(&tables).unwrap();
+        let customer = &cat.tables["customer"];
+        assert_eq!(customer.defaults["tier"], "'basic'");
+        assert_eq!(customer.unique.len(), 1);
+        assert_eq!(customer.unique[0].columns, ["email"]);
+        assert_eq!(customer.checks[0].expression, "tier IN ('basic', 'gold')");
+        let purchase = &cat.tables["purchase"];
+        assert_eq!(purchase.foreign_keys[0].references, "customer");
+        assert_eq!(purchase.foreign_keys[0].columns, ["customer_id"]);
+        assert_eq!(purchase.foreign_keys[0].on_delete, "CASCADE");
+        assert!(purchase
+            .indexes
+            .iter()
+            .any(|i| i.name == "purchase_by_amount" && i.columns == ["amount"] && !i.unique));
+        assert_eq!(cat.views[0].name, "gold");
+        let t = &cat.triggers[0];
+        assert_eq!((t.timing.as_str(), t.events.as_str()), ("AFTER", "UPDATE"));
     }
 
     #[test]

@@ -15,6 +15,74 @@ pub enum Location {
     Postgres(String),
     /// `mysql://` or `mariadb://` URL (sources only in this build).
     MySql(String),
+    /// `csv://PATH` or `file://PATH.csv`: a CSV file or a folder of them (sources).
+    Csv(PathBuf),
+    /// `parquet://PATH` or `file://PATH.parquet`: a Parquet file or a folder of them (sources).
+    Parquet(PathBuf),
+}
+
+fn file_location(
+    url: &str,
+    role: &'static str,
+    path: &str,
+    format: Option<&str>,
+) -> Result<Location> {
+    if path.is_empty() {
+        return Err(ConnectorError::Unsupported {
+            role,
+            url: url.into(),
+            hint: "a file URL needs a path: csv://PATH, parquet://PATH or file://PATH.csv".into(),
+        });
+    }
+    if role == "target" {
+        return Err(ConnectorError::Unsupported {
+            role,
+            url: url.into(),
+            hint: "CSV and Parquet are sources in this build; targets supported now: sqlite://PATH"
+                .into(),
+        });
+    }
+    let p = PathBuf::from(path);
+    let ext = |p: &std::path::Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default()
+    };
+    let format = match format {
+        Some(f) => f.to_string(),
+        None if p.is_dir() => {
+            let mut kinds: Vec<String> = std::fs::read_dir(&p)
+                .map(|d| d.flatten().map(|e| ext(&e.path())).collect())
+                .unwrap_or_default();
+            kinds.retain(|k| matches!(k.as_str(), "csv" | "tsv" | "parquet" | "parq" | "pq"));
+            kinds.sort();
+            kinds.dedup();
+            let csv = kinds.iter().any(|k| k == "csv" || k == "tsv");
+            let pq = kinds.iter().any(|k| k.starts_with("parq") || k == "pq");
+            match (csv, pq) {
+                (true, false) => "csv".into(),
+                (false, true) => "parquet".into(),
+                _ => {
+                    return Err(ConnectorError::Unsupported {
+                        role,
+                        url: url.into(),
+                        hint: "the folder must hold .csv or .parquet files (not both); name the format with csv://PATH or parquet://PATH".into(),
+                    })
+                }
+            }
+        }
+        None => ext(&p),
+    };
+    match format.as_str() {
+        "csv" | "tsv" | "txt" => Ok(Location::Csv(p)),
+        "parquet" | "parq" | "pq" => Ok(Location::Parquet(p)),
+        other => Err(ConnectorError::Unsupported {
+            role,
+            url: url.into(),
+            hint: format!("file extension {other:?} is neither .csv nor .parquet; use csv://PATH or parquet://PATH to name the format"),
+        }),
+    }
 }
 
 /// Parses a URL for `role` (`source` or `target`). Engines whose connectors
@@ -50,17 +118,18 @@ pub fn parse(url: &str, role: &'static str) -> Result<Location> {
         }
         return Ok(Location::MySql(url.to_string()));
     }
-    let scheme = url.split("://").next().unwrap_or("");
-    let hint = match scheme {
-        "file" => {
-            format!("the {scheme} connector is not part of this build yet; supported now: sqlite://PATH, postgresql://... and mysql://... (sources)")
-        }
-        _ => "expected sqlite://PATH, postgresql://..., mysql://... or file://PATH.csv|parquet"
-            .into(),
-    };
+    if let Some(rest) = url.strip_prefix("csv://") {
+        return file_location(url, role, rest, Some("csv"));
+    }
+    if let Some(rest) = url.strip_prefix("parquet://") {
+        return file_location(url, role, rest, Some("parquet"));
+    }
+    if let Some(rest) = url.strip_prefix("file://") {
+        return file_location(url, role, rest, None);
+    }
     Err(ConnectorError::Unsupported {
         role,
         url: redact_url(url),
-        hint,
+        hint: "expected sqlite://PATH, postgresql://..., mysql://..., csv://PATH, parquet://PATH or file://PATH.csv|parquet".into(),
     })
 }

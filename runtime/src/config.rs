@@ -53,11 +53,35 @@ impl Default for MigrationSection {
 }
 
 /// `[source]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SourceSection {
-    /// Source URL: `sqlite://PATH`, `postgresql://...`, `mysql://...`, `file://PATH.csv|parquet`.
+    /// Source URL: `sqlite://PATH`, `postgresql://...`, `mysql://...`,
+    /// `csv://PATH`, `parquet://PATH`, `file://PATH.csv|parquet`.
     pub url: String,
+    /// Text encoding of CSV files: `auto` to detect, or a label (`utf-8`, `latin1`, ...).
+    pub encoding: String,
+    /// Detected encodings below this confidence are refused, naming the file and bytes.
+    pub encoding_min_confidence: f64,
+    /// CSV field delimiter: `auto`, `tab`, or one character.
+    pub csv_delimiter: String,
+    /// Whether the first CSV record names the columns.
+    pub csv_header: bool,
+    /// Malformed CSV records: `reject` (stop before any work) or `quarantine` (set aside, counted).
+    pub bad_rows: String,
+}
+
+impl Default for SourceSection {
+    fn default() -> Self {
+        SourceSection {
+            url: String::new(),
+            encoding: "auto".into(),
+            encoding_min_confidence: 0.9,
+            csv_delimiter: "auto".into(),
+            csv_header: true,
+            bad_rows: "reject".into(),
+        }
+    }
 }
 
 /// `[target]`
@@ -285,7 +309,7 @@ impl MigrationConfig {
     /// (the configuration file's folder), as a user reading the file expects.
     pub fn resolve_relative_to(&mut self, dir: &Path) {
         for url in [&mut self.source.url, &mut self.target.url] {
-            for scheme in ["sqlite://", "file://"] {
+            for scheme in ["sqlite://", "file://", "csv://", "parquet://"] {
                 if let Some(rest) = url.strip_prefix(scheme) {
                     if !rest.is_empty() && Path::new(rest).is_relative() {
                         *url = format!("{scheme}{}", dir.join(rest).display());
@@ -322,6 +346,18 @@ impl MigrationConfig {
             return Err(bad(
                 "key target.url is missing: set `url` under [target] or pass --target URL".into(),
             ));
+        }
+        if !matches!(self.source.bad_rows.as_str(), "reject" | "quarantine") {
+            return Err(bad(format!(
+                "key source.bad_rows = {:?} must be \"reject\" or \"quarantine\"",
+                self.source.bad_rows
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.source.encoding_min_confidence) {
+            return Err(bad(format!(
+                "key source.encoding_min_confidence = {} must lie between 0 and 1",
+                self.source.encoding_min_confidence
+            )));
         }
         if self.ingestion.partition_rows == 0 {
             return Err(bad("key ingestion.partition_rows must be at least 1".into()));

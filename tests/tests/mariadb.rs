@@ -143,3 +143,90 @@ fn a_mariadb_source_session_refuses_writes() {
     let n: Option<i64> = db.conn().query_first("SELECT COUNT(*) FROM t").unwrap();
     assert_eq!(n, Some(2), "the source is unchanged");
 }
+
+#[test]
+fn mariadb_discovery_reads_constraints_indexes_views_routines_and_triggers() {
+    let db = MyDatabase::create("catalog");
+    let mut conn = db.conn();
+    for stmt in [
+        "CREATE TABLE customer (
+            id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(80) NOT NULL, tier VARCHAR(10) NOT NULL DEFAULT 'basic',
+            CONSTRAINT email_once UNIQUE (email), CONSTRAINT tier_known CHECK (tier IN ('basic', 'gold'))
+        )",
+        "CREATE TABLE purchase (
+            id BIGINT PRIMARY KEY, customer_id INT NOT NULL, amount DECIMAL(10,2) NOT NULL,
+            KEY by_amount (amount),
+            CONSTRAINT purchase_customer FOREIGN KEY (customer_id) REFERENCES customer (id) ON DELETE CASCADE
+        )",
+        "CREATE VIEW gold AS SELECT id, email FROM customer WHERE tier = 'gold'",
+        "CREATE PROCEDURE promote(IN cid INT) UPDATE customer SET tier = 'gold' WHERE id = cid",
+        "CREATE FUNCTION cents(x DECIMAL(10,2)) RETURNS BIGINT DETERMINISTIC RETURN x * 100",
+        "CREATE TRIGGER purchase_positive BEFORE INSERT ON purchase FOR EACH ROW SET NEW.amount = ABS(NEW.amount)",
+    ] {
+        conn.query_drop(stmt).unwrap_or_else(|e| panic!("{stmt}: {e}"));
+    }
+    let mut src = Source::open(&db.url, None).unwrap();
+    let tables = src.tables().unwrap();
+    let cat = src.catalog(&tables).unwrap();
+    let customer = &cat.tables["customer"];
+    assert_eq!(customer.defaults["tier"], "'basic'");
+    assert_eq!(customer.unique[0].name, "email_once");
+    assert_eq!(customer.unique[0].columns, ["email"]);
+    assert!(
+        customer
+            .checks
+            .iter()
+            .any(|c| c.name == "tier_known" && c.expression.contains("gold")),
+        "{:?}",
+        customer.checks
+    );
+    assert!(customer
+        .indexes
+        .iter()
+        .any(|i| i.primary && i.unique && i.columns == ["id"]));
+    let purchase = &cat.tables["purchase"];
+    let fk = &purchase.foreign_keys[0];
+    assert_eq!(fk.name, "purchase_customer");
+    assert_eq!(
+        (fk.references.as_str(), fk.on_delete.as_str()),
+        ("customer", "CASCADE")
+    );
+    assert_eq!(
+        (fk.columns.clone(), fk.referenced_columns.clone()),
+        (vec!["customer_id".to_string()], vec!["id".to_string()])
+    );
+    let by_amount = purchase
+        .indexes
+        .iter()
+        .find(|i| i.name == "by_amount")
+        .unwrap();
+    assert_eq!(
+        (by_amount.unique, by_amount.method.as_str()),
+        (false, "btree")
+    );
+    assert_eq!(cat.views.len(), 1);
+    assert_eq!(cat.views[0].name, "gold");
+    let routines: Vec<(&str, &str)> = cat
+        .routines
+        .iter()
+        .map(|r| (r.name.as_str(), r.kind.as_str()))
+        .collect();
+    assert_eq!(routines, [("cents", "function"), ("promote", "procedure")]);
+    assert!(
+        cat.routines[1].arguments.contains("cid"),
+        "{:?}",
+        cat.routines[1]
+    );
+    assert_eq!(cat.routines[0].returns.to_ascii_lowercase(), "bigint(20)");
+    let t = &cat.triggers[0];
+    assert_eq!(
+        (
+            t.name.as_str(),
+            t.table.as_str(),
+            t.timing.as_str(),
+            t.events.as_str()
+        ),
+        ("purchase_positive", "purchase", "BEFORE", "INSERT")
+    );
+    assert!(t.definition.contains("ABS"));
+}

@@ -316,3 +316,113 @@ fn a_migration_killed_during_postgres_ingestion_extracts_again_at_a_new_snapshot
     .unwrap();
     assert_eq!(restarted, 1);
 }
+
+const SHOP: &str = "
+CREATE TABLE customer (
+  id serial PRIMARY KEY, email text NOT NULL UNIQUE, tier text NOT NULL DEFAULT 'basic',
+  born date CHECK (born > date '1900-01-01'), CONSTRAINT tier_known CHECK (tier IN ('basic', 'gold'))
+);
+CREATE TABLE purchase (
+  id bigint PRIMARY KEY, customer_id int NOT NULL REFERENCES customer (id) ON DELETE CASCADE,
+  amount numeric(10,2) NOT NULL, placed_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (customer_id, placed_at)
+);
+CREATE INDEX purchase_by_amount ON purchase (amount DESC);
+CREATE INDEX customer_email_lower ON customer (lower(email));
+CREATE VIEW gold AS SELECT id, email FROM customer WHERE tier = 'gold';
+CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.placed_at := now(); RETURN NEW; END $$;
+CREATE TRIGGER purchase_stamp BEFORE INSERT OR UPDATE ON purchase FOR EACH ROW EXECUTE FUNCTION stamp();
+CREATE PROCEDURE promote(cid int) LANGUAGE sql AS $$ UPDATE customer SET tier = 'gold' WHERE id = cid $$;
+";
+
+#[test]
+fn postgres_discovery_reads_constraints_indexes_views_routines_and_triggers() {
+    let db = PgDatabase::create("catalog");
+    db.client().batch_execute(SHOP).unwrap();
+    let mut src = Source::open(&db.url, None).unwrap();
+    let tables = src.tables().unwrap();
+    let cat = src.catalog(&tables).unwrap();
+    let customer = &cat.tables["customer"];
+    assert_eq!(customer.defaults["tier"], "'basic'::text");
+    assert!(customer.defaults["id"].starts_with("nextval("));
+    assert_eq!(customer.unique.len(), 1);
+    assert_eq!(customer.unique[0].columns, ["email"]);
+    let checks: Vec<&str> = customer
+        .checks
+        .iter()
+        .map(|c| c.expression.as_str())
+        .collect();
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert!(checks.iter().any(|c| c.contains("born >")), "{checks:?}");
+    let expr = customer
+        .indexes
+        .iter()
+        .find(|i| i.name == "customer_email_lower")
+        .unwrap();
+    assert_eq!(expr.columns, ["lower(email)"]);
+    assert!(customer
+        .indexes
+        .iter()
+        .any(|i| i.primary && i.columns == ["id"]));
+
+    let purchase = &cat.tables["purchase"];
+    assert_eq!(purchase.foreign_keys.len(), 1);
+    let fk = &purchase.foreign_keys[0];
+    assert_eq!(
+        (
+            fk.columns.as_slice(),
+            fk.references.as_str(),
+            fk.referenced_columns.as_slice(),
+            fk.on_delete.as_str()
+        ),
+        (
+            ["customer_id".to_string()].as_slice(),
+            "customer",
+            ["id".to_string()].as_slice(),
+            "CASCADE"
+        )
+    );
+    assert_eq!(purchase.unique[0].columns, ["customer_id", "placed_at"]);
+    let by_amount = purchase
+        .indexes
+        .iter()
+        .find(|i| i.name == "purchase_by_amount")
+        .unwrap();
+    assert_eq!(
+        (by_amount.method.as_str(), by_amount.unique),
+        ("btree", false)
+    );
+    assert_eq!(by_amount.columns, ["amount"]);
+    assert!(
+        by_amount.definition.contains("(amount DESC)"),
+        "{}",
+        by_amount.definition
+    );
+
+    assert_eq!(cat.views.len(), 1);
+    assert!(cat.views[0].definition.contains("'gold'"));
+    let kinds: Vec<(&str, &str, &str)> = cat
+        .routines
+        .iter()
+        .map(|r| (r.name.as_str(), r.kind.as_str(), r.language.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("promote", "procedure", "sql"),
+            ("stamp", "function", "plpgsql")
+        ]
+    );
+    assert!(cat.routines[1].definition.contains("NEW.placed_at"));
+    assert_eq!(cat.triggers.len(), 1);
+    let t = &cat.triggers[0];
+    assert_eq!(
+        (
+            t.name.as_str(),
+            t.table.as_str(),
+            t.timing.as_str(),
+            t.events.as_str()
+        ),
+        ("purchase_stamp", "purchase", "BEFORE", "INSERT OR UPDATE")
+    );
+}

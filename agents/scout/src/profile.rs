@@ -1,6 +1,7 @@
 //! Column profiles computed on a sample: cardinality, null ratio, value
-//! distribution (a histogram for numbers, top values for the rest), min/max,
-//! lengths, value shapes (`AAA-9999`) and the date format text values follow.
+//! distribution (a histogram for numbers, a calendar histogram for dates, top
+//! values for the rest), min/max, lengths, value shapes (`AAA-9999`) and the
+//! date format text values follow.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,18 @@ pub struct Bucket {
     /// Upper bound.
     pub hi: f64,
     /// Values in the bucket.
+    pub count: u64,
+}
+
+/// One period of a date histogram: a day (`2024-03-05`), a month
+/// (`2024-03`) or a year (`2024`), whichever fits the sample's span (within
+/// one month: days; up to five years: months; beyond: years). Empty periods
+/// are left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DateBucket {
+    /// The period.
+    pub period: String,
+    /// Values in it.
     pub count: u64,
 }
 
@@ -60,6 +73,32 @@ pub struct ColumnProfile {
     pub patterns: Vec<(String, u64)>,
     /// The date format most text values follow (at least 90% of them), if any.
     pub date_format: Option<String>,
+    /// Calendar histogram of date and timestamp columns (and of text columns
+    /// whose values are at least 90% dates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_histogram: Option<Vec<DateBucket>>,
+}
+
+fn date_histogram(dates: &[(i32, u32, u32)]) -> Vec<DateBucket> {
+    let (Some(lo), Some(hi)) = (dates.iter().min(), dates.iter().max()) else {
+        return Vec::new();
+    };
+    let months = (hi.0 - lo.0) * 12 + hi.1 as i32 - lo.1 as i32;
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for &(y, m, d) in dates {
+        let period = if months == 0 {
+            format!("{y:04}-{m:02}-{d:02}")
+        } else if months <= 60 {
+            format!("{y:04}-{m:02}")
+        } else {
+            format!("{y:04}")
+        };
+        *counts.entry(period).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(period, count)| DateBucket { period, count })
+        .collect()
 }
 
 /// A cell seen as a number or as text.
@@ -307,6 +346,7 @@ fn profile_column(
         top_values: Vec::new(),
         patterns: Vec::new(),
         date_format: None,
+        date_histogram: None,
     };
     if !nums.is_empty() {
         nums.retain(|x| x.is_finite());
@@ -374,6 +414,10 @@ fn profile_column(
         p.patterns = top(shapes, 5);
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         p.date_format = date_format(&refs);
+        let dates: Vec<(i32, u32, u32)> = texts.iter().filter_map(|t| parse_date(t)).collect();
+        if !dates.is_empty() && dates.len() * 10 >= texts.len() * 9 {
+            p.date_histogram = Some(date_histogram(&dates));
+        }
     }
     p.distinct_ratio = if non_null == 0 {
         0.0
@@ -437,6 +481,22 @@ mod tests {
             Some("3.5"),
             "NaN is left out of min/max"
         );
+    }
+
+    #[test]
+    fn dates_get_a_calendar_histogram() {
+        let days: Vec<i32> = (0..400).map(|i| 19_723 + i).collect(); // from 2024-01-01
+        let b = RecordBatch::try_from_iter([(
+            "d",
+            Arc::new(arrow::array::Date32Array::from(days)) as ArrayRef,
+        )])
+        .unwrap();
+        let h = profile(&[b])[0].date_histogram.clone().unwrap();
+        assert_eq!(h.len(), 14, "by month over 13 months and a bit: {h:?}");
+        assert_eq!(h[0].period, "2024-01");
+        assert_eq!(h[0].count, 31);
+        assert_eq!(h[1].count, 29, "leap February");
+        assert_eq!(h.iter().map(|b| b.count).sum::<u64>(), 400);
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! What file sources (CSV, Parquet) share: finding the files of a location,
+//! the file facts recorded at discovery, and the options a user sets.
+//!
+//! A location is one file or a folder; in a folder every file with the
+//! format's extension is a table named after the file's stem. Discovery
+//! records each file's size and modification time, and every reader checks
+//! them again before reading: a file changed after discovery is an error,
+//! never a silent mix of two versions.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConnectorError, Result};
+
+/// What to do with a CSV record that cannot be read as a row of its table
+/// (wrong number of fields, a NUL byte).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BadRows {
+    /// Stop before any work, naming file, line and reason.
+    #[default]
+    Reject,
+    /// Set the record aside in a quarantine file (original bytes kept) and go on.
+    Quarantine,
+}
+
+/// Options of file sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FileOptions {
+    /// `auto` to detect, or an encoding label (`utf-8`, `latin1`, `windows-1250`, ...).
+    pub encoding: String,
+    /// Detected encodings below this confidence are refused.
+    pub min_confidence: f64,
+    /// `auto` (sniffed from the first line among `,` `;` tab `|`) or one character.
+    pub delimiter: String,
+    /// Whether the first record names the columns.
+    pub header: bool,
+    /// Malformed records.
+    pub bad_rows: BadRows,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            encoding: "auto".into(),
+            min_confidence: 0.9,
+            delimiter: "auto".into(),
+            header: true,
+            bad_rows: BadRows::Reject,
+        }
+    }
+}
+
+/// Where a partition may start: a record's byte offset (CSV) or a row group
+/// (Parquet), with the rows and the line before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Byte offset (CSV) or row group index (Parquet).
+    pub key: i64,
+    /// Rows of the table before this point.
+    pub rows_before: u64,
+    /// Line of the file at this point (1-based; CSV only, else 0).
+    pub line: u64,
+}
+
+/// A file source table's facts, fixed at discovery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// `csv` or `parquet`.
+    pub format: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Size at discovery.
+    pub bytes: u64,
+    /// Modification time at discovery, nanoseconds since the epoch.
+    pub modified_ns: u64,
+    /// Encoding the text was read in (CSV).
+    #[serde(default)]
+    pub encoding: String,
+    /// How sure the detection was (1 when given or UTF-8).
+    #[serde(default)]
+    pub encoding_confidence: f64,
+    /// Field delimiter (CSV).
+    #[serde(default)]
+    pub delimiter: u8,
+    /// Whether the first record is a header (CSV).
+    #[serde(default)]
+    pub header: bool,
+    /// Malformed records found at discovery (quarantined on read).
+    #[serde(default)]
+    pub bad_records: u64,
+    /// Malformed-record policy.
+    #[serde(default)]
+    pub bad_rows: BadRows,
+}
+
+/// Size and modification time of a file.
+pub fn stamp(path: &Path) -> Result<(u64, u64)> {
+    let meta = std::fs::metadata(path).map_err(|e| ConnectorError::Unreadable {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    Ok((meta.len(), modified))
+}
+
+/// Refuses to read a file that changed since discovery.
+pub fn check_unchanged(info: &FileInfo) -> Result<()> {
+    let (bytes, modified) = stamp(&info.path)?;
+    if bytes != info.bytes || modified != info.modified_ns {
+        return Err(ConnectorError::Unreadable {
+            path: info.path.display().to_string(),
+            message: format!(
+                "the file changed after discovery (size {} -> {bytes} bytes); rerun with --restart to extract it again",
+                info.bytes
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The files of a location: the file itself, or the folder's files whose
+/// extension is one of `extensions`, sorted by name, with their table names.
+pub fn list(location: &Path, extensions: &[&str]) -> Result<Vec<(String, PathBuf)>> {
+    let shown = location.display().to_string();
+    let meta = std::fs::metadata(location).map_err(|e| ConnectorError::Unreadable {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
+    let mut files = Vec::new();
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(location).map_err(|e| ConnectorError::Unreadable {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            if path.is_file() && ext.is_some_and(|e| extensions.contains(&e.as_str())) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            return Err(ConnectorError::Unreadable {
+                path: shown,
+                message: format!("the folder holds no .{} file", extensions.join(" or .")),
+            });
+        }
+    } else {
+        files.push(location.to_path_buf());
+    }
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for path in files {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("table")
+            .to_string();
+        if let Some((_, other)) = out.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            return Err(ConnectorError::Unreadable {
+                path: shown,
+                message: format!(
+                    "{} and {} would both be table {name}; rename one",
+                    other.display(),
+                    path.display()
+                ),
+            });
+        }
+        out.push((name, path));
+    }
+    Ok(out)
+}
