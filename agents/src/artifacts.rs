@@ -77,6 +77,12 @@ pub struct Manifest {
     /// The source snapshot every partition was read at, where the engine has one.
     #[serde(default)]
     pub snapshot_id: Option<String>,
+    /// How the partitions agree with each other: `snapshot` (one exported
+    /// snapshot, PostgreSQL), `read-lock` (MySQL sessions started under a
+    /// global read lock), `per-session` (each MySQL partition its own
+    /// snapshot), `unchanged-files` (SQLite, CSV, Parquet files checked unchanged).
+    #[serde(default)]
+    pub consistency: String,
     /// Defaults, constraints, indexes, views, routines and triggers of the source.
     #[serde(default)]
     pub catalog: sensei_connectors::catalog::Catalog,

@@ -274,7 +274,7 @@ impl Orchestrator {
             return Ok(false);
         }
         let discovery: serde_json::Value = self.get_json(&path).await?;
-        Ok(discovery["snapshot_id"].is_string())
+        Ok(discovery["snapshot_id"].is_string() || discovery["consistency"] == "read-lock")
     }
 
     async fn plan(&self, id: &str, phase: Phase) -> Result<()> {
@@ -336,9 +336,14 @@ impl Orchestrator {
         let bytes_limit = config.ingestion.partition_bytes;
         let options = file_options(config);
         let task_options = options.clone();
-        let (tables, catalog, snapshot, holder, row_bytes) =
+        let lock = config.source.mysql_consistency == "lock";
+        let (tables, catalog, snapshot, locked, holder, row_bytes) =
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let mut source = Source::open_with(&url, None, &options)?;
+                let locked = match source {
+                    Source::MySql(_) if !lock => false,
+                    _ => source.hold_read_lock()?,
+                };
                 let snapshot = source.export_snapshot()?;
                 let tables = source.tables()?;
                 let catalog = source.catalog(&tables)?;
@@ -354,20 +359,28 @@ impl Orchestrator {
                         }
                     }
                 }
-                Ok((tables, catalog, snapshot, source, row_bytes))
+                Ok((tables, catalog, snapshot, locked, source, row_bytes))
             })
             .await
             .map_err(|e| AgentError::Malformed {
                 what: "schema discovery".into(),
                 message: e.to_string(),
             })??;
-        if snapshot.is_some() {
+        if snapshot.is_some() || locked {
             self.snapshots
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.to_string(), holder);
         }
-        let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "snapshot_id": snapshot, "tables": tables, "catalog": catalog});
+        let consistency = match (&snapshot, locked) {
+            (Some(_), _) => "snapshot",
+            (None, true) => "read-lock",
+            _ => match parse(&config.source.url, "source")? {
+                Location::Csv(_) | Location::Parquet(_) => "unchanged-files",
+                _ => "per-session",
+            },
+        };
+        let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "snapshot_id": snapshot, "consistency": consistency, "tables": tables, "catalog": catalog});
         self.put_json(&format!("{id}/discovery.json"), &discovery)
             .await?;
         let mut specs = Vec::new();
@@ -469,6 +482,10 @@ impl Orchestrator {
             source: redact_url(&config.source.url),
             snapshot_id: discovery["snapshot_id"].as_str().map(str::to_string),
             catalog: serde_json::from_value(discovery["catalog"].clone()).unwrap_or_default(),
+            consistency: discovery["consistency"]
+                .as_str()
+                .unwrap_or("snapshot")
+                .to_string(),
             checkpoint_time: discovery["checkpoint_time"]
                 .as_str()
                 .unwrap_or_default()

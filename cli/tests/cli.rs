@@ -59,7 +59,10 @@ fn migrate_without_source_says_what_is_missing() {
     // An engine this build lacks, a missing file, and a real server refusing
     // the password: all are clear errors, and none shows the password.
     for (source, expect) in [
-        ("oracle://scott:secret@127.0.0.1/orcl", "expected sqlite://PATH"),
+        (
+            "oracle://scott:secret@127.0.0.1/orcl",
+            "expected sqlite://PATH",
+        ),
         (
             "csv:///nonexistent-folder/data.csv",
             "cannot read source /nonexistent-folder/data.csv",

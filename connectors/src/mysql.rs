@@ -3,8 +3,12 @@
 //! Each session sets `time_zone = '+00:00'` and `NAMES utf8mb4` (the server
 //! converts columns declared in legacy character sets such as latin1 to
 //! UTF-8), then runs `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`.
-//! MySQL cannot share one snapshot between sessions: every partition is
-//! consistent in itself, and the manifest says so (`snapshot_id` stays empty).
+//! MySQL cannot share one snapshot between sessions. By default
+//! (`source.mysql_consistency = "lock"`) the head holds a global read lock
+//! ([`MySqlSource::hold_read_lock`]) from discovery until every partition is
+//! read, so all readers see the same data while writers wait, as mydumper
+//! does; with `"session"` every partition is consistent in itself only. The
+//! manifest's `consistency` says which.
 //! [`MySqlSource::query_text`] refuses anything but `SELECT`/`SHOW` before it
 //! reaches the server, and the server refuses writes in a read-only transaction.
 //!
@@ -151,6 +155,25 @@ impl MySqlSource {
                 .map_err(my_err("starting a read-only transaction"))?;
         }
         Ok(())
+    }
+
+    /// Holds a global read lock (`FLUSH TABLES WITH READ LOCK`) until this
+    /// session ends, so that every other session's consistent snapshot,
+    /// started meanwhile, sees the same data: MySQL cannot share one snapshot
+    /// between sessions, and this is how parallel readers agree. Writers on
+    /// the source wait until the lock goes. Needs the RELOAD privilege.
+    pub fn hold_read_lock(&mut self) -> Result<()> {
+        // FLUSH commits the open transaction implicitly: lock, then begin again.
+        self.conn
+            .query_drop("FLUSH TABLES WITH READ LOCK")
+            .map_err(|e| ConnectorError::Database {
+                context: "taking the global read lock that keeps parallel readers consistent".into(),
+                message: format!(
+                    "{e}; grant the RELOAD privilege to the source user, or set source.mysql_consistency = \"session\" (each partition then reads its own snapshot)"
+                ),
+                transient: false,
+            })?;
+        self.begin()
     }
 
     /// Runs a read-only query and returns its first value as text; anything

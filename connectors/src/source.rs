@@ -61,6 +61,18 @@ impl Source {
         }
     }
 
+    /// Makes the extraction consistent across sessions for engines that
+    /// cannot share a snapshot (MySQL: a global read lock held by this
+    /// session; SQLite outside WAL mode: a shared lock). Returns whether
+    /// writers are now kept out.
+    pub fn hold_read_lock(&mut self) -> Result<bool> {
+        match self {
+            Source::MySql(m) => m.hold_read_lock().map(|_| true),
+            Source::Sqlite(s) => s.hold_read_lock(),
+            _ => Ok(false),
+        }
+    }
+
     /// The user tables.
     pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
         match self {

@@ -209,6 +209,26 @@ impl SqliteSource {
         })
     }
 
+    /// Holds a read transaction until this handle goes. Outside WAL mode
+    /// that is a SHARED lock: no writer commits meanwhile, so every reader
+    /// sees the same file. In WAL mode writers go on, and this returns false.
+    pub fn hold_read_lock(&self) -> Result<bool> {
+        let ctx = "holding a read transaction on the source";
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(ConnectorError::sql(ctx))?;
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(ConnectorError::sql(ctx))?;
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(ConnectorError::sql(ctx))?;
+        Ok(!mode.eq_ignore_ascii_case("wal"))
+    }
+
     /// Runs a read-only query, refusing anything that is not a SELECT or WITH
     /// before it reaches SQLite.
     pub fn query_scalar(&self, sql: &str) -> Result<rusqlite::types::Value> {

@@ -69,6 +69,10 @@ pub struct SourceSection {
     pub csv_header: bool,
     /// Malformed CSV records: `reject` (stop before any work) or `quarantine` (set aside, counted).
     pub bad_rows: String,
+    /// MySQL/MariaDB: `lock` holds a global read lock while partitions start
+    /// their snapshots (one consistent extraction; writers wait), `session`
+    /// lets each partition read its own snapshot.
+    pub mysql_consistency: String,
 }
 
 impl Default for SourceSection {
@@ -80,6 +84,7 @@ impl Default for SourceSection {
             csv_delimiter: "auto".into(),
             csv_header: true,
             bad_rows: "reject".into(),
+            mysql_consistency: "lock".into(),
         }
     }
 }
@@ -351,6 +356,12 @@ impl MigrationConfig {
             return Err(bad(format!(
                 "key source.bad_rows = {:?} must be \"reject\" or \"quarantine\"",
                 self.source.bad_rows
+            )));
+        }
+        if !matches!(self.source.mysql_consistency.as_str(), "lock" | "session") {
+            return Err(bad(format!(
+                "key source.mysql_consistency = {:?} must be \"lock\" or \"session\"",
+                self.source.mysql_consistency
             )));
         }
         if !(0.0..=1.0).contains(&self.source.encoding_min_confidence) {

@@ -230,3 +230,83 @@ fn mariadb_discovery_reads_constraints_indexes_views_routines_and_triggers() {
     );
     assert!(t.definition.contains("ABS"));
 }
+
+#[test]
+fn writes_during_a_mariadb_extraction_wait_for_the_read_lock_and_stay_out_of_it() {
+    let db = MyDatabase::create("lock");
+    let mut conn = db.conn();
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .unwrap();
+    conn.query_drop("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_2000")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.db");
+    let work = dir.path().join("w");
+    let child = sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target"])
+        .arg(format!("sqlite://{}", target.display()))
+        .arg("--workdir")
+        .arg(&work)
+        .args(["--set", "ingestion.partition_rows=200", "--workers", "2"])
+        .env("SENSEI_TEST_TASK_DELAY_MS", "150")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(60, "some partitions extracted", || {
+        state_query(
+            &work,
+            "SELECT count(*) FROM tasks WHERE phase = 'ingestion' AND state = 'done'",
+        )
+        .unwrap_or(0)
+            >= 1
+    });
+    // A writer in the middle of the extraction (partitions of ids 401.. are
+    // still to be read): it waits for the lock. Without the lock
+    // (`source.mysql_consistency = session`) the later partitions miss the
+    // deleted rows: this test then fails with 1,900 rows.
+    let url = db.url.clone();
+    let writer = std::thread::spawn(move || {
+        let mut c = mysql::Conn::new(mysql::Opts::from_url(&url).unwrap()).unwrap();
+        c.query_drop("DELETE FROM t WHERE id <= 500").unwrap();
+        c.query_drop("INSERT INTO t VALUES (5001, 'late')").unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    writer.join().unwrap();
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let (n, min, max): (i64, i64, i64) = c
+        .query_row("SELECT count(*), min(id), max(id) FROM t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (n, min, max),
+        (2000, 1, 2000),
+        "the state before the writer, whole"
+    );
+    let now: i64 = db
+        .conn()
+        .query_first("SELECT COUNT(*) FROM t")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        now, 1501,
+        "the writer's changes landed in the source afterwards"
+    );
+    let mig = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("manifest.json").exists())
+        .unwrap()
+        .path();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["consistency"], "read-lock");
+}
