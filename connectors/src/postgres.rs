@@ -22,8 +22,11 @@
 //! | `timestamptz` | Timestamp(µs, UTC) | binary |
 //! | `uuid`, `json`, `jsonb`, `interval`, `time`, `inet`, enums, arrays, anything else | Utf8 | PostgreSQL's text form |
 //!
-//! `infinity`/`-infinity` dates and timestamps have no Arrow value: they are
-//! an error naming table, column and value.
+//! Values without an Arrow counterpart are errors naming table, column, row
+//! and value, never silent changes: `infinity`/`-infinity` dates and
+//! timestamps, `NaN` in `numeric(p,s)`. `NaN` and `±Infinity` in `real` and
+//! `double precision` are IEEE values and travel as such (a SQLite target
+//! refuses NaN, which it would store as NULL).
 
 use std::io::{BufReader, Read};
 use std::sync::Arc;
@@ -630,10 +633,29 @@ fn append(
     v: Option<&[u8]>,
 ) -> std::result::Result<(), (String, String)> {
     let bad = |v: &[u8]| {
-        (
-            format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)])),
-            dt.to_string(),
-        )
+        let infinite = match dt {
+            DataType::Date32 => be::<4>(v).map(i32::from_be_bytes).and_then(|d| match d {
+                i32::MAX => Some("infinity"),
+                i32::MIN => Some("-infinity"),
+                _ => None,
+            }),
+            DataType::Timestamp(..) => be::<8>(v).map(i64::from_be_bytes).and_then(|t| match t {
+                i64::MAX => Some("infinity"),
+                i64::MIN => Some("-infinity"),
+                _ => None,
+            }),
+            _ => None,
+        };
+        match infinite {
+            Some(word) => (
+                word.to_string(),
+                format!("{dt} (Arrow has no infinite dates; update such rows to NULL or a sentinel such as 9999-12-31 in the source, or migrate from a copy that does)"),
+            ),
+            None => (
+                format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)])),
+                dt.to_string(),
+            ),
+        }
     };
     macro_rules! put {
         ($builder:ty, $conv:expr) => {{

@@ -1058,8 +1058,19 @@ impl SqliteTarget {
             let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(columns.len());
             for row in 0..batch.num_rows() {
                 values.clear();
-                for col in &columns {
-                    values.push(crate::value::to_sqlite(col, row));
+                for (i, col) in columns.iter().enumerate() {
+                    let v = crate::value::to_sqlite(col, row);
+                    if matches!(v, rusqlite::types::Value::Real(f) if f.is_nan()) {
+                        // SQLite stores NaN as NULL: refuse rather than change the value.
+                        return Err(ConnectorError::Value {
+                            table: table.to_string(),
+                            column: schema.field(i).name().clone(),
+                            row: format!("{} of batch {} of partition {}", row + 1, key.seq, key.partition),
+                            value: "NaN".into(),
+                            expected: "number SQLite can store (SQLite turns NaN into NULL); map NaN to NULL in the mapping or choose another target".into(),
+                        });
+                    }
+                    values.push(v);
                 }
                 stmt.execute(params_from_iter(values.iter()))
                     .map_err(|source| ConnectorError::Sql {

@@ -426,3 +426,76 @@ fn postgres_discovery_reads_constraints_indexes_views_routines_and_triggers() {
         ("purchase_stamp", "purchase", "BEFORE", "INSERT OR UPDATE")
     );
 }
+
+#[test]
+fn postgres_values_without_an_arrow_counterpart_are_refused_by_name() {
+    let db = PgDatabase::create("badvalues");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE spans (id int PRIMARY KEY, valid_to date);
+             INSERT INTO spans VALUES (1, '2020-01-01'), (2, 'infinity');
+             CREATE TABLE amounts (id int PRIMARY KEY, n numeric(10,2));
+             INSERT INTO amounts VALUES (1, 1.5), (2, 'NaN');
+             CREATE TABLE readings (id int PRIMARY KEY, x float8);
+             INSERT INTO readings VALUES (1, 'Infinity'), (2, '-Infinity'), (3, 1.5);",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Infinite dates and a NaN numeric: refused, naming table, column and value.
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target"])
+        .arg(format!("sqlite://{}", dir.path().join("a.db").display()))
+        .arg("--workdir")
+        .arg(dir.path().join("a"))
+        .args(["--set", "scheduler.max_attempts=1"]));
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let named = (err.contains("table spans, column valid_to") && err.contains("infinity"))
+        || (err.contains("table amounts, column n") && err.contains("NaN"));
+    assert!(named, "{err}");
+    assert!(!dir.path().join("a.db").exists(), "nothing delivered");
+    db.client()
+        .batch_execute("UPDATE spans SET valid_to = '9999-12-31' WHERE id = 2; UPDATE amounts SET n = NULL WHERE id = 2;")
+        .unwrap();
+    // Infinite floats are IEEE values: they arrive as such.
+    let target = dir.path().join("b.db");
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target"])
+        .arg(format!("sqlite://{}", target.display()))
+        .arg("--workdir")
+        .arg(dir.path().join("b")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let xs: Vec<f64> = c
+        .prepare("SELECT x FROM readings ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(xs, [f64::INFINITY, f64::NEG_INFINITY, 1.5]);
+    // NaN cannot be stored in SQLite (it would become NULL): refused by name.
+    db.client()
+        .batch_execute("INSERT INTO readings VALUES (4, 'NaN')")
+        .unwrap();
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target"])
+        .arg(format!("sqlite://{}", dir.path().join("c.db").display()))
+        .arg("--workdir")
+        .arg(dir.path().join("c"))
+        .args(["--set", "scheduler.max_attempts=1"]));
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("table readings, column x") && err.contains("NaN"),
+        "{err}"
+    );
+}
