@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sensei_connectors::files::{BadRows, FileOptions};
+use sensei_connectors::files::{BadRows, SourceOptions};
 use sensei_connectors::source::Source;
 use sensei_connectors::sqlite::{quote, SqliteSource, SqliteTarget, TableInfo};
 use sensei_connectors::url::{parse, Location};
@@ -68,8 +68,8 @@ fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
 }
 
 /// The file-source options of a configuration.
-pub fn file_options(config: &MigrationConfig) -> FileOptions {
-    FileOptions {
+pub fn file_options(config: &MigrationConfig) -> SourceOptions {
+    SourceOptions {
         encoding: config.source.encoding.clone(),
         min_confidence: config.source.encoding_min_confidence,
         delimiter: config.source.csv_delimiter.clone(),
@@ -79,6 +79,9 @@ pub fn file_options(config: &MigrationConfig) -> FileOptions {
         } else {
             BadRows::Reject
         },
+        password_file: config.source.password_file.clone(),
+        ssl_mode: config.source.ssl_mode.clone(),
+        connect_timeout_s: config.source.connect_timeout_s,
     }
 }
 

@@ -31,7 +31,7 @@ pub struct IngestTask {
     pub sample_rows: u64,
     /// Options of file sources (encoding, delimiter, malformed records).
     #[serde(default)]
-    pub options: sensei_connectors::files::FileOptions,
+    pub options: sensei_connectors::files::SourceOptions,
 }
 
 /// Profile and PII flags of a table, computed on a sample.

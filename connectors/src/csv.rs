@@ -43,7 +43,7 @@ use encoding_rs::Encoding;
 use crate::convert::{parse_date_days, parse_decimal, parse_timestamp_micros};
 use crate::encoding::Detector;
 use crate::error::{ConnectorError, Result};
-use crate::files::{check_unchanged, list, stamp, BadRows, FileInfo, FileOptions, Split};
+use crate::files::{check_unchanged, list, stamp, BadRows, FileInfo, SourceOptions, Split};
 use crate::sqlite::{Batcher, ColumnInfo, TableInfo};
 
 /// Records between two possible partition starts.
@@ -52,7 +52,7 @@ pub const CHUNK_ROWS: u64 = 1_024;
 /// A folder of CSV files (or one file), each a table.
 pub struct CsvSource {
     files: Vec<(String, PathBuf)>,
-    options: FileOptions,
+    options: SourceOptions,
     quarantine: Option<(PathBuf, Option<::csv::Writer<File>>)>,
     quarantined: u64,
     /// Sampling for profiles: malformed records are skipped, not set aside.
@@ -275,7 +275,7 @@ fn reader<R: Read>(inner: R, delimiter: u8) -> ::csv::Reader<R> {
 
 impl CsvSource {
     /// Lists the CSV files of `location` (a `.csv`/`.tsv` file or a folder of them).
-    pub fn open(location: &Path, options: FileOptions) -> Result<Self> {
+    pub fn open(location: &Path, options: SourceOptions) -> Result<Self> {
         let files = list(location, &["csv", "tsv", "txt"])?;
         Ok(CsvSource {
             files,
@@ -730,7 +730,7 @@ mod tests {
              -3;42;-0.125;-2.5;true;2000-01-01;2024-06-30 23:59:59;2024-06-30T23:59:59Z;x\n",
         )
         .unwrap();
-        let mut src = CsvSource::open(&p, FileOptions::default()).unwrap();
+        let mut src = CsvSource::open(&p, SourceOptions::default()).unwrap();
         let tables = src.tables().unwrap();
         let t = &tables[0];
         assert_eq!(t.name, "items");
@@ -776,7 +776,7 @@ mod tests {
             text.push_str(&format!("{i},\"line one\nline, two of {i}\"\n"));
         }
         std::fs::write(&p, text).unwrap();
-        let mut src = CsvSource::open(&p, FileOptions::default()).unwrap();
+        let mut src = CsvSource::open(&p, SourceOptions::default()).unwrap();
         let t = src.tables().unwrap().remove(0);
         let splits = t.splits.clone().unwrap();
         assert_eq!(splits.len(), 6, "5 chunks of 1024 and the end");
@@ -802,7 +802,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("people.csv");
         std::fs::write(&p, b"id,name\n1,Ann\n2,Bob,extra\n3,C\x00d\n4,Dee\n").unwrap();
-        let err = CsvSource::open(&p, FileOptions::default())
+        let err = CsvSource::open(&p, SourceOptions::default())
             .unwrap()
             .tables()
             .unwrap_err()
@@ -812,9 +812,9 @@ mod tests {
             "{err}"
         );
 
-        let options = FileOptions {
+        let options = SourceOptions {
             bad_rows: BadRows::Quarantine,
-            ..FileOptions::default()
+            ..SourceOptions::default()
         };
         let mut src = CsvSource::open(&p, options).unwrap();
         let t = src.tables().unwrap().remove(0);
@@ -857,7 +857,7 @@ mod tests {
             text.push_str(&format!("{i},{n}\n"));
         }
         std::fs::write(&p, encoding_rs::WINDOWS_1252.encode(&text).0).unwrap();
-        let mut src = CsvSource::open(&p, FileOptions::default()).unwrap();
+        let mut src = CsvSource::open(&p, SourceOptions::default()).unwrap();
         let t = src.tables().unwrap().remove(0);
         assert_eq!(t.file.as_ref().unwrap().encoding, "windows-1252");
         let b = &read_all(&mut src, &t)[0];
@@ -865,7 +865,7 @@ mod tests {
 
         let q = dir.path().join("one.csv");
         std::fs::write(&q, b"id,name\n1,Ren\xe9e\n").unwrap();
-        let err = CsvSource::open(&q, FileOptions::default())
+        let err = CsvSource::open(&q, SourceOptions::default())
             .unwrap()
             .tables()
             .unwrap_err()
@@ -875,9 +875,9 @@ mod tests {
             "{err}"
         );
         // Told the encoding, the same file reads.
-        let forced = FileOptions {
+        let forced = SourceOptions {
             encoding: "latin1".into(),
-            ..FileOptions::default()
+            ..SourceOptions::default()
         };
         let mut src = CsvSource::open(&q, forced).unwrap();
         let t = src.tables().unwrap().remove(0);
@@ -890,7 +890,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.csv");
         std::fs::write(&p, "a\n1\n").unwrap();
-        let mut src = CsvSource::open(&p, FileOptions::default()).unwrap();
+        let mut src = CsvSource::open(&p, SourceOptions::default()).unwrap();
         let t = src.tables().unwrap().remove(0);
         std::fs::write(&p, "a\n1\n2\n").unwrap();
         let err = src

@@ -26,10 +26,10 @@ pub enum BadRows {
     Quarantine,
 }
 
-/// Options of file sources.
+/// Options of sources: how files are read, how database sessions connect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct FileOptions {
+pub struct SourceOptions {
     /// `auto` to detect, or an encoding label (`utf-8`, `latin1`, `windows-1250`, ...).
     pub encoding: String,
     /// Detected encodings below this confidence are refused.
@@ -40,16 +40,68 @@ pub struct FileOptions {
     pub header: bool,
     /// Malformed records.
     pub bad_rows: BadRows,
+    /// Database sources: a file holding the password (owner-readable only),
+    /// used when the URL carries none; empty for none.
+    pub password_file: String,
+    /// Database sources: `disable`, `prefer`, `require` (encrypted, server
+    /// certificate not checked) or `verify-full` (certificate and host name checked).
+    pub ssl_mode: String,
+    /// Database sources: seconds to wait for a connection.
+    pub connect_timeout_s: u64,
 }
 
-impl Default for FileOptions {
+impl SourceOptions {
+    /// The password for a URL that carries none: from `password_file`, else
+    /// from the environment variable `env` (`PGPASSWORD`, `MYSQL_PWD`).
+    pub fn password(&self, env: &str) -> Result<Option<String>> {
+        if !self.password_file.is_empty() {
+            let secret = sensei_runtime::secret::read_secret_file(Path::new(&self.password_file))
+                .map_err(|e| ConnectorError::Unreadable {
+                path: self.password_file.clone(),
+                message: e.to_string(),
+            })?;
+            return Ok(Some(secret.expose().clone()));
+        }
+        Ok(std::env::var(env).ok())
+    }
+
+    /// The TLS connector for `ssl_mode` (None: no TLS).
+    pub fn tls(&self) -> Result<Option<native_tls::TlsConnector>> {
+        let mut b = native_tls::TlsConnector::builder();
+        match self.ssl_mode.as_str() {
+            "disable" => return Ok(None),
+            "prefer" | "require" => {
+                b.danger_accept_invalid_certs(true)
+                    .danger_accept_invalid_hostnames(true);
+            }
+            "verify-full" => {}
+            other => {
+                return Err(ConnectorError::Unreadable {
+                    path: "source.ssl_mode".into(),
+                    message: format!(
+                        "{other:?} is not one of disable, prefer, require, verify-full"
+                    ),
+                })
+            }
+        }
+        b.build().map(Some).map_err(|e| ConnectorError::Unreadable {
+            path: "source.ssl_mode".into(),
+            message: format!("cannot set up TLS: {e}"),
+        })
+    }
+}
+
+impl Default for SourceOptions {
     fn default() -> Self {
-        FileOptions {
+        SourceOptions {
             encoding: "auto".into(),
             min_confidence: 0.9,
             delimiter: "auto".into(),
             header: true,
             bad_rows: BadRows::Reject,
+            password_file: String::new(),
+            ssl_mode: "prefer".into(),
+            connect_timeout_s: 30,
         }
     }
 }

@@ -44,6 +44,7 @@ use sensei_runtime::secret::redact_url;
 
 use crate::convert::{parse_date_days, parse_decimal, parse_timestamp_micros};
 use crate::error::{ConnectorError, Result};
+use crate::files::SourceOptions;
 use crate::sqlite::{Batcher, ColumnInfo, TableInfo};
 
 fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) -> ConnectorError {
@@ -112,9 +113,16 @@ pub struct MySqlSource {
 }
 
 impl MySqlSource {
-    /// Connects. A password missing from the URL (or redacted to `***`)
-    /// comes from `MYSQL_PWD`, as with the mysql client.
+    /// Connects with default options (password from the URL or `MYSQL_PWD`).
     pub fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, &SourceOptions::default())
+    }
+
+    /// Connects with the options' password file, TLS mode and timeout. The
+    /// password comes from the URL, else the password file, else `MYSQL_PWD`
+    /// (as with the mysql client). `prefer` falls back to a plain connection
+    /// when the server offers no TLS; `require` and `verify-full` do not.
+    pub fn connect_with(url: &str, options: &SourceOptions) -> Result<Self> {
         let shown = redact_url(url);
         let url = url.replacen("mariadb://", "mysql://", 1);
         let opts = Opts::from_url(&url).map_err(|e| ConnectorError::Unreadable {
@@ -128,17 +136,40 @@ impl MySqlSource {
                     path: shown.clone(),
                     message: "the URL names no database (mysql://user@host/DATABASE)".into(),
                 })?;
-        let mut builder = OptsBuilder::from_opts(opts.clone());
+        let mut builder = OptsBuilder::from_opts(opts.clone()).tcp_connect_timeout(Some(
+            std::time::Duration::from_secs(options.connect_timeout_s.max(1)),
+        ));
         if opts.get_pass().is_none_or(|p| p == "***") {
-            if let Ok(pw) = std::env::var("MYSQL_PWD") {
+            if let Some(pw) = options.password("MYSQL_PWD")? {
                 builder = builder.pass(Some(pw));
             }
         }
-        let conn = Conn::new(builder).map_err(|e| ConnectorError::Database {
-            context: format!("connecting to {shown}"),
-            message: e.to_string(),
-            transient: matches!(e, mysql::Error::IoError(_)),
-        })?;
+        options.tls()?; // validates ssl_mode
+        let connect = |b: OptsBuilder| {
+            Conn::new(b).map_err(|e| ConnectorError::Database {
+                context: format!("connecting to {shown}"),
+                message: match &e {
+                    mysql::Error::DriverError(mysql::DriverError::TlsNotSupported) => format!(
+                        "{e}: the server offers no TLS and source.ssl_mode = {:?} requires it",
+                        options.ssl_mode
+                    ),
+                    _ => e.to_string(),
+                },
+                transient: matches!(e, mysql::Error::IoError(_)),
+            })
+        };
+        let ssl = mysql::SslOpts::default()
+            .with_danger_accept_invalid_certs(options.ssl_mode != "verify-full")
+            .with_danger_skip_domain_validation(options.ssl_mode != "verify-full");
+        let conn = match options.ssl_mode.as_str() {
+            "disable" => connect(builder)?,
+            // Any failure with TLS (none offered, a handshake problem) retries in plain.
+            "prefer" => match Conn::new(builder.clone().ssl_opts(Some(ssl))) {
+                Ok(c) => c,
+                Err(_) => connect(builder)?,
+            },
+            _ => connect(builder.ssl_opts(Some(ssl)))?,
+        };
         Ok(MySqlSource { conn, database })
     }
 

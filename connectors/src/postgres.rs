@@ -44,6 +44,7 @@ use sensei_runtime::secret::redact_url;
 
 use crate::convert::parse_decimal;
 use crate::error::{ConnectorError, Result};
+use crate::files::SourceOptions;
 use crate::sqlite::{quote, Batcher, ColumnInfo, TableInfo};
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
@@ -117,6 +118,12 @@ impl PgSource {
     /// Connects (no TLS in this build). A password missing from the URL (or
     /// redacted to `***`) comes from `PGPASSWORD`, as with libpq.
     pub fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, &SourceOptions::default())
+    }
+
+    /// Connects with the options' password file, TLS mode and timeout. The
+    /// password comes from the URL, else the password file, else `PGPASSWORD`.
+    pub fn connect_with(url: &str, options: &SourceOptions) -> Result<Self> {
         let shown = redact_url(url);
         let mut config: Config =
             url.parse()
@@ -125,25 +132,39 @@ impl PgSource {
                     message: format!("not a PostgreSQL URL: {e}"),
                 })?;
         // `***` is what a stored (redacted) URL carries: the real password comes
-        // from the environment, as with libpq.
+        // from the secrets file or the environment, as with libpq.
         if config.get_password().is_none_or(|p| p == b"***") {
-            if let Ok(pw) = std::env::var("PGPASSWORD") {
+            if let Some(pw) = options.password("PGPASSWORD")? {
                 config.password(pw);
             }
         }
         config
             .application_name("sensei")
-            .connect_timeout(Duration::from_secs(10));
-        let client = config
-            .connect(NoTls)
-            .map_err(|e| ConnectorError::Database {
-                context: format!("connecting to {shown}"),
-                message: e
-                    .as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string()),
-                transient: e.as_db_error().is_none(),
-            })?;
+            .connect_timeout(Duration::from_secs(options.connect_timeout_s.max(1)));
+        let failed = |e: postgres::Error| ConnectorError::Database {
+            context: format!("connecting to {shown}"),
+            message: e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string()),
+            transient: e.as_db_error().is_none(),
+        };
+        let client = match options.tls()? {
+            None => config
+                .ssl_mode(postgres::config::SslMode::Disable)
+                .connect(NoTls)
+                .map_err(failed)?,
+            Some(tls) => {
+                config.ssl_mode(if options.ssl_mode == "prefer" {
+                    postgres::config::SslMode::Prefer
+                } else {
+                    postgres::config::SslMode::Require
+                });
+                config
+                    .connect(postgres_native_tls::MakeTlsConnector::new(tls))
+                    .map_err(failed)?
+            }
+        };
         Ok(PgSource { client })
     }
 

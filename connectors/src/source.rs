@@ -5,7 +5,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::csv::CsvSource;
 use crate::error::Result;
-use crate::files::FileOptions;
+use crate::files::SourceOptions;
 use crate::mysql::MySqlSource;
 use crate::parquet_source::ParquetSource;
 use crate::postgres::PgSource;
@@ -30,22 +30,22 @@ impl Source {
     /// Opens the source at `url`. For engines with snapshots, the session
     /// imports `snapshot` when given, or starts its own read-only transaction.
     pub fn open(url: &str, snapshot: Option<&str>) -> Result<Source> {
-        Self::open_with(url, snapshot, &FileOptions::default())
+        Self::open_with(url, snapshot, &SourceOptions::default())
     }
 
     /// [`Source::open`] with the options of file sources.
-    pub fn open_with(url: &str, snapshot: Option<&str>, options: &FileOptions) -> Result<Source> {
+    pub fn open_with(url: &str, snapshot: Option<&str>, options: &SourceOptions) -> Result<Source> {
         Ok(match parse(url, "source")? {
             Location::Csv(path) => Source::Csv(Box::new(CsvSource::open(&path, options.clone())?)),
             Location::Parquet(path) => Source::Parquet(ParquetSource::open(&path)?),
             Location::Sqlite(path) => Source::Sqlite(SqliteSource::open(&path)?),
             Location::Postgres(url) => {
-                let mut pg = PgSource::connect(&url)?;
+                let mut pg = PgSource::connect_with(&url, options)?;
                 pg.begin(snapshot)?;
                 Source::Postgres(Box::new(pg))
             }
             Location::MySql(url) => {
-                let mut my = MySqlSource::connect(&url)?;
+                let mut my = MySqlSource::connect_with(&url, options)?;
                 my.begin()?;
                 Source::MySql(Box::new(my))
             }

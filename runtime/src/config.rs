@@ -73,6 +73,14 @@ pub struct SourceSection {
     /// their snapshots (one consistent extraction; writers wait), `session`
     /// lets each partition read its own snapshot.
     pub mysql_consistency: String,
+    /// Database sources: a file holding the password (mode 0600 or 0400), used
+    /// when the URL carries none; empty reads `PGPASSWORD` / `MYSQL_PWD`.
+    pub password_file: String,
+    /// Database sources: `disable`, `prefer`, `require` (encrypted, certificate
+    /// not checked) or `verify-full`.
+    pub ssl_mode: String,
+    /// Database sources: seconds to wait for a connection.
+    pub connect_timeout_s: u64,
 }
 
 impl Default for SourceSection {
@@ -85,6 +93,9 @@ impl Default for SourceSection {
             csv_header: true,
             bad_rows: "reject".into(),
             mysql_consistency: "lock".into(),
+            password_file: String::new(),
+            ssl_mode: "prefer".into(),
+            connect_timeout_s: 30,
         }
     }
 }
@@ -323,6 +334,7 @@ impl MigrationConfig {
             }
         }
         for file in [
+            &mut self.source.password_file,
             &mut self.target.schema,
             &mut self.signing.key_file,
             &mut self.runtime.workdir,
@@ -356,6 +368,15 @@ impl MigrationConfig {
             return Err(bad(format!(
                 "key source.bad_rows = {:?} must be \"reject\" or \"quarantine\"",
                 self.source.bad_rows
+            )));
+        }
+        if !matches!(
+            self.source.ssl_mode.as_str(),
+            "disable" | "prefer" | "require" | "verify-full"
+        ) {
+            return Err(bad(format!(
+                "key source.ssl_mode = {:?} must be one of disable, prefer, require, verify-full",
+                self.source.ssl_mode
             )));
         }
         if !matches!(self.source.mysql_consistency.as_str(), "lock" | "session") {

@@ -3,6 +3,10 @@
 //! URLs can go into manifests, events and errors.
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::error::{Result, RuntimeError};
 
 /// A secret value. Read it with [`Secret::expose`]; every other way of looking
 /// at it shows `***`.
@@ -57,9 +61,50 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Reads a password from a file only its owner can read (mode 0600 or 0400):
+/// its first line, without the line end. A file that group or others can
+/// read is refused with the fix, before its content is looked at.
+pub fn read_secret_file(path: &Path) -> Result<Secret<String>> {
+    let io = |source: std::io::Error| RuntimeError::Io {
+        what: "reading the secrets file",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(RuntimeError::Config {
+            origin: path.display().to_string(),
+            message: format!(
+                "the secrets file is readable by others (mode {:o}); run chmod 600 {}",
+                mode & 0o777,
+                path.display()
+            ),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    Ok(Secret::new(
+        text.lines().next().unwrap_or_default().to_string(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_files_must_be_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        std::fs::write(&p, "s3cret\nignored\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_secret_file(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("chmod 600") && !err.contains("s3cret"),
+            "{err}"
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_secret_file(&p).unwrap().expose(), "s3cret");
+    }
 
     #[test]
     fn secret_is_masked_everywhere() {

@@ -310,3 +310,69 @@ fn writes_during_a_mariadb_extraction_wait_for_the_read_lock_and_stay_out_of_it(
         serde_json::from_slice(&std::fs::read(mig.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["consistency"], "read-lock");
 }
+
+#[test]
+fn mariadb_password_file_and_tls_mode() {
+    use sensei_connectors::files::SourceOptions;
+    use std::os::unix::fs::PermissionsExt;
+    let db = MyDatabase::create("pw");
+    let user = format!("sensei_pw_{}", std::process::id());
+    let mut admin = db.conn();
+    admin
+        .query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
+        .unwrap();
+    admin
+        .query_drop(format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'Tr1cky pass'"
+        ))
+        .unwrap();
+    admin
+        .query_drop(format!("GRANT SELECT, RELOAD ON *.* TO '{user}'@'%'"))
+        .unwrap();
+    admin.query_drop("CREATE TABLE t (x INT)").unwrap();
+    let url = format!("mysql://{user}@127.0.0.1:3306/{}", db.name);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mysql.pw");
+    std::fs::write(&file, "Tr1cky pass\n").unwrap();
+    let options = |mode: u32, ssl: &str| {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        SourceOptions {
+            password_file: file.display().to_string(),
+            ssl_mode: ssl.into(),
+            connect_timeout_s: 5,
+            ..SourceOptions::default()
+        }
+    };
+    // A file others can read is refused before it is read.
+    let err = Source::open_with(&url, None, &options(0o644, "prefer"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("chmod 600") && !err.contains("Tr1cky"),
+        "{err}"
+    );
+    // Owner-only: the password in it opens the session (prefer falls back to
+    // plain: this server offers no TLS).
+    let mut src = Source::open_with(&url, None, &options(0o600, "prefer")).unwrap();
+    assert_eq!(src.tables().unwrap().len(), 1);
+    // require: refused, saying why.
+    let err = Source::open_with(&url, None, &options(0o600, "require"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("TLS") && err.contains("require"), "{err}");
+    // A wrong password is a clear error that shows no password.
+    std::fs::write(&file, "wrong\n").unwrap();
+    let err = Source::open_with(&url, None, &options(0o600, "disable"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("Access denied") && !err.contains("wrong"),
+        "{err}"
+    );
+    admin
+        .query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
+        .unwrap();
+}

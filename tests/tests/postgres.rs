@@ -499,3 +499,35 @@ fn postgres_values_without_an_arrow_counterpart_are_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn postgres_sessions_follow_the_configured_tls_mode() {
+    use sensei_connectors::files::SourceOptions;
+    let db = PgDatabase::create("tls");
+    let ssl_of = |mode: &str| {
+        let options = SourceOptions {
+            ssl_mode: mode.into(),
+            connect_timeout_s: 5,
+            ..SourceOptions::default()
+        };
+        let Source::Postgres(mut pg) = Source::open_with(&db.url, None, &options).unwrap() else {
+            panic!("a postgres source")
+        };
+        pg.query_text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .unwrap()
+    };
+    // This machine's server offers TLS with a self-signed certificate.
+    assert_eq!(ssl_of("require").as_deref(), Some("true"));
+    assert_eq!(ssl_of("prefer").as_deref(), Some("true"));
+    assert_eq!(ssl_of("disable").as_deref(), Some("false"));
+    // verify-full checks the certificate: a self-signed one is refused, clearly.
+    let options = SourceOptions {
+        ssl_mode: "verify-full".into(),
+        ..SourceOptions::default()
+    };
+    let err = Source::open_with(&db.url, None, &options)
+        .err()
+        .expect("a self-signed certificate fails verification")
+        .to_string();
+    assert!(err.contains("connecting to postgresql://"), "{err}");
+}
