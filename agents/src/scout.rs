@@ -123,6 +123,9 @@ pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestR
         if let Err(e) = writer.write(&batch) {
             write_err = Some(e);
         }
+        if ctx.batch_delay_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ctx.batch_delay_ms));
+        }
         Ok(())
     })?;
     if let Some(e) = write_err {

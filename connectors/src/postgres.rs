@@ -62,7 +62,11 @@ fn pg_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Connect
             .unwrap_or_else(|| e.to_string()),
         transient: e.as_db_error().is_none()
             || e.code().is_some_and(|c| {
-                c.code().starts_with("08") || c.code().starts_with("40") || c.code() == "57P01"
+                // connection exceptions, serialization failures and deadlocks,
+                // the server shutting down or starting, too many connections
+                c.code().starts_with("08")
+                    || c.code().starts_with("40")
+                    || matches!(c.code(), "57P01" | "57P02" | "57P03" | "53300")
             }),
     }
 }

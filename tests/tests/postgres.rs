@@ -531,3 +531,63 @@ fn postgres_sessions_follow_the_configured_tls_mode() {
         .to_string();
     assert!(err.contains("connecting to postgresql://"), "{err}");
 }
+
+#[test]
+fn a_source_connection_lost_mid_extraction_is_retried_and_nothing_is_lost() {
+    let db = PgDatabase::create("lost");
+    db.client()
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g || repeat('x', 300) FROM generate_series(1, 40000) g;")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.db");
+    let work = dir.path().join("w");
+    let child = sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target"])
+        .arg(format!("sqlite://{}", target.display()))
+        .arg("--workdir")
+        .arg(&work)
+        .args(["--set", "ingestion.partition_rows=20000", "--workers", "1"])
+        .env("SENSEI_TEST_BATCH_DELAY_MS", "400")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a Scout's session to be in the middle of a COPY (a partition
+    // is 6 MB, more than the socket buffers hold, and the Scout reads slowly),
+    // then cut it; the oldest session is the head's, holding the snapshot.
+    let mut admin = postgres::Client::connect(PG_ADMIN_URL, postgres::NoTls).unwrap();
+    let mut cut = 0i64;
+    wait_until(60, "a Scout session cut mid-COPY", || {
+        cut = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = $1 AND application_name = 'sensei' AND query LIKE 'COPY%' AND state = 'active'
+                   AND backend_start > (SELECT min(backend_start) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'sensei')",
+                &[&db.name],
+            )
+            .unwrap()
+            .get(0);
+        cut > 0
+    });
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let (n, distinct): (i64, i64) = c
+        .query_row("SELECT count(*), count(DISTINCT id) FROM t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((n, distinct), (40000, 40000), "every row exactly once");
+    let retried = state_query(
+        &work,
+        "SELECT max(attempt) FROM tasks WHERE phase = 'ingestion'",
+    )
+    .unwrap();
+    assert!(retried >= 2, "the cut partition was extracted again");
+}
