@@ -67,9 +67,14 @@ fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
     }
 }
 
-/// The file-source options of a configuration.
-pub fn file_options(config: &MigrationConfig) -> SourceOptions {
-    SourceOptions {
+/// The source options of a configuration.
+pub fn source_options(config: &MigrationConfig) -> Result<SourceOptions> {
+    let partition_keys = SourceOptions::parse_partition_keys(&config.ingestion.partition_key)
+        .map_err(|message| sensei_connectors::ConnectorError::Unreadable {
+            path: "ingestion.partition_key".into(),
+            message: format!("{message}; write table.column, another_table.column"),
+        })?;
+    Ok(SourceOptions {
         encoding: config.source.encoding.clone(),
         min_confidence: config.source.encoding_min_confidence,
         delimiter: config.source.csv_delimiter.clone(),
@@ -82,7 +87,8 @@ pub fn file_options(config: &MigrationConfig) -> SourceOptions {
         password_file: config.source.password_file.clone(),
         ssl_mode: config.source.ssl_mode.clone(),
         connect_timeout_s: config.source.connect_timeout_s,
-    }
+        partition_keys,
+    })
 }
 
 fn id_part(s: &str) -> String {
@@ -141,7 +147,7 @@ impl Orchestrator {
     /// target schema file (if any) is readable.
     pub fn preflight(config: &MigrationConfig) -> Result<()> {
         parse(&config.target.url, "target")?;
-        Source::open_with(&config.source.url, None, &file_options(config))?;
+        Source::open_with(&config.source.url, None, &source_options(config)?)?;
         SqliteTarget::check_writable(&target_path(config)?)?;
         if !config.target.schema.is_empty() {
             std::fs::read_to_string(&config.target.schema).map_err(|e| {
@@ -337,7 +343,7 @@ impl Orchestrator {
         // Discovery runs inside the snapshot every Scout will import; the
         // session that exported it is held open until ingestion is finalised.
         let bytes_limit = config.ingestion.partition_bytes;
-        let options = file_options(config);
+        let options = source_options(config)?;
         let task_options = options.clone();
         let lock = config.source.mysql_consistency == "lock";
         let (tables, catalog, snapshot, locked, holder, row_bytes) =

@@ -48,9 +48,28 @@ pub struct SourceOptions {
     pub ssl_mode: String,
     /// Database sources: seconds to wait for a connection.
     pub connect_timeout_s: u64,
+    /// Database sources: the integer column to split each named table on,
+    /// instead of its single-column integer primary key (SQLite: its rowid).
+    pub partition_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl SourceOptions {
+    /// Parses `table.column, other_table.column` (a schema-qualified table
+    /// keeps its schema: `sales.orders.id`).
+    pub fn parse_partition_keys(
+        spec: &str,
+    ) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (table, column) = item
+                .rsplit_once('.')
+                .filter(|(t, c)| !t.is_empty() && !c.is_empty())
+                .ok_or_else(|| format!("{item:?} is not table.column"))?;
+            out.insert(table.to_string(), column.to_string());
+        }
+        Ok(out)
+    }
+
     /// The password for a URL that carries none: from `password_file`, else
     /// from the environment variable `env` (`PGPASSWORD`, `MYSQL_PWD`).
     pub fn password(&self, env: &str) -> Result<Option<String>> {
@@ -102,6 +121,7 @@ impl Default for SourceOptions {
             password_file: String::new(),
             ssl_mode: "prefer".into(),
             connect_timeout_s: 30,
+            partition_keys: Default::default(),
         }
     }
 }
@@ -233,4 +253,60 @@ pub fn list(location: &Path, extensions: &[&str]) -> Result<Vec<(String, PathBuf
         out.push((name, path));
     }
     Ok(out)
+}
+
+/// Chooses the column a database table is split on: the configured one,
+/// else a single-column integer primary key. A configured column that is
+/// missing or not an integer is an error naming table and column.
+pub(crate) fn partition_column(
+    t: &crate::sqlite::TableInfo,
+    configured: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<String>> {
+    let is_int = |name: &str| {
+        t.columns
+            .iter()
+            .any(|c| c.name == name && matches!(c.arrow_type.as_str(), "Int16" | "Int32" | "Int64"))
+    };
+    if let Some(col) = configured.get(&t.name) {
+        if !t.columns.iter().any(|c| c.name == *col) {
+            return Err(ConnectorError::Unreadable {
+                path: format!("{}.{col}", t.name),
+                message: format!(
+                    "ingestion.partition_key names column {col}, which table {} does not have",
+                    t.name
+                ),
+            });
+        }
+        if !is_int(col) {
+            return Err(ConnectorError::Unreadable {
+                path: format!("{}.{col}", t.name),
+                message: "a partition key must be an integer column (ranges of it become partitions); choose another column or leave the table to its primary key".into(),
+            });
+        }
+        return Ok(Some(col.clone()));
+    }
+    Ok(match t.primary_key().as_slice() {
+        [key] if is_int(key) => Some(key.clone()),
+        _ => None,
+    })
+}
+
+/// The condition of one key-range partition: `k BETWEEN lo AND hi`; the
+/// first partition of a nullable key also takes the rows whose key is NULL,
+/// so that no row falls between partitions.
+pub(crate) fn range_condition(
+    t: &crate::sqlite::TableInfo,
+    quoted_key: &str,
+    lo: i64,
+    hi: i64,
+) -> String {
+    let nullable = t
+        .columns
+        .iter()
+        .any(|c| Some(&c.name) == t.range_column.as_ref() && c.nullable);
+    if nullable && t.rowid_range.is_some_and(|r| r.0 == lo) {
+        format!("({quoted_key} BETWEEN {lo} AND {hi} OR {quoted_key} IS NULL)")
+    } else {
+        format!("{quoted_key} BETWEEN {lo} AND {hi}")
+    }
 }

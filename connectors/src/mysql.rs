@@ -110,6 +110,7 @@ pub fn arrow_type_for(column_type: &str) -> DataType {
 pub struct MySqlSource {
     conn: Conn,
     database: String,
+    partition_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl MySqlSource {
@@ -170,7 +171,11 @@ impl MySqlSource {
             },
             _ => connect(builder.ssl_opts(Some(ssl)))?,
         };
-        Ok(MySqlSource { conn, database })
+        Ok(MySqlSource {
+            conn,
+            database,
+            partition_keys: options.partition_keys.clone(),
+        })
     }
 
     /// Starts the session's read-only consistent-snapshot transaction.
@@ -272,22 +277,16 @@ impl MySqlSource {
                 .query_first(format!("SELECT COUNT(*) FROM {sql_name}"))
                 .map_err(my_err(format!("counting rows of table {}", t.name)))?;
             t.rows = count.unwrap_or(0);
-            let pk = t.primary_key();
-            if let [key] = pk.as_slice() {
-                let is_int = t.columns.iter().any(|c| {
-                    c.name == *key && matches!(c.arrow_type.as_str(), "Int16" | "Int32" | "Int64")
-                });
-                if is_int {
-                    let r: Option<(Option<i64>, Option<i64>)> = self
-                        .conn
-                        .query_first(format!(
-                            "SELECT MIN({k}), MAX({k}) FROM {sql_name}",
-                            k = quote(key)
-                        ))
-                        .map_err(my_err(format!("reading the key range of table {}", t.name)))?;
-                    t.rowid_range = r.and_then(|(a, b)| a.zip(b));
-                    t.range_column = Some(key.clone());
-                }
+            if let Some(key) = crate::files::partition_column(t, &self.partition_keys)? {
+                let r: Option<(Option<i64>, Option<i64>)> = self
+                    .conn
+                    .query_first(format!(
+                        "SELECT MIN({k}), MAX({k}) FROM {sql_name}",
+                        k = quote(&key)
+                    ))
+                    .map_err(my_err(format!("reading the key range of table {}", t.name)))?;
+                t.rowid_range = r.and_then(|(a, b)| a.zip(b));
+                t.range_column = Some(key);
             }
         }
         Ok(tables)
@@ -485,7 +484,8 @@ impl MySqlSource {
         let cols = Self::select(t);
         let query = match (&t.range_column, range) {
             (Some(k), Some((lo, hi))) => format!(
-                "SELECT {cols} FROM {sql_name} WHERE {k} BETWEEN {lo} AND {hi} ORDER BY {k}",
+                "SELECT {cols} FROM {sql_name} WHERE {} ORDER BY {k}",
+                crate::files::range_condition(t, &quote(k), lo, hi),
                 k = quote(k)
             ),
             (Some(k), None) => format!("SELECT {cols} FROM {sql_name} ORDER BY {}", quote(k)),

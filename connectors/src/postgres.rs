@@ -74,6 +74,7 @@ fn pg_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Connect
 /// A PostgreSQL source session.
 pub struct PgSource {
     client: Client,
+    partition_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// Maps a PostgreSQL column (type name, `format_type` text) to Arrow.
@@ -169,7 +170,10 @@ impl PgSource {
                     .map_err(failed)?
             }
         };
-        Ok(PgSource { client })
+        Ok(PgSource {
+            client,
+            partition_keys: options.partition_keys.clone(),
+        })
     }
 
     /// Opens the read-only snapshot transaction; with `snapshot`, imports that
@@ -288,27 +292,21 @@ impl PgSource {
                 .map_err(pg_err(format!("counting rows of table {}", t.name)))?
                 .get(0);
             t.rows = count as u64;
-            // Partition by an integer single-column primary key.
-            let pk = t.primary_key();
-            if let [key] = pk.as_slice() {
-                let is_int = t.columns.iter().any(|c| {
-                    c.name == *key && matches!(c.arrow_type.as_str(), "Int16" | "Int32" | "Int64")
-                });
-                if is_int {
-                    let r = self
-                        .client
-                        .query_one(
-                            &format!(
-                                "SELECT min({k})::int8, max({k})::int8 FROM {sql_name}",
-                                k = quote(key)
-                            ),
-                            &[],
-                        )
-                        .map_err(pg_err(format!("reading the key range of table {}", t.name)))?;
-                    let (lo, hi): (Option<i64>, Option<i64>) = (r.get(0), r.get(1));
-                    t.rowid_range = lo.zip(hi);
-                    t.range_column = Some(key.clone());
-                }
+            // Partition on the configured column, else an integer single-column primary key.
+            if let Some(key) = crate::files::partition_column(t, &self.partition_keys)? {
+                let r = self
+                    .client
+                    .query_one(
+                        &format!(
+                            "SELECT min({k})::int8, max({k})::int8 FROM {sql_name}",
+                            k = quote(&key)
+                        ),
+                        &[],
+                    )
+                    .map_err(pg_err(format!("reading the key range of table {}", t.name)))?;
+                let (lo, hi): (Option<i64>, Option<i64>) = (r.get(0), r.get(1));
+                t.rowid_range = lo.zip(hi);
+                t.range_column = Some(key);
             }
         }
         Ok(tables)
@@ -542,7 +540,8 @@ impl PgSource {
         let cols = Self::select(t);
         let query = match (&t.range_column, range) {
             (Some(k), Some((lo, hi))) => format!(
-                "SELECT {cols} FROM {sql_name} WHERE {k} BETWEEN {lo} AND {hi} ORDER BY {k}",
+                "SELECT {cols} FROM {sql_name} WHERE {} ORDER BY {k}",
+                crate::files::range_condition(t, &quote(k), lo, hi),
                 k = quote(k)
             ),
             (Some(k), None) => format!("SELECT {cols} FROM {sql_name} ORDER BY {}", quote(k)),

@@ -38,7 +38,11 @@ impl Source {
         Ok(match parse(url, "source")? {
             Location::Csv(path) => Source::Csv(Box::new(CsvSource::open(&path, options.clone())?)),
             Location::Parquet(path) => Source::Parquet(ParquetSource::open(&path)?),
-            Location::Sqlite(path) => Source::Sqlite(SqliteSource::open(&path)?),
+            Location::Sqlite(path) => {
+                let mut s = SqliteSource::open(&path)?;
+                s.partition_keys = options.partition_keys.clone();
+                Source::Sqlite(s)
+            }
             Location::Postgres(url) => {
                 let mut pg = PgSource::connect_with(&url, options)?;
                 pg.begin(snapshot)?;

@@ -160,6 +160,8 @@ impl TableInfo {
 pub struct SqliteSource {
     conn: Connection,
     path: PathBuf,
+    /// Tables to split on a configured integer column instead of the rowid.
+    pub partition_keys: BTreeMap<String, String>,
 }
 
 impl SqliteSource {
@@ -206,6 +208,7 @@ impl SqliteSource {
         Ok(SqliteSource {
             conn,
             path: path.to_path_buf(),
+            partition_keys: BTreeMap::new(),
         })
     }
 
@@ -303,7 +306,7 @@ impl SqliteSource {
             )
             .ok()
             .and_then(|(a, b)| Some((a?, b?)));
-        Ok(TableInfo {
+        let mut info = TableInfo {
             name: name.to_string(),
             columns,
             rows: rows as u64,
@@ -312,7 +315,28 @@ impl SqliteSource {
             range_column: None,
             splits: None,
             file: None,
-        })
+        };
+        if let Some(col) = self.partition_keys.get(name) {
+            let col = crate::files::partition_column(&info, &self.partition_keys)?
+                .unwrap_or_else(|| col.clone());
+            info.rowid_range = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT min({k}), max({k}) FROM {}",
+                        quote(name),
+                        k = quote(&col)
+                    ),
+                    [],
+                    |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+                )
+                .map_err(ConnectorError::sql(format!(
+                    "reading the key range of table {name}"
+                )))
+                .map(|(a, b)| a.zip(b))?;
+            info.range_column = Some(col);
+        }
+        Ok(info)
     }
 
     /// Defaults, foreign keys, unique and check constraints, indexes, views
@@ -465,11 +489,12 @@ impl SqliteSource {
             .map(|c| quote(&c.name))
             .collect::<Vec<_>>()
             .join(", ");
+        let key = Self::key(table);
         let sql = match table.rowid_range {
             Some((lo, _)) => {
                 let k = (table.rows / n).max(1);
                 format!(
-                    "SELECT rowid, {cols} FROM {} WHERE (rowid - {lo}) % {k} = 0 ORDER BY rowid LIMIT {n}",
+                    "SELECT {key}, {cols} FROM {} WHERE ({key} - {lo}) % {k} = 0 ORDER BY {key} LIMIT {n}",
                     quote(&table.name)
                 )
             }
@@ -498,17 +523,19 @@ impl SqliteSource {
             .collect::<Vec<_>>()
             .join(", ");
         let has_rowid = table.rowid_range.is_some();
+        let key = Self::key(table);
         let (sql, params): (String, Vec<i64>) = match (range, has_rowid) {
             (Some((lo, hi)), true) => (
                 format!(
-                    "SELECT rowid, {cols} FROM {} WHERE rowid >= ?1 AND rowid <= ?2 ORDER BY rowid",
-                    quote(&table.name)
+                    "SELECT {key}, {cols} FROM {} WHERE {} ORDER BY {key}",
+                    quote(&table.name),
+                    crate::files::range_condition(table, &key, lo, hi)
                 ),
-                vec![lo, hi],
+                vec![],
             ),
             (_, true) => (
                 format!(
-                    "SELECT rowid, {cols} FROM {} ORDER BY rowid",
+                    "SELECT {key}, {cols} FROM {} ORDER BY {key}",
                     quote(&table.name)
                 ),
                 vec![],
@@ -519,6 +546,15 @@ impl SqliteSource {
             ),
         };
         self.query_batches(table, &sql, &params, batch_rows, sink)
+    }
+
+    /// The column partitions are ranges of: a configured key, or the rowid.
+    fn key(table: &TableInfo) -> String {
+        table
+            .range_column
+            .as_deref()
+            .map(quote)
+            .unwrap_or_else(|| "rowid".into())
     }
 
     /// Runs `sql` (first column the rowid or NULL, then the table's columns)
@@ -1155,6 +1191,42 @@ mod tests {
         assert_eq!(cat.views[0].name, "gold");
         let t = &cat.triggers[0];
         assert_eq!((t.timing.as_str(), t.events.as_str()), ("AFTER", "UPDATE"));
+    }
+
+    #[test]
+    fn a_configured_partition_key_splits_on_its_ranges_and_keeps_null_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.db");
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE ev (id TEXT PRIMARY KEY, seq INTEGER, note TEXT, kind REAL);
+                 WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100)
+                 INSERT INTO ev SELECT 'e' || n, CASE WHEN n % 10 = 0 THEN NULL ELSE n * 3 END, 'x', n FROM g;",
+            )
+            .unwrap();
+        let mut src = SqliteSource::open(&p).unwrap();
+        src.partition_keys.insert("ev".into(), "seq".into());
+        let t = src.table("ev").unwrap();
+        assert_eq!(t.range_column.as_deref(), Some("seq"));
+        assert_eq!(t.rowid_range, Some((3, 297)));
+        let mut total = 0;
+        for (lo, hi) in [(3, 150), (151, 297)] {
+            total += src.read(&t, Some((lo, hi)), 1000, |_| Ok(())).unwrap();
+        }
+        assert_eq!(
+            total, 100,
+            "the 10 rows with a NULL key ride with the first range"
+        );
+        src.partition_keys.insert("ev".into(), "note".into());
+        let err = src.table("ev").unwrap_err().to_string();
+        assert!(err.contains("ev.note") && err.contains("integer"), "{err}");
+        src.partition_keys.insert("ev".into(), "nope".into());
+        assert!(src
+            .table("ev")
+            .unwrap_err()
+            .to_string()
+            .contains("does not have"));
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct IngestionSection {
     pub partition_bytes: u64,
     /// Rows sampled per table for profiling.
     pub profile_sample_rows: u64,
+    /// Integer columns to split tables on instead of their primary key:
+    /// `table.column, other_table.column` (empty: primary keys, SQLite rowids).
+    pub partition_key: String,
 }
 
 impl Default for IngestionSection {
@@ -129,6 +132,7 @@ impl Default for IngestionSection {
             partition_rows: 100_000,
             partition_bytes: 268_435_456,
             profile_sample_rows: 10_000,
+            partition_key: String::new(),
         }
     }
 }

@@ -591,3 +591,51 @@ fn a_source_connection_lost_mid_extraction_is_retried_and_nothing_is_lost() {
     .unwrap();
     assert!(retried >= 2, "the cut partition was extracted again");
 }
+
+#[test]
+fn a_configured_partition_key_splits_a_table_without_an_integer_key() {
+    let db = PgDatabase::create("pkey");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE events (code uuid PRIMARY KEY, seq bigint, body text);
+             INSERT INTO events SELECT md5(g::text)::uuid, CASE WHEN g % 50 = 0 THEN NULL ELSE g END, 'b' || g
+             FROM generate_series(1, 3000) g;",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.db");
+    let work = dir.path().join("w");
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target"])
+        .arg(format!("sqlite://{}", target.display()))
+        .arg("--workdir")
+        .arg(&work)
+        .args([
+            "--set",
+            "ingestion.partition_rows=1000",
+            "--set",
+            "ingestion.partition_key=events.seq",
+        ]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parts = state_query(
+        &work,
+        "SELECT count(*) FROM tasks WHERE phase = 'ingestion'",
+    )
+    .unwrap();
+    assert_eq!(parts, 3, "ranges of seq, not one partition for a uuid key");
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let (n, nulls): (i64, i64) = c
+        .query_row(
+            "SELECT count(DISTINCT code), sum(seq IS NULL) FROM events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((n, nulls), (3000, 60), "every row once, NULL keys included");
+}
