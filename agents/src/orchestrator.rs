@@ -182,7 +182,10 @@ impl Orchestrator {
         let start = match self.scheduler.create_migration(
             &id,
             &config_json,
-            Policy::from_config(&config.scheduler),
+            Policy {
+                max_ingestion_tasks: config.source.max_sessions,
+                ..Policy::from_config(&config.scheduler)
+            },
         )? {
             None => Start::New,
             Some(MigrationState::Running) => Start::Resumed,

@@ -81,6 +81,9 @@ pub struct SourceSection {
     pub ssl_mode: String,
     /// Database sources: seconds to wait for a connection.
     pub connect_timeout_s: u64,
+    /// Source sessions open at once for extraction across the cluster (one
+    /// per running ingestion task; the head's discovery session is extra); 0: no limit.
+    pub max_sessions: u32,
 }
 
 impl Default for SourceSection {
@@ -96,6 +99,7 @@ impl Default for SourceSection {
             password_file: String::new(),
             ssl_mode: "prefer".into(),
             connect_timeout_s: 30,
+            max_sessions: 8,
         }
     }
 }

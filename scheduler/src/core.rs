@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS migrations (
     max_attempts INTEGER NOT NULL,
     backoff_base_ms INTEGER NOT NULL,
     backoff_max_ms INTEGER NOT NULL,
+    max_ingestion_tasks INTEGER NOT NULL DEFAULT 0,
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL,
     error TEXT
@@ -163,6 +164,17 @@ impl Scheduler {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // State files written before the column existed gain it (no limit).
+        let has_limit: bool = conn
+            .prepare(
+                "SELECT 1 FROM pragma_table_info('migrations') WHERE name = 'max_ingestion_tasks'",
+            )?
+            .exists([])?;
+        if !has_limit {
+            conn.execute_batch(
+                "ALTER TABLE migrations ADD COLUMN max_ingestion_tasks INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(Scheduler {
             db: Mutex::new(conn),
             clock,
@@ -288,9 +300,9 @@ impl Scheduler {
         }
         let now = self.now_ms();
         conn.execute(
-            "INSERT INTO migrations (id, config_json, state, lease_ms, max_attempts, backoff_base_ms, backoff_max_ms, created_ms, updated_ms)
-             VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?7)",
-            params![id, config_json, policy.lease_ms as i64, policy.max_attempts, policy.backoff_base_ms as i64, policy.backoff_max_ms as i64, now],
+            "INSERT INTO migrations (id, config_json, state, lease_ms, max_attempts, backoff_base_ms, backoff_max_ms, max_ingestion_tasks, created_ms, updated_ms)
+             VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?8, ?7, ?7)",
+            params![id, config_json, policy.lease_ms as i64, policy.max_attempts, policy.backoff_base_ms as i64, policy.backoff_max_ms as i64, now, policy.max_ingestion_tasks],
         )?;
         self.event_in(&conn, id, "info", "migration created")?;
         Ok(None)
@@ -575,7 +587,7 @@ impl Scheduler {
 
     fn policy_in(conn: &Connection, migration: &str) -> Result<Policy> {
         conn.query_row(
-            "SELECT lease_ms, max_attempts, backoff_base_ms, backoff_max_ms FROM migrations WHERE id = ?1",
+            "SELECT lease_ms, max_attempts, backoff_base_ms, backoff_max_ms, max_ingestion_tasks FROM migrations WHERE id = ?1",
             params![migration],
             |r| {
                 Ok(Policy {
@@ -583,6 +595,7 @@ impl Scheduler {
                     max_attempts: r.get(1)?,
                     backoff_base_ms: r.get::<_, i64>(2)? as u64,
                     backoff_max_ms: r.get::<_, i64>(3)? as u64,
+                    max_ingestion_tasks: r.get(4)?,
                 })
             },
         )
@@ -716,6 +729,9 @@ impl Scheduler {
                  FROM tasks t JOIN migrations m ON m.id = t.migration_id
                  WHERE t.state = 'pending' AND t.not_before_ms <= ?1 AND m.state = 'running'
                    AND t.phase IN ({phase_filter})
+                   AND (t.phase != 'ingestion' OR m.max_ingestion_tasks = 0
+                        OR (SELECT count(*) FROM tasks r WHERE r.migration_id = t.migration_id
+                            AND r.phase = 'ingestion' AND r.state = 'running') < m.max_ingestion_tasks)
                  ORDER BY (t.preferred_node IS ?2) DESC, t.id
                  LIMIT 1"),
                 params![now, node_id],

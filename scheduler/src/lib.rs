@@ -56,6 +56,7 @@ mod tests {
             max_attempts: 3,
             backoff_base_ms: 400,
             backoff_max_ms: 5_000,
+            max_ingestion_tasks: 0,
         }
     }
 
@@ -76,6 +77,29 @@ mod tests {
 
     async fn advance(ms: u64) {
         tokio::time::advance(Duration::from_millis(ms)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ingestion_runs_at_most_the_source_session_limit_at_once() {
+        let s = sched(Policy {
+            max_ingestion_tasks: 2,
+            ..policy()
+        });
+        s.submit_tasks(
+            "m",
+            Phase::Ingestion,
+            &[spec("t", 0, None), spec("t", 1, None), spec("t", 2, None)],
+        )
+        .unwrap();
+        let a = s.lease("a", "n1", &[]).unwrap().unwrap();
+        let _b = s.lease("b", "n1", &[]).unwrap().unwrap();
+        assert!(
+            s.lease("c", "n2", &[]).unwrap().is_none(),
+            "a third source session would pass the limit"
+        );
+        s.complete(a.task_id, a.attempt, &serde_json::json!({}))
+            .unwrap();
+        assert!(s.lease("c", "n2", &[]).unwrap().is_some(), "a slot freed");
     }
 
     #[tokio::test(start_paused = true)]

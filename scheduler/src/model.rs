@@ -216,6 +216,9 @@ pub struct Policy {
     pub backoff_base_ms: u64,
     /// Largest backoff.
     pub backoff_max_ms: u64,
+    /// Ingestion tasks running at once (each holds one source session); 0: no limit.
+    #[serde(default)]
+    pub max_ingestion_tasks: u32,
 }
 
 impl Policy {
@@ -226,6 +229,7 @@ impl Policy {
             max_attempts: s.max_attempts,
             backoff_base_ms: s.backoff_base_ms,
             backoff_max_ms: s.backoff_max_ms,
+            max_ingestion_tasks: 0,
         }
     }
 
