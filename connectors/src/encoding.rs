@@ -203,6 +203,49 @@ impl Detector {
     }
 }
 
+impl Detector {
+    /// Ends the stream of a database column that declares `declared`: valid
+    /// UTF-8 with non-ASCII text means the column holds UTF-8 whatever it
+    /// declares (confidence 1); otherwise the declaration stands when every
+    /// evidence word decodes plausibly under it (confidence 1), and when some
+    /// do not, the confidence is the rule of succession over the words.
+    pub fn finish_declared(mut self, declared: &'static Encoding) -> Detection {
+        self.end_word();
+        if !self.carry.is_empty() {
+            self.utf8_valid = false;
+        }
+        if self.utf8_valid {
+            return Detection {
+                encoding: encoding_rs::UTF_8,
+                confidence: 1.0,
+                evidence_words: self.evidence_total,
+                samples: Vec::new(),
+            };
+        }
+        let mut plausible = 0u64;
+        let mut bad = Vec::new();
+        for (line, word) in &self.evidence {
+            let (text, _, had_errors) = declared.decode(word);
+            if !had_errors && plausible_word(&text) {
+                plausible += 1;
+            } else if bad.len() < 5 {
+                bad.push((*line, word.clone()));
+            }
+        }
+        let n = self.evidence.len() as u64;
+        Detection {
+            encoding: declared,
+            confidence: if plausible == n {
+                1.0
+            } else {
+                (plausible as f64 + 1.0) / (n as f64 + 2.0)
+            },
+            evidence_words: self.evidence_total,
+            samples: bad,
+        }
+    }
+}
+
 /// Detects the encoding of a whole byte slice.
 pub fn detect(bytes: &[u8]) -> Detection {
     let mut d = Detector::new();

@@ -26,6 +26,14 @@
 //! | `binary`, `varbinary`, `*blob` | Binary |
 //! | `char`, `varchar`, `*text`, `enum`, `set`, `json`, `time`, anything else | Utf8 |
 //!
+//! Text columns in a legacy character set (`latin1`, `cp1251`, ...) have their
+//! bytes checked at discovery on up to 10,000 non-ASCII values: bytes that are
+//! valid UTF-8 (an application wrote UTF-8 through a latin1 connection) are
+//! read as UTF-8 and the column is marked `(holds UTF-8)`; bytes that decode
+//! plausibly in the declared set are converted by the server; a column whose
+//! bytes fit neither (confidence below `source.encoding_min_confidence`) is
+//! refused with sample bytes.
+//!
 //! Zero dates (`0000-00-00`, `0000-00-00 00:00:00`) become NULL in nullable
 //! columns and are an error naming table, column and row in NOT NULL ones.
 
@@ -111,6 +119,35 @@ pub struct MySqlSource {
     conn: Conn,
     database: String,
     partition_keys: std::collections::BTreeMap<String, String>,
+    min_confidence: f64,
+}
+
+/// The encoding of a MySQL character set other than UTF-8 (MySQL's `latin1`
+/// is windows-1252); None for UTF-8, binary and ASCII.
+fn legacy_charset(charset: &str) -> Option<&'static encoding_rs::Encoding> {
+    let label = match charset {
+        "latin1" => "windows-1252",
+        "latin2" => "iso-8859-2",
+        "latin5" => "iso-8859-9",
+        "latin7" => "iso-8859-13",
+        "cp1250" => "windows-1250",
+        "cp1251" => "windows-1251",
+        "cp1256" => "windows-1256",
+        "cp1257" => "windows-1257",
+        "cp866" => "ibm866",
+        "greek" => "iso-8859-7",
+        "hebrew" => "iso-8859-8",
+        "koi8r" => "koi8-r",
+        "koi8u" => "koi8-u",
+        "sjis" | "cp932" => "shift_jis",
+        "ujis" | "eucjpms" => "euc-jp",
+        "gbk" | "gb2312" | "gb18030" => "gbk",
+        "big5" => "big5",
+        "euckr" => "euc-kr",
+        "tis620" => "windows-874",
+        _ => return None,
+    };
+    encoding_rs::Encoding::for_label(label.as_bytes())
 }
 
 impl MySqlSource {
@@ -175,6 +212,7 @@ impl MySqlSource {
             conn,
             database,
             partition_keys: options.partition_keys.clone(),
+            min_confidence: options.min_confidence,
         })
     }
 
@@ -233,11 +271,11 @@ impl MySqlSource {
 
     /// The base tables of the URL's database.
     pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
-        let rows: Vec<(String, String, String, String, u32)> = self
+        let rows: Vec<(String, String, String, String, u32, String)> = self
             .conn
             .exec(
                 "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE,
-                        COALESCE(k.ORDINAL_POSITION, 0)
+                        COALESCE(k.ORDINAL_POSITION, 0), COALESCE(c.CHARACTER_SET_NAME, '')
                  FROM information_schema.COLUMNS c
                  JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
                  LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = c.TABLE_SCHEMA
@@ -248,11 +286,18 @@ impl MySqlSource {
             )
             .map_err(my_err("reading the source catalog"))?;
         let mut tables: Vec<TableInfo> = Vec::new();
-        for (table, column, column_type, nullable, pk) in rows {
+        for (table, column, column_type, nullable, pk, charset) in rows {
+            let arrow_type = arrow_type_for(&column_type).to_string();
+            // Text in a legacy character set says so: its bytes are checked below.
+            let source_type = if legacy_charset(&charset).is_some() && arrow_type == "Utf8" {
+                format!("{column_type} CHARACTER SET {charset}")
+            } else {
+                column_type
+            };
             let col = ColumnInfo {
                 name: column,
-                arrow_type: arrow_type_for(&column_type).to_string(),
-                source_type: column_type,
+                arrow_type,
+                source_type,
                 nullable: nullable == "YES",
                 primary_key: pk,
             };
@@ -277,6 +322,7 @@ impl MySqlSource {
                 .query_first(format!("SELECT COUNT(*) FROM {sql_name}"))
                 .map_err(my_err(format!("counting rows of table {}", t.name)))?;
             t.rows = count.unwrap_or(0);
+            self.check_encodings(t)?;
             if let Some(key) = crate::files::partition_column(t, &self.partition_keys)? {
                 let r: Option<(Option<i64>, Option<i64>)> = self
                     .conn
@@ -458,11 +504,63 @@ impl MySqlSource {
         Ok(catalog)
     }
 
+    /// Checks the bytes of each legacy-charset text column against its
+    /// declaration (see [`crate::encoding::Detector::finish_declared`]) on up
+    /// to 10,000 non-ASCII values: a column holding UTF-8 is marked
+    /// `(holds UTF-8)` and read as such; one whose bytes fit neither is refused.
+    fn check_encodings(&mut self, t: &mut TableInfo) -> Result<()> {
+        let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+        for c in &mut t.columns {
+            let Some(charset) = c
+                .source_type
+                .rsplit_once(" CHARACTER SET ")
+                .map(|(_, cs)| cs.to_string())
+            else {
+                continue;
+            };
+            let Some(declared) = legacy_charset(&charset) else {
+                continue;
+            };
+            let values: Vec<Option<Vec<u8>>> = self
+                .conn
+                .query(format!(
+                    "SELECT CAST({k} AS BINARY) FROM {sql_name} WHERE HEX(CAST({k} AS BINARY)) REGEXP '^(..)*[89A-F]' LIMIT 10000",
+                    k = quote(&c.name)
+                ))
+                .map_err(my_err(format!("sampling the bytes of {}.{}", t.name, c.name)))?;
+            let mut detector = crate::encoding::Detector::new();
+            for v in values.iter().flatten() {
+                detector.feed(v);
+                detector.feed(b"\n");
+            }
+            let d = detector.finish_declared(declared);
+            if d.confidence < self.min_confidence {
+                return Err(ConnectorError::Encoding {
+                    what: format!("table {}, column {} (declared {charset})", t.name, c.name),
+                    encoding: d.encoding.name().to_string(),
+                    confidence: d.confidence,
+                    minimum: self.min_confidence,
+                    samples: d.describe_samples().replace("line ", "value "),
+                });
+            }
+            if d.encoding == encoding_rs::UTF_8 && d.evidence_words > 0 {
+                c.source_type.push_str(" (holds UTF-8)");
+            }
+        }
+        Ok(())
+    }
+
     fn select(t: &TableInfo) -> String {
         t.columns
             .iter()
             .map(|c| {
-                if c.source_type.to_ascii_lowercase().starts_with("bit") {
+                if c.source_type.ends_with("(holds UTF-8)") {
+                    // The bytes are UTF-8 whatever the column declares: no conversion.
+                    format!(
+                        "CONVERT(CAST({k} AS BINARY) USING utf8mb4)",
+                        k = quote(&c.name)
+                    )
+                } else if c.source_type.to_ascii_lowercase().starts_with("bit") {
                     format!("CAST({} AS UNSIGNED)", quote(&c.name))
                 } else {
                     quote(&c.name)

@@ -376,3 +376,63 @@ fn mariadb_password_file_and_tls_mode() {
         .query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
         .unwrap();
 }
+
+#[test]
+fn latin1_columns_holding_utf8_are_read_as_utf8_and_mixed_ones_refused() {
+    let db = MyDatabase::create("charsets");
+    let mut conn = db.conn();
+    // UTF-8 bytes stored in a latin1 column (what a UTF-8 application talking
+    // latin1 to the server leaves behind): café, Müller, Ñandú.
+    conn.query_drop(
+        "CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(40)) CHARACTER SET latin1",
+    )
+    .unwrap();
+    conn.query_drop(
+        "INSERT INTO people VALUES (1, X'636166C3A9'), (2, X'4DC3BC6C6C6572'), (3, X'C391616E64C3BA'), (4, 'plain')",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = |tag: &str| {
+        run(sensei()
+            .arg("migrate")
+            .args(["--source", &db.url, "--target"])
+            .arg(format!(
+                "sqlite://{}",
+                dir.path().join(format!("{tag}.db")).display()
+            ))
+            .arg("--workdir")
+            .arg(dir.path().join(tag)))
+    };
+    let out = migrate("a");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = rusqlite::Connection::open(dir.path().join("a.db")).unwrap();
+    let names: Vec<String> = c
+        .prepare("SELECT name FROM people ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(names, ["café", "Müller", "Ñandú", "plain"], "not cafÃ©");
+    // A latin1 column mixing UTF-8 and latin1 bytes: no reading of it is
+    // right for every row, so it is refused, naming it and showing bytes.
+    conn.query_drop(
+        "CREATE TABLE mixed (id INT PRIMARY KEY, name VARCHAR(40)) CHARACTER SET latin1",
+    )
+    .unwrap();
+    conn.query_drop("INSERT INTO mixed VALUES (1, X'636166C3A9'), (2, X'4DFC6C6C6572')")
+        .unwrap();
+    let out = migrate("b");
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("table mixed, column name (declared latin1)")
+            && err.contains("63 61 66 c3 a9"),
+        "{err}"
+    );
+}
