@@ -105,6 +105,12 @@ pub struct ColumnMapping {
     pub status: String,
     /// Why.
     pub reasons: Vec<String>,
+    /// Who approved, rejected or edited it (`sensei review --by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_by: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<String>,
 }
 
 /// One target table's mapping.
@@ -129,6 +135,12 @@ pub struct MappingSpec {
     pub migration_id: String,
     /// Auto-approval threshold.
     pub auto_approval_threshold: f64,
+    /// Whether `--approve-all` approved every entry that waited for review.
+    #[serde(default)]
+    pub approved_all: bool,
+    /// Source tables no target table takes rows from (not migrated).
+    #[serde(default)]
+    pub unmapped_sources: Vec<String>,
     /// Tables.
     pub tables: Vec<TableMapping>,
 }

@@ -19,10 +19,13 @@
 //! - [`orchestrator::Orchestrator`] runs on the head: it plans each phase's
 //!   tasks, finalises its checkpoint artifact, and moves the migration through
 //!   its states.
+//! - [`architect`] plans the transformation: target DDL, schema matching,
+//!   the mapping specification and the SQL generated from it.
 //! - [`digest`] is the canonical row encoding shared by the certificate and the
 //!   receipt; [`artifacts`] holds the data contracts and certificate signing.
 
 pub mod agent;
+pub mod architect;
 pub mod artifacts;
 pub mod deliver;
 pub mod digest;

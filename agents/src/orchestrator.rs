@@ -67,6 +67,88 @@ fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
     }
 }
 
+/// Rows breaking a foreign key, per (table, referenced table).
+type FkViolations = Vec<(String, String, u64)>;
+
+/// Checks a mapping spec (perhaps edited by hand) against the manifest:
+/// known statuses, source tables and columns that exist, and SQL that
+/// DataFusion can plan over the source's types (an unknown column or a cast
+/// that cannot be made is refused with the entry and the reason).
+async fn check_spec(spec: &MappingSpec, manifest: &Manifest) -> Result<()> {
+    let bad = |entry: String, message: String| AgentError::Malformed {
+        what: format!("mapping spec entry {entry}"),
+        message,
+    };
+    for t in &spec.tables {
+        let source =
+            match t.sources.first() {
+                Some(s) => Some(manifest.tables.iter().find(|m| m.name == *s).ok_or_else(
+                    || {
+                        bad(
+                            t.target.clone(),
+                            format!("source table {s} is not in the manifest"),
+                        )
+                    },
+                )?),
+                None => None,
+            };
+        for c in &t.columns {
+            let entry = format!("{}.{}", t.target, c.target);
+            if !matches!(
+                c.status.as_str(),
+                "auto" | "approved" | "review" | "rejected"
+            ) {
+                return Err(bad(
+                    entry,
+                    format!(
+                        "status {:?} is not auto, approved, review or rejected",
+                        c.status
+                    ),
+                ));
+            }
+            for sc in &c.sources {
+                let (st, col) = sc.rsplit_once('.').unwrap_or(("", sc));
+                let known =
+                    source.is_some_and(|m| m.name == st && m.columns.iter().any(|k| k.name == col));
+                if !known {
+                    return Err(bad(entry, format!("source column {sc} does not exist")));
+                }
+            }
+        }
+        if let Some(m) = source {
+            let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
+                m.columns
+                    .iter()
+                    .map(|c| {
+                        arrow::datatypes::Field::new(
+                            &c.name,
+                            c.arrow_type
+                                .parse()
+                                .unwrap_or(arrow::datatypes::DataType::Utf8),
+                            true,
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            ));
+            for c in &t.columns {
+                let one = TableMapping {
+                    columns: vec![c.clone()],
+                    ..t.clone()
+                };
+                crate::transform::plan_sql(schema.clone(), &crate::architect::sql_for(&one))
+                    .await
+                    .map_err(|e| {
+                        bad(
+                            format!("{}.{}", t.target, c.target),
+                            format!("expression {:?}: {e}", c.expression),
+                        )
+                    })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The source options of a configuration.
 pub fn source_options(config: &MigrationConfig) -> Result<SourceOptions> {
     let partition_keys = SourceOptions::parse_partition_keys(&config.ingestion.partition_key)
@@ -150,12 +232,13 @@ impl Orchestrator {
         Source::open_with(&config.source.url, None, &source_options(config)?)?;
         SqliteTarget::check_writable(&target_path(config)?)?;
         if !config.target.schema.is_empty() {
-            std::fs::read_to_string(&config.target.schema).map_err(|e| {
+            let ddl = std::fs::read_to_string(&config.target.schema).map_err(|e| {
                 sensei_connectors::ConnectorError::Unreadable {
                     path: config.target.schema.clone(),
                     message: format!("target schema file: {e}"),
                 }
             })?;
+            crate::architect::ddl::parse(&ddl, &config.target.schema)?;
         }
         Ok(())
     }
@@ -188,7 +271,21 @@ impl Orchestrator {
             },
         )? {
             None => Start::New,
-            Some(MigrationState::Running) => Start::Resumed,
+            Some(state @ (MigrationState::Running | MigrationState::AwaitingReview)) => {
+                // A rerun (after `sensei plan` or `sensei review`, perhaps with
+                // --approve-all) brings this run's transformation decisions.
+                let mut stored = self.config(&id)?;
+                if stored.transformation != config.transformation {
+                    stored.transformation = config.transformation.clone();
+                    self.scheduler
+                        .set_migration_config(&id, &stored.redacted().to_string())?;
+                }
+                if state == MigrationState::AwaitingReview {
+                    self.scheduler
+                        .set_migration_state(&id, MigrationState::Running, None)?;
+                }
+                Start::Resumed
+            }
             Some(MigrationState::Halted) => {
                 // A person reran a halted migration: give its failed tasks another go.
                 self.scheduler.resume_migration(&id)?;
@@ -297,6 +394,9 @@ impl Orchestrator {
             Phase::Verification => self.plan_verification(id).await?,
             Phase::Delivery => self.plan_delivery(id, &config).await?,
         };
+        if self.scheduler.migration_state(id)?.0 == MigrationState::AwaitingReview {
+            return Ok(());
+        }
         if specs.is_empty() {
             // Nothing to do in this phase (an empty source): close it at once.
             self.scheduler.submit_tasks(id, phase, &[])?;
@@ -535,6 +635,8 @@ impl Orchestrator {
             version: ARTIFACT_VERSION,
             migration_id: id.to_string(),
             auto_approval_threshold: 0.92,
+            approved_all: false,
+            unmapped_sources: Vec::new(),
             tables: manifest
                 .tables
                 .iter()
@@ -552,6 +654,8 @@ impl Orchestrator {
                             confidence: 1.0,
                             status: "auto".into(),
                             reasons: vec!["identical name and type (mirror of the source)".into()],
+                            reviewed_by: None,
+                            reviewed_at: None,
                         })
                         .collect(),
                 })
@@ -560,28 +664,105 @@ impl Orchestrator {
     }
 
     /// Deterministic SQL of one table mapping: same mapping, same bytes.
-    pub fn generate_sql(t: &TableMapping) -> String {
-        let cols = t
-            .columns
-            .iter()
-            .map(|c| format!("  {} AS {}", c.expression, quote(&c.target)))
-            .collect::<Vec<_>>()
-            .join(",\n");
-        format!(
-            "-- target table {}\nSELECT\n{cols}\nFROM source\n",
-            t.target
-        )
+    /// The mapping a migration runs with: the spec `sensei plan` wrote and
+    /// `sensei review` edited, checked against the manifest; else one planned
+    /// now from the target schema (the identity without one).
+    pub async fn mapping(&self, id: &str) -> Result<MappingSpec> {
+        let config = self.config(id)?;
+        let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
+        let path = format!("{id}/mapping.json");
+        if self.artifacts.exists(&path).await? {
+            let spec: MappingSpec = self.get_json(&path).await?;
+            check_spec(&spec, &manifest).await?;
+            return Ok(spec);
+        }
+        let spec = if config.target.schema.is_empty() {
+            Self::identity_mapping(id, &manifest)
+        } else {
+            let file = &config.target.schema;
+            let ddl = std::fs::read_to_string(file).map_err(|e| {
+                sensei_connectors::ConnectorError::Unreadable {
+                    path: file.clone(),
+                    message: format!("target schema file: {e}"),
+                }
+            })?;
+            let targets = crate::architect::ddl::parse(&ddl, file)?;
+            let extra = crate::architect::matcher::Dictionary::parse_extra(
+                &config.transformation.abbreviations,
+            )
+            .map_err(|m| AgentError::Malformed {
+                what: "transformation.abbreviations".into(),
+                message: m,
+            })?;
+            crate::architect::plan(
+                id,
+                &manifest,
+                &targets,
+                &crate::architect::matcher::Dictionary::with_extra(&extra),
+                config.transformation.auto_approval_threshold,
+            )?
+        };
+        self.put_json(&path, &spec).await?;
+        Ok(spec)
     }
 
     async fn plan_transformation(&self, id: &str) -> Result<Vec<TaskSpec>> {
+        let config = self.config(id)?;
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
-        let mapping = Self::identity_mapping(id, &manifest);
+        let mut mapping = self.mapping(id).await?;
+        let waiting = crate::architect::pending(&mapping);
+        if !waiting.is_empty() && config.transformation.approve_all {
+            let at = now_rfc3339();
+            for t in &mut mapping.tables {
+                for c in &mut t.columns {
+                    if c.status == "review" {
+                        c.status = "approved".into();
+                        c.reviewed_by = Some("--approve-all".into());
+                        c.reviewed_at = Some(at.clone());
+                    }
+                }
+            }
+            mapping.approved_all = true;
+            self.scheduler.event(
+                id,
+                "warn",
+                &format!(
+                    "--approve-all approved {} mapping entries that waited for review",
+                    waiting.len()
+                ),
+            )?;
+        } else if !waiting.is_empty() {
+            self.scheduler.event(
+                id,
+                "warn",
+                &format!("mapping entries wait for review: {}", waiting.join(", ")),
+            )?;
+            self.scheduler.set_migration_state(
+                id,
+                MigrationState::AwaitingReview,
+                Some(&format!(
+                    "{} mapping entries wait for review; run sensei review, or migrate with --approve-all",
+                    waiting.len()
+                )),
+            )?;
+            return Ok(Vec::new());
+        }
         self.put_json(&format!("{id}/mapping.json"), &mapping)
             .await?;
+        if !mapping.unmapped_sources.is_empty() {
+            self.scheduler.event(
+                id,
+                "warn",
+                &format!(
+                    "source tables not in the target schema, not migrated: {}",
+                    mapping.unmapped_sources.join(", ")
+                ),
+            )?;
+        }
         let mut lineage = Vec::new();
         let mut specs = Vec::new();
-        for (tm, mt) in mapping.tables.iter().zip(&manifest.tables) {
-            let sql = Self::generate_sql(tm);
+        for tm in &mapping.tables {
+            let sql = crate::architect::sql_for(tm);
             self.artifacts
                 .put(
                     &format!("{id}/sql/{}.sql", id_part(&tm.target)),
@@ -591,6 +772,13 @@ impl Orchestrator {
             for c in &tm.columns {
                 lineage.push(serde_json::json!({"source": c.sources, "transformation": c.expression, "target": format!("{}.{}", tm.target, c.target)}));
             }
+            let Some(mt) = tm
+                .sources
+                .first()
+                .and_then(|s| manifest.tables.iter().find(|t| t.name == *s))
+            else {
+                continue;
+            };
             for p in &mt.partitions {
                 let task = TransformTask {
                     target_table: tm.target.clone(),
@@ -658,11 +846,18 @@ impl Orchestrator {
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
         let mut specs = Vec::new();
-        for (tm, mt) in mapping.tables.iter().zip(&manifest.tables) {
+        for tm in &mapping.tables {
+            let source = tm
+                .sources
+                .first()
+                .and_then(|s| manifest.tables.iter().find(|t| t.name == *s))
+                .map(|t| t.partitions.clone())
+                .unwrap_or_default();
             let task = VerifyTask {
                 table: tm.target.clone(),
                 source_columns: tm.columns.iter().map(|c| c.target.clone()).collect(),
-                source: mt.partitions.clone(),
+                sql: Some(crate::architect::sql_for(tm)),
+                source,
                 target: transformed
                     .iter()
                     .filter(|p| p.table == tm.target)
@@ -723,12 +918,23 @@ impl Orchestrator {
             evidence.insert(p.id.clone(), p.sha256.clone());
         }
         let status = if pass { "PASS" } else { "FAIL" };
+        let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
+        let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+        for c in mapping.tables.iter().flat_map(|t| &t.columns) {
+            *by_status.entry(c.status.clone()).or_default() += 1;
+        }
+        let mapping_summary = serde_json::json!({
+            "approved_all": mapping.approved_all,
+            "entries_by_status": by_status,
+            "note": if mapping.approved_all { "the user approved every entry that waited for review with --approve-all" } else { "" },
+        });
         let payload = serde_json::json!({
             "version": ARTIFACT_VERSION,
             "migration_id": id,
             "issued_at": now_rfc3339(),
             "status": status,
-            "method": "row counts and order-independent content digests (sum of SHA-256 of canonical rows mod 2^256) per table, source against transformed",
+            "method": "row counts and order-independent content digests (sum of SHA-256 of canonical rows mod 2^256) per table: the mapping's SQL replayed by the Validator over the source partitions, against the transformed partitions",
+            "mapping": mapping_summary,
             "checks": checks,
             "tables": tables,
             "evidence_sha256": evidence,
@@ -874,8 +1080,8 @@ impl Orchestrator {
         // each column as its certified type (a target declaring REAL for a
         // decimal is read as that decimal), and digest it with the
         // certificate's algorithm.
-        let readback =
-            tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, TableDigest>> {
+        let readback = tokio::task::spawn_blocking(
+            move || -> Result<(BTreeMap<String, TableDigest>, FkViolations)> {
                 let src = SqliteSource::open(&target)?;
                 let mut out = BTreeMap::new();
                 for name in names {
@@ -903,14 +1109,23 @@ impl Orchestrator {
                     })?;
                     out.insert(name, d);
                 }
-                Ok(out)
-            })
-            .await
-            .map_err(|e| AgentError::Malformed {
-                what: "post-delivery check".into(),
-                message: e.to_string(),
-            })??;
+                drop(src);
+                let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;
+                Ok((out, violations))
+            },
+        )
+        .await
+        .map_err(|e| AgentError::Malformed {
+            what: "post-delivery check".into(),
+            message: e.to_string(),
+        })??;
+        let (readback, violations) = readback;
         let mut warnings = Vec::new();
+        for (table, parent, n) in violations {
+            warnings.push(format!(
+                "table {table}: {n} rows reference rows of {parent} that the target does not hold (its declared foreign key is broken; the source held the same orphans, or a table is missing from the mapping)"
+            ));
+        }
         for (name, d) in readback {
             let certified = cert.payload["tables"][&name]["digest"]
                 .as_str()

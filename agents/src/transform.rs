@@ -37,14 +37,44 @@ pub struct TransformResult {
     pub partition: PartitionRef,
 }
 
-/// Runs a transformation task.
-pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Result<TransformResult> {
-    let batches = ctx.fetch(&task.input).await?;
-    let rows_in: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let sql_err = |e: datafusion::error::DataFusionError| AgentError::Sql {
-        table: task.target_table.clone(),
-        message: e.to_string(),
-    };
+/// Runs `sql` over one all-NULL row of `schema`: unknown columns, casts
+/// between types that have none, and syntax errors surface here without
+/// touching data (cast kernels check their types before any value).
+pub async fn plan_sql(
+    schema: arrow::datatypes::SchemaRef,
+    sql: &str,
+) -> std::result::Result<arrow::datatypes::SchemaRef, datafusion::error::DataFusionError> {
+    let nullable = Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let columns = nullable
+        .fields()
+        .iter()
+        .map(|f| arrow::array::new_null_array(f.data_type(), 1))
+        .collect();
+    let row = arrow::record_batch::RecordBatch::try_new(nullable.clone(), columns)?;
+    let mut stream = apply_sql(nullable, vec![row], sql).await?;
+    let out = stream.schema();
+    while let Some(b) = stream.next().await {
+        b?;
+    }
+    Ok(out)
+}
+
+/// Runs `sql` over `batches` (the table `source`) as a stream of batches, in
+/// input order (one DataFusion partition).
+pub async fn apply_sql(
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<arrow::record_batch::RecordBatch>,
+    sql: &str,
+) -> std::result::Result<
+    datafusion::physical_plan::SendableRecordBatchStream,
+    datafusion::error::DataFusionError,
+> {
     // One input partition per task, and one DataFusion partition inside it: the
     // output keeps the input's row order, so delivery batches are the same on
     // every attempt (their ledger keys depend on it). Parallelism comes from
@@ -53,6 +83,19 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
         .with_target_partitions(1)
         .with_batch_size(8192);
     let session = SessionContext::new_with_config(config);
+    let table = MemTable::try_new(schema, vec![batches])?;
+    session.register_table("source", Arc::new(table))?;
+    session.sql(sql).await?.execute_stream().await
+}
+
+/// Runs a transformation task.
+pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Result<TransformResult> {
+    let batches = ctx.fetch(&task.input).await?;
+    let rows_in: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let sql_err = |e: datafusion::error::DataFusionError| AgentError::Sql {
+        table: task.target_table.clone(),
+        message: e.to_string(),
+    };
     let schema = match batches.first() {
         Some(b) => b.schema(),
         None => {
@@ -62,13 +105,10 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
             schema
         }
     };
-    let table = MemTable::try_new(schema, vec![batches]).map_err(sql_err)?;
-    session
-        .register_table("source", Arc::new(table))
+    let mut stream = apply_sql(schema, batches, &task.sql)
+        .await
         .map_err(sql_err)?;
-    let df = session.sql(&task.sql).await.map_err(sql_err)?;
-    let out_schema = Arc::new(df.schema().as_arrow().clone());
-    let mut stream = df.execute_stream().await.map_err(sql_err)?;
+    let out_schema = stream.schema();
     let id = format!("{}-a{attempt}", task.output_id);
     let path = ctx.staging_path(&id);
     let mut writer = PartitionWriter::create(&path, out_schema)?;

@@ -15,6 +15,10 @@ pub struct VerifyTask {
     pub table: String,
     /// Source columns in target order (the identity mapping's projection).
     pub source_columns: Vec<String>,
+    /// The mapping's SQL: replayed here over the source partitions, on a
+    /// different node's engine run, to give the expected target rows.
+    #[serde(default)]
+    pub sql: Option<String>,
     /// Staged source partitions.
     pub source: Vec<PartitionRef>,
     /// Transformed partitions.
@@ -45,10 +49,26 @@ async fn digest_of(
     ctx: &NodeContext,
     parts: &[PartitionRef],
     columns: Option<&[String]>,
+    sql: Option<&str>,
 ) -> Result<TableDigest> {
     let mut total = TableDigest::default();
     for p in parts {
-        let batches = ctx.fetch(p).await?;
+        let mut batches = ctx.fetch(p).await?;
+        if let (Some(sql), Some(first)) = (sql, batches.first()) {
+            use futures::StreamExt;
+            let sql_err = |e: datafusion::error::DataFusionError| crate::error::AgentError::Sql {
+                table: p.table.clone(),
+                message: e.to_string(),
+            };
+            let mut stream = crate::transform::apply_sql(first.schema(), batches, sql)
+                .await
+                .map_err(sql_err)?;
+            let mut out = Vec::new();
+            while let Some(b) = stream.next().await {
+                out.push(b.map_err(sql_err)?);
+            }
+            batches = out;
+        }
         let columns = columns.map(|c| c.to_vec());
         let d = tokio::task::spawn_blocking(move || -> Result<TableDigest> {
             let mut d = TableDigest::default();
@@ -79,8 +99,11 @@ async fn digest_of(
 
 /// Runs a verification task.
 pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
-    let source = digest_of(ctx, &task.source, Some(&task.source_columns)).await?;
-    let target = digest_of(ctx, &task.target, None).await?;
+    let source = match &task.sql {
+        Some(sql) => digest_of(ctx, &task.source, None, Some(sql)).await?,
+        None => digest_of(ctx, &task.source, Some(&task.source_columns), None).await?,
+    };
+    let target = digest_of(ctx, &task.target, None, None).await?;
     Ok(VerifyResult {
         rows: target.rows,
         source: SideDigest {

@@ -971,6 +971,12 @@ impl SqliteTarget {
             .map_err(ConnectorError::sql("setting busy timeout"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(ConnectorError::sql(format!("enabling WAL on {shown}")))?;
+        // Tables load in parallel, in no particular order: foreign keys are
+        // checked once every table is in (`foreign_key_violations`), not per row.
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(ConnectorError::sql(format!(
+                "deferring foreign keys on {shown}"
+            )))?;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
                 migration_id TEXT NOT NULL,
@@ -989,6 +995,23 @@ impl SqliteTarget {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Rows that break a declared foreign key, per (table, referenced
+    /// table): what `PRAGMA foreign_key_check` finds after the load.
+    pub fn foreign_key_violations(&self) -> Result<Vec<(String, String, u64)>> {
+        let ctx = format!("checking foreign keys in {}", self.path.display());
+        let mut st = self
+            .conn
+            .prepare("SELECT \"table\", parent, count(*) FROM pragma_foreign_key_check GROUP BY 1, 2 ORDER BY 1, 2")
+            .map_err(ConnectorError::sql(&ctx))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(ConnectorError::sql(&ctx))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(ConnectorError::sql(&ctx))
     }
 
     /// Runs a DDL script (the configured target schema).

@@ -26,6 +26,8 @@ pub struct MigrationConfig {
     pub target: TargetSection,
     /// Phase 1 settings.
     pub ingestion: IngestionSection,
+    /// Phase 2 settings.
+    pub transformation: TransformationSection,
     /// Phase 4 settings.
     pub delivery: DeliverySection,
     /// Leases, heartbeats and retries.
@@ -137,6 +139,29 @@ impl Default for IngestionSection {
             partition_bytes: 268_435_456,
             profile_sample_rows: 10_000,
             partition_key: String::new(),
+        }
+    }
+}
+
+/// `[transformation]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformationSection {
+    /// Mappings at or above this confidence are approved without review.
+    pub auto_approval_threshold: f64,
+    /// More abbreviations for schema matching: `abbr=expansion, abbr2=expansion two`.
+    pub abbreviations: String,
+    /// Approve every mapping entry that waits for review (`--approve-all`);
+    /// the certificate says so.
+    pub approve_all: bool,
+}
+
+impl Default for TransformationSection {
+    fn default() -> Self {
+        TransformationSection {
+            auto_approval_threshold: 0.92,
+            abbreviations: String::new(),
+            approve_all: false,
         }
     }
 }

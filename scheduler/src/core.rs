@@ -390,6 +390,16 @@ impl Scheduler {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// Replaces a migration's stored configuration (a rerun's decisions that
+    /// apply from the next phase on, such as approving waiting mappings).
+    pub fn set_migration_config(&self, id: &str, config_json: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE migrations SET config_json = ?2 WHERE id = ?1",
+            params![id, config_json],
+        )?;
+        Ok(())
+    }
+
     /// The stored configuration of a migration.
     pub fn migration_config(&self, id: &str) -> Result<String> {
         self.conn()

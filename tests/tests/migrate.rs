@@ -346,8 +346,15 @@ fn a_target_schema_file_shapes_the_target() {
         .arg("--target-schema")
         .arg(&ddl)
         .arg("--workdir")
-        .arg(dir.path().join("w")));
+        .arg(dir.path().join("w"))
+        // migrated_by has no source: its default waits for review.
+        .arg("--approve-all"));
     assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        tables(&target),
+        ["customers"],
+        "only what the target schema declares"
+    );
     let c = rusqlite::Connection::open(&target).unwrap();
     let n: i64 = c
         .query_row(

@@ -35,6 +35,39 @@ enum Command {
         /// Forget earlier progress of this migration and start over.
         #[arg(long)]
         restart: bool,
+        /// Approve every mapping entry that waits for review (recorded in the
+        /// mapping spec and the certificate).
+        #[arg(long)]
+        approve_all: bool,
+    },
+    /// Plan the mapping: run ingestion (or reuse it), match the source to the
+    /// target schema, write the mapping spec and print it as a table.
+    Plan {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Scout agents.
+        #[arg(long)]
+        workers: Option<u32>,
+    },
+    /// List, approve, reject or edit mapping entries (TABLE.COLUMN), recording who and when.
+    Review {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Approve an entry (repeatable).
+        #[arg(long, value_name = "TABLE.COLUMN")]
+        approve: Vec<String>,
+        /// Reject an entry: its column is left NULL (repeatable).
+        #[arg(long, value_name = "TABLE.COLUMN")]
+        reject: Vec<String>,
+        /// Replace an entry's expression and approve it (repeatable).
+        #[arg(long, value_name = "TABLE.COLUMN=EXPRESSION")]
+        expression: Vec<String>,
+        /// Approve every entry that waits.
+        #[arg(long)]
+        all: bool,
+        /// Who reviews (recorded with each change); defaults to $USER.
+        #[arg(long)]
+        by: Option<String>,
     },
     /// Run the ingestion phase alone: discover, profile, scan for PII, stage
     /// partitions, write the manifest. `sensei migrate` later continues from it.
@@ -133,25 +166,51 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    if let Command::Migrate { args, .. } | Command::Ingest { args, .. } = &cli.command {
+    if let Command::Migrate { args, .. }
+    | Command::Ingest { args, .. }
+    | Command::Plan { args, .. } = &cli.command
+    {
         export_source_password(args);
     }
     let code = match cli.command {
         Command::Migrate {
-            args,
+            mut args,
             workers,
             restart,
-        } => match migrate(args, workers, restart, None) {
+            approve_all,
+        } => {
+            if approve_all {
+                args.set.push("transformation.approve_all=true".into());
+            }
+            match migrate(args, workers, restart, None) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Plan { args, workers } => match plan(args, workers) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 1
             }
         },
-        Command::Certificate {
-            command: CertCommand::Verify { file, public_key },
-        } => verify(&file, public_key.as_deref()),
-        Command::PiiEval { file, mistakes } => pii_eval(file, mistakes),
+        Command::Review {
+            args,
+            approve,
+            reject,
+            expression,
+            all,
+            by,
+        } => match review(args, approve, reject, expression, all, by) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         Command::Ingest {
             args,
             workers,
@@ -163,6 +222,10 @@ fn main() {
                 1
             }
         },
+        Command::Certificate {
+            command: CertCommand::Verify { file, public_key },
+        } => verify(&file, public_key.as_deref()),
+        Command::PiiEval { file, mistakes } => pii_eval(file, mistakes),
     };
     std::process::exit(code);
 }
@@ -330,4 +393,117 @@ fn migrate(
     });
     work.shutdown_background();
     code
+}
+
+/// `sensei plan`: ingestion (run or reused), then the mapping spec, printed.
+fn plan(args: MigrationArgs, workers: Option<u32>) -> anyhow::Result<i32> {
+    let config = args.load(workers)?;
+    let code = migrate(args, workers, false, Some(Phase::Ingestion))?;
+    if code != 0 {
+        return Ok(code);
+    }
+    let workdir = PathBuf::from(&config.runtime.workdir);
+    let id = config.migration_id();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let spec = rt.block_on(async {
+        let head = open_head(&workdir, &config.signing.key_file)?;
+        anyhow::Ok(head.orchestrator.mapping(&id).await?)
+    })?;
+    print!("{}", sensei_agents::architect::render(&spec));
+    let waiting = sensei_agents::architect::pending(&spec);
+    println!(
+        "mapping spec: {}",
+        workdir.join(&id).join("mapping.json").display()
+    );
+    if waiting.is_empty() {
+        println!("every entry is approved: run sensei migrate");
+    } else {
+        println!(
+            "{} entries wait for review: sensei review --approve TABLE.COLUMN (or --all), then sensei migrate",
+            waiting.len()
+        );
+    }
+    Ok(0)
+}
+
+/// `sensei review`: changes entries of the mapping spec `sensei plan` wrote.
+fn review(
+    args: MigrationArgs,
+    approve: Vec<String>,
+    reject: Vec<String>,
+    expression: Vec<String>,
+    all: bool,
+    by: Option<String>,
+) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    let config = args.load(None)?;
+    let path = PathBuf::from(&config.runtime.workdir)
+        .join(config.migration_id())
+        .join("mapping.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no mapping spec at {}: run sensei plan first",
+            path.display()
+        )
+    })?;
+    let mut spec: sensei_agents::artifacts::MappingSpec = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a mapping spec", path.display()))?;
+    let who = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let at = sensei_agents::artifacts::now_rfc3339();
+    let mut changes: Vec<(String, &str, Option<String>)> = Vec::new();
+    for e in approve {
+        changes.push((e, "approved", None));
+    }
+    for e in reject {
+        changes.push((e, "rejected", None));
+    }
+    for e in expression {
+        let (entry, expr) = e
+            .split_once('=')
+            .context("--expression takes TABLE.COLUMN=EXPRESSION")?;
+        changes.push((entry.to_string(), "approved", Some(expr.to_string())));
+    }
+    for (entry, status, expr) in &changes {
+        let (table, column) = entry
+            .rsplit_once('.')
+            .with_context(|| format!("{entry}: name an entry as TABLE.COLUMN"))?;
+        let c = spec
+            .tables
+            .iter_mut()
+            .filter(|t| t.target == table)
+            .flat_map(|t| t.columns.iter_mut())
+            .find(|c| c.target == column)
+            .with_context(|| format!("{entry} is not an entry of the mapping spec"))?;
+        c.status = status.to_string();
+        if let Some(x) = expr {
+            c.expression = x.clone();
+            c.reasons.push(format!("expression set by {who}"));
+        }
+        c.reviewed_by = Some(who.clone());
+        c.reviewed_at = Some(at.clone());
+    }
+    if all {
+        for c in spec.tables.iter_mut().flat_map(|t| t.columns.iter_mut()) {
+            if c.status == "review" {
+                c.status = "approved".into();
+                c.reviewed_by = Some(who.clone());
+                c.reviewed_at = Some(at.clone());
+            }
+        }
+    }
+    if !changes.is_empty() || all {
+        let mut bytes = serde_json::to_vec_pretty(&spec)?;
+        bytes.push(b'\n');
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    print!("{}", sensei_agents::architect::render(&spec));
+    let waiting = sensei_agents::architect::pending(&spec);
+    println!("{} entries wait for review", waiting.len());
+    Ok(0)
 }

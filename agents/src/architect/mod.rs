@@ -1,0 +1,338 @@
+//! The Architect: plans the transformation. It reads the target schema
+//! ([`ddl`]), matches source columns to target columns ([`matcher`]), and
+//! writes the mapping specification (per target column an expression, its
+//! source columns, a confidence, a status and the reasons) from which
+//! [`sql_for`] generates one deterministic DataFusion query per target table.
+//!
+//! Statuses: `auto` (confidence at or above the auto-approval threshold),
+//! `review` (below it, or no source found), `approved` / `rejected` (by a
+//! person through `sensei review`, who and when recorded). A migration waits
+//! while any entry is `review`.
+
+pub mod ddl;
+pub mod matcher;
+
+use std::collections::BTreeMap;
+
+use crate::artifacts::{ColumnMapping, Manifest, MappingSpec, TableMapping, ARTIFACT_VERSION};
+use crate::error::{AgentError, Result};
+use ddl::{TargetColumn, TargetTable};
+use matcher::{ColumnFacts, Dictionary, WEIGHTS};
+
+/// Below this a source column is not proposed at all.
+pub const MIN_PROPOSAL: f64 = 0.30;
+
+/// Quotes an identifier for DataFusion SQL.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// The expression turning source column `s` into target column `t`: the
+/// column itself when the types agree, text parsed with its detected date
+/// format for dates, else an exact Arrow cast.
+pub fn expression(s: &ColumnFacts, t: &TargetColumn) -> String {
+    let col = quote(&s.name);
+    if s.arrow_type == t.arrow_type {
+        return col;
+    }
+    let text = s.arrow_type == "Utf8";
+    match (&s.date_format, t.arrow_type.as_str()) {
+        (Some(fmt), "Date32") if text => format!("to_date({col}, '{fmt}')"),
+        _ => format!("arrow_cast({col}, '{}')", t.arrow_type),
+    }
+}
+
+/// The facts of a manifest table's columns (PII kinds and date formats from its profile).
+fn source_facts(t: &crate::artifacts::ManifestTable) -> Vec<ColumnFacts> {
+    t.columns
+        .iter()
+        .map(|c| {
+            let profile = t.profile.columns.iter().find(|p| p.column == c.name);
+            ColumnFacts {
+                name: c.name.clone(),
+                arrow_type: c.arrow_type.clone(),
+                key: c.primary_key > 0,
+                pii: t
+                    .profile
+                    .pii
+                    .get(&c.name)
+                    .map(|flags| {
+                        flags
+                            .iter()
+                            .filter_map(|f| serde_json::to_value(f.kind).ok())
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                date_format: profile.and_then(|p| p.date_format.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Column tokens with the table's own name tokens dropped (when anything is left).
+fn column_tokens(d: &Dictionary, table: &str, column: &str) -> Vec<String> {
+    let own = d.tokens(table);
+    let all = d.tokens(column);
+    let rest: Vec<String> = all.iter().filter(|t| !own.contains(t)).cloned().collect();
+    if rest.is_empty() {
+        all
+    } else {
+        rest
+    }
+}
+
+struct PairPlan {
+    source: usize,
+    score: f64,
+    columns: Vec<Option<(usize, matcher::Score)>>,
+}
+
+fn plan_pair(
+    d: &Dictionary,
+    s_name: &str,
+    s_cols: &[ColumnFacts],
+    t: &TargetTable,
+) -> (f64, Vec<Option<(usize, matcher::Score)>>) {
+    let t_facts: Vec<ColumnFacts> = t
+        .columns
+        .iter()
+        .map(|c| ColumnFacts {
+            name: c.name.clone(),
+            arrow_type: c.arrow_type.clone(),
+            key: t.primary_key.contains(&c.name),
+            ..Default::default()
+        })
+        .collect();
+    let mut scores: Vec<Vec<matcher::Score>> = Vec::new();
+    for tc in &t_facts {
+        let tt = column_tokens(d, &t.name, &tc.name);
+        scores.push(
+            s_cols
+                .iter()
+                .map(|sc| {
+                    matcher::score(&column_tokens(d, s_name, &sc.name), &tt, sc, tc, &WEIGHTS)
+                })
+                .collect(),
+        );
+    }
+    let matrix: Vec<Vec<f64>> = scores
+        .iter()
+        .map(|row| row.iter().map(|s| s.confidence).collect())
+        .collect();
+    let chosen = matcher::assign(&matrix);
+    let mut total = 0.0;
+    let columns = chosen
+        .iter()
+        .enumerate()
+        .map(|(ti, sj)| {
+            sj.filter(|&j| matrix[ti][j] >= MIN_PROPOSAL).map(|j| {
+                total += matrix[ti][j];
+                (j, scores[ti][j].clone())
+            })
+        })
+        .collect();
+    let table_name = matcher::name_similarity(&d.tokens(s_name), &d.tokens(&t.name));
+    let coverage = total / t.columns.len().max(1) as f64;
+    (0.3 * table_name + 0.7 * coverage, columns)
+}
+
+/// Plans the mapping of `manifest`'s tables onto `targets`.
+pub fn plan(
+    migration_id: &str,
+    manifest: &Manifest,
+    targets: &[TargetTable],
+    dictionary: &Dictionary,
+    threshold: f64,
+) -> Result<MappingSpec> {
+    let facts: Vec<Vec<ColumnFacts>> = manifest.tables.iter().map(source_facts).collect();
+    let mut tables = Vec::new();
+    for t in targets {
+        let mut best: Option<PairPlan> = None;
+        for (si, s) in manifest.tables.iter().enumerate() {
+            let (score, columns) = plan_pair(dictionary, &s.name, &facts[si], t);
+            if best.as_ref().is_none_or(|b| score > b.score) {
+                best = Some(PairPlan {
+                    source: si,
+                    score,
+                    columns,
+                });
+            }
+        }
+        let best = best.filter(|b| b.score >= 0.2);
+        let source = best.as_ref().map(|b| &manifest.tables[b.source]);
+        let mut columns = Vec::new();
+        for (ti, tc) in t.columns.iter().enumerate() {
+            let chosen = best.as_ref().and_then(|b| b.columns[ti].clone());
+            columns.push(match (chosen, source) {
+                (Some((sj, score)), Some(s)) => {
+                    let sf = &facts[best.as_ref().map(|b| b.source).unwrap_or(0)][sj];
+                    let confidence = round4(score.confidence);
+                    ColumnMapping {
+                        target: tc.name.clone(),
+                        expression: expression(sf, tc),
+                        sources: vec![format!("{}.{}", s.name, s.columns[sj].name)],
+                        confidence,
+                        status: if confidence >= threshold { "auto" } else { "review" }.into(),
+                        reasons: score.reasons,
+                        reviewed_by: None,
+                        reviewed_at: None,
+                    }
+                }
+                _ => {
+                    if !tc.nullable && tc.default.is_none() {
+                        return Err(AgentError::Malformed {
+                            what: format!("target column {}.{}", t.name, tc.name),
+                            message: "it is NOT NULL, has no default, and no source column matches it; add a default to the target schema, map it by hand in the mapping spec, or drop the constraint".into(),
+                        });
+                    }
+                    let expression = match &tc.default {
+                        Some(d) => format!("arrow_cast({d}, '{}')", tc.arrow_type),
+                        None => format!("arrow_cast(NULL, '{}')", tc.arrow_type),
+                    };
+                    ColumnMapping {
+                        target: tc.name.clone(),
+                        expression,
+                        sources: Vec::new(),
+                        confidence: 0.0,
+                        status: "review".into(),
+                        reasons: vec![format!(
+                            "no source column scored {MIN_PROPOSAL:.2} or more: {}",
+                            if tc.default.is_some() { "the target default" } else { "NULL" }
+                        )],
+                        reviewed_by: None,
+                        reviewed_at: None,
+                    }
+                }
+            });
+        }
+        tables.push(TableMapping {
+            target: t.name.clone(),
+            sources: source.map(|s| vec![s.name.clone()]).unwrap_or_default(),
+            columns,
+            primary_key: t.primary_key.clone(),
+        });
+    }
+    let used: Vec<&String> = tables.iter().flat_map(|t| &t.sources).collect();
+    let unmapped_sources = manifest
+        .tables
+        .iter()
+        .map(|t| t.name.clone())
+        .filter(|n| !used.contains(&n))
+        .collect();
+    Ok(MappingSpec {
+        version: ARTIFACT_VERSION,
+        migration_id: migration_id.to_string(),
+        auto_approval_threshold: threshold,
+        approved_all: false,
+        unmapped_sources,
+        tables,
+    })
+}
+
+/// The DataFusion query of one target table: every column's expression over
+/// the table `source`, in target order, rejected entries as NULL. The same
+/// mapping gives the same bytes.
+pub fn sql_for(t: &TableMapping) -> String {
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            let expr = if c.status == "rejected" {
+                "NULL".to_string()
+            } else {
+                c.expression.clone()
+            };
+            format!("  {expr} AS {}", quote(&c.target))
+        })
+        .collect();
+    format!("SELECT\n{}\nFROM source\n", cols.join(",\n"))
+}
+
+/// Entries waiting for a person, as `table.column`.
+pub fn pending(spec: &MappingSpec) -> Vec<String> {
+    spec.tables
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|c| c.status == "review")
+                .map(move |c| format!("{}.{}", t.target, c.target))
+        })
+        .collect()
+}
+
+/// The mapping as a plain table for a terminal.
+pub fn render(spec: &MappingSpec) -> String {
+    let mut rows = vec![[
+        "target".to_string(),
+        "source".to_string(),
+        "expression".to_string(),
+        "confidence".to_string(),
+        "status".to_string(),
+    ]];
+    for t in &spec.tables {
+        for c in &t.columns {
+            let src = if c.sources.is_empty() {
+                "-".to_string()
+            } else {
+                c.sources.join(", ")
+            };
+            rows.push([
+                format!("{}.{}", t.target, c.target),
+                src,
+                c.expression.clone(),
+                format!("{:.2}", c.confidence),
+                c.status.clone(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    if !spec.unmapped_sources.is_empty() {
+        out.push_str(&format!(
+            "source tables no target table takes rows from (not migrated): {}\n",
+            spec.unmapped_sources.join(", ")
+        ));
+    }
+    for (n, r) in rows.iter().enumerate() {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if n == 0 {
+            out.push_str(
+                &widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            );
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Source columns by table, for validating a hand-edited spec.
+pub fn source_columns(manifest: &Manifest) -> BTreeMap<String, Vec<String>> {
+    manifest
+        .tables
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.columns.iter().map(|c| c.name.clone()).collect(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,93 @@
+"""Side-by-side ingestion benchmark: sensei ingest vs ConnectorX (+ pyarrow Parquet).
+
+Called by bench/connectorx/run with the sensei binary and row counts. For
+each size it creates a fresh database with one table of typical columns,
+runs both tools on it (each in its own process, wall time and peak RSS from
+wait4), checks both read every row, prints a table and the ratios.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+WORKERS = os.cpu_count() or 2
+
+CX_SCRIPT = r"""
+import sys, connectorx as cx, pyarrow.parquet as pq
+url, out, parts = sys.argv[1], sys.argv[2], int(sys.argv[3])
+t = cx.read_sql(url, "SELECT * FROM orders", return_type="arrow",
+                partition_on="id", partition_num=parts)
+pq.write_table(t, out, compression="zstd")
+print(t.num_rows)
+"""
+
+
+def psql(db, sql):
+    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", db,
+                    "-v", "ON_ERROR_STOP=1", "-c", sql], check=True)
+
+
+def timed(cmd, **kw):
+    start = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.monotonic() - start
+    out = p.stdout.read().decode()
+    err = p.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{cmd[0]} failed:\n{out}\n{err}")
+    return wall, usage.ru_maxrss / 1024.0, out
+
+
+def main():
+    sensei = sys.argv[1]
+    sizes = [int(x) for x in sys.argv[2:]]
+    rows_out = []
+    for n in sizes:
+        db = f"sensei_bench_cx_{n}"
+        psql("postgres", f"DROP DATABASE IF EXISTS {db}")
+        psql("postgres", f"CREATE DATABASE {db}")
+        psql(db, f"""
+            CREATE TABLE orders (
+              id bigint PRIMARY KEY, customer_id int NOT NULL, amount numeric(12,2) NOT NULL,
+              ratio double precision, status text NOT NULL, note text,
+              placed_at timestamp NOT NULL, ship_date date, paid boolean NOT NULL);
+            INSERT INTO orders SELECT g, g % 100000, (g % 100000) / 100.0, g / 7.0,
+              (ARRAY['new','paid','shipped','returned'])[g % 4 + 1],
+              CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END,
+              timestamp '2020-01-01' + g * interval '1 second', date '2020-01-01' + (g % 1000),
+              g % 2 = 0
+            FROM generate_series(1, {n}) g;
+            VACUUM ANALYZE orders;""")
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = os.path.join(tmp, "bench.toml")
+            with open(cfg, "w") as f:
+                f.write(f'[migration]\nname = "bench"\n[source]\nurl = "{PG}/{db}"\n'
+                        f'[target]\nurl = "sqlite://{tmp}/unused.db"\n'
+                        f'[runtime]\nworkdir = "{tmp}/work"\n'
+                        f'[ingestion]\npartition_rows = {max(n // (4 * WORKERS), 1)}\n')
+            s_wall, s_rss, _ = timed([sensei, "ingest", cfg, "--workers", str(WORKERS)])
+            staged = subprocess.run(
+                [sys.executable, "-c",
+                 "import sys,glob,pyarrow.parquet as pq;"
+                 "print(sum(pq.ParquetFile(p).metadata.num_rows for p in glob.glob(sys.argv[1]+'/**/*.parquet', recursive=True)))",
+                 f"{tmp}/work"], capture_output=True, text=True, check=True).stdout.strip()
+            c_wall, c_rss, c_out = timed([sys.executable, "-c", CX_SCRIPT, f"{PG}/{db}",
+                                          os.path.join(tmp, "cx.parquet"), str(WORKERS)])
+        assert int(staged) == n, f"sensei staged {staged} rows of {n}"
+        assert int(c_out.strip()) == n, f"connectorx read {c_out} rows of {n}"
+        psql("postgres", f"DROP DATABASE IF EXISTS {db}")
+        rows_out.append((n, s_wall, s_rss, c_wall, c_rss))
+    print(f"{'rows':>10} | {'sensei s':>9} {'rows/s':>10} {'RSS MB':>7} | "
+          f"{'connectorx s':>12} {'rows/s':>10} {'RSS MB':>7} | {'speed ratio':>11} {'RSS ratio':>9}")
+    for n, sw, sr, cw, cr in rows_out:
+        print(f"{n:>10} | {sw:>9.2f} {n / sw:>10.0f} {sr:>7.0f} | {cw:>12.2f} {n / cw:>10.0f} {cr:>7.0f} | "
+              f"{cw / sw:>10.2f}x {sr / cr:>8.2f}x")
+    print("speed ratio = connectorx time / sensei time (above 1: sensei faster); "
+          "RSS ratio = sensei peak / connectorx peak")
+
+
+if __name__ == "__main__":
+    main()

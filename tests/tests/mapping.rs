@@ -1,0 +1,289 @@
+//! The Architect end to end: `sensei plan` on the retail example's legacy
+//! schema against its modern target schema (golden file), determinism, a
+//! review round trip, and hand edits or targets that cannot work.
+
+use std::path::{Path, PathBuf};
+
+use sensei_tests::*;
+
+fn schema() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql")
+}
+
+fn args(cmd: &mut std::process::Command, src: &Path, dir: &Path, schema: &Path) {
+    cmd.arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(format!("sqlite://{}", dir.join("t.db").display()))
+        .arg("--target-schema")
+        .arg(schema)
+        .arg("--workdir")
+        .arg(dir.join("w"));
+}
+
+fn sensei_in(sub: &str, src: &Path, dir: &Path, schema: &Path) -> std::process::Command {
+    let mut c = sensei();
+    c.arg(sub);
+    args(&mut c, src, dir, schema);
+    c
+}
+
+/// The mapping table `sensei plan` prints, without the lines naming paths.
+fn plan_table(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains('/') && !l.starts_with("progress") && !l.starts_with("migration "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn migration_dir(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("w"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("manifest.json").exists())
+        .unwrap()
+        .path()
+}
+
+#[test]
+fn retail_legacy_names_map_to_the_modern_schema_as_the_golden_file_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let out = run(&mut sensei_in("plan", &src, dir.path(), &schema()));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = plan_table(&out);
+    let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/retail_plan.txt");
+    if std::env::var_os("SENSEI_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden_path, &table).unwrap();
+    }
+    let golden = std::fs::read_to_string(&golden_path).unwrap();
+    assert_eq!(
+        table, golden,
+        "plan differs from tests/golden/retail_plan.txt"
+    );
+    // The headline cases, spelled out.
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(migration_dir(dir.path()).join("mapping.json")).unwrap(),
+    )
+    .unwrap();
+    let entry = |t: &str, c: &str| {
+        spec["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["target"] == t)
+            .unwrap()["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["target"] == c)
+            .unwrap()
+            .clone()
+    };
+    let dob = entry("customer", "date_of_birth");
+    assert_eq!(dob["sources"][0], "customers.cust_dob");
+    assert_eq!(dob["status"], "auto");
+    assert!(dob["confidence"].as_f64().unwrap() >= 0.92);
+    assert_eq!(
+        entry("product", "quantity_on_hand")["sources"][0],
+        "products.qty_on_hand"
+    );
+    assert_eq!(
+        entry("order_line", "line_number")["sources"][0],
+        "order_lines.line_no"
+    );
+    let ordered = entry("purchase_order", "ordered_at");
+    assert_eq!(ordered["sources"][0], "orders.ord_ts");
+    assert_eq!(
+        ordered["status"], "review",
+        "ord_ts ~ ordered_at is plausible, not certain"
+    );
+}
+
+#[test]
+fn the_same_inputs_give_byte_identical_specs_and_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let mut specs = Vec::new();
+    let mut sqls = Vec::new();
+    for run_dir in ["one", "two"] {
+        let d = dir.path().join(run_dir);
+        std::fs::create_dir(&d).unwrap();
+        let out = run(&mut sensei_in("plan", &src, &d, &schema()));
+        assert_eq!(out.status.code(), Some(0));
+        let mig = migration_dir(&d);
+        // The migration id names the target file, which differs between the runs.
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(mig.join("mapping.json")).unwrap()).unwrap();
+        spec["migration_id"] = serde_json::Value::Null;
+        specs.push(serde_json::to_string_pretty(&spec).unwrap());
+        let out = run(sensei_in("migrate", &src, &d, &schema()).arg("--approve-all"));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut files: Vec<PathBuf> = std::fs::read_dir(mig.join("sql"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        sqls.push(
+            files
+                .iter()
+                .map(|f| std::fs::read(f).unwrap())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert!(specs[0] == specs[1], "mapping specs differ");
+    assert_eq!(sqls[0].len(), 4);
+    assert!(sqls[0] == sqls[1], "generated SQL differs");
+}
+
+#[test]
+fn a_review_round_trip_plan_wait_approve_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let out = run(&mut sensei_in("plan", &src, dir.path(), &schema()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 entries wait for review"));
+    // migrate stops, exit 3, while an entry waits; nothing is delivered.
+    let out = run(&mut sensei_in("migrate", &src, dir.path(), &schema()));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!dir.path().join("t.db").exists() || tables(&dir.path().join("t.db")).is_empty());
+    let out = run(sensei_in("review", &src, dir.path(), &schema()).args([
+        "--approve",
+        "purchase_order.ordered_at",
+        "--by",
+        "alice",
+    ]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 entries wait for review"));
+    let out = run(&mut sensei_in("migrate", &src, dir.path(), &schema()));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = dir.path().join("t.db");
+    assert_eq!(
+        tables(&target),
+        ["customer", "order_line", "product", "purchase_order"]
+    );
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let s = rusqlite::Connection::open(&src).unwrap();
+    for (t, legacy) in [
+        ("customer", "customers"),
+        ("purchase_order", "orders"),
+        ("order_line", "order_lines"),
+        ("product", "products"),
+    ] {
+        let n: i64 = c
+            .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+            .unwrap();
+        let m: i64 = s
+            .query_row(&format!("SELECT count(*) FROM {legacy}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, m, "{t}");
+    }
+    let dob: String = c
+        .query_row("SELECT date_of_birth FROM customer WHERE id = 2", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let legacy: String = s
+        .query_row(
+            "SELECT cust_dob FROM customers WHERE cust_id = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dob, legacy);
+    let mig = migration_dir(dir.path());
+    let spec = std::fs::read_to_string(mig.join("mapping.json")).unwrap();
+    assert!(
+        spec.contains("\"reviewed_by\": \"alice\""),
+        "who approved is recorded"
+    );
+    let cert: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("certificate.json")).unwrap()).unwrap();
+    assert_eq!(cert["payload"]["status"], "PASS");
+    assert_eq!(cert["payload"]["mapping"]["approved_all"], false);
+    assert_eq!(
+        cert["payload"]["mapping"]["entries_by_status"]["approved"],
+        1
+    );
+}
+
+#[test]
+fn specs_and_schemas_that_cannot_work_are_refused_by_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    // A DDL that does not parse names the line.
+    let bad = dir.path().join("bad.sql");
+    std::fs::write(
+        &bad,
+        "CREATE TABLE a (x INT);\nCREATE TABLE b (y INT,, z INT);\n",
+    )
+    .unwrap();
+    let out = run(&mut sensei_in("migrate", &src, dir.path(), &bad));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.sql") && err.contains("Line: 2"), "{err}");
+    // A NOT NULL target column with no source and no default stops the plan.
+    let strict = dir.path().join("strict.sql");
+    std::fs::write(
+        &strict,
+        "CREATE TABLE customer (id BIGINT PRIMARY KEY, email TEXT, loyalty_tier TEXT NOT NULL);",
+    )
+    .unwrap();
+    let sub = dir.path().join("strict");
+    std::fs::create_dir(&sub).unwrap();
+    let out = run(&mut sensei_in("plan", &src, &sub, &strict));
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("customer.loyalty_tier") && err.contains("NOT NULL"),
+        "{err}"
+    );
+    // Hand edits: an unknown column, then a cast that cannot be made.
+    let out = run(&mut sensei_in("plan", &src, dir.path(), &schema()));
+    assert_eq!(out.status.code(), Some(0));
+    let spec_path = migration_dir(dir.path()).join("mapping.json");
+    let original = std::fs::read_to_string(&spec_path).unwrap();
+    let edited = original.replace("\"customers.cust_email\"", "\"customers.cust_mail\"");
+    std::fs::write(&spec_path, edited).unwrap();
+    let out = run(sensei_in("migrate", &src, dir.path(), &schema()).arg("--approve-all"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("customer.email") && err.contains("customers.cust_mail"),
+        "{err}"
+    );
+    std::fs::write(&spec_path, &original).unwrap();
+    let out = run(sensei_in("review", &src, dir.path(), &schema()).args([
+        "--expression",
+        "product.discontinued=arrow_cast(\"discontinued\", 'Date32')",
+    ]));
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(sensei_in("migrate", &src, dir.path(), &schema()).arg("--approve-all"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("product.discontinued") && err.contains("Date32"),
+        "{err}"
+    );
+}
