@@ -759,7 +759,6 @@ impl Orchestrator {
                 ),
             )?;
         }
-        let mut lineage = Vec::new();
         let mut specs = Vec::new();
         for tm in &mapping.tables {
             let sql = crate::architect::sql_for(tm);
@@ -769,9 +768,6 @@ impl Orchestrator {
                     Bytes::from(sql.clone()),
                 )
                 .await?;
-            for c in &tm.columns {
-                lineage.push(serde_json::json!({"source": c.sources, "transformation": c.expression, "target": format!("{}.{}", tm.target, c.target)}));
-            }
             let Some(mt) = tm
                 .sources
                 .first()
@@ -798,11 +794,33 @@ impl Orchestrator {
                 });
             }
         }
+        let (source_ns, target_ns) = (
+            redact_url(&config.source.url),
+            redact_url(&config.target.url),
+        );
         self.put_json(
             &format!("{id}/lineage.json"),
-            &serde_json::json!({"version": ARTIFACT_VERSION, "edges": lineage}),
+            &crate::architect::lineage::edges(&mapping),
         )
         .await?;
+        self.put_json(
+            &format!("{id}/openlineage.json"),
+            &crate::architect::lineage::openlineage(
+                &mapping,
+                &source_ns,
+                &target_ns,
+                &now_rfc3339(),
+            ),
+        )
+        .await?;
+        self.artifacts
+            .put(
+                &format!("{id}/lineage.cypher"),
+                Bytes::from(crate::architect::lineage::cypher(
+                    &mapping, &source_ns, &target_ns,
+                )),
+            )
+            .await?;
         Ok(specs)
     }
 

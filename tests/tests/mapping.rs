@@ -72,6 +72,14 @@ fn retail_legacy_names_map_to_the_modern_schema_as_the_golden_file_says() {
         &std::fs::read(migration_dir(dir.path()).join("mapping.json")).unwrap(),
     )
     .unwrap();
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schemas/mapping.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(schema_errors(&schema, &spec), Vec::<String>::new());
     let entry = |t: &str, c: &str| {
         spec["tables"]
             .as_array()
@@ -217,6 +225,30 @@ fn a_review_round_trip_plan_wait_approve_migrate() {
     assert!(
         spec.contains("\"reviewed_by\": \"alice\""),
         "who approved is recorded"
+    );
+    // Lineage three ways.
+    let ol: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("openlineage.json")).unwrap()).unwrap();
+    let customer = ol["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "customer")
+        .unwrap();
+    let dob = &customer["facets"]["columnLineage"]["fields"]["date_of_birth"]["inputFields"][0];
+    assert_eq!(
+        (dob["name"].as_str(), dob["field"].as_str()),
+        (Some("customers"), Some("cust_dob"))
+    );
+    let cypher = std::fs::read_to_string(mig.join("lineage.cypher")).unwrap();
+    assert!(
+        cypher.contains("name: 'cust_dob'") && cypher.contains(":FEEDS"),
+        "{cypher}"
+    );
+    assert_eq!(
+        cypher.matches("MERGE (s)-[f:FEEDS]->(d)").count(),
+        25,
+        "one edge per mapped column"
     );
     let cert: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("certificate.json")).unwrap()).unwrap();

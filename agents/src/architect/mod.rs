@@ -10,6 +10,8 @@
 //! while any entry is `review`.
 
 pub mod ddl;
+pub mod eval;
+pub mod lineage;
 pub mod matcher;
 
 use std::collections::BTreeMap;
@@ -47,7 +49,7 @@ pub fn expression(s: &ColumnFacts, t: &TargetColumn) -> String {
 }
 
 /// The facts of a manifest table's columns (PII kinds and date formats from its profile).
-fn source_facts(t: &crate::artifacts::ManifestTable) -> Vec<ColumnFacts> {
+pub fn source_facts(t: &crate::artifacts::ManifestTable) -> Vec<ColumnFacts> {
     t.columns
         .iter()
         .map(|c| {
@@ -92,12 +94,13 @@ struct PairPlan {
     columns: Vec<Option<(usize, matcher::Score)>>,
 }
 
-fn plan_pair(
+/// Every (target column, source column) score of a table pair.
+pub fn score_matrix(
     d: &Dictionary,
     s_name: &str,
     s_cols: &[ColumnFacts],
     t: &TargetTable,
-) -> (f64, Vec<Option<(usize, matcher::Score)>>) {
+) -> Vec<Vec<matcher::Score>> {
     let t_facts: Vec<ColumnFacts> = t
         .columns
         .iter()
@@ -120,6 +123,18 @@ fn plan_pair(
                 .collect(),
         );
     }
+    scores
+}
+
+/// The best one-to-one choice for a table pair: its score (table name and
+/// coverage) and, per target column, the chosen source column and its score.
+pub fn match_pair(
+    d: &Dictionary,
+    s_name: &str,
+    s_cols: &[ColumnFacts],
+    t: &TargetTable,
+) -> (f64, Vec<Option<(usize, matcher::Score)>>) {
+    let scores = score_matrix(d, s_name, s_cols, t);
     let matrix: Vec<Vec<f64>> = scores
         .iter()
         .map(|row| row.iter().map(|s| s.confidence).collect())
@@ -154,7 +169,7 @@ pub fn plan(
     for t in targets {
         let mut best: Option<PairPlan> = None;
         for (si, s) in manifest.tables.iter().enumerate() {
-            let (score, columns) = plan_pair(dictionary, &s.name, &facts[si], t);
+            let (score, columns) = match_pair(dictionary, &s.name, &facts[si], t);
             if best.as_ref().is_none_or(|b| score > b.score) {
                 best = Some(PairPlan {
                     source: si,

@@ -90,6 +90,13 @@ enum Command {
         #[arg(long)]
         mistakes: bool,
     },
+    /// Measure schema matching on pairs in the Valentine layout
+    /// (<pair>_source.csv, <pair>_target.csv, <pair>_mapping.json).
+    MatchEval {
+        /// Folder of pairs; defaults to the set kept in the repository.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Certificate tools.
     Certificate {
         #[command(subcommand)]
@@ -226,6 +233,24 @@ fn main() {
             command: CertCommand::Verify { file, public_key },
         } => verify(&file, public_key.as_deref()),
         Command::PiiEval { file, mistakes } => pii_eval(file, mistakes),
+        Command::MatchEval { dir } => {
+            let dir = dir.unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agents/testdata/matching")
+            });
+            match sensei_agents::architect::eval::evaluate_dir(
+                &dir,
+                &sensei_agents::architect::matcher::Dictionary::default(),
+            ) {
+                Ok(scores) => {
+                    print!("{}", sensei_agents::architect::eval::render(&scores));
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
     };
     std::process::exit(code);
 }

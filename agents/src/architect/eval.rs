@@ -1,0 +1,218 @@
+//! Schema-matching evaluation on pairs in the Valentine layout:
+//! `<pair>_source.csv`, `<pair>_target.csv` and `<pair>_mapping.json`
+//! (`{"matches": [{"source_table", "source_column", "target_table",
+//! "target_column"}]}`).
+//!
+//! Each CSV is read as Sensei reads any CSV source (types inferred from every
+//! value), profiled and scanned for PII as ingestion does, and matched as
+//! `sensei plan` does. Reported per pair, as Valentine's metrics module does:
+//! precision, recall and F1 of the one-to-one matches proposed (confidence at
+//! least [`super::MIN_PROPOSAL`]), and recall at ground-truth size (of the
+//! |ground truth| best-scored column pairs, the share that are true).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::architect::ddl::{TargetColumn, TargetTable};
+use crate::architect::matcher::Dictionary;
+use crate::artifacts::ManifestTable;
+use crate::error::{AgentError, Result};
+
+/// One pair's figures.
+#[derive(Debug, Clone)]
+pub struct PairScore {
+    /// Pair name.
+    pub pair: String,
+    /// Ground-truth matches.
+    pub truth: usize,
+    /// Precision of the proposed matches.
+    pub precision: f64,
+    /// Recall of the proposed matches.
+    pub recall: f64,
+    /// F1.
+    pub f1: f64,
+    /// Recall at ground-truth size.
+    pub recall_at_gt: f64,
+}
+
+fn read_table(
+    path: &Path,
+) -> Result<(
+    sensei_connectors::sqlite::TableInfo,
+    sensei_connectors::source::Source,
+)> {
+    let url = format!("csv://{}", path.display());
+    let mut src = sensei_connectors::source::Source::open(&url, None)?;
+    let table = src.tables()?.remove(0);
+    Ok((table, src))
+}
+
+/// Scores one pair.
+pub fn evaluate_pair(dir: &Path, pair: &str, dictionary: &Dictionary) -> Result<PairScore> {
+    let truth_doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("{pair}_mapping.json"))).map_err(|e| {
+            AgentError::Malformed {
+                what: format!("{pair}_mapping.json"),
+                message: e.to_string(),
+            }
+        })?,
+    )?;
+    let matches = truth_doc["matches"].as_array().cloned().unwrap_or_default();
+    let field = |m: &serde_json::Value, k: &str| m[k].as_str().unwrap_or_default().to_string();
+    let truth: BTreeSet<(String, String)> = matches
+        .iter()
+        .map(|m| (field(m, "source_column"), field(m, "target_column")))
+        .collect();
+    let s_name = matches
+        .first()
+        .map(|m| field(m, "source_table"))
+        .unwrap_or_default();
+    let t_name = matches
+        .first()
+        .map(|m| field(m, "target_table"))
+        .unwrap_or_default();
+
+    let (s_info, mut s_src) = read_table(&dir.join(format!("{pair}_source.csv")))?;
+    let profile = crate::scout::profile_table(&mut s_src, &s_info, 10_000)?;
+    let manifest_table = ManifestTable {
+        name: s_name.clone(),
+        columns: s_info.columns.clone(),
+        primary_key: Vec::new(),
+        rows: s_info.rows,
+        partitions: Vec::new(),
+        profile,
+        file: None,
+        rejected_rows: 0,
+        quarantine: Vec::new(),
+    };
+    let (t_info, _) = read_table(&dir.join(format!("{pair}_target.csv")))?;
+    let target = TargetTable {
+        name: t_name,
+        columns: t_info
+            .columns
+            .iter()
+            .map(|c| TargetColumn {
+                name: c.name.clone(),
+                sql_type: c.source_type.clone(),
+                arrow_type: c.arrow_type.clone(),
+                nullable: true,
+                default: None,
+            })
+            .collect(),
+        primary_key: Vec::new(),
+        foreign_keys: Vec::new(),
+    };
+    let facts = super::source_facts(&manifest_table);
+    let (_, chosen) = super::match_pair(dictionary, &s_name, &facts, &target);
+    let proposed: BTreeSet<(String, String)> = chosen
+        .iter()
+        .enumerate()
+        .filter_map(|(ti, c)| {
+            c.as_ref()
+                .map(|(sj, _)| (facts[*sj].name.clone(), target.columns[ti].name.clone()))
+        })
+        .collect();
+    let hits = proposed.intersection(&truth).count() as f64;
+    let precision = if proposed.is_empty() {
+        0.0
+    } else {
+        hits / proposed.len() as f64
+    };
+    let recall = if truth.is_empty() {
+        0.0
+    } else {
+        hits / truth.len() as f64
+    };
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    // Every column pair ranked by score, the top |truth| kept.
+    let matrix = super::score_matrix(dictionary, &s_name, &facts, &target);
+    let mut ranked: Vec<(f64, String, String)> = Vec::new();
+    for (ti, row) in matrix.iter().enumerate() {
+        for (sj, sc) in row.iter().enumerate() {
+            ranked.push((
+                sc.confidence,
+                facts[sj].name.clone(),
+                target.columns[ti].name.clone(),
+            ));
+        }
+    }
+    ranked.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
+    });
+    let top_hits = ranked
+        .iter()
+        .take(truth.len())
+        .filter(|(_, s, t)| truth.contains(&(s.clone(), t.clone())))
+        .count() as f64;
+    Ok(PairScore {
+        pair: pair.to_string(),
+        truth: truth.len(),
+        precision,
+        recall,
+        f1,
+        recall_at_gt: if truth.is_empty() {
+            0.0
+        } else {
+            top_hits / truth.len() as f64
+        },
+    })
+}
+
+/// Scores every pair of a folder, in name order.
+pub fn evaluate_dir(dir: &Path, dictionary: &Dictionary) -> Result<Vec<PairScore>> {
+    let mut pairs: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| AgentError::Malformed {
+            what: dir.display().to_string(),
+            message: e.to_string(),
+        })?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix("_mapping.json"))
+                .map(str::to_string)
+        })
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|p| evaluate_pair(dir, p, dictionary))
+        .collect()
+}
+
+/// The figures as a table, with the averages last.
+pub fn render(scores: &[PairScore]) -> String {
+    let mut out = format!(
+        "{:<22} {:>5} {:>9} {:>6} {:>6} {:>9}\n",
+        "pair", "truth", "precision", "recall", "f1", "recall@gt"
+    );
+    let n = scores.len().max(1) as f64;
+    let mut sums = [0.0; 4];
+    for s in scores {
+        out.push_str(&format!(
+            "{:<22} {:>5} {:>9.3} {:>6.3} {:>6.3} {:>9.3}\n",
+            s.pair, s.truth, s.precision, s.recall, s.f1, s.recall_at_gt
+        ));
+        for (acc, v) in sums
+            .iter_mut()
+            .zip([s.precision, s.recall, s.f1, s.recall_at_gt])
+        {
+            *acc += v;
+        }
+    }
+    out.push_str(&format!(
+        "{:<22} {:>5} {:>9.3} {:>6.3} {:>6.3} {:>9.3}\n",
+        "average",
+        "",
+        sums[0] / n,
+        sums[1] / n,
+        sums[2] / n,
+        sums[3] / n
+    ));
+    out
+}

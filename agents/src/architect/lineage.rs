@@ -1,0 +1,159 @@
+//! Column lineage of a mapping, three ways: plain JSON edges (source column
+//! → expression → target column), an OpenLineage run event with the
+//! column-lineage facet on each output dataset, and a Cypher script that
+//! loads the same graph into Neo4j.
+
+use crate::artifacts::MappingSpec;
+
+const PRODUCER: &str = "https://sensei.dev/sensei";
+const COLUMN_LINEAGE_SCHEMA: &str =
+    "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json";
+
+/// Plain edges.
+pub fn edges(spec: &MappingSpec) -> serde_json::Value {
+    let edges: Vec<serde_json::Value> = spec
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.columns.iter().map(move |c| {
+                serde_json::json!({
+                    "source": c.sources,
+                    "transformation": c.expression,
+                    "target": format!("{}.{}", t.target, c.target),
+                    "status": c.status,
+                })
+            })
+        })
+        .collect();
+    serde_json::json!({"version": crate::artifacts::ARTIFACT_VERSION, "edges": edges})
+}
+
+/// An OpenLineage `COMPLETE` run event for the transformation.
+pub fn openlineage(
+    spec: &MappingSpec,
+    source_ns: &str,
+    target_ns: &str,
+    event_time: &str,
+) -> serde_json::Value {
+    let mut inputs: Vec<String> = spec.tables.iter().flat_map(|t| t.sources.clone()).collect();
+    inputs.sort();
+    inputs.dedup();
+    let outputs: Vec<serde_json::Value> = spec
+        .tables
+        .iter()
+        .map(|t| {
+            let mut fields = serde_json::Map::new();
+            for c in &t.columns {
+                let input_fields: Vec<serde_json::Value> = c
+                    .sources
+                    .iter()
+                    .map(|s| {
+                        let (table, column) = s.rsplit_once('.').unwrap_or(("", s));
+                        let identity = c.expression == crate::architect::quote(column);
+                        serde_json::json!({
+                            "namespace": source_ns,
+                            "name": table,
+                            "field": column,
+                            "transformations": [{
+                                "type": "DIRECT",
+                                "subtype": if identity { "IDENTITY" } else { "TRANSFORMATION" },
+                                "description": c.expression,
+                                "masking": false
+                            }]
+                        })
+                    })
+                    .collect();
+                fields.insert(
+                    c.target.clone(),
+                    serde_json::json!({"inputFields": input_fields}),
+                );
+            }
+            serde_json::json!({
+                "namespace": target_ns,
+                "name": t.target,
+                "facets": {
+                    "columnLineage": {
+                        "_producer": PRODUCER,
+                        "_schemaURL": COLUMN_LINEAGE_SCHEMA,
+                        "fields": fields
+                    }
+                }
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "eventType": "COMPLETE",
+        "eventTime": event_time,
+        "producer": PRODUCER,
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": run_id(&spec.migration_id)},
+        "job": {"namespace": "sensei", "name": format!("{}.transformation", spec.migration_id)},
+        "inputs": inputs.iter().map(|n| serde_json::json!({"namespace": source_ns, "name": n})).collect::<Vec<_>>(),
+        "outputs": outputs
+    })
+}
+
+/// A stable UUID-shaped run id derived from the migration id (OpenLineage
+/// wants a UUID; the same migration keeps the same run).
+fn run_id(migration_id: &str) -> String {
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(migration_id.as_bytes()));
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn cypher_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A Cypher script: `(:Table)-[:HAS_COLUMN]->(:Column)`, and
+/// `(:Column)-[:FEEDS {expression, status, confidence}]->(:Column)`.
+pub fn cypher(spec: &MappingSpec, source_ns: &str, target_ns: &str) -> String {
+    let mut out = String::from(
+        "// Column lineage of a Sensei migration; load with cypher-shell < lineage.cypher\n",
+    );
+    let mut columns = std::collections::BTreeSet::new();
+    for t in &spec.tables {
+        for c in &t.columns {
+            columns.insert((target_ns.to_string(), t.target.clone(), c.target.clone()));
+            for s in &c.sources {
+                let (table, column) = s.rsplit_once('.').unwrap_or(("", s));
+                columns.insert((source_ns.to_string(), table.to_string(), column.to_string()));
+            }
+        }
+    }
+    for (ns, table, column) in &columns {
+        out.push_str(&format!(
+            "MERGE (t:Table {{namespace: {ns}, name: {table}}}) MERGE (c:Column {{namespace: {ns}, table: {table}, name: {column}}}) MERGE (t)-[:HAS_COLUMN]->(c);\n",
+            ns = cypher_string(ns),
+            table = cypher_string(table),
+            column = cypher_string(column)
+        ));
+    }
+    for t in &spec.tables {
+        for c in &t.columns {
+            for s in &c.sources {
+                let (table, column) = s.rsplit_once('.').unwrap_or(("", s));
+                out.push_str(&format!(
+                    "MATCH (s:Column {{namespace: {sn}, table: {st}, name: {sc}}}), (d:Column {{namespace: {tn}, table: {tt}, name: {tc}}}) MERGE (s)-[f:FEEDS]->(d) SET f.expression = {ex}, f.status = {status}, f.confidence = {conf};\n",
+                    sn = cypher_string(source_ns),
+                    st = cypher_string(table),
+                    sc = cypher_string(column),
+                    tn = cypher_string(target_ns),
+                    tt = cypher_string(&t.target),
+                    tc = cypher_string(&c.target),
+                    ex = cypher_string(&c.expression),
+                    status = cypher_string(&c.status),
+                    conf = c.confidence
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,76 @@
+"""Runs every Valentine matcher on the Valentine-layout pairs of a folder and
+prints, per matcher, the averages of precision, recall, F1 (of the one-to-one
+matches a matcher proposes, as valentine's metrics do) and recall at
+ground-truth size, plus per-pair recall at ground-truth size."""
+import glob
+import json
+import os
+import sys
+import time
+
+import pandas as pd
+from valentine import valentine_match
+from valentine.algorithms import Coma, Cupid, DistributionBased, JaccardDistanceMatcher, SimilarityFlooding
+
+
+def matchers():
+    out = [
+        ("Cupid", lambda: Cupid()),
+        ("DistributionBased", lambda: DistributionBased()),
+        ("JaccardDistance", lambda: JaccardDistanceMatcher()),
+        ("SimilarityFlooding", lambda: SimilarityFlooding()),
+        ("Coma (schema)", lambda: Coma(use_instances=False)),
+        ("Coma (instances)", lambda: Coma(use_instances=True)),
+    ]
+    return out
+
+
+def metrics(matches, truth):
+    # matches: {((t1, c1), (t2, c2)): score}, sorted best first by valentine.
+    ranked = sorted(matches.items(), key=lambda kv: -kv[1])
+    pairs = [(a[1], b[1]) for (a, b), _ in ranked]
+    # One-to-one: greedily keep the best match per column on either side.
+    used_s, used_t, one = set(), set(), []
+    for s, t in pairs:
+        if s not in used_s and t not in used_t:
+            one.append((s, t))
+            used_s.add(s)
+            used_t.add(t)
+    hits = len(set(one) & truth)
+    p = hits / len(one) if one else 0.0
+    r = hits / len(truth) if truth else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    top = set(pairs[: len(truth)])
+    rgt = len(top & truth) / len(truth) if truth else 0.0
+    return p, r, f1, rgt
+
+
+def main():
+    folder = sys.argv[1]
+    pairs = sorted(os.path.basename(p)[: -len("_mapping.json")] for p in glob.glob(os.path.join(folder, "*_mapping.json")))
+    print(f"{'matcher':<20} {'precision':>9} {'recall':>6} {'f1':>6} {'recall@gt':>9} {'seconds':>8}")
+    for name, make in matchers():
+        sums = [0.0, 0.0, 0.0, 0.0]
+        start = time.monotonic()
+        failed = None
+        for pair in pairs:
+            src = pd.read_csv(os.path.join(folder, f"{pair}_source.csv"), dtype=str, keep_default_na=False)
+            tgt = pd.read_csv(os.path.join(folder, f"{pair}_target.csv"), dtype=str, keep_default_na=False)
+            with open(os.path.join(folder, f"{pair}_mapping.json")) as f:
+                truth = {(m["source_column"], m["target_column"]) for m in json.load(f)["matches"]}
+            try:
+                matches = valentine_match(src, tgt, make())
+            except Exception as e:  # a matcher that cannot run here is reported, not hidden
+                failed = f"{type(e).__name__}: {e}"
+                break
+            for i, v in enumerate(metrics(dict(matches), truth)):
+                sums[i] += v
+        n = len(pairs)
+        if failed:
+            print(f"{name:<20} failed: {failed[:100]}")
+            continue
+        print(f"{name:<20} {sums[0]/n:>9.3f} {sums[1]/n:>6.3f} {sums[2]/n:>6.3f} {sums[3]/n:>9.3f} {time.monotonic()-start:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
