@@ -294,6 +294,13 @@ fn check(
                     errors.push(format!("{path}: {v} is not one of {rule}"));
                 }
             }
+            "maxItems" => {
+                if let (Some(a), Some(m)) = (v.as_array(), rule.as_u64()) {
+                    if a.len() as u64 > m {
+                        errors.push(format!("{path}: {} items, at most {m} allowed", a.len()));
+                    }
+                }
+            }
             "minimum" => {
                 if v.as_f64().zip(rule.as_f64()).is_some_and(|(x, m)| x < m) {
                     errors.push(format!("{path}: {v} is below {rule}"));

@@ -22,6 +22,12 @@ pub struct TargetColumn {
     pub nullable: bool,
     /// Default expression, as written.
     pub default: Option<String>,
+    /// Value shapes of the target's rows, when it holds any (not from DDL).
+    #[serde(skip)]
+    pub sample_shapes: Vec<String>,
+    /// Frequent values of the target's rows, when it holds any.
+    #[serde(skip)]
+    pub sample_values: Vec<String>,
 }
 
 /// A target table.
@@ -87,6 +93,8 @@ pub fn parse(sql: &str, file: &str) -> Result<Vec<TargetTable>> {
                 sql_type,
                 nullable: true,
                 default: None,
+                sample_shapes: Vec::new(),
+                sample_values: Vec::new(),
             };
             for o in &c.options {
                 match &o.option {

@@ -85,18 +85,29 @@ pub fn evaluate_pair(dir: &Path, pair: &str, dictionary: &Dictionary) -> Result<
         rejected_rows: 0,
         quarantine: Vec::new(),
     };
-    let (t_info, _) = read_table(&dir.join(format!("{pair}_target.csv")))?;
+    let (t_info, mut t_src) = read_table(&dir.join(format!("{pair}_target.csv")))?;
+    // The target's own rows: their shapes and frequent values are evidence too.
+    let t_profile = sensei_scout::profile::profile(&t_src.sample(&t_info, 10_000)?);
     let target = TargetTable {
         name: t_name,
         columns: t_info
             .columns
             .iter()
-            .map(|c| TargetColumn {
-                name: c.name.clone(),
-                sql_type: c.source_type.clone(),
-                arrow_type: c.arrow_type.clone(),
-                nullable: true,
-                default: None,
+            .map(|c| {
+                let p = t_profile.iter().find(|p| p.column == c.name);
+                TargetColumn {
+                    name: c.name.clone(),
+                    sql_type: c.source_type.clone(),
+                    arrow_type: c.arrow_type.clone(),
+                    nullable: true,
+                    default: None,
+                    sample_shapes: p
+                        .map(|p| p.patterns.iter().map(|(s, _)| s.clone()).collect())
+                        .unwrap_or_default(),
+                    sample_values: p
+                        .map(|p| p.top_values.iter().map(|(v, _)| v.clone()).collect())
+                        .unwrap_or_default(),
+                }
             })
             .collect(),
         primary_key: Vec::new(),

@@ -359,6 +359,19 @@ pub struct ColumnFacts {
     pub pii: Vec<String>,
     /// A date format its text values follow (source side).
     pub date_format: Option<String>,
+    /// Its most frequent value shapes (`AAA-9999`), when values are known.
+    pub shapes: Vec<String>,
+    /// Its most frequent values, when values are known.
+    pub values: Vec<String>,
+}
+
+fn overlap(a: &[String], b: &[String]) -> Option<f64> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let sa: BTreeSet<&String> = a.iter().collect();
+    let sb: BTreeSet<&String> = b.iter().collect();
+    Some(sa.intersection(&sb).count() as f64 / sa.len().min(sb.len()) as f64)
 }
 
 /// A scored pair with its reasons.
@@ -428,6 +441,18 @@ pub fn score(
             && family(&source.arrow_type) == "text"
         {
             reasons.push(format!("text values follow the date format {fmt}"));
+        }
+    }
+    // Values known on both sides (a populated target, an evaluation pair):
+    // the shapes they take and the values they share.
+    if let Some(shape) = overlap(&source.shapes, &target.shapes) {
+        values += shape - 0.5;
+        reasons.push(format!("value shapes agree {shape:.2}"));
+    }
+    if let Some(common) = overlap(&source.values, &target.values) {
+        values += common;
+        if common > 0.0 {
+            reasons.push(format!("frequent values shared {common:.2}"));
         }
     }
     let keys = if source.key && target.key { 1.0 } else { 0.0 };

@@ -71,6 +71,12 @@ pub fn source_facts(t: &crate::artifacts::ManifestTable) -> Vec<ColumnFacts> {
                     })
                     .unwrap_or_default(),
                 date_format: profile.and_then(|p| p.date_format.clone()),
+                shapes: profile
+                    .map(|p| p.patterns.iter().map(|(s, _)| s.clone()).collect())
+                    .unwrap_or_default(),
+                values: profile
+                    .map(|p| p.top_values.iter().map(|(v, _)| v.clone()).collect())
+                    .unwrap_or_default(),
             }
         })
         .collect()
@@ -108,6 +114,8 @@ pub fn score_matrix(
             name: c.name.clone(),
             arrow_type: c.arrow_type.clone(),
             key: t.primary_key.contains(&c.name),
+            shapes: c.sample_shapes.clone(),
+            values: c.sample_values.clone(),
             ..Default::default()
         })
         .collect();
