@@ -1,9 +1,10 @@
 """Side-by-side ingestion benchmark: sensei ingest vs ConnectorX (+ pyarrow Parquet).
 
 Called by bench/connectorx/run with the sensei binary and row counts. For
-each size it creates a fresh database with one table of typical columns,
-runs both tools on it (each in its own process, wall time and peak RSS from
-wait4), checks both read every row, prints a table and the ratios.
+each engine (PostgreSQL, MariaDB) and size it creates a fresh database with
+one table of typical columns, runs both tools on it (each in its own
+process, wall time and peak RSS from wait4), checks both read every row,
+prints a table and the ratios.
 """
 import os
 import subprocess
@@ -12,6 +13,7 @@ import tempfile
 import time
 
 PG = "postgresql://postgres@127.0.0.1:5432"
+MY = "mysql://root@127.0.0.1:3306"
 WORKERS = os.cpu_count() or 2
 
 CX_SCRIPT = r"""
@@ -41,52 +43,81 @@ def timed(cmd, **kw):
     return wall, usage.ru_maxrss / 1024.0, out
 
 
+def mysql(sql, db=None):
+    cmd = ["mysql", "-h", "127.0.0.1", "-P", "3306", "-uroot"] + ([db] if db else []) + ["-e", sql]
+    subprocess.run(cmd, check=True)
+
+
+def load_postgres(db, n):
+    psql("postgres", f"DROP DATABASE IF EXISTS {db}")
+    psql("postgres", f"CREATE DATABASE {db}")
+    psql(db, f"""
+        CREATE TABLE orders (
+          id bigint PRIMARY KEY, customer_id int NOT NULL, amount numeric(12,2) NOT NULL,
+          ratio double precision, status text NOT NULL, note text,
+          placed_at timestamp NOT NULL, ship_date date, paid boolean NOT NULL);
+        INSERT INTO orders SELECT g, g % 100000, (g % 100000) / 100.0, g / 7.0,
+          (ARRAY['new','paid','shipped','returned'])[g % 4 + 1],
+          CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END,
+          timestamp '2020-01-01' + g * interval '1 second', date '2020-01-01' + (g % 1000),
+          g % 2 = 0
+        FROM generate_series(1, {n}) g;""")
+    psql(db, "VACUUM ANALYZE orders")
+    return f"{PG}/{db}", lambda: psql("postgres", f"DROP DATABASE IF EXISTS {db}")
+
+
+def load_mariadb(db, n):
+    mysql(f"DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET utf8mb4")
+    mysql(f"""
+        CREATE TABLE orders (
+          id BIGINT PRIMARY KEY, customer_id INT NOT NULL, amount DECIMAL(12,2) NOT NULL,
+          ratio DOUBLE, status VARCHAR(12) NOT NULL, note VARCHAR(40),
+          placed_at DATETIME NOT NULL, ship_date DATE, paid BOOLEAN NOT NULL);
+        INSERT INTO orders SELECT seq, seq % 100000, (seq % 100000) / 100, seq / 7,
+          ELT(seq % 4 + 1, 'new', 'paid', 'shipped', 'returned'),
+          IF(seq % 3 = 0, NULL, CONCAT('note ', seq)),
+          TIMESTAMP('2020-01-01') + INTERVAL seq SECOND, DATE('2020-01-01') + INTERVAL (seq % 1000) DAY,
+          seq % 2 = 0
+        FROM seq_1_to_{n};
+        ANALYZE TABLE orders;""", db)
+    return f"{MY}/{db}", lambda: mysql(f"DROP DATABASE IF EXISTS {db}")
+
+
 def main():
     sensei = sys.argv[1]
     sizes = [int(x) for x in sys.argv[2:]]
     rows_out = []
-    for n in sizes:
-        db = f"sensei_bench_cx_{n}"
-        psql("postgres", f"DROP DATABASE IF EXISTS {db}")
-        psql("postgres", f"CREATE DATABASE {db}")
-        psql(db, f"""
-            CREATE TABLE orders (
-              id bigint PRIMARY KEY, customer_id int NOT NULL, amount numeric(12,2) NOT NULL,
-              ratio double precision, status text NOT NULL, note text,
-              placed_at timestamp NOT NULL, ship_date date, paid boolean NOT NULL);
-            INSERT INTO orders SELECT g, g % 100000, (g % 100000) / 100.0, g / 7.0,
-              (ARRAY['new','paid','shipped','returned'])[g % 4 + 1],
-              CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END,
-              timestamp '2020-01-01' + g * interval '1 second', date '2020-01-01' + (g % 1000),
-              g % 2 = 0
-            FROM generate_series(1, {n}) g;
-            VACUUM ANALYZE orders;""")
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = os.path.join(tmp, "bench.toml")
-            with open(cfg, "w") as f:
-                f.write(f'[migration]\nname = "bench"\n[source]\nurl = "{PG}/{db}"\n'
-                        f'[target]\nurl = "sqlite://{tmp}/unused.db"\n'
-                        f'[runtime]\nworkdir = "{tmp}/work"\n'
-                        f'[ingestion]\npartition_rows = {max(n // (4 * WORKERS), 1)}\n')
-            s_wall, s_rss, _ = timed([sensei, "ingest", cfg, "--workers", str(WORKERS)])
-            staged = subprocess.run(
-                [sys.executable, "-c",
-                 "import sys,glob,pyarrow.parquet as pq;"
-                 "print(sum(pq.ParquetFile(p).metadata.num_rows for p in glob.glob(sys.argv[1]+'/**/*.parquet', recursive=True)))",
-                 f"{tmp}/work"], capture_output=True, text=True, check=True).stdout.strip()
-            c_wall, c_rss, c_out = timed([sys.executable, "-c", CX_SCRIPT, f"{PG}/{db}",
-                                          os.path.join(tmp, "cx.parquet"), str(WORKERS)])
-        assert int(staged) == n, f"sensei staged {staged} rows of {n}"
-        assert int(c_out.strip()) == n, f"connectorx read {c_out} rows of {n}"
-        psql("postgres", f"DROP DATABASE IF EXISTS {db}")
-        rows_out.append((n, s_wall, s_rss, c_wall, c_rss))
-    print(f"{'rows':>10} | {'sensei s':>9} {'rows/s':>10} {'RSS MB':>7} | "
-          f"{'connectorx s':>12} {'rows/s':>10} {'RSS MB':>7} | {'speed ratio':>11} {'RSS ratio':>9}")
-    for n, sw, sr, cw, cr in rows_out:
-        print(f"{n:>10} | {sw:>9.2f} {n / sw:>10.0f} {sr:>7.0f} | {cw:>12.2f} {n / cw:>10.0f} {cr:>7.0f} | "
+    for engine, load in [("postgresql", load_postgres), ("mariadb", load_mariadb)]:
+        for n in sizes:
+            url, drop = load(f"sensei_bench_cx_{n}", n)
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = os.path.join(tmp, "bench.toml")
+                with open(cfg, "w") as f:
+                    f.write(f'[migration]\nname = "bench"\n[source]\nurl = "{url}"\n'
+                            f'[target]\nurl = "sqlite://{tmp}/unused.db"\n'
+                            f'[runtime]\nworkdir = "{tmp}/work"\n'
+                            f'[ingestion]\npartition_rows = {max(n // (4 * WORKERS), 1)}\n')
+                s_wall, s_rss, _ = timed([sensei, "ingest", cfg, "--workers", str(WORKERS)])
+                staged = subprocess.run(
+                    [sys.executable, "-c",
+                     "import sys,glob,pyarrow.parquet as pq;"
+                     "print(sum(pq.ParquetFile(p).metadata.num_rows for p in glob.glob(sys.argv[1]+'/**/*.parquet', recursive=True)))",
+                     f"{tmp}/work"], capture_output=True, text=True, check=True).stdout.strip()
+                c_wall, c_rss, c_out = timed([sys.executable, "-c", CX_SCRIPT, url,
+                                              os.path.join(tmp, "cx.parquet"), str(WORKERS)])
+            assert int(staged) == n, f"sensei staged {staged} rows of {n}"
+            assert int(c_out.strip()) == n, f"connectorx read {c_out} rows of {n}"
+            drop()
+            rows_out.append((engine, n, s_wall, s_rss, c_wall, c_rss))
+    print(f"{'source':<10} {'rows':>8} | {'sensei s':>8} {'rows/s':>9} {'RSS MB':>7} | "
+          f"{'connectorx s':>12} {'rows/s':>9} {'RSS MB':>7} | {'speed ratio':>11} {'RSS ratio':>9}")
+    for e, n, sw, sr, cw, cr in rows_out:
+        print(f"{e:<10} {n:>8} | {sw:>8.2f} {n / sw:>9.0f} {sr:>7.0f} | {cw:>12.2f} {n / cw:>9.0f} {cr:>7.0f} | "
               f"{cw / sw:>10.2f}x {sr / cr:>8.2f}x")
     print("speed ratio = connectorx time / sensei time (above 1: sensei faster); "
-          "RSS ratio = sensei peak / connectorx peak")
+          "RSS ratio = sensei peak / connectorx peak. Sensei also profiles, scans for PII "
+          "and writes zstd Parquet partitions with their SHA-256; connectorx reads into Arrow "
+          "and pyarrow writes one zstd Parquet file.")
 
 
 if __name__ == "__main__":

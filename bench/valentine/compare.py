@@ -26,9 +26,10 @@ def matchers():
 
 
 def metrics(matches, truth):
-    # matches: {((t1, c1), (t2, c2)): score}, sorted best first by valentine.
-    ranked = sorted(matches.items(), key=lambda kv: -kv[1])
-    pairs = [(a[1], b[1]) for (a, b), _ in ranked]
+    # matches: {ColumnPair(source_table, source_column, target_table, target_column): score}
+    # (valentine 1.x); sorted best first here, ties by name for a stable order.
+    ranked = sorted(matches.items(), key=lambda kv: (-kv[1], kv[0].source_column, kv[0].target_column))
+    pairs = [(p.source_column, p.target_column) for p, _ in ranked]
     # One-to-one: greedily keep the best match per column on either side.
     used_s, used_t, one = set(), set(), []
     for s, t in pairs:
@@ -59,7 +60,7 @@ def main():
             with open(os.path.join(folder, f"{pair}_mapping.json")) as f:
                 truth = {(m["source_column"], m["target_column"]) for m in json.load(f)["matches"]}
             try:
-                matches = valentine_match(src, tgt, make())
+                matches = valentine_match([src, tgt], make(), df_names=["source", "target"])
             except Exception as e:  # a matcher that cannot run here is reported, not hidden
                 failed = f"{type(e).__name__}: {e}"
                 break

@@ -124,6 +124,175 @@ const SYNONYMS: &[(&str, &str)] = &[
 
 const STOP: &[&str] = &["of", "the", "a", "tbl", "fld", "col", "t"];
 
+/// Common words of schemas, for splitting names written without separators
+/// (`HIREDATE` is hire + date, `DEPTNO` is dept + no), with the dictionary's
+/// abbreviations and expansions.
+const WORDS: &[&str] = &[
+    "id",
+    "key",
+    "code",
+    "name",
+    "first",
+    "last",
+    "middle",
+    "full",
+    "title",
+    "type",
+    "status",
+    "state",
+    "date",
+    "time",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "start",
+    "end",
+    "from",
+    "to",
+    "hire",
+    "birth",
+    "open",
+    "close",
+    "due",
+    "paid",
+    "issue",
+    "ship",
+    "order",
+    "line",
+    "item",
+    "product",
+    "price",
+    "cost",
+    "amount",
+    "total",
+    "tax",
+    "rate",
+    "discount",
+    "percent",
+    "quantity",
+    "count",
+    "number",
+    "balance",
+    "salary",
+    "wage",
+    "account",
+    "bank",
+    "customer",
+    "client",
+    "user",
+    "employee",
+    "manager",
+    "department",
+    "dept",
+    "job",
+    "role",
+    "group",
+    "team",
+    "project",
+    "supplier",
+    "vendor",
+    "invoice",
+    "payment",
+    "address",
+    "street",
+    "city",
+    "zip",
+    "postal",
+    "country",
+    "region",
+    "phone",
+    "mobile",
+    "fax",
+    "email",
+    "mail",
+    "web",
+    "site",
+    "url",
+    "login",
+    "password",
+    "pwd",
+    "active",
+    "enabled",
+    "deleted",
+    "flag",
+    "created",
+    "updated",
+    "modified",
+    "changed",
+    "by",
+    "at",
+    "on",
+    "note",
+    "notes",
+    "comment",
+    "description",
+    "desc",
+    "text",
+    "value",
+    "min",
+    "max",
+    "avg",
+    "sum",
+    "weight",
+    "height",
+    "size",
+    "color",
+    "category",
+    "brand",
+    "model",
+    "serial",
+    "sku",
+    "stock",
+    "hand",
+    "unit",
+    "units",
+    "level",
+    "score",
+    "grade",
+    "gender",
+    "sex",
+    "age",
+    "nick",
+    "user",
+    "register",
+    "reg",
+    "entry",
+    "work",
+    "over",
+    "overtime",
+    "hours",
+    "hrs",
+    "shift",
+    "week",
+];
+
+/// Splits a token written without separators into known words (longer
+/// pieces preferred); None when no split covers it.
+fn segment(token: &str, known: &dyn Fn(&str) -> bool) -> Option<Vec<String>> {
+    let n = token.len();
+    if n < 5 || !token.is_ascii() {
+        return None;
+    }
+    // best[i]: best split of token[..i] as (score, pieces), score = sum of squared lengths.
+    let mut best: Vec<Option<(usize, Vec<String>)>> = vec![None; n + 1];
+    best[0] = Some((0, Vec::new()));
+    for end in 2..=n {
+        for start in 0..=end - 2 {
+            let piece = &token[start..end];
+            if let (Some((score, pieces)), true) = (&best[start], known(piece)) {
+                let cand = score + piece.len() * piece.len();
+                if best[end].as_ref().is_none_or(|(b, _)| cand > *b) {
+                    let mut p = pieces.clone();
+                    p.push(piece.to_string());
+                    best[end] = Some((cand, p));
+                }
+            }
+        }
+    }
+    best[n].take().map(|(_, p)| p).filter(|p| p.len() > 1)
+}
+
 /// The token dictionary: the defaults plus configured entries.
 #[derive(Debug, Clone)]
 pub struct Dictionary {
@@ -195,6 +364,21 @@ impl Dictionary {
         if !cur.is_empty() {
             raw.push(cur);
         }
+        let known = |w: &str| {
+            WORDS.contains(&w)
+                || self.expand.contains_key(w)
+                || self.expand.values().any(|v| v.iter().any(|x| x == w))
+        };
+        let raw: Vec<String> = raw
+            .into_iter()
+            .flat_map(|t| {
+                if known(&t) || known(&singular(&t)) {
+                    vec![t]
+                } else {
+                    segment(&t, &known).unwrap_or_else(|| vec![t])
+                }
+            })
+            .collect();
         let mut out = Vec::new();
         for t in raw {
             let expanded = self
@@ -555,6 +739,9 @@ mod tests {
         assert_eq!(d.tokens("placed_at"), ["placed", "time"]);
         assert_eq!(d.tokens("qty_on_hand"), ["quantity", "on", "hand"]);
         assert_eq!(d.tokens("HTTPStatus2xx"), ["http", "status", "2", "xx"]);
+        assert_eq!(d.tokens("HIREDATE"), ["hire", "date"]);
+        assert_eq!(d.tokens("deptno"), ["department", "number"]);
+        assert_eq!(d.tokens("discontinued"), ["discontinued"]);
         let extra = Dictionary::parse_extra("zz=zone code").unwrap();
         assert_eq!(
             Dictionary::with_extra(&extra).tokens("zz"),
