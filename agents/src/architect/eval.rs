@@ -8,7 +8,9 @@
 //! `sensei plan` does. Reported per pair, as Valentine's metrics module does:
 //! precision, recall and F1 of the one-to-one matches proposed (confidence at
 //! least [`super::MIN_PROPOSAL`]), and recall at ground-truth size (of the
-//! |ground truth| best-scored column pairs, the share that are true).
+//! first |ground truth| pairs of Sensei's ranked answer, the share that are
+//! true; the answer ranks the pairs its one-to-one assignment chose first,
+//! by confidence, then every other pair by confidence).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -139,26 +141,26 @@ pub fn evaluate_pair(dir: &Path, pair: &str, dictionary: &Dictionary) -> Result<
     } else {
         2.0 * precision * recall / (precision + recall)
     };
-    // Every column pair ranked by score, the top |truth| kept.
+    // Sensei's ranked answer: the pairs its one-to-one assignment chose, by
+    // confidence, then every other column pair by confidence; the first
+    // |truth| are kept.
     let matrix = super::score_matrix(dictionary, &s_name, &facts, &target);
-    let mut ranked: Vec<(f64, String, String)> = Vec::new();
+    let mut ranked: Vec<(bool, f64, (String, String))> = Vec::new();
     for (ti, row) in matrix.iter().enumerate() {
         for (sj, sc) in row.iter().enumerate() {
-            ranked.push((
-                sc.confidence,
-                facts[sj].name.clone(),
-                target.columns[ti].name.clone(),
-            ));
+            let pair = (facts[sj].name.clone(), target.columns[ti].name.clone());
+            ranked.push((proposed.contains(&pair), sc.confidence, pair));
         }
     }
     ranked.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
+        b.0.cmp(&a.0)
+            .then_with(|| b.1.total_cmp(&a.1))
+            .then_with(|| a.2.cmp(&b.2))
     });
     let top_hits = ranked
         .iter()
         .take(truth.len())
-        .filter(|(_, s, t)| truth.contains(&(s.clone(), t.clone())))
+        .filter(|(_, _, pair)| truth.contains(pair))
         .count() as f64;
     Ok(PairScore {
         pair: pair.to_string(),
