@@ -35,6 +35,7 @@ pub mod node;
 pub mod orchestrator;
 pub mod scout;
 pub mod transform;
+pub mod udf;
 pub mod validate;
 
 pub use error::{AgentError, Result};

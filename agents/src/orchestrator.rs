@@ -149,6 +149,12 @@ async fn check_spec(spec: &MappingSpec, manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// The keyed-hash key file of a configuration, if any.
+fn hash_key_file(config: &MigrationConfig) -> Option<String> {
+    let f = &config.transformation.pii_hash_key_file;
+    (!f.is_empty()).then(|| f.clone())
+}
+
 /// The source options of a configuration.
 pub fn source_options(config: &MigrationConfig) -> Result<SourceOptions> {
     let partition_keys = SourceOptions::parse_partition_keys(&config.ingestion.partition_key)
@@ -694,12 +700,21 @@ impl Orchestrator {
                 what: "transformation.abbreviations".into(),
                 message: m,
             })?;
+            let policy = crate::architect::PiiPolicy::parse(
+                &config.transformation.pii_policy,
+                &config.transformation.pii_policy_by_kind,
+            )
+            .map_err(|m| AgentError::Malformed {
+                what: "transformation.pii_policy".into(),
+                message: m,
+            })?;
             crate::architect::plan(
                 id,
                 &manifest,
                 &targets,
                 &crate::architect::matcher::Dictionary::with_extra(&extra),
                 config.transformation.auto_approval_threshold,
+                &policy,
             )?
         };
         self.put_json(&path, &spec).await?;
@@ -780,6 +795,7 @@ impl Orchestrator {
                     target_table: tm.target.clone(),
                     input: p.clone(),
                     sql: sql.clone(),
+                    hash_key_file: hash_key_file(&config),
                     output_id: format!(
                         "{id}/staging/transformation/{}/{:05}",
                         id_part(&tm.target),
@@ -860,6 +876,7 @@ impl Orchestrator {
     }
 
     async fn plan_verification(&self, id: &str) -> Result<Vec<TaskSpec>> {
+        let config = self.config(id)?;
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
@@ -875,6 +892,7 @@ impl Orchestrator {
                 table: tm.target.clone(),
                 source_columns: tm.columns.iter().map(|c| c.target.clone()).collect(),
                 sql: Some(crate::architect::sql_for(tm)),
+                hash_key_file: hash_key_file(&config),
                 source,
                 target: transformed
                     .iter()

@@ -24,6 +24,24 @@ pub struct TransformTask {
     pub sql: String,
     /// Partition id of the output (without the attempt suffix).
     pub output_id: String,
+    /// The key file of `sensei_hash` (a path; the key never travels).
+    #[serde(default)]
+    pub hash_key_file: Option<String>,
+}
+
+/// Reads the `sensei_hash` key from its owner-only file.
+pub fn load_hash_key(path: Option<&str>) -> Result<Option<Arc<Vec<u8>>>> {
+    match path {
+        None => Ok(None),
+        Some(p) => {
+            let secret = sensei_runtime::secret::read_secret_file(std::path::Path::new(p))
+                .map_err(|e| AgentError::Malformed {
+                    what: "transformation.pii_hash_key_file".into(),
+                    message: e.to_string(),
+                })?;
+            Ok(Some(Arc::new(secret.expose().as_bytes().to_vec())))
+        }
+    }
 }
 
 /// Output of a transformation task.
@@ -57,7 +75,8 @@ pub async fn plan_sql(
         .map(|f| arrow::array::new_null_array(f.data_type(), 1))
         .collect();
     let row = arrow::record_batch::RecordBatch::try_new(nullable.clone(), columns)?;
-    let mut stream = apply_sql(nullable, vec![row], sql).await?;
+    // A stand-in key: this run checks types, not values.
+    let mut stream = apply_sql(nullable, vec![row], sql, Some(Arc::new(Vec::new()))).await?;
     let out = stream.schema();
     while let Some(b) = stream.next().await {
         b?;
@@ -71,6 +90,7 @@ pub async fn apply_sql(
     schema: arrow::datatypes::SchemaRef,
     batches: Vec<arrow::record_batch::RecordBatch>,
     sql: &str,
+    hash_key: Option<Arc<Vec<u8>>>,
 ) -> std::result::Result<
     datafusion::physical_plan::SendableRecordBatchStream,
     datafusion::error::DataFusionError,
@@ -83,6 +103,7 @@ pub async fn apply_sql(
         .with_target_partitions(1)
         .with_batch_size(8192);
     let session = SessionContext::new_with_config(config);
+    crate::udf::register(&session, hash_key);
     let table = MemTable::try_new(schema, vec![batches])?;
     session.register_table("source", Arc::new(table))?;
     session.sql(sql).await?.execute_stream().await
@@ -105,7 +126,8 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
             schema
         }
     };
-    let mut stream = apply_sql(schema, batches, &task.sql)
+    let key = load_hash_key(task.hash_key_file.as_deref())?;
+    let mut stream = apply_sql(schema, batches, &task.sql, key)
         .await
         .map_err(sql_err)?;
     let out_schema = stream.schema();

@@ -19,6 +19,9 @@ pub struct VerifyTask {
     /// different node's engine run, to give the expected target rows.
     #[serde(default)]
     pub sql: Option<String>,
+    /// The key file of `sensei_hash`, for the replay.
+    #[serde(default)]
+    pub hash_key_file: Option<String>,
     /// Staged source partitions.
     pub source: Vec<PartitionRef>,
     /// Transformed partitions.
@@ -50,7 +53,9 @@ async fn digest_of(
     parts: &[PartitionRef],
     columns: Option<&[String]>,
     sql: Option<&str>,
+    hash_key_file: Option<&str>,
 ) -> Result<TableDigest> {
+    let key = crate::transform::load_hash_key(hash_key_file)?;
     let mut total = TableDigest::default();
     for p in parts {
         let mut batches = ctx.fetch(p).await?;
@@ -60,7 +65,7 @@ async fn digest_of(
                 table: p.table.clone(),
                 message: e.to_string(),
             };
-            let mut stream = crate::transform::apply_sql(first.schema(), batches, sql)
+            let mut stream = crate::transform::apply_sql(first.schema(), batches, sql, key.clone())
                 .await
                 .map_err(sql_err)?;
             let mut out = Vec::new();
@@ -100,10 +105,19 @@ async fn digest_of(
 /// Runs a verification task.
 pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     let source = match &task.sql {
-        Some(sql) => digest_of(ctx, &task.source, None, Some(sql)).await?,
-        None => digest_of(ctx, &task.source, Some(&task.source_columns), None).await?,
+        Some(sql) => {
+            digest_of(
+                ctx,
+                &task.source,
+                None,
+                Some(sql),
+                task.hash_key_file.as_deref(),
+            )
+            .await?
+        }
+        None => digest_of(ctx, &task.source, Some(&task.source_columns), None, None).await?,
     };
-    let target = digest_of(ctx, &task.target, None, None).await?;
+    let target = digest_of(ctx, &task.target, None, None, None).await?;
     Ok(VerifyResult {
         rows: target.rows,
         source: SideDigest {

@@ -154,6 +154,12 @@ pub struct TransformationSection {
     /// Approve every mapping entry that waits for review (`--approve-all`);
     /// the certificate says so.
     pub approve_all: bool,
+    /// What becomes of columns flagged as PII: `keep`, `mask`, `hash` (keyed) or `drop`.
+    pub pii_policy: String,
+    /// Per PII kind, overriding `pii_policy`: `email=mask, ssn=drop, phone=hash`.
+    pub pii_policy_by_kind: String,
+    /// Key file of the keyed hash (first line; mode 0600 or 0400).
+    pub pii_hash_key_file: String,
 }
 
 impl Default for TransformationSection {
@@ -162,6 +168,9 @@ impl Default for TransformationSection {
             auto_approval_threshold: 0.92,
             abbreviations: String::new(),
             approve_all: false,
+            pii_policy: "keep".into(),
+            pii_policy_by_kind: String::new(),
+            pii_hash_key_file: String::new(),
         }
     }
 }
@@ -368,6 +377,7 @@ impl MigrationConfig {
         }
         for file in [
             &mut self.source.password_file,
+            &mut self.transformation.pii_hash_key_file,
             &mut self.target.schema,
             &mut self.signing.key_file,
             &mut self.runtime.workdir,

@@ -319,3 +319,92 @@ fn specs_and_schemas_that_cannot_work_are_refused_by_entry() {
         "{err}"
     );
 }
+
+#[test]
+fn pii_policies_mask_hash_and_drop_flagged_columns_and_verification_still_holds() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let key = dir.path().join("hash.key");
+    std::fs::write(&key, "a long secret key\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(sensei_in("migrate", &src, dir.path(), &schema())
+        .args([
+            "--approve-all",
+            "--set",
+            "transformation.pii_policy_by_kind=email=mask, phone=hash, date_of_birth=drop",
+            "--set",
+        ])
+        .arg(format!(
+            "transformation.pii_hash_key_file={}",
+            key.display()
+        )));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    let s = rusqlite::Connection::open(&src).unwrap();
+    let (email, phone, dob): (String, Option<String>, Option<String>) = c
+        .query_row(
+            "SELECT email, phone_number, date_of_birth FROM customer WHERE id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let (legacy_email, legacy_phone): (String, String) = s
+        .query_row(
+            "SELECT cust_email, cust_phone FROM customers WHERE cust_id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let domain = legacy_email.split_once('@').unwrap().1;
+    assert_eq!(
+        email,
+        format!("{}***@{domain}", legacy_email.chars().next().unwrap())
+    );
+    let phone = phone.unwrap();
+    assert_eq!(phone.len(), 64, "HMAC-SHA256 hex");
+    assert_eq!(
+        phone,
+        sensei_agents_hmac(b"a long secret key", legacy_phone.as_bytes()),
+        "keyed with the file's first line"
+    );
+    assert_eq!(dob, None, "dropped");
+    let n: i64 = c
+        .query_row(
+            "SELECT count(*) FROM customer WHERE date_of_birth IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0);
+    let cert: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(migration_dir(dir.path()).join("certificate.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cert["payload"]["status"], "PASS",
+        "the Validator replays the same policy"
+    );
+    let sql = std::fs::read_to_string(migration_dir(dir.path()).join("sql/customer.sql")).unwrap();
+    assert!(
+        sql.contains("sensei_mask(\"cust_email\")") && !sql.contains("secret"),
+        "{sql}"
+    );
+}
+
+/// HMAC-SHA256 hex, computed here independently of Sensei's code.
+fn sensei_agents_hmac(key: &[u8], msg: &[u8]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())")
+        .arg(std::str::from_utf8(key).unwrap())
+        .arg(std::str::from_utf8(msg).unwrap())
+        .output()
+        .expect("python3");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

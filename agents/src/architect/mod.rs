@@ -24,6 +24,79 @@ use matcher::{ColumnFacts, Dictionary, WEIGHTS};
 /// Below this a source column is not proposed at all.
 pub const MIN_PROPOSAL: f64 = 0.30;
 
+/// What becomes of columns flagged as PII.
+#[derive(Debug, Clone, Default)]
+pub struct PiiPolicy {
+    default: String,
+    by_kind: BTreeMap<String, String>,
+}
+
+impl PiiPolicy {
+    /// Parses the default (`keep`, `mask`, `hash`, `drop`) and per-kind
+    /// overrides (`email=mask, ssn=drop`).
+    pub fn parse(default: &str, by_kind: &str) -> std::result::Result<Self, String> {
+        let check = |p: &str| {
+            if matches!(p, "keep" | "mask" | "hash" | "drop") {
+                Ok(p.to_string())
+            } else {
+                Err(format!("{p:?} is not keep, mask, hash or drop"))
+            }
+        };
+        let mut map = BTreeMap::new();
+        for item in by_kind.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (kind, p) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not kind=policy"))?;
+            map.insert(kind.trim().to_string(), check(p.trim())?);
+        }
+        Ok(PiiPolicy {
+            default: check(if default.is_empty() { "keep" } else { default })?,
+            by_kind: map,
+        })
+    }
+
+    fn for_kinds<'a>(&'a self, kinds: &'a [String]) -> Option<(&'a str, &'a str)> {
+        let kind = kinds.first()?;
+        Some((
+            kind.as_str(),
+            self.by_kind
+                .get(kind)
+                .map(String::as_str)
+                .unwrap_or(&self.default),
+        ))
+    }
+}
+
+/// Applies the PII policy to a planned entry (text targets only for mask
+/// and hash: others wait for review with the reason).
+fn apply_policy(
+    policy: &PiiPolicy,
+    source: &ColumnFacts,
+    target: &TargetColumn,
+    c: &mut ColumnMapping,
+) {
+    let Some((kind, action)) = policy.for_kinds(&source.pii) else {
+        return;
+    };
+    let text_target = target.arrow_type == "Utf8";
+    match action {
+        "keep" => return,
+        "drop" => c.expression = format!("arrow_cast(NULL, '{}')", target.arrow_type),
+        "mask" | "hash" if !text_target => {
+            c.status = "review".into();
+            c.reasons.push(format!(
+                "PII kind {kind}: policy {action} needs a text target column, {} is {}",
+                target.name, target.arrow_type
+            ));
+            return;
+        }
+        "mask" => c.expression = format!("sensei_mask({})", c.expression),
+        _ => c.expression = format!("sensei_hash({})", c.expression),
+    }
+    c.reasons
+        .push(format!("PII kind {kind}: {action} by policy"));
+}
+
 /// Quotes an identifier for DataFusion SQL.
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -171,6 +244,7 @@ pub fn plan(
     targets: &[TargetTable],
     dictionary: &Dictionary,
     threshold: f64,
+    policy: &PiiPolicy,
 ) -> Result<MappingSpec> {
     let facts: Vec<Vec<ColumnFacts>> = manifest.tables.iter().map(source_facts).collect();
     let mut tables = Vec::new();
@@ -195,7 +269,7 @@ pub fn plan(
                 (Some((sj, score)), Some(s)) => {
                     let sf = &facts[best.as_ref().map(|b| b.source).unwrap_or(0)][sj];
                     let confidence = round4(score.confidence);
-                    ColumnMapping {
+                    let mut c = ColumnMapping {
                         target: tc.name.clone(),
                         expression: expression(sf, tc),
                         sources: vec![format!("{}.{}", s.name, s.columns[sj].name)],
@@ -204,7 +278,9 @@ pub fn plan(
                         reasons: score.reasons,
                         reviewed_by: None,
                         reviewed_at: None,
-                    }
+                    };
+                    apply_policy(policy, sf, tc, &mut c);
+                    c
                 }
                 _ => {
                     if !tc.nullable && tc.default.is_none() {
