@@ -796,6 +796,12 @@ impl Orchestrator {
                     input: p.clone(),
                     sql: sql.clone(),
                     hash_key_file: hash_key_file(&config),
+                    columns: tm
+                        .columns
+                        .iter()
+                        .filter(|c| c.status != "rejected")
+                        .map(|c| (c.target.clone(), c.expression.clone()))
+                        .collect(),
                     output_id: format!(
                         "{id}/staging/transformation/{}/{:05}",
                         id_part(&tm.target),

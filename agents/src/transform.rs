@@ -27,6 +27,77 @@ pub struct TransformTask {
     /// The key file of `sensei_hash` (a path; the key never travels).
     #[serde(default)]
     pub hash_key_file: Option<String>,
+    /// Target column and expression pairs, to name the column and row when
+    /// a value fails (the SQL alone would not say which).
+    #[serde(default)]
+    pub columns: Vec<(String, String)>,
+}
+
+async fn fails(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[arrow::record_batch::RecordBatch],
+    sql: &str,
+    key: &Option<Arc<Vec<u8>>>,
+) -> Option<String> {
+    let mut stream = match apply_sql(schema.clone(), batches.to_vec(), sql, key.clone()).await {
+        Ok(s) => s,
+        Err(e) => return Some(e.to_string()),
+    };
+    while let Some(b) = stream.next().await {
+        if let Err(e) = b {
+            return Some(e.to_string());
+        }
+    }
+    None
+}
+
+/// After a failure: the first column whose expression fails, and the first
+/// row (by halving) on which it does, with the values of that row's columns
+/// that the expression reads.
+async fn locate_failure(
+    task: &TransformTask,
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[arrow::record_batch::RecordBatch],
+    key: &Option<Arc<Vec<u8>>>,
+) -> Option<String> {
+    let whole = arrow::compute::concat_batches(schema, batches).ok()?;
+    for (column, expr) in &task.columns {
+        let sql = format!("SELECT {expr} AS v FROM source");
+        let Some(mut message) = fails(schema, std::slice::from_ref(&whole), &sql, key).await else {
+            continue;
+        };
+        let (mut lo, mut hi) = (0usize, whole.num_rows());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match fails(schema, &[whole.slice(lo, mid - lo)], &sql, key).await {
+                Some(m) => {
+                    message = m;
+                    hi = mid;
+                }
+                None => lo = mid,
+            }
+        }
+        let row = whole.slice(lo, 1);
+        let options = arrow::util::display::FormatOptions::default().with_null("NULL");
+        let values: Vec<String> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| expr.contains(&format!("\"{}\"", f.name())))
+            .filter_map(|(i, f)| {
+                arrow::util::display::ArrayFormatter::try_new(row.column(i).as_ref(), &options)
+                    .ok()
+                    .map(|fmt| format!("{} = {:?}", f.name(), fmt.value(0).to_string()))
+            })
+            .collect();
+        return Some(format!(
+            "column {column} ({expr}) fails on row {} of source partition {} ({}): {message}; fix the value in the source or the expression in the mapping spec (sensei review --expression)",
+            lo + 1,
+            task.input.partition,
+            values.join(", ")
+        ));
+    }
+    None
 }
 
 /// Reads the `sensei_hash` key from its owner-only file.
@@ -127,7 +198,12 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
         }
     };
     let key = load_hash_key(task.hash_key_file.as_deref())?;
-    let mut stream = apply_sql(schema, batches, &task.sql, key)
+    let kept = if task.columns.is_empty() {
+        Vec::new()
+    } else {
+        batches.clone()
+    };
+    let mut stream = apply_sql(schema.clone(), batches, &task.sql, key.clone())
         .await
         .map_err(sql_err)?;
     let out_schema = stream.schema();
@@ -135,7 +211,16 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
     let path = ctx.staging_path(&id);
     let mut writer = PartitionWriter::create(&path, out_schema)?;
     while let Some(batch) = stream.next().await {
-        writer.write(&batch.map_err(sql_err)?)?;
+        match batch {
+            Ok(b) => writer.write(&b)?,
+            Err(e) => {
+                let located = locate_failure(task, &schema, &kept, &key).await;
+                return Err(AgentError::Sql {
+                    table: task.target_table.clone(),
+                    message: located.unwrap_or_else(|| e.to_string()),
+                });
+            }
+        }
     }
     let stats = writer.finish()?;
     metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "transformation")

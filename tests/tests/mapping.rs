@@ -408,3 +408,55 @@ fn sensei_agents_hmac(key: &[u8], msg: &[u8]) -> String {
         .expect("python3");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+#[test]
+fn a_value_that_does_not_convert_is_reported_with_column_row_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("legacy.db");
+    let c = rusqlite::Connection::open(&src).unwrap();
+    c.execute_batch(
+        "CREATE TABLE members (member_id INTEGER PRIMARY KEY, signup_date TEXT NOT NULL);",
+    )
+    .unwrap();
+    for i in 1..=40 {
+        let day = if i == 23 {
+            "soon".to_string()
+        } else {
+            format!("2024-01-{:02}", i % 28 + 1)
+        };
+        c.execute(
+            "INSERT INTO members VALUES (?1, ?2)",
+            rusqlite::params![i, day],
+        )
+        .unwrap();
+    }
+    drop(c);
+    let ddl = dir.path().join("target.sql");
+    std::fs::write(
+        &ddl,
+        "CREATE TABLE member (member_id BIGINT PRIMARY KEY, signup_date DATE NOT NULL);",
+    )
+    .unwrap();
+    let out = run(sensei_in("migrate", &src, dir.path(), &ddl).args([
+        "--approve-all",
+        "--set",
+        "scheduler.max_attempts=1",
+    ]));
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("column signup_date")
+            && err.contains("row 23 of source partition 0")
+            && err.contains("signup_date = \"soon\""),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("t.db").exists() || tables(&dir.path().join("t.db")).is_empty() || {
+            let t = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+            t.query_row("SELECT count(*) FROM member", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+                == 0
+        },
+        "nothing delivered"
+    );
+}
