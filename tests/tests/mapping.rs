@@ -460,3 +460,70 @@ fn a_value_that_does_not_convert_is_reported_with_column_row_and_value() {
         "nothing delivered"
     );
 }
+
+#[test]
+fn names_are_joined_and_split_where_no_single_column_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("legacy.db");
+    let c = rusqlite::Connection::open(&src).unwrap();
+    c.execute_batch(
+        "CREATE TABLE persons (person_id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT);
+         INSERT INTO persons VALUES (1, 'Ada', 'Lovelace'), (2, 'Alan', 'Turing'), (3, 'Grace', NULL);
+         CREATE TABLE staff (staff_id INTEGER PRIMARY KEY, full_name TEXT);
+         INSERT INTO staff VALUES (1, 'Edsger Wybe Dijkstra'), (2, 'Barbara Liskov'), (3, 'Cher');",
+    )
+    .unwrap();
+    drop(c);
+    let ddl = dir.path().join("target.sql");
+    std::fs::write(
+        &ddl,
+        "CREATE TABLE person (person_id BIGINT PRIMARY KEY, full_name TEXT);
+         CREATE TABLE staff (staff_id BIGINT PRIMARY KEY, first_name TEXT, last_name TEXT);",
+    )
+    .unwrap();
+    let out = run(&mut sensei_in("plan", &src, dir.path(), &ddl));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("concat_ws(' ', \"first_name\", \"last_name\")"),
+        "{plan}"
+    );
+    assert!(plan.contains("split_part(\"full_name\", ' ', 1)"), "{plan}");
+    let out = run(sensei_in("migrate", &src, dir.path(), &ddl).arg("--approve-all"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    let q = |sql: &str| -> Vec<Option<String>> {
+        t.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        q("SELECT full_name FROM person ORDER BY person_id"),
+        [
+            Some("Ada Lovelace".into()),
+            Some("Alan Turing".into()),
+            Some("Grace".into())
+        ]
+    );
+    assert_eq!(
+        q("SELECT first_name || '|' || coalesce(last_name, '-') FROM staff ORDER BY staff_id"),
+        [
+            Some("Edsger|Wybe Dijkstra".into()),
+            Some("Barbara|Liskov".into()),
+            Some("Cher|-".into())
+        ]
+    );
+}

@@ -563,6 +563,8 @@ fn overlap(a: &[String], b: &[String]) -> Option<f64> {
 pub struct Score {
     /// Confidence in [0, 1].
     pub confidence: f64,
+    /// The name signal alone.
+    pub name: f64,
     /// Why.
     pub reasons: Vec<String>,
 }
@@ -646,6 +648,7 @@ pub fn score(
     let z = w.bias + w.name * name + w.types * types + w.values * values + w.keys * keys;
     Score {
         confidence: 1.0 / (1.0 + (-z).exp()),
+        name,
         reasons,
     }
 }

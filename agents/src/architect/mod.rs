@@ -237,6 +237,72 @@ pub fn match_pair(
     (0.3 * table_name + 0.7 * coverage, columns)
 }
 
+/// Confidence of a derived column (a rule, not a match: it waits for review
+/// at the default threshold).
+pub const DERIVED_CONFIDENCE: f64 = 0.85;
+
+/// A target column no single source column serves, derived from several:
+/// a full name joined from first and last names, or a first or last name
+/// split from a full name. Returns the expression, the source columns read
+/// and the reason.
+fn derived(
+    d: &Dictionary,
+    s_name: &str,
+    s_cols: &[ColumnFacts],
+    t: &TargetTable,
+    tc: &TargetColumn,
+) -> Option<(String, Vec<String>, String)> {
+    if tc.arrow_type != "Utf8" {
+        return None;
+    }
+    let toks = column_tokens(d, &t.name, &tc.name);
+    let has = |c: &ColumnFacts, w: &str| column_tokens(d, s_name, &c.name).iter().any(|x| x == w);
+    let text = |c: &&ColumnFacts| c.arrow_type == "Utf8";
+    let first = s_cols
+        .iter()
+        .filter(text)
+        .find(|c| has(c, "first") && has(c, "name"));
+    let last = s_cols
+        .iter()
+        .filter(text)
+        .find(|c| has(c, "last") && has(c, "name"));
+    let full = s_cols.iter().filter(text).find(|c| {
+        let ct = column_tokens(d, s_name, &c.name);
+        ct.iter().any(|x| x == "name")
+            && !ct.iter().any(|x| x == "first" || x == "last")
+            && (ct.iter().any(|x| x == "full") || c.pii.iter().any(|k| k == "person_name"))
+    });
+    let is_name = toks.iter().any(|x| x == "name");
+    if is_name && toks.iter().any(|x| x == "full") {
+        if let (Some(f), Some(l)) = (first, last) {
+            return Some((
+                format!("concat_ws(' ', {}, {})", quote(&f.name), quote(&l.name)),
+                vec![f.name.clone(), l.name.clone()],
+                format!("derived: {} and {} joined with a space", f.name, l.name),
+            ));
+        }
+    }
+    let full = full?;
+    let col = quote(&full.name);
+    if is_name && toks.iter().any(|x| x == "first") && first.is_none() {
+        return Some((
+            format!("split_part({col}, ' ', 1)"),
+            vec![full.name.clone()],
+            format!("derived: the first word of {}", full.name),
+        ));
+    }
+    if is_name && toks.iter().any(|x| x == "last") && last.is_none() {
+        return Some((
+            // Trimming the first word's characters from the left stops at the
+            // first space (the word holds none); then the space; "" is NULL.
+            format!("NULLIF(ltrim(ltrim({col}, split_part({col}, ' ', 1))), '')"),
+            vec![full.name.clone()],
+            format!("derived: {} after its first space", full.name),
+        ));
+    }
+    None
+}
+
 /// Plans the mapping of `manifest`'s tables onto `targets`.
 pub fn plan(
     migration_id: &str,
@@ -251,7 +317,15 @@ pub fn plan(
     for t in targets {
         let mut best: Option<PairPlan> = None;
         for (si, s) in manifest.tables.iter().enumerate() {
-            let (score, columns) = match_pair(dictionary, &s.name, &facts[si], t);
+            let (mut score, columns) = match_pair(dictionary, &s.name, &facts[si], t);
+            // Columns this source can derive count towards its coverage too.
+            for (ti, tc) in t.columns.iter().enumerate() {
+                let weak = columns[ti].as_ref().is_none_or(|(_, sc)| sc.name < 0.99);
+                if weak && derived(dictionary, &s.name, &facts[si], t, tc).is_some() {
+                    let had = columns[ti].as_ref().map_or(0.0, |(_, sc)| sc.confidence);
+                    score += 0.7 * (DERIVED_CONFIDENCE - had).max(0.0) / t.columns.len() as f64;
+                }
+            }
             if best.as_ref().is_none_or(|b| score > b.score) {
                 best = Some(PairPlan {
                     source: si,
@@ -264,7 +338,14 @@ pub fn plan(
         let source = best.as_ref().map(|b| &manifest.tables[b.source]);
         let mut columns = Vec::new();
         for (ti, tc) in t.columns.iter().enumerate() {
-            let chosen = best.as_ref().and_then(|b| b.columns[ti].clone());
+            let mut chosen = best.as_ref().and_then(|b| b.columns[ti].clone());
+            // A derivation (a full name from first and last) beats a partial name match.
+            if let (Some(s), Some((_, score))) = (source, &chosen) {
+                let sf = &facts[best.as_ref().map(|b| b.source).unwrap_or(0)];
+                if score.name < 0.99 && derived(dictionary, &s.name, sf, t, tc).is_some() {
+                    chosen = None;
+                }
+            }
             columns.push(match (chosen, source) {
                 (Some((sj, score)), Some(s)) => {
                     let sf = &facts[best.as_ref().map(|b| b.source).unwrap_or(0)][sj];
@@ -281,6 +362,21 @@ pub fn plan(
                     };
                     apply_policy(policy, sf, tc, &mut c);
                     c
+                }
+                (None, Some(s)) if derived(dictionary, &s.name, &facts[best.as_ref().map(|b| b.source).unwrap_or(0)], t, tc).is_some() => {
+                    let sf = &facts[best.as_ref().map(|b| b.source).unwrap_or(0)];
+                    let (expression, used, reason) =
+                        derived(dictionary, &s.name, sf, t, tc).unwrap_or_default();
+                    ColumnMapping {
+                        target: tc.name.clone(),
+                        expression,
+                        sources: used.iter().map(|c| format!("{}.{c}", s.name)).collect(),
+                        confidence: DERIVED_CONFIDENCE,
+                        status: if DERIVED_CONFIDENCE >= threshold { "auto" } else { "review" }.into(),
+                        reasons: vec![reason],
+                        reviewed_by: None,
+                        reviewed_at: None,
+                    }
                 }
                 _ => {
                     if !tc.nullable && tc.default.is_none() {
