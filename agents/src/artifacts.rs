@@ -124,6 +124,21 @@ pub struct TableMapping {
     pub columns: Vec<ColumnMapping>,
     /// Primary key of the target.
     pub primary_key: Vec<String>,
+    /// Tables joined to the source along its foreign keys, for columns the
+    /// source lacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joins: Vec<Join>,
+}
+
+/// A table joined by the generated SQL: `LEFT JOIN <alias> ON source.a = <alias>.b`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Join {
+    /// Alias in the SQL (`j1`, `j2`, ...); also the name the table is registered under.
+    pub alias: String,
+    /// Source table joined.
+    pub table: String,
+    /// (source column, joined table column) pairs: the foreign key.
+    pub on: Vec<(String, String)>,
 }
 
 /// The mapping specification.

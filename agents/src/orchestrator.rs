@@ -108,45 +108,89 @@ async fn check_spec(spec: &MappingSpec, manifest: &Manifest) -> Result<()> {
             }
             for sc in &c.sources {
                 let (st, col) = sc.rsplit_once('.').unwrap_or(("", sc));
-                let known =
-                    source.is_some_and(|m| m.name == st && m.columns.iter().any(|k| k.name == col));
+                let readable =
+                    |m: &ManifestTable| m.name == st && m.columns.iter().any(|k| k.name == col);
+                let known = source.is_some_and(readable)
+                    || t.joins.iter().any(|j| {
+                        j.table == st
+                            && manifest
+                                .tables
+                                .iter()
+                                .any(|m| m.name == j.table && readable(m))
+                    });
                 if !known {
                     return Err(bad(entry, format!("source column {sc} does not exist")));
                 }
             }
         }
         if let Some(m) = source {
-            let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
-                m.columns
+            let schema_of = |m: &ManifestTable| {
+                std::sync::Arc::new(arrow::datatypes::Schema::new(
+                    m.columns
+                        .iter()
+                        .map(|c| {
+                            arrow::datatypes::Field::new(
+                                &c.name,
+                                c.arrow_type
+                                    .parse()
+                                    .unwrap_or(arrow::datatypes::DataType::Utf8),
+                                true,
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                ))
+            };
+            let schema = schema_of(m);
+            let mut lookups = Vec::new();
+            for j in &t.joins {
+                let r = manifest
+                    .tables
                     .iter()
-                    .map(|c| {
-                        arrow::datatypes::Field::new(
-                            &c.name,
-                            c.arrow_type
-                                .parse()
-                                .unwrap_or(arrow::datatypes::DataType::Utf8),
-                            true,
+                    .find(|x| x.name == j.table)
+                    .ok_or_else(|| {
+                        bad(
+                            t.target.clone(),
+                            format!("joined table {} is not in the manifest", j.table),
                         )
-                    })
-                    .collect::<Vec<_>>(),
-            ));
+                    })?;
+                lookups.push((j.alias.clone(), schema_of(r)));
+            }
             for c in &t.columns {
                 let one = TableMapping {
                     columns: vec![c.clone()],
                     ..t.clone()
                 };
-                crate::transform::plan_sql(schema.clone(), &crate::architect::sql_for(&one))
-                    .await
-                    .map_err(|e| {
-                        bad(
-                            format!("{}.{}", t.target, c.target),
-                            format!("expression {:?}: {e}", c.expression),
-                        )
-                    })?;
+                crate::transform::plan_sql(
+                    schema.clone(),
+                    &crate::architect::sql_for(&one),
+                    &lookups,
+                )
+                .await
+                .map_err(|e| {
+                    bad(
+                        format!("{}.{}", t.target, c.target),
+                        format!("expression {:?}: {e}", c.expression),
+                    )
+                })?;
             }
         }
     }
     Ok(())
+}
+
+/// The staged partitions of the tables a target table's SQL joins.
+fn lookups_of(tm: &TableMapping, manifest: &Manifest) -> Vec<crate::transform::LookupRef> {
+    tm.joins
+        .iter()
+        .filter_map(|j| {
+            manifest.tables.iter().find(|t| t.name == j.table).map(|t| {
+                crate::transform::LookupRef {
+                    alias: j.alias.clone(),
+                    partitions: t.partitions.clone(),
+                }
+            })
+        })
+        .collect()
 }
 
 /// The keyed-hash key file of a configuration, if any.
@@ -650,6 +694,7 @@ impl Orchestrator {
                     target: t.name.clone(),
                     sources: vec![t.name.clone()],
                     primary_key: t.primary_key.clone(),
+                    joins: Vec::new(),
                     columns: t
                         .columns
                         .iter()
@@ -796,6 +841,7 @@ impl Orchestrator {
                     input: p.clone(),
                     sql: sql.clone(),
                     hash_key_file: hash_key_file(&config),
+                    lookups: lookups_of(tm, &manifest),
                     columns: tm
                         .columns
                         .iter()
@@ -899,6 +945,7 @@ impl Orchestrator {
                 source_columns: tm.columns.iter().map(|c| c.target.clone()).collect(),
                 sql: Some(crate::architect::sql_for(tm)),
                 hash_key_file: hash_key_file(&config),
+                lookups: lookups_of(tm, &manifest),
                 source,
                 target: transformed
                     .iter()

@@ -31,6 +31,52 @@ pub struct TransformTask {
     /// a value fails (the SQL alone would not say which).
     #[serde(default)]
     pub columns: Vec<(String, String)>,
+    /// Tables the SQL joins, whole, under their aliases.
+    #[serde(default)]
+    pub lookups: Vec<LookupRef>,
+}
+
+/// A joined table's staged partitions, registered under `alias`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LookupRef {
+    /// Alias in the SQL.
+    pub alias: String,
+    /// Every staged partition of the table.
+    pub partitions: Vec<PartitionRef>,
+}
+
+/// A joined table loaded for a session: alias, schema, rows.
+pub type Lookup = (
+    String,
+    arrow::datatypes::SchemaRef,
+    Vec<arrow::record_batch::RecordBatch>,
+);
+
+/// Fetches the joined tables of a task (every partition, from wherever they are held).
+pub async fn load_lookups(ctx: &NodeContext, refs: &[LookupRef]) -> Result<Vec<Lookup>> {
+    let mut out = Vec::new();
+    for l in refs {
+        let mut batches = Vec::new();
+        let mut schema = None;
+        for p in &l.partitions {
+            let b = ctx.fetch(p).await?;
+            if schema.is_none() {
+                schema = match b.first() {
+                    Some(x) => Some(x.schema()),
+                    None => Some(
+                        sensei_flight::parquet_io::read_partition(&ctx.staging_path(&p.id))
+                            .map_err(AgentError::from)?
+                            .0,
+                    ),
+                };
+            }
+            batches.extend(b);
+        }
+        if let Some(schema) = schema {
+            out.push((l.alias.clone(), schema, batches));
+        }
+    }
+    Ok(out)
 }
 
 async fn fails(
@@ -38,11 +84,13 @@ async fn fails(
     batches: &[arrow::record_batch::RecordBatch],
     sql: &str,
     key: &Option<Arc<Vec<u8>>>,
+    lookups: &[Lookup],
 ) -> Option<String> {
-    let mut stream = match apply_sql(schema.clone(), batches.to_vec(), sql, key.clone()).await {
-        Ok(s) => s,
-        Err(e) => return Some(e.to_string()),
-    };
+    let mut stream =
+        match apply_sql(schema.clone(), batches.to_vec(), sql, key.clone(), lookups).await {
+            Ok(s) => s,
+            Err(e) => return Some(e.to_string()),
+        };
     while let Some(b) = stream.next().await {
         if let Err(e) = b {
             return Some(e.to_string());
@@ -59,17 +107,25 @@ async fn locate_failure(
     schema: &arrow::datatypes::SchemaRef,
     batches: &[arrow::record_batch::RecordBatch],
     key: &Option<Arc<Vec<u8>>>,
+    lookups: &[Lookup],
 ) -> Option<String> {
     let whole = arrow::compute::concat_batches(schema, batches).ok()?;
     for (column, expr) in &task.columns {
-        let sql = format!("SELECT {expr} AS v FROM source");
-        let Some(mut message) = fails(schema, std::slice::from_ref(&whole), &sql, key).await else {
+        let joins = task
+            .sql
+            .split_once("\nLEFT JOIN")
+            .map(|(_, j)| format!("\nLEFT JOIN{}", j.trim_end()))
+            .unwrap_or_default();
+        let sql = format!("SELECT {expr} AS v FROM source{joins}");
+        let Some(mut message) =
+            fails(schema, std::slice::from_ref(&whole), &sql, key, lookups).await
+        else {
             continue;
         };
         let (mut lo, mut hi) = (0usize, whole.num_rows());
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            match fails(schema, &[whole.slice(lo, mid - lo)], &sql, key).await {
+            match fails(schema, &[whole.slice(lo, mid - lo)], &sql, key, lookups).await {
                 Some(m) => {
                     message = m;
                     hi = mid;
@@ -132,22 +188,38 @@ pub struct TransformResult {
 pub async fn plan_sql(
     schema: arrow::datatypes::SchemaRef,
     sql: &str,
+    lookups: &[(String, arrow::datatypes::SchemaRef)],
 ) -> std::result::Result<arrow::datatypes::SchemaRef, datafusion::error::DataFusionError> {
-    let nullable = Arc::new(arrow::datatypes::Schema::new(
-        schema
+    let null_row = |schema: &arrow::datatypes::SchemaRef| {
+        let nullable = Arc::new(arrow::datatypes::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let columns = nullable
             .fields()
             .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ));
-    let columns = nullable
-        .fields()
-        .iter()
-        .map(|f| arrow::array::new_null_array(f.data_type(), 1))
-        .collect();
-    let row = arrow::record_batch::RecordBatch::try_new(nullable.clone(), columns)?;
+            .map(|f| arrow::array::new_null_array(f.data_type(), 1))
+            .collect();
+        arrow::record_batch::RecordBatch::try_new(nullable.clone(), columns).map(|r| (nullable, r))
+    };
+    let (nullable, row) = null_row(&schema)?;
+    let mut joined = Vec::new();
+    for (alias, s) in lookups {
+        let (n, r) = null_row(s)?;
+        joined.push((alias.clone(), n, vec![r]));
+    }
     // A stand-in key: this run checks types, not values.
-    let mut stream = apply_sql(nullable, vec![row], sql, Some(Arc::new(Vec::new()))).await?;
+    let mut stream = apply_sql(
+        nullable,
+        vec![row],
+        sql,
+        Some(Arc::new(Vec::new())),
+        &joined,
+    )
+    .await?;
     let out = stream.schema();
     while let Some(b) = stream.next().await {
         b?;
@@ -162,6 +234,7 @@ pub async fn apply_sql(
     batches: Vec<arrow::record_batch::RecordBatch>,
     sql: &str,
     hash_key: Option<Arc<Vec<u8>>>,
+    lookups: &[Lookup],
 ) -> std::result::Result<
     datafusion::physical_plan::SendableRecordBatchStream,
     datafusion::error::DataFusionError,
@@ -177,6 +250,12 @@ pub async fn apply_sql(
     crate::udf::register(&session, hash_key);
     let table = MemTable::try_new(schema, vec![batches])?;
     session.register_table("source", Arc::new(table))?;
+    for (alias, s, b) in lookups {
+        session.register_table(
+            alias.as_str(),
+            Arc::new(MemTable::try_new(s.clone(), vec![b.clone()])?),
+        )?;
+    }
     session.sql(sql).await?.execute_stream().await
 }
 
@@ -198,12 +277,13 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
         }
     };
     let key = load_hash_key(task.hash_key_file.as_deref())?;
+    let lookups = load_lookups(ctx, &task.lookups).await?;
     let kept = if task.columns.is_empty() {
         Vec::new()
     } else {
         batches.clone()
     };
-    let mut stream = apply_sql(schema.clone(), batches, &task.sql, key.clone())
+    let mut stream = apply_sql(schema.clone(), batches, &task.sql, key.clone(), &lookups)
         .await
         .map_err(sql_err)?;
     let out_schema = stream.schema();
@@ -214,7 +294,7 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
         match batch {
             Ok(b) => writer.write(&b)?,
             Err(e) => {
-                let located = locate_failure(task, &schema, &kept, &key).await;
+                let located = locate_failure(task, &schema, &kept, &key, &lookups).await;
                 return Err(AgentError::Sql {
                     table: task.target_table.clone(),
                     message: located.unwrap_or_else(|| e.to_string()),

@@ -22,6 +22,9 @@ pub struct VerifyTask {
     /// The key file of `sensei_hash`, for the replay.
     #[serde(default)]
     pub hash_key_file: Option<String>,
+    /// Tables the SQL joins.
+    #[serde(default)]
+    pub lookups: Vec<crate::transform::LookupRef>,
     /// Staged source partitions.
     pub source: Vec<PartitionRef>,
     /// Transformed partitions.
@@ -54,6 +57,7 @@ async fn digest_of(
     columns: Option<&[String]>,
     sql: Option<&str>,
     hash_key_file: Option<&str>,
+    lookups: &[crate::transform::Lookup],
 ) -> Result<TableDigest> {
     let key = crate::transform::load_hash_key(hash_key_file)?;
     let mut total = TableDigest::default();
@@ -65,9 +69,10 @@ async fn digest_of(
                 table: p.table.clone(),
                 message: e.to_string(),
             };
-            let mut stream = crate::transform::apply_sql(first.schema(), batches, sql, key.clone())
-                .await
-                .map_err(sql_err)?;
+            let mut stream =
+                crate::transform::apply_sql(first.schema(), batches, sql, key.clone(), lookups)
+                    .await
+                    .map_err(sql_err)?;
             let mut out = Vec::new();
             while let Some(b) = stream.next().await {
                 out.push(b.map_err(sql_err)?);
@@ -106,18 +111,30 @@ async fn digest_of(
 pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     let source = match &task.sql {
         Some(sql) => {
+            let lookups = crate::transform::load_lookups(ctx, &task.lookups).await?;
             digest_of(
                 ctx,
                 &task.source,
                 None,
                 Some(sql),
                 task.hash_key_file.as_deref(),
+                &lookups,
             )
             .await?
         }
-        None => digest_of(ctx, &task.source, Some(&task.source_columns), None, None).await?,
+        None => {
+            digest_of(
+                ctx,
+                &task.source,
+                Some(&task.source_columns),
+                None,
+                None,
+                &[],
+            )
+            .await?
+        }
     };
-    let target = digest_of(ctx, &task.target, None, None, None).await?;
+    let target = digest_of(ctx, &task.target, None, None, None, &[]).await?;
     Ok(VerifyResult {
         rows: target.rows,
         source: SideDigest {

@@ -527,3 +527,66 @@ fn names_are_joined_and_split_where_no_single_column_serves() {
         ]
     );
 }
+
+#[test]
+fn columns_the_source_lacks_are_joined_along_its_foreign_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let ddl = dir.path().join("target.sql");
+    std::fs::write(
+        &ddl,
+        "CREATE TABLE purchase_order (id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL,
+            status VARCHAR(12) NOT NULL, total_amount DECIMAL(12,2) NOT NULL,
+            customer_email VARCHAR(120), customer_city VARCHAR(40));",
+    )
+    .unwrap();
+    let out = run(&mut sensei_in("plan", &src, dir.path(), &ddl));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("customers.cust_email") && plan.contains("j1.\"cust_email\""),
+        "{plan}"
+    );
+    let out = run(sensei_in("migrate", &src, dir.path(), &ddl).arg("--approve-all"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    t.execute("ATTACH DATABASE ?1 AS src", [src.display().to_string()])
+        .unwrap();
+    let (n, wrong): (i64, i64) = t
+        .query_row(
+            "SELECT count(*), sum(p.customer_email IS NOT c.cust_email OR p.customer_city IS NOT c.cust_city)
+             FROM purchase_order p JOIN src.orders o ON o.ord_id = p.id JOIN src.customers c ON c.cust_id = o.cust_id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let orders: i64 = t
+        .query_row("SELECT count(*) FROM src.orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        (n, wrong),
+        (orders, 0),
+        "every order once, with its customer's email and city"
+    );
+    let sql =
+        std::fs::read_to_string(migration_dir(dir.path()).join("sql/purchase_order.sql")).unwrap();
+    assert!(
+        sql.contains("LEFT JOIN j1 ON source.\"cust_id\" = j1.\"cust_id\""),
+        "{sql}"
+    );
+    let cert: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(migration_dir(dir.path()).join("certificate.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cert["payload"]["status"], "PASS");
+}

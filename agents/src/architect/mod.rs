@@ -16,7 +16,9 @@ pub mod matcher;
 
 use std::collections::BTreeMap;
 
-use crate::artifacts::{ColumnMapping, Manifest, MappingSpec, TableMapping, ARTIFACT_VERSION};
+use crate::artifacts::{
+    ColumnMapping, Join, Manifest, MappingSpec, TableMapping, ARTIFACT_VERSION,
+};
 use crate::error::{AgentError, Result};
 use ddl::{TargetColumn, TargetTable};
 use matcher::{ColumnFacts, Dictionary, WEIGHTS};
@@ -110,7 +112,12 @@ fn round4(x: f64) -> f64 {
 /// column itself when the types agree, text parsed with its detected date
 /// format for dates, else an exact Arrow cast.
 pub fn expression(s: &ColumnFacts, t: &TargetColumn) -> String {
-    let col = quote(&s.name);
+    expression_in(s, t, "")
+}
+
+/// [`expression`] with the column qualified (`source.`, `j1.`).
+pub fn expression_in(s: &ColumnFacts, t: &TargetColumn, prefix: &str) -> String {
+    let col = format!("{prefix}{}", quote(&s.name));
     if s.arrow_type == t.arrow_type {
         return col;
     }
@@ -251,6 +258,7 @@ fn derived(
     s_cols: &[ColumnFacts],
     t: &TargetTable,
     tc: &TargetColumn,
+    prefix: &str,
 ) -> Option<(String, Vec<String>, String)> {
     if tc.arrow_type != "Utf8" {
         return None;
@@ -276,14 +284,18 @@ fn derived(
     if is_name && toks.iter().any(|x| x == "full") {
         if let (Some(f), Some(l)) = (first, last) {
             return Some((
-                format!("concat_ws(' ', {}, {})", quote(&f.name), quote(&l.name)),
+                format!(
+                    "concat_ws(' ', {prefix}{}, {prefix}{})",
+                    quote(&f.name),
+                    quote(&l.name)
+                ),
                 vec![f.name.clone(), l.name.clone()],
                 format!("derived: {} and {} joined with a space", f.name, l.name),
             ));
         }
     }
     let full = full?;
-    let col = quote(&full.name);
+    let col = format!("{prefix}{}", quote(&full.name));
     if is_name && toks.iter().any(|x| x == "first") && first.is_none() {
         return Some((
             format!("split_part({col}, ' ', 1)"),
@@ -321,7 +333,7 @@ pub fn plan(
             // Columns this source can derive count towards its coverage too.
             for (ti, tc) in t.columns.iter().enumerate() {
                 let weak = columns[ti].as_ref().is_none_or(|(_, sc)| sc.name < 0.99);
-                if weak && derived(dictionary, &s.name, &facts[si], t, tc).is_some() {
+                if weak && derived(dictionary, &s.name, &facts[si], t, tc, "").is_some() {
                     let had = columns[ti].as_ref().map_or(0.0, |(_, sc)| sc.confidence);
                     score += 0.7 * (DERIVED_CONFIDENCE - had).max(0.0) / t.columns.len() as f64;
                 }
@@ -336,15 +348,114 @@ pub fn plan(
         }
         let best = best.filter(|b| b.score >= 0.2);
         let source = best.as_ref().map(|b| &manifest.tables[b.source]);
-        let mut columns = Vec::new();
+        let si = best.as_ref().map(|b| b.source).unwrap_or(0);
+        let mut chosen_all: Vec<Option<(usize, matcher::Score)>> = Vec::new();
         for (ti, tc) in t.columns.iter().enumerate() {
             let mut chosen = best.as_ref().and_then(|b| b.columns[ti].clone());
             // A derivation (a full name from first and last) beats a partial name match.
             if let (Some(s), Some((_, score))) = (source, &chosen) {
-                let sf = &facts[best.as_ref().map(|b| b.source).unwrap_or(0)];
-                if score.name < 0.99 && derived(dictionary, &s.name, sf, t, tc).is_some() {
+                if score.name < 0.99
+                    && derived(dictionary, &s.name, &facts[si], t, tc, "").is_some()
+                {
                     chosen = None;
                 }
+            }
+            chosen_all.push(chosen);
+        }
+        // Columns the source table lacks, taken from tables its foreign keys
+        // reference (on their whole primary key, so no row is repeated).
+        let mut joins: Vec<Join> = Vec::new();
+        let mut joined: Vec<Option<(usize, usize, usize, matcher::Score)>> =
+            vec![None; t.columns.len()];
+        if let Some(s) = source {
+            let fks = manifest
+                .catalog
+                .tables
+                .get(&s.name)
+                .map(|c| c.foreign_keys.clone())
+                .unwrap_or_default();
+            for fk in fks {
+                let Some(ri) = manifest.tables.iter().position(|m| m.name == fk.references) else {
+                    continue;
+                };
+                let r = &manifest.tables[ri];
+                if ri == si || r.primary_key.is_empty() || r.primary_key != fk.referenced_columns {
+                    continue;
+                }
+                let open: Vec<usize> = (0..t.columns.len())
+                    .filter(|&ti| {
+                        chosen_all[ti].is_none()
+                            && joined[ti].is_none()
+                            && derived(dictionary, &s.name, &facts[si], t, &t.columns[ti], "")
+                                .is_none()
+                    })
+                    .collect();
+                if open.is_empty() {
+                    continue;
+                }
+                let sub = TargetTable {
+                    columns: open.iter().map(|&ti| t.columns[ti].clone()).collect(),
+                    ..t.clone()
+                };
+                let (_, picks) = match_pair(dictionary, &r.name, &facts[ri], &sub);
+                let alias = format!("j{}", joins.len() + 1);
+                let mut any = false;
+                for (k, pick) in picks.into_iter().enumerate() {
+                    if let Some((rj, score)) = pick.filter(|(_, sc)| sc.confidence >= 0.5) {
+                        joined[open[k]] = Some((joins.len(), ri, rj, score));
+                        any = true;
+                    }
+                }
+                if any {
+                    joins.push(Join {
+                        alias,
+                        table: r.name.clone(),
+                        on: fk
+                            .columns
+                            .iter()
+                            .cloned()
+                            .zip(fk.referenced_columns.iter().cloned())
+                            .collect(),
+                    });
+                }
+            }
+        }
+        let prefix = if joins.is_empty() { "" } else { "source." };
+        let mut columns = Vec::new();
+        for (ti, tc) in t.columns.iter().enumerate() {
+            let chosen = chosen_all[ti].clone();
+            if let Some((ji, ri, rj, score)) = joined[ti].clone() {
+                let rf = &facts[ri][rj];
+                let confidence = round4(score.confidence);
+                let mut reasons = score.reasons;
+                reasons.push(format!(
+                    "joined from {} along {}",
+                    joins[ji].table,
+                    joins[ji]
+                        .on
+                        .iter()
+                        .map(|(a, b)| format!("{a} = {b}"))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                ));
+                let mut c = ColumnMapping {
+                    target: tc.name.clone(),
+                    expression: expression_in(rf, tc, &format!("{}.", joins[ji].alias)),
+                    sources: vec![format!("{}.{}", joins[ji].table, rf.name)],
+                    confidence,
+                    status: if confidence >= threshold {
+                        "auto"
+                    } else {
+                        "review"
+                    }
+                    .into(),
+                    reasons,
+                    reviewed_by: None,
+                    reviewed_at: None,
+                };
+                apply_policy(policy, rf, tc, &mut c);
+                columns.push(c);
+                continue;
             }
             columns.push(match (chosen, source) {
                 (Some((sj, score)), Some(s)) => {
@@ -352,7 +463,7 @@ pub fn plan(
                     let confidence = round4(score.confidence);
                     let mut c = ColumnMapping {
                         target: tc.name.clone(),
-                        expression: expression(sf, tc),
+                        expression: expression_in(sf, tc, prefix),
                         sources: vec![format!("{}.{}", s.name, s.columns[sj].name)],
                         confidence,
                         status: if confidence >= threshold { "auto" } else { "review" }.into(),
@@ -363,10 +474,9 @@ pub fn plan(
                     apply_policy(policy, sf, tc, &mut c);
                     c
                 }
-                (None, Some(s)) if derived(dictionary, &s.name, &facts[best.as_ref().map(|b| b.source).unwrap_or(0)], t, tc).is_some() => {
-                    let sf = &facts[best.as_ref().map(|b| b.source).unwrap_or(0)];
+                (None, Some(s)) if derived(dictionary, &s.name, &facts[si], t, tc, prefix).is_some() => {
                     let (expression, used, reason) =
-                        derived(dictionary, &s.name, sf, t, tc).unwrap_or_default();
+                        derived(dictionary, &s.name, &facts[si], t, tc, prefix).unwrap_or_default();
                     ColumnMapping {
                         target: tc.name.clone(),
                         expression,
@@ -410,6 +520,7 @@ pub fn plan(
             sources: source.map(|s| vec![s.name.clone()]).unwrap_or_default(),
             columns,
             primary_key: t.primary_key.clone(),
+            joins,
         });
     }
     let used: Vec<&String> = tables.iter().flat_map(|t| &t.sources).collect();
@@ -445,7 +556,15 @@ pub fn sql_for(t: &TableMapping) -> String {
             format!("  {expr} AS {}", quote(&c.target))
         })
         .collect();
-    format!("SELECT\n{}\nFROM source\n", cols.join(",\n"))
+    let mut from = String::from("FROM source");
+    for j in &t.joins {
+        let on: Vec<String> =
+            j.on.iter()
+                .map(|(a, b)| format!("source.{} = {}.{}", quote(a), j.alias, quote(b)))
+                .collect();
+        from.push_str(&format!("\nLEFT JOIN {} ON {}", j.alias, on.join(" AND ")));
+    }
+    format!("SELECT\n{}\n{from}\n", cols.join(",\n"))
 }
 
 /// Entries waiting for a person, as `table.column`.
