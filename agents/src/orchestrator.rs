@@ -178,6 +178,9 @@ async fn check_spec(spec: &MappingSpec, manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// `target.schema` value that reads the target schema from the target database.
+pub const TARGET_SCHEMA_FROM_TARGET: &str = "@target";
+
 /// The staged partitions of the tables a target table's SQL joins.
 fn lookups_of(tm: &TableMapping, manifest: &Manifest) -> Vec<crate::transform::LookupRef> {
     tm.joins
@@ -281,7 +284,7 @@ impl Orchestrator {
         parse(&config.target.url, "target")?;
         Source::open_with(&config.source.url, None, &source_options(config)?)?;
         SqliteTarget::check_writable(&target_path(config)?)?;
-        if !config.target.schema.is_empty() {
+        if !config.target.schema.is_empty() && config.target.schema != TARGET_SCHEMA_FROM_TARGET {
             let ddl = std::fs::read_to_string(&config.target.schema).map_err(|e| {
                 sensei_connectors::ConnectorError::Unreadable {
                     path: config.target.schema.clone(),
@@ -727,17 +730,57 @@ impl Orchestrator {
             check_spec(&spec, &manifest).await?;
             return Ok(spec);
         }
-        let spec = if config.target.schema.is_empty() {
+        // The target schema: the DDL file, or (`@target`) the tables the
+        // target database already holds; without either, a mirror of the source.
+        let existing = if config.target.schema == TARGET_SCHEMA_FROM_TARGET {
+            let target = target_path(&config)?;
+            tokio::task::spawn_blocking(
+                move || -> Result<Option<Vec<crate::architect::ddl::TargetTable>>> {
+                    let empty = || AgentError::Malformed {
+                        what: "target.schema = @target".into(),
+                        message: format!(
+                            "the target {} holds no tables to map onto; create them first or give a DDL file",
+                            target.display()
+                        ),
+                    };
+                    if !target.exists() {
+                        return Err(empty());
+                    }
+                    let db = SqliteSource::open(&target)?;
+                    let tables = db.tables()?;
+                    if tables.is_empty() {
+                        return Err(empty());
+                    }
+                    let catalog = db.catalog(&tables)?;
+                    Ok(Some(crate::architect::ddl::from_database(
+                        &tables, &catalog,
+                    )))
+                },
+            )
+            .await
+            .map_err(|e| AgentError::Malformed {
+                what: "reading the target's schema".into(),
+                message: e.to_string(),
+            })??
+        } else {
+            None
+        };
+        let spec = if config.target.schema.is_empty() && existing.is_none() {
             Self::identity_mapping(id, &manifest)
         } else {
-            let file = &config.target.schema;
-            let ddl = std::fs::read_to_string(file).map_err(|e| {
-                sensei_connectors::ConnectorError::Unreadable {
-                    path: file.clone(),
-                    message: format!("target schema file: {e}"),
+            let targets = match existing {
+                Some(t) => t,
+                None => {
+                    let file = &config.target.schema;
+                    let ddl = std::fs::read_to_string(file).map_err(|e| {
+                        sensei_connectors::ConnectorError::Unreadable {
+                            path: file.clone(),
+                            message: format!("target schema file: {e}"),
+                        }
+                    })?;
+                    crate::architect::ddl::parse(&ddl, file)?
                 }
-            })?;
-            let targets = crate::architect::ddl::parse(&ddl, file)?;
+            };
             let extra = crate::architect::matcher::Dictionary::parse_extra(
                 &config.transformation.abbreviations,
             )
@@ -1064,7 +1107,9 @@ impl Orchestrator {
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
         let target = target_path(config)?;
-        let ddl = if config.target.schema.is_empty() {
+        let ddl = if config.target.schema.is_empty()
+            || config.target.schema == TARGET_SCHEMA_FROM_TARGET
+        {
             None
         } else {
             Some(std::fs::read_to_string(&config.target.schema).map_err(|e| {

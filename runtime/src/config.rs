@@ -112,7 +112,8 @@ impl Default for SourceSection {
 pub struct TargetSection {
     /// Target URL, same forms as the source.
     pub url: String,
-    /// Optional DDL file applied to the target before delivery; empty mirrors the source.
+    /// Optional DDL file applied to the target before delivery; `@target` maps
+    /// onto the tables the target database already holds; empty mirrors the source.
     pub schema: String,
 }
 
@@ -382,7 +383,8 @@ impl MigrationConfig {
             &mut self.signing.key_file,
             &mut self.runtime.workdir,
         ] {
-            if !file.is_empty() && Path::new(file.as_str()).is_relative() {
+            if !file.is_empty() && !file.starts_with('@') && Path::new(file.as_str()).is_relative()
+            {
                 *file = dir.join(file.as_str()).display().to_string();
             }
         }

@@ -590,3 +590,60 @@ fn columns_the_source_lacks_are_joined_along_its_foreign_keys() {
     .unwrap();
     assert_eq!(cert["payload"]["status"], "PASS");
 }
+
+#[test]
+fn an_existing_target_database_gives_the_target_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("t.db");
+    rusqlite::Connection::open(&target)
+        .unwrap()
+        .execute_batch(&std::fs::read_to_string(schema()).unwrap())
+        .unwrap();
+    let out = run(sensei()
+        .arg("plan")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(format!("sqlite://{}", target.display()))
+        .args(["--target-schema", "@target"])
+        .arg("--workdir")
+        .arg(dir.path().join("w")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = plan_table(&out);
+    assert!(
+        plan.contains("customer.date_of_birth") && plan.contains("customers.cust_dob"),
+        "{plan}"
+    );
+    let out = run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(format!("sqlite://{}", target.display()))
+        .args(["--target-schema", "@target"])
+        .arg("--workdir")
+        .arg(dir.path().join("w"))
+        .arg("--approve-all"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        tables(&target),
+        ["customer", "order_line", "product", "purchase_order"],
+        "delivered into the tables that were there"
+    );
+    let n: i64 = rusqlite::Connection::open(&target)
+        .unwrap()
+        .query_row("SELECT count(*) FROM customer", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 500);
+}

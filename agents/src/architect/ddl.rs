@@ -141,6 +141,52 @@ pub fn parse(sql: &str, file: &str) -> Result<Vec<TargetTable>> {
     Ok(out)
 }
 
+/// The target schema as an existing target database holds it (its tables,
+/// columns, types, keys, defaults and foreign keys), for a migration into
+/// tables that are already there.
+pub fn from_database(
+    tables: &[sensei_connectors::sqlite::TableInfo],
+    catalog: &sensei_connectors::catalog::Catalog,
+) -> Vec<TargetTable> {
+    tables
+        .iter()
+        .map(|t| {
+            let tc = catalog.tables.get(&t.name);
+            TargetTable {
+                name: t.name.clone(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| TargetColumn {
+                        name: c.name.clone(),
+                        sql_type: c.source_type.clone(),
+                        arrow_type: c.arrow_type.clone(),
+                        nullable: c.nullable,
+                        default: tc.and_then(|k| k.defaults.get(&c.name).cloned()),
+                        sample_shapes: Vec::new(),
+                        sample_values: Vec::new(),
+                    })
+                    .collect(),
+                primary_key: t.primary_key(),
+                foreign_keys: tc
+                    .map(|k| {
+                        k.foreign_keys
+                            .iter()
+                            .map(|f| {
+                                (
+                                    f.columns.clone(),
+                                    f.references.clone(),
+                                    f.referenced_columns.clone(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
