@@ -35,6 +35,8 @@ pub struct PairScore {
     pub f1: f64,
     /// Recall at ground-truth size.
     pub recall_at_gt: f64,
+    /// Each proposed match: its confidence and whether it is true.
+    pub proposals: Vec<(f64, bool)>,
 }
 
 fn read_table(
@@ -117,13 +119,22 @@ pub fn evaluate_pair(dir: &Path, pair: &str, dictionary: &Dictionary) -> Result<
     };
     let facts = super::source_facts(&manifest_table);
     let (_, chosen) = super::match_pair(dictionary, &s_name, &facts, &target);
-    let proposed: BTreeSet<(String, String)> = chosen
+    let scored: Vec<((String, String), f64)> = chosen
         .iter()
         .enumerate()
         .filter_map(|(ti, c)| {
-            c.as_ref()
-                .map(|(sj, _)| (facts[*sj].name.clone(), target.columns[ti].name.clone()))
+            c.as_ref().map(|(sj, sc)| {
+                (
+                    (facts[*sj].name.clone(), target.columns[ti].name.clone()),
+                    sc.confidence,
+                )
+            })
         })
+        .collect();
+    let proposed: BTreeSet<(String, String)> = scored.iter().map(|(p, _)| p.clone()).collect();
+    let proposals = scored
+        .iter()
+        .map(|(p, c)| (*c, truth.contains(p)))
         .collect();
     let hits = proposed.intersection(&truth).count() as f64;
     let precision = if proposed.is_empty() {
@@ -173,6 +184,7 @@ pub fn evaluate_pair(dir: &Path, pair: &str, dictionary: &Dictionary) -> Result<
         } else {
             top_hits / truth.len() as f64
         },
+        proposals,
     })
 }
 
@@ -227,5 +239,41 @@ pub fn render(scores: &[PairScore]) -> String {
         sums[2] / n,
         sums[3] / n
     ));
+    out.push_str(&calibration(scores));
+    out
+}
+
+/// How well confidence predicts correctness: proposals by confidence band,
+/// their mean confidence against the share that are right, and the expected
+/// calibration error (the bands' gaps weighted by their size).
+pub fn calibration(scores: &[PairScore]) -> String {
+    let all: Vec<(f64, bool)> = scores.iter().flat_map(|s| s.proposals.clone()).collect();
+    let bands = [
+        (0.0, 0.5),
+        (0.5, 0.7),
+        (0.7, 0.9),
+        (0.9, 0.97),
+        (0.97, 1.01),
+    ];
+    let mut out = String::from(
+        "\ncalibration of proposed matches\nconfidence    count  mean conf  correct\n",
+    );
+    let mut ece = 0.0;
+    for (lo, hi) in bands {
+        let inb: Vec<&(f64, bool)> = all.iter().filter(|(c, _)| *c >= lo && *c < hi).collect();
+        if inb.is_empty() {
+            continue;
+        }
+        let n = inb.len() as f64;
+        let mean = inb.iter().map(|(c, _)| c).sum::<f64>() / n;
+        let acc = inb.iter().filter(|(_, ok)| *ok).count() as f64 / n;
+        ece += n / all.len().max(1) as f64 * (mean - acc).abs();
+        out.push_str(&format!(
+            "[{lo:.2}, {:.2})  {:>5}  {mean:>9.3}  {acc:>7.3}\n",
+            hi.min(1.0),
+            inb.len()
+        ));
+    }
+    out.push_str(&format!("expected calibration error {ece:.3}\n"));
     out
 }
