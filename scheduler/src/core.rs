@@ -823,7 +823,8 @@ impl Scheduler {
     /// completion of the same attempt (an RPC retried) is accepted once.
     pub fn complete(&self, task_id: i64, attempt: u32, result: &serde_json::Value) -> Result<()> {
         let conn = self.conn();
-        let (current, state, _, phase, _, _) = Self::current_attempt(&conn, task_id)?;
+        let (current, state, migration, phase, partition, table) =
+            Self::current_attempt(&conn, task_id)?;
         if attempt != current || state == "failed" {
             metrics::counter!(sensei_runtime::metrics::STALE_COMPLETIONS).increment(1);
             return Err(SchedulerError::StaleAttempt {
@@ -839,7 +840,23 @@ impl Scheduler {
             "UPDATE tasks SET state = 'done', deadline_ms = NULL, result_json = ?2 WHERE id = ?1",
             params![task_id, serde_json::to_string(result)?],
         )?;
-        metrics::counter!(sensei_runtime::metrics::TASKS_COMPLETED, "phase" => phase).increment(1);
+        metrics::counter!(sensei_runtime::metrics::TASKS_COMPLETED, "phase" => phase.clone())
+            .increment(1);
+        // One completion record per partition on `agent.coordination`, for
+        // any consumer following the work (dashboards, Kafka clients).
+        if let Some(log) = &self.events {
+            let doc = serde_json::json!({"event": "partition.complete", "migration_id": migration,
+                "phase": phase, "table": table, "partition": partition, "attempt": attempt,
+                "rows": result.get("rows"), "time_ms": self.now_ms()});
+            if let Err(e) = sensei_runtime::topic::publish_json(
+                log.as_ref(),
+                Topic::AgentCoordination,
+                &migration,
+                &doc,
+            ) {
+                tracing::warn!(%migration, error = %e, "could not publish to agent.coordination");
+            }
+        }
         Ok(())
     }
 

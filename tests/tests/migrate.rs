@@ -112,6 +112,21 @@ fn retail_migrates_and_certificate_verifies() {
                 .unwrap();
         assert_eq!(manifest["tables"].as_array().unwrap().len(), 4);
         assert!(log.read(Topic::MigrationEvents, 0, 1000).unwrap().len() >= 8);
+        // Every partition of every phase announced its completion.
+        let done: Vec<serde_json::Value> = log
+            .read(Topic::AgentCoordination, 0, 10_000)
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.value).unwrap())
+            .collect();
+        let transformed = done
+            .iter()
+            .filter(|d| d["event"] == "partition.complete" && d["phase"] == "transformation")
+            .count();
+        assert!(
+            transformed >= 4,
+            "one per transformed partition: {transformed}"
+        );
     }
 
     // One byte of the payload changed: verification fails.
