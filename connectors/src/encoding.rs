@@ -176,16 +176,7 @@ impl Detector {
             };
         }
         let (encoding, ranked) = self.chardet.guess_assess(None, false);
-        let mut plausible = 0u64;
-        let mut bad = Vec::new();
-        for (line, word) in &self.evidence {
-            let (text, _, had_errors) = encoding.decode(word);
-            if !had_errors && plausible_word(&text) {
-                plausible += 1;
-            } else if bad.len() < 5 {
-                bad.push((*line, word.clone()));
-            }
-        }
+        let (plausible, mut bad) = self.judge(encoding);
         let n = self.evidence.len() as f64;
         let mut confidence = (plausible as f64 + 1.0) / (n + 2.0);
         if !ranked {
@@ -204,6 +195,22 @@ impl Detector {
 }
 
 impl Detector {
+    /// The evidence words that decode plausibly under `encoding`, and up to
+    /// five that do not (line, bytes).
+    fn judge(&self, encoding: &'static Encoding) -> (u64, Vec<(u64, Vec<u8>)>) {
+        let mut plausible = 0u64;
+        let mut bad = Vec::new();
+        for (line, word) in &self.evidence {
+            let (text, _, had_errors) = encoding.decode(word);
+            if !had_errors && plausible_word(&text) {
+                plausible += 1;
+            } else if bad.len() < 5 {
+                bad.push((*line, word.clone()));
+            }
+        }
+        (plausible, bad)
+    }
+
     /// Ends the stream of a database column that declares `declared`: valid
     /// UTF-8 with non-ASCII text means the column holds UTF-8 whatever it
     /// declares (confidence 1); otherwise the declaration stands when every
@@ -222,16 +229,7 @@ impl Detector {
                 samples: Vec::new(),
             };
         }
-        let mut plausible = 0u64;
-        let mut bad = Vec::new();
-        for (line, word) in &self.evidence {
-            let (text, _, had_errors) = declared.decode(word);
-            if !had_errors && plausible_word(&text) {
-                plausible += 1;
-            } else if bad.len() < 5 {
-                bad.push((*line, word.clone()));
-            }
-        }
+        let (plausible, bad) = self.judge(declared);
         let n = self.evidence.len() as u64;
         Detection {
             encoding: declared,

@@ -98,19 +98,16 @@ pub fn evaluate_pair(dir: &Path, pair: &str, dictionary: &Dictionary) -> Result<
             .columns
             .iter()
             .map(|c| {
-                let p = t_profile.iter().find(|p| p.column == c.name);
+                let (sample_shapes, sample_values) =
+                    super::value_evidence(t_profile.iter().find(|p| p.column == c.name));
                 TargetColumn {
                     name: c.name.clone(),
                     sql_type: c.source_type.clone(),
                     arrow_type: c.arrow_type.clone(),
                     nullable: true,
                     default: None,
-                    sample_shapes: p
-                        .map(|p| p.patterns.iter().map(|(s, _)| s.clone()).collect())
-                        .unwrap_or_default(),
-                    sample_values: p
-                        .map(|p| p.top_values.iter().map(|(v, _)| v.clone()).collect())
-                        .unwrap_or_default(),
+                    sample_shapes,
+                    sample_values,
                 }
             })
             .collect(),

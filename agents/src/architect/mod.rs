@@ -128,6 +128,20 @@ pub fn expression_in(s: &ColumnFacts, t: &TargetColumn, prefix: &str) -> String 
     }
 }
 
+/// The value shapes and frequent values of a column's profile (empty without one).
+pub fn value_evidence(
+    profile: Option<&sensei_scout::profile::ColumnProfile>,
+) -> (Vec<String>, Vec<String>) {
+    profile
+        .map(|p| {
+            (
+                p.patterns.iter().map(|(s, _)| s.clone()).collect(),
+                p.top_values.iter().map(|(v, _)| v.clone()).collect(),
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// The facts of a manifest table's columns (PII kinds and date formats from its profile).
 pub fn source_facts(t: &crate::artifacts::ManifestTable) -> Vec<ColumnFacts> {
     t.columns
@@ -151,12 +165,8 @@ pub fn source_facts(t: &crate::artifacts::ManifestTable) -> Vec<ColumnFacts> {
                     })
                     .unwrap_or_default(),
                 date_format: profile.and_then(|p| p.date_format.clone()),
-                shapes: profile
-                    .map(|p| p.patterns.iter().map(|(s, _)| s.clone()).collect())
-                    .unwrap_or_default(),
-                values: profile
-                    .map(|p| p.top_values.iter().map(|(v, _)| v.clone()).collect())
-                    .unwrap_or_default(),
+                shapes: value_evidence(profile).0,
+                values: value_evidence(profile).1,
             }
         })
         .collect()
