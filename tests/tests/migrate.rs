@@ -129,6 +129,39 @@ fn retail_migrates_and_certificate_verifies() {
         );
     }
 
+    // An independent implementation (Python's `cryptography`, RFC 8785 by
+    // hand) accepts the certificate too, and refuses it once a byte changes.
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_certificate.py");
+    let py = |file: &std::path::Path| {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .arg(file)
+            .arg("--public-key")
+            .arg(&pubkey)
+            .output()
+            .expect("python3 with the cryptography package")
+    };
+    let ok = py(&cert);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let text = std::fs::read_to_string(&cert).unwrap();
+    let flipped = dir.path().join("flipped.json");
+    let digest_at = text.find("\"digest\": \"").unwrap() + 11;
+    let mut bytes = text.into_bytes();
+    bytes[digest_at] = if bytes[digest_at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&flipped, bytes).unwrap();
+    assert_eq!(
+        py(&flipped).status.code(),
+        Some(1),
+        "one changed byte is refused"
+    );
+
     // One byte of the payload changed: verification fails.
     let text = std::fs::read_to_string(&cert).unwrap();
     let tampered = text.replacen("\"PASS\"", "\"PAST\"", 1);
