@@ -29,6 +29,7 @@ pub mod architect;
 pub mod artifacts;
 pub mod deliver;
 pub mod digest;
+pub mod equivalence;
 mod error;
 mod exec;
 pub mod node;

@@ -885,6 +885,7 @@ impl Orchestrator {
                     sql: sql.clone(),
                     hash_key_file: hash_key_file(&config),
                     lookups: lookups_of(tm, &manifest),
+                    primary_key: tm.primary_key.clone(),
                     columns: tm
                         .columns
                         .iter()
@@ -989,6 +990,12 @@ impl Orchestrator {
                 sql: Some(crate::architect::sql_for(tm)),
                 hash_key_file: hash_key_file(&config),
                 lookups: lookups_of(tm, &manifest),
+                key: tm.primary_key.clone(),
+                tolerance: Some(crate::equivalence::Tolerance {
+                    numeric: config.verification.numeric_tolerance,
+                    timestamp_us: (config.verification.timestamp_tolerance_ms as i64)
+                        .saturating_mul(1000),
+                }),
                 source,
                 target: transformed
                     .iter()
@@ -1018,7 +1025,17 @@ impl Orchestrator {
         for (t, r) in results::<VerifyResult>(tasks)? {
             let count_ok = r.source.rows == r.target.rows;
             let digest_ok = r.source.digest == r.target.digest;
-            pass &= count_ok && digest_ok;
+            // Row by row, within tolerance: what decides. The exact digest must
+            // agree too unless every difference lies within tolerance.
+            let rows_ok = r.row_check.as_ref().is_none_or(|d| d.equal());
+            let tolerated = r.row_check.as_ref().is_some_and(|d| d.within_tolerance > 0);
+            pass &= count_ok && rows_ok && (digest_ok || tolerated);
+            if let Some(d) = &r.row_check {
+                checks.push(serde_json::json!({"check": "row_equivalence", "table": t.table,
+                    "key": "primary key of the target", "expected": d.expected, "missing": d.missing,
+                    "extra": d.extra, "changed": d.changed, "within_tolerance": d.within_tolerance,
+                    "differences": d.examples, "result": if d.equal() { "pass" } else { "fail" }}));
+            }
             checks.push(serde_json::json!({"check": "row_count", "table": t.table, "source": r.source.rows, "target": r.target.rows,
                 "result": if count_ok { "pass" } else { "fail" }}));
             checks.push(serde_json::json!({"check": "content_digest", "table": t.table, "source": r.source.digest, "target": r.target.digest,

@@ -1,5 +1,7 @@
 //! Phase 3 engine (Validator): compare one table's source and transformed
-//! partitions by row count and order-independent content digest.
+//! partitions by row count, order-independent content digest and, row by
+//! row, by primary key within tolerances (the mapping's SQL replayed here
+//! gives the expected rows).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +27,12 @@ pub struct VerifyTask {
     /// Tables the SQL joins.
     #[serde(default)]
     pub lookups: Vec<crate::transform::LookupRef>,
+    /// The target's primary key: rows are paired by it (by the whole row without one).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Tolerances of the row-level comparison (None: no row-level comparison).
+    #[serde(default)]
+    pub tolerance: Option<crate::equivalence::Tolerance>,
     /// Staged source partitions.
     pub source: Vec<PartitionRef>,
     /// Transformed partitions.
@@ -49,6 +57,9 @@ pub struct VerifyResult {
     pub source: SideDigest,
     /// Target side.
     pub target: SideDigest,
+    /// Row-level equivalence, when the task asked for it.
+    #[serde(default)]
+    pub row_check: Option<crate::equivalence::RowDiff>,
 }
 
 async fn digest_of(
@@ -107,6 +118,64 @@ async fn digest_of(
     Ok(total)
 }
 
+/// Replays the mapping over each source partition and pairs its rows with
+/// the transformed partition of the same number, row by row.
+async fn row_equivalence(
+    ctx: &NodeContext,
+    task: &VerifyTask,
+    sql: &str,
+    tolerance: &crate::equivalence::Tolerance,
+) -> Result<crate::equivalence::RowDiff> {
+    use futures::StreamExt;
+    let lookups = crate::transform::load_lookups(ctx, &task.lookups).await?;
+    let key = crate::transform::load_hash_key(task.hash_key_file.as_deref())?;
+    let mut total = crate::equivalence::RowDiff::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &task.source {
+        seen.insert(p.partition);
+        let batches = ctx.fetch(p).await?;
+        let mut expected = Vec::new();
+        if let Some(first) = batches.first() {
+            let sql_err = |e: datafusion::error::DataFusionError| crate::error::AgentError::Sql {
+                table: task.table.clone(),
+                message: e.to_string(),
+            };
+            let mut stream =
+                crate::transform::apply_sql(first.schema(), batches, sql, key.clone(), &lookups)
+                    .await
+                    .map_err(sql_err)?;
+            while let Some(b) = stream.next().await {
+                expected.push(b.map_err(sql_err)?);
+            }
+        }
+        let mut actual = Vec::new();
+        for t in task.target.iter().filter(|t| t.partition == p.partition) {
+            actual.extend(ctx.fetch(t).await?);
+        }
+        let (k, tol) = (task.key.clone(), *tolerance);
+        let diff = tokio::task::spawn_blocking(move || {
+            crate::equivalence::compare(&expected, &actual, &k, &tol)
+        })
+        .await
+        .map_err(|e| crate::error::AgentError::Malformed {
+            what: "row comparison".into(),
+            message: e.to_string(),
+        })?;
+        total.merge(&diff);
+    }
+    // Transformed partitions with no source partition are all extra.
+    for t in task.target.iter().filter(|t| !seen.contains(&t.partition)) {
+        let rows: u64 = ctx
+            .fetch(t)
+            .await?
+            .iter()
+            .map(|b| b.num_rows() as u64)
+            .sum();
+        total.extra += rows;
+    }
+    Ok(total)
+}
+
 /// Runs a verification task.
 pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     let source = match &task.sql {
@@ -135,7 +204,12 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
         }
     };
     let target = digest_of(ctx, &task.target, None, None, None, &[]).await?;
+    let row_check = match (&task.sql, &task.tolerance) {
+        (Some(sql), Some(tolerance)) => Some(row_equivalence(ctx, task, sql, tolerance).await?),
+        _ => None,
+    };
     Ok(VerifyResult {
+        row_check,
         rows: target.rows,
         source: SideDigest {
             rows: source.rows,

@@ -28,6 +28,8 @@ pub struct MigrationConfig {
     pub ingestion: IngestionSection,
     /// Phase 2 settings.
     pub transformation: TransformationSection,
+    /// Phase 3 settings.
+    pub verification: VerificationSection,
     /// Phase 4 settings.
     pub delivery: DeliverySection,
     /// Leases, heartbeats and retries.
@@ -172,6 +174,25 @@ impl Default for TransformationSection {
             pii_policy: "keep".into(),
             pii_policy_by_kind: String::new(),
             pii_hash_key_file: String::new(),
+        }
+    }
+}
+
+/// `[verification]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerificationSection {
+    /// Relative tolerance of floating-point and decimal values in row comparisons.
+    pub numeric_tolerance: f64,
+    /// Tolerance of timestamps in row comparisons, milliseconds.
+    pub timestamp_tolerance_ms: u64,
+}
+
+impl Default for VerificationSection {
+    fn default() -> Self {
+        VerificationSection {
+            numeric_tolerance: 0.0001,
+            timestamp_tolerance_ms: 1_000,
         }
     }
 }

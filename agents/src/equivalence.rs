@@ -1,0 +1,218 @@
+//! Row-level equivalence: every transformed row against the row the mapping
+//! should have produced from its source row, paired by the target's primary
+//! key (the whole row where there is none). Counts missing, extra and
+//! changed rows and keeps the first differences with their keys. Cells of a
+//! changed row are compared type-aware: numbers within a relative tolerance,
+//! timestamps within a time tolerance, everything else exactly (by the
+//! canonical encoding of [`crate::digest`]); a row whose only differences are
+//! within tolerance counts as equal, and is counted as such.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::encode_cell;
+
+/// Tolerances of the comparison.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Tolerance {
+    /// Relative tolerance of floating-point and decimal values (|a-b| ≤ t·max(1,|a|)).
+    pub numeric: f64,
+    /// Tolerance of timestamps, microseconds.
+    pub timestamp_us: i64,
+}
+
+/// The outcome of one comparison.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RowDiff {
+    /// Rows compared (expected side).
+    pub expected: u64,
+    /// Expected rows with no transformed row.
+    pub missing: u64,
+    /// Transformed rows with no expected row (duplicates included).
+    pub extra: u64,
+    /// Rows whose values differ beyond tolerance.
+    pub changed: u64,
+    /// Rows that differ only within tolerance.
+    pub within_tolerance: u64,
+    /// The first differences, each naming the key.
+    pub examples: Vec<String>,
+}
+
+impl RowDiff {
+    /// Whether the two sides hold the same rows (within tolerance).
+    pub fn equal(&self) -> bool {
+        self.missing == 0 && self.extra == 0 && self.changed == 0
+    }
+
+    /// Adds another partition's outcome.
+    pub fn merge(&mut self, o: &RowDiff) {
+        self.expected += o.expected;
+        self.missing += o.missing;
+        self.extra += o.extra;
+        self.changed += o.changed;
+        self.within_tolerance += o.within_tolerance;
+        for e in &o.examples {
+            if self.examples.len() < MAX_EXAMPLES {
+                self.examples.push(e.clone());
+            }
+        }
+    }
+}
+
+const MAX_EXAMPLES: usize = 5;
+
+fn cell_text(a: &ArrayRef, row: usize) -> String {
+    if a.is_null(row) {
+        return "NULL".into();
+    }
+    let opts = arrow::util::display::FormatOptions::default();
+    arrow::util::display::ArrayFormatter::try_new(a.as_ref(), &opts)
+        .map(|f| f.value(row).to_string())
+        .unwrap_or_default()
+}
+
+fn encode(batch: &RecordBatch, cols: &[usize], row: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &c in cols {
+        encode_cell(batch.column(c), row, &mut out);
+    }
+    out
+}
+
+fn as_f64(a: &ArrayRef, row: usize) -> Option<f64> {
+    match a.data_type() {
+        DataType::Float64 => Some(a.as_primitive::<Float64Type>().value(row)),
+        DataType::Float32 => Some(a.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Decimal128(_, s) => Some(
+            a.as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(row) as f64
+                / 10f64.powi(*s as i32),
+        ),
+        _ => None,
+    }
+}
+
+/// Whether two cells are equal, or equal within tolerance (`Some(false)`:
+/// within tolerance only; `None`: different).
+fn cells_match(a: &ArrayRef, ar: usize, b: &ArrayRef, br: usize, t: &Tolerance) -> Option<bool> {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    encode_cell(a, ar, &mut x);
+    encode_cell(b, br, &mut y);
+    if x == y {
+        return Some(true);
+    }
+    if a.is_null(ar) || b.is_null(br) || a.data_type() != b.data_type() {
+        return None;
+    }
+    if let (Some(p), Some(q)) = (as_f64(a, ar), as_f64(b, br)) {
+        return ((p - q).abs() <= t.numeric * p.abs().max(1.0)).then_some(false);
+    }
+    if let (DataType::Timestamp(..), DataType::Timestamp(..)) = (a.data_type(), b.data_type()) {
+        let p = a.as_primitive::<TimestampMicrosecondType>().value(ar);
+        let q = b.as_primitive::<TimestampMicrosecondType>().value(br);
+        return ((p - q).abs() <= t.timestamp_us).then_some(false);
+    }
+    None
+}
+
+/// Compares expected and actual rows of one partition.
+pub fn compare(
+    expected: &[RecordBatch],
+    actual: &[RecordBatch],
+    key: &[String],
+    tolerance: &Tolerance,
+) -> RowDiff {
+    let mut diff = RowDiff::default();
+    let Some(schema) = expected.first().or(actual.first()).map(|b| b.schema()) else {
+        return diff;
+    };
+    let all: Vec<usize> = (0..schema.fields().len()).collect();
+    let mut key_cols: Vec<usize> = key.iter().filter_map(|k| schema.index_of(k).ok()).collect();
+    if key_cols.len() != key.len() || key_cols.is_empty() {
+        key_cols = all.clone();
+    }
+    let show_key = |b: &RecordBatch, row: usize| -> String {
+        key_cols
+            .iter()
+            .map(|&c| format!("{}={}", schema.field(c).name(), cell_text(b.column(c), row)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut want: HashMap<Vec<u8>, Vec<(usize, usize)>> = HashMap::new();
+    for (bi, b) in expected.iter().enumerate() {
+        for r in 0..b.num_rows() {
+            diff.expected += 1;
+            want.entry(encode(b, &key_cols, r))
+                .or_default()
+                .push((bi, r));
+        }
+    }
+    let note = |diff: &mut RowDiff, s: String| {
+        if diff.examples.len() < MAX_EXAMPLES {
+            diff.examples.push(s);
+        }
+    };
+    for b in actual {
+        for r in 0..b.num_rows() {
+            let k = encode(b, &key_cols, r);
+            let Some((bi, er)) = want.get_mut(&k).and_then(|v| v.pop()) else {
+                diff.extra += 1;
+                note(
+                    &mut diff,
+                    format!(
+                        "key {}: a row the mapping does not produce (extra or duplicated)",
+                        show_key(b, r)
+                    ),
+                );
+                continue;
+            };
+            let e = &expected[bi];
+            let mut exact = true;
+            let mut bad: Option<String> = None;
+            for &c in &all {
+                let name = schema.field(c).name();
+                let Ok(ac) = b.schema().index_of(name) else {
+                    bad = Some(format!("column {name} is missing"));
+                    break;
+                };
+                match cells_match(e.column(c), er, b.column(ac), r, tolerance) {
+                    Some(true) => {}
+                    Some(false) => exact = false,
+                    None => {
+                        bad = Some(format!(
+                            "column {name} is {} where {} was expected",
+                            cell_text(b.column(ac), r),
+                            cell_text(e.column(c), er)
+                        ));
+                        break;
+                    }
+                }
+            }
+            match bad {
+                Some(why) => {
+                    diff.changed += 1;
+                    note(&mut diff, format!("key {}: {why}", show_key(b, r)));
+                }
+                None if !exact => diff.within_tolerance += 1,
+                None => {}
+            }
+        }
+    }
+    let mut left: Vec<(usize, usize)> = want.into_values().flatten().collect();
+    left.sort();
+    for (bi, r) in left {
+        diff.missing += 1;
+        note(
+            &mut diff,
+            format!(
+                "key {}: missing from the transformed rows",
+                show_key(&expected[bi], r)
+            ),
+        );
+    }
+    diff
+}
