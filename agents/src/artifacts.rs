@@ -308,8 +308,11 @@ pub struct DeliveredTable {
     pub rows_in_target: u64,
     /// Digest of the target table read back (same algorithm as the certificate's).
     pub checksum: String,
-    /// Whether it equals the certificate's digest for the table.
+    /// Whether it equals the certificate's digest and Merkle root for the table.
     pub matches_certificate: bool,
+    /// Merkle root of the target table read back (the certificate's algorithm).
+    #[serde(default)]
+    pub merkle_root: String,
 }
 
 /// The Delivery Confirmation Receipt.

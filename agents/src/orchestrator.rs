@@ -67,6 +67,9 @@ fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
     }
 }
 
+/// Per table read back from the target: its digest and Merkle root.
+type ReadBack = BTreeMap<String, (TableDigest, String)>;
+
 /// Rows breaking a foreign key, per (table, referenced table).
 type FkViolations = Vec<(String, String, u64)>;
 
@@ -1042,7 +1045,7 @@ impl Orchestrator {
                 "result": if digest_ok { "pass" } else { "fail" }}));
             tables.insert(
                 t.table.clone(),
-                serde_json::json!({"rows": r.target.rows, "digest": r.target.digest}),
+                serde_json::json!({"rows": r.target.rows, "digest": r.target.digest, "merkle_root": r.merkle_root}),
             );
         }
         let mut evidence = BTreeMap::new();
@@ -1212,6 +1215,11 @@ impl Orchestrator {
                 )
             })
             .collect();
+        let keys: BTreeMap<String, Vec<String>> = mapping
+            .tables
+            .iter()
+            .map(|t| (t.target.clone(), t.primary_key.clone()))
+            .collect();
         // The certified Arrow type of every column, from the verified partitions.
         let mut certified_types: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for p in self.transformed(id).await? {
@@ -1231,40 +1239,41 @@ impl Orchestrator {
         // each column as its certified type (a target declaring REAL for a
         // decimal is read as that decimal), and digest it with the
         // certificate's algorithm.
-        let readback = tokio::task::spawn_blocking(
-            move || -> Result<(BTreeMap<String, TableDigest>, FkViolations)> {
-                let src = SqliteSource::open(&target)?;
-                let mut out = BTreeMap::new();
-                for name in names {
-                    let mut info = src.table(&name)?;
-                    if let Some(order) = columns.get(&name) {
-                        info.columns.sort_by_key(|c| {
-                            order
-                                .iter()
-                                .position(|o| *o == c.name)
-                                .unwrap_or(usize::MAX)
-                        });
-                        info.columns.retain(|c| order.contains(&c.name));
-                    }
-                    if let Some(types) = certified_types.get(&name) {
-                        for c in &mut info.columns {
-                            if let Some(t) = types.get(&c.name) {
-                                c.arrow_type = t.clone();
-                            }
+        let readback = tokio::task::spawn_blocking(move || -> Result<(ReadBack, FkViolations)> {
+            let src = SqliteSource::open(&target)?;
+            let mut out = BTreeMap::new();
+            for name in names {
+                let mut info = src.table(&name)?;
+                if let Some(order) = columns.get(&name) {
+                    info.columns.sort_by_key(|c| {
+                        order
+                            .iter()
+                            .position(|o| *o == c.name)
+                            .unwrap_or(usize::MAX)
+                    });
+                    info.columns.retain(|c| order.contains(&c.name));
+                }
+                if let Some(types) = certified_types.get(&name) {
+                    for c in &mut info.columns {
+                        if let Some(t) = types.get(&c.name) {
+                            c.arrow_type = t.clone();
                         }
                     }
-                    let mut d = TableDigest::default();
-                    src.read(&info, None, 8192, |b| {
-                        d.add_batch(&b);
-                        Ok(())
-                    })?;
-                    out.insert(name, d);
                 }
-                drop(src);
-                let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;
-                Ok((out, violations))
-            },
-        )
+                let mut d = TableDigest::default();
+                let mut m = crate::digest::MerkleDigest::default();
+                let key = keys.get(&name).cloned().unwrap_or_default();
+                src.read(&info, None, 8192, |b| {
+                    d.add_batch(&b);
+                    m.add_batch(&b, &key);
+                    Ok(())
+                })?;
+                out.insert(name, (d, m.root()));
+            }
+            drop(src);
+            let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;
+            Ok((out, violations))
+        })
         .await
         .map_err(|e| AgentError::Malformed {
             what: "post-delivery check".into(),
@@ -1277,15 +1286,20 @@ impl Orchestrator {
                 "table {table}: {n} rows reference rows of {parent} that the target does not hold (its declared foreign key is broken; the source held the same orphans, or a table is missing from the mapping)"
             ));
         }
-        for (name, d) in readback {
+        for (name, (d, root)) in readback {
             let certified = cert.payload["tables"][&name]["digest"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            let certified_root = cert.payload["tables"][&name]["merkle_root"]
+                .as_str()
+                .map(str::to_string);
             let e = tables.entry(name.clone()).or_default();
             e.rows_in_target = d.rows;
             e.checksum = d.hex();
-            e.matches_certificate = e.checksum == certified;
+            e.matches_certificate =
+                e.checksum == certified && certified_root.as_ref().is_none_or(|r| *r == root);
+            e.merkle_root = root;
             if !e.matches_certificate {
                 warnings.push(format!(
                     "table {name}: the target holds {} rows whose checksum differs from the certificate's; it held rows before this migration, or was changed during delivery",

@@ -60,6 +60,9 @@ pub struct VerifyResult {
     /// Row-level equivalence, when the task asked for it.
     #[serde(default)]
     pub row_check: Option<crate::equivalence::RowDiff>,
+    /// Merkle root of the transformed rows (the rows to be delivered).
+    #[serde(default)]
+    pub merkle_root: Option<String>,
 }
 
 async fn digest_of(
@@ -204,11 +207,18 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
         }
     };
     let target = digest_of(ctx, &task.target, None, None, None, &[]).await?;
+    let mut merkle = crate::digest::MerkleDigest::default();
+    for p in &task.target {
+        for b in ctx.fetch(p).await? {
+            merkle.add_batch(&b, &task.key);
+        }
+    }
     let row_check = match (&task.sql, &task.tolerance) {
         (Some(sql), Some(tolerance)) => Some(row_equivalence(ctx, task, sql, tolerance).await?),
         _ => None,
     };
     Ok(VerifyResult {
+        merkle_root: Some(merkle.root()),
         row_check,
         rows: target.rows,
         source: SideDigest {

@@ -57,6 +57,11 @@ fn retail_migrates_and_certificate_verifies() {
     assert_eq!(c["payload"]["status"], "PASS");
     for (t, v) in c["payload"]["tables"].as_object().unwrap() {
         assert_eq!(r["tables"][t]["checksum"], v["digest"], "table {t}");
+        assert_eq!(
+            r["tables"][t]["merkle_root"], v["merkle_root"],
+            "table {t}: the target read back has the certified Merkle root"
+        );
+        assert_eq!(v["merkle_root"].as_str().map(str::len), Some(64));
         assert_eq!(r["tables"][t]["matches_certificate"], true);
     }
 
