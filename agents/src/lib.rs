@@ -32,6 +32,7 @@ pub mod digest;
 pub mod equivalence;
 mod error;
 mod exec;
+pub mod expectations;
 pub mod node;
 pub mod orchestrator;
 pub mod scout;

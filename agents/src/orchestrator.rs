@@ -199,6 +199,28 @@ fn lookups_of(tm: &TableMapping, manifest: &Manifest) -> Vec<crate::transform::L
         .collect()
 }
 
+/// The Great Expectations suite of a target table, if the configured folder has one.
+fn suite_for(config: &MigrationConfig, table: &str) -> Result<Option<serde_json::Value>> {
+    if config.verification.expectations_dir.is_empty() {
+        return Ok(None);
+    }
+    let path =
+        std::path::Path::new(&config.verification.expectations_dir).join(format!("{table}.json"));
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| AgentError::Malformed {
+        what: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| AgentError::Malformed {
+            what: format!("expectation suite {}", path.display()),
+            message: e.to_string(),
+        })
+}
+
 /// The keyed-hash key file of a configuration, if any.
 fn hash_key_file(config: &MigrationConfig) -> Option<String> {
     let f = &config.transformation.pii_hash_key_file;
@@ -994,6 +1016,7 @@ impl Orchestrator {
                 hash_key_file: hash_key_file(&config),
                 lookups: lookups_of(tm, &manifest),
                 key: tm.primary_key.clone(),
+                expectations: suite_for(&config, &tm.target)?,
                 tolerance: Some(crate::equivalence::Tolerance {
                     numeric: config.verification.numeric_tolerance,
                     timestamp_us: (config.verification.timestamp_tolerance_ms as i64)
@@ -1025,7 +1048,53 @@ impl Orchestrator {
         let mut checks = Vec::new();
         let mut tables = serde_json::Map::new();
         let mut pass = true;
-        for (t, r) in results::<VerifyResult>(tasks)? {
+        let verified = results::<VerifyResult>(tasks)?;
+        let counts: BTreeMap<String, u64> = verified
+            .iter()
+            .map(|(t, r)| (t.table.clone(), r.target.rows))
+            .collect();
+        let mut validations = serde_json::Map::new();
+        for (t, r) in &verified {
+            let Some(v) = &r.expectations else {
+                continue;
+            };
+            // Row counts of other tables are known here, not on the Validator.
+            let results: Vec<serde_json::Value> = v["results"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut x| {
+                    if x["expectation_config"]["type"] == "expect_table_row_count_to_equal_other_table" {
+                        let other = x["expectation_config"]["kwargs"]["other_table_name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        let theirs = counts.get(&other).copied();
+                        x["success"] = serde_json::json!(theirs == Some(r.target.rows));
+                        x["result"] = serde_json::json!({"observed_value": r.target.rows, "other_table_row_count": theirs});
+                    }
+                    x
+                })
+                .collect();
+            let doc = crate::expectations::summarize(
+                &serde_json::json!({"name": v["suite_name"]}),
+                results,
+            );
+            let ok = doc["success"] == true;
+            pass &= ok;
+            // Counts only: the signed payload carries no floating-point numbers.
+            let st = &doc["statistics"];
+            checks.push(serde_json::json!({"check": "expectations", "table": t.table,
+                "evaluated": st["evaluated_expectations"], "successful": st["successful_expectations"],
+                "unsuccessful": st["unsuccessful_expectations"], "result": if ok { "pass" } else { "fail" }}));
+            validations.insert(t.table.clone(), doc);
+        }
+        if !validations.is_empty() {
+            self.put_json(&format!("{id}/expectations.json"), &validations)
+                .await?;
+        }
+        for (t, r) in verified {
             let count_ok = r.source.rows == r.target.rows;
             let digest_ok = r.source.digest == r.target.digest;
             // Row by row, within tolerance: what decides. The exact digest must
@@ -1054,7 +1123,13 @@ impl Orchestrator {
             "mapping.json",
             "lineage.json",
             "transformation.json",
+            "expectations.json",
         ] {
+            if name == "expectations.json"
+                && !self.artifacts.exists(&format!("{id}/{name}")).await?
+            {
+                continue;
+            }
             evidence.insert(
                 name.to_string(),
                 sha256_hex(&self.artifacts.get(&format!("{id}/{name}")).await?),

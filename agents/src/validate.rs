@@ -33,6 +33,9 @@ pub struct VerifyTask {
     /// Tolerances of the row-level comparison (None: no row-level comparison).
     #[serde(default)]
     pub tolerance: Option<crate::equivalence::Tolerance>,
+    /// A Great Expectations suite for the table's transformed rows.
+    #[serde(default)]
+    pub expectations: Option<serde_json::Value>,
     /// Staged source partitions.
     pub source: Vec<PartitionRef>,
     /// Transformed partitions.
@@ -63,6 +66,9 @@ pub struct VerifyResult {
     /// Merkle root of the transformed rows (the rows to be delivered).
     #[serde(default)]
     pub merkle_root: Option<String>,
+    /// The suite's validation result (GX layout), when there is a suite.
+    #[serde(default)]
+    pub expectations: Option<serde_json::Value>,
 }
 
 async fn digest_of(
@@ -208,16 +214,35 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     };
     let target = digest_of(ctx, &task.target, None, None, None, &[]).await?;
     let mut merkle = crate::digest::MerkleDigest::default();
+    let mut kept = Vec::new();
     for p in &task.target {
         for b in ctx.fetch(p).await? {
             merkle.add_batch(&b, &task.key);
+            if task.expectations.is_some() {
+                kept.push(b);
+            }
         }
     }
+    let expectations = match &task.expectations {
+        Some(suite) => {
+            let suite = suite.clone();
+            Some(
+                tokio::task::spawn_blocking(move || crate::expectations::validate(&kept, &suite))
+                    .await
+                    .map_err(|e| crate::error::AgentError::Malformed {
+                        what: "expectations".into(),
+                        message: e.to_string(),
+                    })?,
+            )
+        }
+        None => None,
+    };
     let row_check = match (&task.sql, &task.tolerance) {
         (Some(sql), Some(tolerance)) => Some(row_equivalence(ctx, task, sql, tolerance).await?),
         _ => None,
     };
     Ok(VerifyResult {
+        expectations,
         merkle_root: Some(merkle.root()),
         row_check,
         rows: target.rows,

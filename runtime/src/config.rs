@@ -186,6 +186,8 @@ pub struct VerificationSection {
     pub numeric_tolerance: f64,
     /// Tolerance of timestamps in row comparisons, milliseconds.
     pub timestamp_tolerance_ms: u64,
+    /// Folder of Great Expectations suites, one `<target table>.json` per table.
+    pub expectations_dir: String,
 }
 
 impl Default for VerificationSection {
@@ -193,6 +195,7 @@ impl Default for VerificationSection {
         VerificationSection {
             numeric_tolerance: 0.0001,
             timestamp_tolerance_ms: 1_000,
+            expectations_dir: String::new(),
         }
     }
 }
@@ -400,6 +403,7 @@ impl MigrationConfig {
         for file in [
             &mut self.source.password_file,
             &mut self.transformation.pii_hash_key_file,
+            &mut self.verification.expectations_dir,
             &mut self.target.schema,
             &mut self.signing.key_file,
             &mut self.runtime.workdir,

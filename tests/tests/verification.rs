@@ -89,3 +89,89 @@ fn a_change_within_tolerance_passes() {
     assert_eq!(check["within_tolerance"], 1, "{check}");
     assert_eq!(check["changed"], 0);
 }
+
+fn run_with_suites(
+    suites: &[(&str, serde_json::Value)],
+) -> (Option<i32>, serde_json::Value, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("t.db");
+    let gx = dir.path().join("gx");
+    std::fs::create_dir(&gx).unwrap();
+    for (table, suite) in suites {
+        std::fs::write(gx.join(format!("{table}.json")), suite.to_string()).unwrap();
+    }
+    let cfg = write_config(
+        dir.path(),
+        &src,
+        &target,
+        &format!("[verification]\nexpectations_dir = \"{}\"\n", gx.display()),
+    );
+    let out = run(sensei().arg("migrate").arg(&cfg));
+    let mig = std::fs::read_dir(dir.path().join("work"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("certificate.json").exists())
+        .unwrap()
+        .path();
+    let cert: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("certificate.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("expectations.json")).unwrap()).unwrap();
+    (out.status.code(), cert, results)
+}
+
+#[test]
+fn great_expectations_suites_are_evaluated_in_both_layouts() {
+    use serde_json::json;
+    let customers = json!({"name": "customers", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "cust_id"}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "cust_id"}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "cust_id", "min_value": 1, "max_value": 500}},
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "cust_email", "regex": "^[^@ ]+@[^@ ]+$"}},
+        {"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "cust_fname", "min_value": 1, "max_value": 40}},
+        {"type": "expect_column_values_to_be_of_type", "kwargs": {"column": "cust_id", "type_": "int64"}},
+        {"type": "expect_table_row_count_to_equal", "kwargs": {"value": 500}},
+        {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["cust_id", "cust_fname", "cust_lname", "cust_email", "cust_dob", "cust_phone", "cust_city", "created_ts"]}},
+        {"type": "expect_column_min_to_be_between", "kwargs": {"column": "cust_id", "min_value": 1, "max_value": 1}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "cust_phone", "mostly": 0.5}, "meta": {"notes": "phones are optional"}}
+    ]});
+    let orders = json!({"expectation_suite_name": "orders", "expectations": [
+        {"expectation_type": "expect_column_values_to_be_in_set", "kwargs": {"column": "ord_status", "value_set": ["NEW", "PAID", "SHIPPED", "DELIVERED", "RETURNED", "CANCELLED"]}},
+        {"expectation_type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["ord_id", "cust_id"]}},
+        {"expectation_type": "expect_column_mean_to_be_between", "kwargs": {"column": "ord_total", "min_value": 0, "max_value": 1000000}},
+        {"expectation_type": "expect_column_sum_to_be_between", "kwargs": {"column": "ord_total", "min_value": 0}},
+        {"expectation_type": "expect_column_max_to_be_between", "kwargs": {"column": "ord_id", "min_value": 1}},
+        {"expectation_type": "expect_table_row_count_to_equal_other_table", "kwargs": {"other_table_name": "orders"}}
+    ]});
+    let (code, cert, results) =
+        run_with_suites(&[("customers", customers.clone()), ("orders", orders)]);
+    assert_eq!(code, Some(0), "{results}");
+    assert_eq!(cert["payload"]["status"], "PASS");
+    assert_eq!(
+        results["customers"]["statistics"]["evaluated_expectations"],
+        10
+    );
+    assert_eq!(
+        results["orders"]["statistics"]["successful_expectations"],
+        6
+    );
+    assert!(cert["payload"]["evidence_sha256"]["expectations.json"].is_string());
+
+    // One expectation broken (phones required everywhere; a row count that is off): FAIL.
+    let mut strict = customers;
+    strict["expectations"][9]["kwargs"]["mostly"] = json!(1.0);
+    let lines = json!({"name": "order_lines", "expectations": [
+        {"type": "expect_table_row_count_to_equal_other_table", "kwargs": {"other_table_name": "orders"}}
+    ]});
+    let (code, cert, results) = run_with_suites(&[("customers", strict), ("order_lines", lines)]);
+    assert_eq!(code, Some(2));
+    assert_eq!(cert["payload"]["status"], "FAIL");
+    let phone = &results["customers"]["results"][9];
+    assert_eq!(phone["success"], false);
+    assert!(
+        phone["result"]["unexpected_count"].as_u64().unwrap() > 0,
+        "{phone}"
+    );
+    assert_eq!(results["order_lines"]["results"][0]["success"], false);
+}
