@@ -98,6 +98,25 @@ fn map_result(
     )
 }
 
+/// A column-map expectation over text forms: the values `expected` refuses
+/// are unexpected, NULLs are left out of the count.
+fn text_map(
+    v: &[(ArrayRef, usize)],
+    kwargs: &Value,
+    expected: impl Fn(&str) -> bool,
+) -> (bool, Value) {
+    let mut nulls = 0;
+    let mut unexpected = Vec::new();
+    for (a, r) in v {
+        match cell(a, *r) {
+            None => nulls += 1,
+            Some(x) if !expected(&x) => unexpected.push(x),
+            _ => {}
+        }
+    }
+    map_result(v.len(), unexpected, nulls, kwargs)
+}
+
 fn type_names(dt: &arrow::datatypes::DataType) -> Vec<String> {
     use arrow::datatypes::DataType::*;
     let mut names = vec![dt.to_string().to_ascii_lowercase()];
@@ -192,31 +211,13 @@ pub fn evaluate(batches: &[RecordBatch], e: &Value) -> Value {
                             .unwrap_or_else(|| x.to_string())
                     })
                     .collect();
-                let mut nulls = 0;
-                let mut unexpected = Vec::new();
-                for (a, r) in &v {
-                    match cell(a, *r) {
-                        None => nulls += 1,
-                        Some(x) if !set.contains(&x) => unexpected.push(x),
-                        _ => {}
-                    }
-                }
-                map_result(v.len(), unexpected, nulls, &kwargs)
+                text_map(&v, &kwargs, |x| set.contains(x))
             }
             "expect_column_values_to_match_regex" => {
                 let v = values().ok_or_else(missing_column)?;
                 let re = regex::Regex::new(kwargs["regex"].as_str().unwrap_or_default())
                     .map_err(|e| format!("regex: {e}"))?;
-                let mut nulls = 0;
-                let mut unexpected = Vec::new();
-                for (a, r) in &v {
-                    match cell(a, *r) {
-                        None => nulls += 1,
-                        Some(x) if !re.is_match(&x) => unexpected.push(x),
-                        _ => {}
-                    }
-                }
-                map_result(v.len(), unexpected, nulls, &kwargs)
+                text_map(&v, &kwargs, |x| re.is_match(x))
             }
             "expect_column_value_lengths_to_be_between" => {
                 let v = values().ok_or_else(missing_column)?;
@@ -224,20 +225,10 @@ pub fn evaluate(batches: &[RecordBatch], e: &Value) -> Value {
                     json_number(&kwargs["min_value"]),
                     json_number(&kwargs["max_value"]),
                 );
-                let mut nulls = 0;
-                let mut unexpected = Vec::new();
-                for (a, r) in &v {
-                    match cell(a, *r) {
-                        None => nulls += 1,
-                        Some(x) => {
-                            let n = x.chars().count() as f64;
-                            if lo.is_some_and(|l| n < l) || hi.is_some_and(|h| n > h) {
-                                unexpected.push(x);
-                            }
-                        }
-                    }
-                }
-                map_result(v.len(), unexpected, nulls, &kwargs)
+                text_map(&v, &kwargs, |x| {
+                    let n = x.chars().count() as f64;
+                    !(lo.is_some_and(|l| n < l) || hi.is_some_and(|h| n > h))
+                })
             }
             "expect_column_values_to_be_of_type" => {
                 let b = batches.first().ok_or("the table is empty")?;
