@@ -98,7 +98,13 @@ fn as_f64(a: &ArrayRef, row: usize) -> Option<f64> {
 
 /// Whether two cells are equal, or equal within tolerance (`Some(false)`:
 /// within tolerance only; `None`: different).
-fn cells_match(a: &ArrayRef, ar: usize, b: &ArrayRef, br: usize, t: &Tolerance) -> Option<bool> {
+pub fn cells_match(
+    a: &ArrayRef,
+    ar: usize,
+    b: &ArrayRef,
+    br: usize,
+    t: &Tolerance,
+) -> Option<bool> {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     encode_cell(a, ar, &mut x);
     encode_cell(b, br, &mut y);

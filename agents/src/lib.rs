@@ -35,6 +35,7 @@ mod exec;
 pub mod expectations;
 pub mod node;
 pub mod orchestrator;
+pub mod replay;
 pub mod scout;
 pub mod transform;
 pub mod udf;

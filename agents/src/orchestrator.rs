@@ -1017,6 +1017,7 @@ impl Orchestrator {
                 lookups: lookups_of(tm, &manifest),
                 key: tm.primary_key.clone(),
                 expectations: suite_for(&config, &tm.target)?,
+                max_queries: config.verification.max_queries,
                 tolerance: Some(crate::equivalence::Tolerance {
                     numeric: config.verification.numeric_tolerance,
                     timestamp_us: (config.verification.timestamp_tolerance_ms as i64)
@@ -1102,6 +1103,15 @@ impl Orchestrator {
             let rows_ok = r.row_check.as_ref().is_none_or(|d| d.equal());
             let tolerated = r.row_check.as_ref().is_some_and(|d| d.within_tolerance > 0);
             pass &= count_ok && rows_ok && (digest_ok || tolerated);
+            if let Some(q) = &r.replay {
+                let ok = q.passed == q.queries;
+                pass &= ok;
+                checks.push(
+                    serde_json::json!({"check": "query_replay", "table": t.table,
+                    "queries": q.queries, "passed": q.passed, "failures": q.failures,
+                    "result": if ok { "pass" } else { "fail" }}),
+                );
+            }
             if let Some(d) = &r.row_check {
                 checks.push(serde_json::json!({"check": "row_equivalence", "table": t.table,
                     "key": "primary key of the target", "expected": d.expected, "missing": d.missing,

@@ -36,6 +36,9 @@ pub struct VerifyTask {
     /// A Great Expectations suite for the table's transformed rows.
     #[serde(default)]
     pub expectations: Option<serde_json::Value>,
+    /// Queries of the generated replay suite at most (0: no replay).
+    #[serde(default)]
+    pub max_queries: u64,
     /// Staged source partitions.
     pub source: Vec<PartitionRef>,
     /// Transformed partitions.
@@ -69,6 +72,9 @@ pub struct VerifyResult {
     /// The suite's validation result (GX layout), when there is a suite.
     #[serde(default)]
     pub expectations: Option<serde_json::Value>,
+    /// The query replay, when the task asked for it.
+    #[serde(default)]
+    pub replay: Option<crate::replay::ReplayOutcome>,
 }
 
 async fn digest_of(
@@ -134,11 +140,15 @@ async fn row_equivalence(
     task: &VerifyTask,
     sql: &str,
     tolerance: &crate::equivalence::Tolerance,
-) -> Result<crate::equivalence::RowDiff> {
+) -> Result<(
+    crate::equivalence::RowDiff,
+    Vec<arrow::record_batch::RecordBatch>,
+)> {
     use futures::StreamExt;
     let lookups = crate::transform::load_lookups(ctx, &task.lookups).await?;
     let key = crate::transform::load_hash_key(task.hash_key_file.as_deref())?;
     let mut total = crate::equivalence::RowDiff::default();
+    let mut all_expected = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for p in &task.source {
         seen.insert(p.partition);
@@ -162,8 +172,10 @@ async fn row_equivalence(
             actual.extend(ctx.fetch(t).await?);
         }
         let (k, tol) = (task.key.clone(), *tolerance);
-        let diff = tokio::task::spawn_blocking(move || {
-            crate::equivalence::compare(&expected, &actual, &k, &tol)
+        let keep = task.max_queries > 0;
+        let (diff, expected) = tokio::task::spawn_blocking(move || {
+            let d = crate::equivalence::compare(&expected, &actual, &k, &tol);
+            (d, if keep { expected } else { Vec::new() })
         })
         .await
         .map_err(|e| crate::error::AgentError::Malformed {
@@ -171,6 +183,7 @@ async fn row_equivalence(
             message: e.to_string(),
         })?;
         total.merge(&diff);
+        all_expected.extend(expected);
     }
     // Transformed partitions with no source partition are all extra.
     for t in task.target.iter().filter(|t| !seen.contains(&t.partition)) {
@@ -182,7 +195,7 @@ async fn row_equivalence(
             .sum();
         total.extra += rows;
     }
-    Ok(total)
+    Ok((total, all_expected))
 }
 
 /// Runs a verification task.
@@ -218,7 +231,7 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     for p in &task.target {
         for b in ctx.fetch(p).await? {
             merkle.add_batch(&b, &task.key);
-            if task.expectations.is_some() {
+            if task.expectations.is_some() || task.max_queries > 0 {
                 kept.push(b);
             }
         }
@@ -226,8 +239,9 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     let expectations = match &task.expectations {
         Some(suite) => {
             let suite = suite.clone();
+            let rows = kept.clone();
             Some(
-                tokio::task::spawn_blocking(move || crate::expectations::validate(&kept, &suite))
+                tokio::task::spawn_blocking(move || crate::expectations::validate(&rows, &suite))
                     .await
                     .map_err(|e| crate::error::AgentError::Malformed {
                         what: "expectations".into(),
@@ -237,11 +251,32 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
         }
         None => None,
     };
-    let row_check = match (&task.sql, &task.tolerance) {
-        (Some(sql), Some(tolerance)) => Some(row_equivalence(ctx, task, sql, tolerance).await?),
+    let (row_check, expected) = match (&task.sql, &task.tolerance) {
+        (Some(sql), Some(tolerance)) => {
+            let (d, e) = row_equivalence(ctx, task, sql, tolerance).await?;
+            (Some(d), e)
+        }
+        _ => (None, Vec::new()),
+    };
+    let replay = match (&task.tolerance, expected.first()) {
+        (Some(tolerance), Some(first)) if task.max_queries > 0 => Some(
+            crate::replay::replay(
+                first.schema(),
+                expected,
+                kept,
+                tolerance,
+                task.max_queries as usize,
+            )
+            .await
+            .map_err(|message| crate::error::AgentError::Sql {
+                table: task.table.clone(),
+                message: format!("query replay: {message}"),
+            })?,
+        ),
         _ => None,
     };
     Ok(VerifyResult {
+        replay,
         expectations,
         merkle_root: Some(merkle.root()),
         row_check,

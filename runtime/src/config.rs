@@ -188,6 +188,8 @@ pub struct VerificationSection {
     pub timestamp_tolerance_ms: u64,
     /// Folder of Great Expectations suites, one `<target table>.json` per table.
     pub expectations_dir: String,
+    /// Queries of the generated replay suite per table at most (0 turns it off).
+    pub max_queries: u64,
 }
 
 impl Default for VerificationSection {
@@ -196,6 +198,7 @@ impl Default for VerificationSection {
             numeric_tolerance: 0.0001,
             timestamp_tolerance_ms: 1_000,
             expectations_dir: String::new(),
+            max_queries: 1_000,
         }
     }
 }

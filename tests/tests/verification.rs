@@ -88,6 +88,36 @@ fn a_change_within_tolerance_passes() {
     let check = row_check(&cert, "orders");
     assert_eq!(check["within_tolerance"], 1, "{check}");
     assert_eq!(check["changed"], 0);
+    // The generated query suite agrees too (max and mean of the shifted column within 1 s).
+    let replay = replay_check(&cert, "orders");
+    assert_eq!(replay["result"], "pass", "{replay}");
+    assert!(replay["queries"].as_u64().unwrap() >= 10, "{replay}");
+}
+
+fn replay_check<'a>(cert: &'a serde_json::Value, table: &str) -> &'a serde_json::Value {
+    cert["payload"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "query_replay" && c["table"] == table)
+        .expect("a query_replay check")
+}
+
+#[test]
+fn the_query_replay_sees_a_changed_aggregate() {
+    // Large enough to move the column's sum beyond the relative tolerance
+    // (a change of 1 in a sum of millions is within it, and is left to the
+    // row-level check, which catches it).
+    let (code, cert) = run_with("number:100000", "orders");
+    assert_eq!(code, Some(2));
+    let replay = replay_check(&cert, "orders");
+    assert_eq!(replay["result"], "fail", "{replay}");
+    let first = replay["failures"][0].as_str().unwrap_or_default();
+    assert!(
+        first.contains("ord_total"),
+        "the failing query names the column: {first}"
+    );
+    assert_eq!(replay_check(&cert, "customers")["result"], "pass");
 }
 
 fn run_with_suites(

@@ -1,0 +1,151 @@
+//! Query replay: a suite of aggregate queries generated from a target
+//! table's schema, run with DataFusion on the expected rows (the source
+//! replayed through the mapping) and on the transformed rows, and compared
+//! type-aware (numbers and timestamps within the verification tolerances).
+//!
+//! Per table: the row count. Per column: non-null count, distinct count,
+//! minimum, maximum; for numbers also sum, mean and standard deviation; for
+//! columns with at most [`GROUP_LIMIT`] distinct values, the count of every
+//! value. At most `verification.max_queries` queries per table.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::equivalence::{cells_match, Tolerance};
+
+/// Columns with at most this many distinct values get group counts.
+pub const GROUP_LIMIT: usize = 20;
+
+/// What the replay found.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplayOutcome {
+    /// Queries run on both sides.
+    pub queries: u64,
+    /// Queries whose results agree.
+    pub passed: u64,
+    /// The first disagreements: query and both results.
+    pub failures: Vec<String>,
+}
+
+fn quote(c: &str) -> String {
+    format!("\"{}\"", c.replace('"', "\"\""))
+}
+
+fn numeric(t: &DataType) -> bool {
+    t.is_numeric()
+}
+
+fn session(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> datafusion::error::Result<SessionContext> {
+    let s = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    s.register_table("t", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(s)
+}
+
+async fn run(s: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, String> {
+    let df = s.sql(sql).await.map_err(|e| e.to_string())?;
+    df.collect().await.map_err(|e| e.to_string())
+}
+
+fn render(batches: &[RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(batches)
+        .map(|d| d.to_string().replace('\n', " "))
+        .unwrap_or_default()
+}
+
+fn same(a: &[RecordBatch], b: &[RecordBatch], t: &Tolerance) -> bool {
+    let (Some(sa), Some(sb)) = (a.first(), b.first()) else {
+        return a.iter().map(|x| x.num_rows()).sum::<usize>()
+            == b.iter().map(|x| x.num_rows()).sum::<usize>();
+    };
+    let (Ok(x), Ok(y)) = (
+        arrow::compute::concat_batches(&sa.schema(), a),
+        arrow::compute::concat_batches(&sb.schema(), b),
+    ) else {
+        return false;
+    };
+    x.num_rows() == y.num_rows()
+        && x.num_columns() == y.num_columns()
+        && (0..x.num_columns()).all(|c| {
+            (0..x.num_rows()).all(|r| cells_match(x.column(c), r, y.column(c), r, t).is_some())
+        })
+}
+
+/// Generates the suite for `schema`, the distinct counts telling which columns get group counts.
+async fn suite(schema: &SchemaRef, expected: &SessionContext, max: usize) -> Vec<String> {
+    let mut out = vec!["SELECT count(*) FROM t".to_string()];
+    for f in schema.fields() {
+        let c = quote(f.name());
+        out.push(format!(
+            "SELECT count({c}), count(DISTINCT {c}), min({c}), max({c}) FROM t"
+        ));
+        if numeric(f.data_type()) {
+            out.push(format!(
+                "SELECT sum(CAST({c} AS DOUBLE)), avg(CAST({c} AS DOUBLE)), stddev(CAST({c} AS DOUBLE)) FROM t"
+            ));
+        }
+        let distinct = run(expected, &format!("SELECT count(DISTINCT {c}) FROM t"))
+            .await
+            .ok()
+            .and_then(|b| {
+                b.first().and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .map(|a| a.value(0))
+                })
+            })
+            .unwrap_or(i64::MAX);
+        if distinct <= GROUP_LIMIT as i64
+            && !matches!(f.data_type(), DataType::Float32 | DataType::Float64)
+        {
+            out.push(format!(
+                "SELECT {c}, count(*) FROM t GROUP BY {c} ORDER BY {c} NULLS FIRST"
+            ));
+        }
+    }
+    out.truncate(max.max(1));
+    out
+}
+
+/// Replays the suite on both sides.
+pub async fn replay(
+    schema: SchemaRef,
+    expected: Vec<RecordBatch>,
+    actual: Vec<RecordBatch>,
+    tolerance: &Tolerance,
+    max_queries: usize,
+) -> Result<ReplayOutcome, String> {
+    let e = session(schema.clone(), expected).map_err(|e| e.to_string())?;
+    let actual_schema = actual.first().map(|b| b.schema()).unwrap_or(schema.clone());
+    let a = session(actual_schema, actual).map_err(|e| e.to_string())?;
+    let mut out = ReplayOutcome::default();
+    for q in suite(&schema, &e, max_queries).await {
+        out.queries += 1;
+        let want = run(&e, &q).await?;
+        match run(&a, &q).await {
+            Ok(got) if same(&want, &got, tolerance) => out.passed += 1,
+            Ok(got) => {
+                if out.failures.len() < 5 {
+                    out.failures.push(format!(
+                        "{q}: expected {} got {}",
+                        render(&want),
+                        render(&got)
+                    ));
+                }
+            }
+            Err(err) => {
+                if out.failures.len() < 5 {
+                    out.failures.push(format!("{q}: {err}"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
