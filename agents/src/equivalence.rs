@@ -17,12 +17,57 @@ use serde::{Deserialize, Serialize};
 use crate::digest::encode_cell;
 
 /// Tolerances of the comparison.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Tolerance {
     /// Relative tolerance of floating-point and decimal values (|a-b| ≤ t·max(1,|a|)).
     pub numeric: f64,
     /// Tolerance of timestamps, microseconds.
     pub timestamp_us: i64,
+    /// How strings compare: `exact`, `normalized` (Unicode NFC, trimmed,
+    /// case-folded, whitespace collapsed) or `semantic` (normalized, then the
+    /// declared equivalences: `Y` = `yes` = `true`).
+    #[serde(default)]
+    pub string_mode: String,
+    /// Per-column modes overriding `string_mode` (column name → mode).
+    #[serde(default)]
+    pub string_modes: std::collections::BTreeMap<String, String>,
+    /// Classes of equivalent values for the semantic mode (compared normalized).
+    #[serde(default)]
+    pub equivalences: Vec<Vec<String>>,
+}
+
+/// The normalized form of a string: NFC, trimmed, lower-cased, runs of
+/// whitespace as one space.
+pub fn normalize(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let nfc: String = s.nfc().collect();
+    nfc.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+impl Tolerance {
+    fn strings_match(&self, column: &str, a: &str, b: &str) -> bool {
+        let mode = self
+            .string_modes
+            .get(column)
+            .map(String::as_str)
+            .unwrap_or(self.string_mode.as_str());
+        match mode {
+            "normalized" => normalize(a) == normalize(b),
+            "semantic" => {
+                let (x, y) = (normalize(a), normalize(b));
+                let class = |v: &str| {
+                    self.equivalences
+                        .iter()
+                        .position(|c| c.iter().any(|e| normalize(e) == v))
+                };
+                x == y || class(&x).is_some_and(|c| class(&y) == Some(c))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The outcome of one comparison.
@@ -99,6 +144,7 @@ fn as_f64(a: &ArrayRef, row: usize) -> Option<f64> {
 /// Whether two cells are equal, or equal within tolerance (`Some(false)`:
 /// within tolerance only; `None`: different).
 pub fn cells_match(
+    column: &str,
     a: &ArrayRef,
     ar: usize,
     b: &ArrayRef,
@@ -116,6 +162,11 @@ pub fn cells_match(
     }
     if let (Some(p), Some(q)) = (as_f64(a, ar), as_f64(b, br)) {
         return ((p - q).abs() <= t.numeric * p.abs().max(1.0)).then_some(false);
+    }
+    if let (Some(x), Some(y)) = (a.as_string_opt::<i32>(), b.as_string_opt::<i32>()) {
+        return t
+            .strings_match(column, x.value(ar), y.value(br))
+            .then_some(false);
     }
     if let (DataType::Timestamp(..), DataType::Timestamp(..)) = (a.data_type(), b.data_type()) {
         let p = a.as_primitive::<TimestampMicrosecondType>().value(ar);
@@ -185,7 +236,7 @@ pub fn compare(
                     bad = Some(format!("column {name} is missing"));
                     break;
                 };
-                match cells_match(e.column(c), er, b.column(ac), r, tolerance) {
+                match cells_match(name, e.column(c), er, b.column(ac), r, tolerance) {
                     Some(true) => {}
                     Some(false) => exact = false,
                     None => {
@@ -221,4 +272,29 @@ pub fn compare(
         );
     }
     diff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_modes() {
+        let t = Tolerance {
+            string_mode: "semantic".into(),
+            equivalences: vec![vec!["Y".into(), "yes".into(), "true".into()]],
+            ..Tolerance::default()
+        };
+        assert!(t.strings_match("c", "  Caf\u{65}\u{301}   au lait ", "café AU  lait"));
+        assert!(t.strings_match("c", "Y", "TRUE"));
+        assert!(!t.strings_match("c", "Y", "no"));
+        let exact = Tolerance::default();
+        assert!(!exact.strings_match("c", "a", "A"));
+        let per_column = Tolerance {
+            string_modes: [("name".to_string(), "normalized".to_string())].into(),
+            ..Tolerance::default()
+        };
+        assert!(per_column.strings_match("name", "Ann ", "ann"));
+        assert!(!per_column.strings_match("other", "Ann ", "ann"));
+    }
 }

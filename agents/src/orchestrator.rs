@@ -221,6 +221,17 @@ fn suite_for(config: &MigrationConfig, table: &str) -> Result<Option<serde_json:
         })
 }
 
+/// The per-column string modes of one target table from `table.column=mode, ...`.
+fn string_modes(spec: &str, table: &str) -> BTreeMap<String, String> {
+    spec.split(',')
+        .filter_map(|item| {
+            let (col, mode) = item.trim().split_once('=')?;
+            let (t, c) = col.trim().rsplit_once('.')?;
+            (t == table).then(|| (c.to_string(), mode.trim().to_string()))
+        })
+        .collect()
+}
+
 /// The keyed-hash key file of a configuration, if any.
 fn hash_key_file(config: &MigrationConfig) -> Option<String> {
     let f = &config.transformation.pii_hash_key_file;
@@ -1019,6 +1030,21 @@ impl Orchestrator {
                 expectations: suite_for(&config, &tm.target)?,
                 max_queries: config.verification.max_queries,
                 tolerance: Some(crate::equivalence::Tolerance {
+                    string_mode: config.verification.string_mode.clone(),
+                    string_modes: string_modes(&config.verification.string_modes, &tm.target),
+                    equivalences: config
+                        .verification
+                        .equivalences
+                        .split(',')
+                        .map(|class| {
+                            class
+                                .split('|')
+                                .map(|v| v.trim().to_string())
+                                .filter(|v| !v.is_empty())
+                                .collect::<Vec<_>>()
+                        })
+                        .filter(|c| c.len() > 1)
+                        .collect(),
                     numeric: config.verification.numeric_tolerance,
                     timestamp_us: (config.verification.timestamp_tolerance_ms as i64)
                         .saturating_mul(1000),

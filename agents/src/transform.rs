@@ -47,6 +47,7 @@ pub struct TransformTask {
 /// with `SENSEI_TEST_MUTATE_TABLE=<target table>` corrupts the first output
 /// batch of that table's partition 0 the way a faulty worker or disk would:
 /// `delete`, `duplicate`, `swap` (two text columns), `truncate` (a string),
+/// `recase` (a string upper-cased with leading blanks),
 /// `timestamp:<ms>` (shifted), `number:<delta>` (changed), `null` (a value
 /// lost). Key columns are left alone so the row stays identifiable.
 fn mutate(batch: RecordBatch, key: &[String]) -> std::result::Result<RecordBatch, DataFusionError> {
@@ -99,6 +100,17 @@ fn mutate(batch: RecordBatch, key: &[String]) -> std::result::Result<RecordBatch
                 let vb = ScalarValue::try_from_array(batch.column(b), 0)?;
                 cols[a] = with_row0(a, vb)?;
                 cols[b] = with_row0(b, va)?;
+            }
+        }
+        "recase" => {
+            if let Some(i) = first_of(&|t| t == &DataType::Utf8) {
+                if let ScalarValue::Utf8(Some(v)) = ScalarValue::try_from_array(batch.column(i), 0)?
+                {
+                    cols[i] = with_row0(
+                        i,
+                        ScalarValue::Utf8(Some(format!("  {}", v.to_uppercase()))),
+                    )?;
+                }
             }
         }
         "truncate" => {

@@ -171,7 +171,7 @@ async fn row_equivalence(
         for t in task.target.iter().filter(|t| t.partition == p.partition) {
             actual.extend(ctx.fetch(t).await?);
         }
-        let (k, tol) = (task.key.clone(), *tolerance);
+        let (k, tol) = (task.key.clone(), tolerance.clone());
         let keep = task.max_queries > 0;
         let (diff, expected) = tokio::task::spawn_blocking(move || {
             let d = crate::equivalence::compare(&expected, &actual, &k, &tol);

@@ -190,6 +190,12 @@ pub struct VerificationSection {
     pub expectations_dir: String,
     /// Queries of the generated replay suite per table at most (0 turns it off).
     pub max_queries: u64,
+    /// How strings compare: `exact`, `normalized` or `semantic`.
+    pub string_mode: String,
+    /// Per column: `table.column=normalized, table.other=semantic`.
+    pub string_modes: String,
+    /// Classes of equivalent values for the semantic mode: `Y|yes|true, N|no|false`.
+    pub equivalences: String,
 }
 
 impl Default for VerificationSection {
@@ -199,6 +205,9 @@ impl Default for VerificationSection {
             timestamp_tolerance_ms: 1_000,
             expectations_dir: String::new(),
             max_queries: 1_000,
+            string_mode: "exact".into(),
+            string_modes: String::new(),
+            equivalences: String::new(),
         }
     }
 }
@@ -450,6 +459,15 @@ impl MigrationConfig {
             return Err(bad(format!(
                 "key source.ssl_mode = {:?} must be one of disable, prefer, require, verify-full",
                 self.source.ssl_mode
+            )));
+        }
+        if !matches!(
+            self.verification.string_mode.as_str(),
+            "exact" | "normalized" | "semantic"
+        ) {
+            return Err(bad(format!(
+                "key verification.string_mode = {:?} must be exact, normalized or semantic",
+                self.verification.string_mode
             )));
         }
         if !matches!(self.source.mysql_consistency.as_str(), "lock" | "session") {

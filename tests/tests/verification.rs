@@ -6,10 +6,14 @@
 use sensei_tests::*;
 
 fn run_with(mutation: &str, table: &str) -> (Option<i32>, serde_json::Value) {
+    run_with_config(mutation, table, "")
+}
+
+fn run_with_config(mutation: &str, table: &str, extra: &str) -> (Option<i32>, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
-    let cfg = write_config(dir.path(), &src, &target, "");
+    let cfg = write_config(dir.path(), &src, &target, extra);
     let out = run(sensei()
         .arg("migrate")
         .arg(&cfg)
@@ -204,4 +208,22 @@ fn great_expectations_suites_are_evaluated_in_both_layouts() {
         "{phone}"
     );
     assert_eq!(results["order_lines"]["results"][0]["success"], false);
+}
+
+#[test]
+fn string_modes_decide_whether_case_and_blanks_matter() {
+    let (code, _) = run_with("recase", "customers");
+    assert_eq!(
+        code,
+        Some(2),
+        "exact by default: a re-cased name is a change"
+    );
+    let (code, cert) = run_with_config(
+        "recase",
+        "customers",
+        "[verification]\nstring_mode = \"normalized\"\n",
+    );
+    assert_eq!(code, Some(0), "{}", cert["payload"]);
+    let check = row_check(&cert, "customers");
+    assert_eq!(check["within_tolerance"], 1, "{check}");
 }
