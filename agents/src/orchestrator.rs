@@ -67,6 +67,43 @@ fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
     }
 }
 
+/// Reads a delivered table back as the certified columns and types (in that
+/// order; a column's declared target type does not matter) and computes its
+/// digest and Merkle root with the certificate's algorithms.
+pub fn read_back(
+    src: &SqliteSource,
+    table: &str,
+    columns: &[(String, String)],
+    key: &[String],
+) -> Result<(TableDigest, String)> {
+    let mut info = src.table(table)?;
+    if !columns.is_empty() {
+        info.columns.sort_by_key(|c| {
+            columns
+                .iter()
+                .position(|(o, _)| *o == c.name)
+                .unwrap_or(usize::MAX)
+        });
+        info.columns
+            .retain(|c| columns.iter().any(|(o, _)| *o == c.name));
+        for c in &mut info.columns {
+            if let Some((_, t)) = columns.iter().find(|(o, _)| *o == c.name) {
+                if !t.is_empty() {
+                    c.arrow_type = t.clone();
+                }
+            }
+        }
+    }
+    let mut d = TableDigest::default();
+    let mut m = crate::digest::MerkleDigest::default();
+    src.read(&info, None, 8192, |b| {
+        d.add_batch(&b);
+        m.add_batch(&b, key);
+        Ok(())
+    })?;
+    Ok((d, m.root()))
+}
+
 /// Per table read back from the target: its digest and Merkle root.
 type ReadBack = BTreeMap<String, (TableDigest, String)>;
 
@@ -1075,6 +1112,8 @@ impl Orchestrator {
         let mut checks = Vec::new();
         let mut tables = serde_json::Map::new();
         let mut pass = true;
+        let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
+        let transformed = self.transformed(id).await?;
         let verified = results::<VerifyResult>(tasks)?;
         let counts: BTreeMap<String, u64> = verified
             .iter()
@@ -1148,9 +1187,29 @@ impl Orchestrator {
                 "result": if count_ok { "pass" } else { "fail" }}));
             checks.push(serde_json::json!({"check": "content_digest", "table": t.table, "source": r.source.digest, "target": r.target.digest,
                 "result": if digest_ok { "pass" } else { "fail" }}));
+            let key = mapping
+                .tables
+                .iter()
+                .find(|m| m.target == t.table)
+                .map(|m| m.primary_key.clone())
+                .unwrap_or_default();
+            let columns: Vec<(String, String)> =
+                match transformed.iter().find(|p| p.table == t.table) {
+                    Some(p) => {
+                        let path = PathBuf::from(p.uri.trim_start_matches("file://"));
+                        let (schema, _) = sensei_flight::parquet_io::open_partition(&path, 1)?;
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| (f.name().clone(), f.data_type().to_string()))
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
             tables.insert(
                 t.table.clone(),
-                serde_json::json!({"rows": r.target.rows, "digest": r.target.digest, "merkle_root": r.merkle_root}),
+                serde_json::json!({"rows": r.target.rows, "digest": r.target.digest, "merkle_root": r.merkle_root,
+                    "merkle_key": key, "columns": columns}),
             );
         }
         let mut evidence = BTreeMap::new();
@@ -1354,32 +1413,24 @@ impl Orchestrator {
             let src = SqliteSource::open(&target)?;
             let mut out = BTreeMap::new();
             for name in names {
-                let mut info = src.table(&name)?;
-                if let Some(order) = columns.get(&name) {
-                    info.columns.sort_by_key(|c| {
+                let cols: Vec<(String, String)> = columns
+                    .get(&name)
+                    .map(|order| {
                         order
                             .iter()
-                            .position(|o| *o == c.name)
-                            .unwrap_or(usize::MAX)
-                    });
-                    info.columns.retain(|c| order.contains(&c.name));
-                }
-                if let Some(types) = certified_types.get(&name) {
-                    for c in &mut info.columns {
-                        if let Some(t) = types.get(&c.name) {
-                            c.arrow_type = t.clone();
-                        }
-                    }
-                }
-                let mut d = TableDigest::default();
-                let mut m = crate::digest::MerkleDigest::default();
+                            .map(|c| {
+                                let t = certified_types
+                                    .get(&name)
+                                    .and_then(|t| t.get(c))
+                                    .cloned()
+                                    .unwrap_or_default();
+                                (c.clone(), t)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let key = keys.get(&name).cloned().unwrap_or_default();
-                src.read(&info, None, 8192, |b| {
-                    d.add_batch(&b);
-                    m.add_batch(&b, &key);
-                    Ok(())
-                })?;
-                out.insert(name, (d, m.root()));
+                out.insert(name.clone(), read_back(&src, &name, &cols, &key)?);
             }
             drop(src);
             let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;

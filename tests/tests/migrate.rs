@@ -167,6 +167,52 @@ fn retail_migrates_and_certificate_verifies() {
         "one changed byte is refused"
     );
 
+    // The delivered data itself has the certified roots; a changed row does not.
+    let data = |db: &std::path::Path| {
+        run(sensei()
+            .args(["certificate", "verify"])
+            .arg(&cert)
+            .arg("--data")
+            .arg(format!("sqlite://{}", db.display())))
+    };
+    let ok = data(&target);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let t = rusqlite::Connection::open(&target).unwrap();
+    let city: Option<String> = t
+        .query_row(
+            "SELECT cust_city FROM customers WHERE cust_id = 7",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    t.execute(
+        "UPDATE customers SET cust_city = 'Nowhere' WHERE cust_id = 7",
+        [],
+    )
+    .unwrap();
+    let bad = data(&target);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("DIFFERS table customers"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+    t.execute(
+        "UPDATE customers SET cust_city = ?1 WHERE cust_id = 7",
+        [city],
+    )
+    .unwrap();
+    assert_eq!(
+        data(&target).status.code(),
+        Some(0),
+        "restored, it matches again"
+    );
+
     // One byte of the payload changed: verification fails.
     let text = std::fs::read_to_string(&cert).unwrap();
     let tampered = text.replacen("\"PASS\"", "\"PAST\"", 1);

@@ -114,6 +114,10 @@ enum CertCommand {
         /// key named inside the certificate is used.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// The delivered data (sqlite://PATH): recompute every table's digest
+        /// and Merkle root from it and fail on any difference.
+        #[arg(long)]
+        data: Option<String>,
     },
 }
 
@@ -230,8 +234,19 @@ fn main() {
             }
         },
         Command::Certificate {
-            command: CertCommand::Verify { file, public_key },
-        } => verify(&file, public_key.as_deref()),
+            command:
+                CertCommand::Verify {
+                    file,
+                    public_key,
+                    data,
+                },
+        } => match verify(&file, public_key.as_deref()) {
+            0 => match data {
+                Some(url) => verify_data(&file, &url),
+                None => 0,
+            },
+            code => code,
+        },
         Command::PiiEval { file, mistakes } => pii_eval(file, mistakes),
         Command::MatchEval { dir } => {
             let dir = dir.unwrap_or_else(|| {
@@ -531,4 +546,56 @@ fn review(
     let waiting = sensei_agents::architect::pending(&spec);
     println!("{} entries wait for review", waiting.len());
     Ok(0)
+}
+
+/// `certificate verify --data`: the delivered data, read back as certified,
+/// must have the certificate's digest and Merkle root, table by table.
+fn verify_data(file: &std::path::Path, url: &str) -> i32 {
+    let run = || -> anyhow::Result<bool> {
+        let cert: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)?;
+        let path = match sensei_connectors::url::parse(url, "source")? {
+            sensei_connectors::url::Location::Sqlite(p) => p,
+            _ => anyhow::bail!("--data reads sqlite://PATH targets in this build"),
+        };
+        let src = sensei_connectors::sqlite::SqliteSource::open(&path)?;
+        let mut all = true;
+        let tables = cert["payload"]["tables"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (name, t) in tables {
+            let columns: Vec<(String, String)> =
+                serde_json::from_value(t["columns"].clone()).unwrap_or_default();
+            let key: Vec<String> =
+                serde_json::from_value(t["merkle_key"].clone()).unwrap_or_default();
+            let (digest, root) =
+                sensei_agents::orchestrator::read_back(&src, &name, &columns, &key)?;
+            let ok = t["digest"].as_str() == Some(digest.hex().as_str())
+                && t["merkle_root"].as_str() == Some(root.as_str());
+            println!(
+                "{} table {name}: {} rows, Merkle root {root}{}",
+                if ok { "matches" } else { "DIFFERS" },
+                digest.rows,
+                if ok {
+                    String::new()
+                } else {
+                    format!(
+                        " (certified {} rows, root {})",
+                        t["rows"],
+                        t["merkle_root"].as_str().unwrap_or("-")
+                    )
+                }
+            );
+            all &= ok;
+        }
+        Ok(all)
+    };
+    match run() {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
 }
