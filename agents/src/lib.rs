@@ -37,6 +37,7 @@ pub mod node;
 pub mod orchestrator;
 pub mod replay;
 pub mod scout;
+pub mod stats;
 pub mod transform;
 pub mod udf;
 pub mod validate;

@@ -1066,6 +1066,10 @@ impl Orchestrator {
                 key: tm.primary_key.clone(),
                 expectations: suite_for(&config, &tm.target)?,
                 max_queries: config.verification.max_queries,
+                stat_thresholds: Some((
+                    config.verification.ks_threshold,
+                    config.verification.tvd_threshold,
+                )),
                 tolerance: Some(crate::equivalence::Tolerance {
                     string_mode: config.verification.string_mode.clone(),
                     string_modes: string_modes(&config.verification.string_modes, &tm.target),
@@ -1168,6 +1172,13 @@ impl Orchestrator {
             let rows_ok = r.row_check.as_ref().is_none_or(|d| d.equal());
             let tolerated = r.row_check.as_ref().is_some_and(|d| d.within_tolerance > 0);
             pass &= count_ok && rows_ok && (digest_ok || tolerated);
+            if !r.stats.is_empty() {
+                let failing: Vec<&crate::stats::ColumnStat> =
+                    r.stats.iter().filter(|c| !c.pass).collect();
+                pass &= failing.is_empty();
+                checks.push(serde_json::json!({"check": "distributions", "table": t.table,
+                    "columns": r.stats, "result": if failing.is_empty() { "pass" } else { "fail" }}));
+            }
             if let Some(q) = &r.replay {
                 let ok = q.passed == q.queries;
                 pass &= ok;

@@ -39,6 +39,10 @@ pub struct VerifyTask {
     /// Queries of the generated replay suite at most (0: no replay).
     #[serde(default)]
     pub max_queries: u64,
+    /// Thresholds of the distribution tests (KS statistic, total variation
+    /// distance); None: no distribution tests.
+    #[serde(default)]
+    pub stat_thresholds: Option<(f64, f64)>,
     /// Staged source partitions.
     pub source: Vec<PartitionRef>,
     /// Transformed partitions.
@@ -75,6 +79,9 @@ pub struct VerifyResult {
     /// The query replay, when the task asked for it.
     #[serde(default)]
     pub replay: Option<crate::replay::ReplayOutcome>,
+    /// Distribution tests per column.
+    #[serde(default)]
+    pub stats: Vec<crate::stats::ColumnStat>,
 }
 
 async fn digest_of(
@@ -172,7 +179,7 @@ async fn row_equivalence(
             actual.extend(ctx.fetch(t).await?);
         }
         let (k, tol) = (task.key.clone(), tolerance.clone());
-        let keep = task.max_queries > 0;
+        let keep = task.max_queries > 0 || task.stat_thresholds.is_some();
         let (diff, expected) = tokio::task::spawn_blocking(move || {
             let d = crate::equivalence::compare(&expected, &actual, &k, &tol);
             (d, if keep { expected } else { Vec::new() })
@@ -231,7 +238,8 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     for p in &task.target {
         for b in ctx.fetch(p).await? {
             merkle.add_batch(&b, &task.key);
-            if task.expectations.is_some() || task.max_queries > 0 {
+            if task.expectations.is_some() || task.max_queries > 0 || task.stat_thresholds.is_some()
+            {
                 kept.push(b);
             }
         }
@@ -258,6 +266,10 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
         }
         _ => (None, Vec::new()),
     };
+    let stats = match task.stat_thresholds {
+        Some((ks, tvd)) if !expected.is_empty() => crate::stats::compare(&expected, &kept, ks, tvd),
+        _ => Vec::new(),
+    };
     let replay = match (&task.tolerance, expected.first()) {
         (Some(tolerance), Some(first)) if task.max_queries > 0 => Some(
             crate::replay::replay(
@@ -276,6 +288,7 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
         _ => None,
     };
     Ok(VerifyResult {
+        stats,
         replay,
         expectations,
         merkle_root: Some(merkle.root()),

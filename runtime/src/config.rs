@@ -196,6 +196,12 @@ pub struct VerificationSection {
     pub string_modes: String,
     /// Classes of equivalent values for the semantic mode: `Y|yes|true, N|no|false`.
     pub equivalences: String,
+    /// Largest Kolmogorov-Smirnov statistic allowed between expected and
+    /// transformed numbers, dates and timestamps of a column.
+    pub ks_threshold: f64,
+    /// Largest total variation distance allowed between the value frequencies
+    /// of a text or boolean column.
+    pub tvd_threshold: f64,
 }
 
 impl Default for VerificationSection {
@@ -208,6 +214,8 @@ impl Default for VerificationSection {
             string_mode: "exact".into(),
             string_modes: String::new(),
             equivalences: String::new(),
+            ks_threshold: 0.05,
+            tvd_threshold: 0.01,
         }
     }
 }

@@ -96,6 +96,43 @@ fn a_change_within_tolerance_passes() {
     let replay = replay_check(&cert, "orders");
     assert_eq!(replay["result"], "pass", "{replay}");
     assert!(replay["queries"].as_u64().unwrap() >= 10, "{replay}");
+    let dist = cert["payload"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "distributions" && c["table"] == "orders")
+        .expect("a distributions check");
+    assert_eq!(dist["result"], "pass", "{dist}");
+    let ord_ts = dist["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "ord_ts")
+        .unwrap();
+    assert_eq!(ord_ts["test"], "ks");
+    assert_ne!(
+        ord_ts["statistic"], "0.000000",
+        "one shifted value moves the distribution a little"
+    );
+}
+
+#[test]
+fn a_distribution_that_moves_fails() {
+    // One first name re-cased: equal under the normalized string mode, but the
+    // text's value frequencies move (1 in 500), past a strict TVD threshold.
+    let (code, cert) = run_with_config(
+        "recase",
+        "customers",
+        "[verification]\ntvd_threshold = 0.0001\nstring_mode = \"normalized\"\n",
+    );
+    assert_eq!(code, Some(2), "{}", cert["payload"]);
+    let dist = cert["payload"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "distributions" && c["table"] == "customers")
+        .unwrap();
+    assert_eq!(dist["result"], "fail", "{dist}");
 }
 
 fn replay_check<'a>(cert: &'a serde_json::Value, table: &str) -> &'a serde_json::Value {
