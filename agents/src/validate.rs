@@ -147,6 +147,7 @@ async fn row_equivalence(
     task: &VerifyTask,
     sql: &str,
     tolerance: &crate::equivalence::Tolerance,
+    transformed: &std::collections::BTreeMap<u32, Vec<arrow::record_batch::RecordBatch>>,
 ) -> Result<(
     crate::equivalence::RowDiff,
     Vec<arrow::record_batch::RecordBatch>,
@@ -174,10 +175,7 @@ async fn row_equivalence(
                 expected.push(b.map_err(sql_err)?);
             }
         }
-        let mut actual = Vec::new();
-        for t in task.target.iter().filter(|t| t.partition == p.partition) {
-            actual.extend(ctx.fetch(t).await?);
-        }
+        let actual = transformed.get(&p.partition).cloned().unwrap_or_default();
         let (k, tol) = (task.key.clone(), tolerance.clone());
         let keep = task.max_queries > 0 || task.stat_thresholds.is_some();
         let (diff, expected) = tokio::task::spawn_blocking(move || {
@@ -193,14 +191,8 @@ async fn row_equivalence(
         all_expected.extend(expected);
     }
     // Transformed partitions with no source partition are all extra.
-    for t in task.target.iter().filter(|t| !seen.contains(&t.partition)) {
-        let rows: u64 = ctx
-            .fetch(t)
-            .await?
-            .iter()
-            .map(|b| b.num_rows() as u64)
-            .sum();
-        total.extra += rows;
+    for (_, batches) in transformed.iter().filter(|(p, _)| !seen.contains(*p)) {
+        total.extra += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
     }
     Ok((total, all_expected))
 }
@@ -232,18 +224,38 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
             .await?
         }
     };
-    let target = digest_of(ctx, &task.target, None, None, None, &[]).await?;
-    let mut merkle = crate::digest::MerkleDigest::default();
-    let mut kept = Vec::new();
+    // The transformed partitions, fetched once for every check below.
+    let mut by_partition: std::collections::BTreeMap<u32, Vec<arrow::record_batch::RecordBatch>> =
+        Default::default();
     for p in &task.target {
-        for b in ctx.fetch(p).await? {
-            merkle.add_batch(&b, &task.key);
-            if task.expectations.is_some() || task.max_queries > 0 || task.stat_thresholds.is_some()
-            {
-                kept.push(b);
-            }
-        }
+        let b = ctx.fetch(p).await?;
+        by_partition.entry(p.partition).or_default().extend(b);
     }
+    let all: Vec<arrow::record_batch::RecordBatch> =
+        by_partition.values().flatten().cloned().collect();
+    let (target, merkle) = {
+        let (rows, key) = (all.clone(), task.key.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut d = TableDigest::default();
+            let mut m = crate::digest::MerkleDigest::default();
+            for b in &rows {
+                d.add_batch(b);
+                m.add_batch(b, &key);
+            }
+            (d, m)
+        })
+        .await
+        .map_err(|e| crate::error::AgentError::Malformed {
+            what: "digest".into(),
+            message: e.to_string(),
+        })?
+    };
+    let kept =
+        if task.expectations.is_some() || task.max_queries > 0 || task.stat_thresholds.is_some() {
+            all
+        } else {
+            Vec::new()
+        };
     let expectations = match &task.expectations {
         Some(suite) => {
             let suite = suite.clone();
@@ -261,7 +273,7 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     };
     let (row_check, expected) = match (&task.sql, &task.tolerance) {
         (Some(sql), Some(tolerance)) => {
-            let (d, e) = row_equivalence(ctx, task, sql, tolerance).await?;
+            let (d, e) = row_equivalence(ctx, task, sql, tolerance, &by_partition).await?;
             (Some(d), e)
         }
         _ => (None, Vec::new()),

@@ -291,6 +291,27 @@ pub(crate) fn partition_column(
     })
 }
 
+/// The query reading a database table's columns `cols` (already rendered),
+/// the rows of one key range when given, in key order when there is a key;
+/// `quote` quotes identifiers in the engine's way.
+pub(crate) fn range_select(
+    t: &crate::sqlite::TableInfo,
+    cols: &str,
+    range: Option<(i64, i64)>,
+    quote: fn(&str) -> String,
+) -> String {
+    let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+    match (&t.range_column, range) {
+        (Some(k), Some((lo, hi))) => format!(
+            "SELECT {cols} FROM {sql_name} WHERE {} ORDER BY {k}",
+            range_condition(t, &quote(k), lo, hi),
+            k = quote(k)
+        ),
+        (Some(k), None) => format!("SELECT {cols} FROM {sql_name} ORDER BY {}", quote(k)),
+        _ => format!("SELECT {cols} FROM {sql_name}"),
+    }
+}
+
 /// The condition of one key-range partition: `k BETWEEN lo AND hi`; the
 /// first partition of a nullable key also takes the rows whose key is NULL,
 /// so that no row falls between partitions.

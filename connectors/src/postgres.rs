@@ -536,17 +536,7 @@ impl PgSource {
         batch_rows: usize,
         sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
-        let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
-        let cols = Self::select(t);
-        let query = match (&t.range_column, range) {
-            (Some(k), Some((lo, hi))) => format!(
-                "SELECT {cols} FROM {sql_name} WHERE {} ORDER BY {k}",
-                crate::files::range_condition(t, &quote(k), lo, hi),
-                k = quote(k)
-            ),
-            (Some(k), None) => format!("SELECT {cols} FROM {sql_name} ORDER BY {}", quote(k)),
-            _ => format!("SELECT {cols} FROM {sql_name}"),
-        };
+        let query = crate::files::range_select(t, &Self::select(t), range, quote);
         self.copy(t, &query, batch_rows, sink)
     }
 
