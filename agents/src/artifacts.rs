@@ -160,6 +160,10 @@ pub struct MappingSpec {
     pub tables: Vec<TableMapping>,
 }
 
+/// The artifact (next to the certificate) recording who accepted an
+/// INCONCLUSIVE certificate for delivery, and when; written once.
+pub const INCONCLUSIVE_REVIEW: &str = "inconclusive-review.json";
+
 /// The Behavioral Equivalence Certificate as written: a payload and its signature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedCertificate {
@@ -334,6 +338,9 @@ pub struct Receipt {
     pub warnings: Vec<String>,
     /// When (RFC 3339).
     pub delivered_at: String,
+    /// The review that accepted an INCONCLUSIVE certificate, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_inconclusive: Option<serde_json::Value>,
 }
 
 /// Now as RFC 3339 UTC with millisecond precision.

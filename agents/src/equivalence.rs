@@ -5,7 +5,10 @@
 //! changed row are compared type-aware: numbers within a relative tolerance,
 //! timestamps within a time tolerance, everything else exactly (by the
 //! canonical encoding of [`crate::digest`]); a row whose only differences are
-//! within tolerance counts as equal, and is counted as such.
+//! within tolerance counts as equal, and is counted as such. A difference
+//! that lies within the configured band around its tolerance (just inside or
+//! just beyond it) cannot be decided: the row counts as doubtful, and the
+//! check is INCONCLUSIVE rather than PASS or FAIL.
 
 use std::collections::HashMap;
 
@@ -34,6 +37,36 @@ pub struct Tolerance {
     /// Classes of equivalent values for the semantic mode (compared normalized).
     #[serde(default)]
     pub equivalences: Vec<Vec<String>>,
+    /// The undecidable band, as a fraction of a tolerance: a difference `d`
+    /// with `|d - tolerance| <= band * tolerance` is doubtful (0: none).
+    #[serde(default)]
+    pub band: f64,
+}
+
+/// How two cells compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellMatch {
+    /// Equal in the canonical encoding.
+    Exact,
+    /// Different, but within tolerance.
+    Within,
+    /// Within the band around the tolerance: neither clearly within nor beyond.
+    Doubtful,
+    /// Different beyond tolerance.
+    Differs,
+}
+
+impl Tolerance {
+    /// Classifies a difference `d >= 0` against the limit `limit`.
+    fn judge(&self, d: f64, limit: f64) -> CellMatch {
+        if self.band > 0.0 && limit > 0.0 && (d - limit).abs() <= self.band * limit {
+            CellMatch::Doubtful
+        } else if d <= limit {
+            CellMatch::Within
+        } else {
+            CellMatch::Differs
+        }
+    }
 }
 
 /// The normalized form of a string: NFC, trimmed, lower-cased, runs of
@@ -83,6 +116,9 @@ pub struct RowDiff {
     pub changed: u64,
     /// Rows that differ only within tolerance.
     pub within_tolerance: u64,
+    /// Rows whose differences lie in the band around a tolerance: undecided.
+    #[serde(default)]
+    pub doubtful: u64,
     /// The first differences, each naming the key.
     pub examples: Vec<String>,
 }
@@ -93,6 +129,18 @@ impl RowDiff {
         self.missing == 0 && self.extra == 0 && self.changed == 0
     }
 
+    /// `pass`, `fail`, or `inconclusive` (no difference beyond tolerance, but
+    /// some that cannot be decided).
+    pub fn verdict(&self) -> &'static str {
+        if !self.equal() {
+            "fail"
+        } else if self.doubtful > 0 {
+            "inconclusive"
+        } else {
+            "pass"
+        }
+    }
+
     /// Adds another partition's outcome.
     pub fn merge(&mut self, o: &RowDiff) {
         self.expected += o.expected;
@@ -100,6 +148,7 @@ impl RowDiff {
         self.extra += o.extra;
         self.changed += o.changed;
         self.within_tolerance += o.within_tolerance;
+        self.doubtful += o.doubtful;
         for e in &o.examples {
             if self.examples.len() < MAX_EXAMPLES {
                 self.examples.push(e.clone());
@@ -141,8 +190,7 @@ fn as_f64(a: &ArrayRef, row: usize) -> Option<f64> {
     }
 }
 
-/// Whether two cells are equal, or equal within tolerance (`Some(false)`:
-/// within tolerance only; `None`: different).
+/// How two cells compare, type-aware.
 pub fn cells_match(
     column: &str,
     a: &ArrayRef,
@@ -150,30 +198,32 @@ pub fn cells_match(
     b: &ArrayRef,
     br: usize,
     t: &Tolerance,
-) -> Option<bool> {
+) -> CellMatch {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     encode_cell(a, ar, &mut x);
     encode_cell(b, br, &mut y);
     if x == y {
-        return Some(true);
+        return CellMatch::Exact;
     }
     if a.is_null(ar) || b.is_null(br) || a.data_type() != b.data_type() {
-        return None;
+        return CellMatch::Differs;
     }
     if let (Some(p), Some(q)) = (as_f64(a, ar), as_f64(b, br)) {
-        return ((p - q).abs() <= t.numeric * p.abs().max(1.0)).then_some(false);
+        return t.judge((p - q).abs(), t.numeric * p.abs().max(1.0));
     }
     if let (Some(x), Some(y)) = (a.as_string_opt::<i32>(), b.as_string_opt::<i32>()) {
-        return t
-            .strings_match(column, x.value(ar), y.value(br))
-            .then_some(false);
+        return if t.strings_match(column, x.value(ar), y.value(br)) {
+            CellMatch::Within
+        } else {
+            CellMatch::Differs
+        };
     }
     if let (DataType::Timestamp(..), DataType::Timestamp(..)) = (a.data_type(), b.data_type()) {
         let p = a.as_primitive::<TimestampMicrosecondType>().value(ar);
         let q = b.as_primitive::<TimestampMicrosecondType>().value(br);
-        return ((p - q).abs() <= t.timestamp_us).then_some(false);
+        return t.judge((p - q).unsigned_abs() as f64, t.timestamp_us as f64);
     }
-    None
+    CellMatch::Differs
 }
 
 /// Compares expected and actual rows of one partition.
@@ -229,6 +279,7 @@ pub fn compare(
             };
             let e = &expected[bi];
             let mut exact = true;
+            let mut doubt: Option<String> = None;
             let mut bad: Option<String> = None;
             for &c in &all {
                 let name = schema.field(c).name();
@@ -237,9 +288,19 @@ pub fn compare(
                     break;
                 };
                 match cells_match(name, e.column(c), er, b.column(ac), r, tolerance) {
-                    Some(true) => {}
-                    Some(false) => exact = false,
-                    None => {
+                    CellMatch::Exact => {}
+                    CellMatch::Within => exact = false,
+                    CellMatch::Doubtful => {
+                        exact = false;
+                        doubt.get_or_insert_with(|| {
+                            format!(
+                                "column {name} is {} where {} was expected: the difference lies within the undecidable band around its tolerance",
+                                cell_text(b.column(ac), r),
+                                cell_text(e.column(c), er)
+                            )
+                        });
+                    }
+                    CellMatch::Differs => {
                         bad = Some(format!(
                             "column {name} is {} where {} was expected",
                             cell_text(b.column(ac), r),
@@ -249,13 +310,17 @@ pub fn compare(
                     }
                 }
             }
-            match bad {
-                Some(why) => {
+            match (bad, doubt) {
+                (Some(why), _) => {
                     diff.changed += 1;
                     note(&mut diff, format!("key {}: {why}", show_key(b, r)));
                 }
-                None if !exact => diff.within_tolerance += 1,
-                None => {}
+                (None, Some(why)) => {
+                    diff.doubtful += 1;
+                    note(&mut diff, format!("key {}: {why}", show_key(b, r)));
+                }
+                (None, None) if !exact => diff.within_tolerance += 1,
+                (None, None) => {}
             }
         }
     }

@@ -59,6 +59,10 @@ pub async fn execute(
             let task: transform::TransformTask = payload(&lease)?;
             serde_json::to_value(transform::run(&node, &task, lease.attempt).await?)?
         }
+        Phase::Verification if lease.table == crate::queries::CROSS_TABLE => {
+            let task: crate::queries::QueryTask = payload(&lease)?;
+            serde_json::to_value(crate::queries::run(&node, &task).await?)?
+        }
         Phase::Verification => {
             let task: validate::VerifyTask = payload(&lease)?;
             serde_json::to_value(validate::run(&node, &task).await?)?

@@ -21,6 +21,9 @@
 //!   its states.
 //! - [`architect`] plans the transformation: target DDL, schema matching,
 //!   the mapping specification and the SQL generated from it.
+//! - [`queries`] is the Validators' cross-table work: the user's source
+//!   queries rewritten through the mapping, foreign-key coverage, and
+//!   referential integrity of the target.
 //! - [`digest`] is the canonical row encoding shared by the certificate and the
 //!   receipt; [`artifacts`] holds the data contracts and certificate signing.
 
@@ -28,6 +31,7 @@ pub mod agent;
 pub mod architect;
 pub mod artifacts;
 pub mod deliver;
+pub mod diff;
 pub mod digest;
 pub mod equivalence;
 mod error;
@@ -35,6 +39,7 @@ mod exec;
 pub mod expectations;
 pub mod node;
 pub mod orchestrator;
+pub mod queries;
 pub mod replay;
 pub mod scout;
 pub mod stats;

@@ -299,6 +299,13 @@ pub fn source_options(config: &MigrationConfig) -> Result<SourceOptions> {
     })
 }
 
+/// Whether `sql` names `table` (a cheap over-approximation: the table is
+/// loaded when its name appears as a word).
+fn mentions(sql: &str, table: &str) -> bool {
+    sql.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|w| w == table)
+}
+
 fn id_part(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -790,7 +797,6 @@ impl Orchestrator {
         }
     }
 
-    /// Deterministic SQL of one table mapping: same mapping, same bytes.
     /// The mapping a migration runs with: the spec `sensei plan` wrote and
     /// `sensei review` edited, checked against the manifest; else one planned
     /// now from the target schema (the identity without one).
@@ -803,11 +809,47 @@ impl Orchestrator {
             check_spec(&spec, &manifest).await?;
             return Ok(spec);
         }
-        // The target schema: the DDL file, or (`@target`) the tables the
-        // target database already holds; without either, a mirror of the source.
-        let existing = if config.target.schema == TARGET_SCHEMA_FROM_TARGET {
-            let target = target_path(&config)?;
-            tokio::task::spawn_blocking(
+        let spec = match self.target_schema(&config).await? {
+            None => Self::identity_mapping(id, &manifest),
+            Some(targets) => {
+                let extra = crate::architect::matcher::Dictionary::parse_extra(
+                    &config.transformation.abbreviations,
+                )
+                .map_err(|m| AgentError::Malformed {
+                    what: "transformation.abbreviations".into(),
+                    message: m,
+                })?;
+                let policy = crate::architect::PiiPolicy::parse(
+                    &config.transformation.pii_policy,
+                    &config.transformation.pii_policy_by_kind,
+                )
+                .map_err(|m| AgentError::Malformed {
+                    what: "transformation.pii_policy".into(),
+                    message: m,
+                })?;
+                crate::architect::plan(
+                    id,
+                    &manifest,
+                    &targets,
+                    &crate::architect::matcher::Dictionary::with_extra(&extra),
+                    config.transformation.auto_approval_threshold,
+                    &policy,
+                )?
+            }
+        };
+        self.put_json(&path, &spec).await?;
+        Ok(spec)
+    }
+
+    /// The target schema: the DDL file, or (`@target`) the tables the target
+    /// database already holds; None without either (the target mirrors the source).
+    async fn target_schema(
+        &self,
+        config: &MigrationConfig,
+    ) -> Result<Option<Vec<crate::architect::ddl::TargetTable>>> {
+        if config.target.schema == TARGET_SCHEMA_FROM_TARGET {
+            let target = target_path(config)?;
+            return tokio::task::spawn_blocking(
                 move || -> Result<Option<Vec<crate::architect::ddl::TargetTable>>> {
                     let empty = || AgentError::Malformed {
                         what: "target.schema = @target".into(),
@@ -834,52 +876,68 @@ impl Orchestrator {
             .map_err(|e| AgentError::Malformed {
                 what: "reading the target's schema".into(),
                 message: e.to_string(),
-            })??
-        } else {
-            None
-        };
-        let spec = if config.target.schema.is_empty() && existing.is_none() {
-            Self::identity_mapping(id, &manifest)
-        } else {
-            let targets = match existing {
-                Some(t) => t,
-                None => {
-                    let file = &config.target.schema;
-                    let ddl = std::fs::read_to_string(file).map_err(|e| {
-                        sensei_connectors::ConnectorError::Unreadable {
-                            path: file.clone(),
-                            message: format!("target schema file: {e}"),
-                        }
-                    })?;
-                    crate::architect::ddl::parse(&ddl, file)?
-                }
-            };
-            let extra = crate::architect::matcher::Dictionary::parse_extra(
-                &config.transformation.abbreviations,
-            )
-            .map_err(|m| AgentError::Malformed {
-                what: "transformation.abbreviations".into(),
-                message: m,
             })?;
-            let policy = crate::architect::PiiPolicy::parse(
-                &config.transformation.pii_policy,
-                &config.transformation.pii_policy_by_kind,
-            )
-            .map_err(|m| AgentError::Malformed {
-                what: "transformation.pii_policy".into(),
-                message: m,
-            })?;
-            crate::architect::plan(
-                id,
-                &manifest,
-                &targets,
-                &crate::architect::matcher::Dictionary::with_extra(&extra),
-                config.transformation.auto_approval_threshold,
-                &policy,
-            )?
+        }
+        if config.target.schema.is_empty() {
+            return Ok(None);
+        }
+        let file = &config.target.schema;
+        let ddl = std::fs::read_to_string(file).map_err(|e| {
+            sensei_connectors::ConnectorError::Unreadable {
+                path: file.clone(),
+                message: format!("target schema file: {e}"),
+            }
+        })?;
+        Ok(Some(crate::architect::ddl::parse(&ddl, file)?))
+    }
+
+    /// The foreign keys between migrated target tables: those the target
+    /// schema declares, or (a mirror) the source's.
+    async fn target_foreign_keys(
+        &self,
+        config: &MigrationConfig,
+        manifest: &Manifest,
+        mapping: &MappingSpec,
+    ) -> Result<Vec<crate::queries::ForeignKey>> {
+        let migrated: std::collections::BTreeSet<&str> =
+            mapping.tables.iter().map(|t| t.target.as_str()).collect();
+        let all: Vec<crate::queries::ForeignKey> = match self.target_schema(config).await? {
+            Some(tables) => tables
+                .iter()
+                .flat_map(|t| {
+                    t.foreign_keys
+                        .iter()
+                        .map(|(cols, parent, pcols)| crate::queries::ForeignKey {
+                            table: t.name.clone(),
+                            columns: cols.clone(),
+                            parent: parent.clone(),
+                            parent_columns: pcols.clone(),
+                        })
+                })
+                .collect(),
+            None => manifest
+                .catalog
+                .tables
+                .iter()
+                .flat_map(|(t, c)| {
+                    c.foreign_keys.iter().map(|fk| crate::queries::ForeignKey {
+                        table: t.clone(),
+                        columns: fk.columns.clone(),
+                        parent: fk.references.clone(),
+                        parent_columns: fk.referenced_columns.clone(),
+                    })
+                })
+                .collect(),
         };
-        self.put_json(&path, &spec).await?;
-        Ok(spec)
+        Ok(all
+            .into_iter()
+            .filter(|k| {
+                migrated.contains(k.table.as_str())
+                    && migrated.contains(k.parent.as_str())
+                    && !k.columns.is_empty()
+                    && k.columns.len() == k.parent_columns.len()
+            })
+            .collect())
     }
 
     async fn plan_transformation(&self, id: &str) -> Result<Vec<TaskSpec>> {
@@ -1050,6 +1108,27 @@ impl Orchestrator {
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
         let mut specs = Vec::new();
+        // Per-column string modes are added per table below.
+        let tolerance = crate::equivalence::Tolerance {
+            string_mode: config.verification.string_mode.clone(),
+            string_modes: BTreeMap::new(),
+            equivalences: config
+                .verification
+                .equivalences
+                .split(',')
+                .map(|class| {
+                    class
+                        .split('|')
+                        .map(|v| v.trim().to_string())
+                        .filter(|v| !v.is_empty())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|c| c.len() > 1)
+                .collect(),
+            numeric: config.verification.numeric_tolerance,
+            timestamp_us: (config.verification.timestamp_tolerance_ms as i64).saturating_mul(1000),
+            band: config.verification.inconclusive_band,
+        };
         for tm in &mapping.tables {
             let source = tm
                 .sources
@@ -1071,24 +1150,8 @@ impl Orchestrator {
                     config.verification.tvd_threshold,
                 )),
                 tolerance: Some(crate::equivalence::Tolerance {
-                    string_mode: config.verification.string_mode.clone(),
                     string_modes: string_modes(&config.verification.string_modes, &tm.target),
-                    equivalences: config
-                        .verification
-                        .equivalences
-                        .split(',')
-                        .map(|class| {
-                            class
-                                .split('|')
-                                .map(|v| v.trim().to_string())
-                                .filter(|v| !v.is_empty())
-                                .collect::<Vec<_>>()
-                        })
-                        .filter(|c| c.len() > 1)
-                        .collect(),
-                    numeric: config.verification.numeric_tolerance,
-                    timestamp_us: (config.verification.timestamp_tolerance_ms as i64)
-                        .saturating_mul(1000),
+                    ..tolerance.clone()
                 }),
                 source,
                 target: transformed
@@ -1104,7 +1167,101 @@ impl Orchestrator {
                 preferred_node: None,
             });
         }
+        if let Some(task) = self
+            .cross_table_task(&config, &manifest, &mapping, &transformed, tolerance)
+            .await?
+        {
+            specs.push(TaskSpec {
+                table: crate::queries::CROSS_TABLE.into(),
+                partition: 0,
+                payload: serde_json::to_value(task)?,
+                preferred_node: None,
+            });
+        }
         Ok(specs)
+    }
+
+    /// The cross-table task: the user's queries and the foreign-key coverage
+    /// queries, rewritten through the mapping, and the target's foreign keys;
+    /// None when there is none of them.
+    async fn cross_table_task(
+        &self,
+        config: &MigrationConfig,
+        manifest: &Manifest,
+        mapping: &MappingSpec,
+        transformed: &[PartitionRef],
+        tolerance: crate::equivalence::Tolerance,
+    ) -> Result<Option<crate::queries::QueryTask>> {
+        let mut written = Vec::new();
+        if !config.verification.queries_file.is_empty() {
+            let file = &config.verification.queries_file;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                sensei_connectors::ConnectorError::Unreadable {
+                    path: file.clone(),
+                    message: format!("verification.queries_file: {e}"),
+                }
+            })?;
+            written = crate::queries::split_queries(&text, file)?;
+        }
+        let mut queries = Vec::new();
+        for (name, sql) in written {
+            let target_sql = crate::queries::rewrite(&sql, mapping, manifest);
+            queries.push(crate::queries::QueryCheck {
+                name,
+                source_sql: sql,
+                target_sql,
+            });
+        }
+        // Generated coverage queries run only where the mapping copies the keys.
+        for (name, sql) in crate::queries::coverage_queries(manifest) {
+            if let Ok(target_sql) = crate::queries::rewrite(&sql, mapping, manifest) {
+                queries.push(crate::queries::QueryCheck {
+                    name,
+                    source_sql: sql,
+                    target_sql: Ok(target_sql),
+                });
+            }
+        }
+        let foreign_keys = self.target_foreign_keys(config, manifest, mapping).await?;
+        if queries.is_empty() && foreign_keys.is_empty() {
+            return Ok(None);
+        }
+        // Every table a query could read: the source tables and the targets.
+        let source_tables = manifest
+            .tables
+            .iter()
+            .filter(|t| queries.iter().any(|q| mentions(&q.source_sql, &t.name)))
+            .map(|t| (t.name.clone(), t.partitions.clone()))
+            .collect();
+        let target_tables = mapping
+            .tables
+            .iter()
+            .filter(|t| {
+                foreign_keys
+                    .iter()
+                    .any(|k| k.table == t.target || k.parent == t.target)
+                    || queries
+                        .iter()
+                        .any(|q| q.target_sql.as_ref().is_ok_and(|s| mentions(s, &t.target)))
+            })
+            .map(|t| {
+                (
+                    t.target.clone(),
+                    transformed
+                        .iter()
+                        .filter(|p| p.table == t.target)
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect();
+        Ok(Some(crate::queries::QueryTask {
+            source_tables,
+            target_tables,
+            queries,
+            foreign_keys,
+            tolerance,
+        }))
     }
 
     async fn finalize_verification(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
@@ -1116,9 +1273,15 @@ impl Orchestrator {
         let mut checks = Vec::new();
         let mut tables = serde_json::Map::new();
         let mut pass = true;
+        // Some check could not decide: INCONCLUSIVE unless another one failed.
+        let mut undecided = false;
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
-        let verified = results::<VerifyResult>(tasks)?;
+        let (cross, per_table): (Vec<TaskRecord>, Vec<TaskRecord>) = tasks
+            .iter()
+            .cloned()
+            .partition(|t| t.table == crate::queries::CROSS_TABLE);
+        let verified = results::<VerifyResult>(&per_table)?;
         let counts: BTreeMap<String, u64> = verified
             .iter()
             .map(|(t, r)| (t.table.clone(), r.target.rows))
@@ -1165,12 +1328,23 @@ impl Orchestrator {
                 .await?;
         }
         for (t, r) in verified {
+            if let Some(why) = &r.unreadable {
+                // Nothing else about this table can be decided.
+                undecided = true;
+                checks.push(serde_json::json!({"check": "readable", "table": t.table,
+                    "error": why, "result": "inconclusive"}));
+                tables.insert(t.table.clone(), serde_json::json!({"unreadable": why}));
+                continue;
+            }
             let count_ok = r.source.rows == r.target.rows;
             let digest_ok = r.source.digest == r.target.digest;
             // Row by row, within tolerance: what decides. The exact digest must
             // agree too unless every difference lies within tolerance.
             let rows_ok = r.row_check.as_ref().is_none_or(|d| d.equal());
-            let tolerated = r.row_check.as_ref().is_some_and(|d| d.within_tolerance > 0);
+            let tolerated = r
+                .row_check
+                .as_ref()
+                .is_some_and(|d| d.within_tolerance + d.doubtful > 0);
             pass &= count_ok && rows_ok && (digest_ok || tolerated);
             if !r.stats.is_empty() {
                 let failing: Vec<&crate::stats::ColumnStat> =
@@ -1180,24 +1354,27 @@ impl Orchestrator {
                     "columns": r.stats, "result": if failing.is_empty() { "pass" } else { "fail" }}));
             }
             if let Some(q) = &r.replay {
-                let ok = q.passed == q.queries;
-                pass &= ok;
+                let verdict = q.verdict();
+                pass &= verdict != "fail";
+                undecided |= verdict == "inconclusive";
                 checks.push(
                     serde_json::json!({"check": "query_replay", "table": t.table,
                     "queries": q.queries, "passed": q.passed, "failures": q.failures,
-                    "result": if ok { "pass" } else { "fail" }}),
+                    "inconclusive": q.inconclusive, "undecided": q.undecided,
+                    "result": verdict}),
                 );
             }
             if let Some(d) = &r.row_check {
+                undecided |= d.verdict() == "inconclusive";
                 checks.push(serde_json::json!({"check": "row_equivalence", "table": t.table,
                     "key": "primary key of the target", "expected": d.expected, "missing": d.missing,
                     "extra": d.extra, "changed": d.changed, "within_tolerance": d.within_tolerance,
-                    "differences": d.examples, "result": if d.equal() { "pass" } else { "fail" }}));
+                    "doubtful": d.doubtful, "differences": d.examples, "result": d.verdict()}));
             }
             checks.push(serde_json::json!({"check": "row_count", "table": t.table, "source": r.source.rows, "target": r.target.rows,
                 "result": if count_ok { "pass" } else { "fail" }}));
             checks.push(serde_json::json!({"check": "content_digest", "table": t.table, "source": r.source.digest, "target": r.target.digest,
-                "result": if digest_ok { "pass" } else { "fail" }}));
+                "result": if digest_ok { "pass" } else if tolerated && rows_ok { "within_tolerance" } else { "fail" }}));
             let key = mapping
                 .tables
                 .iter()
@@ -1222,6 +1399,33 @@ impl Orchestrator {
                 serde_json::json!({"rows": r.target.rows, "digest": r.target.digest, "merkle_root": r.merkle_root,
                     "merkle_key": key, "columns": columns}),
             );
+        }
+        for (_, r) in results::<crate::queries::QueryResult>(&cross)? {
+            for q in r.queries {
+                pass &= q.result != "fail";
+                undecided |= q.result == "inconclusive";
+                let kind = if q.name.starts_with("fk_coverage") {
+                    "fk_coverage"
+                } else {
+                    "source_query"
+                };
+                checks.push(serde_json::json!({"check": kind, "table": q.name,
+                    "source_sql": q.source_sql, "target_sql": q.target_sql,
+                    "detail": q.detail, "result": q.result}));
+            }
+            for i in r.integrity {
+                let result = match (&i.error, i.orphans) {
+                    (Some(_), _) => "inconclusive",
+                    (None, 0) => "pass",
+                    (None, _) => "fail",
+                };
+                pass &= result != "fail";
+                undecided |= result == "inconclusive";
+                checks.push(serde_json::json!({"check": "referential_integrity",
+                    "table": i.key.table, "columns": i.key.columns, "parent": i.key.parent,
+                    "parent_columns": i.key.parent_columns, "rows": i.rows, "orphans": i.orphans,
+                    "orphan_keys": i.examples, "error": i.error, "result": result}));
+            }
         }
         let mut evidence = BTreeMap::new();
         for name in [
@@ -1250,7 +1454,11 @@ impl Orchestrator {
         {
             evidence.insert(p.id.clone(), p.sha256.clone());
         }
-        let status = if pass { "PASS" } else { "FAIL" };
+        let status = match (pass, undecided) {
+            (false, _) => "FAIL",
+            (true, true) => "INCONCLUSIVE",
+            (true, false) => "PASS",
+        };
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
         for c in mapping.tables.iter().flat_map(|t| &t.columns) {
@@ -1278,6 +1486,27 @@ impl Orchestrator {
         let mut bytes = serde_json::to_vec_pretty(&cert)?;
         bytes.push(b'\n');
         self.artifacts.put_once(&path, Bytes::from(bytes)).await?;
+        if pass && undecided {
+            let open: Vec<String> = checks
+                .iter()
+                .filter(|c| c["result"] == "inconclusive")
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["check"].as_str().unwrap_or(""),
+                        c["table"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            self.scheduler.set_migration_state(
+                id,
+                MigrationState::AwaitingReview,
+                Some(&format!(
+                    "certificate INCONCLUSIVE ({}); nothing was delivered: read the certificate's undecided checks, then sensei review --accept-inconclusive to deliver, or sensei migrate --restart to verify anew",
+                    open.join(", ")
+                )),
+            )?;
+        }
         if !pass {
             let failed: Vec<String> = checks
                 .iter()
@@ -1305,6 +1534,21 @@ impl Orchestrator {
     // ---- Phase 4 -------------------------------------------------------
 
     async fn plan_delivery(&self, id: &str, config: &MigrationConfig) -> Result<Vec<TaskSpec>> {
+        let cert: SignedCertificate = self.get_json(&format!("{id}/certificate.json")).await?;
+        if cert.payload["status"] == "INCONCLUSIVE"
+            && !self
+                .artifacts
+                .exists(&format!("{id}/{INCONCLUSIVE_REVIEW}"))
+                .await?
+        {
+            // Nothing is delivered on an undecided certificate without a person's word.
+            self.scheduler.set_migration_state(
+                id,
+                MigrationState::AwaitingReview,
+                Some("certificate INCONCLUSIVE: waiting for sensei review --accept-inconclusive (or sensei migrate --restart)"),
+            )?;
+            return Ok(Vec::new());
+        }
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
         let target = target_path(config)?;
@@ -1489,6 +1733,18 @@ impl Orchestrator {
             elapsed_ms: elapsed,
             warnings: warnings.clone(),
             delivered_at: now_rfc3339(),
+            accepted_inconclusive: if self
+                .artifacts
+                .exists(&format!("{id}/{INCONCLUSIVE_REVIEW}"))
+                .await?
+            {
+                Some(
+                    self.get_json(&format!("{id}/{INCONCLUSIVE_REVIEW}"))
+                        .await?,
+                )
+            } else {
+                None
+            },
         };
         let path = format!("{id}/receipt.json");
         self.put_json(&path, &receipt).await?;

@@ -9,6 +9,10 @@
 //! value. At most `verification.max_queries` queries per table. Text columns
 //! compared `normalized` are aggregated as `lower(btrim(..))`; `semantic` ones
 //! only counted (their equivalences are not SQL).
+//!
+//! A query that fails on either side, or a result whose difference lies in
+//! the band around a tolerance, cannot be decided: it is counted
+//! inconclusive, with its reason.
 
 use std::sync::Arc;
 
@@ -17,7 +21,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::equivalence::{cells_match, Tolerance};
+use crate::equivalence::{cells_match, CellMatch, Tolerance};
 
 /// Columns with at most this many distinct values get group counts.
 pub const GROUP_LIMIT: usize = 20;
@@ -31,6 +35,66 @@ pub struct ReplayOutcome {
     pub passed: u64,
     /// The first disagreements: query and both results.
     pub failures: Vec<String>,
+    /// Queries that could not be decided (an error on one side, or a
+    /// difference in the band around a tolerance).
+    #[serde(default)]
+    pub inconclusive: u64,
+    /// The first undecided queries with their reasons.
+    #[serde(default)]
+    pub undecided: Vec<String>,
+}
+
+impl ReplayOutcome {
+    /// `pass`, `fail` or `inconclusive`.
+    pub fn verdict(&self) -> &'static str {
+        if self.passed + self.inconclusive < self.queries {
+            "fail"
+        } else if self.inconclusive > 0 {
+            "inconclusive"
+        } else {
+            "pass"
+        }
+    }
+
+    /// Records one query's outcome.
+    pub fn record(&mut self, q: &str, outcome: std::result::Result<Agreement, String>) {
+        self.queries += 1;
+        match outcome {
+            Ok(Agreement::Same) => self.passed += 1,
+            Ok(Agreement::Differs(detail)) => {
+                if self.failures.len() < MAX_NOTES {
+                    self.failures.push(format!("{q}: {detail}"));
+                }
+            }
+            Ok(Agreement::Doubtful(detail)) => {
+                self.inconclusive += 1;
+                if self.undecided.len() < MAX_NOTES {
+                    self.undecided.push(format!(
+                        "{q}: {detail} (within the undecidable band around the tolerance)"
+                    ));
+                }
+            }
+            Err(why) => {
+                self.inconclusive += 1;
+                if self.undecided.len() < MAX_NOTES {
+                    self.undecided.push(format!("{q}: {why}"));
+                }
+            }
+        }
+    }
+}
+
+const MAX_NOTES: usize = 5;
+
+/// How two results of one query compare.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Agreement {
+    /// Equal, within tolerance.
+    Same,
+    /// Different beyond tolerance (the detail shows both results).
+    Differs(String),
+    /// Different within the band around a tolerance.
+    Doubtful(String),
 }
 
 fn quote(c: &str) -> String {
@@ -61,24 +125,42 @@ fn render(batches: &[RecordBatch]) -> String {
         .unwrap_or_default()
 }
 
-fn same(a: &[RecordBatch], b: &[RecordBatch], t: &Tolerance) -> bool {
+/// Compares two results cell by cell, type-aware.
+pub fn compare_results(a: &[RecordBatch], b: &[RecordBatch], t: &Tolerance) -> Agreement {
+    let detail = || format!("expected {} got {}", render(a), render(b));
     let (Some(sa), Some(sb)) = (a.first(), b.first()) else {
-        return a.iter().map(|x| x.num_rows()).sum::<usize>()
-            == b.iter().map(|x| x.num_rows()).sum::<usize>();
+        let rows = |x: &[RecordBatch]| x.iter().map(|x| x.num_rows()).sum::<usize>();
+        return if rows(a) == rows(b) {
+            Agreement::Same
+        } else {
+            Agreement::Differs(detail())
+        };
     };
     let (Ok(x), Ok(y)) = (
         arrow::compute::concat_batches(&sa.schema(), a),
         arrow::compute::concat_batches(&sb.schema(), b),
     ) else {
-        return false;
+        return Agreement::Differs(detail());
     };
-    x.num_rows() == y.num_rows()
-        && x.num_columns() == y.num_columns()
-        && (0..x.num_columns()).all(|c| {
-            let name = x.schema().field(c).name().clone();
-            (0..x.num_rows())
-                .all(|r| cells_match(&name, x.column(c), r, y.column(c), r, t).is_some())
-        })
+    if x.num_rows() != y.num_rows() || x.num_columns() != y.num_columns() {
+        return Agreement::Differs(detail());
+    }
+    let mut doubtful = false;
+    for c in 0..x.num_columns() {
+        let name = x.schema().field(c).name().clone();
+        for r in 0..x.num_rows() {
+            match cells_match(&name, x.column(c), r, y.column(c), r, t) {
+                CellMatch::Exact | CellMatch::Within => {}
+                CellMatch::Doubtful => doubtful = true,
+                CellMatch::Differs => return Agreement::Differs(detail()),
+            }
+        }
+    }
+    if doubtful {
+        Agreement::Doubtful(detail())
+    } else {
+        Agreement::Same
+    }
 }
 
 /// Generates the suite for `schema`, the distinct counts telling which columns get group counts.
@@ -151,25 +233,12 @@ pub async fn replay(
     let a = session(actual_schema, actual).map_err(|e| e.to_string())?;
     let mut out = ReplayOutcome::default();
     for q in suite(&schema, &e, max_queries, tolerance).await {
-        out.queries += 1;
-        let want = run(&e, &q).await?;
-        match run(&a, &q).await {
-            Ok(got) if same(&want, &got, tolerance) => out.passed += 1,
-            Ok(got) => {
-                if out.failures.len() < 5 {
-                    out.failures.push(format!(
-                        "{q}: expected {} got {}",
-                        render(&want),
-                        render(&got)
-                    ));
-                }
-            }
-            Err(err) => {
-                if out.failures.len() < 5 {
-                    out.failures.push(format!("{q}: {err}"));
-                }
-            }
-        }
+        let outcome = match (run(&e, &q).await, run(&a, &q).await) {
+            (Ok(want), Ok(got)) => Ok(compare_results(&want, &got, tolerance)),
+            (Err(err), _) => Err(format!("fails on the expected rows: {err}")),
+            (_, Err(err)) => Err(format!("fails on the transformed rows: {err}")),
+        };
+        out.record(&q, outcome);
     }
     Ok(out)
 }

@@ -50,6 +50,8 @@ pub struct TransformTask {
 /// `recase` (a string upper-cased with leading blanks),
 /// `timestamp:<ms>` (shifted), `number:<delta>` (changed), `null` (a value
 /// lost). Key columns are left alone so the row stays identifiable.
+/// `unreadable` instead damages the written partition file (bytes flipped
+/// after its checksum was recorded), as a failing disk would.
 fn mutate(batch: RecordBatch, key: &[String]) -> std::result::Result<RecordBatch, DataFusionError> {
     use datafusion::scalar::ScalarValue;
     let kind = std::env::var("SENSEI_TEST_MUTATE").unwrap_or_default();
@@ -424,8 +426,10 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
     let id = format!("{}-a{attempt}", task.output_id);
     let path = ctx.staging_path(&id);
     let mut writer = PartitionWriter::create(&path, out_schema)?;
-    let mut inject = task.input.partition == 0
+    let inject_target = task.input.partition == 0
         && std::env::var("SENSEI_TEST_MUTATE_TABLE").is_ok_and(|t| t == task.target_table);
+    let mut inject =
+        inject_target && std::env::var("SENSEI_TEST_MUTATE").is_ok_and(|m| m != "unreadable");
     while let Some(batch) = stream.next().await {
         let batch = match batch {
             Ok(b) if inject && b.num_rows() > 0 => {
@@ -448,7 +452,29 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
     let stats = writer.finish()?;
     metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "transformation")
         .increment(stats.rows);
-    let partition = ctx.register(&id, &task.target_table, task.input.partition, path, stats);
+    let damage =
+        inject_target && std::env::var("SENSEI_TEST_MUTATE").is_ok_and(|m| m == "unreadable");
+    let partition = ctx.register(
+        &id,
+        &task.target_table,
+        task.input.partition,
+        path.clone(),
+        stats,
+    );
+    if damage {
+        let flip = || -> std::io::Result<()> {
+            let mut bytes = std::fs::read(&path)?;
+            let mid = bytes.len() / 2;
+            for b in bytes.iter_mut().skip(mid).take(16) {
+                *b = !*b;
+            }
+            std::fs::write(&path, bytes)
+        };
+        flip().map_err(|e| AgentError::Malformed {
+            what: "fault injection".into(),
+            message: e.to_string(),
+        })?;
+    }
     Ok(TransformResult {
         rows: partition.rows,
         rows_in,

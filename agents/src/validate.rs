@@ -2,6 +2,10 @@
 //! partitions by row count, order-independent content digest and, row by
 //! row, by primary key within tolerances (the mapping's SQL replayed here
 //! gives the expected rows).
+//!
+//! A partition that cannot be read as recorded (its checksum or row count
+//! disagrees with the manifest) leaves the table undecided: the result says
+//! so instead of failing the task, and the certificate is INCONCLUSIVE.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +54,7 @@ pub struct VerifyTask {
 }
 
 /// One side's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SideDigest {
     /// Rows.
     pub rows: u64,
@@ -59,7 +63,7 @@ pub struct SideDigest {
 }
 
 /// Output of a verification task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VerifyResult {
     /// Rows compared (target side).
     pub rows: u64,
@@ -82,6 +86,9 @@ pub struct VerifyResult {
     /// Distribution tests per column.
     #[serde(default)]
     pub stats: Vec<crate::stats::ColumnStat>,
+    /// Why the table's data could not be read (no other figure is then meaningful).
+    #[serde(default)]
+    pub unreadable: Option<String>,
 }
 
 async fn digest_of(
@@ -197,8 +204,23 @@ async fn row_equivalence(
     Ok((total, all_expected))
 }
 
-/// Runs a verification task.
+/// Runs a verification task. Data that cannot be read as recorded gives a
+/// result that says so; other errors (a node unreachable) fail the task, to
+/// be retried.
 pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
+    match checks(ctx, task).await {
+        Err(e @ crate::error::AgentError::Corrupt { .. }) => {
+            tracing::warn!(table = %task.table, error = %e, "data not readable: verification undecided");
+            Ok(VerifyResult {
+                unreadable: Some(e.to_string()),
+                ..VerifyResult::default()
+            })
+        }
+        other => other,
+    }
+}
+
+async fn checks(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     let source = match &task.sql {
         Some(sql) => {
             let lookups = crate::transform::load_lookups(ctx, &task.lookups).await?;
@@ -300,6 +322,7 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
         _ => None,
     };
     Ok(VerifyResult {
+        unreadable: None,
         stats,
         replay,
         expectations,

@@ -202,6 +202,13 @@ pub struct VerificationSection {
     /// Largest total variation distance allowed between the value frequencies
     /// of a text or boolean column.
     pub tvd_threshold: f64,
+    /// The undecidable band around each tolerance, as a fraction of it: a
+    /// difference within it of the tolerance makes the check INCONCLUSIVE.
+    pub inconclusive_band: f64,
+    /// A file of SQL queries written against the source schema, separated
+    /// by `;`: each is run on the source snapshot and, rewritten through the
+    /// mapping, on the transformed rows, and the results compared.
+    pub queries_file: String,
 }
 
 impl Default for VerificationSection {
@@ -216,6 +223,8 @@ impl Default for VerificationSection {
             equivalences: String::new(),
             ks_threshold: 0.05,
             tvd_threshold: 0.01,
+            inconclusive_band: 0.1,
+            queries_file: String::new(),
         }
     }
 }
@@ -424,6 +433,7 @@ impl MigrationConfig {
             &mut self.source.password_file,
             &mut self.transformation.pii_hash_key_file,
             &mut self.verification.expectations_dir,
+            &mut self.verification.queries_file,
             &mut self.target.schema,
             &mut self.signing.key_file,
             &mut self.runtime.workdir,
@@ -476,6 +486,20 @@ impl MigrationConfig {
             return Err(bad(format!(
                 "key verification.string_mode = {:?} must be exact, normalized or semantic",
                 self.verification.string_mode
+            )));
+        }
+        if !(0.0..1.0).contains(&self.verification.inconclusive_band) {
+            return Err(bad(format!(
+                "key verification.inconclusive_band = {} must lie in [0, 1) (a fraction of each tolerance)",
+                self.verification.inconclusive_band
+            )));
+        }
+        if !self.verification.queries_file.is_empty()
+            && !Path::new(&self.verification.queries_file).is_file()
+        {
+            return Err(bad(format!(
+                "key verification.queries_file = {:?}: no such file; write the queries against the source schema, separated by ';'",
+                self.verification.queries_file
             )));
         }
         if !matches!(self.source.mysql_consistency.as_str(), "lock" | "session") {

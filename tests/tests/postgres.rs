@@ -639,3 +639,52 @@ fn a_configured_partition_key_splits_a_table_without_an_integer_key() {
         .unwrap();
     assert_eq!((n, nulls), (3000, 60), "every row once, NULL keys included");
 }
+
+#[test]
+fn diff_finds_every_changed_missing_and_extra_row_between_two_databases() {
+    let a = PgDatabase::create("diff_a");
+    let b = PgDatabase::create("diff_b");
+    let setup = "CREATE TABLE t (id bigint PRIMARY KEY, qty integer, price numeric(12,2), name text, at timestamp);
+        INSERT INTO t SELECT i, i % 7, i * 1.25, md5(i::text), timestamp '2024-01-01' + i * interval '1 minute'
+        FROM generate_series(1, 5000) i;";
+    a.client().batch_execute(setup).unwrap();
+    b.client().batch_execute(setup).unwrap();
+    // Small chunks: the comparison spans many key ranges and both workers.
+    let same = run(sensei().args(["diff", &a.url, &b.url, "--json", "--chunk-keys", "700"]));
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
+    assert_eq!(doc[0]["rows_a"], 5000);
+    assert_eq!(doc[0]["merkle_a"], doc[0]["merkle_b"]);
+
+    b.client()
+        .batch_execute(
+            "UPDATE t SET name = 'changed' WHERE id = 2507;
+             DELETE FROM t WHERE id = 4000;
+             INSERT INTO t VALUES (9001, 1, 1.00, 'new', now());",
+        )
+        .unwrap();
+    let out = run(sensei().args(["diff", &a.url, &b.url, "--json", "--chunk-keys", "700"]));
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &doc[0]["diff"];
+    assert_eq!(
+        (
+            d["changed"].as_u64(),
+            d["missing"].as_u64(),
+            d["extra"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{d}"
+    );
+    let examples = d["examples"].to_string();
+    for key in ["id=2507", "id=4000", "id=9001"] {
+        assert!(examples.contains(key), "{key} named: {examples}");
+    }
+    assert!(examples.contains("changed"), "{examples}");
+    assert_ne!(doc[0]["merkle_a"], doc[0]["merkle_b"]);
+}

@@ -264,3 +264,117 @@ fn string_modes_decide_whether_case_and_blanks_matter() {
     let check = row_check(&cert, "customers");
     assert_eq!(check["within_tolerance"], 1, "{check}");
 }
+
+#[test]
+fn a_difference_at_the_edge_of_tolerance_is_inconclusive_and_waits_for_review() {
+    // 1,050 ms against a 1 s tolerance lies in the default band (0.9 s to 1.1 s).
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("t.db");
+    let cfg = write_config(dir.path(), &src, &target, "");
+    let out = run(sensei()
+        .arg("migrate")
+        .arg(&cfg)
+        .env("SENSEI_TEST_MUTATE", "timestamp:1050")
+        .env("SENSEI_TEST_MUTATE_TABLE", "orders"));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "INCONCLUSIVE waits for review: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !target.exists() || tables(&target).is_empty(),
+        "nothing is delivered before review"
+    );
+    let mig = std::fs::read_dir(dir.path().join("work"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("certificate.json").exists())
+        .unwrap()
+        .path();
+    let cert: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("certificate.json")).unwrap()).unwrap();
+    assert_eq!(cert["payload"]["status"], "INCONCLUSIVE");
+    let check = row_check(&cert, "orders");
+    assert_eq!(check["result"], "inconclusive", "{check}");
+    assert_eq!(check["doubtful"], 1, "{check}");
+    let why = check["differences"][0].as_str().unwrap_or_default();
+    assert!(
+        why.contains("ord_id=") && why.contains("band"),
+        "names the key and the reason: {why}"
+    );
+    assert_eq!(row_check(&cert, "customers")["result"], "pass");
+
+    // Rerunning without a person's word delivers nothing.
+    let again = run(sensei().arg("migrate").arg(&cfg));
+    assert_eq!(again.status.code(), Some(3));
+    assert!(!target.exists() || tables(&target).is_empty());
+
+    // Accepted: recorded once, then delivered, the receipt naming who accepted.
+    let ok = run(sensei()
+        .args(["review", "--accept-inconclusive", "--by", "alice"])
+        .arg(&cfg));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let twice = run(sensei()
+        .args(["review", "--accept-inconclusive", "--by", "bob"])
+        .arg(&cfg));
+    assert_eq!(
+        twice.status.code(),
+        Some(1),
+        "an acceptance is written once"
+    );
+    let done = run(sensei().arg("migrate").arg(&cfg));
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
+    assert_eq!(receipt["accepted_inconclusive"]["accepted_by"], "alice");
+    assert_eq!(
+        receipt["accepted_inconclusive"]["undecided_checks"][0]["table"],
+        "orders"
+    );
+    // The certificate was not rewritten.
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("certificate.json")).unwrap()).unwrap();
+    assert_eq!(after, cert);
+}
+
+#[test]
+fn the_band_can_be_turned_off() {
+    let (code, cert) = run_with_config(
+        "timestamp:1050",
+        "orders",
+        "[verification]\ninconclusive_band = 0.0\n",
+    );
+    assert_eq!(code, Some(2), "beyond 1 s without a band: FAIL");
+    assert_eq!(row_check(&cert, "orders")["result"], "fail");
+}
+
+#[test]
+fn data_that_cannot_be_read_is_inconclusive_not_pass() {
+    let (code, cert) = run_with("unreadable", "products");
+    assert_eq!(code, Some(3), "{}", cert["payload"]);
+    assert_eq!(cert["payload"]["status"], "INCONCLUSIVE");
+    let check = cert["payload"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "readable")
+        .expect("a readable check");
+    assert_eq!(check["table"], "products");
+    assert_eq!(check["result"], "inconclusive");
+    assert!(
+        check["error"].as_str().unwrap().contains("products"),
+        "{check}"
+    );
+}

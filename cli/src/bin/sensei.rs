@@ -68,6 +68,11 @@ enum Command {
         /// Who reviews (recorded with each change); defaults to $USER.
         #[arg(long)]
         by: Option<String>,
+        /// Accept an INCONCLUSIVE certificate: the next `sensei migrate`
+        /// delivers. Recorded (who, when, the certificate's hash) and shown in
+        /// the receipt.
+        #[arg(long)]
+        accept_inconclusive: bool,
     },
     /// Run the ingestion phase alone: discover, profile, scan for PII, stage
     /// partitions, write the manifest. `sensei migrate` later continues from it.
@@ -96,6 +101,26 @@ enum Command {
         /// Folder of pairs; defaults to the set kept in the repository.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Compare the same tables in two databases row by row, paired by
+    /// primary key, fully (exit 0 equal, 2 different, 1 error).
+    Diff {
+        /// First database (sqlite://, postgresql://, mysql://).
+        a: String,
+        /// Second database.
+        b: String,
+        /// Tables to compare (repeatable); every table of the first by default.
+        #[arg(long)]
+        table: Vec<String>,
+        /// Concurrent workers, each holding one session per database.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Keys per chunk read from both sides (bounds memory).
+        #[arg(long, default_value_t = 200_000)]
+        chunk_keys: i64,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Certificate tools.
     Certificate {
@@ -201,6 +226,14 @@ fn main() {
                 }
             }
         }
+        Command::Diff {
+            a,
+            b,
+            table,
+            workers,
+            chunk_keys,
+            json,
+        } => diff(&a, &b, table, workers, chunk_keys, json),
         Command::Plan { args, workers } => match plan(args, workers) {
             Ok(code) => code,
             Err(e) => {
@@ -215,7 +248,12 @@ fn main() {
             expression,
             all,
             by,
-        } => match review(args, approve, reject, expression, all, by) {
+            accept_inconclusive,
+        } => match if accept_inconclusive {
+            accept(args, by)
+        } else {
+            review(args, approve, reject, expression, all, by)
+        } {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -465,6 +503,135 @@ fn plan(args: MigrationArgs, workers: Option<u32>) -> anyhow::Result<i32> {
             waiting.len()
         );
     }
+    Ok(0)
+}
+
+/// `sensei diff`: prints what differs, table by table.
+fn diff(
+    a: &str,
+    b: &str,
+    tables: Vec<String>,
+    workers: Option<usize>,
+    chunk_keys: i64,
+    json: bool,
+) -> i32 {
+    let options = sensei_agents::diff::DiffOptions {
+        tables,
+        workers: workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        chunk_keys,
+        ..Default::default()
+    };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = |table: &str, done: usize, all: usize| {
+        if tty || done == all {
+            eprint!("\r{table}: {done}/{all} chunks");
+            if done == all {
+                eprintln!();
+            }
+        }
+    };
+    let out = match sensei_agents::diff::diff(a, b, &options, &progress) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let same = out.iter().all(|t| t.diff.equal() && t.rows_a == t.rows_b);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        for t in &out {
+            println!(
+                "{}: {} rows / {} rows by ({}): {} only in the first, {} only in the second, {} changed; merkle {} / {}",
+                t.table,
+                t.rows_a,
+                t.rows_b,
+                t.key.join(", "),
+                t.diff.missing,
+                t.diff.extra,
+                t.diff.changed,
+                t.merkle_a,
+                t.merkle_b
+            );
+            for e in &t.diff.examples {
+                println!("  {e}");
+            }
+        }
+    }
+    if same {
+        0
+    } else {
+        2
+    }
+}
+
+/// `sensei review --accept-inconclusive`: a person's word that an
+/// INCONCLUSIVE certificate may be delivered, written once next to it.
+fn accept(args: MigrationArgs, by: Option<String>) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let config = args.load(None)?;
+    let dir = PathBuf::from(&config.runtime.workdir).join(config.migration_id());
+    let path = dir.join("certificate.json");
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "no certificate at {}: run sensei migrate until verification",
+            path.display()
+        )
+    })?;
+    let cert: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a certificate", path.display()))?;
+    let status = cert["payload"]["status"].as_str().unwrap_or_default();
+    if status != "INCONCLUSIVE" {
+        anyhow::bail!(
+            "the certificate says {status}, not INCONCLUSIVE: there is nothing to accept"
+        );
+    }
+    let undecided: Vec<serde_json::Value> = cert["payload"]["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["result"] == "inconclusive")
+        .cloned()
+        .collect();
+    let who = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let doc = serde_json::json!({
+        "accepted_by": who,
+        "accepted_at": sensei_agents::artifacts::now_rfc3339(),
+        "certificate_sha256": sensei_runtime::store::sha256_hex(&bytes),
+        "undecided_checks": undecided,
+    });
+    let out = dir.join(sensei_agents::artifacts::INCONCLUSIVE_REVIEW);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&out)
+        .with_context(|| {
+            format!(
+                "{} exists: the certificate was accepted already",
+                out.display()
+            )
+        })?;
+    f.write_all(&serde_json::to_vec_pretty(&doc)?)?;
+    f.sync_all()?;
+    for c in &undecided {
+        println!(
+            "undecided: {} {}",
+            c["check"].as_str().unwrap_or_default(),
+            c["table"].as_str().unwrap_or_default()
+        );
+    }
+    println!(
+        "{who} accepted the INCONCLUSIVE certificate ({}); run sensei migrate to deliver",
+        out.display()
+    );
     Ok(0)
 }
 
