@@ -181,24 +181,27 @@ impl NodeContext {
     }
 
     async fn read_verified(&self, p: &PartitionRef, path: PathBuf) -> Result<Vec<RecordBatch>> {
-        let expected = p.sha256.clone();
-        let id = p.id.clone();
-        tokio::task::spawn_blocking(move || {
-            let (_, actual) = parquet_io::hash_file(&path)?;
-            if actual != expected {
-                return Err(AgentError::Corrupt {
-                    id,
-                    expected,
-                    actual,
-                });
-            }
-            let (_, batches) = parquet_io::read_partition(&path)?;
-            Ok(batches)
-        })
-        .await
-        .map_err(|e| AgentError::Malformed {
-            what: "partition read".into(),
-            message: e.to_string(),
-        })?
+        let p = p.clone();
+        tokio::task::spawn_blocking(move || read_verified_file(&p, &path))
+            .await
+            .map_err(|e| AgentError::Malformed {
+                what: "partition read".into(),
+                message: e.to_string(),
+            })?
     }
+}
+
+/// Reads a partition file after checking its SHA-256 against the recorded
+/// one (a mismatch is [`AgentError::Corrupt`]).
+pub fn read_verified_file(p: &PartitionRef, path: &std::path::Path) -> Result<Vec<RecordBatch>> {
+    let (_, actual) = parquet_io::hash_file(path)?;
+    if actual != p.sha256 {
+        return Err(AgentError::Corrupt {
+            id: p.id.clone(),
+            expected: p.sha256.clone(),
+            actual,
+        });
+    }
+    let (_, batches) = parquet_io::read_partition(path)?;
+    Ok(batches)
 }

@@ -365,6 +365,33 @@ pub fn split_queries(text: &str, file: &str) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// A suite generated in source-schema terms, for replay between recorded
+/// checkpoints: per migrated table its row count, per column the mapping
+/// copies its non-null and distinct counts, minimum and maximum.
+pub fn generated_suite(mapping: &MappingSpec, manifest: &Manifest) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (table, r) in renames(mapping, manifest) {
+        out.push((
+            format!("rows {table}"),
+            format!("SELECT count(*) FROM {}", quote(&table)),
+        ));
+        for (col, target) in &r.columns {
+            if target.is_err() {
+                continue;
+            }
+            let c = quote(col);
+            out.push((
+                format!("column {table}.{col}"),
+                format!(
+                    "SELECT count({c}), count(DISTINCT {c}), min({c}), max({c}) FROM {}",
+                    quote(&table)
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// The foreign-key coverage queries of the source catalog: per key, the
 /// referencing rows and how many of them find their parent.
 pub fn coverage_queries(manifest: &Manifest) -> Vec<(String, String)> {
@@ -406,15 +433,45 @@ pub fn coverage_queries(manifest: &Manifest) -> Vec<(String, String)> {
     out
 }
 
+/// Where partitions are read from: a node (local file or Flight), or the
+/// staged files themselves (checkpoint replay, outside any node).
+#[derive(Clone, Copy)]
+pub enum Reader<'a> {
+    /// Through a node's fetch.
+    Node(&'a NodeContext),
+    /// The files at the partitions' URIs, checksums checked.
+    Files,
+}
+
+impl Reader<'_> {
+    async fn fetch(&self, p: &PartitionRef) -> Result<Vec<RecordBatch>> {
+        match self {
+            Reader::Node(ctx) => ctx.fetch(p).await,
+            Reader::Files => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || {
+                    let path = std::path::PathBuf::from(p.uri.trim_start_matches("file://"));
+                    crate::node::read_verified_file(&p, &path)
+                })
+                .await
+                .map_err(|e| crate::error::AgentError::Malformed {
+                    what: "partition read".into(),
+                    message: e.to_string(),
+                })?
+            }
+        }
+    }
+}
+
 async fn load(
-    ctx: &NodeContext,
+    reader: Reader<'_>,
     session: &SessionContext,
     name: &str,
     parts: &[PartitionRef],
 ) -> Result<()> {
     let mut batches = Vec::new();
     for p in parts {
-        batches.extend(ctx.fetch(p).await?);
+        batches.extend(reader.fetch(p).await?);
     }
     let schema = match batches.first() {
         Some(b) => b.schema(),
@@ -514,8 +571,13 @@ fn has_order_by(sql: &str) -> bool {
     }
 }
 
-/// Runs the cross-table task.
+/// Runs the cross-table task on a node.
 pub async fn run(ctx: &NodeContext, task: &QueryTask) -> Result<QueryResult> {
+    run_with(Reader::Node(ctx), task).await
+}
+
+/// Runs the cross-table task reading partitions with `reader`.
+pub async fn run_with(reader: Reader<'_>, task: &QueryTask) -> Result<QueryResult> {
     let config = || SessionConfig::new().with_target_partitions(1);
     let source = SessionContext::new_with_config(config());
     let target = SessionContext::new_with_config(config());
@@ -527,7 +589,7 @@ pub async fn run(ctx: &NodeContext, task: &QueryTask) -> Result<QueryResult> {
         (&target, &task.target_tables),
     ] {
         for (name, parts) in tables {
-            match load(ctx, session, name, parts).await {
+            match load(reader, session, name, parts).await {
                 Ok(()) => {}
                 Err(e @ crate::error::AgentError::Corrupt { .. }) => {
                     unreadable.get_or_insert(format!("data not readable: {e}"));

@@ -209,6 +209,9 @@ pub struct VerificationSection {
     /// by `;`: each is run on the source snapshot and, rewritten through the
     /// mapping, on the transformed rows, and the results compared.
     pub queries_file: String,
+    /// Seconds between checkpoints `sensei checkpoint take --count N` records
+    /// (0: one after another).
+    pub checkpoint_interval_s: u64,
 }
 
 impl Default for VerificationSection {
@@ -225,6 +228,7 @@ impl Default for VerificationSection {
             tvd_threshold: 0.01,
             inconclusive_band: 0.1,
             queries_file: String::new(),
+            checkpoint_interval_s: 0,
         }
     }
 }

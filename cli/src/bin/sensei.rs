@@ -122,10 +122,54 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Checkpoints of a migration, and the query suite replayed on any
+    /// recorded pair of them (time travel).
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
     /// Certificate tools.
     Certificate {
         #[command(subcommand)]
         command: CertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Record a source checkpoint: the source extracted again at a new
+    /// snapshot (with --delivered: a copy of the delivered target instead).
+    Take {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Copy the delivered target database as a target checkpoint.
+        #[arg(long)]
+        delivered: bool,
+        /// Seconds between checkpoints (default verification.checkpoint_interval_s).
+        #[arg(long)]
+        every: Option<u64>,
+        /// Checkpoints to take.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Scout agents.
+        #[arg(long)]
+        workers: Option<u32>,
+    },
+    /// List the recorded checkpoints (0: the migration's own).
+    List {
+        #[command(flatten)]
+        args: MigrationArgs,
+    },
+    /// Replay the query suite on a recorded pair (exit 0 PASS, 2 FAIL, 3 INCONCLUSIVE).
+    Replay {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Source checkpoint.
+        #[arg(long, default_value_t = 0)]
+        source_checkpoint: u32,
+        /// Target checkpoint.
+        #[arg(long, default_value_t = 0)]
+        target_checkpoint: u32,
     },
 }
 
@@ -208,6 +252,12 @@ fn main() {
     {
         export_source_password(args);
     }
+    if let Command::Checkpoint {
+        command: CheckpointCommand::Take { args, .. },
+    } = &cli.command
+    {
+        export_source_password(args);
+    }
     let code = match cli.command {
         Command::Migrate {
             mut args,
@@ -234,6 +284,13 @@ fn main() {
             chunk_keys,
             json,
         } => diff(&a, &b, table, workers, chunk_keys, json),
+        Command::Checkpoint { command } => match checkpoint(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         Command::Plan { args, workers } => match plan(args, workers) {
             Ok(code) => code,
             Err(e) => {
@@ -504,6 +561,95 @@ fn plan(args: MigrationArgs, workers: Option<u32>) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// `sensei checkpoint`.
+fn checkpoint(command: CheckpointCommand) -> anyhow::Result<i32> {
+    use sensei_cli::checkpoint as cp;
+    match command {
+        CheckpointCommand::Take {
+            args,
+            delivered,
+            every,
+            count,
+            workers,
+        } => {
+            let config = args.load(workers)?;
+            let every = every.unwrap_or(config.verification.checkpoint_interval_s);
+            for i in 0..count.max(1) {
+                if i > 0 {
+                    std::thread::sleep(Duration::from_secs(every));
+                }
+                if delivered {
+                    let c = cp::take_target(&config)?;
+                    println!(
+                        "target checkpoint {} at {}: {} tables",
+                        c.n,
+                        c.taken_at,
+                        c.partitions.len()
+                    );
+                    continue;
+                }
+                let (n, name) = cp::next_source_name(&config)?;
+                let mut child = args.clone();
+                child.set.push(format!("migration.name={name}"));
+                let child_id = child.load(workers)?.migration_id();
+                let code = migrate(child, workers, false, Some(Phase::Ingestion))?;
+                if code != 0 {
+                    return Ok(code);
+                }
+                let c = cp::record_source(&config, n, &child_id)?;
+                println!(
+                    "source checkpoint {} at {} ({}{})",
+                    c.n,
+                    c.checkpoint_time,
+                    c.consistency,
+                    c.snapshot_id
+                        .as_deref()
+                        .map(|s| format!(", snapshot {s}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(0)
+        }
+        CheckpointCommand::List { args } => {
+            for line in cp::list(&args.load(None)?)? {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        CheckpointCommand::Replay {
+            args,
+            source_checkpoint,
+            target_checkpoint,
+        } => {
+            let config = args.load(None)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let (code, doc) =
+                rt.block_on(cp::replay(&config, source_checkpoint, target_checkpoint))?;
+            for q in doc["queries"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<12} {}{}",
+                    q["result"].as_str().unwrap_or_default(),
+                    q["name"].as_str().unwrap_or_default(),
+                    match q["detail"].as_str() {
+                        Some(d) if !d.is_empty() => format!(": {d}"),
+                        _ => String::new(),
+                    }
+                );
+            }
+            println!(
+                "{} (source checkpoint {}, target checkpoint {})",
+                doc["status"].as_str().unwrap_or_default(),
+                source_checkpoint,
+                target_checkpoint
+            );
+            Ok(code)
+        }
+    }
 }
 
 /// `sensei diff`: prints what differs, table by table.
