@@ -1445,6 +1445,14 @@ impl Orchestrator {
                 sha256_hex(&self.artifacts.get(&format!("{id}/{name}")).await?),
             );
         }
+        // The generated SQL the Workers ran, table by table.
+        for t in &mapping.tables {
+            let name = format!("sql/{}.sql", id_part(&t.target));
+            evidence.insert(
+                name.clone(),
+                sha256_hex(&self.artifacts.get(&format!("{id}/{name}")).await?),
+            );
+        }
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
         for p in manifest
             .tables

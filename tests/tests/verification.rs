@@ -228,6 +228,7 @@ fn great_expectations_suites_are_evaluated_in_both_layouts() {
         6
     );
     assert!(cert["payload"]["evidence_sha256"]["expectations.json"].is_string());
+    assert!(cert["payload"]["evidence_sha256"]["sql/orders.sql"].is_string());
 
     // One expectation broken (phones required everywhere; a row count that is off): FAIL.
     let mut strict = customers;
