@@ -164,6 +164,10 @@ pub struct MappingSpec {
 /// INCONCLUSIVE certificate for delivery, and when; written once.
 pub const INCONCLUSIVE_REVIEW: &str = "inconclusive-review.json";
 
+/// The foreign keys of a PostgreSQL target dropped for the load and added
+/// back after it: (table, constraint, definition).
+pub const DEFERRED_FOREIGN_KEYS: &str = "deferred-foreign-keys.json";
+
 /// The Behavioral Equivalence Certificate as written: a payload and its signature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedCertificate {
@@ -338,6 +342,9 @@ pub struct Receipt {
     pub warnings: Vec<String>,
     /// When (RFC 3339).
     pub delivered_at: String,
+    /// Notices and warnings the target sent while batches were written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_notices: Vec<String>,
     /// The review that accepted an INCONCLUSIVE certificate, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_inconclusive: Option<serde_json::Value>,

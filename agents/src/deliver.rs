@@ -1,12 +1,13 @@
 //! Phase 4 engine (Worker, delivery): write one verified partition to the
 //! target in batches, each in one transaction with its ledger row.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
-use sensei_connectors::sqlite::{BatchKey, SqliteTarget};
+use sensei_connectors::files::SourceOptions;
+use sensei_connectors::sqlite::BatchKey;
+use sensei_connectors::target::Target;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::PartitionRef;
@@ -20,8 +21,9 @@ pub struct DeliverTask {
     pub table: String,
     /// Verified partition.
     pub input: PartitionRef,
-    /// SQLite target file.
-    pub target_path: PathBuf,
+    /// Target URL (`sqlite://PATH`, `postgresql://...`; a password comes
+    /// from the environment, never the payload).
+    pub target: String,
     /// Rows per batch.
     pub batch_rows: u64,
     /// Stable ledger key of the partition (`table/partition`): the same on every
@@ -42,6 +44,9 @@ pub struct DeliverResult {
     pub batches_skipped: u64,
     /// Time in target transactions.
     pub elapsed_ms: u64,
+    /// Notices and warnings the target sent, each with its batch.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Cuts batches into pieces of exactly `rows` (the last may be shorter), so
@@ -77,7 +82,7 @@ pub async fn run(
     let delay = ctx.batch_delay_ms;
     let task_id_hint = task.ledger_partition.clone();
     tokio::task::spawn_blocking(move || -> Result<DeliverResult> {
-        let mut target = SqliteTarget::open(&task.target_path)?;
+        let mut target = Target::open(&task.target, &SourceOptions::default())?;
         let mut r = DeliverResult::default();
         for (seq, chunk) in chunks.iter().enumerate() {
             if lost.load(Ordering::SeqCst) {
@@ -95,6 +100,12 @@ pub async fn run(
             let ack = target.write_batch(&task.table, chunk, &key)?;
             r.rows_in_partition += chunk.num_rows() as u64;
             r.elapsed_ms += ack.elapsed_ms;
+            for w in ack.warnings {
+                if r.warnings.len() < 20 {
+                    r.warnings
+                        .push(format!("batch {seq} of {}: {w}", task.ledger_partition));
+                }
+            }
             if ack.written {
                 r.rows += ack.rows;
                 r.batches_written += 1;

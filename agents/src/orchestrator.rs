@@ -104,6 +104,68 @@ pub fn read_back(
     Ok((d, m.root()))
 }
 
+/// Reads a delivered table back from a database source (PostgreSQL), the
+/// certified columns in their order, each cast to its certified type, and
+/// computes its digest and Merkle root with the certificate's algorithms.
+pub fn read_back_cast(
+    src: &mut Source,
+    infos: &[TableInfo],
+    table: &str,
+    order: &[String],
+    certified: Option<arrow::datatypes::SchemaRef>,
+    key: &[String],
+) -> Result<(TableDigest, String)> {
+    let mut info = infos
+        .iter()
+        .find(|t| t.name == table)
+        .cloned()
+        .ok_or_else(|| AgentError::Malformed {
+            what: format!("post-delivery check of {table}"),
+            message: "the target has no such table".into(),
+        })?;
+    if !order.is_empty() {
+        info.columns.sort_by_key(|c| {
+            order
+                .iter()
+                .position(|o| *o == c.name)
+                .unwrap_or(usize::MAX)
+        });
+        info.columns.retain(|c| order.contains(&c.name));
+    }
+    let mut d = TableDigest::default();
+    let mut m = crate::digest::MerkleDigest::default();
+    src.read(&info, None, 8192, |b| {
+        let b = match &certified {
+            Some(schema) => {
+                let mut cols = Vec::new();
+                let mut fields = Vec::new();
+                for (i, f) in b.schema().fields().iter().enumerate() {
+                    let want = schema
+                        .field_with_name(f.name())
+                        .map(|c| c.data_type().clone())
+                        .unwrap_or_else(|_| f.data_type().clone());
+                    let c = if b.column(i).data_type() == &want {
+                        b.column(i).clone()
+                    } else {
+                        arrow::compute::cast(b.column(i), &want)?
+                    };
+                    fields.push(arrow::datatypes::Field::new(f.name(), want, true));
+                    cols.push(c);
+                }
+                arrow::record_batch::RecordBatch::try_new(
+                    std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+                    cols,
+                )?
+            }
+            None => b,
+        };
+        d.add_batch(&b);
+        m.add_batch(&b, key);
+        Ok(())
+    })?;
+    Ok((d, m.root()))
+}
+
 /// Per table read back from the target: its digest and Merkle root.
 type ReadBack = BTreeMap<String, (TableDigest, String)>;
 
@@ -363,7 +425,7 @@ impl Orchestrator {
     pub fn preflight(config: &MigrationConfig) -> Result<()> {
         parse(&config.target.url, "target")?;
         Source::open_with(&config.source.url, None, &source_options(config)?)?;
-        SqliteTarget::check_writable(&target_path(config)?)?;
+        sensei_connectors::target::Target::check(&config.target.url, &SourceOptions::default())?;
         if !config.target.schema.is_empty() && config.target.schema != TARGET_SCHEMA_FROM_TARGET {
             let ddl = std::fs::read_to_string(&config.target.schema).map_err(|e| {
                 sensei_connectors::ConnectorError::Unreadable {
@@ -1559,7 +1621,7 @@ impl Orchestrator {
         }
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
-        let target = target_path(config)?;
+        let url = config.target.url.clone();
         let ddl = if config.target.schema.is_empty()
             || config.target.schema == TARGET_SCHEMA_FROM_TARGET
         {
@@ -1580,22 +1642,36 @@ impl Orchestrator {
                 schemas.push((t.target.clone(), schema, t.primary_key.clone()));
             }
         }
-        let tp = target.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let target = SqliteTarget::open(&tp)?;
-            if let Some(ddl) = ddl {
-                target.apply_ddl(&ddl)?;
-            }
-            for (name, schema, pk) in &schemas {
-                target.ensure_table(name, schema, pk)?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| AgentError::Malformed {
-            what: "target preparation".into(),
-            message: e.to_string(),
-        })??;
+        let detached =
+            tokio::task::spawn_blocking(move || -> Result<Vec<(String, String, String)>> {
+                let mut target =
+                    sensei_connectors::target::Target::open(&url, &SourceOptions::default())?;
+                if let Some(ddl) = ddl {
+                    target.apply_ddl(&ddl)?;
+                }
+                for (name, schema, pk) in &schemas {
+                    target.ensure_table(name, schema, pk)?;
+                }
+                // PostgreSQL enforces foreign keys row by row: tables loading in
+                // parallel would trip them, so they are added back after the load.
+                Ok(match &mut target {
+                    sensei_connectors::target::Target::Postgres(pg) => {
+                        let names: Vec<String> =
+                            schemas.iter().map(|(n, _, _)| n.clone()).collect();
+                        pg.detach_foreign_keys(&names)?
+                    }
+                    sensei_connectors::target::Target::Sqlite(_) => Vec::new(),
+                })
+            })
+            .await
+            .map_err(|e| AgentError::Malformed {
+                what: "target preparation".into(),
+                message: e.to_string(),
+            })??;
+        let deferred = format!("{id}/{DEFERRED_FOREIGN_KEYS}");
+        if !detached.is_empty() && !self.artifacts.exists(&deferred).await? {
+            self.put_json(&deferred, &detached).await?;
+        }
         transformed
             .into_iter()
             .map(|p| {
@@ -1603,7 +1679,7 @@ impl Orchestrator {
                     table: p.table.clone(),
                     ledger_partition: format!("{}/{:05}", p.table, p.partition),
                     input: p.clone(),
-                    target_path: target.clone(),
+                    target: redact_url(&config.target.url),
                     batch_rows: config.delivery.batch_rows,
                 };
                 Ok(TaskSpec {
@@ -1625,14 +1701,16 @@ impl Orchestrator {
         let cert: SignedCertificate = serde_json::from_slice(&cert_bytes)?;
         let mut tables: BTreeMap<String, DeliveredTable> = BTreeMap::new();
         let mut elapsed = 0;
+        let mut notices: Vec<String> = Vec::new();
         for (t, r) in results::<DeliverResult>(tasks)? {
             let e = tables.entry(t.table.clone()).or_default();
             e.rows_written += r.rows;
             e.batches_written += r.batches_written;
             e.batches_skipped += r.batches_skipped;
             elapsed += r.elapsed_ms;
+            notices.extend(r.warnings);
         }
-        let target = target_path(&config)?;
+        let url = config.target.url.clone();
         let names: Vec<String> = cert.payload["tables"]
             .as_object()
             .map(|m| m.keys().cloned().collect())
@@ -1655,12 +1733,14 @@ impl Orchestrator {
             .collect();
         // The certified Arrow type of every column, from the verified partitions.
         let mut certified_types: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut certified: BTreeMap<String, arrow::datatypes::SchemaRef> = BTreeMap::new();
         for p in self.transformed(id).await? {
             if certified_types.contains_key(&p.table) {
                 continue;
             }
             let path = PathBuf::from(p.uri.trim_start_matches("file://"));
             let (schema, _) = sensei_flight::parquet_io::open_partition(&path, 1)?;
+            certified.insert(p.table.clone(), schema.clone());
             let types = schema
                 .fields()
                 .iter()
@@ -1672,40 +1752,78 @@ impl Orchestrator {
         // each column as its certified type (a target declaring REAL for a
         // decimal is read as that decimal), and digest it with the
         // certificate's algorithm.
-        let readback = tokio::task::spawn_blocking(move || -> Result<(ReadBack, FkViolations)> {
-            let src = SqliteSource::open(&target)?;
-            let mut out = BTreeMap::new();
-            for name in names {
-                let cols: Vec<(String, String)> = columns
-                    .get(&name)
-                    .map(|order| {
-                        order
-                            .iter()
-                            .map(|c| {
-                                let t = certified_types
-                                    .get(&name)
-                                    .and_then(|t| t.get(c))
-                                    .cloned()
-                                    .unwrap_or_default();
-                                (c.clone(), t)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let key = keys.get(&name).cloned().unwrap_or_default();
-                out.insert(name.clone(), read_back(&src, &name, &cols, &key)?);
-            }
-            drop(src);
-            let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;
-            Ok((out, violations))
-        })
+        let deferred_path = format!("{id}/{DEFERRED_FOREIGN_KEYS}");
+        let deferred: Vec<(String, String, String)> =
+            if self.artifacts.exists(&deferred_path).await? {
+                self.get_json(&deferred_path).await?
+            } else {
+                Vec::new()
+            };
+        let readback = tokio::task::spawn_blocking(
+            move || -> Result<(ReadBack, FkViolations, Vec<String>)> {
+                match parse(&url, "target")? {
+                    Location::Sqlite(target) => {
+                        let src = SqliteSource::open(&target)?;
+                        let mut out = BTreeMap::new();
+                        for name in names {
+                            let cols: Vec<(String, String)> = columns
+                                .get(&name)
+                                .map(|order| {
+                                    order
+                                        .iter()
+                                        .map(|c| {
+                                            let t = certified_types
+                                                .get(&name)
+                                                .and_then(|t| t.get(c))
+                                                .cloned()
+                                                .unwrap_or_default();
+                                            (c.clone(), t)
+                                        })
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            let key = keys.get(&name).cloned().unwrap_or_default();
+                            out.insert(name.clone(), read_back(&src, &name, &cols, &key)?);
+                        }
+                        drop(src);
+                        let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;
+                        Ok((out, violations, Vec::new()))
+                    }
+                    _ => {
+                        // Foreign keys back first: the server validates them against the rows.
+                        let broken = match sensei_connectors::target::Target::open(
+                            &url,
+                            &SourceOptions::default(),
+                        )? {
+                            sensei_connectors::target::Target::Postgres(mut pg) => {
+                                pg.attach_foreign_keys(&deferred)
+                            }
+                            sensei_connectors::target::Target::Sqlite(_) => Vec::new(),
+                        };
+                        let mut src = Source::open(&url, None)?;
+                        let infos = src.tables()?;
+                        let mut out = BTreeMap::new();
+                        for name in names {
+                            let order = columns.get(&name).cloned().unwrap_or_default();
+                            let key = keys.get(&name).cloned().unwrap_or_default();
+                            let schema = certified.get(&name).cloned();
+                            out.insert(
+                                name.clone(),
+                                read_back_cast(&mut src, &infos, &name, &order, schema, &key)?,
+                            );
+                        }
+                        Ok((out, Vec::new(), broken))
+                    }
+                }
+            },
+        )
         .await
         .map_err(|e| AgentError::Malformed {
             what: "post-delivery check".into(),
             message: e.to_string(),
         })??;
-        let (readback, violations) = readback;
-        let mut warnings = Vec::new();
+        let (readback, violations, broken_keys) = readback;
+        let mut warnings = broken_keys;
         for (table, parent, n) in violations {
             warnings.push(format!(
                 "table {table}: {n} rows reference rows of {parent} that the target does not hold (its declared foreign key is broken; the source held the same orphans, or a table is missing from the mapping)"
@@ -1740,6 +1858,7 @@ impl Orchestrator {
             tables,
             elapsed_ms: elapsed,
             warnings: warnings.clone(),
+            target_notices: notices,
             delivered_at: now_rfc3339(),
             accepted_inconclusive: if self
                 .artifacts
@@ -1819,8 +1938,29 @@ impl Orchestrator {
     /// Drives a migration until a terminal state or, with `until`, until that
     /// phase's checkpoint is recorded (the migration stays resumable from there).
     pub async fn drive_until(&self, id: &str, until: Option<Phase>) -> Result<MigrationState> {
+        // The head's own reads (discovery, planning samples, the read-back)
+        // meet the same transient failures as the agents': a lost connection
+        // or a server restarting is retried with backoff, not fatal.
+        let mut failures = 0u32;
         loop {
-            let state = self.step_until(id, until).await?;
+            let state = match self.step_until(id, until).await {
+                Ok(s) => {
+                    failures = 0;
+                    s
+                }
+                Err(e) if e.retryable() && failures < 5 => {
+                    failures += 1;
+                    tracing::warn!(migration = %id, error = %e, attempt = failures, "transient failure on the head; retrying");
+                    let _ = self.scheduler.event(
+                        id,
+                        "warn",
+                        &format!("transient failure, retrying ({failures}/5): {e}"),
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(250 << failures)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if state.is_terminal() {
                 return Ok(state);
             }

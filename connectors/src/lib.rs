@@ -30,9 +30,11 @@ mod error;
 pub mod files;
 pub mod mysql;
 pub mod parquet_source;
+pub mod pg_target;
 pub mod postgres;
 pub mod source;
 pub mod sqlite;
+pub mod target;
 pub mod url;
 mod value;
 

@@ -52,13 +52,24 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
-fn pg_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> ConnectorError {
+pub(crate) fn pg_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> ConnectorError {
     let context = context.into();
     move |e| ConnectorError::Database {
         context,
+        // The server's message, its detail, and where (a COPY names the line
+        // and column of the first row it refused).
         message: e
             .as_db_error()
-            .map(|d| d.message().to_string())
+            .map(|d| {
+                let mut m = d.message().to_string();
+                if let Some(x) = d.detail() {
+                    m.push_str(&format!(" ({x})"));
+                }
+                if let Some(w) = d.where_() {
+                    m.push_str(&format!(" [{w}]"));
+                }
+                m
+            })
             .unwrap_or_else(|| e.to_string()),
         transient: e.as_db_error().is_none()
             || e.code().is_some_and(|c| {
@@ -69,6 +80,59 @@ fn pg_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Connect
                     || matches!(c.code(), "57P01" | "57P02" | "57P03" | "53300")
             }),
     }
+}
+
+/// Opens a session (password from the URL, else the password file, else
+/// `PGPASSWORD`; TLS per the options' mode); `on_notice` hears the server's
+/// notices and warnings.
+pub(crate) fn connect_client(
+    url: &str,
+    options: &SourceOptions,
+    on_notice: impl Fn(postgres::error::DbError) + Send + Sync + 'static,
+) -> Result<Client> {
+    let shown = redact_url(url);
+    let mut config: Config =
+        url.parse()
+            .map_err(|e: postgres::Error| ConnectorError::Unreadable {
+                path: shown.clone(),
+                message: format!("not a PostgreSQL URL: {e}"),
+            })?;
+    // `***` is what a stored (redacted) URL carries: the real password comes
+    // from the secrets file or the environment, as with libpq.
+    if config.get_password().is_none_or(|p| p == b"***") {
+        if let Some(pw) = options.password("PGPASSWORD")? {
+            config.password(pw);
+        }
+    }
+    config
+        .notice_callback(on_notice)
+        .application_name("sensei")
+        .connect_timeout(Duration::from_secs(options.connect_timeout_s.max(1)));
+    let failed = |e: postgres::Error| ConnectorError::Database {
+        context: format!("connecting to {shown}"),
+        message: e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string()),
+        transient: e.as_db_error().is_none(),
+    };
+    let client = match options.tls()? {
+        None => config
+            .ssl_mode(postgres::config::SslMode::Disable)
+            .connect(NoTls)
+            .map_err(failed)?,
+        Some(tls) => {
+            config.ssl_mode(if options.ssl_mode == "prefer" {
+                postgres::config::SslMode::Prefer
+            } else {
+                postgres::config::SslMode::Require
+            });
+            config
+                .connect(postgres_native_tls::MakeTlsConnector::new(tls))
+                .map_err(failed)?
+        }
+    };
+    Ok(client)
 }
 
 /// A PostgreSQL source session.
@@ -129,47 +193,7 @@ impl PgSource {
     /// Connects with the options' password file, TLS mode and timeout. The
     /// password comes from the URL, else the password file, else `PGPASSWORD`.
     pub fn connect_with(url: &str, options: &SourceOptions) -> Result<Self> {
-        let shown = redact_url(url);
-        let mut config: Config =
-            url.parse()
-                .map_err(|e: postgres::Error| ConnectorError::Unreadable {
-                    path: shown.clone(),
-                    message: format!("not a PostgreSQL URL: {e}"),
-                })?;
-        // `***` is what a stored (redacted) URL carries: the real password comes
-        // from the secrets file or the environment, as with libpq.
-        if config.get_password().is_none_or(|p| p == b"***") {
-            if let Some(pw) = options.password("PGPASSWORD")? {
-                config.password(pw);
-            }
-        }
-        config
-            .application_name("sensei")
-            .connect_timeout(Duration::from_secs(options.connect_timeout_s.max(1)));
-        let failed = |e: postgres::Error| ConnectorError::Database {
-            context: format!("connecting to {shown}"),
-            message: e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string()),
-            transient: e.as_db_error().is_none(),
-        };
-        let client = match options.tls()? {
-            None => config
-                .ssl_mode(postgres::config::SslMode::Disable)
-                .connect(NoTls)
-                .map_err(failed)?,
-            Some(tls) => {
-                config.ssl_mode(if options.ssl_mode == "prefer" {
-                    postgres::config::SslMode::Prefer
-                } else {
-                    postgres::config::SslMode::Require
-                });
-                config
-                    .connect(postgres_native_tls::MakeTlsConnector::new(tls))
-                    .map_err(failed)?
-            }
-        };
+        let client = connect_client(url, options, |_| {})?;
         Ok(PgSource {
             client,
             partition_keys: options.partition_keys.clone(),

@@ -877,6 +877,9 @@ pub struct BatchAck {
     pub written: bool,
     /// Time spent in the transaction.
     pub elapsed_ms: u64,
+    /// Notices and warnings the target sent while writing it.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The idempotency key of a delivered batch, and the attempt that wrote it.
@@ -1093,6 +1096,7 @@ impl SqliteTarget {
                 rows: 0,
                 written: false,
                 elapsed_ms: started.elapsed().as_millis() as u64,
+                warnings: Vec::new(),
             });
         }
         {
@@ -1148,6 +1152,7 @@ impl SqliteTarget {
             rows: batch.num_rows() as u64,
             written: true,
             elapsed_ms: started.elapsed().as_millis() as u64,
+            warnings: Vec::new(),
         })
     }
 

@@ -11,7 +11,7 @@ use crate::error::{ConnectorError, Result};
 pub enum Location {
     /// `sqlite://PATH` (relative or absolute; `sqlite:///abs` also works).
     Sqlite(PathBuf),
-    /// `postgresql://` or `postgres://` URL (sources only in this build).
+    /// `postgresql://` or `postgres://` URL.
     Postgres(String),
     /// `mysql://` or `mariadb://` URL (sources only in this build).
     MySql(String),
@@ -38,7 +38,7 @@ fn file_location(
         return Err(ConnectorError::Unsupported {
             role,
             url: url.into(),
-            hint: "CSV and Parquet are sources in this build; targets supported now: sqlite://PATH"
+            hint: "CSV and Parquet are sources in this build; targets supported now: sqlite://PATH, postgresql://..."
                 .into(),
         });
     }
@@ -99,13 +99,6 @@ pub fn parse(url: &str, role: &'static str) -> Result<Location> {
         return Ok(Location::Sqlite(PathBuf::from(rest)));
     }
     if url.starts_with("postgresql://") || url.starts_with("postgres://") {
-        if role == "target" {
-            return Err(ConnectorError::Unsupported {
-                role,
-                url: redact_url(url),
-                hint: "PostgreSQL targets are not part of this build yet; targets supported now: sqlite://PATH".into(),
-            });
-        }
         return Ok(Location::Postgres(url.to_string()));
     }
     if url.starts_with("mysql://") || url.starts_with("mariadb://") {
@@ -113,7 +106,7 @@ pub fn parse(url: &str, role: &'static str) -> Result<Location> {
             return Err(ConnectorError::Unsupported {
                 role,
                 url: redact_url(url),
-                hint: "MySQL/MariaDB targets are not part of this build yet; targets supported now: sqlite://PATH".into(),
+                hint: "MySQL/MariaDB targets are not part of this build yet; targets supported now: sqlite://PATH, postgresql://...".into(),
             });
         }
         return Ok(Location::MySql(url.to_string()));

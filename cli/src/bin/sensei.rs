@@ -183,7 +183,7 @@ enum CertCommand {
         /// key named inside the certificate is used.
         #[arg(long)]
         public_key: Option<PathBuf>,
-        /// The delivered data (sqlite://PATH): recompute every table's digest
+        /// The delivered data (sqlite://PATH or postgresql://...): recompute every table's digest
         /// and Merkle root from it and fail on any difference.
         #[arg(long)]
         data: Option<String>,
@@ -866,11 +866,26 @@ fn review(
 fn verify_data(file: &std::path::Path, url: &str) -> i32 {
     let run = || -> anyhow::Result<bool> {
         let cert: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)?;
-        let path = match sensei_connectors::url::parse(url, "source")? {
-            sensei_connectors::url::Location::Sqlite(p) => p,
-            _ => anyhow::bail!("--data reads sqlite://PATH targets in this build"),
+        // SQLite reads each column as its certified type; a database source
+        // reads its own types, cast to the certified ones.
+        enum Data {
+            Sqlite(sensei_connectors::sqlite::SqliteSource),
+            Db(
+                Box<sensei_connectors::source::Source>,
+                Vec<sensei_connectors::sqlite::TableInfo>,
+            ),
+        }
+        let mut data = match sensei_connectors::url::parse(url, "source")? {
+            sensei_connectors::url::Location::Sqlite(p) => {
+                Data::Sqlite(sensei_connectors::sqlite::SqliteSource::open(&p)?)
+            }
+            sensei_connectors::url::Location::Postgres(_) => {
+                let mut s = sensei_connectors::source::Source::open(url, None)?;
+                let infos = s.tables()?;
+                Data::Db(Box::new(s), infos)
+            }
+            _ => anyhow::bail!("--data reads sqlite:// and postgresql:// targets"),
         };
-        let src = sensei_connectors::sqlite::SqliteSource::open(&path)?;
         let mut all = true;
         let tables = cert["payload"]["tables"]
             .as_object()
@@ -881,8 +896,32 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
                 serde_json::from_value(t["columns"].clone()).unwrap_or_default();
             let key: Vec<String> =
                 serde_json::from_value(t["merkle_key"].clone()).unwrap_or_default();
-            let (digest, root) =
-                sensei_agents::orchestrator::read_back(&src, &name, &columns, &key)?;
+            let (digest, root) = match &mut data {
+                Data::Sqlite(src) => {
+                    sensei_agents::orchestrator::read_back(src, &name, &columns, &key)?
+                }
+                Data::Db(src, infos) => {
+                    let fields = columns
+                        .iter()
+                        .map(|(c, t)| {
+                            Ok(arrow::datatypes::Field::new(
+                                c,
+                                t.parse::<arrow::datatypes::DataType>()?,
+                                true,
+                            ))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
+                    sensei_agents::orchestrator::read_back_cast(
+                        src,
+                        infos,
+                        &name,
+                        &order,
+                        Some(std::sync::Arc::new(arrow::datatypes::Schema::new(fields))),
+                        &key,
+                    )?
+                }
+            };
             let ok = t["digest"].as_str() == Some(digest.hex().as_str())
                 && t["merkle_root"].as_str() == Some(root.as_str());
             println!(

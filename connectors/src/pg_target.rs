@@ -1,0 +1,677 @@
+//! PostgreSQL target: tables created from the certified Arrow schema when
+//! absent, batches written with binary `COPY ... FROM STDIN` inside one
+//! transaction together with their row in the target's ledger table
+//! (`sensei_delivery_ledger`), so a batch is in the target exactly when its
+//! key is in the ledger.
+//!
+//! * A batch whose key (migration, partition, batch sequence) the ledger
+//!   holds is skipped; two attempts racing on one batch collide on the
+//!   ledger's primary key and the loser's transaction (rows included) rolls
+//!   back.
+//! * A stale attempt (the ledger holds a later attempt of the partition) is
+//!   refused before it writes.
+//! * Each batch's rows are cast to the types the target table declares
+//!   (`INTEGER` for an Arrow Int64 fails on overflow, never wraps), then
+//!   encoded in PostgreSQL's binary format: `smallint`, `integer`, `bigint`,
+//!   `real`, `double precision`, `numeric`, `boolean`, `text`/`varchar`/
+//!   `char`, `bytea`, `date`, `timestamp`, `timestamptz`, `uuid`, `json`,
+//!   `jsonb`. Other column types are refused by name.
+//! * The notices and warnings the server sends while a batch is written are
+//!   returned with its acknowledgement.
+//! * Errors keep PostgreSQL's class: connection loss, serialization failure,
+//!   shutdown and too many connections are transient (retried); permission,
+//!   constraint and schema errors are not.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::compute::CastOptions;
+use arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type,
+    Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
+};
+use arrow::record_batch::RecordBatch;
+use postgres::Client;
+
+use crate::error::{ConnectorError, Result};
+use crate::files::SourceOptions;
+use crate::sqlite::{BatchAck, BatchKey, LEDGER_TABLE};
+
+/// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+/// Microseconds from 1970-01-01 to 2000-01-01.
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// Quotes an identifier for PostgreSQL.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The PostgreSQL type a target column gets for an Arrow type.
+pub fn pg_type(dt: &DataType) -> String {
+    match dt {
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),
+        DataType::Int32 | DataType::UInt16 => "integer".into(),
+        DataType::Int64 | DataType::UInt32 => "bigint".into(),
+        DataType::UInt64 => "numeric(20,0)".into(),
+        DataType::Float16 | DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
+        DataType::Decimal128(p, s) => format!("numeric({p},{s})"),
+        _ => "text".into(),
+    }
+}
+
+/// How one target column is encoded.
+#[derive(Debug, Clone, PartialEq)]
+enum Wire {
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Bool,
+    Text,
+    Bytea,
+    Date,
+    Timestamp,
+    Numeric(Option<(u8, i8)>),
+    Uuid,
+    Jsonb,
+}
+
+impl Wire {
+    fn of(typname: &str, formatted: &str) -> Option<Wire> {
+        Some(match typname {
+            "int2" => Wire::Int2,
+            "int4" => Wire::Int4,
+            "int8" => Wire::Int8,
+            "float4" => Wire::Float4,
+            "float8" => Wire::Float8,
+            "bool" => Wire::Bool,
+            "text" | "varchar" | "bpchar" | "name" | "citext" | "json" => Wire::Text,
+            "bytea" => Wire::Bytea,
+            "date" => Wire::Date,
+            "timestamp" | "timestamptz" => Wire::Timestamp,
+            "uuid" => Wire::Uuid,
+            "jsonb" => Wire::Jsonb,
+            "numeric" => {
+                // numeric(p,s) as format_type prints it; unconstrained otherwise.
+                let ps = formatted
+                    .strip_prefix("numeric(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .and_then(|r| {
+                        let (p, s) = r.split_once(',').unwrap_or((r, "0"));
+                        Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
+                    });
+                Wire::Numeric(ps)
+            }
+            _ => return None,
+        })
+    }
+
+    /// The Arrow type values are cast to before encoding.
+    fn arrow(&self, from: &DataType) -> DataType {
+        match self {
+            Wire::Int2 => DataType::Int16,
+            Wire::Int4 => DataType::Int32,
+            Wire::Int8 => DataType::Int64,
+            Wire::Float4 => DataType::Float32,
+            Wire::Float8 => DataType::Float64,
+            Wire::Bool => DataType::Boolean,
+            Wire::Text | Wire::Uuid | Wire::Jsonb => DataType::Utf8,
+            Wire::Bytea => DataType::Binary,
+            Wire::Date => DataType::Date32,
+            Wire::Timestamp => match from {
+                DataType::Timestamp(_, tz) => {
+                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+                }
+                _ => DataType::Timestamp(TimeUnit::Microsecond, None),
+            },
+            Wire::Numeric(Some((p, s))) => DataType::Decimal128((*p).clamp(1, 38), *s),
+            Wire::Numeric(None) => match from {
+                DataType::Decimal128(p, s) => DataType::Decimal128(*p, *s),
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                    DataType::Decimal128(38, 0)
+                }
+                _ => DataType::Decimal128(38, 10),
+            },
+        }
+    }
+}
+
+/// PostgreSQL's binary `numeric`: base-10000 digits, weight, sign, scale.
+fn encode_numeric(v: i128, scale: i8, out: &mut Vec<u8>) {
+    let scale = scale.max(0) as u32;
+    let neg = v < 0;
+    let abs = v.unsigned_abs();
+    let pow = 10u128.pow(scale);
+    let (int, frac) = (abs / pow, abs % pow);
+    let mut int_groups: Vec<i16> = Vec::new();
+    let mut n = int;
+    while n > 0 {
+        int_groups.push((n % 10_000) as i16);
+        n /= 10_000;
+    }
+    int_groups.reverse();
+    // The fraction's digits, padded on the right to whole groups of four.
+    let mut frac_groups: Vec<i16> = Vec::new();
+    if scale > 0 {
+        let padded_len = scale.div_ceil(4) * 4;
+        let mut f = frac * 10u128.pow(padded_len - scale);
+        let mut groups = Vec::new();
+        for _ in 0..padded_len / 4 {
+            groups.push((f % 10_000) as i16);
+            f /= 10_000;
+        }
+        groups.reverse();
+        frac_groups = groups;
+    }
+    let mut weight = int_groups.len() as i16 - 1;
+    let mut digits: Vec<i16> = int_groups.into_iter().chain(frac_groups).collect();
+    while digits.first() == Some(&0) {
+        digits.remove(0);
+        weight -= 1;
+    }
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    let body = 8 + 2 * digits.len();
+    out.extend_from_slice(&(body as i32).to_be_bytes());
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(
+        &(if neg && !digits.is_empty() {
+            0x4000u16
+        } else {
+            0
+        })
+        .to_be_bytes(),
+    );
+    out.extend_from_slice(&(scale as u16).to_be_bytes());
+    for d in digits {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+}
+
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Encodes one cell (not NULL) of an array already cast to `wire.arrow()`.
+fn encode_cell(
+    a: &ArrayRef,
+    row: usize,
+    wire: &Wire,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    match wire {
+        Wire::Int2 => field(out, &a.as_primitive::<Int16Type>().value(row).to_be_bytes()),
+        Wire::Int4 => field(out, &a.as_primitive::<Int32Type>().value(row).to_be_bytes()),
+        Wire::Int8 => field(out, &a.as_primitive::<Int64Type>().value(row).to_be_bytes()),
+        Wire::Float4 => field(
+            out,
+            &a.as_primitive::<Float32Type>().value(row).to_be_bytes(),
+        ),
+        Wire::Float8 => field(
+            out,
+            &a.as_primitive::<Float64Type>().value(row).to_be_bytes(),
+        ),
+        Wire::Bool => field(out, &[a.as_boolean().value(row) as u8]),
+        Wire::Text => {
+            let s = a.as_string::<i32>().value(row);
+            if s.contains('\0') {
+                return Err("text with a NUL character (PostgreSQL text cannot hold it)".into());
+            }
+            field(out, s.as_bytes())
+        }
+        Wire::Jsonb => {
+            let s = a.as_string::<i32>().value(row);
+            let mut b = Vec::with_capacity(s.len() + 1);
+            b.push(1u8);
+            b.extend_from_slice(s.as_bytes());
+            field(out, &b)
+        }
+        Wire::Uuid => {
+            let s = a.as_string::<i32>().value(row);
+            let hex: String = s.chars().filter(|c| *c != '-').collect();
+            if hex.len() != 32 {
+                return Err(format!("{s:?} is not a UUID"));
+            }
+            let bytes = (0..16)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                .collect::<std::result::Result<Vec<u8>, _>>()
+                .map_err(|_| format!("{s:?} is not a UUID"))?;
+            field(out, &bytes)
+        }
+        Wire::Bytea => field(out, a.as_binary::<i32>().value(row)),
+        Wire::Date => {
+            let d = a.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS;
+            field(out, &d.to_be_bytes())
+        }
+        Wire::Timestamp => {
+            let t = a.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_US;
+            field(out, &t.to_be_bytes())
+        }
+        Wire::Numeric(_) => {
+            let DataType::Decimal128(_, s) = a.data_type() else {
+                return Err("numeric without a decimal value".into());
+            };
+            encode_numeric(a.as_primitive::<Decimal128Type>().value(row), *s, out)
+        }
+    }
+    Ok(())
+}
+
+fn db_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> ConnectorError {
+    crate::postgres::pg_err(context)
+}
+
+/// A PostgreSQL target session.
+pub struct PgTarget {
+    client: Client,
+    shown: String,
+    notices: Arc<Mutex<Vec<String>>>,
+    /// Per target table: its columns' names and how each is encoded.
+    wires: HashMap<String, Vec<(String, Wire, String)>>,
+}
+
+impl PgTarget {
+    /// Connects (password, TLS and timeout as for a PostgreSQL source) and
+    /// creates the ledger table when absent.
+    pub fn connect(url: &str, options: &SourceOptions) -> Result<Self> {
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = notices.clone();
+        let client = crate::postgres::connect_client(url, options, move |n| {
+            let mut v = sink.lock().unwrap_or_else(|p| p.into_inner());
+            v.push(format!("{}: {}", n.severity(), n.message()));
+        })?;
+        let mut t = PgTarget {
+            client,
+            shown: sensei_runtime::secret::redact_url(url),
+            notices,
+            wires: HashMap::new(),
+        };
+        t.client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+                    migration_id text NOT NULL,
+                    partition_id text NOT NULL,
+                    batch_seq bigint NOT NULL,
+                    attempt integer NOT NULL,
+                    rows bigint NOT NULL,
+                    delivered_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (migration_id, partition_id, batch_seq)
+                )"
+            ))
+            .map_err(db_err(format!("creating {LEDGER_TABLE} in {}", t.shown)))?;
+        t.take_notices();
+        Ok(t)
+    }
+
+    fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Runs DDL as it is (the target schema file).
+    pub fn apply_ddl(&mut self, ddl: &str) -> Result<()> {
+        self.client.batch_execute(ddl).map_err(db_err(format!(
+            "applying the target schema to {}",
+            self.shown
+        )))
+    }
+
+    /// Whether a table exists (in the search path).
+    pub fn has_table(&mut self, table: &str) -> Result<bool> {
+        let row = self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quote(table)])
+            .map_err(db_err(format!("looking up table {table}")))?;
+        Ok(row.get(0))
+    }
+
+    /// Creates a table mirroring `schema` (with `primary_key`) when absent.
+    pub fn ensure_table(
+        &mut self,
+        table: &str,
+        schema: &Schema,
+        primary_key: &[String],
+    ) -> Result<()> {
+        let mut cols: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}{}",
+                    quote(f.name()),
+                    pg_type(f.data_type()),
+                    if f.is_nullable() { "" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        if !primary_key.is_empty() {
+            cols.push(format!(
+                "PRIMARY KEY ({})",
+                primary_key
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        self.client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} ({})",
+                quote(table),
+                cols.join(", ")
+            ))
+            .map_err(db_err(format!("creating target table {table}")))?;
+        self.take_notices();
+        Ok(())
+    }
+
+    fn wires(&mut self, table: &str) -> Result<Vec<(String, Wire, String)>> {
+        if let Some(w) = self.wires.get(table) {
+            return Ok(w.clone());
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT a.attname::text, t.typname::text, format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY a.attnum",
+                &[&quote(table)],
+            )
+            .map_err(db_err(format!(
+                "reading the columns of target table {table}"
+            )))?;
+        if rows.is_empty() {
+            return Err(ConnectorError::Database {
+                context: format!("delivering into {table}"),
+                message: format!("the target has no table {table}: create it, or let delivery create it (leave target.schema empty)"),
+                transient: false,
+            });
+        }
+        let mut out = Vec::new();
+        for r in rows {
+            let (name, typname, formatted): (String, String, String) =
+                (r.get(0), r.get(1), r.get(2));
+            let wire = Wire::of(&typname, &formatted).ok_or_else(|| ConnectorError::Database {
+                context: format!("delivering into {table}"),
+                message: format!(
+                    "column {name} is {formatted}, which binary COPY does not write here; declare it as text, a number, a date or a timestamp type"
+                ),
+                transient: false,
+            })?;
+            out.push((name, wire, formatted));
+        }
+        self.wires.insert(table.to_string(), out.clone());
+        Ok(out)
+    }
+
+    /// Writes one batch and its ledger row in one transaction (see the module doc).
+    pub fn write_batch(
+        &mut self,
+        table: &str,
+        batch: &RecordBatch,
+        key: &BatchKey<'_>,
+    ) -> Result<BatchAck> {
+        let started = Instant::now();
+        let ctx = format!(
+            "delivering batch {} of partition {} into table {table}",
+            key.seq, key.partition
+        );
+        let wires = self.wires(table)?;
+        // The batch's columns, by name, cast to what the target declares.
+        let schema = batch.schema();
+        let mut cols: Vec<(String, ArrayRef, Wire)> = Vec::new();
+        for f in schema.fields() {
+            let Some((_, wire, formatted)) = wires.iter().find(|(n, _, _)| n == f.name()) else {
+                return Err(ConnectorError::Database {
+                    context: ctx,
+                    message: format!(
+                        "the target table has no column {}: add it, or map the column elsewhere",
+                        f.name()
+                    ),
+                    transient: false,
+                });
+            };
+            let want = wire.arrow(f.data_type());
+            let a = batch.column(schema.index_of(f.name())?).clone();
+            let a = if a.data_type() == &want {
+                a
+            } else {
+                arrow::compute::cast_with_options(
+                    &a,
+                    &want,
+                    &CastOptions {
+                        safe: false,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| ConnectorError::Value {
+                    table: table.to_string(),
+                    column: f.name().clone(),
+                    row: format!("a row of batch {} of partition {}", key.seq, key.partition),
+                    value: e.to_string(),
+                    expected: format!("a value the target's {formatted} holds"),
+                })?
+            };
+            cols.push((f.name().clone(), a, wire.clone()));
+        }
+        let mut buf: Vec<u8> = Vec::with_capacity(batch.get_array_memory_size() + 64);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        for row in 0..batch.num_rows() {
+            buf.extend_from_slice(&(cols.len() as i16).to_be_bytes());
+            for (name, a, wire) in &cols {
+                if a.is_null(row) {
+                    buf.extend_from_slice(&(-1i32).to_be_bytes());
+                    continue;
+                }
+                encode_cell(a, row, wire, &mut buf).map_err(|why| ConnectorError::Value {
+                    table: table.to_string(),
+                    column: name.clone(),
+                    row: format!(
+                        "{} of batch {} of partition {}",
+                        row + 1,
+                        key.seq,
+                        key.partition
+                    ),
+                    value: why,
+                    expected: "a value PostgreSQL can hold".into(),
+                })?;
+            }
+        }
+        buf.extend_from_slice(&(-1i16).to_be_bytes());
+
+        let mut tx = self.client.transaction().map_err(db_err(&ctx))?;
+        let seen = tx
+            .query_opt(
+                &format!("SELECT attempt FROM {LEDGER_TABLE} WHERE migration_id = $1 AND partition_id = $2 AND batch_seq = $3"),
+                &[&key.migration, &key.partition, &(key.seq as i64)],
+            )
+            .map_err(db_err(&ctx))?;
+        if seen.is_some() {
+            tx.commit().map_err(db_err(&ctx))?;
+            return Ok(BatchAck {
+                rows: 0,
+                written: false,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                warnings: self.take_notices(),
+            });
+        }
+        let latest: Option<i32> = tx
+            .query_one(
+                &format!("SELECT max(attempt) FROM {LEDGER_TABLE} WHERE migration_id = $1 AND partition_id = $2"),
+                &[&key.migration, &key.partition],
+            )
+            .map_err(db_err(&ctx))?
+            .get(0);
+        if let Some(l) = latest.filter(|l| *l as u32 > key.attempt) {
+            return Err(ConnectorError::Database {
+                context: ctx,
+                message: format!(
+                    "attempt {} is stale: attempt {l} delivers this partition now",
+                    key.attempt
+                ),
+                transient: false,
+            });
+        }
+        let names = cols
+            .iter()
+            .map(|(n, _, _)| quote(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut w = tx
+            .copy_in(&format!(
+                "COPY {} ({names}) FROM STDIN (FORMAT binary)",
+                quote(table)
+            ))
+            .map_err(db_err(&ctx))?;
+        w.write_all(&buf).map_err(|e| ConnectorError::Database {
+            context: ctx.clone(),
+            message: e.to_string(),
+            transient: true,
+        })?;
+        let rows = w.finish().map_err(db_err(&ctx))?;
+        match tx.execute(
+            &format!("INSERT INTO {LEDGER_TABLE} (migration_id, partition_id, batch_seq, attempt, rows) VALUES ($1, $2, $3, $4, $5)"),
+            &[&key.migration, &key.partition, &(key.seq as i64), &(key.attempt as i32), &(rows as i64)],
+        ) {
+            Ok(_) => {}
+            // Another attempt committed this batch meanwhile: ours rolls back whole.
+            Err(e) if e.code().is_some_and(|c| c.code() == "23505") => {
+                drop(tx);
+                return Ok(BatchAck {
+                    rows: 0,
+                    written: false,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    warnings: self.take_notices(),
+                });
+            }
+            Err(e) => return Err(db_err(&ctx)(e)),
+        }
+        tx.commit().map_err(db_err(&ctx))?;
+        Ok(BatchAck {
+            rows,
+            written: true,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            warnings: self.take_notices(),
+        })
+    }
+
+    /// Drops the foreign keys declared on `tables` and returns them (table,
+    /// constraint, definition), to be added back once every table is loaded:
+    /// tables load in parallel, in no particular order.
+    pub fn detach_foreign_keys(
+        &mut self,
+        tables: &[String],
+    ) -> Result<Vec<(String, String, String)>> {
+        let quoted: Vec<String> = tables.iter().map(|t| quote(t)).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid)
+                 FROM pg_constraint c
+                 WHERE c.contype = 'f' AND c.conrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)
+                 ORDER BY 1, 2",
+                &[&quoted],
+            )
+            .map_err(db_err("reading the target's foreign keys"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (table, name, def): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            self.client
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT {}",
+                    quote(&name)
+                ))
+                .map_err(db_err(format!("deferring foreign key {name} of {table}")))?;
+            out.push((table, name, def));
+        }
+        Ok(out)
+    }
+
+    /// Adds foreign keys back (validating them against the loaded rows); the
+    /// ones the rows break are returned with the server's reason.
+    pub fn attach_foreign_keys(&mut self, keys: &[(String, String, String)]) -> Vec<String> {
+        let mut broken = Vec::new();
+        for (table, name, def) in keys {
+            if let Err(e) = self.client.batch_execute(&format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} {def}",
+                quote(name)
+            )) {
+                let why = e
+                    .as_db_error()
+                    .map(|d| {
+                        format!(
+                            "{}{}",
+                            d.message(),
+                            d.detail().map(|x| format!(" ({x})")).unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| e.to_string());
+                // Already there (a rerun after the keys were restored) is fine.
+                if e.code().is_some_and(|c| c.code() == "42710") {
+                    continue;
+                }
+                broken.push(format!("table {table}: foreign key {name} {def}: {why}"));
+            }
+        }
+        broken
+    }
+
+    /// Rows in a table.
+    pub fn count(&mut self, table: &str) -> Result<u64> {
+        let row = self
+            .client
+            .query_one(&format!("SELECT count(*) FROM {}", quote(table)), &[])
+            .map_err(db_err(format!("counting {table}")))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric(v: i128, s: i8) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_numeric(v, s, &mut out);
+        out
+    }
+
+    #[test]
+    fn numeric_digits_weight_sign_and_scale() {
+        // 1234.5 (scale 2): digits [1234, 5000], weight 0, dscale 2.
+        assert_eq!(
+            numeric(123450, 2),
+            [0, 0, 0, 12, 0, 2, 0, 0, 0, 0, 0, 2, 4, 210, 19, 136]
+        );
+        // -0.01: one digit 100 at weight -1, negative.
+        assert_eq!(
+            numeric(-1, 2),
+            [0, 0, 0, 10, 0, 1, 255, 255, 0x40, 0, 0, 2, 0, 100]
+        );
+        // 0 and 10000 (trailing zero group dropped, weight 1).
+        assert_eq!(numeric(0, 2), [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(
+            numeric(10000, 0),
+            [0, 0, 0, 10, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1]
+        );
+    }
+}
