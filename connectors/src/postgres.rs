@@ -108,14 +108,9 @@ pub(crate) fn connect_client(
         .notice_callback(on_notice)
         .application_name("sensei")
         .connect_timeout(Duration::from_secs(options.connect_timeout_s.max(1)));
-    let failed = |e: postgres::Error| ConnectorError::Database {
-        context: format!("connecting to {shown}"),
-        message: e
-            .as_db_error()
-            .map(|d| d.message().to_string())
-            .unwrap_or_else(|| e.to_string()),
-        transient: e.as_db_error().is_none(),
-    };
+    // A server starting up or shutting down, or out of connections, is
+    // transient (SQLSTATE classes as for any statement); a refused password is not.
+    let failed = |e: postgres::Error| pg_err(format!("connecting to {shown}"))(e);
     let client = match options.tls()? {
         None => config
             .ssl_mode(postgres::config::SslMode::Disable)

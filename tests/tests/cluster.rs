@@ -220,3 +220,92 @@ fn the_head_killed_and_restarted_resumes_the_migration() {
     let resumed = state_query(&work, "SELECT count(*) FROM checkpoints").unwrap();
     assert_eq!(resumed, 4, "all four checkpoints recorded once");
 }
+
+#[test]
+fn a_worker_killed_mid_delivery_into_postgres_leaves_every_row_exactly_once() {
+    let db = PgDatabase::create("kill");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let cfg = dir.path().join("m.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[migration]\nname = \"retail\"\n[source]\nurl = \"sqlite://{}\"\n[target]\nurl = \"{}\"\n{SMALL_PARTITIONS}",
+            src.display(),
+            db.url
+        ),
+    )
+    .unwrap();
+    let c = Cluster::up(
+        &dir.path().join("cluster"),
+        &[("SENSEI_TEST_BATCH_DELAY_MS", "30")],
+    );
+    let work = c.workdir();
+    let submit = c.submit(&cfg);
+    let mut victim = String::new();
+    wait_until(180, "a delivery task to be running", || {
+        let c = rusqlite::Connection::open_with_flags(
+            work.join("state.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        match c.query_row(
+            "SELECT node_id FROM tasks WHERE phase = 'delivery' AND state = 'running' AND node_id IS NOT NULL LIMIT 1",
+            [],
+            |r| r.get::<_, String>(0),
+        ) {
+            Ok(n) => {
+                victim = n;
+                true
+            }
+            Err(_) => false,
+        }
+    });
+    let pid = c.file()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w[0] == victim.as_str())
+        .map(|w| w[1].as_u64().unwrap() as u32)
+        .expect("victim pid");
+    kill(pid, "KILL");
+    assert_eq!(finish(submit), 0);
+    let s = rusqlite::Connection::open(&src).unwrap();
+    let mut pg = db.client();
+    let mut total = 0i64;
+    for (table, key) in [
+        ("customers", "cust_id"),
+        ("products", "prod_id"),
+        ("orders", "ord_id"),
+        ("order_lines", "ord_id, line_no"),
+    ] {
+        let want: i64 = s
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        let row = pg
+            .query_one(
+                &format!("SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {table}) d) FROM {table}"),
+                &[],
+            )
+            .unwrap();
+        let (n, distinct): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(
+            (n, distinct),
+            (want, want),
+            "{table}: every row exactly once"
+        );
+        total += want;
+    }
+    let ledger: i64 = pg
+        .query_one("SELECT sum(rows)::bigint FROM sensei_delivery_ledger", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ledger, total);
+    let lapsed = state_query(
+        &work,
+        "SELECT count(*) FROM events WHERE message LIKE '%lapsed%reassigning%'",
+    )
+    .unwrap();
+    assert!(lapsed >= 1, "the killed worker's task was reassigned");
+}

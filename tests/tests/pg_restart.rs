@@ -1,0 +1,129 @@
+//! PostgreSQL restarted in the middle of delivery: the batches in flight
+//! fail with connection errors, are retried with backoff, and the migration
+//! completes with every row exactly once. (A test binary of its own: the
+//! restart cuts every session of the server, so nothing else may run on it
+//! meanwhile; cargo runs test binaries one after another.)
+
+use std::process::Command;
+
+use sensei_tests::*;
+
+fn pg_ctl(action: &str) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("PostgreSQL's cluster configuration under /etc/postgresql")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .next()
+        .expect("a PostgreSQL version");
+    let st = Command::new("pg_ctlcluster")
+        .args([
+            "--skip-systemctl-redirect",
+            &version,
+            "main",
+            action,
+            "-m",
+            "fast",
+        ])
+        .status()
+        .expect("pg_ctlcluster");
+    assert!(st.success(), "pg_ctlcluster {action} failed");
+}
+
+/// Makes sure the server runs again whatever the test did.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if postgres::Client::connect(PG_ADMIN_URL, postgres::NoTls).is_err() {
+            pg_ctl("start");
+        }
+    }
+}
+
+fn ledger_rows(url: &str) -> Option<i64> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).ok()?;
+    c.query_one(
+        "SELECT coalesce(sum(rows), 0)::bigint FROM sensei_delivery_ledger",
+        &[],
+    )
+    .ok()
+    .map(|r| r.get(0))
+}
+
+#[test]
+fn postgres_restarted_mid_delivery_the_migration_completes_exactly_once() {
+    let _restore = Restore;
+    let db = PgDatabase::create("restart");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let s = rusqlite::Connection::open(&src).unwrap();
+    let total: i64 = s
+        .query_row(
+            "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM products) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_lines)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let child = sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(&db.url)
+        .arg("--workdir")
+        .arg(dir.path().join("w"))
+        .args([
+            "--set",
+            "ingestion.partition_rows=300",
+            "--set",
+            "delivery.batch_rows=50",
+            "--set",
+            "scheduler.max_attempts=10",
+        ])
+        .env("SENSEI_TEST_BATCH_DELAY_MS", "40")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = 0;
+    wait_until(120, "delivery under way", || {
+        seen = ledger_rows(&db.url).unwrap_or(0);
+        seen > 0
+    });
+    assert!(seen < total, "the restart lands before delivery ends");
+    pg_ctl("restart");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let mut c = db.client();
+    let mut held = 0i64;
+    for (table, key) in [
+        ("customers", "cust_id"),
+        ("products", "prod_id"),
+        ("orders", "ord_id"),
+        ("order_lines", "ord_id, line_no"),
+    ] {
+        let want: i64 = s
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        let row = c
+            .query_one(
+                &format!("SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {table}) d) FROM {table}"),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+            (want, want),
+            "{table}"
+        );
+        held += want;
+    }
+    assert_eq!(ledger_rows(&db.url), Some(held));
+    let retried = state_query(
+        &dir.path().join("w"),
+        "SELECT max(attempt) FROM tasks WHERE phase = 'delivery'",
+    )
+    .unwrap();
+    assert!(retried >= 2, "batches cut by the restart were retried");
+}
