@@ -321,6 +321,9 @@ pub struct DeliveredTable {
     /// Merkle root of the target table read back (the certificate's algorithm).
     #[serde(default)]
     pub merkle_root: String,
+    /// The target's acknowledgement of every batch, in partition and batch order.
+    #[serde(default)]
+    pub batches: Vec<crate::deliver::BatchRecord>,
 }
 
 /// The Delivery Confirmation Receipt.

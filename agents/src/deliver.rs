@@ -47,6 +47,27 @@ pub struct DeliverResult {
     /// Notices and warnings the target sent, each with its batch.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Every batch's acknowledgement.
+    #[serde(default)]
+    pub batches: Vec<BatchRecord>,
+}
+
+/// One batch as the target acknowledged it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// Ledger key of the partition (`table/partition`).
+    pub partition: String,
+    /// Batch sequence number.
+    pub seq: u64,
+    /// Attempt that delivered it now (0: skipped, the ledger held it).
+    pub attempt: u32,
+    /// Rows written now.
+    pub rows: u64,
+    /// Time in the target transaction, milliseconds.
+    pub elapsed_ms: u64,
+    /// The target's notices and warnings for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Cuts batches into pieces of exactly `rows` (the last may be shorter), so
@@ -100,6 +121,14 @@ pub async fn run(
             let ack = target.write_batch(&task.table, chunk, &key)?;
             r.rows_in_partition += chunk.num_rows() as u64;
             r.elapsed_ms += ack.elapsed_ms;
+            r.batches.push(BatchRecord {
+                partition: task.ledger_partition.clone(),
+                seq: seq as u64,
+                attempt: if ack.written { attempt } else { 0 },
+                rows: ack.rows,
+                elapsed_ms: ack.elapsed_ms,
+                warnings: ack.warnings.clone(),
+            });
             for w in ack.warnings {
                 if r.warnings.len() < 20 {
                     r.warnings

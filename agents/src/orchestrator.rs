@@ -1709,6 +1709,11 @@ impl Orchestrator {
             e.batches_skipped += r.batches_skipped;
             elapsed += r.elapsed_ms;
             notices.extend(r.warnings);
+            e.batches.extend(r.batches);
+        }
+        for t in tables.values_mut() {
+            t.batches
+                .sort_by(|a, b| (&a.partition, a.seq).cmp(&(&b.partition, b.seq)));
         }
         let url = config.target.url.clone();
         let names: Vec<String> = cert.payload["tables"]

@@ -80,6 +80,14 @@ fn retail_into_postgres_with_its_schema_foreign_keys_and_receipt() {
         serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
     for (t, r) in receipt["tables"].as_object().unwrap() {
         assert_eq!(r["matches_certificate"], true, "{t}: {r}");
+        // Every batch acknowledged: rows and time, adding up to the table.
+        let batches = r["batches"].as_array().unwrap();
+        assert!(!batches.is_empty(), "{t}");
+        let rows: u64 = batches.iter().map(|b| b["rows"].as_u64().unwrap()).sum();
+        assert_eq!(rows, r["rows_written"].as_u64().unwrap(), "{t}");
+        assert!(batches
+            .iter()
+            .all(|b| b["elapsed_ms"].is_u64() && b["attempt"].as_u64() >= Some(1)));
     }
     // The certificate's roots recomputed from PostgreSQL; one changed cell breaks them.
     let cert = mig.join("certificate.json");
