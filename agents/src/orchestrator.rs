@@ -135,30 +135,65 @@ pub fn read_back_cast(
     let mut d = TableDigest::default();
     let mut m = crate::digest::MerkleDigest::default();
     src.read(&info, None, 8192, |b| {
-        let b = match &certified {
-            Some(schema) => {
-                let mut cols = Vec::new();
-                let mut fields = Vec::new();
-                for (i, f) in b.schema().fields().iter().enumerate() {
-                    let want = schema
-                        .field_with_name(f.name())
-                        .map(|c| c.data_type().clone())
-                        .unwrap_or_else(|_| f.data_type().clone());
-                    let c = if b.column(i).data_type() == &want {
-                        b.column(i).clone()
-                    } else {
-                        arrow::compute::cast(b.column(i), &want)?
-                    };
-                    fields.push(arrow::datatypes::Field::new(f.name(), want, true));
-                    cols.push(c);
-                }
-                arrow::record_batch::RecordBatch::try_new(
-                    std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
-                    cols,
-                )?
-            }
-            None => b,
+        let b = conform(b, certified.as_ref())?;
+        d.add_batch(&b);
+        m.add_batch(&b, key);
+        Ok(())
+    })?;
+    Ok((d, m.root()))
+}
+
+/// A batch read back, each column cast to its certified type (by name).
+pub fn conform(
+    b: arrow::record_batch::RecordBatch,
+    certified: Option<&arrow::datatypes::SchemaRef>,
+) -> std::result::Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
+    let Some(schema) = certified else {
+        return Ok(b);
+    };
+    let mut cols = Vec::new();
+    let mut fields = Vec::new();
+    for (i, f) in b.schema().fields().iter().enumerate() {
+        let want = schema
+            .field_with_name(f.name())
+            .map(|c| c.data_type().clone())
+            .unwrap_or_else(|_| f.data_type().clone());
+        let c = if b.column(i).data_type() == &want {
+            b.column(i).clone()
+        } else {
+            arrow::compute::cast(b.column(i), &want)?
         };
+        fields.push(arrow::datatypes::Field::new(f.name(), want, true));
+        cols.push(c);
+    }
+    arrow::record_batch::RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        cols,
+    )
+}
+
+/// Reads a table of a Parquet folder target back: the certified columns in
+/// their order, cast to their certified types; its digest and Merkle root.
+pub fn read_back_files(
+    dir: &std::path::Path,
+    table: &str,
+    order: &[String],
+    certified: Option<arrow::datatypes::SchemaRef>,
+    key: &[String],
+) -> Result<(TableDigest, String)> {
+    let mut d = TableDigest::default();
+    let mut m = crate::digest::MerkleDigest::default();
+    sensei_connectors::parquet_target::ParquetTarget::read(dir, table, |b| {
+        let b = if order.is_empty() {
+            b
+        } else {
+            let idx = order
+                .iter()
+                .map(|c| b.schema().index_of(c))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            b.project(&idx)?
+        };
+        let b = conform(b, certified.as_ref())?;
         d.add_batch(&b);
         m.add_batch(&b, key);
         Ok(())
@@ -1660,7 +1695,7 @@ impl Orchestrator {
                             schemas.iter().map(|(n, _, _)| n.clone()).collect();
                         pg.detach_foreign_keys(&names)?
                     }
-                    sensei_connectors::target::Target::Sqlite(_) => Vec::new(),
+                    _ => Vec::new(),
                 })
             })
             .await
@@ -1794,6 +1829,19 @@ impl Orchestrator {
                         let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;
                         Ok((out, violations, Vec::new()))
                     }
+                    Location::Parquet(dir) => {
+                        let mut out = BTreeMap::new();
+                        for name in names {
+                            let order = columns.get(&name).cloned().unwrap_or_default();
+                            let key = keys.get(&name).cloned().unwrap_or_default();
+                            let schema = certified.get(&name).cloned();
+                            out.insert(
+                                name.clone(),
+                                read_back_files(&dir, &name, &order, schema, &key)?,
+                            );
+                        }
+                        Ok((out, Vec::new(), Vec::new()))
+                    }
                     _ => {
                         // Foreign keys back first: the server validates them against the rows.
                         let broken = match sensei_connectors::target::Target::open(
@@ -1803,7 +1851,7 @@ impl Orchestrator {
                             sensei_connectors::target::Target::Postgres(mut pg) => {
                                 pg.attach_foreign_keys(&deferred)
                             }
-                            sensei_connectors::target::Target::Sqlite(_) => Vec::new(),
+                            _ => Vec::new(),
                         };
                         let mut src = Source::open(&url, None)?;
                         let infos = src.tables()?;

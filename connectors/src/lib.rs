@@ -30,6 +30,7 @@ mod error;
 pub mod files;
 pub mod mysql;
 pub mod parquet_source;
+pub mod parquet_target;
 pub mod pg_target;
 pub mod postgres;
 pub mod source;

@@ -1,11 +1,12 @@
 //! One handle over every target engine, so delivery need not know which one
-//! it writes: SQLite files and PostgreSQL databases.
+//! it writes: SQLite files, PostgreSQL databases and Parquet folders.
 
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
+use crate::parquet_target::ParquetTarget;
 use crate::pg_target::PgTarget;
 use crate::sqlite::{BatchAck, BatchKey, SqliteTarget};
 use crate::url::{parse, Location};
@@ -16,6 +17,8 @@ pub enum Target {
     Sqlite(SqliteTarget),
     /// A PostgreSQL database.
     Postgres(Box<PgTarget>),
+    /// A folder of Parquet files.
+    Parquet(ParquetTarget),
 }
 
 impl Target {
@@ -24,11 +27,14 @@ impl Target {
         Ok(match parse(url, "target")? {
             Location::Sqlite(p) => Target::Sqlite(SqliteTarget::open(&p)?),
             Location::Postgres(u) => Target::Postgres(Box::new(PgTarget::connect(&u, options)?)),
+            Location::Parquet(dir) => Target::Parquet(ParquetTarget::open(&dir)?),
             _ => {
                 return Err(ConnectorError::Unsupported {
                     role: "target",
                     url: sensei_runtime::secret::redact_url(url),
-                    hint: "targets supported now: sqlite://PATH, postgresql://...".into(),
+                    hint:
+                        "targets supported now: sqlite://PATH, postgresql://..., parquet://FOLDER"
+                            .into(),
                 })
             }
         })
@@ -49,6 +55,8 @@ impl Target {
         match self {
             Target::Sqlite(t) => t.apply_ddl(ddl),
             Target::Postgres(t) => t.apply_ddl(ddl),
+            // Files have no DDL: the schema is the certified one.
+            Target::Parquet(_) => Ok(()),
         }
     }
 
@@ -62,6 +70,7 @@ impl Target {
         match self {
             Target::Sqlite(t) => t.ensure_table(table, schema, primary_key),
             Target::Postgres(t) => t.ensure_table(table, schema, primary_key),
+            Target::Parquet(t) => t.ensure_table(table),
         }
     }
 
@@ -75,6 +84,7 @@ impl Target {
         match self {
             Target::Sqlite(t) => t.write_batch(table, batch, key),
             Target::Postgres(t) => t.write_batch(table, batch, key),
+            Target::Parquet(t) => t.write_batch(table, batch, key),
         }
     }
 }

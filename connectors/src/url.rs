@@ -35,10 +35,14 @@ fn file_location(
         });
     }
     if role == "target" {
+        // A folder of Parquet files (one folder per table) is a target; CSV is not.
+        if format == Some("parquet") {
+            return Ok(Location::Parquet(PathBuf::from(path)));
+        }
         return Err(ConnectorError::Unsupported {
             role,
             url: url.into(),
-            hint: "CSV and Parquet are sources in this build; targets supported now: sqlite://PATH, postgresql://..."
+            hint: "CSV is a source in this build; targets supported now: sqlite://PATH, postgresql://..., parquet://FOLDER"
                 .into(),
         });
     }
@@ -106,7 +110,7 @@ pub fn parse(url: &str, role: &'static str) -> Result<Location> {
             return Err(ConnectorError::Unsupported {
                 role,
                 url: redact_url(url),
-                hint: "MySQL/MariaDB targets are not part of this build yet; targets supported now: sqlite://PATH, postgresql://...".into(),
+                hint: "MySQL/MariaDB targets are not part of this build yet; targets supported now: sqlite://PATH, postgresql://..., parquet://FOLDER".into(),
             });
         }
         return Ok(Location::MySql(url.to_string()));

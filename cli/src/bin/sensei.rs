@@ -874,8 +874,9 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
                 Box<sensei_connectors::source::Source>,
                 Vec<sensei_connectors::sqlite::TableInfo>,
             ),
+            Files(PathBuf),
         }
-        let mut data = match sensei_connectors::url::parse(url, "source")? {
+        let mut data = match sensei_connectors::url::parse(url, "target")? {
             sensei_connectors::url::Location::Sqlite(p) => {
                 Data::Sqlite(sensei_connectors::sqlite::SqliteSource::open(&p)?)
             }
@@ -884,7 +885,8 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
                 let infos = s.tables()?;
                 Data::Db(Box::new(s), infos)
             }
-            _ => anyhow::bail!("--data reads sqlite:// and postgresql:// targets"),
+            sensei_connectors::url::Location::Parquet(dir) => Data::Files(dir),
+            _ => anyhow::bail!("--data reads sqlite://, postgresql:// and parquet:// targets"),
         };
         let mut all = true;
         let tables = cert["payload"]["tables"]
@@ -899,6 +901,26 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
             let (digest, root) = match &mut data {
                 Data::Sqlite(src) => {
                     sensei_agents::orchestrator::read_back(src, &name, &columns, &key)?
+                }
+                Data::Files(dir) => {
+                    let fields = columns
+                        .iter()
+                        .map(|(c, t)| {
+                            Ok(arrow::datatypes::Field::new(
+                                c,
+                                t.parse::<arrow::datatypes::DataType>()?,
+                                true,
+                            ))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
+                    sensei_agents::orchestrator::read_back_files(
+                        dir,
+                        &name,
+                        &order,
+                        Some(std::sync::Arc::new(arrow::datatypes::Schema::new(fields))),
+                        &key,
+                    )?
                 }
                 Data::Db(src, infos) => {
                     let fields = columns

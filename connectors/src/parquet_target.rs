@@ -1,0 +1,149 @@
+//! Parquet folder target: one folder per table, one zstd Parquet file per
+//! delivered batch, named by its idempotency key
+//! (`<partition>-<batch>.parquet`). A file is written under a temporary name
+//! and renamed into place, so it is whole or absent; a batch whose file
+//! exists is skipped: the folder is its own ledger.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow::datatypes::Schema;
+use arrow::record_batch::RecordBatch;
+
+use crate::error::{ConnectorError, Result};
+use crate::sqlite::{BatchAck, BatchKey};
+
+/// A Parquet folder target.
+pub struct ParquetTarget {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConnectorError + '_ {
+    move |e| ConnectorError::TargetNotWritable {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+impl ParquetTarget {
+    /// Opens (creating) the folder.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        Ok(ParquetTarget {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The folder of a table.
+    pub fn table_dir(dir: &Path, table: &str) -> PathBuf {
+        dir.join(safe(table))
+    }
+
+    /// Creates the table's folder.
+    pub fn ensure_table(&self, table: &str) -> Result<()> {
+        let d = Self::table_dir(&self.dir, table);
+        std::fs::create_dir_all(&d).map_err(io(&d))
+    }
+
+    /// Writes one batch as its own file, or skips it when the file exists.
+    pub fn write_batch(
+        &self,
+        table: &str,
+        batch: &RecordBatch,
+        key: &BatchKey<'_>,
+    ) -> Result<BatchAck> {
+        let started = Instant::now();
+        let d = Self::table_dir(&self.dir, table);
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+        let file = d.join(format!("{}-{:06}.parquet", safe(key.partition), key.seq));
+        if file.exists() {
+            return Ok(BatchAck {
+                rows: 0,
+                written: false,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                warnings: Vec::new(),
+            });
+        }
+        let tmp = d.join(format!(
+            ".{}-{:06}.a{}.tmp",
+            safe(key.partition),
+            key.seq,
+            key.attempt
+        ));
+        let out = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(out, batch.schema(), Some(props))
+            .map_err(|e| ConnectorError::TargetNotWritable {
+                path: tmp.display().to_string(),
+                message: e.to_string(),
+            })?;
+        w.write(batch)
+            .and_then(|_| w.close().map(|_| ()))
+            .map_err(|e| ConnectorError::TargetNotWritable {
+                path: tmp.display().to_string(),
+                message: e.to_string(),
+            })?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &file).map_err(io(&file))?;
+        Ok(BatchAck {
+            rows: batch.num_rows() as u64,
+            written: true,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Every delivered file of a table, in name order.
+    pub fn files(dir: &Path, table: &str) -> Result<Vec<PathBuf>> {
+        let d = Self::table_dir(dir, table);
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
+            .map_err(io(&d))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Reads a table's delivered rows back, batch by batch.
+    pub fn read(
+        dir: &Path,
+        table: &str,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<Schema> {
+        let mut schema = Schema::empty();
+        for f in Self::files(dir, table)? {
+            let file = std::fs::File::open(&f).map_err(io(&f))?;
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.build())
+                    .map_err(|e| ConnectorError::Unreadable {
+                        path: f.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+            for b in reader {
+                let b = b?;
+                schema = b.schema().as_ref().clone();
+                sink(b)?;
+            }
+        }
+        Ok(schema)
+    }
+}
