@@ -29,6 +29,7 @@ pub mod encoding;
 mod error;
 pub mod files;
 pub mod mysql;
+pub mod mysql_target;
 pub mod parquet_source;
 pub mod parquet_target;
 pub mod pg_target;

@@ -55,7 +55,7 @@ use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
 use crate::sqlite::{Batcher, ColumnInfo, TableInfo};
 
-fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) -> ConnectorError {
+pub(crate) fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) -> ConnectorError {
     let context = context.into();
     move |e| {
         let transient = matches!(e, mysql::Error::IoError(_) | mysql::Error::DriverError(_))
@@ -154,6 +154,11 @@ impl MySqlSource {
     /// Connects with default options (password from the URL or `MYSQL_PWD`).
     pub fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, &SourceOptions::default())
+    }
+
+    /// The session itself (for the target, which writes).
+    pub(crate) fn into_conn(self) -> Conn {
+        self.conn
     }
 
     /// Connects with the options' password file, TLS mode and timeout. The

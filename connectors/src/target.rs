@@ -1,11 +1,12 @@
 //! One handle over every target engine, so delivery need not know which one
-//! it writes: SQLite files, PostgreSQL databases and Parquet folders.
+//! it writes: SQLite files, PostgreSQL and MySQL/MariaDB databases, Parquet folders.
 
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
+use crate::mysql_target::MySqlTarget;
 use crate::parquet_target::ParquetTarget;
 use crate::pg_target::PgTarget;
 use crate::sqlite::{BatchAck, BatchKey, SqliteTarget};
@@ -19,6 +20,8 @@ pub enum Target {
     Postgres(Box<PgTarget>),
     /// A folder of Parquet files.
     Parquet(ParquetTarget),
+    /// A MySQL or MariaDB database.
+    MySql(Box<MySqlTarget>),
 }
 
 impl Target {
@@ -28,6 +31,7 @@ impl Target {
             Location::Sqlite(p) => Target::Sqlite(SqliteTarget::open(&p)?),
             Location::Postgres(u) => Target::Postgres(Box::new(PgTarget::connect(&u, options)?)),
             Location::Parquet(dir) => Target::Parquet(ParquetTarget::open(&dir)?),
+            Location::MySql(u) => Target::MySql(Box::new(MySqlTarget::connect(&u, options)?)),
             _ => {
                 return Err(ConnectorError::Unsupported {
                     role: "target",
@@ -57,6 +61,7 @@ impl Target {
             Target::Postgres(t) => t.apply_ddl(ddl),
             // Files have no DDL: the schema is the certified one.
             Target::Parquet(_) => Ok(()),
+            Target::MySql(t) => t.apply_ddl(ddl),
         }
     }
 
@@ -71,6 +76,7 @@ impl Target {
             Target::Sqlite(t) => t.ensure_table(table, schema, primary_key),
             Target::Postgres(t) => t.ensure_table(table, schema, primary_key),
             Target::Parquet(t) => t.ensure_table(table),
+            Target::MySql(t) => t.ensure_table(table, schema, primary_key),
         }
     }
 
@@ -85,6 +91,7 @@ impl Target {
             Target::Sqlite(t) => t.write_batch(table, batch, key),
             Target::Postgres(t) => t.write_batch(table, batch, key),
             Target::Parquet(t) => t.write_batch(table, batch, key),
+            Target::MySql(t) => t.write_batch(table, batch, key),
         }
     }
 }

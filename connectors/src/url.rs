@@ -42,7 +42,7 @@ fn file_location(
         return Err(ConnectorError::Unsupported {
             role,
             url: url.into(),
-            hint: "CSV is a source in this build; targets supported now: sqlite://PATH, postgresql://..., parquet://FOLDER"
+            hint: "CSV is a source in this build; targets supported now: sqlite://PATH, postgresql://..., mysql://..., parquet://FOLDER"
                 .into(),
         });
     }
@@ -106,13 +106,6 @@ pub fn parse(url: &str, role: &'static str) -> Result<Location> {
         return Ok(Location::Postgres(url.to_string()));
     }
     if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        if role == "target" {
-            return Err(ConnectorError::Unsupported {
-                role,
-                url: redact_url(url),
-                hint: "MySQL/MariaDB targets are not part of this build yet; targets supported now: sqlite://PATH, postgresql://..., parquet://FOLDER".into(),
-            });
-        }
         return Ok(Location::MySql(url.to_string()));
     }
     if let Some(rest) = url.strip_prefix("csv://") {

@@ -436,3 +436,81 @@ fn latin1_columns_holding_utf8_are_read_as_utf8_and_mixed_ones_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn retail_into_mariadb_exactly_once_with_a_matching_receipt() {
+    use mysql::prelude::Queryable;
+    let db = MyDatabase::create("target");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let migrate = |extra: &[&str]| {
+        run(sensei()
+            .arg("migrate")
+            .arg("--source")
+            .arg(format!("sqlite://{}", src.display()))
+            .arg("--target")
+            .arg(&db.url)
+            .arg("--workdir")
+            .arg(dir.path().join("w"))
+            .args(["--set", "delivery.batch_rows=300"])
+            .args(extra))
+    };
+    let out = migrate(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = rusqlite::Connection::open(&src).unwrap();
+    let mut c = db.conn();
+    let mut total = 0i64;
+    for table in ["customers", "products", "orders", "order_lines"] {
+        let want: i64 = s
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        let n: i64 = c
+            .query_first(format!("SELECT count(*) FROM {table}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, want, "{table}");
+        total += want;
+    }
+    let ledger: i64 = c
+        .query_first("SELECT CAST(sum(`rows`) AS SIGNED) FROM sensei_delivery_ledger")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ledger, total);
+    let mig = std::fs::read_dir(dir.path().join("w"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("receipt.json").exists())
+        .unwrap()
+        .path();
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
+    for (t, r) in receipt["tables"].as_object().unwrap() {
+        assert_eq!(r["matches_certificate"], true, "{t}: {r}");
+    }
+    // The whole migration run again from the start: the ledger knows every
+    // batch, so nothing is written twice and the receipt says so.
+    let out = migrate(&["--restart"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: i64 = c
+        .query_first("SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM products) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_lines)")
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, total, "no row twice");
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
+    for (t, r) in receipt["tables"].as_object().unwrap() {
+        assert_eq!(r["rows_written"], 0, "{t}: {r}");
+        assert!(r["batches_skipped"].as_u64().unwrap() >= 1, "{t}: {r}");
+        assert_eq!(r["matches_certificate"], true, "{t}: {r}");
+    }
+}

@@ -1,0 +1,306 @@
+//! MySQL/MariaDB target: tables created from the certified Arrow schema when
+//! absent (InnoDB), batches written as multi-row `INSERT`s inside one
+//! transaction together with their row in the ledger table, so a batch is in
+//! the target exactly when its key is in the ledger; a batch the ledger holds
+//! is skipped, a stale attempt refused. Foreign-key checks are off in the
+//! loading sessions (tables load in parallel, in no order; verification has
+//! checked referential integrity). Warnings the server raises for a batch
+//! (`SHOW WARNINGS`: truncations, conversions) come back with its
+//! acknowledgement. Deadlocks, lock waits, lost connections, shutdowns and
+//! too many connections are transient; permission and constraint errors are not.
+
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    Schema, TimestampMicrosecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
+use arrow::record_batch::RecordBatch;
+use mysql::prelude::Queryable;
+use mysql::{Conn, Value};
+
+use crate::error::{ConnectorError, Result};
+use crate::files::SourceOptions;
+use crate::mysql::{my_err, quote, MySqlSource};
+use crate::sqlite::{BatchAck, BatchKey, LEDGER_TABLE};
+
+/// Rows per INSERT statement (placeholders stay under the protocol's limit).
+const ROWS_PER_INSERT: usize = 500;
+
+/// The MySQL type a target column gets for an Arrow type.
+pub fn mysql_type(dt: &DataType) -> String {
+    match dt {
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 | DataType::UInt8 => "SMALLINT".into(),
+        DataType::Int32 | DataType::UInt16 => "INT".into(),
+        DataType::Int64 | DataType::UInt32 => "BIGINT".into(),
+        DataType::UInt64 => "BIGINT UNSIGNED".into(),
+        DataType::Float16 | DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "LONGBLOB".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Timestamp(..) => "DATETIME(6)".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({},{s})", (*p).min(65)),
+        _ => "LONGTEXT".into(),
+    }
+}
+
+/// A MySQL/MariaDB target session.
+pub struct MySqlTarget {
+    conn: Conn,
+}
+
+fn civil(days: i64) -> (u16, u8, u8) {
+    // Days since 1970-01-01 to a proleptic Gregorian date.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    ((y + i64::from(m <= 2)) as u16, m as u8, d as u8)
+}
+
+fn value(a: &ArrayRef, row: usize) -> Value {
+    if a.is_null(row) {
+        return Value::NULL;
+    }
+    match a.data_type() {
+        DataType::Int8 => Value::Int(a.as_primitive::<Int8Type>().value(row) as i64),
+        DataType::Int16 => Value::Int(a.as_primitive::<Int16Type>().value(row) as i64),
+        DataType::Int32 => Value::Int(a.as_primitive::<Int32Type>().value(row) as i64),
+        DataType::Int64 => Value::Int(a.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => Value::UInt(a.as_primitive::<UInt8Type>().value(row) as u64),
+        DataType::UInt16 => Value::UInt(a.as_primitive::<UInt16Type>().value(row) as u64),
+        DataType::UInt32 => Value::UInt(a.as_primitive::<UInt32Type>().value(row) as u64),
+        DataType::UInt64 => Value::UInt(a.as_primitive::<UInt64Type>().value(row)),
+        DataType::Float32 => Value::Float(a.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => Value::Double(a.as_primitive::<Float64Type>().value(row)),
+        DataType::Boolean => Value::Int(a.as_boolean().value(row) as i64),
+        DataType::Date32 => {
+            let (y, m, d) = civil(a.as_primitive::<Date32Type>().value(row) as i64);
+            Value::Date(y, m, d, 0, 0, 0, 0)
+        }
+        DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => {
+            let us = a.as_primitive::<TimestampMicrosecondType>().value(row);
+            let (days, rem) = (us.div_euclid(86_400_000_000), us.rem_euclid(86_400_000_000));
+            let (y, m, d) = civil(days);
+            let secs = rem / 1_000_000;
+            Value::Date(
+                y,
+                m,
+                d,
+                (secs / 3600) as u8,
+                (secs / 60 % 60) as u8,
+                (secs % 60) as u8,
+                (rem % 1_000_000) as u32,
+            )
+        }
+        DataType::Binary => Value::Bytes(a.as_binary::<i32>().value(row).to_vec()),
+        _ => {
+            // Decimals, text and the rest in their text form (exact).
+            let opts = arrow::util::display::FormatOptions::default();
+            let s = arrow::util::display::ArrayFormatter::try_new(a.as_ref(), &opts)
+                .map(|f| f.value(row).to_string())
+                .unwrap_or_default();
+            Value::Bytes(s.into_bytes())
+        }
+    }
+}
+
+impl MySqlTarget {
+    /// Connects (password, TLS and timeout as for a MySQL source), turns
+    /// foreign-key checks off for this session and creates the ledger table.
+    pub fn connect(url: &str, options: &SourceOptions) -> Result<Self> {
+        let mut conn = MySqlSource::connect_with(url, options)?.into_conn();
+        conn.query_drop("SET SESSION foreign_key_checks = 0")
+            .map_err(my_err("preparing the target session"))?;
+        conn.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+                migration_id VARCHAR(255) NOT NULL,
+                partition_id VARCHAR(255) NOT NULL,
+                batch_seq BIGINT NOT NULL,
+                attempt INT NOT NULL,
+                `rows` BIGINT NOT NULL,
+                delivered_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+                PRIMARY KEY (migration_id, partition_id, batch_seq)
+            ) ENGINE=InnoDB"
+        ))
+        .map_err(my_err(format!("creating {LEDGER_TABLE}")))?;
+        Ok(MySqlTarget { conn })
+    }
+
+    /// Runs DDL as it is (the target schema file).
+    pub fn apply_ddl(&mut self, ddl: &str) -> Result<()> {
+        self.conn
+            .query_drop(ddl)
+            .map_err(my_err("applying the target schema"))
+    }
+
+    /// Creates a table mirroring `schema` (with `primary_key`) when absent.
+    pub fn ensure_table(
+        &mut self,
+        table: &str,
+        schema: &Schema,
+        primary_key: &[String],
+    ) -> Result<()> {
+        let mut cols: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}{}",
+                    quote(f.name()),
+                    mysql_type(f.data_type()),
+                    if f.is_nullable() { "" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        if !primary_key.is_empty() {
+            cols.push(format!(
+                "PRIMARY KEY ({})",
+                primary_key
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        self.conn
+            .query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE=InnoDB",
+                quote(table),
+                cols.join(", ")
+            ))
+            .map_err(my_err(format!("creating target table {table}")))
+    }
+
+    /// Writes one batch and its ledger row in one transaction.
+    pub fn write_batch(
+        &mut self,
+        table: &str,
+        batch: &RecordBatch,
+        key: &BatchKey<'_>,
+    ) -> Result<BatchAck> {
+        let started = Instant::now();
+        let ctx = format!(
+            "delivering batch {} of partition {} into table {table}",
+            key.seq, key.partition
+        );
+        let mut tx = self
+            .conn
+            .start_transaction(mysql::TxOpts::default())
+            .map_err(my_err(&ctx))?;
+        let seen: Option<i64> = tx
+            .exec_first(
+                format!("SELECT attempt FROM {LEDGER_TABLE} WHERE migration_id = ? AND partition_id = ? AND batch_seq = ? FOR UPDATE"),
+                (key.migration, key.partition, key.seq as i64),
+            )
+            .map_err(my_err(&ctx))?;
+        if seen.is_some() {
+            tx.commit().map_err(my_err(&ctx))?;
+            return Ok(BatchAck {
+                rows: 0,
+                written: false,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                warnings: Vec::new(),
+            });
+        }
+        let latest: Option<Option<i64>> = tx
+            .exec_first(
+                format!("SELECT max(attempt) FROM {LEDGER_TABLE} WHERE migration_id = ? AND partition_id = ?"),
+                (key.migration, key.partition),
+            )
+            .map_err(my_err(&ctx))?;
+        if let Some(l) = latest.flatten().filter(|l| *l as u32 > key.attempt) {
+            return Err(ConnectorError::Database {
+                context: ctx,
+                message: format!(
+                    "attempt {} is stale: attempt {l} delivers this partition now",
+                    key.attempt
+                ),
+                transient: false,
+            });
+        }
+        let schema = batch.schema();
+        let names = schema
+            .fields()
+            .iter()
+            .map(|f| quote(f.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let one = format!("({})", vec!["?"; schema.fields().len()].join(", "));
+        let mut warnings = Vec::new();
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let n = ROWS_PER_INSERT.min(batch.num_rows() - start);
+            let sql = format!(
+                "INSERT INTO {} ({names}) VALUES {}",
+                quote(table),
+                vec![one.as_str(); n].join(", ")
+            );
+            let mut params = Vec::with_capacity(n * schema.fields().len());
+            for r in start..start + n {
+                for c in batch.columns() {
+                    params.push(value(c, r));
+                }
+            }
+            tx.exec_drop(sql, params).map_err(|e| {
+                my_err(format!(
+                    "{ctx}, rows {}..{} of the batch",
+                    start + 1,
+                    start + n
+                ))(e)
+            })?;
+            if tx.warnings() > 0 {
+                let w: Vec<(String, u32, String)> =
+                    tx.query("SHOW WARNINGS").map_err(my_err(&ctx))?;
+                warnings.extend(
+                    w.into_iter()
+                        .map(|(level, code, msg)| format!("{level} {code}: {msg}")),
+                );
+            }
+            start += n;
+        }
+        match tx.exec_drop(
+            format!("INSERT INTO {LEDGER_TABLE} (migration_id, partition_id, batch_seq, attempt, `rows`) VALUES (?, ?, ?, ?, ?)"),
+            (key.migration, key.partition, key.seq as i64, key.attempt, batch.num_rows() as i64),
+        ) {
+            Ok(()) => {}
+            // Another attempt committed this batch meanwhile: ours rolls back whole.
+            Err(mysql::Error::MySqlError(e)) if e.code == 1062 => {
+                drop(tx);
+                return Ok(BatchAck {
+                    rows: 0,
+                    written: false,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    warnings,
+                });
+            }
+            Err(e) => return Err(my_err(&ctx)(e)),
+        }
+        tx.commit().map_err(my_err(&ctx))?;
+        Ok(BatchAck {
+            rows: batch.num_rows() as u64,
+            written: true,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil(0), (1970, 1, 1));
+        assert_eq!(super::civil(19_723), (2024, 1, 1));
+        assert_eq!(super::civil(-1), (1969, 12, 31));
+        assert_eq!(super::civil(11_016), (2000, 2, 29));
+    }
+}
