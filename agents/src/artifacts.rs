@@ -348,6 +348,10 @@ pub struct Receipt {
     /// Notices and warnings the target sent while batches were written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_notices: Vec<String>,
+    /// Post-delivery validation: the query suite on the delivered data
+    /// against the source snapshot (counts, and the differences named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_delivery: Option<serde_json::Value>,
     /// The review that accepted an INCONCLUSIVE certificate, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_inconclusive: Option<serde_json::Value>,

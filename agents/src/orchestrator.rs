@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use sensei_connectors::files::{BadRows, SourceOptions};
 use sensei_connectors::source::Source;
@@ -76,6 +77,20 @@ pub fn read_back(
     columns: &[(String, String)],
     key: &[String],
 ) -> Result<(TableDigest, String)> {
+    read_back_tap(src, table, columns, key, &mut |_| Ok(()))
+}
+
+/// A batch read back, seen by the post-delivery copy.
+pub type Tap<'a> = &'a mut dyn FnMut(&RecordBatch) -> sensei_connectors::Result<()>;
+
+/// [`read_back`], each batch also shown to `tap`.
+pub fn read_back_tap(
+    src: &SqliteSource,
+    table: &str,
+    columns: &[(String, String)],
+    key: &[String],
+    tap: Tap<'_>,
+) -> Result<(TableDigest, String)> {
     let mut info = src.table(table)?;
     if !columns.is_empty() {
         info.columns.sort_by_key(|c| {
@@ -99,7 +114,7 @@ pub fn read_back(
     src.read(&info, None, 8192, |b| {
         d.add_batch(&b);
         m.add_batch(&b, key);
-        Ok(())
+        tap(&b)
     })?;
     Ok((d, m.root()))
 }
@@ -114,6 +129,19 @@ pub fn read_back_cast(
     order: &[String],
     certified: Option<arrow::datatypes::SchemaRef>,
     key: &[String],
+) -> Result<(TableDigest, String)> {
+    read_back_cast_tap(src, infos, table, order, certified, key, &mut |_| Ok(()))
+}
+
+/// [`read_back_cast`], each batch also shown to `tap`.
+pub fn read_back_cast_tap(
+    src: &mut Source,
+    infos: &[TableInfo],
+    table: &str,
+    order: &[String],
+    certified: Option<arrow::datatypes::SchemaRef>,
+    key: &[String],
+    tap: Tap<'_>,
 ) -> Result<(TableDigest, String)> {
     let mut info = infos
         .iter()
@@ -138,7 +166,7 @@ pub fn read_back_cast(
         let b = conform(b, certified.as_ref())?;
         d.add_batch(&b);
         m.add_batch(&b, key);
-        Ok(())
+        tap(&b)
     })?;
     Ok((d, m.root()))
 }
@@ -181,6 +209,18 @@ pub fn read_back_files(
     certified: Option<arrow::datatypes::SchemaRef>,
     key: &[String],
 ) -> Result<(TableDigest, String)> {
+    read_back_files_tap(dir, table, order, certified, key, &mut |_| Ok(()))
+}
+
+/// [`read_back_files`], each batch also shown to `tap`.
+pub fn read_back_files_tap(
+    dir: &std::path::Path,
+    table: &str,
+    order: &[String],
+    certified: Option<arrow::datatypes::SchemaRef>,
+    key: &[String],
+    tap: Tap<'_>,
+) -> Result<(TableDigest, String)> {
     let mut d = TableDigest::default();
     let mut m = crate::digest::MerkleDigest::default();
     sensei_connectors::parquet_target::ParquetTarget::read(dir, table, |b| {
@@ -196,9 +236,80 @@ pub fn read_back_files(
         let b = conform(b, certified.as_ref())?;
         d.add_batch(&b);
         m.add_batch(&b, key);
-        Ok(())
+        tap(&b)
     })?;
     Ok((d, m.root()))
+}
+
+/// The rows of one table read back, copied into a Parquet file for the
+/// post-delivery replay.
+struct Copy {
+    table: String,
+    path: PathBuf,
+    writer: Option<sensei_flight::parquet_io::PartitionWriter>,
+}
+
+impl Copy {
+    fn new(dir: Option<&PathBuf>, table: &str) -> Option<Copy> {
+        dir.map(|d| Copy {
+            table: table.to_string(),
+            path: d.join(format!("{}.parquet", id_part(table))),
+            writer: None,
+        })
+    }
+
+    fn tap(&mut self, b: &RecordBatch) -> sensei_connectors::Result<()> {
+        let err =
+            |e: sensei_flight::FlightError| sensei_connectors::ConnectorError::TargetNotWritable {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            };
+        if self.writer.is_none() {
+            self.writer = Some(
+                sensei_flight::parquet_io::PartitionWriter::create(&self.path, b.schema())
+                    .map_err(err)?,
+            );
+        }
+        match self.writer.as_mut() {
+            Some(w) => w.write(b).map_err(err),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(self) -> Result<Option<PartitionRef>> {
+        let Some(w) = self.writer else {
+            return Ok(None);
+        };
+        let stats = w.finish()?;
+        Ok(Some(PartitionRef {
+            id: format!("post-delivery/{}", self.table),
+            table: self.table,
+            partition: 0,
+            node_id: String::new(),
+            endpoint: String::new(),
+            uri: format!("file://{}", self.path.display()),
+            rows: stats.rows,
+            bytes: stats.bytes,
+            sha256: stats.sha256,
+        }))
+    }
+}
+
+/// Runs `read` with a tap that copies into `copy` (when there is one), and
+/// collects the copy's partition.
+fn with_copy(
+    copy: Option<Copy>,
+    copies: &mut Vec<PartitionRef>,
+    read: impl FnOnce(Tap<'_>) -> Result<(TableDigest, String)>,
+) -> Result<(TableDigest, String)> {
+    match copy {
+        Some(mut c) => {
+            let out = read(&mut |b| c.tap(b))?;
+            copies.extend(c.finish()?);
+            Ok(out)
+        }
+        None => read(&mut |_| Ok(())),
+    }
 }
 
 /// Per table read back from the target: its digest and Merkle root.
@@ -1727,6 +1838,84 @@ impl Orchestrator {
             .collect()
     }
 
+    /// Post-delivery validation: the query suite (the user's source
+    /// queries, foreign-key coverage, per-table counts and per-column
+    /// aggregates), rewritten through the mapping, on the data just read back
+    /// from the target against the source snapshot. A difference is an event
+    /// and stays in the receipt.
+    async fn post_validation(
+        &self,
+        id: &str,
+        config: &MigrationConfig,
+        copies: Vec<PartitionRef>,
+    ) -> Result<serde_json::Value> {
+        let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
+        let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
+        let mut suite = Vec::new();
+        if !config.verification.queries_file.is_empty() {
+            let file = &config.verification.queries_file;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                sensei_connectors::ConnectorError::Unreadable {
+                    path: file.clone(),
+                    message: format!("verification.queries_file: {e}"),
+                }
+            })?;
+            suite.extend(crate::queries::split_queries(&text, file)?);
+        }
+        suite.extend(crate::queries::coverage_queries(&manifest));
+        suite.extend(crate::queries::generated_suite(&mapping, &manifest));
+        suite.truncate(config.verification.max_queries.max(1) as usize);
+        let task = crate::queries::QueryTask {
+            source_tables: manifest
+                .tables
+                .iter()
+                .map(|t| (t.name.clone(), t.partitions.clone()))
+                .collect(),
+            target_tables: copies
+                .iter()
+                .map(|p| (p.table.clone(), vec![p.clone()]))
+                .collect(),
+            queries: suite
+                .into_iter()
+                .map(|(name, sql)| crate::queries::QueryCheck {
+                    target_sql: crate::queries::rewrite(&sql, &mapping, &manifest),
+                    name,
+                    source_sql: sql,
+                })
+                .collect(),
+            foreign_keys: Vec::new(),
+            tolerance: crate::equivalence::Tolerance {
+                numeric: config.verification.numeric_tolerance,
+                timestamp_us: (config.verification.timestamp_tolerance_ms as i64)
+                    .saturating_mul(1000),
+                string_mode: config.verification.string_mode.clone(),
+                band: config.verification.inconclusive_band,
+                ..Default::default()
+            },
+        };
+        let r = crate::queries::run_with(crate::queries::Reader::Files, &task).await?;
+        let failed: Vec<&crate::queries::QueryOutcome> =
+            r.queries.iter().filter(|q| q.result == "fail").collect();
+        for q in &failed {
+            self.scheduler.event(
+                id,
+                "error",
+                &format!(
+                    "post-delivery query {} differs from the verified result: {}",
+                    q.name, q.detail
+                ),
+            )?;
+        }
+        let passed = r.queries.iter().filter(|q| q.result == "pass").count();
+        Ok(serde_json::json!({
+            "queries": r.queries.len(),
+            "passed": passed,
+            "failed": failed.len(),
+            "differences": failed.iter().map(|q| serde_json::json!({"name": q.name, "target_sql": q.target_sql, "detail": q.detail})).collect::<Vec<_>>(),
+            "undecided": r.queries.iter().filter(|q| q.result == "inconclusive").map(|q| serde_json::json!({"name": q.name, "detail": q.detail})).collect::<Vec<_>>(),
+        }))
+    }
+
     async fn finalize_delivery(&self, id: &str, tasks: &[TaskRecord]) -> Result<String> {
         let config = self.config(id)?;
         let cert_bytes = self
@@ -1799,8 +1988,14 @@ impl Orchestrator {
             } else {
                 Vec::new()
             };
+        let copy_dir = config.delivery.post_validation.then(|| {
+            PathBuf::from(&config.runtime.workdir)
+                .join(id)
+                .join("post-delivery")
+        });
         let readback = tokio::task::spawn_blocking(
-            move || -> Result<(ReadBack, FkViolations, Vec<String>)> {
+            move || -> Result<(ReadBack, FkViolations, Vec<String>, Vec<PartitionRef>)> {
+                let mut copies = Vec::new();
                 match parse(&url, "target")? {
                     Location::Sqlite(target) => {
                         let src = SqliteSource::open(&target)?;
@@ -1823,11 +2018,17 @@ impl Orchestrator {
                                 })
                                 .unwrap_or_default();
                             let key = keys.get(&name).cloned().unwrap_or_default();
-                            out.insert(name.clone(), read_back(&src, &name, &cols, &key)?);
+                            let copy = Copy::new(copy_dir.as_ref(), &name);
+                            out.insert(
+                                name.clone(),
+                                with_copy(copy, &mut copies, |tap| {
+                                    read_back_tap(&src, &name, &cols, &key, tap)
+                                })?,
+                            );
                         }
                         drop(src);
                         let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;
-                        Ok((out, violations, Vec::new()))
+                        Ok((out, violations, Vec::new(), copies))
                     }
                     Location::Parquet(dir) => {
                         let mut out = BTreeMap::new();
@@ -1835,12 +2036,15 @@ impl Orchestrator {
                             let order = columns.get(&name).cloned().unwrap_or_default();
                             let key = keys.get(&name).cloned().unwrap_or_default();
                             let schema = certified.get(&name).cloned();
+                            let copy = Copy::new(copy_dir.as_ref(), &name);
                             out.insert(
                                 name.clone(),
-                                read_back_files(&dir, &name, &order, schema, &key)?,
+                                with_copy(copy, &mut copies, |tap| {
+                                    read_back_files_tap(&dir, &name, &order, schema, &key, tap)
+                                })?,
                             );
                         }
-                        Ok((out, Vec::new(), Vec::new()))
+                        Ok((out, Vec::new(), Vec::new(), copies))
                     }
                     _ => {
                         // Foreign keys back first: the server validates them against the rows.
@@ -1860,12 +2064,17 @@ impl Orchestrator {
                             let order = columns.get(&name).cloned().unwrap_or_default();
                             let key = keys.get(&name).cloned().unwrap_or_default();
                             let schema = certified.get(&name).cloned();
+                            let copy = Copy::new(copy_dir.as_ref(), &name);
                             out.insert(
                                 name.clone(),
-                                read_back_cast(&mut src, &infos, &name, &order, schema, &key)?,
+                                with_copy(copy, &mut copies, |tap| {
+                                    read_back_cast_tap(
+                                        &mut src, &infos, &name, &order, schema, &key, tap,
+                                    )
+                                })?,
                             );
                         }
-                        Ok((out, Vec::new(), broken))
+                        Ok((out, Vec::new(), broken, copies))
                     }
                 }
             },
@@ -1875,7 +2084,12 @@ impl Orchestrator {
             what: "post-delivery check".into(),
             message: e.to_string(),
         })??;
-        let (readback, violations, broken_keys) = readback;
+        let (readback, violations, broken_keys, copies) = readback;
+        let post = if config.delivery.post_validation {
+            Some(self.post_validation(id, &config, copies).await?)
+        } else {
+            None
+        };
         let mut warnings = broken_keys;
         for (table, parent, n) in violations {
             warnings.push(format!(
@@ -1912,6 +2126,7 @@ impl Orchestrator {
             elapsed_ms: elapsed,
             warnings: warnings.clone(),
             target_notices: notices,
+            post_delivery: post.clone(),
             delivered_at: now_rfc3339(),
             accepted_inconclusive: if self
                 .artifacts

@@ -239,11 +239,18 @@ impl Default for VerificationSection {
 pub struct DeliverySection {
     /// Rows per delivered batch (one target transaction with its ledger row).
     pub batch_rows: u64,
+    /// After delivery, replay the query suite (the user's source queries,
+    /// foreign-key coverage, per-table counts and per-column aggregates) on
+    /// the data read back from the target, against the source snapshot.
+    pub post_validation: bool,
 }
 
 impl Default for DeliverySection {
     fn default() -> Self {
-        DeliverySection { batch_rows: 10_000 }
+        DeliverySection {
+            batch_rows: 10_000,
+            post_validation: true,
+        }
     }
 }
 

@@ -89,6 +89,10 @@ fn retail_into_postgres_with_its_schema_foreign_keys_and_receipt() {
             .iter()
             .all(|b| b["elapsed_ms"].is_u64() && b["attempt"].as_u64() >= Some(1)));
     }
+    // Post-delivery validation: the query suite on the delivered rows agrees.
+    let post = &receipt["post_delivery"];
+    assert!(post["queries"].as_u64().unwrap() > 20, "{post}");
+    assert_eq!(post["failed"], 0, "{post}");
     // The certificate's roots recomputed from PostgreSQL; one changed cell breaks them.
     let cert = mig.join("certificate.json");
     let ok = run(sensei()
@@ -195,4 +199,55 @@ fn a_table_the_target_user_may_not_write_halts_cleanly_and_a_rerun_after_the_gra
     if let Ok(mut c) = postgres::Client::connect(PG_ADMIN_URL, postgres::NoTls) {
         let _ = c.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"));
     }
+}
+
+#[test]
+fn a_target_trigger_that_changes_rows_is_caught_after_delivery() {
+    let db = PgDatabase::create("trigger");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE customers (cust_id bigint PRIMARY KEY, cust_fname text NOT NULL, cust_lname text NOT NULL,
+                 cust_email text, cust_dob date, cust_phone text, cust_city text, created_ts timestamp NOT NULL);
+             CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN NEW.cust_city := upper(NEW.cust_city); RETURN NEW; END $$;
+             CREATE TRIGGER shout BEFORE INSERT ON customers FOR EACH ROW EXECUTE FUNCTION shout();",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let out = run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(&db.url)
+        .arg("--workdir")
+        .arg(dir.path().join("w")));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mig = std::fs::read_dir(dir.path().join("w"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("receipt.json").exists())
+        .unwrap()
+        .path();
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
+    assert_eq!(receipt["tables"]["customers"]["matches_certificate"], false);
+    assert_eq!(receipt["tables"]["orders"]["matches_certificate"], true);
+    let post = &receipt["post_delivery"];
+    let differences = post["differences"].to_string();
+    assert!(post["failed"].as_u64().unwrap() >= 1, "{post}");
+    assert!(differences.contains("customers.cust_city"), "{differences}");
+    assert!(!differences.contains("orders"), "{differences}");
+    let events = state_query(
+        &dir.path().join("w"),
+        "SELECT count(*) FROM events WHERE message LIKE 'post-delivery query column customers.cust_city%'",
+    )
+    .unwrap();
+    assert!(events >= 1);
 }
