@@ -510,6 +510,10 @@ pub fn source_options(config: &MigrationConfig) -> Result<SourceOptions> {
 /// Whether `sql` names `table` (a cheap over-approximation: the table is
 /// loaded when its name appears as a word).
 fn mentions(sql: &str, table: &str) -> bool {
+    if table.contains(|c: char| !(c.is_alphanumeric() || c == '_')) {
+        // `schema.table` and other names that are not one word.
+        return sql.contains(table);
+    }
     sql.split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .any(|w| w == table)
 }

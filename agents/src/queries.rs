@@ -488,8 +488,12 @@ async fn load(
         message: e.to_string(),
     };
     let table = MemTable::try_new(schema, vec![batches]).map_err(sql_err)?;
+    // Bare: a table named `schema.table` is one name, not a schema and a table.
     session
-        .register_table(name, Arc::new(table))
+        .register_table(
+            datafusion::common::TableReference::bare(name.to_string()),
+            Arc::new(table),
+        )
         .map_err(sql_err)?;
     Ok(())
 }

@@ -589,7 +589,18 @@ fn a_source_connection_lost_mid_extraction_is_retried_and_nothing_is_lost() {
         "SELECT max(attempt) FROM tasks WHERE phase = 'ingestion'",
     )
     .unwrap();
-    assert!(retried >= 2, "the cut partition was extracted again");
+    // The cut session is a Scout's (its partition is extracted again) or,
+    // when the head is still sampling the table for planning, the head's
+    // (its planning is retried).
+    let head_retried = state_query(
+        &work,
+        "SELECT count(*) FROM events WHERE message LIKE 'transient failure, retrying%'",
+    )
+    .unwrap();
+    assert!(
+        retried >= 2 || head_retried >= 1,
+        "the cut read was done again (task attempts {retried}, head retries {head_retried})"
+    );
 }
 
 #[test]
