@@ -24,6 +24,9 @@ pub struct DeliverTask {
     /// Target URL (`sqlite://PATH`, `postgresql://...`; a password comes
     /// from the environment, never the payload).
     pub target: String,
+    /// PostgreSQL schema the writes stay inside (empty: the default).
+    #[serde(default)]
+    pub namespace: String,
     /// Rows per batch.
     pub batch_rows: u64,
     /// Stable ledger key of the partition (`table/partition`): the same on every
@@ -103,7 +106,7 @@ pub async fn run(
     let delay = ctx.batch_delay_ms;
     let task_id_hint = task.ledger_partition.clone();
     tokio::task::spawn_blocking(move || -> Result<DeliverResult> {
-        let mut target = Target::open(&task.target, &SourceOptions::default())?;
+        let mut target = Target::open_in(&task.target, &SourceOptions::default(), &task.namespace)?;
         let mut r = DeliverResult::default();
         for (seq, chunk) in chunks.iter().enumerate() {
             if lost.load(Ordering::SeqCst) {

@@ -143,9 +143,19 @@ pub fn read_back_cast_tap(
     key: &[String],
     tap: Tap<'_>,
 ) -> Result<(TableDigest, String)> {
+    // `schema.table` (a target schema of its own) first, then the bare name.
     let mut info = infos
         .iter()
         .find(|t| t.name == table)
+        .or_else(|| {
+            let mut m = infos
+                .iter()
+                .filter(|t| t.name.ends_with(&format!(".{table}")));
+            match (m.next(), m.next()) {
+                (Some(one), None) => Some(one),
+                _ => None,
+            }
+        })
         .cloned()
         .ok_or_else(|| AgentError::Malformed {
             what: format!("post-delivery check of {table}"),
@@ -575,7 +585,11 @@ impl Orchestrator {
     pub fn preflight(config: &MigrationConfig) -> Result<()> {
         parse(&config.target.url, "target")?;
         Source::open_with(&config.source.url, None, &source_options(config)?)?;
-        sensei_connectors::target::Target::check(&config.target.url, &SourceOptions::default())?;
+        sensei_connectors::target::Target::check(
+            &config.target.url,
+            &SourceOptions::default(),
+            &config.target.namespace,
+        )?;
         if !config.target.schema.is_empty() && config.target.schema != TARGET_SCHEMA_FROM_TARGET {
             let ddl = std::fs::read_to_string(&config.target.schema).map_err(|e| {
                 sensei_connectors::ConnectorError::Unreadable {
@@ -1772,6 +1786,7 @@ impl Orchestrator {
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
         let transformed = self.transformed(id).await?;
         let url = config.target.url.clone();
+        let namespace = config.target.namespace.clone();
         let ddl = if config.target.schema.is_empty()
             || config.target.schema == TARGET_SCHEMA_FROM_TARGET
         {
@@ -1794,8 +1809,11 @@ impl Orchestrator {
         }
         let detached =
             tokio::task::spawn_blocking(move || -> Result<Vec<(String, String, String)>> {
-                let mut target =
-                    sensei_connectors::target::Target::open(&url, &SourceOptions::default())?;
+                let mut target = sensei_connectors::target::Target::open_in(
+                    &url,
+                    &SourceOptions::default(),
+                    &namespace,
+                )?;
                 if let Some(ddl) = ddl {
                     target.apply_ddl(&ddl)?;
                 }
@@ -1830,6 +1848,7 @@ impl Orchestrator {
                     ledger_partition: format!("{}/{:05}", p.table, p.partition),
                     input: p.clone(),
                     target: redact_url(&config.target.url),
+                    namespace: config.target.namespace.clone(),
                     batch_rows: config.delivery.batch_rows,
                 };
                 Ok(TaskSpec {
@@ -1944,6 +1963,7 @@ impl Orchestrator {
                 .sort_by(|a, b| (&a.partition, a.seq).cmp(&(&b.partition, b.seq)));
         }
         let url = config.target.url.clone();
+        let namespace = config.target.namespace.clone();
         let names: Vec<String> = cert.payload["tables"]
             .as_object()
             .map(|m| m.keys().cloned().collect())
@@ -2052,9 +2072,10 @@ impl Orchestrator {
                     }
                     _ => {
                         // Foreign keys back first: the server validates them against the rows.
-                        let broken = match sensei_connectors::target::Target::open(
+                        let broken = match sensei_connectors::target::Target::open_in(
                             &url,
                             &SourceOptions::default(),
+                            &namespace,
                         )? {
                             sensei_connectors::target::Target::Postgres(mut pg) => {
                                 pg.attach_foreign_keys(&deferred)
@@ -2072,8 +2093,14 @@ impl Orchestrator {
                             out.insert(
                                 name.clone(),
                                 with_copy(copy, &mut copies, |tap| {
+                                    // In a target schema of its own, the table is `schema.table`.
+                                    let lookup = if namespace.is_empty() {
+                                        name.clone()
+                                    } else {
+                                        format!("{namespace}.{name}")
+                                    };
                                     read_back_cast_tap(
-                                        &mut src, &infos, &name, &order, schema, &key, tap,
+                                        &mut src, &infos, &lookup, &order, schema, &key, tap,
                                     )
                                 })?,
                             );

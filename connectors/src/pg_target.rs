@@ -291,6 +291,12 @@ impl PgTarget {
     /// Connects (password, TLS and timeout as for a PostgreSQL source) and
     /// creates the ledger table when absent.
     pub fn connect(url: &str, options: &SourceOptions) -> Result<Self> {
+        Self::connect_in(url, options, "")
+    }
+
+    /// [`PgTarget::connect`], every write inside the schema `namespace`
+    /// (created when absent; empty: the session's default).
+    pub fn connect_in(url: &str, options: &SourceOptions, namespace: &str) -> Result<Self> {
         let notices = Arc::new(Mutex::new(Vec::new()));
         let sink = notices.clone();
         let client = crate::postgres::connect_client(url, options, move |n| {
@@ -303,6 +309,14 @@ impl PgTarget {
             notices,
             wires: HashMap::new(),
         };
+        if !namespace.is_empty() {
+            t.client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {ns}; SET search_path TO {ns}",
+                    ns = quote(namespace)
+                ))
+                .map_err(db_err(format!("entering target schema {namespace}")))?;
+        }
         t.client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (

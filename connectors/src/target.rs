@@ -27,9 +27,17 @@ pub enum Target {
 impl Target {
     /// Opens the target at `url` (creating a SQLite file and the ledger table as needed).
     pub fn open(url: &str, options: &SourceOptions) -> Result<Target> {
+        Self::open_in(url, options, "")
+    }
+
+    /// [`Target::open`]; a PostgreSQL target writes only inside the schema
+    /// `namespace` (empty: its default).
+    pub fn open_in(url: &str, options: &SourceOptions, namespace: &str) -> Result<Target> {
         Ok(match parse(url, "target")? {
             Location::Sqlite(p) => Target::Sqlite(SqliteTarget::open(&p)?),
-            Location::Postgres(u) => Target::Postgres(Box::new(PgTarget::connect(&u, options)?)),
+            Location::Postgres(u) => {
+                Target::Postgres(Box::new(PgTarget::connect_in(&u, options, namespace)?))
+            }
             Location::Parquet(dir) => Target::Parquet(ParquetTarget::open(&dir)?),
             Location::MySql(u) => Target::MySql(Box::new(MySqlTarget::connect(&u, options)?)),
             _ => {
@@ -47,10 +55,10 @@ impl Target {
     /// Checks, without writing data, that the target can be written: a
     /// SQLite folder writable, a PostgreSQL server reachable (the ledger table
     /// is created there).
-    pub fn check(url: &str, options: &SourceOptions) -> Result<()> {
+    pub fn check(url: &str, options: &SourceOptions, namespace: &str) -> Result<()> {
         match parse(url, "target")? {
             Location::Sqlite(p) => SqliteTarget::check_writable(&p),
-            _ => Self::open(url, options).map(|_| ()),
+            _ => Self::open_in(url, options, namespace).map(|_| ()),
         }
     }
 

@@ -117,6 +117,9 @@ pub struct TargetSection {
     /// Optional DDL file applied to the target before delivery; `@target` maps
     /// onto the tables the target database already holds; empty mirrors the source.
     pub schema: String,
+    /// PostgreSQL: the schema (namespace) every write stays inside, created
+    /// when absent; empty: the session's default (`public`).
+    pub namespace: String,
 }
 
 /// `[ingestion]`

@@ -251,3 +251,49 @@ fn a_target_trigger_that_changes_rows_is_caught_after_delivery() {
     .unwrap();
     assert!(events >= 1);
 }
+
+#[test]
+fn every_write_stays_inside_the_configured_target_schema() {
+    let db = PgDatabase::create("ns");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let out = run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(&db.url)
+        .arg("--workdir")
+        .arg(dir.path().join("w"))
+        .args(["--set", "target.namespace=legacy_copy"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = db.client();
+    let in_ns = count(
+        &mut c,
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'legacy_copy'",
+    );
+    assert_eq!(in_ns, 5, "four tables and the ledger");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        0,
+        "nothing written outside it"
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM legacy_copy.order_lines"),
+        {
+            let s = rusqlite::Connection::open(&src).unwrap();
+            s.query_row("SELECT count(*) FROM order_lines", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+        }
+    );
+}
