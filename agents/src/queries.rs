@@ -469,6 +469,9 @@ async fn load(
     name: &str,
     parts: &[PartitionRef],
 ) -> Result<()> {
+    if let (Reader::Files, Some(first)) = (reader, parts.first()) {
+        return load_files(session, name, parts, first).await;
+    }
     let mut batches = Vec::new();
     for p in parts {
         batches.extend(reader.fetch(p).await?);
@@ -489,6 +492,71 @@ async fn load(
     };
     let table = MemTable::try_new(schema, vec![batches]).map_err(sql_err)?;
     // Bare: a table named `schema.table` is one name, not a schema and a table.
+    session
+        .register_table(
+            datafusion::common::TableReference::bare(name.to_string()),
+            Arc::new(table),
+        )
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+/// Registers staged files as a table DataFusion reads as it goes (memory
+/// bounded by its batches, not the table), after checking every file's
+/// SHA-256 against the recorded one.
+async fn load_files(
+    session: &SessionContext,
+    name: &str,
+    parts: &[PartitionRef],
+    first: &PartitionRef,
+) -> Result<()> {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
+    let paths: Vec<std::path::PathBuf> = parts
+        .iter()
+        .map(|p| std::path::PathBuf::from(p.uri.trim_start_matches("file://")))
+        .collect();
+    let checked = parts.to_vec();
+    let files = paths.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        for (p, path) in checked.iter().zip(&files) {
+            let (_, actual) = sensei_flight::parquet_io::hash_file(path)?;
+            if actual != p.sha256 {
+                return Err(crate::error::AgentError::Corrupt {
+                    id: p.id.clone(),
+                    expected: p.sha256.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| crate::error::AgentError::Malformed {
+        what: "partition check".into(),
+        message: e.to_string(),
+    })??;
+    let sql_err = |e: datafusion::error::DataFusionError| crate::error::AgentError::Sql {
+        table: name.to_string(),
+        message: e.to_string(),
+    };
+    let schema = sensei_flight::parquet_io::open_partition(
+        &std::path::PathBuf::from(first.uri.trim_start_matches("file://")),
+        1,
+    )?
+    .0;
+    let urls = paths
+        .iter()
+        .map(|p| ListingTableUrl::parse(p.display().to_string()))
+        .collect::<datafusion::error::Result<Vec<_>>>()
+        .map_err(sql_err)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let table = ListingTable::try_new(config).map_err(sql_err)?;
     session
         .register_table(
             datafusion::common::TableReference::bare(name.to_string()),
