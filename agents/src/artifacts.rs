@@ -168,6 +168,10 @@ pub const INCONCLUSIVE_REVIEW: &str = "inconclusive-review.json";
 /// back after it: (table, constraint, definition).
 pub const DEFERRED_FOREIGN_KEYS: &str = "deferred-foreign-keys.json";
 
+/// The secondary indexes of a PostgreSQL target dropped for the load and
+/// built after it: (table, index, definition).
+pub const DEFERRED_INDEXES: &str = "deferred-indexes.json";
+
 /// The Behavioral Equivalence Certificate as written: a payload and its signature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedCertificate {

@@ -322,6 +322,9 @@ fn with_copy(
     }
 }
 
+/// Constraints or indexes set aside for a load: (table, name, definition).
+type Deferred = Vec<(String, String, String)>;
+
 /// Per table read back from the target: its digest and Merkle root.
 type ReadBack = BTreeMap<String, (TableDigest, String)>;
 
@@ -1807,38 +1810,40 @@ impl Orchestrator {
                 schemas.push((t.target.clone(), schema, t.primary_key.clone()));
             }
         }
-        let detached =
-            tokio::task::spawn_blocking(move || -> Result<Vec<(String, String, String)>> {
-                let mut target = sensei_connectors::target::Target::open_in(
-                    &url,
-                    &SourceOptions::default(),
-                    &namespace,
-                )?;
-                if let Some(ddl) = ddl {
-                    target.apply_ddl(&ddl)?;
+        let detached = tokio::task::spawn_blocking(move || -> Result<(Deferred, Deferred)> {
+            let mut target = sensei_connectors::target::Target::open_in(
+                &url,
+                &SourceOptions::default(),
+                &namespace,
+            )?;
+            if let Some(ddl) = ddl {
+                target.apply_ddl(&ddl)?;
+            }
+            for (name, schema, pk) in &schemas {
+                target.ensure_table(name, schema, pk)?;
+            }
+            // PostgreSQL enforces foreign keys row by row: tables loading in
+            // parallel would trip them, so they are added back after the load;
+            // secondary indexes are built once then, not maintained per row.
+            Ok(match &mut target {
+                sensei_connectors::target::Target::Postgres(pg) => {
+                    let names: Vec<String> = schemas.iter().map(|(n, _, _)| n.clone()).collect();
+                    (pg.detach_foreign_keys(&names)?, pg.detach_indexes(&names)?)
                 }
-                for (name, schema, pk) in &schemas {
-                    target.ensure_table(name, schema, pk)?;
-                }
-                // PostgreSQL enforces foreign keys row by row: tables loading in
-                // parallel would trip them, so they are added back after the load.
-                Ok(match &mut target {
-                    sensei_connectors::target::Target::Postgres(pg) => {
-                        let names: Vec<String> =
-                            schemas.iter().map(|(n, _, _)| n.clone()).collect();
-                        pg.detach_foreign_keys(&names)?
-                    }
-                    _ => Vec::new(),
-                })
+                _ => (Vec::new(), Vec::new()),
             })
-            .await
-            .map_err(|e| AgentError::Malformed {
-                what: "target preparation".into(),
-                message: e.to_string(),
-            })??;
-        let deferred = format!("{id}/{DEFERRED_FOREIGN_KEYS}");
-        if !detached.is_empty() && !self.artifacts.exists(&deferred).await? {
-            self.put_json(&deferred, &detached).await?;
+        })
+        .await
+        .map_err(|e| AgentError::Malformed {
+            what: "target preparation".into(),
+            message: e.to_string(),
+        })??;
+        let (keys, indexes) = detached;
+        for (name, list) in [(DEFERRED_FOREIGN_KEYS, keys), (DEFERRED_INDEXES, indexes)] {
+            let path = format!("{id}/{name}");
+            if !list.is_empty() && !self.artifacts.exists(&path).await? {
+                self.put_json(&path, &list).await?;
+            }
         }
         transformed
             .into_iter()
@@ -2006,12 +2011,17 @@ impl Orchestrator {
         // decimal is read as that decimal), and digest it with the
         // certificate's algorithm.
         let deferred_path = format!("{id}/{DEFERRED_FOREIGN_KEYS}");
-        let deferred: Vec<(String, String, String)> =
-            if self.artifacts.exists(&deferred_path).await? {
-                self.get_json(&deferred_path).await?
-            } else {
-                Vec::new()
-            };
+        let deferred: Deferred = if self.artifacts.exists(&deferred_path).await? {
+            self.get_json(&deferred_path).await?
+        } else {
+            Vec::new()
+        };
+        let index_path = format!("{id}/{DEFERRED_INDEXES}");
+        let deferred_indexes: Deferred = if self.artifacts.exists(&index_path).await? {
+            self.get_json(&index_path).await?
+        } else {
+            Vec::new()
+        };
         let copy_dir = config.delivery.post_validation.then(|| {
             PathBuf::from(&config.runtime.workdir)
                 .join(id)
@@ -2078,7 +2088,10 @@ impl Orchestrator {
                             &namespace,
                         )? {
                             sensei_connectors::target::Target::Postgres(mut pg) => {
-                                pg.attach_foreign_keys(&deferred)
+                                // Indexes first: validating a foreign key can use them.
+                                let mut broken = pg.attach_indexes(&deferred_indexes);
+                                broken.extend(pg.attach_foreign_keys(&deferred));
+                                broken
                             }
                             _ => Vec::new(),
                         };

@@ -620,6 +620,53 @@ impl PgTarget {
         Ok(out)
     }
 
+    /// Drops the secondary indexes of `tables` (not those backing a primary
+    /// key or a constraint) and returns them (table, index, definition), to be
+    /// built once after the load rather than maintained row by row.
+    pub fn detach_indexes(&mut self, tables: &[String]) -> Result<Vec<(String, String, String)>> {
+        let quoted: Vec<String> = tables.iter().map(|t| quote(t)).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+                 FROM pg_index i
+                 WHERE i.indrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)
+                   AND NOT i.indisprimary
+                   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+                 ORDER BY 1, 2",
+                &[&quoted],
+            )
+            .map_err(db_err("reading the target's indexes"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (table, index, def): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            self.client
+                .batch_execute(&format!("DROP INDEX {index}"))
+                .map_err(db_err(format!("deferring index {index} of {table}")))?;
+            out.push((table, index, def));
+        }
+        Ok(out)
+    }
+
+    /// Builds deferred indexes; the ones that fail are returned with the reason.
+    pub fn attach_indexes(&mut self, indexes: &[(String, String, String)]) -> Vec<String> {
+        let mut failed = Vec::new();
+        for (table, index, def) in indexes {
+            if let Err(e) = self.client.batch_execute(def) {
+                // Already there (a rerun after the indexes were built) is fine.
+                if e.code().is_some_and(|c| c.code() == "42P07") {
+                    continue;
+                }
+                let why = e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string());
+                failed.push(format!("table {table}: index {index} ({def}): {why}"));
+            }
+        }
+        failed
+    }
+
     /// Adds foreign keys back (validating them against the loaded rows); the
     /// ones the rows break are returned with the server's reason.
     pub fn attach_foreign_keys(&mut self, keys: &[(String, String, String)]) -> Vec<String> {

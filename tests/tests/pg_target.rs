@@ -27,7 +27,17 @@ fn retail_into_postgres_with_its_schema_foreign_keys_and_receipt() {
     let db = PgDatabase::create("target");
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql");
+    // The example schema plus a secondary index: built after the load.
+    let schema = dir.path().join("schema.sql");
+    std::fs::write(
+        &schema,
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql"),
+        )
+        .unwrap()
+            + "\nCREATE INDEX purchase_order_by_customer ON purchase_order (customer_id, ordered_at);\n",
+    )
+    .unwrap();
     let out = run(sensei()
         .arg("migrate")
         .arg("--source")
@@ -76,6 +86,19 @@ fn retail_into_postgres_with_its_schema_foreign_keys_and_receipt() {
         count(&mut c, "SELECT (SELECT count(*) FROM customer) + (SELECT count(*) FROM product) + (SELECT count(*) FROM purchase_order) + (SELECT count(*) FROM order_line)")
     );
     let mig = migration_dir(&dir.path().join("w"));
+    // The index was set aside for the load and is back.
+    let deferred = std::fs::read_to_string(mig.join("deferred-indexes.json")).unwrap();
+    assert!(
+        deferred.contains("purchase_order_by_customer"),
+        "{deferred}"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'purchase_order_by_customer'"
+        ),
+        1
+    );
     let receipt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
     for (t, r) in receipt["tables"].as_object().unwrap() {
