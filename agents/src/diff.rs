@@ -21,6 +21,13 @@ use crate::digest::MerkleDigest;
 use crate::equivalence::{RowDiff, Tolerance};
 use crate::error::{AgentError, Result};
 
+/// The two databases in the words of a difference.
+const DIFF_SIDES: crate::equivalence::Sides = crate::equivalence::Sides {
+    missing: "only in the first database",
+    extra: "only in the second database (or duplicated there)",
+    changed: "in the second database where the first holds",
+};
+
 /// How to compare.
 #[derive(Debug, Clone)]
 pub struct DiffOptions {
@@ -220,22 +227,13 @@ fn diff_table(
                             .into_iter()
                             .map(|b| conform(b, &schema))
                             .collect::<Result<Vec<_>>>()?;
-                        let mut d =
-                            crate::equivalence::compare(&left, &right, &key, &options.tolerance);
-                        // The comparison speaks of expected and transformed rows: here
-                        // they are the first and the second database.
-                        for e in &mut d.examples {
-                            *e = e
-                                .replace(
-                                    "missing from the transformed rows",
-                                    "only in the first database",
-                                )
-                                .replace(
-                                    "a row the mapping does not produce (extra or duplicated)",
-                                    "only in the second database (or duplicated there)",
-                                )
-                                .replace("was expected", "in the first database");
-                        }
+                        let d = crate::equivalence::compare_sides(
+                            &left,
+                            &right,
+                            &key,
+                            &options.tolerance,
+                            &DIFF_SIDES,
+                        );
                         let (mut ma, mut mb) = (MerkleDigest::default(), MerkleDigest::default());
                         for b in &left {
                             ma.add_batch(b, &key);

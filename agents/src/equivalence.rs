@@ -226,12 +226,41 @@ pub fn cells_match(
     CellMatch::Differs
 }
 
+/// How differences name the two sides.
+#[derive(Debug, Clone, Copy)]
+pub struct Sides {
+    /// A row only on the expected side.
+    pub missing: &'static str,
+    /// A row only on the actual side.
+    pub extra: &'static str,
+    /// A changed cell: `column {name} is {actual} {changed} {expected}`.
+    pub changed: &'static str,
+}
+
+/// The Validator's words: expected rows against transformed ones.
+pub const VALIDATOR: Sides = Sides {
+    missing: "missing from the transformed rows",
+    extra: "a row the mapping does not produce (extra or duplicated)",
+    changed: "where the mapping gives",
+};
+
 /// Compares expected and actual rows of one partition.
 pub fn compare(
     expected: &[RecordBatch],
     actual: &[RecordBatch],
     key: &[String],
     tolerance: &Tolerance,
+) -> RowDiff {
+    compare_sides(expected, actual, key, tolerance, &VALIDATOR)
+}
+
+/// [`compare`], differences worded with `sides`.
+pub fn compare_sides(
+    expected: &[RecordBatch],
+    actual: &[RecordBatch],
+    key: &[String],
+    tolerance: &Tolerance,
+    sides: &Sides,
 ) -> RowDiff {
     let mut diff = RowDiff::default();
     let Some(schema) = expected.first().or(actual.first()).map(|b| b.schema()) else {
@@ -270,10 +299,7 @@ pub fn compare(
                 diff.extra += 1;
                 note(
                     &mut diff,
-                    format!(
-                        "key {}: a row the mapping does not produce (extra or duplicated)",
-                        show_key(b, r)
-                    ),
+                    format!("key {}: {}", show_key(b, r), sides.extra),
                 );
                 continue;
             };
@@ -294,16 +320,18 @@ pub fn compare(
                         exact = false;
                         doubt.get_or_insert_with(|| {
                             format!(
-                                "column {name} is {} where {} was expected: the difference lies within the undecidable band around its tolerance",
+                                "column {name} is {} {} {}: the difference lies within the undecidable band around its tolerance",
                                 cell_text(b.column(ac), r),
+                                sides.changed,
                                 cell_text(e.column(c), er)
                             )
                         });
                     }
                     CellMatch::Differs => {
                         bad = Some(format!(
-                            "column {name} is {} where {} was expected",
+                            "column {name} is {} {} {}",
                             cell_text(b.column(ac), r),
+                            sides.changed,
                             cell_text(e.column(c), er)
                         ));
                         break;
@@ -330,10 +358,7 @@ pub fn compare(
         diff.missing += 1;
         note(
             &mut diff,
-            format!(
-                "key {}: missing from the transformed rows",
-                show_key(&expected[bi], r)
-            ),
+            format!("key {}: {}", show_key(&expected[bi], r), sides.missing),
         );
     }
     diff
