@@ -81,27 +81,6 @@ fn err(table: &str, message: impl std::fmt::Display) -> AgentError {
     }
 }
 
-/// Casts `b`'s columns to `schema` where they differ (an INT against a
-/// BIGINT of the other engine compares by value).
-fn conform(b: RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
-    if b.schema().fields().len() != schema.fields().len() {
-        return Ok(b);
-    }
-    let cols = b
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                arrow::compute::cast(c, f.data_type())
-            }
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
-}
-
 fn read(
     src: &mut Source,
     t: &TableInfo,
@@ -225,7 +204,7 @@ fn diff_table(
                         let left = read(&mut sa, x, *range, options.batch_rows)?;
                         let right = read(&mut sb, y, *range, options.batch_rows)?
                             .into_iter()
-                            .map(|b| conform(b, &schema))
+                            .map(|b| Ok(crate::equivalence::conform(b, &schema)?))
                             .collect::<Result<Vec<_>>>()?;
                         let d = crate::equivalence::compare_sides(
                             &left,

@@ -43,6 +43,34 @@ pub struct Tolerance {
     pub band: f64,
 }
 
+/// A batch with each column cast to the type `schema` gives the column of
+/// that name (a column `schema` lacks keeps its type): values read back from
+/// one engine compare with another's by value.
+pub fn conform(
+    b: RecordBatch,
+    schema: &arrow::datatypes::SchemaRef,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let mut cols = Vec::new();
+    let mut fields = Vec::new();
+    for (i, f) in b.schema().fields().iter().enumerate() {
+        let want = schema
+            .field_with_name(f.name())
+            .map(|c| c.data_type().clone())
+            .unwrap_or_else(|_| f.data_type().clone());
+        let c = if b.column(i).data_type() == &want {
+            b.column(i).clone()
+        } else {
+            arrow::compute::cast(b.column(i), &want)?
+        };
+        fields.push(arrow::datatypes::Field::new(f.name(), want, true));
+        cols.push(c);
+    }
+    RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        cols,
+    )
+}
+
 /// How two cells compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CellMatch {
@@ -57,6 +85,30 @@ pub enum CellMatch {
 }
 
 impl Tolerance {
+    /// The tolerances `[verification]` configures (per-column string modes,
+    /// which are per table, left to the caller).
+    pub fn from_config(v: &sensei_runtime::config::VerificationSection) -> Tolerance {
+        Tolerance {
+            numeric: v.numeric_tolerance,
+            timestamp_us: (v.timestamp_tolerance_ms as i64).saturating_mul(1000),
+            string_mode: v.string_mode.clone(),
+            string_modes: Default::default(),
+            equivalences: v
+                .equivalences
+                .split(',')
+                .map(|class| {
+                    class
+                        .split('|')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|c| c.len() > 1)
+                .collect(),
+            band: v.inconclusive_band,
+        }
+    }
+
     /// Classifies a difference `d >= 0` against the limit `limit`.
     fn judge(&self, d: f64, limit: f64) -> CellMatch {
         if self.band > 0.0 && limit > 0.0 && (d - limit).abs() <= self.band * limit {

@@ -182,32 +182,14 @@ pub fn read_back_cast_tap(
 }
 
 /// A batch read back, each column cast to its certified type (by name).
-pub fn conform(
-    b: arrow::record_batch::RecordBatch,
+fn conform(
+    b: RecordBatch,
     certified: Option<&arrow::datatypes::SchemaRef>,
-) -> std::result::Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
-    let Some(schema) = certified else {
-        return Ok(b);
-    };
-    let mut cols = Vec::new();
-    let mut fields = Vec::new();
-    for (i, f) in b.schema().fields().iter().enumerate() {
-        let want = schema
-            .field_with_name(f.name())
-            .map(|c| c.data_type().clone())
-            .unwrap_or_else(|_| f.data_type().clone());
-        let c = if b.column(i).data_type() == &want {
-            b.column(i).clone()
-        } else {
-            arrow::compute::cast(b.column(i), &want)?
-        };
-        fields.push(arrow::datatypes::Field::new(f.name(), want, true));
-        cols.push(c);
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    match certified {
+        Some(schema) => crate::equivalence::conform(b, schema),
+        None => Ok(b),
     }
-    arrow::record_batch::RecordBatch::try_new(
-        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
-        cols,
-    )
 }
 
 /// Reads a table of a Parquet folder target back: the certified columns in
@@ -320,6 +302,21 @@ fn with_copy(
         }
         None => read(&mut |_| Ok(())),
     }
+}
+
+/// `check table` of every check with `result`.
+fn checks_with(checks: &[serde_json::Value], result: &str) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| c["result"] == result)
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["check"].as_str().unwrap_or(""),
+                c["table"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
 }
 
 /// Constraints or indexes set aside for a load: (table, name, definition).
@@ -1338,26 +1335,7 @@ impl Orchestrator {
         let transformed = self.transformed(id).await?;
         let mut specs = Vec::new();
         // Per-column string modes are added per table below.
-        let tolerance = crate::equivalence::Tolerance {
-            string_mode: config.verification.string_mode.clone(),
-            string_modes: BTreeMap::new(),
-            equivalences: config
-                .verification
-                .equivalences
-                .split(',')
-                .map(|class| {
-                    class
-                        .split('|')
-                        .map(|v| v.trim().to_string())
-                        .filter(|v| !v.is_empty())
-                        .collect::<Vec<_>>()
-                })
-                .filter(|c| c.len() > 1)
-                .collect(),
-            numeric: config.verification.numeric_tolerance,
-            timestamp_us: (config.verification.timestamp_tolerance_ms as i64).saturating_mul(1000),
-            band: config.verification.inconclusive_band,
-        };
+        let tolerance = crate::equivalence::Tolerance::from_config(&config.verification);
         for tm in &mapping.tables {
             let source = tm
                 .sources
@@ -1421,17 +1399,7 @@ impl Orchestrator {
         transformed: &[PartitionRef],
         tolerance: crate::equivalence::Tolerance,
     ) -> Result<Option<crate::queries::QueryTask>> {
-        let mut written = Vec::new();
-        if !config.verification.queries_file.is_empty() {
-            let file = &config.verification.queries_file;
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                sensei_connectors::ConnectorError::Unreadable {
-                    path: file.clone(),
-                    message: format!("verification.queries_file: {e}"),
-                }
-            })?;
-            written = crate::queries::split_queries(&text, file)?;
-        }
+        let written = crate::queries::user_queries(&config.verification)?;
         let mut queries = Vec::new();
         for (name, sql) in written {
             let target_sql = crate::queries::rewrite(&sql, mapping, manifest);
@@ -1724,17 +1692,7 @@ impl Orchestrator {
         bytes.push(b'\n');
         self.artifacts.put_once(&path, Bytes::from(bytes)).await?;
         if pass && undecided {
-            let open: Vec<String> = checks
-                .iter()
-                .filter(|c| c["result"] == "inconclusive")
-                .map(|c| {
-                    format!(
-                        "{} {}",
-                        c["check"].as_str().unwrap_or(""),
-                        c["table"].as_str().unwrap_or("")
-                    )
-                })
-                .collect();
+            let open = checks_with(&checks, "inconclusive");
             self.scheduler.set_migration_state(
                 id,
                 MigrationState::AwaitingReview,
@@ -1745,17 +1703,7 @@ impl Orchestrator {
             )?;
         }
         if !pass {
-            let failed: Vec<String> = checks
-                .iter()
-                .filter(|c| c["result"] == "fail")
-                .map(|c| {
-                    format!(
-                        "{} {}",
-                        c["check"].as_str().unwrap_or(""),
-                        c["table"].as_str().unwrap_or("")
-                    )
-                })
-                .collect();
+            let failed = checks_with(&checks, "fail");
             self.scheduler.set_migration_state(
                 id,
                 MigrationState::Failed,
@@ -1879,20 +1827,7 @@ impl Orchestrator {
     ) -> Result<serde_json::Value> {
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
         let mapping: MappingSpec = self.get_json(&format!("{id}/mapping.json")).await?;
-        let mut suite = Vec::new();
-        if !config.verification.queries_file.is_empty() {
-            let file = &config.verification.queries_file;
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                sensei_connectors::ConnectorError::Unreadable {
-                    path: file.clone(),
-                    message: format!("verification.queries_file: {e}"),
-                }
-            })?;
-            suite.extend(crate::queries::split_queries(&text, file)?);
-        }
-        suite.extend(crate::queries::coverage_queries(&manifest));
-        suite.extend(crate::queries::generated_suite(&mapping, &manifest));
-        suite.truncate(config.verification.max_queries.max(1) as usize);
+        let queries = crate::queries::replay_suite(&config.verification, &mapping, &manifest)?;
         let task = crate::queries::QueryTask {
             source_tables: manifest
                 .tables
@@ -1903,23 +1838,9 @@ impl Orchestrator {
                 .iter()
                 .map(|p| (p.table.clone(), vec![p.clone()]))
                 .collect(),
-            queries: suite
-                .into_iter()
-                .map(|(name, sql)| crate::queries::QueryCheck {
-                    target_sql: crate::queries::rewrite(&sql, &mapping, &manifest),
-                    name,
-                    source_sql: sql,
-                })
-                .collect(),
+            queries,
             foreign_keys: Vec::new(),
-            tolerance: crate::equivalence::Tolerance {
-                numeric: config.verification.numeric_tolerance,
-                timestamp_us: (config.verification.timestamp_tolerance_ms as i64)
-                    .saturating_mul(1000),
-                string_mode: config.verification.string_mode.clone(),
-                band: config.verification.inconclusive_band,
-                ..Default::default()
-            },
+            tolerance: crate::equivalence::Tolerance::from_config(&config.verification),
         };
         let r = crate::queries::run_with(crate::queries::Reader::Files, &task).await?;
         let failed: Vec<&crate::queries::QueryOutcome> =

@@ -365,6 +365,59 @@ pub fn split_queries(text: &str, file: &str) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// The queries of `verification.queries_file` (none when it is unset).
+pub fn user_queries(
+    v: &sensei_runtime::config::VerificationSection,
+) -> Result<Vec<(String, String)>> {
+    if v.queries_file.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&v.queries_file).map_err(|e| {
+        sensei_connectors::ConnectorError::Unreadable {
+            path: v.queries_file.clone(),
+            message: format!("verification.queries_file: {e}"),
+        }
+    })?;
+    split_queries(&text, &v.queries_file)
+}
+
+/// The suite replayed between checkpoints and after delivery: the user's
+/// queries, the foreign-key coverage queries and the generated suite, at
+/// most `max_queries`, each rewritten through the mapping.
+pub fn replay_suite(
+    v: &sensei_runtime::config::VerificationSection,
+    mapping: &MappingSpec,
+    manifest: &Manifest,
+) -> Result<Vec<QueryCheck>> {
+    let mut suite = user_queries(v)?;
+    suite.extend(coverage_queries(manifest));
+    suite.extend(generated_suite(mapping, manifest));
+    suite.truncate(v.max_queries.max(1) as usize);
+    Ok(suite
+        .into_iter()
+        .map(|(name, sql)| QueryCheck {
+            target_sql: rewrite(&sql, mapping, manifest),
+            name,
+            source_sql: sql,
+        })
+        .collect())
+}
+
+/// The join of referencing rows `c` to referenced rows `p` on a foreign
+/// key's columns, and the condition that every referencing column is set.
+fn key_join(columns: &[String], parent_columns: &[String]) -> (String, String) {
+    let on: Vec<String> = columns
+        .iter()
+        .zip(parent_columns)
+        .map(|(c, p)| format!("c.{} = p.{}", quote(c), quote(p)))
+        .collect();
+    let set: Vec<String> = columns
+        .iter()
+        .map(|c| format!("c.{} IS NOT NULL", quote(c)))
+        .collect();
+    (on.join(" AND "), set.join(" AND "))
+}
+
 /// A suite generated in source-schema terms, for replay between recorded
 /// checkpoints: per migrated table its row count, per column the mapping
 /// copies its non-null and distinct counts, minimum and maximum.
@@ -401,17 +454,7 @@ pub fn coverage_queries(manifest: &Manifest) -> Vec<(String, String)> {
             if fk.columns.is_empty() || fk.columns.len() != fk.referenced_columns.len() {
                 continue;
             }
-            let on: Vec<String> = fk
-                .columns
-                .iter()
-                .zip(&fk.referenced_columns)
-                .map(|(c, p)| format!("c.{} = p.{}", quote(c), quote(p)))
-                .collect();
-            let not_null: Vec<String> = fk
-                .columns
-                .iter()
-                .map(|c| format!("c.{} IS NOT NULL", quote(c)))
-                .collect();
+            let (on, not_null) = key_join(&fk.columns, &fk.referenced_columns);
             out.push((
                 format!(
                     "fk_coverage {table}({}) -> {}({})",
@@ -424,8 +467,8 @@ pub fn coverage_queries(manifest: &Manifest) -> Vec<(String, String)> {
                     quote(&fk.referenced_columns[0]),
                     quote(table),
                     quote(&fk.references),
-                    on.join(" AND "),
-                    not_null.join(" AND ")
+                    on,
+                    not_null
                 ),
             ));
         }
@@ -746,17 +789,7 @@ async fn integrity(target: &SessionContext, fk: &ForeignKey) -> IntegrityOutcome
         examples: Vec::new(),
         error: None,
     };
-    let on: Vec<String> = fk
-        .columns
-        .iter()
-        .zip(&fk.parent_columns)
-        .map(|(c, p)| format!("c.{} = p.{}", quote(c), quote(p)))
-        .collect();
-    let not_null: Vec<String> = fk
-        .columns
-        .iter()
-        .map(|c| format!("c.{} IS NOT NULL", quote(c)))
-        .collect();
+    let (on, not_null) = key_join(&fk.columns, &fk.parent_columns);
     let cols: Vec<String> = fk
         .columns
         .iter()
@@ -771,8 +804,8 @@ async fn integrity(target: &SessionContext, fk: &ForeignKey) -> IntegrityOutcome
             .collect::<Vec<_>>()
             .join(", "),
         quote(&fk.parent),
-        on.join(" AND "),
-        not_null.join(" AND ")
+        on,
+        not_null
     );
     let count = format!(
         "SELECT count(*), count(*) - count(p.{}) {from}",

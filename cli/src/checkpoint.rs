@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use sensei_agents::artifacts::{Manifest, MappingSpec, PartitionRef};
-use sensei_agents::queries::{QueryCheck, QueryTask};
+use sensei_agents::queries::QueryTask;
 use sensei_runtime::config::MigrationConfig;
 use serde::{Deserialize, Serialize};
 
@@ -247,25 +247,7 @@ pub async fn replay(
             .with_context(|| format!("no target checkpoint {t}: see sensei checkpoint list"))?;
         (cp.partitions.clone(), cp.taken_at.clone())
     };
-    let mut suite = Vec::new();
-    if !config.verification.queries_file.is_empty() {
-        let text = std::fs::read_to_string(&config.verification.queries_file)?;
-        suite.extend(sensei_agents::queries::split_queries(
-            &text,
-            &config.verification.queries_file,
-        )?);
-    }
-    suite.extend(sensei_agents::queries::coverage_queries(&manifest));
-    suite.extend(sensei_agents::queries::generated_suite(&mapping, &manifest));
-    suite.truncate(config.verification.max_queries.max(1) as usize);
-    let queries: Vec<QueryCheck> = suite
-        .into_iter()
-        .map(|(name, sql)| QueryCheck {
-            target_sql: sensei_agents::queries::rewrite(&sql, &mapping, &manifest),
-            name,
-            source_sql: sql,
-        })
-        .collect();
+    let queries = sensei_agents::queries::replay_suite(&config.verification, &mapping, &manifest)?;
     let task = QueryTask {
         source_tables: source_manifest
             .tables
@@ -288,13 +270,7 @@ pub async fn replay(
             .collect(),
         queries,
         foreign_keys: Vec::new(),
-        tolerance: sensei_agents::equivalence::Tolerance {
-            numeric: config.verification.numeric_tolerance,
-            timestamp_us: (config.verification.timestamp_tolerance_ms as i64).saturating_mul(1000),
-            string_mode: config.verification.string_mode.clone(),
-            band: config.verification.inconclusive_band,
-            ..Default::default()
-        },
+        tolerance: sensei_agents::equivalence::Tolerance::from_config(&config.verification),
     };
     let result =
         sensei_agents::queries::run_with(sensei_agents::queries::Reader::Files, &task).await?;

@@ -149,33 +149,12 @@ impl MySqlTarget {
         schema: &Schema,
         primary_key: &[String],
     ) -> Result<()> {
-        let mut cols: Vec<String> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {}{}",
-                    quote(f.name()),
-                    mysql_type(f.data_type()),
-                    if f.is_nullable() { "" } else { " NOT NULL" }
-                )
-            })
-            .collect();
-        if !primary_key.is_empty() {
-            cols.push(format!(
-                "PRIMARY KEY ({})",
-                primary_key
-                    .iter()
-                    .map(|c| quote(c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        let columns = crate::sqlite::table_columns(schema, primary_key, quote, mysql_type);
         self.conn
             .query_drop(format!(
                 "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE=InnoDB",
                 quote(table),
-                cols.join(", ")
+                columns
             ))
             .map_err(my_err(format!("creating target table {table}")))
     }

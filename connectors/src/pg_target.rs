@@ -362,33 +362,12 @@ impl PgTarget {
         schema: &Schema,
         primary_key: &[String],
     ) -> Result<()> {
-        let mut cols: Vec<String> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {}{}",
-                    quote(f.name()),
-                    pg_type(f.data_type()),
-                    if f.is_nullable() { "" } else { " NOT NULL" }
-                )
-            })
-            .collect();
-        if !primary_key.is_empty() {
-            cols.push(format!(
-                "PRIMARY KEY ({})",
-                primary_key
-                    .iter()
-                    .map(|c| quote(c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        let columns = crate::sqlite::table_columns(schema, primary_key, quote, pg_type);
         self.client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {} ({})",
                 quote(table),
-                cols.join(", ")
+                columns
             ))
             .map_err(db_err(format!("creating target table {table}")))?;
         self.take_notices();

@@ -898,6 +898,40 @@ pub struct BatchKey<'a> {
 /// Name of the ledger table in every target.
 pub const LEDGER_TABLE: &str = "sensei_delivery_ledger";
 
+/// The column list of a `CREATE TABLE` mirroring `schema`: each column with
+/// the engine's type for it and NOT NULL where the schema says so, then the
+/// primary key.
+pub(crate) fn table_columns(
+    schema: &Schema,
+    primary_key: &[String],
+    quote: fn(&str) -> String,
+    ty: impl Fn(&DataType) -> String,
+) -> String {
+    let mut cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}{}",
+                quote(f.name()),
+                ty(f.data_type()),
+                if f.is_nullable() { "" } else { " NOT NULL" }
+            )
+        })
+        .collect();
+    if !primary_key.is_empty() {
+        cols.push(format!(
+            "PRIMARY KEY ({})",
+            primary_key
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    cols.join(", ")
+}
+
 /// A SQLite target.
 pub struct SqliteTarget {
     conn: Connection,
@@ -1029,35 +1063,10 @@ impl SqliteTarget {
 
     /// Creates a table mirroring `schema` (with `primary_key`) when absent.
     pub fn ensure_table(&self, table: &str, schema: &Schema, primary_key: &[String]) -> Result<()> {
-        let mut cols: Vec<String> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {}{}",
-                    quote(f.name()),
-                    sqlite_type(f.data_type()),
-                    if f.is_nullable() { "" } else { " NOT NULL" }
-                )
-            })
-            .collect();
-        if !primary_key.is_empty() {
-            cols.push(format!(
-                "PRIMARY KEY ({})",
-                primary_key
-                    .iter()
-                    .map(|c| quote(c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        let columns = table_columns(schema, primary_key, quote, sqlite_type);
         self.conn
             .execute(
-                &format!(
-                    "CREATE TABLE IF NOT EXISTS {} ({})",
-                    quote(table),
-                    cols.join(", ")
-                ),
+                &format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(table), columns),
                 [],
             )
             .map_err(ConnectorError::sql(format!(
