@@ -57,6 +57,16 @@ pub fn retail_source(dir: &Path, scale: u64) -> PathBuf {
     p
 }
 
+/// The migration folder under the working folder `work` that holds `artifact`.
+pub fn migration_with(work: &Path, artifact: &str) -> PathBuf {
+    std::fs::read_dir(work)
+        .unwrap_or_else(|e| panic!("{}: {e}", work.display()))
+        .flatten()
+        .find(|e| e.path().join(artifact).exists())
+        .unwrap_or_else(|| panic!("no migration under {} holds {artifact}", work.display()))
+        .path()
+}
+
 /// Writes a migration config and returns its path.
 pub fn write_config(dir: &Path, source: &Path, target: &Path, extra: &str) -> PathBuf {
     let p = dir.join("migration.toml");

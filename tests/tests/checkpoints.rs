@@ -73,12 +73,7 @@ fn the_suite_replays_on_any_recorded_checkpoint_pair() {
     assert!(text.contains("pass         rows customers"), "{text}");
     let doc: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
-            std::fs::read_dir(dir.path().join("work"))
-                .unwrap()
-                .flatten()
-                .find(|e| e.path().join("checkpoints/replay-s1-t0.json").exists())
-                .unwrap()
-                .path()
+            migration_with(&dir.path().join("work"), "checkpoints/replay-s1-t0.json")
                 .join("checkpoints/replay-s1-t0.json"),
         )
         .unwrap(),

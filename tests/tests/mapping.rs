@@ -38,12 +38,7 @@ fn plan_table(out: &std::process::Output) -> String {
 }
 
 fn migration_dir(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir.join("w"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("manifest.json").exists())
-        .unwrap()
-        .path()
+    migration_with(&dir.join("w"), "manifest.json")
 }
 
 #[test]

@@ -300,12 +300,7 @@ fn writes_during_a_mariadb_extraction_wait_for_the_read_lock_and_stay_out_of_it(
         now, 1501,
         "the writer's changes landed in the source afterwards"
     );
-    let mig = std::fs::read_dir(&work)
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("manifest.json").exists())
-        .unwrap()
-        .path();
+    let mig = migration_with(&work, "manifest.json");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["consistency"], "read-lock");
@@ -481,12 +476,7 @@ fn retail_into_mariadb_exactly_once_with_a_matching_receipt() {
         .unwrap()
         .unwrap();
     assert_eq!(ledger, total);
-    let mig = std::fs::read_dir(dir.path().join("w"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("receipt.json").exists())
-        .unwrap()
-        .path();
+    let mig = migration_with(&dir.path().join("w"), "receipt.json");
     let receipt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
     for (t, r) in receipt["tables"].as_object().unwrap() {

@@ -589,12 +589,7 @@ fn a_parquet_folder_target_holds_every_batch_once_and_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mig = std::fs::read_dir(dir.path().join("w"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("receipt.json").exists())
-        .unwrap()
-        .path();
+    let mig = migration_with(&dir.path().join("w"), "receipt.json");
     let receipt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
     for (t, r) in receipt["tables"].as_object().unwrap() {

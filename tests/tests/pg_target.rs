@@ -9,15 +9,6 @@ use std::path::Path;
 
 use sensei_tests::*;
 
-fn migration_dir(work: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(work)
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("certificate.json").exists())
-        .unwrap()
-        .path()
-}
-
 fn count(c: &mut postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
@@ -85,7 +76,7 @@ fn retail_into_postgres_with_its_schema_foreign_keys_and_receipt() {
         count(&mut c, "SELECT sum(rows)::bigint FROM sensei_delivery_ledger"),
         count(&mut c, "SELECT (SELECT count(*) FROM customer) + (SELECT count(*) FROM product) + (SELECT count(*) FROM purchase_order) + (SELECT count(*) FROM order_line)")
     );
-    let mig = migration_dir(&dir.path().join("w"));
+    let mig = migration_with(&dir.path().join("w"), "certificate.json");
     // The index was set aside for the load and is back.
     let deferred = std::fs::read_to_string(mig.join("deferred-indexes.json")).unwrap();
     assert!(
@@ -252,12 +243,7 @@ fn a_target_trigger_that_changes_rows_is_caught_after_delivery() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mig = std::fs::read_dir(dir.path().join("w"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("receipt.json").exists())
-        .unwrap()
-        .path();
+    let mig = migration_with(&dir.path().join("w"), "receipt.json");
     let receipt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
     assert_eq!(receipt["tables"]["customers"]["matches_certificate"], false);

@@ -179,12 +179,7 @@ fn run_with_suites(
         &format!("[verification]\nexpectations_dir = \"{}\"\n", gx.display()),
     );
     let out = run(sensei().arg("migrate").arg(&cfg));
-    let mig = std::fs::read_dir(dir.path().join("work"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("certificate.json").exists())
-        .unwrap()
-        .path();
+    let mig = migration_with(&dir.path().join("work"), "certificate.json");
     let cert: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("certificate.json")).unwrap()).unwrap();
     let results: serde_json::Value =
@@ -288,12 +283,7 @@ fn a_difference_at_the_edge_of_tolerance_is_inconclusive_and_waits_for_review() 
         !target.exists() || tables(&target).is_empty(),
         "nothing is delivered before review"
     );
-    let mig = std::fs::read_dir(dir.path().join("work"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("certificate.json").exists())
-        .unwrap()
-        .path();
+    let mig = migration_with(&dir.path().join("work"), "certificate.json");
     let cert: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("certificate.json")).unwrap()).unwrap();
     assert_eq!(cert["payload"]["status"], "INCONCLUSIVE");
