@@ -32,6 +32,57 @@ pub struct DeliverTask {
     /// Stable ledger key of the partition (`table/partition`): the same on every
     /// attempt, so a redone partition skips the batches already delivered.
     pub ledger_partition: String,
+    /// How to connect to the target.
+    #[serde(default)]
+    pub connection: TargetConnection,
+}
+
+/// How a target database session is opened: the password file's path
+/// travels, never the password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetConnection {
+    /// `target.password_file` (empty: `PGPASSWORD` / `MYSQL_PWD`).
+    pub password_file: String,
+    /// `target.ssl_mode`.
+    pub ssl_mode: String,
+    /// `target.connect_timeout_s`.
+    pub connect_timeout_s: u64,
+    /// `target.mysql_local_infile`.
+    pub mysql_local_infile: bool,
+}
+
+impl Default for TargetConnection {
+    fn default() -> Self {
+        Self::from_section(&sensei_runtime::config::TargetSection::default())
+    }
+}
+
+impl TargetConnection {
+    /// The `[target]` section's connection keys.
+    pub fn from_section(t: &sensei_runtime::config::TargetSection) -> Self {
+        TargetConnection {
+            password_file: t.password_file.clone(),
+            ssl_mode: t.ssl_mode.clone(),
+            connect_timeout_s: t.connect_timeout_s,
+            mysql_local_infile: t.mysql_local_infile,
+        }
+    }
+
+    /// As connector options.
+    pub fn options(&self) -> SourceOptions {
+        SourceOptions {
+            password_file: self.password_file.clone(),
+            ssl_mode: self.ssl_mode.clone(),
+            connect_timeout_s: self.connect_timeout_s,
+            local_infile: self.mysql_local_infile,
+            ..SourceOptions::default()
+        }
+    }
+}
+
+/// The options of a configuration's target sessions.
+pub fn target_options(config: &sensei_runtime::config::MigrationConfig) -> SourceOptions {
+    TargetConnection::from_section(&config.target).options()
 }
 
 /// Output of a delivery task.
@@ -106,7 +157,8 @@ pub async fn run(
     let delay = ctx.batch_delay_ms;
     let task_id_hint = task.ledger_partition.clone();
     tokio::task::spawn_blocking(move || -> Result<DeliverResult> {
-        let mut target = Target::open_in(&task.target, &SourceOptions::default(), &task.namespace)?;
+        let mut target =
+            Target::open_in(&task.target, &task.connection.options(), &task.namespace)?;
         let mut r = DeliverResult::default();
         for (seq, chunk) in chunks.iter().enumerate() {
             if lost.load(Ordering::SeqCst) {

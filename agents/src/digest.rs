@@ -215,6 +215,25 @@ fn put_micros(v: i64, out: &mut Vec<u8>) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
+/// A 128-bit hash of row `r`'s cells in `cols` (their canonical encoding,
+/// `buf` reused between calls): equal values hash equal, different ones
+/// collide with negligible probability. Not a commitment (the certificate
+/// uses SHA-256): a fast key for sets and samples within one run.
+pub fn cells_hash(cols: &[&ArrayRef], r: usize, buf: &mut Vec<u8>) -> u128 {
+    use std::hash::{Hash, Hasher};
+    buf.clear();
+    for c in cols {
+        encode_cell(c, r, buf);
+    }
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut h);
+        buf.hash(&mut h);
+        h.finish()
+    };
+    ((half(0) as u128) << 64) | half(1) as u128
+}
+
 /// Appends the canonical encoding of `array[row]` to `out`.
 pub fn encode_cell(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
     if array.is_null(row) {

@@ -37,6 +37,7 @@ pub mod equivalence;
 mod error;
 mod exec;
 pub mod expectations;
+pub mod mirror;
 pub mod node;
 pub mod orchestrator;
 pub mod queries;

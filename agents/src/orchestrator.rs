@@ -514,6 +514,7 @@ pub fn source_options(config: &MigrationConfig) -> Result<SourceOptions> {
         ssl_mode: config.source.ssl_mode.clone(),
         connect_timeout_s: config.source.connect_timeout_s,
         partition_keys,
+        local_infile: false,
     })
 }
 
@@ -587,7 +588,7 @@ impl Orchestrator {
         Source::open_with(&config.source.url, None, &source_options(config)?)?;
         sensei_connectors::target::Target::check(
             &config.target.url,
-            &SourceOptions::default(),
+            &crate::deliver::target_options(config),
             &config.target.namespace,
         )?;
         if !config.target.schema.is_empty() && config.target.schema != TARGET_SCHEMA_FROM_TARGET {
@@ -1356,6 +1357,7 @@ impl Orchestrator {
                     config.verification.ks_threshold,
                     config.verification.tvd_threshold,
                 )),
+                stats_sample_rows: config.verification.stats_sample_rows,
                 tolerance: Some(crate::equivalence::Tolerance {
                     string_modes: string_modes(&config.verification.string_modes, &tm.target),
                     ..tolerance.clone()
@@ -1738,6 +1740,7 @@ impl Orchestrator {
         let transformed = self.transformed(id).await?;
         let url = config.target.url.clone();
         let namespace = config.target.namespace.clone();
+        let options = crate::deliver::target_options(&config);
         let ddl = if config.target.schema.is_empty()
             || config.target.schema == TARGET_SCHEMA_FROM_TARGET
         {
@@ -1750,43 +1753,74 @@ impl Orchestrator {
                 }
             })?)
         };
+        // Mirroring: text widths, constraints and indexes come from the source.
+        let mirror = config.target.schema.is_empty();
+        let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
+        let mut extras = if mirror {
+            crate::mirror::extras(&manifest, &mapping)
+        } else {
+            BTreeMap::new()
+        };
         let mut schemas = Vec::new();
         for t in &mapping.tables {
             if let Some(p) = transformed.iter().find(|p| p.table == t.target) {
                 let path = PathBuf::from(p.uri.trim_start_matches("file://"));
                 let (schema, _) = sensei_flight::parquet_io::open_partition(&path, 1)?;
-                schemas.push((t.target.clone(), schema, t.primary_key.clone()));
+                let widths = if mirror {
+                    crate::mirror::widths(&manifest, t)
+                } else {
+                    BTreeMap::new()
+                };
+                schemas.push((t.target.clone(), schema, t.primary_key.clone(), widths));
             }
         }
-        let detached = tokio::task::spawn_blocking(move || -> Result<(Deferred, Deferred)> {
-            let mut target = sensei_connectors::target::Target::open_in(
-                &url,
-                &SourceOptions::default(),
-                &namespace,
-            )?;
-            if let Some(ddl) = ddl {
-                target.apply_ddl(&ddl)?;
-            }
-            for (name, schema, pk) in &schemas {
-                target.ensure_table(name, schema, pk)?;
-            }
-            // PostgreSQL enforces foreign keys row by row: tables loading in
-            // parallel would trip them, so they are added back after the load;
-            // secondary indexes are built once then, not maintained per row.
-            Ok(match &mut target {
-                sensei_connectors::target::Target::Postgres(pg) => {
-                    let names: Vec<String> = schemas.iter().map(|(n, _, _)| n.clone()).collect();
-                    (pg.detach_foreign_keys(&names)?, pg.detach_indexes(&names)?)
+        let detached =
+            tokio::task::spawn_blocking(move || -> Result<(Deferred, Deferred, Vec<String>)> {
+                let mut target =
+                    sensei_connectors::target::Target::open_in(&url, &options, &namespace)?;
+                if let Some(ddl) = ddl {
+                    target.apply_ddl(&ddl)?;
                 }
-                _ => (Vec::new(), Vec::new()),
+                let mut created = Vec::new();
+                for (name, schema, pk, widths) in &schemas {
+                    if target.ensure_table(name, schema, pk, widths)? {
+                        created.push(name.clone());
+                    }
+                }
+                // A mirrored table gets its source's constraints and indexes once,
+                // when it is created (all tables exist by now for the foreign keys).
+                let mut notes = Vec::new();
+                for name in &created {
+                    if let Some(e) = extras.remove(name) {
+                        notes.extend(target.add_mirror_extras(name, &e));
+                    }
+                }
+                // PostgreSQL enforces foreign keys row by row: tables loading in
+                // parallel would trip them, so they are added back after the load;
+                // secondary indexes are built once then, not maintained per row.
+                Ok(match &mut target {
+                    sensei_connectors::target::Target::Postgres(pg) => {
+                        let names: Vec<String> =
+                            schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
+                        (
+                            pg.detach_foreign_keys(&names)?,
+                            pg.detach_indexes(&names)?,
+                            notes,
+                        )
+                    }
+                    _ => (Vec::new(), Vec::new(), notes),
+                })
             })
-        })
-        .await
-        .map_err(|e| AgentError::Malformed {
-            what: "target preparation".into(),
-            message: e.to_string(),
-        })??;
-        let (keys, indexes) = detached;
+            .await
+            .map_err(|e| AgentError::Malformed {
+                what: "target preparation".into(),
+                message: e.to_string(),
+            })??;
+        let (keys, indexes, notes) = detached;
+        for n in &notes {
+            tracing::warn!(migration = %id, "{n}");
+            self.scheduler.event(id, "warn", &format!("mirror: {n}"))?;
+        }
         for (name, list) in [(DEFERRED_FOREIGN_KEYS, keys), (DEFERRED_INDEXES, indexes)] {
             let path = format!("{id}/{name}");
             if !list.is_empty() && !self.artifacts.exists(&path).await? {
@@ -1803,6 +1837,7 @@ impl Orchestrator {
                     target: redact_url(&config.target.url),
                     namespace: config.target.namespace.clone(),
                     batch_rows: config.delivery.batch_rows,
+                    connection: crate::deliver::TargetConnection::from_section(&config.target),
                 };
                 Ok(TaskSpec {
                     table: p.table.clone(),
@@ -1890,6 +1925,7 @@ impl Orchestrator {
         }
         let url = config.target.url.clone();
         let namespace = config.target.namespace.clone();
+        let options = crate::deliver::target_options(&config);
         let names: Vec<String> = cert.payload["tables"]
             .as_object()
             .map(|m| m.keys().cloned().collect())
@@ -2004,9 +2040,7 @@ impl Orchestrator {
                     _ => {
                         // Foreign keys back first: the server validates them against the rows.
                         let broken = match sensei_connectors::target::Target::open_in(
-                            &url,
-                            &SourceOptions::default(),
-                            &namespace,
+                            &url, &options, &namespace,
                         )? {
                             sensei_connectors::target::Target::Postgres(mut pg) => {
                                 // Indexes first: validating a foreign key can use them.
@@ -2016,7 +2050,7 @@ impl Orchestrator {
                             }
                             _ => Vec::new(),
                         };
-                        let mut src = Source::open(&url, None)?;
+                        let mut src = Source::open_with(&url, None, &options)?;
                         let infos = src.tables()?;
                         let mut out = BTreeMap::new();
                         for name in names {

@@ -553,10 +553,6 @@ async fn load_files(
     parts: &[PartitionRef],
     first: &PartitionRef,
 ) -> Result<()> {
-    use datafusion::datasource::file_format::parquet::ParquetFormat;
-    use datafusion::datasource::listing::{
-        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-    };
     let paths: Vec<std::path::PathBuf> = parts
         .iter()
         .map(|p| std::path::PathBuf::from(p.uri.trim_start_matches("file://")))
@@ -590,22 +586,34 @@ async fn load_files(
         1,
     )?
     .0;
+    register_parquet(session, name, &paths, schema).map_err(sql_err)
+}
+
+/// Registers Parquet files as table `name`, read as queries go (memory
+/// bounded by batches, not the table).
+pub fn register_parquet(
+    session: &SessionContext,
+    name: &str,
+    paths: &[std::path::PathBuf],
+    schema: arrow::datatypes::SchemaRef,
+) -> datafusion::error::Result<()> {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
     let urls = paths
         .iter()
         .map(|p| ListingTableUrl::parse(p.display().to_string()))
-        .collect::<datafusion::error::Result<Vec<_>>>()
-        .map_err(sql_err)?;
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
-    let table = ListingTable::try_new(config).map_err(sql_err)?;
-    session
-        .register_table(
-            datafusion::common::TableReference::bare(name.to_string()),
-            Arc::new(table),
-        )
-        .map_err(sql_err)?;
+    let table = ListingTable::try_new(config)?;
+    session.register_table(
+        datafusion::common::TableReference::bare(name.to_string()),
+        Arc::new(table),
+    )?;
     Ok(())
 }
 

@@ -14,11 +14,8 @@
 //! the band around a tolerance, cannot be decided: it is counted
 //! inconclusive, with its reason.
 
-use std::sync::Arc;
-
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::equivalence::{cells_match, CellMatch, Tolerance};
@@ -105,13 +102,9 @@ fn numeric(t: &DataType) -> bool {
     t.is_numeric()
 }
 
-fn session(
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> datafusion::error::Result<SessionContext> {
-    let s = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-    s.register_table("t", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    Ok(s)
+/// A session that reads its tables one partition at a time.
+pub fn single_partition_session() -> SessionContext {
+    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1))
 }
 
 async fn run(s: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, String> {
@@ -220,25 +213,23 @@ async fn suite(
     out
 }
 
-/// Replays the suite on both sides.
+/// Replays the suite on both sides: `expected` and `actual` each hold a
+/// table `t`, of `schema` on the expected side.
 pub async fn replay(
-    schema: SchemaRef,
-    expected: Vec<RecordBatch>,
-    actual: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    expected: &SessionContext,
+    actual: &SessionContext,
     tolerance: &Tolerance,
     max_queries: usize,
-) -> Result<ReplayOutcome, String> {
-    let e = session(schema.clone(), expected).map_err(|e| e.to_string())?;
-    let actual_schema = actual.first().map(|b| b.schema()).unwrap_or(schema.clone());
-    let a = session(actual_schema, actual).map_err(|e| e.to_string())?;
+) -> ReplayOutcome {
     let mut out = ReplayOutcome::default();
-    for q in suite(&schema, &e, max_queries, tolerance).await {
-        let outcome = match (run(&e, &q).await, run(&a, &q).await) {
+    for q in suite(schema, expected, max_queries, tolerance).await {
+        let outcome = match (run(expected, &q).await, run(actual, &q).await) {
             (Ok(want), Ok(got)) => Ok(compare_results(&want, &got, tolerance)),
             (Err(err), _) => Err(format!("fails on the expected rows: {err}")),
             (_, Err(err)) => Err(format!("fails on the transformed rows: {err}")),
         };
         out.record(&q, outcome);
     }
-    Ok(out)
+    out
 }

@@ -1,18 +1,37 @@
 //! Phase 3 engine (Validator): compare one table's source and transformed
 //! partitions by row count, order-independent content digest and, row by
 //! row, by primary key within tolerances (the mapping's SQL replayed here
-//! gives the expected rows).
+//! gives the expected rows), with the table's expectations, distribution
+//! tests on a key sample and the generated query replay.
+//!
+//! One pass over the partitions: each partition number's source rows are
+//! replayed through the mapping and its transformed rows fetched (two
+//! partitions load ahead while the previous one is compared), every check
+//! takes what it needs and the rows move on. The query replay reads both
+//! sides back from scratch Parquet files through DataFusion, so memory
+//! holds a few partitions and the sample, not the table.
 //!
 //! A partition that cannot be read as recorded (its checksum or row count
 //! disagrees with the manifest) leaves the table undecided: the result says
 //! so instead of failing the task, and the certificate is INCONCLUSIVE.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::PartitionRef;
-use crate::digest::TableDigest;
-use crate::error::Result;
+use crate::digest::{MerkleDigest, TableDigest};
+use crate::equivalence::RowDiff;
+use crate::error::{AgentError, Result};
+use crate::expectations::Validation;
 use crate::node::NodeContext;
+use crate::stats::KeySample;
 
 /// Input of a verification task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +66,10 @@ pub struct VerifyTask {
     /// distance); None: no distribution tests.
     #[serde(default)]
     pub stat_thresholds: Option<(f64, f64)>,
+    /// Rows of each side the distribution tests compare at most (a key
+    /// sample; 0: every row).
+    #[serde(default)]
+    pub stats_sample_rows: u64,
     /// Staged source partitions.
     pub source: Vec<PartitionRef>,
     /// Transformed partitions.
@@ -91,117 +114,241 @@ pub struct VerifyResult {
     pub unreadable: Option<String>,
 }
 
-async fn digest_of(
+/// What the checks keep between partitions: digests, counters and a
+/// sample, while the rows themselves pass through (the query replay reads
+/// them back from scratch Parquet files).
+struct Running {
+    source: TableDigest,
+    target: TableDigest,
+    merkle: MerkleDigest,
+    row_check: Option<RowDiff>,
+    validation: Option<Validation>,
+    sample: Option<(KeySample, Vec<RecordBatch>, Vec<RecordBatch>)>,
+    spill: Option<Spill>,
+}
+
+/// One partition number's rows: the expected ones (the source replayed
+/// through the mapping, or its projected columns) and the transformed ones.
+struct Part {
+    expected: Vec<RecordBatch>,
+    has_source: bool,
+    actual: Vec<RecordBatch>,
+}
+
+impl Running {
+    fn add(&mut self, task: &VerifyTask, part: Part) -> Result<()> {
+        for b in &part.expected {
+            self.source.add_batch(b);
+        }
+        for b in &part.actual {
+            self.target.add_batch(b);
+            self.merkle.add_batch(b, &task.key);
+            if let Some(v) = &mut self.validation {
+                v.add(b);
+            }
+        }
+        if let (Some(total), Some(tolerance)) = (&mut self.row_check, &task.tolerance) {
+            if part.has_source {
+                total.merge(&crate::equivalence::compare(
+                    &part.expected,
+                    &part.actual,
+                    &task.key,
+                    tolerance,
+                ));
+            } else {
+                // Transformed rows with no source partition are all extra.
+                total.extra += part.actual.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            }
+        }
+        if let Some((sample, expected, actual)) = &mut self.sample {
+            expected.extend(part.expected.iter().map(|b| sample.take(b)));
+            actual.extend(part.actual.iter().map(|b| sample.take(b)));
+        }
+        if let Some(spill) = &mut self.spill {
+            spill.write(&part.expected, &part.actual)?;
+        }
+        Ok(())
+    }
+}
+
+/// Scratch Parquet files of both sides for the query replay, removed when
+/// dropped.
+struct Spill {
+    dir: PathBuf,
+    expected: Option<(ArrowWriter<std::fs::File>, SchemaRef)>,
+    actual: Option<(ArrowWriter<std::fs::File>, SchemaRef)>,
+}
+
+impl Spill {
+    fn new(ctx: &NodeContext, table: &str) -> Result<Self> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = ctx.artifacts.local_path(&format!(
+            "scratch/verify-{}-{}-{n}",
+            table
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect::<String>(),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| AgentError::Malformed {
+            what: format!("scratch folder {}", dir.display()),
+            message: e.to_string(),
+        })?;
+        Ok(Spill {
+            dir,
+            expected: None,
+            actual: None,
+        })
+    }
+
+    fn writer(
+        dir: &Path,
+        name: &str,
+        schema: SchemaRef,
+    ) -> Result<(ArrowWriter<std::fs::File>, SchemaRef)> {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).map_err(|e| AgentError::Malformed {
+            what: format!("scratch file {}", path.display()),
+            message: e.to_string(),
+        })?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(64 * 1024))
+            .build();
+        let w = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .map_err(|e| scratch_err(&path, e))?;
+        Ok((w, schema))
+    }
+
+    fn write(&mut self, expected: &[RecordBatch], actual: &[RecordBatch]) -> Result<()> {
+        for (slot, name, batches) in [
+            (&mut self.expected, "expected.parquet", expected),
+            (&mut self.actual, "actual.parquet", actual),
+        ] {
+            for b in batches {
+                if slot.is_none() {
+                    *slot = Some(Self::writer(&self.dir, name, b.schema())?);
+                }
+                let Some((w, schema)) = slot.as_mut() else {
+                    continue;
+                };
+                // Same columns under the first batch's schema (nullability may differ).
+                let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
+                w.write(&b)
+                    .map_err(|e| scratch_err(&self.dir.join(name), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes both files and registers them as table `t` of two sessions
+    /// (expected, actual), with the expected side's schema; None when there
+    /// are no expected rows at all.
+    fn finish(mut self) -> Result<Option<(SchemaRef, SessionContext, SessionContext, Spill)>> {
+        let Some(schema) = self.expected.as_ref().map(|(_, s)| s.clone()) else {
+            return Ok(None);
+        };
+        if self.actual.is_none() {
+            self.actual = Some(Self::writer(&self.dir, "actual.parquet", schema.clone())?);
+        }
+        let mut sessions = Vec::new();
+        for (slot, name) in [
+            (self.expected.take(), "expected.parquet"),
+            (self.actual.take(), "actual.parquet"),
+        ] {
+            let path = self.dir.join(name);
+            let Some((w, side_schema)) = slot else {
+                continue;
+            };
+            w.close().map_err(|e| scratch_err(&path, e))?;
+            let s = crate::replay::single_partition_session();
+            crate::queries::register_parquet(&s, "t", std::slice::from_ref(&path), side_schema)
+                .map_err(|e| AgentError::Malformed {
+                    what: format!("scratch file {}", path.display()),
+                    message: e.to_string(),
+                })?;
+            sessions.push(s);
+        }
+        let (Some(actual), Some(expected)) = (sessions.pop(), sessions.pop()) else {
+            return Ok(None);
+        };
+        Ok(Some((schema, expected, actual, self)))
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn scratch_err(path: &Path, e: parquet::errors::ParquetError) -> AgentError {
+    AgentError::Malformed {
+        what: format!("scratch file {}", path.display()),
+        message: e.to_string(),
+    }
+}
+
+fn join_err(what: &str) -> impl Fn(tokio::task::JoinError) -> AgentError + '_ {
+    move |e| AgentError::Malformed {
+        what: what.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Fetches partition number `n` of both sides and computes its expected rows.
+async fn load(
     ctx: &NodeContext,
-    parts: &[PartitionRef],
-    columns: Option<&[String]>,
-    sql: Option<&str>,
-    hash_key_file: Option<&str>,
+    task: &VerifyTask,
+    n: u32,
     lookups: &[crate::transform::Lookup],
-) -> Result<TableDigest> {
-    let key = crate::transform::load_hash_key(hash_key_file)?;
-    let mut total = TableDigest::default();
-    for p in parts {
-        let mut batches = ctx.fetch(p).await?;
-        if let (Some(sql), Some(first)) = (sql, batches.first()) {
-            use futures::StreamExt;
-            let sql_err = |e: datafusion::error::DataFusionError| crate::error::AgentError::Sql {
-                table: p.table.clone(),
+    hash_key: Option<Arc<Vec<u8>>>,
+) -> Result<Part> {
+    use futures::StreamExt;
+    let mut source = Vec::new();
+    let mut has_source = false;
+    for p in task.source.iter().filter(|p| p.partition == n) {
+        has_source = true;
+        source.extend(ctx.fetch(p).await?);
+    }
+    let expected = match (&task.sql, source.first()) {
+        (Some(sql), Some(first)) => {
+            let sql_err = |e: datafusion::error::DataFusionError| AgentError::Sql {
+                table: task.table.clone(),
                 message: e.to_string(),
             };
-            let mut stream =
-                crate::transform::apply_sql(first.schema(), batches, sql, key.clone(), lookups)
-                    .await
-                    .map_err(sql_err)?;
+            let schema = first.schema();
+            let mut stream = crate::transform::apply_sql(schema, source, sql, hash_key, lookups)
+                .await
+                .map_err(sql_err)?;
             let mut out = Vec::new();
             while let Some(b) = stream.next().await {
                 out.push(b.map_err(sql_err)?);
             }
-            batches = out;
+            out
         }
-        let columns = columns.map(|c| c.to_vec());
-        let d = tokio::task::spawn_blocking(move || -> Result<TableDigest> {
-            let mut d = TableDigest::default();
-            for b in &batches {
-                let b = match &columns {
-                    Some(cols) => {
-                        let idx = cols
-                            .iter()
-                            .map(|c| b.schema().index_of(c))
-                            .collect::<std::result::Result<Vec<_>, _>>()?;
-                        b.project(&idx)?
-                    }
-                    None => b.clone(),
-                };
-                d.add_batch(&b);
-            }
-            Ok(d)
-        })
-        .await
-        .map_err(|e| crate::error::AgentError::Malformed {
-            what: "digest".into(),
-            message: e.to_string(),
-        })??;
-        total.merge(&d);
+        (None, _) => source
+            .iter()
+            .map(|b| {
+                let idx = task
+                    .source_columns
+                    .iter()
+                    .map(|c| b.schema().index_of(c))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(b.project(&idx)?)
+            })
+            .collect::<Result<Vec<_>>>()?,
+        (Some(_), None) => Vec::new(),
+    };
+    let mut actual = Vec::new();
+    for p in task.target.iter().filter(|p| p.partition == n) {
+        actual.extend(ctx.fetch(p).await?);
     }
-    Ok(total)
-}
-
-/// Replays the mapping over each source partition and pairs its rows with
-/// the transformed partition of the same number, row by row.
-async fn row_equivalence(
-    ctx: &NodeContext,
-    task: &VerifyTask,
-    sql: &str,
-    tolerance: &crate::equivalence::Tolerance,
-    transformed: &std::collections::BTreeMap<u32, Vec<arrow::record_batch::RecordBatch>>,
-) -> Result<(
-    crate::equivalence::RowDiff,
-    Vec<arrow::record_batch::RecordBatch>,
-)> {
-    use futures::StreamExt;
-    let lookups = crate::transform::load_lookups(ctx, &task.lookups).await?;
-    let key = crate::transform::load_hash_key(task.hash_key_file.as_deref())?;
-    let mut total = crate::equivalence::RowDiff::default();
-    let mut all_expected = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for p in &task.source {
-        seen.insert(p.partition);
-        let batches = ctx.fetch(p).await?;
-        let mut expected = Vec::new();
-        if let Some(first) = batches.first() {
-            let sql_err = |e: datafusion::error::DataFusionError| crate::error::AgentError::Sql {
-                table: task.table.clone(),
-                message: e.to_string(),
-            };
-            let mut stream =
-                crate::transform::apply_sql(first.schema(), batches, sql, key.clone(), &lookups)
-                    .await
-                    .map_err(sql_err)?;
-            while let Some(b) = stream.next().await {
-                expected.push(b.map_err(sql_err)?);
-            }
-        }
-        let actual = transformed.get(&p.partition).cloned().unwrap_or_default();
-        let (k, tol) = (task.key.clone(), tolerance.clone());
-        let keep = task.max_queries > 0 || task.stat_thresholds.is_some();
-        let (diff, expected) = tokio::task::spawn_blocking(move || {
-            let d = crate::equivalence::compare(&expected, &actual, &k, &tol);
-            (d, if keep { expected } else { Vec::new() })
-        })
-        .await
-        .map_err(|e| crate::error::AgentError::Malformed {
-            what: "row comparison".into(),
-            message: e.to_string(),
-        })?;
-        total.merge(&diff);
-        all_expected.extend(expected);
-    }
-    // Transformed partitions with no source partition are all extra.
-    for (_, batches) in transformed.iter().filter(|(p, _)| !seen.contains(*p)) {
-        total.extra += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-    }
-    Ok((total, all_expected))
+    Ok(Part {
+        expected,
+        has_source,
+        actual,
+    })
 }
 
 /// Runs a verification task. Data that cannot be read as recorded gives a
@@ -209,7 +356,7 @@ async fn row_equivalence(
 /// be retried.
 pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     match checks(ctx, task).await {
-        Err(e @ crate::error::AgentError::Corrupt { .. }) => {
+        Err(e @ AgentError::Corrupt { .. }) => {
             tracing::warn!(table = %task.table, error = %e, "data not readable: verification undecided");
             Ok(VerifyResult {
                 unreadable: Some(e.to_string()),
@@ -220,112 +367,97 @@ pub async fn run(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     }
 }
 
+/// Every check in one pass over the partitions, two loading ahead while
+/// the previous one is compared: memory holds a few partitions, not the table.
 async fn checks(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
-    let source = match &task.sql {
-        Some(sql) => {
-            let lookups = crate::transform::load_lookups(ctx, &task.lookups).await?;
-            digest_of(
-                ctx,
-                &task.source,
-                None,
-                Some(sql),
-                task.hash_key_file.as_deref(),
-                &lookups,
-            )
-            .await?
-        }
-        None => {
-            digest_of(
-                ctx,
-                &task.source,
-                Some(&task.source_columns),
-                None,
-                None,
-                &[],
-            )
-            .await?
-        }
+    use futures::StreamExt;
+    let lookups = match &task.sql {
+        Some(_) => crate::transform::load_lookups(ctx, &task.lookups).await?,
+        None => Vec::new(),
     };
-    // The transformed partitions, fetched once for every check below.
-    let mut by_partition: std::collections::BTreeMap<u32, Vec<arrow::record_batch::RecordBatch>> =
-        Default::default();
-    for p in &task.target {
-        let b = ctx.fetch(p).await?;
-        by_partition.entry(p.partition).or_default().extend(b);
-    }
-    let all: Vec<arrow::record_batch::RecordBatch> =
-        by_partition.values().flatten().cloned().collect();
-    let (target, merkle) = {
-        let (rows, key) = (all.clone(), task.key.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut d = TableDigest::default();
-            let mut m = crate::digest::MerkleDigest::default();
-            for b in &rows {
-                d.add_batch(b);
-                m.add_batch(b, &key);
-            }
-            (d, m)
+    let hash_key = crate::transform::load_hash_key(task.hash_key_file.as_deref())?;
+    let replayed = task.sql.is_some();
+    let rows: u64 = task.target.iter().map(|p| p.rows).sum();
+    let mut running = Running {
+        source: TableDigest::default(),
+        target: TableDigest::default(),
+        merkle: MerkleDigest::default(),
+        row_check: (replayed && task.tolerance.is_some()).then(RowDiff::default),
+        validation: task.expectations.as_ref().map(Validation::new),
+        sample: task.stat_thresholds.filter(|_| replayed).map(|_| {
+            (
+                KeySample::new(&task.key, rows, task.stats_sample_rows),
+                Vec::new(),
+                Vec::new(),
+            )
+        }),
+        spill: if replayed && task.tolerance.is_some() && task.max_queries > 0 {
+            Some(Spill::new(ctx, &task.table)?)
+        } else {
+            None
+        },
+    };
+    let numbers: BTreeSet<u32> = task
+        .source
+        .iter()
+        .chain(&task.target)
+        .map(|p| p.partition)
+        .collect();
+    let lookups = &lookups;
+    let mut parts = futures::stream::iter(numbers)
+        .map(|n| load(ctx, task, n, lookups, hash_key.clone()))
+        .buffered(2);
+    while let Some(part) = parts.next().await {
+        let part = part?;
+        let t = task.clone();
+        let (back, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = running.add(&t, part);
+            (running, outcome)
         })
         .await
-        .map_err(|e| crate::error::AgentError::Malformed {
-            what: "digest".into(),
-            message: e.to_string(),
-        })?
-    };
-    let kept =
-        if task.expectations.is_some() || task.max_queries > 0 || task.stat_thresholds.is_some() {
-            all
-        } else {
-            Vec::new()
-        };
-    let expectations = match &task.expectations {
-        Some(suite) => {
-            let suite = suite.clone();
-            let rows = kept.clone();
-            Some(
-                tokio::task::spawn_blocking(move || crate::expectations::validate(&rows, &suite))
-                    .await
-                    .map_err(|e| crate::error::AgentError::Malformed {
-                        what: "expectations".into(),
-                        message: e.to_string(),
-                    })?,
-            )
+        .map_err(join_err("verification"))?;
+        running = back;
+        outcome?;
+    }
+    drop(parts);
+    let Running {
+        source,
+        target,
+        merkle,
+        row_check,
+        validation,
+        sample,
+        spill,
+    } = running;
+    let stats = match (task.stat_thresholds, sample) {
+        (Some((ks, tvd)), Some((_, expected, actual))) if !expected.is_empty() => {
+            tokio::task::spawn_blocking(move || crate::stats::compare(&expected, &actual, ks, tvd))
+                .await
+                .map_err(join_err("statistics"))?
         }
-        None => None,
-    };
-    let (row_check, expected) = match (&task.sql, &task.tolerance) {
-        (Some(sql), Some(tolerance)) => {
-            let (d, e) = row_equivalence(ctx, task, sql, tolerance, &by_partition).await?;
-            (Some(d), e)
-        }
-        _ => (None, Vec::new()),
-    };
-    let stats = match task.stat_thresholds {
-        Some((ks, tvd)) if !expected.is_empty() => crate::stats::compare(&expected, &kept, ks, tvd),
         _ => Vec::new(),
     };
-    let replay = match (&task.tolerance, expected.first()) {
-        (Some(tolerance), Some(first)) if task.max_queries > 0 => Some(
-            crate::replay::replay(
-                first.schema(),
-                expected,
-                kept,
-                tolerance,
-                task.max_queries as usize,
-            )
-            .await
-            .map_err(|message| crate::error::AgentError::Sql {
-                table: task.table.clone(),
-                message: format!("query replay: {message}"),
-            })?,
-        ),
+    let replay = match (spill, &task.tolerance) {
+        (Some(spill), Some(tolerance)) => match spill.finish()? {
+            Some((schema, expected, actual, _files)) => Some(
+                crate::replay::replay(
+                    &schema,
+                    &expected,
+                    &actual,
+                    tolerance,
+                    task.max_queries as usize,
+                )
+                .await,
+            ),
+            None => None,
+        },
         _ => None,
     };
     Ok(VerifyResult {
         unreadable: None,
         stats,
         replay,
-        expectations,
+        expectations: validation.map(Validation::finish),
         merkle_root: Some(merkle.root()),
         row_check,
         rows: target.rows,

@@ -51,6 +51,9 @@ pub struct SourceOptions {
     /// Database sources: the integer column to split each named table on,
     /// instead of its single-column integer primary key (SQLite: its rowid).
     pub partition_keys: std::collections::BTreeMap<String, String>,
+    /// MySQL/MariaDB targets: load batches with `LOAD DATA LOCAL INFILE`
+    /// (multi-row INSERTs when false or when the server refuses it).
+    pub local_infile: bool,
 }
 
 impl SourceOptions {
@@ -122,6 +125,7 @@ impl Default for SourceOptions {
             ssl_mode: "prefer".into(),
             connect_timeout_s: 30,
             partition_keys: Default::default(),
+            local_infile: true,
         }
     }
 }

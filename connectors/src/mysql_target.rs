@@ -1,14 +1,25 @@
 //! MySQL/MariaDB target: tables created from the certified Arrow schema when
-//! absent (InnoDB), batches written as multi-row `INSERT`s inside one
-//! transaction together with their row in the ledger table, so a batch is in
+//! absent (InnoDB), each batch streamed with `LOAD DATA LOCAL INFILE`
+//! (tab-separated text encoded row by row as the server reads it; no file is
+//! written, and the handler answers only with the batch, whatever file name
+//! the server asks for), or as multi-row `INSERT`s where the server refuses
+//! local infile (`target.mysql_local_infile = false` chooses them), inside one
+//! transaction together with its row in the ledger table, so a batch is in
 //! the target exactly when its key is in the ledger; a batch the ledger holds
-//! is skipped, a stale attempt refused. Foreign-key checks are off in the
+//! is skipped, a stale attempt refused.
+//!
+//! A server loading a local file turns what strict mode would refuse
+//! (a duplicate key, a value out of range, a truncation) into warnings and
+//! goes on; here such a warning, or fewer rows loaded than sent, rolls the
+//! batch back and stops with the first of them, as the `INSERT` path would. Foreign-key checks are off in the
 //! loading sessions (tables load in parallel, in no order; verification has
 //! checked referential integrity). Warnings the server raises for a batch
 //! (`SHOW WARNINGS`: truncations, conversions) come back with its
 //! acknowledgement. Deadlocks, lock waits, lost connections, shutdowns and
 //! too many connections are transient; permission and constraint errors are not.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, AsArray};
@@ -18,7 +29,7 @@ use arrow::datatypes::{
 };
 use arrow::record_batch::RecordBatch;
 use mysql::prelude::Queryable;
-use mysql::{Conn, Value};
+use mysql::{Conn, LocalInfileHandler, Value};
 
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
@@ -50,6 +61,104 @@ pub fn mysql_type(dt: &DataType) -> String {
 /// A MySQL/MariaDB target session.
 pub struct MySqlTarget {
     conn: Conn,
+    /// The batch the local-infile handler streams next (None: LOAD DATA is off).
+    infile: Option<Arc<Mutex<Option<RecordBatch>>>>,
+}
+
+/// Server errors that mean local infile is refused: 1148 (command not
+/// allowed), 3948 (MySQL: loading local data disabled), 4166 (MariaDB:
+/// local infile off for this connection).
+const INFILE_REFUSED: [u16; 3] = [1148, 3948, 4166];
+
+/// Appends bytes escaped for a LOAD DATA field (`ESCAPED BY '\\'`).
+fn escape(bytes: &[u8], out: &mut Vec<u8>) {
+    for &b in bytes {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0 => out.extend_from_slice(b"\\0"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Appends one cell as a LOAD DATA field (`\N` for NULL); `text` formats the
+/// types written in their text form (decimals and the rest).
+fn put_field(
+    a: &ArrayRef,
+    row: usize,
+    text: Option<&arrow::util::display::ArrayFormatter<'_>>,
+    out: &mut Vec<u8>,
+) {
+    if a.is_null(row) {
+        out.extend_from_slice(b"\\N");
+        return;
+    }
+    match a.data_type() {
+        DataType::Utf8 => escape(a.as_string::<i32>().value(row).as_bytes(), out),
+        DataType::LargeUtf8 => escape(a.as_string::<i64>().value(row).as_bytes(), out),
+        _ => match (value(a, row), text) {
+            (Value::Int(v), _) => {
+                let _ = write!(out, "{v}");
+            }
+            (Value::UInt(v), _) => {
+                let _ = write!(out, "{v}");
+            }
+            (Value::Float(v), _) => {
+                let _ = write!(out, "{v}");
+            }
+            (Value::Double(v), _) => {
+                let _ = write!(out, "{v}");
+            }
+            (Value::Date(y, m, d, 0, 0, 0, 0), _) if matches!(a.data_type(), DataType::Date32) => {
+                let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+            }
+            (Value::Date(y, m, d, h, mi, s, us), _) => {
+                let _ = write!(out, "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}");
+            }
+            (_, Some(f)) => escape(f.value(row).to_string().as_bytes(), out),
+            (Value::Bytes(b), None) => escape(&b, out),
+            _ => out.extend_from_slice(b"\\N"),
+        },
+    }
+}
+
+/// Streams `batch` as LOAD DATA text into `w`, in pieces of about 64 KiB.
+fn stream_batch(batch: &RecordBatch, w: &mut impl Write) -> std::io::Result<()> {
+    let opts = arrow::util::display::FormatOptions::default();
+    let text: Vec<Option<arrow::util::display::ArrayFormatter<'_>>> = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Decimal128(..)
+            | DataType::Decimal256(..)
+            | DataType::Utf8View
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Interval(_)
+            | DataType::Duration(_) => {
+                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &opts).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    let mut buf = Vec::with_capacity(80 * 1024);
+    for r in 0..batch.num_rows() {
+        for (i, c) in batch.columns().iter().enumerate() {
+            if i > 0 {
+                buf.push(b'\t');
+            }
+            put_field(c, r, text[i].as_ref(), &mut buf);
+        }
+        buf.push(b'\n');
+        if buf.len() >= 64 * 1024 {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    w.write_all(&buf)
 }
 
 fn civil(days: i64) -> (u16, u8, u8) {
@@ -116,8 +225,23 @@ fn value(a: &ArrayRef, row: usize) -> Value {
 impl MySqlTarget {
     /// Connects (password, TLS and timeout as for a MySQL source), turns
     /// foreign-key checks off for this session and creates the ledger table.
+    /// With `options.local_infile`, batches load through LOAD DATA LOCAL INFILE.
     pub fn connect(url: &str, options: &SourceOptions) -> Result<Self> {
         let mut conn = MySqlSource::connect_with(url, options)?.into_conn();
+        let infile = options.local_infile.then(|| {
+            let slot: Arc<Mutex<Option<RecordBatch>>> = Arc::default();
+            let next = slot.clone();
+            conn.set_local_infile_handler(Some(LocalInfileHandler::new(move |_, w| {
+                // Only the batch being loaded is ever sent, whatever the name asked.
+                let batch = next
+                    .lock()
+                    .map_err(|_| std::io::Error::other("infile slot poisoned"))?
+                    .take()
+                    .ok_or_else(|| std::io::Error::other("no batch is being loaded"))?;
+                stream_batch(&batch, w)
+            })));
+            slot
+        });
         conn.query_drop("SET SESSION foreign_key_checks = 0")
             .map_err(my_err("preparing the target session"))?;
         conn.query_drop(format!(
@@ -132,7 +256,19 @@ impl MySqlTarget {
             ) ENGINE=InnoDB"
         ))
         .map_err(my_err(format!("creating {LEDGER_TABLE}")))?;
-        Ok(MySqlTarget { conn })
+        Ok(MySqlTarget { conn, infile })
+    }
+
+    /// Whether `table` exists in the session's database.
+    pub fn has_table(&mut self, table: &str) -> Result<bool> {
+        let n: Option<i64> = self
+            .conn
+            .exec_first(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+                (table,),
+            )
+            .map_err(my_err(format!("looking up table {table}")))?;
+        Ok(n.unwrap_or(0) > 0)
     }
 
     /// Runs DDL as it is (the target schema file).
@@ -148,8 +284,14 @@ impl MySqlTarget {
         table: &str,
         schema: &Schema,
         primary_key: &[String],
+        widths: &std::collections::BTreeMap<String, u32>,
     ) -> Result<()> {
-        let columns = crate::sqlite::table_columns(schema, primary_key, quote, mysql_type);
+        // A row holds at most 65,535 bytes of VARCHARs (4 a character in
+        // utf8mb4): past that the columns stay LONGTEXT.
+        let bytes: u64 = widths.values().map(|n| 4 * u64::from(*n) + 2).sum();
+        let none = std::collections::BTreeMap::new();
+        let widths = if bytes < 65_000 { widths } else { &none };
+        let columns = crate::sqlite::table_columns(schema, primary_key, widths, quote, mysql_type);
         self.conn
             .query_drop(format!(
                 "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE=InnoDB",
@@ -213,10 +355,65 @@ impl MySqlTarget {
             .map(|f| quote(f.name()))
             .collect::<Vec<_>>()
             .join(", ");
-        let one = format!("({})", vec!["?"; schema.fields().len()].join(", "));
         let mut warnings = Vec::new();
+        let mut loaded = false;
+        if let Some(slot) = &self.infile {
+            *slot.lock().map_err(|_| ConnectorError::Database {
+                context: ctx.clone(),
+                message: "infile slot poisoned".into(),
+                transient: false,
+            })? = Some(batch.clone());
+            let sql = format!(
+                "LOAD DATA LOCAL INFILE 'sensei-batch' INTO TABLE {} CHARACTER SET utf8mb4 \
+                 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names})",
+                quote(table)
+            );
+            let outcome = tx.query_drop(sql);
+            let _ = slot.lock().map(|mut s| s.take());
+            match outcome {
+                Ok(()) => {
+                    let sent = batch.num_rows() as u64;
+                    let (affected, count) = (tx.affected_rows(), tx.warnings());
+                    let shown: Vec<(String, u32, String)> = if count > 0 {
+                        tx.query("SHOW WARNINGS").map_err(my_err(&ctx))?
+                    } else {
+                        Vec::new()
+                    };
+                    // Strict mode would have refused these: the batch rolls back.
+                    let refused = shown.iter().find(|(level, _, _)| level != "Note");
+                    if affected != sent || refused.is_some() {
+                        let why = refused
+                            .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
+                            .unwrap_or_else(|| "no warning given".into());
+                        drop(tx);
+                        return Err(ConnectorError::Database {
+                            context: ctx,
+                            message: format!(
+                                "the server loaded {affected} of {sent} rows with LOAD DATA: {why}; nothing of this batch was kept"
+                            ),
+                            transient: false,
+                        });
+                    }
+                    warnings.extend(
+                        shown
+                            .into_iter()
+                            .map(|(level, code, msg)| format!("{level} {code}: {msg}")),
+                    );
+                    loaded = true;
+                }
+                Err(mysql::Error::MySqlError(e)) if INFILE_REFUSED.contains(&e.code) => {
+                    warnings.push(format!(
+                        "LOAD DATA LOCAL INFILE refused by the server ({} {}): multi-row INSERTs from here on",
+                        e.code, e.message
+                    ));
+                    self.infile = None;
+                }
+                Err(e) => return Err(my_err(&ctx)(e)),
+            }
+        }
+        let one = format!("({})", vec!["?"; schema.fields().len()].join(", "));
         let mut start = 0;
-        while start < batch.num_rows() {
+        while !loaded && start < batch.num_rows() {
             let n = ROWS_PER_INSERT.min(batch.num_rows() - start);
             let sql = format!(
                 "INSERT INTO {} ({names}) VALUES {}",
@@ -275,6 +472,38 @@ impl MySqlTarget {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn load_data_fields_are_escaped() {
+        use arrow::array::{BinaryArray, Date32Array, Int64Array, StringArray};
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![Some(-7), None])) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a\tb\\c\nd"), Some("\\N")])) as ArrayRef,
+            ),
+            (
+                "b",
+                Arc::new(BinaryArray::from(vec![Some(&[0u8, 0xff][..]), None])) as ArrayRef,
+            ),
+            (
+                "d",
+                Arc::new(Date32Array::from(vec![Some(19_723), None])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        super::stream_batch(&batch, &mut out).unwrap();
+        assert_eq!(
+            out,
+            b"-7\ta\\tb\\\\c\\nd\t\\0\xff\t2024-01-01\n\\N\t\\\\N\t\\N\t\\N\n".to_vec()
+        );
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(super::civil(0), (1970, 1, 1));

@@ -51,6 +51,11 @@ impl ParquetTarget {
         dir.join(safe(table))
     }
 
+    /// Whether the table's folder exists.
+    pub fn has_table(&self, table: &str) -> bool {
+        Self::table_dir(&self.dir, table).is_dir()
+    }
+
     /// Creates the table's folder.
     pub fn ensure_table(&self, table: &str) -> Result<()> {
         let d = Self::table_dir(&self.dir, table);

@@ -361,8 +361,9 @@ impl PgTarget {
         table: &str,
         schema: &Schema,
         primary_key: &[String],
+        widths: &std::collections::BTreeMap<String, u32>,
     ) -> Result<()> {
-        let columns = crate::sqlite::table_columns(schema, primary_key, quote, pg_type);
+        let columns = crate::sqlite::table_columns(schema, primary_key, widths, quote, pg_type);
         self.client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {} ({})",

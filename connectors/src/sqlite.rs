@@ -899,11 +899,12 @@ pub struct BatchKey<'a> {
 pub const LEDGER_TABLE: &str = "sensei_delivery_ledger";
 
 /// The column list of a `CREATE TABLE` mirroring `schema`: each column with
-/// the engine's type for it and NOT NULL where the schema says so, then the
-/// primary key.
+/// the engine's type for it (`VARCHAR(n)` for a text column with a width
+/// in `widths`) and NOT NULL where the schema says so, then the primary key.
 pub(crate) fn table_columns(
     schema: &Schema,
     primary_key: &[String],
+    widths: &std::collections::BTreeMap<String, u32>,
     quote: fn(&str) -> String,
     ty: impl Fn(&DataType) -> String,
 ) -> String {
@@ -911,10 +912,16 @@ pub(crate) fn table_columns(
         .fields()
         .iter()
         .map(|f| {
+            let t = match (f.data_type(), widths.get(f.name())) {
+                (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, Some(n)) => {
+                    format!("VARCHAR({n})")
+                }
+                (t, _) => ty(t),
+            };
             format!(
                 "{} {}{}",
                 quote(f.name()),
-                ty(f.data_type()),
+                t,
                 if f.is_nullable() { "" } else { " NOT NULL" }
             )
         })
@@ -1061,9 +1068,27 @@ impl SqliteTarget {
             )))
     }
 
+    /// Whether `table` exists.
+    pub fn has_table(&self, table: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(ConnectorError::sql(format!("looking up table {table}")))
+    }
+
     /// Creates a table mirroring `schema` (with `primary_key`) when absent.
-    pub fn ensure_table(&self, table: &str, schema: &Schema, primary_key: &[String]) -> Result<()> {
-        let columns = table_columns(schema, primary_key, quote, sqlite_type);
+    pub fn ensure_table(
+        &self,
+        table: &str,
+        schema: &Schema,
+        primary_key: &[String],
+        widths: &std::collections::BTreeMap<String, u32>,
+    ) -> Result<()> {
+        let columns = table_columns(schema, primary_key, widths, quote, sqlite_type);
         self.conn
             .execute(
                 &format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(table), columns),
@@ -1432,7 +1457,7 @@ mod tests {
         // Written to a target and read back: the same values and types.
         let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
         target
-            .ensure_table("t", &t.schema(), &t.primary_key())
+            .ensure_table("t", &t.schema(), &t.primary_key(), &Default::default())
             .unwrap();
         let key = BatchKey {
             migration: "m",
@@ -1478,7 +1503,7 @@ mod tests {
         .unwrap();
         let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
         target
-            .ensure_table("t", &t.schema(), &t.primary_key())
+            .ensure_table("t", &t.schema(), &t.primary_key(), &Default::default())
             .unwrap();
         let key = BatchKey {
             migration: "m",

@@ -1,6 +1,8 @@
 //! One handle over every target engine, so delivery need not know which one
 //! it writes: SQLite files, PostgreSQL and MySQL/MariaDB databases, Parquet folders.
 
+use std::collections::BTreeMap;
+
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 
@@ -11,6 +13,19 @@ use crate::parquet_target::ParquetTarget;
 use crate::pg_target::PgTarget;
 use crate::sqlite::{BatchAck, BatchKey, SqliteTarget};
 use crate::url::{parse, Location};
+
+/// What a mirrored table keeps of its source besides columns and primary
+/// key: unique constraints `(name, columns)`, secondary indexes `(name,
+/// columns, unique)` and foreign keys, in target names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MirrorExtras {
+    /// Unique constraints.
+    pub unique: Vec<(String, Vec<String>)>,
+    /// Secondary indexes.
+    pub indexes: Vec<(String, Vec<String>, bool)>,
+    /// Foreign keys.
+    pub foreign_keys: Vec<crate::catalog::ForeignKey>,
+}
 
 /// An open target session.
 pub enum Target {
@@ -73,19 +88,111 @@ impl Target {
         }
     }
 
-    /// Creates a table mirroring `schema` when absent.
+    /// Whether `table` exists.
+    pub fn has_table(&mut self, table: &str) -> Result<bool> {
+        match self {
+            Target::Sqlite(t) => t.has_table(table),
+            Target::Postgres(t) => t.has_table(table),
+            Target::Parquet(t) => Ok(t.has_table(table)),
+            Target::MySql(t) => t.has_table(table),
+        }
+    }
+
+    /// Creates a table mirroring `schema` when absent, text columns with a
+    /// width in `widths` as `VARCHAR(n)`; true when it was created now.
     pub fn ensure_table(
         &mut self,
         table: &str,
         schema: &Schema,
         primary_key: &[String],
-    ) -> Result<()> {
+        widths: &BTreeMap<String, u32>,
+    ) -> Result<bool> {
+        let existed = self.has_table(table)?;
         match self {
-            Target::Sqlite(t) => t.ensure_table(table, schema, primary_key),
-            Target::Postgres(t) => t.ensure_table(table, schema, primary_key),
-            Target::Parquet(t) => t.ensure_table(table),
-            Target::MySql(t) => t.ensure_table(table, schema, primary_key),
+            Target::Sqlite(t) => t.ensure_table(table, schema, primary_key, widths)?,
+            Target::Postgres(t) => t.ensure_table(table, schema, primary_key, widths)?,
+            Target::Parquet(t) => t.ensure_table(table)?,
+            Target::MySql(t) => t.ensure_table(table, schema, primary_key, widths)?,
         }
+        Ok(!existed)
+    }
+
+    /// Adds a mirrored table's unique constraints, secondary indexes and
+    /// foreign keys (SQLite cannot add foreign keys to a table: they are
+    /// named among the returned notes, as is anything the engine refused).
+    pub fn add_mirror_extras(&mut self, table: &str, extras: &MirrorExtras) -> Vec<String> {
+        let q: fn(&str) -> String = match self {
+            Target::MySql(_) => crate::mysql::quote,
+            Target::Parquet(_) => return Vec::new(),
+            _ => crate::sqlite::quote,
+        };
+        let list = |cols: &[String]| cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+        let mut statements = Vec::new();
+        let mut notes = Vec::new();
+        for (name, cols) in &extras.unique {
+            statements.push((
+                format!("unique constraint {name}"),
+                match self {
+                    Target::Sqlite(_) => format!(
+                        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
+                        q(name),
+                        q(table),
+                        list(cols)
+                    ),
+                    _ => format!(
+                        "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
+                        q(table),
+                        q(name),
+                        list(cols)
+                    ),
+                },
+            ));
+        }
+        for (name, cols, unique) in &extras.indexes {
+            statements.push((
+                format!("index {name}"),
+                format!(
+                    "CREATE {}INDEX {} ON {} ({})",
+                    if *unique { "UNIQUE " } else { "" },
+                    q(name),
+                    q(table),
+                    list(cols)
+                ),
+            ));
+        }
+        for fk in &extras.foreign_keys {
+            if matches!(self, Target::Sqlite(_)) {
+                notes.push(format!(
+                    "table {table}: foreign key {} not added (SQLite adds foreign keys only when a table is created; give a target schema file to keep it)",
+                    fk.name
+                ));
+                continue;
+            }
+            let mut sql = format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+                q(table),
+                q(&fk.name),
+                list(&fk.columns),
+                q(&fk.references),
+                list(&fk.referenced_columns)
+            );
+            for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
+                let a = action.to_ascii_uppercase();
+                if matches!(
+                    a.as_str(),
+                    "CASCADE" | "SET NULL" | "SET DEFAULT" | "RESTRICT"
+                ) {
+                    sql.push_str(&format!(" ON {on} {a}"));
+                }
+            }
+            statements.push((format!("foreign key {}", fk.name), sql));
+        }
+        for (what, sql) in statements {
+            if let Err(e) = self.apply_ddl(&sql) {
+                notes.push(format!("table {table}: {what} not added: {e}"));
+            }
+        }
+        notes
     }
 
     /// Writes one batch with its ledger row, or skips it when the ledger holds its key.

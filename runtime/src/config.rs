@@ -109,7 +109,7 @@ impl Default for SourceSection {
 }
 
 /// `[target]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TargetSection {
     /// Target URL, same forms as the source.
@@ -120,6 +120,30 @@ pub struct TargetSection {
     /// PostgreSQL: the schema (namespace) every write stays inside, created
     /// when absent; empty: the session's default (`public`).
     pub namespace: String,
+    /// Database targets: a file holding the password (mode 0600 or 0400),
+    /// used when the URL carries none; empty reads `PGPASSWORD` / `MYSQL_PWD`.
+    pub password_file: String,
+    /// Database targets: `disable`, `prefer`, `require` or `verify-full`.
+    pub ssl_mode: String,
+    /// Database targets: seconds to wait for a connection.
+    pub connect_timeout_s: u64,
+    /// MySQL/MariaDB targets: load batches with `LOAD DATA LOCAL INFILE`;
+    /// false (or a server that refuses it) writes multi-row INSERTs.
+    pub mysql_local_infile: bool,
+}
+
+impl Default for TargetSection {
+    fn default() -> Self {
+        TargetSection {
+            url: String::new(),
+            schema: String::new(),
+            namespace: String::new(),
+            password_file: String::new(),
+            ssl_mode: "prefer".into(),
+            connect_timeout_s: 30,
+            mysql_local_infile: true,
+        }
+    }
 }
 
 /// `[ingestion]`
@@ -205,6 +229,9 @@ pub struct VerificationSection {
     /// Largest total variation distance allowed between the value frequencies
     /// of a text or boolean column.
     pub tvd_threshold: f64,
+    /// Rows per table the distribution tests compare at most: a sample by
+    /// key hash, the same rows on both sides (0: every row).
+    pub stats_sample_rows: u64,
     /// The undecidable band around each tolerance, as a fraction of it: a
     /// difference within it of the tolerance makes the check INCONCLUSIVE.
     pub inconclusive_band: f64,
@@ -229,6 +256,7 @@ impl Default for VerificationSection {
             equivalences: String::new(),
             ks_threshold: 0.05,
             tvd_threshold: 0.01,
+            stats_sample_rows: 200_000,
             inconclusive_band: 0.1,
             queries_file: String::new(),
             checkpoint_interval_s: 0,
@@ -445,6 +473,7 @@ impl MigrationConfig {
         }
         for file in [
             &mut self.source.password_file,
+            &mut self.target.password_file,
             &mut self.transformation.pii_hash_key_file,
             &mut self.verification.expectations_dir,
             &mut self.verification.queries_file,
@@ -484,14 +513,18 @@ impl MigrationConfig {
                 self.source.bad_rows
             )));
         }
-        if !matches!(
-            self.source.ssl_mode.as_str(),
-            "disable" | "prefer" | "require" | "verify-full"
-        ) {
-            return Err(bad(format!(
-                "key source.ssl_mode = {:?} must be one of disable, prefer, require, verify-full",
-                self.source.ssl_mode
-            )));
+        for (key, mode) in [
+            ("source.ssl_mode", &self.source.ssl_mode),
+            ("target.ssl_mode", &self.target.ssl_mode),
+        ] {
+            if !matches!(
+                mode.as_str(),
+                "disable" | "prefer" | "require" | "verify-full"
+            ) {
+                return Err(bad(format!(
+                    "key {key} = {mode:?} must be one of disable, prefer, require, verify-full"
+                )));
+            }
         }
         if !matches!(
             self.verification.string_mode.as_str(),

@@ -149,7 +149,19 @@ fn sensei_and_great_expectations_agree_on_every_success_flag() {
     let suite_file = dir.path().join("suite.json");
     std::fs::write(&suite_file, suite.to_string()).unwrap();
 
-    let ours = sensei_agents::expectations::validate(&[batch], &suite);
+    let ours = sensei_agents::expectations::validate(std::slice::from_ref(&batch), &suite);
+    // Rules are evaluated as batches arrive: the table in uneven slices
+    // (one empty) gives the same document, partial lists included.
+    let sliced = sensei_agents::expectations::validate(
+        &[
+            batch.slice(0, 7),
+            batch.slice(7, 0),
+            batch.slice(7, 30),
+            batch.slice(37, 23),
+        ],
+        &suite,
+    );
+    assert_eq!(sliced, ours, "the same suite over slices of the table");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/gx_validate.py");
     let out = std::process::Command::new(gx_python())
         .arg(&script)

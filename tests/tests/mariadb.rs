@@ -504,3 +504,95 @@ fn retail_into_mariadb_exactly_once_with_a_matching_receipt() {
         assert_eq!(r["matches_certificate"], true, "{t}: {r}");
     }
 }
+
+#[test]
+fn a_target_password_file_and_both_load_paths_refuse_a_duplicate_whole() {
+    use mysql::prelude::Queryable;
+    use std::os::unix::fs::PermissionsExt;
+    let db = MyDatabase::create("tpw");
+    let user = format!("sensei_tpw_{}", std::process::id());
+    let mut admin = db.conn();
+    admin
+        .query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
+        .unwrap();
+    admin
+        .query_drop(format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'Target pw 7'"
+        ))
+        .unwrap();
+    admin
+        .query_drop(format!("GRANT ALL ON `{}`.* TO '{user}'@'%'", db.name))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let pw = dir.path().join("target.pw");
+    std::fs::write(&pw, "Target pw 7\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let target = format!("mysql://{user}@127.0.0.1:3306/{}", db.name);
+    let migrate = |extra: &[&str]| {
+        run(sensei()
+            .env_remove("MYSQL_PWD")
+            .arg("migrate")
+            .arg("--source")
+            .arg(format!("sqlite://{}", src.display()))
+            .arg("--target")
+            .arg(&target)
+            .arg("--workdir")
+            .arg(dir.path().join("w"))
+            .args(["--set", "delivery.batch_rows=300"])
+            .args(extra))
+    };
+    // No password for the target: refused before any work, naming the target.
+    let out = migrate(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("Access denied"), "{err}");
+    // The target's own password file (the source, SQLite, needs none).
+    let with_pw = format!("target.password_file={}", pw.display());
+    let out = migrate(&["--set", &with_pw]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = db.conn();
+    let customers: i64 = c
+        .query_first("SELECT count(*) FROM customers")
+        .unwrap()
+        .unwrap();
+    // The ledger forgets the customers' batches while the rows stay: a rerun
+    // loads them again and meets its own keys. LOAD DATA would skip the
+    // duplicates with a warning; the batch is rolled back whole instead.
+    for (extra, says) in [
+        (None, "LOAD DATA"),
+        (Some("target.mysql_local_infile=false"), "rows 1.."),
+    ] {
+        c.query_drop("DELETE FROM sensei_delivery_ledger WHERE partition_id LIKE 'customers/%'")
+            .unwrap();
+        let mut args = vec!["--set", with_pw.as_str(), "--restart"];
+        if let Some(e) = extra {
+            args.extend(["--set", e]);
+        }
+        let out = migrate(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains("Duplicate entry") && err.contains("customers") && err.contains(says),
+            "{err}"
+        );
+        let now: i64 = c
+            .query_first("SELECT count(*) FROM customers")
+            .unwrap()
+            .unwrap();
+        assert_eq!(now, customers, "nothing of a refused batch was kept");
+        let ledger: Option<i64> = c
+            .query_first("SELECT CAST(sum(`rows`) AS SIGNED) FROM sensei_delivery_ledger WHERE partition_id LIKE 'customers/%'")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ledger, None, "no customers batch in the ledger");
+    }
+    admin
+        .query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
+        .unwrap();
+}

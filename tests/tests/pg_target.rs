@@ -306,3 +306,117 @@ fn every_write_stays_inside_the_configured_target_schema() {
         }
     );
 }
+
+#[test]
+fn a_mariadb_database_mirrored_into_postgres_keeps_widths_constraints_and_indexes() {
+    use mysql::prelude::Queryable;
+    let my = MyDatabase::create("mirror");
+    let mut m = my.conn();
+    m.query_drop(
+        "CREATE TABLE authors (
+            id INT PRIMARY KEY,
+            name VARCHAR(40) NOT NULL,
+            email VARCHAR(120),
+            code CHAR(3),
+            bio TEXT,
+            UNIQUE KEY authors_email (email),
+            KEY authors_name (name)
+        ) ENGINE=InnoDB;
+        CREATE TABLE books (
+            id INT PRIMARY KEY,
+            author_id INT NOT NULL,
+            title VARCHAR(200) NOT NULL,
+            KEY books_title (title),
+            CONSTRAINT books_author FOREIGN KEY (author_id) REFERENCES authors (id) ON DELETE CASCADE
+        ) ENGINE=InnoDB;",
+    )
+    .unwrap();
+    for i in 1..=50 {
+        m.exec_drop(
+            "INSERT INTO authors VALUES (?, ?, ?, ?, ?)",
+            (
+                i,
+                format!("Author {i}"),
+                format!("a{i}@example.org"),
+                "abc",
+                "a life",
+            ),
+        )
+        .unwrap();
+        m.exec_drop(
+            "INSERT INTO books VALUES (?, ?, ?)",
+            (i, (i % 7) + 1, format!("Book {i}")),
+        )
+        .unwrap();
+    }
+    let pg = PgDatabase::create("mirror");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(&my.url)
+        .arg("--target")
+        .arg(&pg.url)
+        .arg("--workdir")
+        .arg(dir.path().join("w")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = pg.client();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM books"), 50);
+    let widths: Vec<(String, Option<i32>)> = c
+        .query(
+            "SELECT column_name::text, character_maximum_length FROM information_schema.columns
+             WHERE table_name = 'authors' ORDER BY ordinal_position",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        widths,
+        vec![
+            ("id".into(), None),
+            ("name".into(), Some(40)),
+            ("email".into(), Some(120)),
+            ("code".into(), Some(3)),
+            ("bio".into(), None),
+        ]
+    );
+    let defs: Vec<String> = c
+        .query(
+            "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE contype IN ('u', 'f') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        defs,
+        vec![
+            "authors UNIQUE (email)".to_string(),
+            "books FOREIGN KEY (author_id) REFERENCES authors(id) ON DELETE CASCADE".to_string(),
+        ]
+    );
+    let indexes: Vec<String> = c
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE tablename IN ('authors', 'books')
+               AND indexdef NOT LIKE '%UNIQUE%' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        indexes.contains(&"authors_name".to_string())
+            && indexes.contains(&"books_title".to_string()),
+        "{indexes:?}"
+    );
+}

@@ -1,8 +1,11 @@
+//! Tests that change a database server for every session: a test binary of
+//! its own, since nothing else may run on the server meanwhile (cargo runs
+//! test binaries one after another).
+//!
 //! PostgreSQL restarted in the middle of delivery: the batches in flight
 //! fail with connection errors, are retried with backoff, and the migration
-//! completes with every row exactly once. (A test binary of its own: the
-//! restart cuts every session of the server, so nothing else may run on it
-//! meanwhile; cargo runs test binaries one after another.)
+//! completes with every row exactly once. MariaDB with local infile turned
+//! off server-wide: delivery falls back to multi-row INSERTs and says so.
 
 use std::process::Command;
 
@@ -126,4 +129,58 @@ fn postgres_restarted_mid_delivery_the_migration_completes_exactly_once() {
     )
     .unwrap();
     assert!(retried >= 2, "batches cut by the restart were retried");
+}
+
+/// Turns MariaDB's local infile back on whatever the test did.
+struct InfileBack;
+
+impl Drop for InfileBack {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable;
+        if let Ok(mut c) = mysql::Conn::new(mysql::Opts::from_url(MYSQL_ADMIN_URL).unwrap()) {
+            let _ = c.query_drop("SET GLOBAL local_infile = 1");
+        }
+    }
+}
+
+#[test]
+fn a_mariadb_refusing_local_infile_gets_inserts_and_the_receipt_says_so() {
+    use mysql::prelude::Queryable;
+    let _back = InfileBack;
+    let db = MyDatabase::create("noinfile");
+    db.conn().query_drop("SET GLOBAL local_infile = 0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let out = run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(&db.url)
+        .arg("--workdir")
+        .arg(dir.path().join("w")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = rusqlite::Connection::open(&src).unwrap();
+    let mut c = db.conn();
+    for table in ["customers", "products", "orders", "order_lines"] {
+        let want: i64 = s
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        let n: i64 = c
+            .query_first(format!("SELECT count(*) FROM {table}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, want, "{table}");
+    }
+    let mig = migration_with(&dir.path().join("w"), "receipt.json");
+    let receipt = std::fs::read_to_string(mig.join("receipt.json")).unwrap();
+    assert!(
+        receipt.contains("LOAD DATA LOCAL INFILE refused by the server"),
+        "{receipt}"
+    );
 }
