@@ -38,12 +38,22 @@ fn unquote(e: &str) -> &str {
         .unwrap_or(e)
 }
 
-/// Source column → target column, for the columns a table mapping copies as they are.
+/// Source column → target column, for the columns a table mapping copies
+/// as they are (a mapping names its sources `table.column`).
 fn copied(tm: &TableMapping) -> BTreeMap<String, String> {
+    let Some(table) = source_of(tm) else {
+        return BTreeMap::new();
+    };
+    let prefix = format!("{table}.");
     tm.columns
         .iter()
-        .filter(|c| c.sources.len() == 1 && unquote(&c.expression) == c.sources[0])
-        .map(|c| (c.sources[0].clone(), c.target.clone()))
+        .filter_map(|c| match c.sources.as_slice() {
+            [one] => {
+                let col = one.strip_prefix(&prefix).unwrap_or(one);
+                (unquote(&c.expression) == col).then(|| (col.to_string(), c.target.clone()))
+            }
+            _ => None,
+        })
         .collect()
 }
 
