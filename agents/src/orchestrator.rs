@@ -1740,7 +1740,7 @@ impl Orchestrator {
         let transformed = self.transformed(id).await?;
         let url = config.target.url.clone();
         let namespace = config.target.namespace.clone();
-        let options = crate::deliver::target_options(&config);
+        let options = crate::deliver::target_options(config);
         let ddl = if config.target.schema.is_empty()
             || config.target.schema == TARGET_SCHEMA_FROM_TARGET
         {
