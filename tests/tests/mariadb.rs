@@ -482,6 +482,33 @@ fn retail_into_mariadb_exactly_once_with_a_matching_receipt() {
     for (t, r) in receipt["tables"].as_object().unwrap() {
         assert_eq!(r["matches_certificate"], true, "{t}: {r}");
     }
+    // The delivered rows are the certified ones, read back from MariaDB; one
+    // changed value shows in its table only.
+    let verify = || {
+        run(sensei()
+            .args(["certificate", "verify"])
+            .arg(mig.join("certificate.json"))
+            .arg("--data")
+            .arg(&db.url))
+    };
+    let ok = verify();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    c.query_drop("UPDATE products SET prod_name = concat(prod_name, '!') WHERE prod_id = 2")
+        .unwrap();
+    let bad = verify();
+    let text = String::from_utf8_lossy(&bad.stdout).to_string();
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("DIFFERS table products") && text.contains("matches table orders"),
+        "{text}"
+    );
+    c.query_drop("UPDATE products SET prod_name = left(prod_name, char_length(prod_name) - 1) WHERE prod_id = 2")
+        .unwrap();
     // The whole migration run again from the start: the ledger knows every
     // batch, so nothing is written twice and the receipt says so.
     let out = migrate(&["--restart"]);

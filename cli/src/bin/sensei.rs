@@ -880,13 +880,16 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
             sensei_connectors::url::Location::Sqlite(p) => {
                 Data::Sqlite(sensei_connectors::sqlite::SqliteSource::open(&p)?)
             }
-            sensei_connectors::url::Location::Postgres(_) => {
+            sensei_connectors::url::Location::Postgres(_)
+            | sensei_connectors::url::Location::MySql(_) => {
                 let mut s = sensei_connectors::source::Source::open(url, None)?;
                 let infos = s.tables()?;
                 Data::Db(Box::new(s), infos)
             }
             sensei_connectors::url::Location::Parquet(dir) => Data::Files(dir),
-            _ => anyhow::bail!("--data reads sqlite://, postgresql:// and parquet:// targets"),
+            _ => anyhow::bail!(
+                "--data reads sqlite://, postgresql://, mysql:// and parquet:// targets"
+            ),
         };
         let mut all = true;
         let tables = cert["payload"]["tables"]
@@ -898,51 +901,38 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
                 serde_json::from_value(t["columns"].clone()).unwrap_or_default();
             let key: Vec<String> =
                 serde_json::from_value(t["merkle_key"].clone()).unwrap_or_default();
+            // Databases and files are read as the certified column types.
+            let fields = columns
+                .iter()
+                .map(|(c, t)| {
+                    Ok(arrow::datatypes::Field::new(
+                        c,
+                        t.parse::<arrow::datatypes::DataType>()?,
+                        true,
+                    ))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let certified = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+            let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
             let (digest, root) = match &mut data {
                 Data::Sqlite(src) => {
                     sensei_agents::orchestrator::read_back(src, &name, &columns, &key)?
                 }
-                Data::Files(dir) => {
-                    let fields = columns
-                        .iter()
-                        .map(|(c, t)| {
-                            Ok(arrow::datatypes::Field::new(
-                                c,
-                                t.parse::<arrow::datatypes::DataType>()?,
-                                true,
-                            ))
-                        })
-                        .collect::<anyhow::Result<Vec<_>>>()?;
-                    let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
-                    sensei_agents::orchestrator::read_back_files(
-                        dir,
-                        &name,
-                        &order,
-                        Some(std::sync::Arc::new(arrow::datatypes::Schema::new(fields))),
-                        &key,
-                    )?
-                }
-                Data::Db(src, infos) => {
-                    let fields = columns
-                        .iter()
-                        .map(|(c, t)| {
-                            Ok(arrow::datatypes::Field::new(
-                                c,
-                                t.parse::<arrow::datatypes::DataType>()?,
-                                true,
-                            ))
-                        })
-                        .collect::<anyhow::Result<Vec<_>>>()?;
-                    let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
-                    sensei_agents::orchestrator::read_back_cast(
-                        src,
-                        infos,
-                        &name,
-                        &order,
-                        Some(std::sync::Arc::new(arrow::datatypes::Schema::new(fields))),
-                        &key,
-                    )?
-                }
+                Data::Files(dir) => sensei_agents::orchestrator::read_back_files(
+                    dir,
+                    &name,
+                    &order,
+                    Some(certified),
+                    &key,
+                )?,
+                Data::Db(src, infos) => sensei_agents::orchestrator::read_back_cast(
+                    src,
+                    infos,
+                    &name,
+                    &order,
+                    Some(certified),
+                    &key,
+                )?,
             };
             let ok = t["digest"].as_str() == Some(digest.hex().as_str())
                 && t["merkle_root"].as_str() == Some(root.as_str());
