@@ -308,6 +308,62 @@ impl MySqlTarget {
         batch: &RecordBatch,
         key: &BatchKey<'_>,
     ) -> Result<BatchAck> {
+        match self.write_batch_once(table, batch, key) {
+            // A permanent refusal: the batch is rolled back; find the row.
+            Err(ConnectorError::Database {
+                context,
+                message,
+                transient: false,
+            }) if !message.contains("is stale") => {
+                let row = self.first_failing_row(table, batch);
+                Err(ConnectorError::Database {
+                    context,
+                    message: match row {
+                        Some((r, why)) => {
+                            format!("{message}; first failing row: row {r} of the batch ({why})")
+                        }
+                        None => message,
+                    },
+                    transient: false,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Inserts the batch's rows one at a time inside a transaction that is
+    /// rolled back, until one fails: its 1-based number and the server's
+    /// reason. None when every row goes in alone (the failure was the batch's).
+    fn first_failing_row(&mut self, table: &str, batch: &RecordBatch) -> Option<(usize, String)> {
+        let schema = batch.schema();
+        let names = schema
+            .fields()
+            .iter()
+            .map(|f| quote(f.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO {} ({names}) VALUES ({})",
+            quote(table),
+            vec!["?"; schema.fields().len()].join(", ")
+        );
+        let mut tx = self.conn.start_transaction(mysql::TxOpts::default()).ok()?;
+        let stmt = tx.prep(&sql).ok()?;
+        for r in 0..batch.num_rows() {
+            let params: Vec<Value> = batch.columns().iter().map(|c| value(c, r)).collect();
+            if let Err(e) = tx.exec_drop(&stmt, params) {
+                return Some((r + 1, e.to_string()));
+            }
+        }
+        None
+    }
+
+    fn write_batch_once(
+        &mut self,
+        table: &str,
+        batch: &RecordBatch,
+        key: &BatchKey<'_>,
+    ) -> Result<BatchAck> {
         let started = Instant::now();
         let ctx = format!(
             "delivering batch {} of partition {} into table {table}",

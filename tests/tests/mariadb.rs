@@ -605,7 +605,10 @@ fn a_target_password_file_and_both_load_paths_refuse_a_duplicate_whole() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_ne!(out.status.code(), Some(0), "{err}");
         assert!(
-            err.contains("Duplicate entry") && err.contains("customers") && err.contains(says),
+            err.contains("Duplicate entry")
+                && err.contains("customers")
+                && err.contains(says)
+                && err.contains("first failing row: row 1 of the batch"),
             "{err}"
         );
         let now: i64 = c
