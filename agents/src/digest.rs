@@ -127,6 +127,17 @@ impl MerkleDigest {
     /// Adds every row of a batch, bucketed by the cells of the `key` columns
     /// (by the whole row when a key column is missing or there is none).
     pub fn add_batch(&mut self, batch: &RecordBatch, key: &[String]) {
+        self.add_batch_also(batch, key, None);
+    }
+
+    /// [`MerkleDigest::add_batch`], each row's hash also added to `table`
+    /// (the table's order-independent digest: one hash per row for both).
+    pub fn add_batch_also(
+        &mut self,
+        batch: &RecordBatch,
+        key: &[String],
+        mut table: Option<&mut TableDigest>,
+    ) {
         let schema = batch.schema();
         let mut key_cols: Vec<usize> = key.iter().filter_map(|k| schema.index_of(k).ok()).collect();
         if key_cols.is_empty() || key_cols.len() != key.len() {
@@ -145,6 +156,9 @@ impl MerkleDigest {
             let h: [u8; 32] = Sha256::digest(&row).into();
             let bucket = Sha256::digest(&kb)[0] as usize;
             self.buckets[bucket].add_hash(&h);
+            if let Some(t) = table.as_deref_mut() {
+                t.add_hash(&h);
+            }
         }
     }
 

@@ -306,6 +306,41 @@ pub fn compare(
     compare_sides(expected, actual, key, tolerance, &VALIDATOR)
 }
 
+/// The expected rows of one key, taken as actual rows pair with them.
+enum Slot {
+    One(usize, usize),
+    Many(Vec<(usize, usize)>),
+}
+
+impl Slot {
+    fn push(&mut self, row: (usize, usize)) {
+        match self {
+            Slot::One(b, r) => *self = Slot::Many(vec![(*b, *r), row]),
+            Slot::Many(v) => v.push(row),
+        }
+    }
+
+    /// The last row not yet paired.
+    fn pop(&mut self) -> Option<(usize, usize)> {
+        match self {
+            Slot::One(b, r) => {
+                let row = (*b, *r);
+                *self = Slot::Many(Vec::new());
+                Some(row)
+            }
+            Slot::Many(v) => v.pop(),
+        }
+    }
+
+    /// The rows never paired.
+    fn rest(self) -> Vec<(usize, usize)> {
+        match self {
+            Slot::One(b, r) => vec![(b, r)],
+            Slot::Many(v) => v,
+        }
+    }
+}
+
 /// [`compare`], differences worded with `sides`.
 pub fn compare_sides(
     expected: &[RecordBatch],
@@ -330,13 +365,14 @@ pub fn compare_sides(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut want: HashMap<Vec<u8>, Vec<(usize, usize)>> = HashMap::new();
+    // Expected rows by key: most keys hold one row, a repeated key a list.
+    let mut want: HashMap<Vec<u8>, Slot> = HashMap::new();
     for (bi, b) in expected.iter().enumerate() {
         for r in 0..b.num_rows() {
             diff.expected += 1;
             want.entry(encode(b, &key_cols, r))
-                .or_default()
-                .push((bi, r));
+                .and_modify(|s| s.push((bi, r)))
+                .or_insert(Slot::One(bi, r));
         }
     }
     let note = |diff: &mut RowDiff, s: String| {
@@ -344,10 +380,22 @@ pub fn compare_sides(
             diff.examples.push(s);
         }
     };
+    let (mut kb, mut eb, mut ab) = (Vec::new(), Vec::new(), Vec::new());
     for b in actual {
+        // The expected columns in this batch, by name (None: missing here).
+        let bs = b.schema();
+        let at: Vec<Option<usize>> = all
+            .iter()
+            .map(|&c| bs.index_of(schema.field(c).name()).ok())
+            .collect();
+        let key_at: Vec<usize> = key_cols.iter().map(|&c| at[c].unwrap_or(c)).collect();
+        let complete = at.iter().all(Option::is_some);
         for r in 0..b.num_rows() {
-            let k = encode(b, &key_cols, r);
-            let Some((bi, er)) = want.get_mut(&k).and_then(|v| v.pop()) else {
+            kb.clear();
+            for &c in &key_at {
+                encode_cell(b.column(c), r, &mut kb);
+            }
+            let Some((bi, er)) = want.get_mut(kb.as_slice()).and_then(Slot::pop) else {
                 diff.extra += 1;
                 note(
                     &mut diff,
@@ -356,12 +404,24 @@ pub fn compare_sides(
                 continue;
             };
             let e = &expected[bi];
+            // Most rows are equal byte for byte: one comparison of the whole row.
+            if complete {
+                eb.clear();
+                ab.clear();
+                for (&c, a) in all.iter().zip(&at) {
+                    encode_cell(e.column(c), er, &mut eb);
+                    encode_cell(b.column(a.unwrap_or(c)), r, &mut ab);
+                }
+                if eb == ab {
+                    continue;
+                }
+            }
             let mut exact = true;
             let mut doubt: Option<String> = None;
             let mut bad: Option<String> = None;
-            for &c in &all {
+            for (&c, a) in all.iter().zip(&at) {
                 let name = schema.field(c).name();
-                let Ok(ac) = b.schema().index_of(name) else {
+                let Some(ac) = *a else {
                     bad = Some(format!("column {name} is missing"));
                     break;
                 };
@@ -404,7 +464,7 @@ pub fn compare_sides(
             }
         }
     }
-    let mut left: Vec<(usize, usize)> = want.into_values().flatten().collect();
+    let mut left: Vec<(usize, usize)> = want.into_values().flat_map(Slot::rest).collect();
     left.sort();
     for (bi, r) in left {
         diff.missing += 1;

@@ -139,13 +139,21 @@ impl NodeContext {
         Ok(c)
     }
 
+    /// The file of a partition held on this node (None: another node holds it).
+    pub fn local_file(&self, p: &PartitionRef) -> Option<PathBuf> {
+        let local = self.store.get(&p.id).map(|e| e.path);
+        if p.node_id == self.node_id || local.is_some() {
+            Some(local.unwrap_or_else(|| self.staging_path(&p.id)))
+        } else {
+            None
+        }
+    }
+
     /// Reads a partition: from this node's store when held here, else over
     /// Flight from the node that holds it. When that node is gone, the staged
     /// file is read instead, after checking its SHA-256 against the reference.
     pub async fn fetch(&self, p: &PartitionRef) -> Result<Vec<RecordBatch>> {
-        let local = self.store.get(&p.id).map(|e| e.path);
-        if p.node_id == self.node_id || local.is_some() {
-            let path = local.unwrap_or_else(|| self.staging_path(&p.id));
+        if let Some(path) = self.local_file(p) {
             return self.read_verified(p, path).await;
         }
         let remote = async {

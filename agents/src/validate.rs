@@ -141,8 +141,8 @@ impl Running {
             self.source.add_batch(b);
         }
         for b in &part.actual {
-            self.target.add_batch(b);
-            self.merkle.add_batch(b, &task.key);
+            self.merkle
+                .add_batch_also(b, &task.key, Some(&mut self.target));
             if let Some(v) = &mut self.validation {
                 v.add(b);
             }
@@ -172,15 +172,19 @@ impl Running {
 }
 
 /// Scratch Parquet files of both sides for the query replay, removed when
-/// dropped.
+/// dropped. The transformed side is read from its staged partition files
+/// instead when this node holds them all.
 struct Spill {
     dir: PathBuf,
     expected: Option<(ArrowWriter<std::fs::File>, SchemaRef)>,
     actual: Option<(ArrowWriter<std::fs::File>, SchemaRef)>,
+    /// The transformed partitions' own files (empty: spilled as well).
+    staged: Vec<PathBuf>,
+    staged_schema: Option<SchemaRef>,
 }
 
 impl Spill {
-    fn new(ctx: &NodeContext, table: &str) -> Result<Self> {
+    fn new(ctx: &NodeContext, table: &str, staged: Vec<PathBuf>) -> Result<Self> {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = ctx.artifacts.local_path(&format!(
@@ -199,6 +203,8 @@ impl Spill {
             dir,
             expected: None,
             actual: None,
+            staged,
+            staged_schema: None,
         })
     }
 
@@ -221,6 +227,14 @@ impl Spill {
     }
 
     fn write(&mut self, expected: &[RecordBatch], actual: &[RecordBatch]) -> Result<()> {
+        let actual = if self.staged.is_empty() {
+            actual
+        } else {
+            if self.staged_schema.is_none() {
+                self.staged_schema = actual.first().map(|b| b.schema());
+            }
+            &[]
+        };
         for (slot, name, batches) in [
             (&mut self.expected, "expected.parquet", expected),
             (&mut self.actual, "actual.parquet", actual),
@@ -248,25 +262,36 @@ impl Spill {
         let Some(schema) = self.expected.as_ref().map(|(_, s)| s.clone()) else {
             return Ok(None);
         };
-        if self.actual.is_none() {
-            self.actual = Some(Self::writer(&self.dir, "actual.parquet", schema.clone())?);
-        }
-        let mut sessions = Vec::new();
+        let staged = match self.staged_schema.take() {
+            Some(s) => Some((std::mem::take(&mut self.staged), s)),
+            None => {
+                if self.actual.is_none() {
+                    self.actual = Some(Self::writer(&self.dir, "actual.parquet", schema.clone())?);
+                }
+                None
+            }
+        };
+        let mut sides = Vec::new();
         for (slot, name) in [
             (self.expected.take(), "expected.parquet"),
             (self.actual.take(), "actual.parquet"),
         ] {
             let path = self.dir.join(name);
-            let Some((w, side_schema)) = slot else {
-                continue;
-            };
-            w.close().map_err(|e| scratch_err(&path, e))?;
+            if let Some((w, side_schema)) = slot {
+                w.close().map_err(|e| scratch_err(&path, e))?;
+                sides.push((vec![path], side_schema));
+            }
+        }
+        sides.extend(staged);
+        let mut sessions = Vec::new();
+        for (paths, side_schema) in sides {
             let s = crate::replay::single_partition_session();
-            crate::queries::register_parquet(&s, "t", std::slice::from_ref(&path), side_schema)
-                .map_err(|e| AgentError::Malformed {
-                    what: format!("scratch file {}", path.display()),
+            crate::queries::register_parquet(&s, "t", &paths, side_schema).map_err(|e| {
+                AgentError::Malformed {
+                    what: format!("replay files {}", paths[0].display()),
                     message: e.to_string(),
-                })?;
+                }
+            })?;
             sessions.push(s);
         }
         let (Some(actual), Some(expected)) = (sessions.pop(), sessions.pop()) else {
@@ -392,7 +417,13 @@ async fn checks(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
             )
         }),
         spill: if replayed && task.tolerance.is_some() && task.max_queries > 0 {
-            Some(Spill::new(ctx, &task.table)?)
+            // The transformed side replays from its staged files when they are all here.
+            let staged: Option<Vec<PathBuf>> = task
+                .target
+                .iter()
+                .map(|p| ctx.local_file(p).filter(|f| f.is_file()))
+                .collect();
+            Some(Spill::new(ctx, &task.table, staged.unwrap_or_default())?)
         } else {
             None
         },
