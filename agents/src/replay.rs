@@ -264,8 +264,14 @@ pub async fn replay(
 ) -> ReplayOutcome {
     let mut out = ReplayOutcome::default();
     for q in suite(schema, expected, max_queries, tolerance).await {
-        // Both sides at once: each query scans one column of each.
-        let outcome = match futures::join!(run(expected, &q), run(actual, &q)) {
+        // Both sides at once, on two threads: each query scans one column of each.
+        let (other, query) = (actual.clone(), q.clone());
+        let theirs = tokio::spawn(async move { run(&other, &query).await });
+        let ours = run(expected, &q).await;
+        let theirs = theirs
+            .await
+            .unwrap_or_else(|e| Err(format!("the query stopped: {e}")));
+        let outcome = match (ours, theirs) {
             (Ok(want), Ok(got)) => Ok(compare_results(&want, &got, tolerance)),
             (Err(err), _) => Err(format!("fails on the expected rows: {err}")),
             (_, Err(err)) => Err(format!("fails on the transformed rows: {err}")),

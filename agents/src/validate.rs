@@ -346,11 +346,17 @@ async fn load(
             let mut stream = crate::transform::apply_sql(schema, source, sql, hash_key, lookups)
                 .await
                 .map_err(sql_err)?;
-            let mut out = Vec::new();
-            while let Some(b) = stream.next().await {
-                out.push(b.map_err(sql_err)?);
-            }
-            out
+            // Run as a task of its own, so partitions loading ahead use another thread.
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                while let Some(b) = stream.next().await {
+                    out.push(b?);
+                }
+                Ok::<_, datafusion::error::DataFusionError>(out)
+            })
+            .await
+            .map_err(join_err("the mapping's replay"))?
+            .map_err(sql_err)?
         }
         (None, _) => source
             .iter()
