@@ -99,10 +99,22 @@ fn put_field(
     match a.data_type() {
         DataType::Utf8 => escape(a.as_string::<i32>().value(row).as_bytes(), out),
         DataType::LargeUtf8 => escape(a.as_string::<i64>().value(row).as_bytes(), out),
-        _ => match (value(a, row), text) {
-            (Value::Int(v), _) => {
-                let _ = write!(out, "{v}");
+        DataType::Binary => escape(a.as_binary::<i32>().value(row), out),
+        // Decimals and times: digits, signs and separators only.
+        DataType::Decimal128(..)
+        | DataType::Decimal256(..)
+        | DataType::Time32(_)
+        | DataType::Time64(_)
+        | DataType::Interval(_)
+        | DataType::Duration(_)
+            if text.is_some() =>
+        {
+            if let Some(f) = text {
+                let _ = write!(out, "{}", f.value(row));
             }
+        }
+        _ => match (value(a, row), text) {
+            (Value::Int(v), _) => put_int(v, 0, out),
             (Value::UInt(v), _) => {
                 let _ = write!(out, "{v}");
             }
@@ -112,17 +124,50 @@ fn put_field(
             (Value::Double(v), _) => {
                 let _ = write!(out, "{v}");
             }
-            (Value::Date(y, m, d, 0, 0, 0, 0), _) if matches!(a.data_type(), DataType::Date32) => {
-                let _ = write!(out, "{y:04}-{m:02}-{d:02}");
-            }
-            (Value::Date(y, m, d, h, mi, s, us), _) => {
-                let _ = write!(out, "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}");
+            (Value::Date(y, m, d, h, mi, sec, us), _) => {
+                put_int(i64::from(y), 4, out);
+                out.push(b'-');
+                put_int(i64::from(m), 2, out);
+                out.push(b'-');
+                put_int(i64::from(d), 2, out);
+                if !matches!(a.data_type(), DataType::Date32) {
+                    out.push(b' ');
+                    put_int(i64::from(h), 2, out);
+                    out.push(b':');
+                    put_int(i64::from(mi), 2, out);
+                    out.push(b':');
+                    put_int(i64::from(sec), 2, out);
+                    out.push(b'.');
+                    put_int(i64::from(us), 6, out);
+                }
             }
             (_, Some(f)) => escape(f.value(row).to_string().as_bytes(), out),
             (Value::Bytes(b), None) => escape(&b, out),
             _ => out.extend_from_slice(b"\\N"),
         },
     }
+}
+
+/// Appends `v` in decimal, zero-padded to `width` digits.
+fn put_int(v: i64, width: usize, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    for _ in (digits.len() - i)..width {
+        out.push(b'0');
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Streams `batch` as LOAD DATA text into `w`, in pieces of about 64 KiB.
