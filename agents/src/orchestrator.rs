@@ -1796,17 +1796,18 @@ impl Orchestrator {
                     }
                 }
                 // PostgreSQL enforces foreign keys row by row: tables loading in
-                // parallel would trip them, so they are added back after the load;
-                // secondary indexes are built once then, not maintained per row.
+                // parallel would trip them, so they are added back after the load
+                // (MySQL sessions load with foreign-key checks off); secondary
+                // indexes are built once then, not maintained per row.
+                let names: Vec<String> = schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
                 Ok(match &mut target {
-                    sensei_connectors::target::Target::Postgres(pg) => {
-                        let names: Vec<String> =
-                            schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
-                        (
-                            pg.detach_foreign_keys(&names)?,
-                            pg.detach_indexes(&names)?,
-                            notes,
-                        )
+                    sensei_connectors::target::Target::Postgres(pg) => (
+                        pg.detach_foreign_keys(&names)?,
+                        pg.detach_indexes(&names)?,
+                        notes,
+                    ),
+                    sensei_connectors::target::Target::MySql(my) => {
+                        (Vec::new(), my.detach_indexes(&names)?, notes)
                     }
                     _ => (Vec::new(), Vec::new(), notes),
                 })
@@ -2047,6 +2048,9 @@ impl Orchestrator {
                                 let mut broken = pg.attach_indexes(&deferred_indexes);
                                 broken.extend(pg.attach_foreign_keys(&deferred));
                                 broken
+                            }
+                            sensei_connectors::target::Target::MySql(mut my) => {
+                                my.attach_indexes(&deferred_indexes)
                             }
                             _ => Vec::new(),
                         };

@@ -6,7 +6,8 @@
 //! local infile (`target.mysql_local_infile = false` chooses them), inside one
 //! transaction together with its row in the ledger table, so a batch is in
 //! the target exactly when its key is in the ledger; a batch the ledger holds
-//! is skipped, a stale attempt refused.
+//! is skipped, a stale attempt refused. Plain secondary indexes are set
+//! aside for the load and built after it.
 //!
 //! A server loading a local file turns what strict mode would refuse
 //! (a duplicate key, a value out of range, a truncation) into warnings and
@@ -314,6 +315,83 @@ impl MySqlTarget {
             )
             .map_err(my_err(format!("looking up table {table}")))?;
         Ok(n.unwrap_or(0) > 0)
+    }
+
+    /// Sets aside the plain (non-unique B-tree) secondary indexes of
+    /// `tables` for the load: InnoDB builds an index from sorted rows once,
+    /// faster than keeping it up to date row by row. Returns `(table, index,
+    /// CREATE INDEX statement)` for [`MySqlTarget::attach_indexes`]. Unique
+    /// indexes stay (they guard the load), as do those a foreign key needs.
+    pub fn detach_indexes(&mut self, tables: &[String]) -> Result<Vec<(String, String, String)>> {
+        let mut out = Vec::new();
+        for table in tables {
+            let rows: Vec<(String, String, Option<String>, Option<u64>)> = self
+                .conn
+                .exec(
+                    "SELECT index_name, index_type, column_name, sub_part FROM information_schema.statistics
+                     WHERE table_schema = DATABASE() AND table_name = ? AND non_unique = 1
+                     ORDER BY index_name, seq_in_index",
+                    (table,),
+                )
+                .map_err(my_err(format!("reading the indexes of {table}")))?;
+            let mut indexes: Vec<(String, Vec<String>, bool)> = Vec::new();
+            for (name, kind, column, sub_part) in rows {
+                if indexes.last().map(|i| &i.0) != Some(&name) {
+                    indexes.push((name.clone(), Vec::new(), kind == "BTREE"));
+                }
+                let Some(last) = indexes.last_mut() else {
+                    continue;
+                };
+                match column {
+                    Some(c) => last.1.push(match sub_part {
+                        Some(n) => format!("{}({n})", quote(&c)),
+                        None => quote(&c),
+                    }),
+                    // An expression index: left in place.
+                    None => last.2 = false,
+                }
+            }
+            for (name, columns, _) in indexes.into_iter().filter(|i| i.2) {
+                match self.conn.query_drop(format!(
+                    "ALTER TABLE {} DROP INDEX {}",
+                    quote(table),
+                    quote(&name)
+                )) {
+                    Ok(()) => out.push((
+                        table.clone(),
+                        name.clone(),
+                        format!(
+                            "CREATE INDEX {} ON {} ({})",
+                            quote(&name),
+                            quote(table),
+                            columns.join(", ")
+                        ),
+                    )),
+                    // Needed by a foreign key: it stays.
+                    Err(mysql::Error::MySqlError(e)) if e.code == 1553 => {}
+                    Err(e) => {
+                        return Err(my_err(format!("setting aside index {name} of {table}"))(e))
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the indexes [`MySqlTarget::detach_indexes`] set aside; the
+    /// ones that fail, with the server's reason.
+    pub fn attach_indexes(&mut self, indexes: &[(String, String, String)]) -> Vec<String> {
+        let mut failed = Vec::new();
+        for (table, index, def) in indexes {
+            if let Err(e) = self.conn.query_drop(def) {
+                // Already there (a rerun after it was built): nothing to do.
+                if matches!(&e, mysql::Error::MySqlError(m) if m.code == 1061) {
+                    continue;
+                }
+                failed.push(format!("table {table}: index {index} ({def}): {e}"));
+            }
+        }
+        failed
     }
 
     /// Runs DDL as it is (the target schema file).

@@ -440,3 +440,50 @@ impl Drop for MyDatabase {
         }
     }
 }
+
+/// Two MariaDB tables with what a mirror must keep: `authors` (VARCHAR and
+/// CHAR widths, a unique key, a secondary index) and `books` (a secondary
+/// index and a foreign key to `authors` with ON DELETE CASCADE), 50 rows each.
+pub fn bookshop(db: &MyDatabase) {
+    use mysql::prelude::Queryable;
+    let mut m = db.conn();
+    m.query_drop(
+        "CREATE TABLE authors (
+            id INT PRIMARY KEY,
+            name VARCHAR(40) NOT NULL,
+            email VARCHAR(120),
+            code CHAR(3),
+            bio TEXT,
+            UNIQUE KEY authors_email (email),
+            KEY authors_name (name)
+        ) ENGINE=InnoDB;
+        CREATE TABLE books (
+            id INT PRIMARY KEY,
+            author_id INT NOT NULL,
+            title VARCHAR(200) NOT NULL,
+            KEY books_title (title),
+            CONSTRAINT books_author FOREIGN KEY (author_id) REFERENCES authors (id) ON DELETE CASCADE
+        ) ENGINE=InnoDB;",
+    )
+    .expect("bookshop tables");
+    for i in 1..=50 {
+        m.exec_drop(
+            "INSERT INTO authors VALUES (?, ?, ?, ?, ?)",
+            (
+                i,
+                format!("Author {i}"),
+                format!("a{i}@example.org"),
+                "abc",
+                "a life",
+            ),
+        )
+        .expect("author");
+    }
+    for i in 1..=50 {
+        m.exec_drop(
+            "INSERT INTO books VALUES (?, ?, ?)",
+            (i, (i % 7) + 1, format!("Book {i}")),
+        )
+        .expect("book");
+    }
+}

@@ -626,3 +626,83 @@ fn a_target_password_file_and_both_load_paths_refuse_a_duplicate_whole() {
         .query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
         .unwrap();
 }
+
+#[test]
+fn a_mariadb_mirror_into_mariadb_builds_plain_indexes_after_the_load() {
+    use mysql::prelude::Queryable;
+    let src = MyDatabase::create("shopsrc");
+    bookshop(&src);
+    let dst = MyDatabase::create("shopdst");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(&src.url)
+        .arg("--target")
+        .arg(&dst.url)
+        .arg("--workdir")
+        .arg(dir.path().join("w")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Set aside for the load: the plain indexes, the foreign key's too
+    // (the loading sessions check no foreign keys); the unique one guards the load.
+    let mig = migration_with(&dir.path().join("w"), "receipt.json");
+    let deferred: Vec<(String, String, String)> =
+        serde_json::from_slice(&std::fs::read(mig.join("deferred-indexes.json")).unwrap()).unwrap();
+    let mut names: Vec<&str> = deferred.iter().map(|d| d.1.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["authors_name", "books_author", "books_title"],
+        "{deferred:?}"
+    );
+    // All of it is in the target after delivery.
+    let mut c = dst.conn();
+    let indexes: Vec<(String, String, i64)> = c
+        .query(
+            "SELECT table_name, index_name, min(non_unique) FROM information_schema.statistics
+             WHERE table_schema = DATABASE() GROUP BY table_name, index_name ORDER BY 1, 2",
+        )
+        .unwrap();
+    for want in [
+        ("authors", "authors_email", 0),
+        ("authors", "authors_name", 1),
+        ("books", "books_author", 1),
+        ("books", "books_title", 1),
+    ] {
+        assert!(
+            indexes.contains(&(want.0.into(), want.1.into(), want.2)),
+            "{want:?} in {indexes:?}"
+        );
+    }
+    let fks: Vec<(String, String)> = c
+        .query(
+            "SELECT table_name, referenced_table_name FROM information_schema.referential_constraints
+             WHERE constraint_schema = DATABASE()",
+        )
+        .unwrap();
+    assert_eq!(fks, [("books".to_string(), "authors".to_string())]);
+    let widths: Vec<(String, Option<u64>)> = c
+        .query(
+            "SELECT column_name, character_maximum_length FROM information_schema.columns
+             WHERE table_schema = DATABASE() AND table_name = 'authors' ORDER BY ordinal_position",
+        )
+        .unwrap();
+    assert_eq!(
+        widths[1..4],
+        [
+            ("name".to_string(), Some(40)),
+            ("email".to_string(), Some(120)),
+            ("code".to_string(), Some(3)),
+        ]
+    );
+    let n: i64 = c
+        .query_first("SELECT count(*) FROM books")
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 50);
+}

@@ -309,48 +309,8 @@ fn every_write_stays_inside_the_configured_target_schema() {
 
 #[test]
 fn a_mariadb_database_mirrored_into_postgres_keeps_widths_constraints_and_indexes() {
-    use mysql::prelude::Queryable;
     let my = MyDatabase::create("mirror");
-    let mut m = my.conn();
-    m.query_drop(
-        "CREATE TABLE authors (
-            id INT PRIMARY KEY,
-            name VARCHAR(40) NOT NULL,
-            email VARCHAR(120),
-            code CHAR(3),
-            bio TEXT,
-            UNIQUE KEY authors_email (email),
-            KEY authors_name (name)
-        ) ENGINE=InnoDB;
-        CREATE TABLE books (
-            id INT PRIMARY KEY,
-            author_id INT NOT NULL,
-            title VARCHAR(200) NOT NULL,
-            KEY books_title (title),
-            CONSTRAINT books_author FOREIGN KEY (author_id) REFERENCES authors (id) ON DELETE CASCADE
-        ) ENGINE=InnoDB;",
-    )
-    .unwrap();
-    for i in 1..=50 {
-        m.exec_drop(
-            "INSERT INTO authors VALUES (?, ?, ?, ?, ?)",
-            (
-                i,
-                format!("Author {i}"),
-                format!("a{i}@example.org"),
-                "abc",
-                "a life",
-            ),
-        )
-        .unwrap();
-    }
-    for i in 1..=50 {
-        m.exec_drop(
-            "INSERT INTO books VALUES (?, ?, ?)",
-            (i, (i % 7) + 1, format!("Book {i}")),
-        )
-        .unwrap();
-    }
+    bookshop(&my);
     let pg = PgDatabase::create("mirror");
     let dir = tempfile::tempdir().unwrap();
     let out = run(sensei()
