@@ -195,6 +195,9 @@ impl Spill {
                 .collect::<String>(),
             std::process::id()
         ));
+        if let Some(parent) = dir.parent() {
+            sweep_scratch(parent);
+        }
         std::fs::create_dir_all(&dir).map_err(|e| AgentError::Malformed {
             what: format!("scratch folder {}", dir.display()),
             message: e.to_string(),
@@ -298,6 +301,27 @@ impl Spill {
             return Ok(None);
         };
         Ok(Some((schema, expected, actual, self)))
+    }
+}
+
+/// Removes the scratch folders of Validators whose process is gone (one
+/// killed mid-task leaves its folder behind): `verify-<table>-<pid>-<n>`
+/// with no `/proc/<pid>`.
+fn sweep_scratch(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let pid = name
+            .strip_prefix("verify-")
+            .and_then(|rest| rest.rsplit('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 }
 
@@ -507,4 +531,23 @@ async fn checks(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
             digest: target.hex(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scratch_of_gone_processes_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("verify-orders-4000000000-0");
+        let ours = dir
+            .path()
+            .join(format!("verify-orders-{}-3", std::process::id()));
+        let other = dir.path().join("keep-me");
+        for d in [&gone, &ours, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        super::sweep_scratch(dir.path());
+        assert!(!gone.exists());
+        assert!(ours.exists() && other.exists());
+    }
 }
