@@ -358,13 +358,16 @@ pub fn compare_sides(
     if key_cols.len() != key.len() || key_cols.is_empty() {
         key_cols = all.clone();
     }
-    let show_key = |b: &RecordBatch, row: usize| -> String {
+    // The key of an expected row (`at`: the key's columns in an actual batch).
+    let show_key_at = |b: &RecordBatch, row: usize, at: &[usize]| -> String {
         key_cols
             .iter()
-            .map(|&c| format!("{}={}", schema.field(c).name(), cell_text(b.column(c), row)))
+            .zip(at)
+            .map(|(&c, &i)| format!("{}={}", schema.field(c).name(), cell_text(b.column(i), row)))
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let show_key = |b: &RecordBatch, row: usize| show_key_at(b, row, &key_cols);
     // Expected rows by key: most keys hold one row, a repeated key a list.
     let mut want: HashMap<Vec<u8>, Slot> = HashMap::new();
     for (bi, b) in expected.iter().enumerate() {
@@ -388,7 +391,29 @@ pub fn compare_sides(
             .iter()
             .map(|&c| bs.index_of(schema.field(c).name()).ok())
             .collect();
-        let key_at: Vec<usize> = key_cols.iter().map(|&c| at[c].unwrap_or(c)).collect();
+        let Some(key_at) = key_cols
+            .iter()
+            .map(|&c| at[c])
+            .collect::<Option<Vec<usize>>>()
+        else {
+            // Rows without their key cannot be paired with any expected row.
+            diff.extra += b.num_rows() as u64;
+            let lacking: Vec<&str> = key_cols
+                .iter()
+                .filter(|&&c| at[c].is_none())
+                .map(|&c| schema.field(c).name().as_str())
+                .collect();
+            note(
+                &mut diff,
+                format!(
+                    "{} rows lack the key column(s) {}: {}",
+                    b.num_rows(),
+                    lacking.join(", "),
+                    sides.extra
+                ),
+            );
+            continue;
+        };
         let complete = at.iter().all(Option::is_some);
         for r in 0..b.num_rows() {
             kb.clear();
@@ -399,7 +424,7 @@ pub fn compare_sides(
                 diff.extra += 1;
                 note(
                     &mut diff,
-                    format!("key {}: {}", show_key(b, r), sides.extra),
+                    format!("key {}: {}", show_key_at(b, r, &key_at), sides.extra),
                 );
                 continue;
             };
@@ -453,11 +478,17 @@ pub fn compare_sides(
             match (bad, doubt) {
                 (Some(why), _) => {
                     diff.changed += 1;
-                    note(&mut diff, format!("key {}: {why}", show_key(b, r)));
+                    note(
+                        &mut diff,
+                        format!("key {}: {why}", show_key_at(b, r, &key_at)),
+                    );
                 }
                 (None, Some(why)) => {
                     diff.doubtful += 1;
-                    note(&mut diff, format!("key {}: {why}", show_key(b, r)));
+                    note(
+                        &mut diff,
+                        format!("key {}: {why}", show_key_at(b, r, &key_at)),
+                    );
                 }
                 (None, None) if !exact => diff.within_tolerance += 1,
                 (None, None) => {}

@@ -5,7 +5,7 @@
 //! so its values may be longer), and the source catalog's unique
 //! constraints, secondary indexes and foreign keys, renamed through the
 //! mapping. Constraints touching a column the mapping does not copy as it is,
-//! and expression indexes, are left out.
+//! expression indexes and partial indexes are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -128,7 +128,14 @@ pub fn extras(manifest: &Manifest, mapping: &MappingSpec) -> BTreeMap<String, Mi
                 }
             }
         }
-        for i in catalog.indexes.iter().filter(|i| !i.primary) {
+        // Partial indexes (a WHERE) are left out: without their predicate a
+        // unique one would refuse rows the source holds.
+        let partial = |d: &str| d.to_ascii_uppercase().contains(" WHERE ");
+        for i in catalog
+            .indexes
+            .iter()
+            .filter(|i| !i.primary && !partial(&i.definition))
+        {
             if let Some(c) = rename(&i.columns, &cols) {
                 // A unique constraint's own index is already there.
                 if !(i.unique && keyed.contains(&c)) {
@@ -144,10 +151,13 @@ pub fn extras(manifest: &Manifest, mapping: &MappingSpec) -> BTreeMap<String, Mi
             let Some(parent) = by_source.get(fk.references.as_str()) else {
                 continue;
             };
-            if let (Some(c), Some(p)) = (
-                rename(&fk.columns, &cols),
-                rename(&fk.referenced_columns, &copied(parent)),
-            ) {
+            // `REFERENCES parent` without columns names its primary key.
+            let referenced = if fk.referenced_columns.iter().all(|c| c.is_empty()) {
+                Some(parent.primary_key.clone()).filter(|k| k.len() == fk.columns.len())
+            } else {
+                rename(&fk.referenced_columns, &copied(parent))
+            };
+            if let (Some(c), Some(p)) = (rename(&fk.columns, &cols), referenced) {
                 e.foreign_keys.push(ForeignKey {
                     name: unique_name(&mut keys, &tm.target, &fk.name),
                     columns: c,

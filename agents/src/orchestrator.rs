@@ -1788,12 +1788,23 @@ impl Orchestrator {
                     }
                 }
                 // A mirrored table gets its source's constraints and indexes once,
-                // when it is created (all tables exist by now for the foreign keys).
+                // when it is created (all tables exist by now for the foreign keys);
+                // unique keys and indexes of every table first, since a foreign
+                // key may reference another table's unique key.
                 let mut notes = Vec::new();
+                let mut keys = Vec::new();
                 for name in &created {
-                    if let Some(e) = extras.remove(name) {
+                    if let Some(mut e) = extras.remove(name) {
+                        keys.push((name, std::mem::take(&mut e.foreign_keys)));
                         notes.extend(target.add_mirror_extras(name, &e));
                     }
+                }
+                for (name, foreign_keys) in keys {
+                    let e = sensei_connectors::target::MirrorExtras {
+                        foreign_keys,
+                        ..Default::default()
+                    };
+                    notes.extend(target.add_mirror_extras(name, &e));
                 }
                 // PostgreSQL enforces foreign keys row by row: tables loading in
                 // parallel would trip them, so they are added back after the load

@@ -187,8 +187,16 @@ impl Spill {
     fn new(ctx: &NodeContext, table: &str, staged: Vec<PathBuf>) -> Result<Self> {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Per host: a working folder shared by several machines sweeps only its own.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let host: String = host
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         let dir = ctx.artifacts.local_path(&format!(
-            "scratch/verify-{}-{}-{n}",
+            "scratch/{host}/verify-{}-{}-{n}",
             table
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -244,12 +252,21 @@ impl Spill {
         ] {
             for b in batches {
                 if slot.is_none() {
-                    *slot = Some(Self::writer(&self.dir, name, b.schema())?);
+                    // Every column nullable: a later partition may hold NULLs
+                    // where the first declared none.
+                    let fields: Vec<arrow::datatypes::Field> = b
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone().with_nullable(true))
+                        .collect();
+                    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+                    *slot = Some(Self::writer(&self.dir, name, schema)?);
                 }
                 let Some((w, schema)) = slot.as_mut() else {
                     continue;
                 };
-                // Same columns under the first batch's schema (nullability may differ).
+                // Same columns under the file's schema.
                 let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
                 w.write(&b)
                     .map_err(|e| scratch_err(&self.dir.join(name), e))?;
@@ -304,9 +321,9 @@ impl Spill {
     }
 }
 
-/// Removes the scratch folders of Validators whose process is gone (one
-/// killed mid-task leaves its folder behind): `verify-<table>-<pid>-<n>`
-/// with no `/proc/<pid>`.
+/// Removes the scratch folders of Validators on this host whose process is
+/// gone (one killed mid-task leaves its folder behind):
+/// `<host>/verify-<table>-<pid>-<n>` with no `/proc/<pid>`.
 fn sweep_scratch(scratch: &Path) {
     let Ok(entries) = std::fs::read_dir(scratch) else {
         return;
@@ -468,9 +485,10 @@ async fn checks(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
     let mut parts = futures::stream::iter(numbers)
         .map(|n| load(ctx, task, n, lookups, hash_key.clone()))
         .buffered(2);
+    let shared = Arc::new(task.clone());
     while let Some(part) = parts.next().await {
         let part = part?;
-        let t = task.clone();
+        let t = shared.clone();
         let (back, outcome) = tokio::task::spawn_blocking(move || {
             let outcome = running.add(&t, part);
             (running, outcome)

@@ -12,7 +12,9 @@
 //! A server loading a local file turns what strict mode would refuse
 //! (a duplicate key, a value out of range, a truncation) into warnings and
 //! goes on; here such a warning, or fewer rows loaded than sent, rolls the
-//! batch back and stops with the first of them, as the `INSERT` path would. Foreign-key checks are off in the
+//! batch back and stops with the first of them, as the `INSERT` path would
+//! in strict mode (a server without it lets INSERTs through with warnings,
+//! which the receipt lists). Foreign-key checks are off in the
 //! loading sessions (tables load in parallel, in no order; verification has
 //! checked referential integrity). Warnings the server raises for a batch
 //! (`SHOW WARNINGS`: truncations, conversions) come back with its
@@ -119,8 +121,10 @@ fn put_field(
             (Value::UInt(v), _) => {
                 let _ = write!(out, "{v}");
             }
+            // As a double: the server parses the text as one and rounds to
+            // FLOAT, so the shortest f32 text could land past FLT_MAX.
             (Value::Float(v), _) => {
-                let _ = write!(out, "{v}");
+                let _ = write!(out, "{}", f64::from(v));
             }
             (Value::Double(v), _) => {
                 let _ = write!(out, "{v}");
@@ -274,6 +278,9 @@ impl MySqlTarget {
     /// With `options.local_infile`, batches load through LOAD DATA LOCAL INFILE.
     pub fn connect(url: &str, options: &SourceOptions) -> Result<Self> {
         let mut conn = MySqlSource::connect_with(url, options)?.into_conn();
+        // The LOAD DATA statement spells its separators with backslash escapes.
+        conn.query_drop("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+            .map_err(my_err("preparing the target session"))?;
         let infile = options.local_infile.then(|| {
             let slot: Arc<Mutex<Option<RecordBatch>>> = Arc::default();
             let next = slot.clone();
