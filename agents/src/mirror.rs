@@ -177,6 +177,89 @@ pub fn extras(manifest: &Manifest, mapping: &MappingSpec) -> BTreeMap<String, Mi
 mod tests {
     use super::*;
 
+    /// `parent(id, code UNIQUE)`, `child(id, parent_id, parent_code)` with a
+    /// foreign key to parent's unique code, one to its primary key written
+    /// without columns, a plain index and a partial one; a PostgreSQL source.
+    fn shop() -> (Manifest, MappingSpec) {
+        let col = |n: &str, t: &str| {
+            serde_json::json!({"name": n, "source_type": t,
+            "arrow_type": "Utf8", "nullable": true, "primary_key": 0})
+        };
+        let table = |n: &str, cols: Vec<serde_json::Value>| {
+            serde_json::json!({"name": n,
+            "columns": cols, "primary_key": ["id"], "rows": 0, "partitions": []})
+        };
+        let index = |n: &str, c: &str, def: &str| {
+            serde_json::json!({"name": n, "columns": [c],
+            "unique": false, "primary": false, "method": "btree", "definition": def})
+        };
+        let fk = |n: &str, c: &str, r: &str| {
+            serde_json::json!({"name": n, "columns": [c],
+            "references": "parent", "referenced_columns": [r], "on_delete": "CASCADE", "on_update": "NO ACTION"})
+        };
+        let manifest = serde_json::json!({
+            "version": 1, "migration_id": "m", "source": "postgresql://h/db", "checkpoint_time": "t",
+            "tables": [
+                table("parent", vec![col("id", "integer"), col("code", "character varying(8)")]),
+                table("child", vec![col("id", "integer"), col("parent_id", "integer"),
+                    col("parent_code", "varchar(8)"), col("note", "text")]),
+            ],
+            "catalog": {"tables": {
+                "parent": {"defaults": {}, "foreign_keys": [], "checks": [], "indexes": [],
+                    "unique": [{"name": "parent_code_key", "columns": ["code"]}]},
+                "child": {"defaults": {}, "unique": [], "checks": [],
+                    "foreign_keys": [fk("child_code_fk", "parent_code", "code"), fk("child_parent_fk", "parent_id", "")],
+                    "indexes": [
+                        index("child_note", "note", "CREATE INDEX child_note ON child (note)"),
+                        index("child_open", "parent_id", "CREATE INDEX child_open ON child (parent_id) WHERE note IS NULL"),
+                    ]},
+            }, "views": [], "routines": [], "triggers": []},
+        });
+        let mapping = |t: &str, cols: &[&str]| {
+            serde_json::json!({"target": t, "sources": [t],
+            "primary_key": ["id"], "joins": [],
+            "columns": cols.iter().map(|c| serde_json::json!({"target": c, "expression": format!("\"{c}\""),
+                "sources": [format!("{t}.{c}")], "confidence": 1.0, "status": "auto", "reasons": []})).collect::<Vec<_>>()})
+        };
+        let spec = serde_json::json!({"version": 1, "migration_id": "m", "auto_approval_threshold": 0.9,
+            "tables": [mapping("parent", &["id", "code"]), mapping("child", &["id", "parent_id", "parent_code", "note"])]});
+        (
+            serde_json::from_value(manifest).unwrap(),
+            serde_json::from_value(spec).unwrap(),
+        )
+    }
+
+    #[test]
+    fn extras_follow_the_source_catalog() {
+        let (manifest, mapping) = shop();
+        let e = extras(&manifest, &mapping);
+        assert_eq!(
+            e["parent"].unique,
+            vec![("parent_code_key".to_string(), vec!["code".to_string()])]
+        );
+        // The partial index is left out; the plain one kept.
+        assert_eq!(
+            e["child"].indexes,
+            vec![("child_note".to_string(), vec!["note".to_string()], false)]
+        );
+        let fks: Vec<(&str, &[String])> = e["child"]
+            .foreign_keys
+            .iter()
+            .map(|k| (k.name.as_str(), k.referenced_columns.as_slice()))
+            .collect();
+        assert_eq!(
+            fks,
+            vec![
+                ("child_code_fk", &["code".to_string()][..]),
+                // No columns in the source: the parent's primary key.
+                ("child_parent_fk", &["id".to_string()][..]),
+            ]
+        );
+        let w = widths(&manifest, &mapping.tables[1]);
+        assert_eq!(w.get("parent_code"), Some(&8));
+        assert_eq!(w.get("note"), None);
+    }
+
     #[test]
     fn widths_are_read_from_declared_types() {
         assert_eq!(declared_width("varchar(40)"), Some(40));
