@@ -54,11 +54,18 @@ fn json_number(v: &Value) -> Option<f64> {
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-/// A column's values as text (NULL: None), formatted once per batch.
+/// The text form of a column's values (GX compares values as text).
+fn formatter(a: &ArrayRef) -> Result<arrow::util::display::ArrayFormatter<'_>, String> {
+    arrow::util::display::ArrayFormatter::try_new(
+        a.as_ref(),
+        &arrow::util::display::FormatOptions::default(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A column's values as text (NULL: None).
 fn texts(a: &ArrayRef) -> Result<Vec<Option<String>>, String> {
-    let opts = arrow::util::display::FormatOptions::default();
-    let f = arrow::util::display::ArrayFormatter::try_new(a.as_ref(), &opts)
-        .map_err(|e| e.to_string())?;
+    let f = formatter(a)?;
     Ok((0..a.len())
         .map(|r| (!a.is_null(r)).then(|| f.value(r).to_string()))
         .collect())
@@ -409,13 +416,17 @@ fn add_batch(rule: &mut Rule, kwargs: &Value, b: &RecordBatch) -> Result<(), Str
         }
         Rule::Unique(m, reps) => {
             let a = column()?;
-            let t = texts(&a)?;
+            // Text only for the values that repeat: the rest are hashes.
+            let f = formatter(&a)?;
             let mut buf = Vec::new();
-            for (r, v) in t.into_iter().enumerate() {
+            for r in 0..a.len() {
                 m.total += 1;
-                match v {
-                    None => m.nulls += 1,
-                    Some(x) => reps.add(crate::digest::cells_hash(&[&a], r, &mut buf), || x),
+                if a.is_null(r) {
+                    m.nulls += 1;
+                } else {
+                    reps.add(crate::digest::cells_hash(&[&a], r, &mut buf), || {
+                        f.value(r).to_string()
+                    });
                 }
             }
         }
@@ -461,14 +472,25 @@ fn add_batch(rule: &mut Rule, kwargs: &Value, b: &RecordBatch) -> Result<(), Str
                         .map_err(|_| format!("column {c:?} is not in the table"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let t = arrays.iter().map(texts).collect::<Result<Vec<_>, _>>()?;
+            let f = arrays
+                .iter()
+                .map(formatter)
+                .collect::<Result<Vec<_>, _>>()?;
             let refs: Vec<&ArrayRef> = arrays.iter().collect();
             let mut buf = Vec::new();
             for r in 0..b.num_rows() {
                 m.total += 1;
                 reps.add(crate::digest::cells_hash(&refs, r, &mut buf), || {
-                    t.iter()
-                        .map(|c| c[r].clone().unwrap_or_else(|| "NULL".into()))
+                    arrays
+                        .iter()
+                        .zip(&f)
+                        .map(|(a, f)| {
+                            if a.is_null(r) {
+                                "NULL".to_string()
+                            } else {
+                                f.value(r).to_string()
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join("|")
                 });

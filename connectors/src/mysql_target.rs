@@ -153,6 +153,122 @@ fn put_field(
     }
 }
 
+/// The batch's rows inside `tx`: streamed with LOAD DATA while `infile`
+/// holds the handler's slot (cleared when the server refuses local infile),
+/// else as multi-row INSERTs. Returns the server's notes and warnings.
+fn write_rows(
+    tx: &mut mysql::Transaction<'_>,
+    infile: &mut Option<Arc<Mutex<Option<RecordBatch>>>>,
+    table: &str,
+    batch: &RecordBatch,
+    ctx: &str,
+) -> Result<Vec<String>> {
+    let schema = batch.schema();
+    let names = column_list(&schema);
+    let mut warnings = Vec::new();
+    let mut loaded = false;
+    if let Some(slot) = infile.clone() {
+        *slot.lock().map_err(|_| ConnectorError::Database {
+            context: ctx.to_string(),
+            message: "infile slot poisoned".into(),
+            transient: false,
+        })? = Some(batch.clone());
+        let sql = format!(
+            "LOAD DATA LOCAL INFILE 'sensei-batch' INTO TABLE {} CHARACTER SET utf8mb4 \
+                 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names})",
+            quote(table)
+        );
+        let outcome = tx.query_drop(sql);
+        let _ = slot.lock().map(|mut s| s.take());
+        match outcome {
+            Ok(()) => {
+                let sent = batch.num_rows() as u64;
+                let (affected, count) = (tx.affected_rows(), tx.warnings());
+                let shown: Vec<(String, u32, String)> = if count > 0 {
+                    tx.query("SHOW WARNINGS").map_err(my_err(ctx))?
+                } else {
+                    Vec::new()
+                };
+                // Strict mode would have refused these: the batch rolls back.
+                let refused = shown.iter().find(|(level, _, _)| level != "Note");
+                if affected != sent || refused.is_some() {
+                    let why = refused
+                        .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
+                        .unwrap_or_else(|| "no warning given".into());
+                    return Err(ConnectorError::Database {
+                            context: ctx.to_string(),
+                            message: format!(
+                                "the server loaded {affected} of {sent} rows with LOAD DATA: {why}; nothing of this batch was kept"
+                            ),
+                            transient: false,
+                        });
+                }
+                warnings.extend(
+                    shown
+                        .into_iter()
+                        .map(|(level, code, msg)| format!("{level} {code}: {msg}")),
+                );
+                loaded = true;
+            }
+            Err(mysql::Error::MySqlError(e)) if INFILE_REFUSED.contains(&e.code) => {
+                warnings.push(format!(
+                        "LOAD DATA LOCAL INFILE refused by the server ({} {}): multi-row INSERTs from here on",
+                        e.code, e.message
+                    ));
+                *infile = None;
+            }
+            Err(e) => return Err(my_err(ctx)(e)),
+        }
+    }
+    let one = format!("({})", placeholders(&schema));
+    let mut start = 0;
+    while !loaded && start < batch.num_rows() {
+        let n = ROWS_PER_INSERT.min(batch.num_rows() - start);
+        let sql = format!(
+            "INSERT INTO {} ({names}) VALUES {}",
+            quote(table),
+            vec![one.as_str(); n].join(", ")
+        );
+        let mut params = Vec::with_capacity(n * schema.fields().len());
+        for r in start..start + n {
+            for c in batch.columns() {
+                params.push(value(c, r));
+            }
+        }
+        tx.exec_drop(sql, params).map_err(|e| {
+            my_err(format!(
+                "{ctx}, rows {}..{} of the batch",
+                start + 1,
+                start + n
+            ))(e)
+        })?;
+        if tx.warnings() > 0 {
+            let w: Vec<(String, u32, String)> = tx.query("SHOW WARNINGS").map_err(my_err(ctx))?;
+            warnings.extend(
+                w.into_iter()
+                    .map(|(level, code, msg)| format!("{level} {code}: {msg}")),
+            );
+        }
+        start += n;
+    }
+    Ok(warnings)
+}
+
+/// The quoted column names of `schema`, comma-separated.
+fn column_list(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| quote(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One `?` per column of `schema`, comma-separated.
+fn placeholders(schema: &Schema) -> String {
+    vec!["?"; schema.fields().len()].join(", ")
+}
+
 /// Appends `v` in decimal, zero-padded to `width` digits.
 fn put_int(v: i64, width: usize, out: &mut Vec<u8>) {
     let mut digits = [0u8; 20];
@@ -431,32 +547,29 @@ impl MySqlTarget {
             .map_err(my_err(format!("creating target table {table}")))
     }
 
-    /// Writes one batch and its ledger row in one transaction.
-    pub fn write_batch(
+    /// A permanent refusal of a batch's rows (rolled back by now), with the
+    /// first row that fails alone.
+    fn with_first_failing_row(
         &mut self,
+        e: ConnectorError,
         table: &str,
         batch: &RecordBatch,
-        key: &BatchKey<'_>,
-    ) -> Result<BatchAck> {
-        match self.write_batch_once(table, batch, key) {
-            // A permanent refusal: the batch is rolled back; find the row.
-            Err(ConnectorError::Database {
+    ) -> ConnectorError {
+        match e {
+            ConnectorError::Database {
                 context,
                 message,
                 transient: false,
-            }) if !message.contains("is stale") => {
-                let row = self.first_failing_row(table, batch);
-                Err(ConnectorError::Database {
-                    context,
-                    message: match row {
-                        Some((r, why)) => {
-                            format!("{message}; first failing row: row {r} of the batch ({why})")
-                        }
-                        None => message,
-                    },
-                    transient: false,
-                })
-            }
+            } => ConnectorError::Database {
+                message: match self.first_failing_row(table, batch) {
+                    Some((r, why)) => {
+                        format!("{message}; first failing row: row {r} of the batch ({why})")
+                    }
+                    None => message,
+                },
+                context,
+                transient: false,
+            },
             other => other,
         }
     }
@@ -466,16 +579,11 @@ impl MySqlTarget {
     /// reason. None when every row goes in alone (the failure was the batch's).
     fn first_failing_row(&mut self, table: &str, batch: &RecordBatch) -> Option<(usize, String)> {
         let schema = batch.schema();
-        let names = schema
-            .fields()
-            .iter()
-            .map(|f| quote(f.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = column_list(&schema);
         let sql = format!(
             "INSERT INTO {} ({names}) VALUES ({})",
             quote(table),
-            vec!["?"; schema.fields().len()].join(", ")
+            placeholders(&schema)
         );
         let mut tx = self.conn.start_transaction(mysql::TxOpts::default()).ok()?;
         let stmt = tx.prep(&sql).ok()?;
@@ -488,17 +596,15 @@ impl MySqlTarget {
         None
     }
 
-    fn write_batch_once(
+    /// Writes one batch and its ledger row in one transaction.
+    pub fn write_batch(
         &mut self,
         table: &str,
         batch: &RecordBatch,
         key: &BatchKey<'_>,
     ) -> Result<BatchAck> {
         let started = Instant::now();
-        let ctx = format!(
-            "delivering batch {} of partition {} into table {table}",
-            key.seq, key.partition
-        );
+        let ctx = key.context(table);
         let mut tx = self
             .conn
             .start_transaction(mysql::TxOpts::default())
@@ -511,12 +617,7 @@ impl MySqlTarget {
             .map_err(my_err(&ctx))?;
         if seen.is_some() {
             tx.commit().map_err(my_err(&ctx))?;
-            return Ok(BatchAck {
-                rows: 0,
-                written: false,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-                warnings: Vec::new(),
-            });
+            return Ok(BatchAck::skipped(started, Vec::new()));
         }
         let latest: Option<Option<i64>> = tx
             .exec_first(
@@ -534,101 +635,13 @@ impl MySqlTarget {
                 transient: false,
             });
         }
-        let schema = batch.schema();
-        let names = schema
-            .fields()
-            .iter()
-            .map(|f| quote(f.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut warnings = Vec::new();
-        let mut loaded = false;
-        if let Some(slot) = &self.infile {
-            *slot.lock().map_err(|_| ConnectorError::Database {
-                context: ctx.clone(),
-                message: "infile slot poisoned".into(),
-                transient: false,
-            })? = Some(batch.clone());
-            let sql = format!(
-                "LOAD DATA LOCAL INFILE 'sensei-batch' INTO TABLE {} CHARACTER SET utf8mb4 \
-                 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names})",
-                quote(table)
-            );
-            let outcome = tx.query_drop(sql);
-            let _ = slot.lock().map(|mut s| s.take());
-            match outcome {
-                Ok(()) => {
-                    let sent = batch.num_rows() as u64;
-                    let (affected, count) = (tx.affected_rows(), tx.warnings());
-                    let shown: Vec<(String, u32, String)> = if count > 0 {
-                        tx.query("SHOW WARNINGS").map_err(my_err(&ctx))?
-                    } else {
-                        Vec::new()
-                    };
-                    // Strict mode would have refused these: the batch rolls back.
-                    let refused = shown.iter().find(|(level, _, _)| level != "Note");
-                    if affected != sent || refused.is_some() {
-                        let why = refused
-                            .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
-                            .unwrap_or_else(|| "no warning given".into());
-                        drop(tx);
-                        return Err(ConnectorError::Database {
-                            context: ctx,
-                            message: format!(
-                                "the server loaded {affected} of {sent} rows with LOAD DATA: {why}; nothing of this batch was kept"
-                            ),
-                            transient: false,
-                        });
-                    }
-                    warnings.extend(
-                        shown
-                            .into_iter()
-                            .map(|(level, code, msg)| format!("{level} {code}: {msg}")),
-                    );
-                    loaded = true;
-                }
-                Err(mysql::Error::MySqlError(e)) if INFILE_REFUSED.contains(&e.code) => {
-                    warnings.push(format!(
-                        "LOAD DATA LOCAL INFILE refused by the server ({} {}): multi-row INSERTs from here on",
-                        e.code, e.message
-                    ));
-                    self.infile = None;
-                }
-                Err(e) => return Err(my_err(&ctx)(e)),
+        let warnings = match write_rows(&mut tx, &mut self.infile, table, batch, &ctx) {
+            Ok(w) => w,
+            Err(e) => {
+                drop(tx);
+                return Err(self.with_first_failing_row(e, table, batch));
             }
-        }
-        let one = format!("({})", vec!["?"; schema.fields().len()].join(", "));
-        let mut start = 0;
-        while !loaded && start < batch.num_rows() {
-            let n = ROWS_PER_INSERT.min(batch.num_rows() - start);
-            let sql = format!(
-                "INSERT INTO {} ({names}) VALUES {}",
-                quote(table),
-                vec![one.as_str(); n].join(", ")
-            );
-            let mut params = Vec::with_capacity(n * schema.fields().len());
-            for r in start..start + n {
-                for c in batch.columns() {
-                    params.push(value(c, r));
-                }
-            }
-            tx.exec_drop(sql, params).map_err(|e| {
-                my_err(format!(
-                    "{ctx}, rows {}..{} of the batch",
-                    start + 1,
-                    start + n
-                ))(e)
-            })?;
-            if tx.warnings() > 0 {
-                let w: Vec<(String, u32, String)> =
-                    tx.query("SHOW WARNINGS").map_err(my_err(&ctx))?;
-                warnings.extend(
-                    w.into_iter()
-                        .map(|(level, code, msg)| format!("{level} {code}: {msg}")),
-                );
-            }
-            start += n;
-        }
+        };
         match tx.exec_drop(
             format!("INSERT INTO {LEDGER_TABLE} (migration_id, partition_id, batch_seq, attempt, `rows`) VALUES (?, ?, ?, ?, ?)"),
             (key.migration, key.partition, key.seq as i64, key.attempt, batch.num_rows() as i64),
@@ -637,22 +650,16 @@ impl MySqlTarget {
             // Another attempt committed this batch meanwhile: ours rolls back whole.
             Err(mysql::Error::MySqlError(e)) if e.code == 1062 => {
                 drop(tx);
-                return Ok(BatchAck {
-                    rows: 0,
-                    written: false,
-                    elapsed_ms: started.elapsed().as_millis() as u64,
-                    warnings,
-                });
+                return Ok(BatchAck::skipped(started, warnings));
             }
             Err(e) => return Err(my_err(&ctx)(e)),
         }
         tx.commit().map_err(my_err(&ctx))?;
-        Ok(BatchAck {
-            rows: batch.num_rows() as u64,
-            written: true,
-            elapsed_ms: started.elapsed().as_millis() as u64,
+        Ok(BatchAck::written(
+            batch.num_rows() as u64,
+            started,
             warnings,
-        })
+        ))
     }
 }
 

@@ -74,12 +74,7 @@ impl ParquetTarget {
         std::fs::create_dir_all(&d).map_err(io(&d))?;
         let file = d.join(format!("{}-{:06}.parquet", safe(key.partition), key.seq));
         if file.exists() {
-            return Ok(BatchAck {
-                rows: 0,
-                written: false,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-                warnings: Vec::new(),
-            });
+            return Ok(BatchAck::skipped(started, Vec::new()));
         }
         let tmp = d.join(format!(
             ".{}-{:06}.a{}.tmp",
@@ -106,12 +101,11 @@ impl ParquetTarget {
             .and_then(|f| f.sync_all())
             .map_err(io(&tmp))?;
         std::fs::rename(&tmp, &file).map_err(io(&file))?;
-        Ok(BatchAck {
-            rows: batch.num_rows() as u64,
-            written: true,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            warnings: Vec::new(),
-        })
+        Ok(BatchAck::written(
+            batch.num_rows() as u64,
+            started,
+            Vec::new(),
+        ))
     }
 
     /// Every delivered file of a table, in name order.

@@ -423,10 +423,7 @@ impl PgTarget {
         key: &BatchKey<'_>,
     ) -> Result<BatchAck> {
         let started = Instant::now();
-        let ctx = format!(
-            "delivering batch {} of partition {} into table {table}",
-            key.seq, key.partition
-        );
+        let ctx = key.context(table);
         let wires = self.wires(table)?;
         // The batch's columns, by name, cast to what the target declares.
         let schema = batch.schema();
@@ -501,12 +498,7 @@ impl PgTarget {
             .map_err(db_err(&ctx))?;
         if seen.is_some() {
             tx.commit().map_err(db_err(&ctx))?;
-            return Ok(BatchAck {
-                rows: 0,
-                written: false,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-                warnings: self.take_notices(),
-            });
+            return Ok(BatchAck::skipped(started, self.take_notices()));
         }
         let latest: Option<i32> = tx
             .query_one(
@@ -550,22 +542,12 @@ impl PgTarget {
             // Another attempt committed this batch meanwhile: ours rolls back whole.
             Err(e) if e.code().is_some_and(|c| c.code() == "23505") => {
                 drop(tx);
-                return Ok(BatchAck {
-                    rows: 0,
-                    written: false,
-                    elapsed_ms: started.elapsed().as_millis() as u64,
-                    warnings: self.take_notices(),
-                });
+                return Ok(BatchAck::skipped(started, self.take_notices()));
             }
             Err(e) => return Err(db_err(&ctx)(e)),
         }
         tx.commit().map_err(db_err(&ctx))?;
-        Ok(BatchAck {
-            rows,
-            written: true,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            warnings: self.take_notices(),
-        })
+        Ok(BatchAck::written(rows, started, self.take_notices()))
     }
 
     /// Drops the foreign keys declared on `tables` and returns them (table,

@@ -882,6 +882,26 @@ pub struct BatchAck {
     pub warnings: Vec<String>,
 }
 
+impl BatchAck {
+    /// A batch written now, `rows` of it, timed from `started`.
+    pub fn written(rows: u64, started: std::time::Instant, warnings: Vec<String>) -> Self {
+        BatchAck {
+            rows,
+            written: true,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            warnings,
+        }
+    }
+
+    /// A batch the ledger already held: nothing written.
+    pub fn skipped(started: std::time::Instant, warnings: Vec<String>) -> Self {
+        BatchAck {
+            written: false,
+            ..Self::written(0, started, warnings)
+        }
+    }
+}
+
 /// The idempotency key of a delivered batch, and the attempt that wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchKey<'a> {
@@ -893,6 +913,16 @@ pub struct BatchKey<'a> {
     pub seq: u64,
     /// Attempt number of the lease that writes it (fencing token).
     pub attempt: u32,
+}
+
+impl BatchKey<'_> {
+    /// How errors name the batch: `delivering batch S of partition P into table T`.
+    pub fn context(&self, table: &str) -> String {
+        format!(
+            "delivering batch {} of partition {} into table {table}",
+            self.seq, self.partition
+        )
+    }
 }
 
 /// Name of the ledger table in every target.
@@ -1110,10 +1140,7 @@ impl SqliteTarget {
         key: &BatchKey<'_>,
     ) -> Result<BatchAck> {
         let started = Instant::now();
-        let ctx = format!(
-            "delivering batch {} of partition {} into table {table}",
-            key.seq, key.partition
-        );
+        let ctx = key.context(table);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -1126,12 +1153,7 @@ impl SqliteTarget {
             )
             .map_err(ConnectorError::sql(&ctx))?;
         if seen > 0 {
-            return Ok(BatchAck {
-                rows: 0,
-                written: false,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-                warnings: Vec::new(),
-            });
+            return Ok(BatchAck::skipped(started, Vec::new()));
         }
         {
             let schema = batch.schema();
@@ -1182,12 +1204,11 @@ impl SqliteTarget {
         )
         .map_err(ConnectorError::sql(&ctx))?;
         tx.commit().map_err(ConnectorError::sql(&ctx))?;
-        Ok(BatchAck {
-            rows: batch.num_rows() as u64,
-            written: true,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            warnings: Vec::new(),
-        })
+        Ok(BatchAck::written(
+            batch.num_rows() as u64,
+            started,
+            Vec::new(),
+        ))
     }
 
     /// Rows in a table.

@@ -42,6 +42,43 @@ pub fn sensei() -> Command {
     Command::new(bin("sensei"))
 }
 
+/// `sensei migrate --source SOURCE --target TARGET --workdir WORK`, to add
+/// options to and [`run`].
+pub fn migrate_cmd(source: &str, target: &str, work: &Path) -> Command {
+    let mut c = sensei();
+    c.args(["migrate", "--source", source, "--target", target])
+        .arg("--workdir")
+        .arg(work);
+    c
+}
+
+/// Asserts that `out` exited with `code`, showing its standard error otherwise.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The tables of the retail example.
+pub const RETAIL_TABLES: [&str; 4] = ["customers", "products", "orders", "order_lines"];
+
+/// Per retail table, its rows in the SQLite database `src`.
+pub fn retail_counts(src: &Path) -> Vec<(&'static str, i64)> {
+    let s = rusqlite::Connection::open(src).expect("open the retail source");
+    RETAIL_TABLES
+        .iter()
+        .map(|t| {
+            let n = s
+                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .expect("count");
+            (*t, n)
+        })
+        .collect()
+}
+
 /// A `sensei-cluster` command rooted at `dir`.
 pub fn cluster(dir: &Path) -> Command {
     let mut c = Command::new(bin("sensei-cluster"));

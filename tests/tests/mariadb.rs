@@ -273,12 +273,7 @@ fn writes_during_a_mariadb_extraction_wait_for_the_read_lock_and_stay_out_of_it(
         c.query_drop("INSERT INTO t VALUES (5001, 'late')").unwrap();
     });
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     writer.join().unwrap();
     let c = rusqlite::Connection::open(&target).unwrap();
     let (n, min, max): (i64, i64, i64) = c
@@ -399,12 +394,7 @@ fn latin1_columns_holding_utf8_are_read_as_utf8_and_mixed_ones_refused() {
             .arg(dir.path().join(tag)))
     };
     let out = migrate("a");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let c = rusqlite::Connection::open(dir.path().join("a.db")).unwrap();
     let names: Vec<String> = c
         .prepare("SELECT name FROM people ORDER BY id")
@@ -439,31 +429,19 @@ fn retail_into_mariadb_exactly_once_with_a_matching_receipt() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let migrate = |extra: &[&str]| {
-        run(sensei()
-            .arg("migrate")
-            .arg("--source")
-            .arg(format!("sqlite://{}", src.display()))
-            .arg("--target")
-            .arg(&db.url)
-            .arg("--workdir")
-            .arg(dir.path().join("w"))
-            .args(["--set", "delivery.batch_rows=300"])
-            .args(extra))
+        run(migrate_cmd(
+            &format!("sqlite://{}", src.display()),
+            &db.url,
+            &dir.path().join("w"),
+        )
+        .args(["--set", "delivery.batch_rows=300"])
+        .args(extra))
     };
     let out = migrate(&[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = rusqlite::Connection::open(&src).unwrap();
+    assert_exit(&out, 0);
     let mut c = db.conn();
     let mut total = 0i64;
-    for table in ["customers", "products", "orders", "order_lines"] {
-        let want: i64 = s
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
+    for (table, want) in retail_counts(&src) {
         let n: i64 = c
             .query_first(format!("SELECT count(*) FROM {table}"))
             .unwrap()
@@ -512,12 +490,7 @@ fn retail_into_mariadb_exactly_once_with_a_matching_receipt() {
     // The whole migration run again from the start: the ledger knows every
     // batch, so nothing is written twice and the receipt says so.
     let out = migrate(&["--restart"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let n: i64 = c
         .query_first("SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM products) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_lines)")
         .unwrap()
@@ -557,17 +530,14 @@ fn a_target_password_file_and_both_load_paths_refuse_a_duplicate_whole() {
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let target = format!("mysql://{user}@127.0.0.1:3306/{}", db.name);
     let migrate = |extra: &[&str]| {
-        run(sensei()
-            .env_remove("MYSQL_PWD")
-            .arg("migrate")
-            .arg("--source")
-            .arg(format!("sqlite://{}", src.display()))
-            .arg("--target")
-            .arg(&target)
-            .arg("--workdir")
-            .arg(dir.path().join("w"))
-            .args(["--set", "delivery.batch_rows=300"])
-            .args(extra))
+        run(migrate_cmd(
+            &format!("sqlite://{}", src.display()),
+            &target,
+            &dir.path().join("w"),
+        )
+        .env_remove("MYSQL_PWD")
+        .args(["--set", "delivery.batch_rows=300"])
+        .args(extra))
     };
     // No password for the target: refused before any work, naming the target.
     let out = migrate(&[]);
@@ -577,12 +547,7 @@ fn a_target_password_file_and_both_load_paths_refuse_a_duplicate_whole() {
     // The target's own password file (the source, SQLite, needs none).
     let with_pw = format!("target.password_file={}", pw.display());
     let out = migrate(&["--set", &with_pw]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let mut c = db.conn();
     let customers: i64 = c
         .query_first("SELECT count(*) FROM customers")
@@ -634,20 +599,8 @@ fn a_mariadb_mirror_into_mariadb_builds_plain_indexes_after_the_load() {
     bookshop(&src);
     let dst = MyDatabase::create("shopdst");
     let dir = tempfile::tempdir().unwrap();
-    let out = run(sensei()
-        .arg("migrate")
-        .arg("--source")
-        .arg(&src.url)
-        .arg("--target")
-        .arg(&dst.url)
-        .arg("--workdir")
-        .arg(dir.path().join("w")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&mut migrate_cmd(&src.url, &dst.url, &dir.path().join("w")));
+    assert_exit(&out, 0);
     // Set aside for the load: the plain indexes, the foreign key's too
     // (the loading sessions check no foreign keys); the unique one guards the load.
     let mig = migration_with(&dir.path().join("w"), "receipt.json");

@@ -40,12 +40,7 @@ fn retail_into_postgres_with_its_schema_foreign_keys_and_receipt() {
         .arg("--workdir")
         .arg(dir.path().join("w"))
         .arg("--approve-all"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let s = rusqlite::Connection::open(&src).unwrap();
     let mut c = db.client();
     for (source, target) in [
@@ -152,14 +147,11 @@ fn a_table_the_target_user_may_not_write_halts_cleanly_and_a_rerun_after_the_gra
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let migrate = || {
-        run(sensei()
-            .arg("migrate")
-            .arg("--source")
-            .arg(format!("sqlite://{}", src.display()))
-            .arg("--target")
-            .arg(&url)
-            .arg("--workdir")
-            .arg(dir.path().join("w")))
+        run(&mut migrate_cmd(
+            &format!("sqlite://{}", src.display()),
+            &url,
+            &dir.path().join("w"),
+        ))
     };
     let out = migrate();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -185,12 +177,7 @@ fn a_table_the_target_user_may_not_write_halts_cleanly_and_a_rerun_after_the_gra
         .batch_execute(&format!("GRANT SELECT, INSERT ON customers TO {role}"))
         .unwrap();
     let out = migrate();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let s = rusqlite::Connection::open(&src).unwrap();
     let want: i64 = s
         .query_row(
@@ -229,20 +216,12 @@ fn a_target_trigger_that_changes_rows_is_caught_after_delivery() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
-    let out = run(sensei()
-        .arg("migrate")
-        .arg("--source")
-        .arg(format!("sqlite://{}", src.display()))
-        .arg("--target")
-        .arg(&db.url)
-        .arg("--workdir")
-        .arg(dir.path().join("w")));
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&mut migrate_cmd(
+        &format!("sqlite://{}", src.display()),
+        &db.url,
+        &dir.path().join("w"),
+    ));
+    assert_exit(&out, 2);
     let mig = migration_with(&dir.path().join("w"), "receipt.json");
     let receipt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
@@ -266,21 +245,13 @@ fn every_write_stays_inside_the_configured_target_schema() {
     let db = PgDatabase::create("ns");
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
-    let out = run(sensei()
-        .arg("migrate")
-        .arg("--source")
-        .arg(format!("sqlite://{}", src.display()))
-        .arg("--target")
-        .arg(&db.url)
-        .arg("--workdir")
-        .arg(dir.path().join("w"))
-        .args(["--set", "target.namespace=legacy_copy"]));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(migrate_cmd(
+        &format!("sqlite://{}", src.display()),
+        &db.url,
+        &dir.path().join("w"),
+    )
+    .args(["--set", "target.namespace=legacy_copy"]));
+    assert_exit(&out, 0);
     let mut c = db.client();
     let in_ns = count(
         &mut c,
@@ -313,20 +284,8 @@ fn a_mariadb_database_mirrored_into_postgres_keeps_widths_constraints_and_indexe
     bookshop(&my);
     let pg = PgDatabase::create("mirror");
     let dir = tempfile::tempdir().unwrap();
-    let out = run(sensei()
-        .arg("migrate")
-        .arg("--source")
-        .arg(&my.url)
-        .arg("--target")
-        .arg(&pg.url)
-        .arg("--workdir")
-        .arg(dir.path().join("w")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&mut migrate_cmd(&my.url, &pg.url, &dir.path().join("w")));
+    assert_exit(&out, 0);
     let mut c = pg.client();
     assert_eq!(count(&mut c, "SELECT count(*) FROM books"), 50);
     let widths: Vec<(String, Option<i32>)> = c

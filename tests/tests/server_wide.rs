@@ -151,26 +151,14 @@ fn a_mariadb_refusing_local_infile_gets_inserts_and_the_receipt_says_so() {
     db.conn().query_drop("SET GLOBAL local_infile = 0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
-    let out = run(sensei()
-        .arg("migrate")
-        .arg("--source")
-        .arg(format!("sqlite://{}", src.display()))
-        .arg("--target")
-        .arg(&db.url)
-        .arg("--workdir")
-        .arg(dir.path().join("w")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = rusqlite::Connection::open(&src).unwrap();
+    let out = run(&mut migrate_cmd(
+        &format!("sqlite://{}", src.display()),
+        &db.url,
+        &dir.path().join("w"),
+    ));
+    assert_exit(&out, 0);
     let mut c = db.conn();
-    for table in ["customers", "products", "orders", "order_lines"] {
-        let want: i64 = s
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
+    for (table, want) in retail_counts(&src) {
         let n: i64 = c
             .query_first(format!("SELECT count(*) FROM {table}"))
             .unwrap()
