@@ -55,6 +55,9 @@ pub enum AgentError {
         /// Why it is not valid.
         message: String,
     },
+    /// A review decision (a review file, `sensei review`) cannot be applied.
+    #[error(transparent)]
+    Review(#[from] crate::architect::review::ReviewError),
     /// Arrow failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -71,7 +74,9 @@ impl AgentError {
             AgentError::Flight(e) => e.class(),
             AgentError::Scheduler(e) => e.class(),
             AgentError::Runtime(e) => e.class(),
-            AgentError::Sql { .. } | AgentError::Certificate { .. } => ErrorClass::User,
+            AgentError::Sql { .. } | AgentError::Certificate { .. } | AgentError::Review(_) => {
+                ErrorClass::User
+            }
             AgentError::LeaseLost(_) | AgentError::Corrupt { .. } => ErrorClass::External,
             AgentError::Malformed { .. } | AgentError::Arrow(_) | AgentError::Json(_) => {
                 ErrorClass::Bug

@@ -178,7 +178,10 @@ impl NodeContext {
                 self.clients.forget(&p.endpoint);
                 let path = PathBuf::from(p.uri.trim_start_matches("file://"));
                 if path.exists() {
-                    tracing::warn!(partition = %p.id, node = %p.node_id, error = %e,
+                    // Normal after a resume (the process that staged it is
+                    // gone) and on shared storage: nothing for a person to do,
+                    // and the file's SHA-256 is checked as it is read.
+                    tracing::debug!(partition = %p.id, node = %p.node_id, error = %e,
                         "holder unreachable over Flight; reading the staged file");
                     self.read_verified(p, path).await
                 } else {

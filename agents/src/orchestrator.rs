@@ -1032,8 +1032,14 @@ impl Orchestrator {
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
         let path = format!("{id}/mapping.json");
         if self.artifacts.exists(&path).await? {
-            let spec: MappingSpec = self.get_json(&path).await?;
+            let mut spec: MappingSpec = self.get_json(&path).await?;
             check_spec(&spec, &manifest).await?;
+            // A review file named after planning (or edited since) still
+            // counts, until the Workers have been given the spec.
+            let planned = self.scheduler.progress(id, Phase::Transformation)?.total > 0;
+            if !planned && self.apply_review_file(id, &config, &mut spec)? > 0 {
+                self.put_json(&path, &spec).await?;
+            }
             return Ok(spec);
         }
         let spec = match self.target_schema(&config).await? {
@@ -1064,8 +1070,43 @@ impl Orchestrator {
                 )?
             }
         };
+        let mut spec = spec;
+        self.apply_review_file(id, &config, &mut spec)?;
         self.put_json(&path, &spec).await?;
         Ok(spec)
+    }
+
+    /// Applies `transformation.review_file` to a spec; returns the entries changed.
+    fn apply_review_file(
+        &self,
+        id: &str,
+        config: &MigrationConfig,
+        spec: &mut MappingSpec,
+    ) -> Result<usize> {
+        if config.transformation.review_file.is_empty() {
+            return Ok(0);
+        }
+        let file = std::path::Path::new(&config.transformation.review_file);
+        let review = crate::architect::review::ReviewFile::read(file)?;
+        let n = crate::architect::review::apply(
+            spec,
+            &review.decisions,
+            &review.reviewed_by,
+            &now_rfc3339(),
+            &file.display().to_string(),
+        )?;
+        if n > 0 {
+            self.scheduler.event(
+                id,
+                "info",
+                &format!(
+                    "review file {}: {n} mapping entries decided by {}",
+                    file.display(),
+                    review.reviewed_by
+                ),
+            )?;
+        }
+        Ok(n)
     }
 
     /// The target schema: the DDL file, or (`@target`) the tables the target
@@ -1173,16 +1214,11 @@ impl Orchestrator {
         let mut mapping = self.mapping(id).await?;
         let waiting = crate::architect::pending(&mapping);
         if !waiting.is_empty() && config.transformation.approve_all {
-            let at = now_rfc3339();
-            for t in &mut mapping.tables {
-                for c in &mut t.columns {
-                    if c.status == "review" {
-                        c.status = "approved".into();
-                        c.reviewed_by = Some("--approve-all".into());
-                        c.reviewed_at = Some(at.clone());
-                    }
-                }
-            }
+            crate::architect::review::approve_waiting(
+                &mut mapping,
+                "--approve-all",
+                &now_rfc3339(),
+            );
             mapping.approved_all = true;
             self.scheduler.event(
                 id,
@@ -1830,7 +1866,7 @@ impl Orchestrator {
             })??;
         let (keys, indexes, notes) = detached;
         for n in &notes {
-            tracing::warn!(migration = %id, "{n}");
+            // The event is logged once, by the scheduler that records it.
             self.scheduler.event(id, "warn", &format!("mirror: {n}"))?;
         }
         for (name, list) in [(DEFERRED_FOREIGN_KEYS, keys), (DEFERRED_INDEXES, indexes)] {
@@ -2189,7 +2225,7 @@ impl Orchestrator {
             phases.insert(
                 phase.as_str().into(),
                 serde_json::json!({"total": p.total, "done": p.done, "running": p.running, "failed": p.failed, "rows": p.rows,
-                    "checkpoint": cp.map(|c| serde_json::json!({"uri": c.uri, "sha256": c.sha256}))}),
+                    "checkpoint": cp.map(|c| serde_json::json!({"uri": c.uri, "sha256": c.sha256, "recorded_ms": c.recorded_ms}))}),
             );
         }
         let dir = self.artifacts.local_path(id);
@@ -2199,6 +2235,7 @@ impl Orchestrator {
             "migration_id": id,
             "state": state.as_str(),
             "error": error,
+            "created_ms": self.scheduler.migration_created_ms(id)?,
             "phases": phases,
             "artifacts": {
                 "dir": dir.display().to_string(),
@@ -2232,7 +2269,7 @@ impl Orchestrator {
                 }
                 Err(e) if e.retryable() && failures < 5 => {
                     failures += 1;
-                    tracing::warn!(migration = %id, error = %e, attempt = failures, "transient failure on the head; retrying");
+                    // Logged once, by the scheduler recording the event.
                     let _ = self.scheduler.event(
                         id,
                         "warn",

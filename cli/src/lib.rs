@@ -67,11 +67,31 @@ impl MigrationArgs {
         } else if let Some(t) = &self.target {
             loader = loader.flag("target.url", t.as_str());
         }
-        if let Some(s) = &self.target_schema {
+        // Paths given as flags are relative to where the command runs; made
+        // absolute here so a cluster's head, started elsewhere, finds them.
+        let absolute = |p: &PathBuf| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        };
+        if let Some(s) = self
+            .target_schema
+            .as_ref()
+            .filter(|s| s.to_string_lossy().starts_with('@'))
+        {
             loader = loader.flag("target.schema", s.display().to_string());
+        } else if let Some(s) = &self.target_schema {
+            if !s.is_file() {
+                anyhow::bail!(
+                    "--target-schema {}: no such file; give the target's DDL (CREATE TABLE statements)",
+                    s.display()
+                );
+            }
+            loader = loader.flag("target.schema", absolute(s));
         }
         if let Some(w) = &self.workdir {
-            loader = loader.flag("runtime.workdir", w.display().to_string());
+            loader = loader.flag("runtime.workdir", absolute(w));
         }
         if let Some(n) = workers {
             loader = loader.flag("runtime.workers", n.to_string());
@@ -321,21 +341,70 @@ impl Default for Progress {
 }
 
 /// Prints the end of a migration and returns its exit code.
+///
+/// What a person needs to judge the run: the verdict and the checks behind
+/// it by kind, rows per table from source to target, the differences found,
+/// how the mapping was approved, time per phase, and where the certificate
+/// is with the one command that checks it. Read from the status document
+/// and the artifacts beside it (skipped when they are not on this machine).
 pub fn summarize(status: &serde_json::Value) -> i32 {
     let state = status["state"].as_str().unwrap_or("unknown");
     let id = status["migration_id"].as_str().unwrap_or("");
     let a = &status["artifacts"];
+    let read = |key: &str| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(a[key].as_str()?).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    let (cert, receipt, mapping) = (read("certificate"), read("receipt"), read("mapping"));
     println!("migration {id}: {state}");
     if let Some(e) = status["error"].as_str() {
         println!("  reason: {e}");
     }
+    let payload = cert.as_ref().map(|c| &c["payload"]);
+    if let Some(p) = payload {
+        println!(
+            "  verdict: {} (certificate signed by key {})",
+            p["status"].as_str().unwrap_or("?"),
+            p["key_id"].as_str().unwrap_or("?")
+        );
+        for line in check_lines(&p["checks"]) {
+            println!("  {line}");
+        }
+    }
+    if let Some(m) = &mapping {
+        if let Some(line) = mapping_line(m) {
+            println!("  {line}");
+        }
+    }
     let rows = |p: &str| status["phases"][p]["rows"].as_u64().unwrap_or(0);
-    println!(
-        "  rows: ingested {}, transformed {}, delivered {}",
-        rows("ingestion"),
-        rows("transformation"),
-        rows("delivery")
-    );
+    match table_rows(payload, receipt.as_ref(), mapping.as_ref()) {
+        lines if !lines.is_empty() => {
+            println!("  rows (source -> verified -> delivered):");
+            for l in lines {
+                println!("    {l}");
+            }
+        }
+        _ => println!(
+            "  rows: ingested {}, transformed {}, delivered {}",
+            rows("ingestion"),
+            rows("transformation"),
+            rows("delivery")
+        ),
+    }
+    if let Some(p) = payload {
+        let diffs = differences(&p["checks"]);
+        if diffs.is_empty() {
+            println!("  differences: none");
+        } else {
+            println!("  differences:");
+            for d in diffs {
+                println!("    {d}");
+            }
+        }
+    }
+    if let Some(line) = phase_times(status) {
+        println!("  {line}");
+    }
     for (label, key) in [
         ("manifest", "manifest"),
         ("certificate", "certificate"),
@@ -346,6 +415,18 @@ pub fn summarize(status: &serde_json::Value) -> i32 {
                 println!("  {label}: {p}");
             }
         }
+    }
+    if let (Some(c), Some(_)) = (a["certificate"].as_str(), &cert) {
+        let data = receipt
+            .as_ref()
+            .and_then(|r| r["target"].as_str())
+            .filter(|t| !t.contains("***"))
+            .map(|t| format!(" --data {t}"))
+            .unwrap_or_default();
+        println!(
+            "  check it: {} certificate verify {c}{data}",
+            sensei_command()
+        );
     }
     let code = match state {
         "completed" => 0,
@@ -361,4 +442,198 @@ pub fn summarize(status: &serde_json::Value) -> i32 {
         }
     }
     code
+}
+
+/// The certificate's checks counted by kind and result, with what each
+/// kind covered (queries, expectations, rows).
+fn check_lines(checks: &serde_json::Value) -> Vec<String> {
+    use std::collections::BTreeMap;
+    let list = checks.as_array().cloned().unwrap_or_default();
+    let mut by_result: BTreeMap<String, usize> = BTreeMap::new();
+    // kind -> (checks, covered units, unit name)
+    let mut kinds: BTreeMap<String, (usize, u64, &str)> = BTreeMap::new();
+    for c in &list {
+        let result = c["result"].as_str().unwrap_or("?").to_string();
+        *by_result.entry(result).or_default() += 1;
+        let kind = c["check"].as_str().unwrap_or("?").to_string();
+        let (units, unit) = match kind.as_str() {
+            "query_replay" => (c["queries"].as_u64().unwrap_or(0), "queries"),
+            "expectations" => (c["evaluated"].as_u64().unwrap_or(0), "expectations"),
+            "row_equivalence" => (c["expected"].as_u64().unwrap_or(0), "rows"),
+            "distributions" => (
+                c["columns"].as_array().map_or(0, |a| a.len() as u64),
+                "columns",
+            ),
+            _ => (0, ""),
+        };
+        let e = kinds.entry(kind).or_insert((0, 0, unit));
+        e.0 += 1;
+        e.1 += units;
+    }
+    let results: Vec<String> = by_result.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let kinds: Vec<String> = kinds
+        .iter()
+        .map(|(k, (n, units, unit))| {
+            if unit.is_empty() {
+                format!("{k} {n}")
+            } else {
+                format!("{k} {n} ({units} {unit})")
+            }
+        })
+        .collect();
+    vec![
+        format!("checks: {} ({})", list.len(), results.join(", ")),
+        format!("  by kind: {}", kinds.join(", ")),
+    ]
+}
+
+/// How the mapping's entries were approved.
+fn mapping_line(mapping: &serde_json::Value) -> Option<String> {
+    use std::collections::BTreeMap;
+    let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut reviewers: std::collections::BTreeSet<&str> = Default::default();
+    for t in mapping["tables"].as_array()? {
+        for c in t["columns"].as_array().into_iter().flatten() {
+            *by_status
+                .entry(c["status"].as_str().unwrap_or("?"))
+                .or_default() += 1;
+            if let Some(r) = c["reviewed_by"].as_str() {
+                reviewers.insert(r);
+            }
+        }
+    }
+    let total: usize = by_status.values().sum();
+    let parts: Vec<String> = by_status
+        .iter()
+        .map(|(s, n)| {
+            let s = match *s {
+                "auto" => "approved automatically",
+                "approved" => "approved by review",
+                "rejected" => "rejected by review",
+                "review" => "waiting for review",
+                other => other,
+            };
+            format!("{n} {s}")
+        })
+        .collect();
+    let by = if reviewers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (reviewed by {})",
+            reviewers.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
+    Some(format!(
+        "mapping: {total} target columns: {}{by}",
+        parts.join(", ")
+    ))
+}
+
+/// Per target table: source rows, rows the certificate verified, rows delivered.
+fn table_rows(
+    payload: Option<&serde_json::Value>,
+    receipt: Option<&serde_json::Value>,
+    mapping: Option<&serde_json::Value>,
+) -> Vec<String> {
+    let Some(tables) = payload.and_then(|p| p["tables"].as_object()) else {
+        return Vec::new();
+    };
+    // Source rows of the source table a target table reads, by row_count check.
+    let source_rows = |table: &str| -> Option<u64> {
+        payload?["checks"]
+            .as_array()?
+            .iter()
+            .find(|c| c["check"] == "row_count" && c["table"] == table)?["source"]
+            .as_u64()
+    };
+    // "customer (from customers)" where the target renames its source.
+    let label = |table: &str| -> String {
+        let sources: Vec<&str> = mapping
+            .and_then(|m| m["tables"].as_array())
+            .and_then(|ts| ts.iter().find(|t| t["target"] == table))
+            .and_then(|t| t["sources"].as_array())
+            .map(|s| s.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if sources.is_empty() || sources == [table] {
+            table.to_string()
+        } else {
+            format!("{table} (from {})", sources.join(", "))
+        }
+    };
+    let width = tables.keys().map(|k| label(k).len()).max().unwrap_or(0);
+    tables
+        .iter()
+        .map(|(name, t)| {
+            let shown = label(name);
+            let verified = t["rows"].as_u64();
+            let delivered = receipt.and_then(|r| r["tables"][name]["rows_in_target"].as_u64());
+            let show = |v: Option<u64>| v.map_or("-".to_string(), |n| n.to_string());
+            format!(
+                "{shown:<width$}  {} -> {} -> {}",
+                show(source_rows(name)),
+                show(verified),
+                show(delivered)
+            )
+        })
+        .collect()
+}
+
+/// The differences the certificate names: failing or undecided checks.
+fn differences(checks: &serde_json::Value) -> Vec<String> {
+    checks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| matches!(c["result"].as_str(), Some("fail" | "inconclusive")))
+        .map(|c| {
+            let mut line = format!(
+                "{} {}: {}",
+                c["check"].as_str().unwrap_or("?"),
+                c["table"].as_str().unwrap_or(""),
+                c["result"].as_str().unwrap_or("?")
+            );
+            for key in ["missing", "extra", "changed", "orphans", "failures"] {
+                if let Some(n) = c[key].as_u64().filter(|n| *n > 0) {
+                    line.push_str(&format!(", {n} {key}"));
+                }
+            }
+            if let Some(d) = c["detail"].as_str().filter(|d| !d.is_empty()) {
+                line.push_str(&format!(" ({d})"));
+            }
+            line
+        })
+        .collect()
+}
+
+/// How a person runs `sensei` here: the name when it is on `PATH`, else
+/// this binary's own path (as after `examples/retail/run`).
+fn sensei_command() -> String {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("sensei").is_file()));
+    if on_path {
+        return "sensei".into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.join("sensei")))
+        .filter(|p| p.is_file())
+        .map_or_else(|| "sensei".into(), |p| p.display().to_string())
+}
+
+/// Time from one phase's checkpoint to the next (the first from submission).
+fn phase_times(status: &serde_json::Value) -> Option<String> {
+    let mut last = status["created_ms"].as_i64()?;
+    let mut parts = Vec::new();
+    for phase in PHASES {
+        let Some(at) = status["phases"][phase]["checkpoint"]["recorded_ms"].as_i64() else {
+            break;
+        };
+        parts.push(format!(
+            "{phase} {:.1} s",
+            (at - last).max(0) as f64 / 1000.0
+        ));
+        last = at;
+    }
+    (!parts.is_empty()).then(|| format!("time: {}", parts.join(", ")))
 }

@@ -1098,6 +1098,61 @@ impl SqliteTarget {
             )))
     }
 
+    /// Rebuilds `table` with more table constraints (`CONSTRAINT .. FOREIGN
+    /// KEY ..` clauses): SQLite adds foreign keys only in `CREATE TABLE`. The
+    /// documented procedure, in one transaction: rename the table aside
+    /// (legacy rename, so other tables' references keep naming it), create
+    /// it again from its stored SQL plus the clauses, copy its rows, drop
+    /// the old one, and create its indexes again.
+    pub fn rebuild_with_constraints(&mut self, table: &str, clauses: &[String]) -> Result<()> {
+        let what = format!("adding foreign keys to table {table}");
+        let err = || ConnectorError::sql(what.as_str());
+        let create: String = self
+            .conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(err())?;
+        let close = create.rfind(')').ok_or_else(|| ConnectorError::Database {
+            context: what.clone(),
+            message: format!("unexpected table definition: {create}"),
+            transient: false,
+        })?;
+        let rebuilt = format!(
+            "{}, {}{}",
+            &create[..close],
+            clauses.join(", "),
+            &create[close..]
+        );
+        let indexes: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")
+                .map_err(err())?;
+            let rows = st.query_map([table], |r| r.get(0)).map_err(err())?;
+            rows.collect::<std::result::Result<_, _>>().map_err(err())?
+        };
+        let aside = quote(&format!("sensei_rebuild_{table}"));
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = OFF; PRAGMA legacy_alter_table = ON;")
+            .map_err(err())?;
+        let tx = self.conn.transaction().map_err(err())?;
+        tx.execute_batch(&format!(
+            "ALTER TABLE {t} RENAME TO {aside}; {rebuilt}; INSERT INTO {t} SELECT * FROM {aside}; DROP TABLE {aside};",
+            t = quote(table)
+        ))
+        .map_err(err())?;
+        for ix in &indexes {
+            tx.execute_batch(ix).map_err(err())?;
+        }
+        tx.commit().map_err(err())?;
+        self.conn
+            .execute_batch("PRAGMA legacy_alter_table = OFF;")
+            .map_err(err())
+    }
+
     /// Whether `table` exists.
     pub fn has_table(&self, table: &str) -> Result<bool> {
         self.conn

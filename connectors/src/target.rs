@@ -118,8 +118,9 @@ impl Target {
     }
 
     /// Adds a mirrored table's unique constraints, secondary indexes and
-    /// foreign keys (SQLite cannot add foreign keys to a table: they are
-    /// named among the returned notes, as is anything the engine refused).
+    /// foreign keys (SQLite, which takes foreign keys only when a table is
+    /// created, rebuilds the new table with them); anything the engine
+    /// refused is named among the returned notes.
     pub fn add_mirror_extras(&mut self, table: &str, extras: &MirrorExtras) -> Vec<String> {
         let q: fn(&str) -> String = match self {
             Target::MySql(_) => crate::mysql::quote,
@@ -160,32 +161,49 @@ impl Target {
                 ),
             ));
         }
-        for fk in &extras.foreign_keys {
-            if matches!(self, Target::Sqlite(_)) {
-                notes.push(format!(
-                    "table {table}: foreign key {} not added (SQLite adds foreign keys only when a table is created; give a target schema file to keep it)",
-                    fk.name
-                ));
-                continue;
-            }
-            let mut sql = format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
-                q(table),
-                q(&fk.name),
-                list(&fk.columns),
-                q(&fk.references),
-                list(&fk.referenced_columns)
-            );
-            for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
-                let a = action.to_ascii_uppercase();
-                if matches!(
-                    a.as_str(),
-                    "CASCADE" | "SET NULL" | "SET DEFAULT" | "RESTRICT"
-                ) {
-                    sql.push_str(&format!(" ON {on} {a}"));
+        let clauses: Vec<(String, String)> = extras
+            .foreign_keys
+            .iter()
+            .map(|fk| {
+                let mut clause = format!(
+                    "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+                    q(&fk.name),
+                    list(&fk.columns),
+                    q(&fk.references),
+                    list(&fk.referenced_columns)
+                );
+                for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
+                    let a = action.to_ascii_uppercase();
+                    if matches!(
+                        a.as_str(),
+                        "CASCADE" | "SET NULL" | "SET DEFAULT" | "RESTRICT"
+                    ) {
+                        clause.push_str(&format!(" ON {on} {a}"));
+                    }
+                }
+                (fk.name.clone(), clause)
+            })
+            .collect();
+        if let Target::Sqlite(t) = self {
+            // SQLite takes foreign keys only in CREATE TABLE: the new, still
+            // empty table is rebuilt with them, before its indexes exist.
+            if !clauses.is_empty() {
+                let only: Vec<String> = clauses.iter().map(|(_, c)| c.clone()).collect();
+                if let Err(e) = t.rebuild_with_constraints(table, &only) {
+                    let names: Vec<&str> = clauses.iter().map(|(n, _)| n.as_str()).collect();
+                    notes.push(format!(
+                        "table {table}: foreign keys {} not added: {e}",
+                        names.join(", ")
+                    ));
                 }
             }
-            statements.push((format!("foreign key {}", fk.name), sql));
+        } else {
+            for (name, clause) in clauses {
+                statements.push((
+                    format!("foreign key {name}"),
+                    format!("ALTER TABLE {} ADD {clause}", q(table)),
+                ));
+            }
         }
         for (what, sql) in statements {
             if let Err(e) = self.apply_ddl(&sql) {

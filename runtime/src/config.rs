@@ -184,6 +184,11 @@ pub struct TransformationSection {
     /// Approve every mapping entry that waits for review (`--approve-all`);
     /// the certificate says so.
     pub approve_all: bool,
+    /// A review file kept with the migration (TOML: `reviewed_by` and
+    /// `[[entry]]` tables naming `column = "table.column"`, `decision` =
+    /// approve, reject or expression, and `why`), applied to the mapping
+    /// spec when it is planned, as `sensei review` would.
+    pub review_file: String,
     /// What becomes of columns flagged as PII: `keep`, `mask`, `hash` (keyed) or `drop`.
     pub pii_policy: String,
     /// Per PII kind, overriding `pii_policy`: `email=mask, ssn=drop, phone=hash`.
@@ -198,6 +203,7 @@ impl Default for TransformationSection {
             auto_approval_threshold: 0.92,
             abbreviations: String::new(),
             approve_all: false,
+            review_file: String::new(),
             pii_policy: "keep".into(),
             pii_policy_by_kind: String::new(),
             pii_hash_key_file: String::new(),
@@ -475,6 +481,7 @@ impl MigrationConfig {
             &mut self.source.password_file,
             &mut self.target.password_file,
             &mut self.transformation.pii_hash_key_file,
+            &mut self.transformation.review_file,
             &mut self.verification.expectations_dir,
             &mut self.verification.queries_file,
             &mut self.target.schema,
@@ -539,6 +546,14 @@ impl MigrationConfig {
             return Err(bad(format!(
                 "key verification.inconclusive_band = {} must lie in [0, 1) (a fraction of each tolerance)",
                 self.verification.inconclusive_band
+            )));
+        }
+        if !self.transformation.review_file.is_empty()
+            && !Path::new(&self.transformation.review_file).is_file()
+        {
+            return Err(bad(format!(
+                "key transformation.review_file = {:?}: no such file; write the review decisions there (see docs/architecture.md) or remove the key",
+                self.transformation.review_file
             )));
         }
         if !self.verification.queries_file.is_empty()

@@ -48,17 +48,76 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
     }
 }
 
-/// Returns `url` with any password replaced by `***`. Strings that are not
-/// URLs are returned unchanged.
+/// Query parameters that carry a password in connection URLs (libpq's
+/// `password`, JDBC-style `pass`/`pwd`, `sslpassword` for the client key).
+const PASSWORD_PARAMS: [&str; 4] = ["password", "pass", "pwd", "sslpassword"];
+
+/// Returns `url` with every password replaced by `***`: the user-info
+/// password (`user:secret@`) and password query parameters (`?password=`).
+/// Text that does not parse as a URL (a bad port, say) is redacted by its
+/// shape instead, so an error quoting it never shows the password.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // set_password only fails for cannot-be-a-base URLs, which carry no password.
-            let _ = parsed.set_password(Some("***"));
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // set_password only fails for cannot-be-a-base URLs, which carry no password.
+                let _ = parsed.set_password(Some("***"));
+            }
+            let secret_query = parsed
+                .query_pairs()
+                .any(|(k, _)| PASSWORD_PARAMS.contains(&k.to_ascii_lowercase().as_str()));
+            if secret_query {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let secret = PASSWORD_PARAMS.contains(&k.to_ascii_lowercase().as_str());
+                        (
+                            k.into_owned(),
+                            if secret { "***".into() } else { v.into_owned() },
+                        )
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
-        _ => url.to_string(),
+        Err(_) => redact_by_shape(url),
     }
+}
+
+/// Redacts `scheme://user:secret@...` and `password=secret` in text that is
+/// not a well-formed URL.
+fn redact_by_shape(text: &str) -> String {
+    let mut out = text.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let (from, to) = (scheme_end + 3 + colon + 1, scheme_end + 3 + at);
+                out.replace_range(from..to, "***");
+            }
+        }
+    }
+    for key in PASSWORD_PARAMS {
+        let mut search = 0;
+        while let Some(i) = out[search..].to_ascii_lowercase().find(&format!("{key}=")) {
+            let start = search + i;
+            let boundary =
+                start == 0 || matches!(out.as_bytes()[start - 1], b'?' | b'&' | b';' | b' ');
+            let value = start + key.len() + 1;
+            let end = out[value..]
+                .find(['&', ';', ' ', '#'])
+                .map_or(out.len(), |e| value + e);
+            if boundary && end > value {
+                out.replace_range(value..end, "***");
+                search = value + 3;
+            } else {
+                search = value;
+            }
+        }
+    }
+    out
 }
 
 /// Reads a password from a file only its owner can read (mode 0600 or 0400):
@@ -121,5 +180,28 @@ mod tests {
         assert!(!r.contains("hunter2"), "{r}");
         assert!(r.contains("bob"));
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn query_string_passwords_are_redacted() {
+        let r = redact_url("postgresql://bob@db:5432/app?sslmode=require&password=hunter2");
+        assert!(!r.contains("hunter2"), "{r}");
+        assert!(
+            r.contains("sslmode=require") && r.contains("password=***"),
+            "{r}"
+        );
+        let r = redact_url("mysql://bob@db/app?PWD=hunter2");
+        assert!(!r.contains("hunter2"), "{r}");
+    }
+
+    #[test]
+    fn text_that_is_not_a_url_is_redacted_by_shape() {
+        // A bad port: url::Url refuses it, the password must still go.
+        let r = redact_url("postgresql://bob:hunter2@db:99999/app");
+        assert!(!r.contains("hunter2"), "{r}");
+        assert!(r.contains("bob:***@db:99999"), "{r}");
+        let r = redact_url("postgresql://db:99999/app?password=hunter2&x=1");
+        assert!(!r.contains("hunter2") && r.contains("x=1"), "{r}");
+        assert_eq!(redact_by_shape("no secrets here"), "no secrets here");
     }
 }

@@ -94,6 +94,9 @@ pub struct Checkpoint {
     pub uri: String,
     /// Its SHA-256.
     pub sha256: String,
+    /// When it was recorded (scheduler clock, ms since the epoch).
+    #[serde(default)]
+    pub recorded_ms: i64,
 }
 
 /// Progress of one phase.
@@ -429,6 +432,18 @@ impl Scheduler {
         ))
     }
 
+    /// When the migration was submitted (or last restarted), ms since the epoch.
+    pub fn migration_created_ms(&self, id: &str) -> Result<i64> {
+        self.conn()
+            .query_row(
+                "SELECT created_ms FROM migrations WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| SchedulerError::UnknownMigration(id.to_string()))
+    }
+
     fn transition_in(
         &self,
         conn: &Connection,
@@ -582,13 +597,14 @@ impl Scheduler {
         Ok(self
             .conn()
             .query_row(
-                "SELECT uri, sha256 FROM checkpoints WHERE migration_id = ?1 AND phase = ?2",
+                "SELECT uri, sha256, recorded_ms FROM checkpoints WHERE migration_id = ?1 AND phase = ?2",
                 params![migration, phase.as_str()],
                 |r| {
                     Ok(Checkpoint {
                         phase,
                         uri: r.get(0)?,
                         sha256: r.get(1)?,
+                        recorded_ms: r.get(2)?,
                     })
                 },
             )

@@ -24,6 +24,50 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The Python of the tests' virtual environment, created on first use from
+/// `tests/requirements.txt` (PyPI) in `$HOME/.cache/sensei/py-venv`, so that
+/// `cargo test --workspace` needs only `python3` on the machine. Test
+/// processes run in parallel: a lock file makes one of them create it while
+/// the others wait; a marker holding the requirements says it is complete.
+pub fn python() -> PathBuf {
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("tests/requirements.txt");
+    let home = std::env::var("HOME").expect("HOME");
+    let cache = Path::new(&home).join(".cache/sensei");
+    std::fs::create_dir_all(&cache).expect("create ~/.cache/sensei");
+    let venv = cache.join("py-venv");
+    let python = venv.join("bin/python");
+    let marker = venv.join("sensei-requirements.txt");
+    let ready = || std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted);
+    if ready() {
+        return python;
+    }
+    let lock = std::fs::File::create(cache.join("py-venv.lock")).expect("lock file");
+    lock.lock().expect("lock the venv");
+    if !ready() {
+        let _ = std::fs::remove_dir_all(&venv);
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed by the tests");
+        assert!(made.success(), "python3 -m venv {} failed", venv.display());
+        let out = Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(&requirements)
+            .output()
+            .expect("pip");
+        assert!(
+            out.status.success(),
+            "pip install -r {} failed (PyPI must be reachable):\n{}",
+            requirements.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&marker, &wanted).expect("write the venv marker");
+    }
+    python
+}
+
 /// Runs a command to completion, with its output.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");

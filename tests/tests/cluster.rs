@@ -309,3 +309,105 @@ fn a_worker_killed_mid_delivery_into_postgres_leaves_every_row_exactly_once() {
     .unwrap();
     assert!(lapsed >= 1, "the killed worker's task was reassigned");
 }
+
+/// The README's promise: `sensei-cluster submit` runs a migration like
+/// `sensei migrate`, with the same options and exit codes. The same one-line
+/// migration into the modern schema runs both ways: first without approval
+/// (both stop with 3, entries waiting), then with `--approve-all` (both
+/// deliver the same rows with a PASS certificate).
+#[test]
+fn submit_takes_the_options_of_migrate_and_exits_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql");
+    let c = Cluster::up(&dir.path().join("cluster"), &[]);
+    let one_line = |target: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a = vec![
+            "--source".to_string(),
+            format!("sqlite://{}", src.display()),
+            "--target".to_string(),
+            format!("sqlite://{}", target.display()),
+            "--target-schema".to_string(),
+            schema.display().to_string(),
+            "--set".to_string(),
+            "ingestion.partition_rows=300".to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let local_target = dir.path().join("local.db");
+    let cluster_target = dir.path().join("cluster.db");
+    let local_work = dir.path().join("local-work");
+
+    let local = |extra: &[&str]| {
+        let mut cmd = sensei();
+        cmd.arg("migrate")
+            .args(one_line(&local_target, extra))
+            .arg("--workdir")
+            .arg(&local_work);
+        run(&mut cmd)
+    };
+    let submit = |extra: &[&str]| {
+        run(cluster(&c.dir)
+            .arg("submit")
+            .args(one_line(&cluster_target, extra)))
+    };
+
+    // Entries below the threshold wait: both stop before delivery with 3.
+    let (l, s) = (local(&[]), submit(&[]));
+    assert_exit(&l, 3);
+    assert_exit(&s, 3);
+    for out in [&l, &s] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("awaiting_review"), "{text}");
+    }
+
+    // --approve-all, on both: delivered, PASS, the same rows.
+    let (l, s) = (local(&["--approve-all"]), submit(&["--approve-all"]));
+    assert_exit(&l, 0);
+    assert_exit(&s, 0);
+    for out in [&l, &s] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("verdict: PASS"), "{text}");
+        assert!(text.contains("certificate verify "), "{text}");
+    }
+    let dump = |db: &Path| -> Vec<String> {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut out = Vec::new();
+        for t in ["customer", "product", "purchase_order", "order_line"] {
+            let mut st = conn
+                .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
+                .unwrap();
+            let n = st.column_count();
+            let rows = st
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .unwrap();
+            for r in rows {
+                out.push(format!("{t}: {}", r.unwrap().join("|")));
+            }
+        }
+        out
+    };
+    let (a, b) = (dump(&local_target), dump(&cluster_target));
+    assert!(a.len() > 100, "{} rows", a.len());
+    assert_eq!(a, b, "the cluster delivered other rows than sensei migrate");
+
+    // A working folder of its own is not something a cluster can honour:
+    // refused, naming the cluster's folder, instead of ignored.
+    let other = dir.path().join("elsewhere");
+    let out = run(cluster(&c.dir)
+        .arg("submit")
+        .args(one_line(&cluster_target, &[]))
+        .arg("--workdir")
+        .arg(&other));
+    assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sensei-cluster up --workdir"), "{err}");
+}

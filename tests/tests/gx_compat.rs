@@ -3,7 +3,7 @@
 //! same success flag for every expectation. The reference runs in the venv
 //! `.ci/run` prepares (`SENSEI_GX_PYTHON` names another interpreter).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -12,21 +12,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::json;
-
-fn gx_python() -> PathBuf {
-    let p = std::env::var_os("SENSEI_GX_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var("HOME").expect("HOME"))
-                .join(".cache/sensei/gx-venv/bin/python")
-        });
-    assert!(
-        p.exists(),
-        "the great_expectations venv is missing at {} (.ci/run creates it)",
-        p.display()
-    );
-    p
-}
 
 /// 60 rows: a unique id, names with NULLs and a duplicate, scores, small
 /// integer quantities, codes mostly of one shape, timestamps, flags.
@@ -163,7 +148,7 @@ fn sensei_and_great_expectations_agree_on_every_success_flag() {
     );
     assert_eq!(sliced, ours, "the same suite over slices of the table");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/gx_validate.py");
-    let out = std::process::Command::new(gx_python())
+    let out = std::process::Command::new(sensei_tests::python())
         .arg(&script)
         .arg(&file)
         .arg(&suite_file)

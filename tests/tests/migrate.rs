@@ -139,13 +139,13 @@ fn retail_migrates_and_certificate_verifies() {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_certificate.py");
     let py = |file: &std::path::Path| {
-        std::process::Command::new("python3")
+        std::process::Command::new(sensei_tests::python())
             .arg(&script)
             .arg(file)
             .arg("--public-key")
             .arg(&pubkey)
             .output()
-            .expect("python3 with the cryptography package")
+            .expect("the tests' python")
     };
     let ok = py(&cert);
     assert_eq!(

@@ -13,6 +13,7 @@ pub mod ddl;
 pub mod eval;
 pub mod lineage;
 pub mod matcher;
+pub mod review;
 
 use std::collections::BTreeMap;
 

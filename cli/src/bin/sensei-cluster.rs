@@ -57,13 +57,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a migration on the cluster; exits like `sensei migrate`.
+    /// Run a migration on the cluster; exits like `sensei migrate` (0
+    /// delivered, 2 FAIL, 3 waiting for review or INCONCLUSIVE, 1 error).
+    /// State and artifacts go to the cluster's working folder (`up --workdir`).
     Submit {
         #[command(flatten)]
         args: MigrationArgs,
         /// Forget earlier progress of this migration and start over.
         #[arg(long)]
         restart: bool,
+        /// Approve every mapping entry that waits for review (recorded in the
+        /// mapping spec and the certificate).
+        #[arg(long)]
+        approve_all: bool,
     },
     /// Stop the cluster.
     Down,
@@ -121,7 +127,16 @@ fn main() {
             workdir,
         } => up(&cli.dir, workers, port, agents, flight_port, workdir),
         Command::Status { json } => status(&cli.dir, json),
-        Command::Submit { args, restart } => submit(&cli.dir, args, restart),
+        Command::Submit {
+            mut args,
+            restart,
+            approve_all,
+        } => {
+            if approve_all {
+                args.set.push("transformation.approve_all=true".into());
+            }
+            submit(&cli.dir, args, restart)
+        }
         Command::Down => down(&cli.dir),
         Command::Head { port, workdir } => run_head(&cli.dir, port, &workdir),
         Command::Worker {
@@ -393,6 +408,19 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
 
 fn submit(dir: &Path, args: MigrationArgs, restart: bool) -> anyhow::Result<i32> {
     let c = read_cluster(dir)?;
+    if let Some(w) = &args.workdir {
+        let same = std::path::absolute(w)
+            .ok()
+            .and_then(|w| w.canonicalize().ok())
+            == c.workdir.canonicalize().ok();
+        if !same {
+            anyhow::bail!(
+                "--workdir {}: a cluster keeps every migration's state and artifacts in its own working folder, {} (chosen by `sensei-cluster up --workdir`); leave --workdir out, or start a cluster on that folder",
+                w.display(),
+                c.workdir.display()
+            );
+        }
+    }
     let config = args.load(None)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

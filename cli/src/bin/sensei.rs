@@ -208,9 +208,14 @@ fn export_source_password(args: &MigrationArgs) {
     } else {
         return;
     };
-    let password = url::Url::parse(&url)
-        .ok()
-        .and_then(|u| u.password().map(percent_decode));
+    // The user-info password, or libpq's `?password=` query parameter.
+    let password = url::Url::parse(&url).ok().and_then(|u| {
+        u.password().map(percent_decode).or_else(|| {
+            u.query_pairs()
+                .find(|(k, _)| k == "password")
+                .map(|(_, v)| v.into_owned())
+        })
+    });
     if let Some(p) = password.filter(|p| p != "***") {
         if std::env::var_os(var).is_none() {
             std::env::set_var(var, p);
@@ -807,48 +812,29 @@ fn review(
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
     let at = sensei_agents::artifacts::now_rfc3339();
-    let mut changes: Vec<(String, &str, Option<String>)> = Vec::new();
-    for e in approve {
-        changes.push((e, "approved", None));
-    }
-    for e in reject {
-        changes.push((e, "rejected", None));
-    }
+    use sensei_agents::architect::review::{self, Action, Decision};
+    let decision = |entry: String, action: Action| Decision {
+        entry,
+        action,
+        why: None,
+    };
+    let mut decisions: Vec<Decision> = Vec::new();
+    decisions.extend(approve.into_iter().map(|e| decision(e, Action::Approve)));
+    decisions.extend(reject.into_iter().map(|e| decision(e, Action::Reject)));
     for e in expression {
         let (entry, expr) = e
             .split_once('=')
             .context("--expression takes TABLE.COLUMN=EXPRESSION")?;
-        changes.push((entry.to_string(), "approved", Some(expr.to_string())));
+        decisions.push(decision(
+            entry.to_string(),
+            Action::Expression(expr.to_string()),
+        ));
     }
-    for (entry, status, expr) in &changes {
-        let (table, column) = entry
-            .rsplit_once('.')
-            .with_context(|| format!("{entry}: name an entry as TABLE.COLUMN"))?;
-        let c = spec
-            .tables
-            .iter_mut()
-            .filter(|t| t.target == table)
-            .flat_map(|t| t.columns.iter_mut())
-            .find(|c| c.target == column)
-            .with_context(|| format!("{entry} is not an entry of the mapping spec"))?;
-        c.status = status.to_string();
-        if let Some(x) = expr {
-            c.expression = x.clone();
-            c.reasons.push(format!("expression set by {who}"));
-        }
-        c.reviewed_by = Some(who.clone());
-        c.reviewed_at = Some(at.clone());
-    }
+    review::apply(&mut spec, &decisions, &who, &at, "sensei review")?;
     if all {
-        for c in spec.tables.iter_mut().flat_map(|t| t.columns.iter_mut()) {
-            if c.status == "review" {
-                c.status = "approved".into();
-                c.reviewed_by = Some(who.clone());
-                c.reviewed_at = Some(at.clone());
-            }
-        }
+        review::approve_waiting(&mut spec, &who, &at);
     }
-    if !changes.is_empty() || all {
+    if !decisions.is_empty() || all {
         let mut bytes = serde_json::to_vec_pretty(&spec)?;
         bytes.push(b'\n');
         let tmp = path.with_extension("json.tmp");
