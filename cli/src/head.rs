@@ -20,13 +20,56 @@ pub struct Head {
     pub scheduler: Arc<Scheduler>,
     /// The working folder.
     pub workdir: PathBuf,
+    /// The working folder's lock, held while this head lives (released by
+    /// the OS when the process ends, however it ends).
+    _lock: std::fs::File,
+}
+
+/// Takes the working folder's lock (`head.lock`, holding the owner's pid and
+/// command), or says which process holds it: two heads driving one state
+/// database would each declare the other's agents gone.
+fn lock_workdir(workdir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = workdir.join("head.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            anyhow::bail!(
+                "working folder {} is in use by {}; wait for it to end (or stop it), or give another --workdir",
+                workdir.display(),
+                if owner.is_empty() { "another process" } else { owner }
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("cannot lock {}: {e}", path.display())
+        }
+    }
+    let me = format!(
+        "process {} ({})\n",
+        std::process::id(),
+        std::env::args().take(2).collect::<Vec<_>>().join(" ")
+    );
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(me.as_bytes())?;
+    Ok(file)
 }
 
 /// Opens the head's durable state in `workdir`: `state.db` (scheduler),
 /// `events/` (embedded topic log), artifacts, and the signing key.
 pub fn open_head(workdir: &Path, key_file: &str) -> anyhow::Result<Head> {
-    std::fs::create_dir_all(workdir)
-        .map_err(|e| anyhow::anyhow!("cannot create working folder {}: {e}", workdir.display()))?;
+    crate::private_dir(workdir)?;
+    let lock = lock_workdir(workdir)?;
     let events = Arc::new(EmbeddedLog::open(workdir.join("events"))?);
     let scheduler = Arc::new(Scheduler::open(
         &workdir.join("state.db"),
@@ -45,6 +88,7 @@ pub fn open_head(workdir: &Path, key_file: &str) -> anyhow::Result<Head> {
         orchestrator,
         scheduler,
         workdir: workdir.to_path_buf(),
+        _lock: lock,
     })
 }
 

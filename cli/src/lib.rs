@@ -106,6 +106,43 @@ impl MigrationArgs {
     }
 }
 
+/// Exit code of a command line the program cannot use (BSD's `EX_USAGE`):
+/// distinct from 2, which says a certificate FAILed.
+pub const EXIT_USAGE: i32 = 64;
+
+/// Parses the command line; help and version print and exit 0, a usage
+/// error prints clap's message and exits [`EXIT_USAGE`].
+pub fn parse_args<P: clap::Parser>() -> P {
+    P::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { EXIT_USAGE } else { 0 })
+    })
+}
+
+/// Creates a working folder readable by its owner alone (0700): it holds
+/// staged copies of the data, the state database and the signing key. A
+/// folder that exists already keeps its mode, with a warning when others
+/// can read it (it may be a folder the user shares on purpose).
+pub fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "working folder {} is readable by others (mode {:o}) and will hold copies of the data; chmod 700 it",
+                dir.display(),
+                mode & 0o777
+            );
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create working folder {}: {e}", dir.display()))
+}
+
 /// Exit code of a migration's end state.
 pub fn exit_code(state: MigrationState) -> i32 {
     match state {

@@ -54,6 +54,24 @@ pub enum ConnectorError {
         /// The expected type.
         expected: String,
     },
+    /// A valid source value outside what the staged (Arrow) type can hold.
+    #[error(
+        "table {table}, column {column}, row {row}: value {value} lies outside {range}; {fix}"
+    )]
+    OutOfRange {
+        /// Table.
+        table: String,
+        /// Column.
+        column: String,
+        /// Row number in the table's stream (1-based).
+        row: u64,
+        /// The offending value, as a person reads it.
+        value: String,
+        /// The range that can be held.
+        range: &'static str,
+        /// What to do about it.
+        fix: &'static str,
+    },
     /// A file or column whose text encoding could not be told with enough confidence.
     #[error("{what}: the text looks like {encoding} but only with confidence {confidence:.2} (minimum {minimum}); sample bytes: {samples}. Set source.encoding to the file's encoding (e.g. \"latin1\") if you know it, or convert the file to UTF-8")]
     Encoding {

@@ -328,17 +328,9 @@ fn stream_batch(batch: &RecordBatch, w: &mut impl Write) -> std::io::Result<()> 
 }
 
 fn civil(days: i64) -> (u16, u8, u8) {
-    // Days since 1970-01-01 to a proleptic Gregorian date.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    ((y + i64::from(m <= 2)) as u16, m as u8, d as u8)
+    // MySQL's dates lie within years 1000-9999; the server refuses others.
+    let (y, m, d) = crate::convert::civil_from_days(days);
+    (y as u16, m as u8, d as u8)
 }
 
 fn value(a: &ArrayRef, row: usize) -> Value {

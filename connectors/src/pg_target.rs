@@ -257,11 +257,17 @@ fn encode_cell(
         }
         Wire::Bytea => field(out, a.as_binary::<i32>().value(row)),
         Wire::Date => {
-            let d = a.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS;
+            let d = a.as_primitive::<Date32Type>().value(row);
+            let d = d.checked_sub(PG_EPOCH_DAYS).ok_or_else(|| {
+                format!("the date {d} days from 1970 lies outside PostgreSQL's dates")
+            })?;
             field(out, &d.to_be_bytes())
         }
         Wire::Timestamp => {
-            let t = a.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_US;
+            let t = a.as_primitive::<TimestampMicrosecondType>().value(row);
+            let t = t.checked_sub(PG_EPOCH_US).ok_or_else(|| {
+                format!("the timestamp {t} µs from 1970 lies outside PostgreSQL's timestamps")
+            })?;
             field(out, &t.to_be_bytes())
         }
         Wire::Numeric(_) => {

@@ -639,13 +639,24 @@ impl PgSource {
                     Some(buf.as_slice())
                 };
                 let total = batcher.total;
-                append(&mut batcher.builders[i], dt, value).map_err(|(value, expected)| {
-                    ConnectorError::Value {
-                        table: t.name.clone(),
-                        column: t.columns[i].name.clone(),
-                        row: format!("#{}", total + 1),
-                        value,
-                        expected,
+                append(&mut batcher.builders[i], dt, value).map_err(|refused| {
+                    let (table, column) = (t.name.clone(), t.columns[i].name.clone());
+                    match refused {
+                        Refused::Mismatch { value, expected } => ConnectorError::Value {
+                            table,
+                            column,
+                            row: format!("#{}", total + 1),
+                            value,
+                            expected,
+                        },
+                        Refused::OutOfRange { value, range } => ConnectorError::OutOfRange {
+                            table,
+                            column,
+                            row: total + 1,
+                            value,
+                            range,
+                            fix: "update such rows in the source (or migrate from a view that casts the column to text)",
+                        },
                     }
                 })?;
             }
@@ -659,13 +670,37 @@ fn be<const N: usize>(v: &[u8]) -> Option<[u8; N]> {
     v.try_into().ok()
 }
 
-/// Appends one binary COPY field; on a mismatch returns (value shown, expected type).
+/// Why a binary COPY field was not appended.
+enum Refused {
+    /// The bytes are not a value of the expected type.
+    Mismatch { value: String, expected: String },
+    /// A valid value the Arrow type cannot hold.
+    OutOfRange { value: String, range: &'static str },
+}
+
+/// A timestamp (µs from PostgreSQL's epoch) past what Arrow's µs since 1970 holds.
+fn timestamp_out_of_range(pg_us: i64) -> Refused {
+    let days = pg_us.div_euclid(86_400_000_000) + i64::from(PG_EPOCH_DAYS);
+    let (y, m, d) = crate::convert::civil_from_days(days);
+    Refused::OutOfRange {
+        value: format!("{y:04}-{m:02}-{d:02} (UTC)"),
+        range:
+            "the timestamps Arrow holds in microseconds since 1970 (years 290308 BC to 294247 AD)",
+    }
+}
+
+/// Appends one binary COPY field.
 fn append(
     b: &mut Box<dyn ArrayBuilder>,
     dt: &DataType,
     v: Option<&[u8]>,
-) -> std::result::Result<(), (String, String)> {
+) -> std::result::Result<(), Refused> {
     let bad = |v: &[u8]| {
+        if let (DataType::Timestamp(..), Some(t)) = (dt, be::<8>(v).map(i64::from_be_bytes)) {
+            if t != i64::MAX && t != i64::MIN && t.checked_add(PG_EPOCH_US).is_none() {
+                return timestamp_out_of_range(t);
+            }
+        }
         let infinite = match dt {
             DataType::Date32 => be::<4>(v).map(i32::from_be_bytes).and_then(|d| match d {
                 i32::MAX => Some("infinity"),
@@ -680,14 +715,14 @@ fn append(
             _ => None,
         };
         match infinite {
-            Some(word) => (
-                word.to_string(),
-                format!("{dt} (Arrow has no infinite dates; update such rows to NULL or a sentinel such as 9999-12-31 in the source, or migrate from a copy that does)"),
-            ),
-            None => (
-                format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)])),
-                dt.to_string(),
-            ),
+            Some(word) => Refused::Mismatch {
+                value: word.to_string(),
+                expected: format!("{dt} (Arrow has no infinite dates; update such rows to NULL or a sentinel such as 9999-12-31 in the source, or migrate from a copy that does)"),
+            },
+            None => Refused::Mismatch {
+                value: format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)])),
+                expected: dt.to_string(),
+            },
         }
     };
     macro_rules! put {
@@ -695,7 +730,10 @@ fn append(
             let b = b
                 .as_any_mut()
                 .downcast_mut::<$builder>()
-                .ok_or_else(|| (String::new(), dt.to_string()))?;
+                .ok_or_else(|| Refused::Mismatch {
+                    value: String::new(),
+                    expected: dt.to_string(),
+                })?;
             match v {
                 None => b.append_null(),
                 Some(x) => b.append_value($conv(x).ok_or_else(|| bad(x))?),
@@ -715,11 +753,11 @@ fn append(
         DataType::Date32 => put!(Date32Builder, |x: &[u8]| be::<4>(x)
             .map(i32::from_be_bytes)
             .filter(|d| *d != i32::MAX && *d != i32::MIN)
-            .map(|d| d + PG_EPOCH_DAYS)),
+            .and_then(|d| d.checked_add(PG_EPOCH_DAYS))),
         DataType::Timestamp(..) => put!(TimestampMicrosecondBuilder, |x: &[u8]| be::<8>(x)
             .map(i64::from_be_bytes)
             .filter(|t| *t != i64::MAX && *t != i64::MIN)
-            .map(|t| t + PG_EPOCH_US)),
+            .and_then(|t| t.checked_add(PG_EPOCH_US))),
         DataType::Decimal128(_, s) => {
             let s = *s;
             put!(Decimal128Builder, |x: &[u8]| std::str::from_utf8(x)
@@ -731,4 +769,22 @@ fn append(
             .map(str::to_string)),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_postgres_timestamp_is_out_of_arrows_range_and_named() {
+        // PostgreSQL's largest timestamp, past Arrow's microsecond range.
+        let pg_max_us = 9_223_371_331_200_000_000_i64 - 1; // END_TIMESTAMP - 1: 294276-12-31 23:59:59.999999
+        let days = pg_max_us.div_euclid(86_400_000_000) + i64::from(PG_EPOCH_DAYS);
+        assert_eq!(crate::convert::civil_from_days(days), (294_276, 12, 31));
+        assert!(pg_max_us.checked_add(PG_EPOCH_US).is_none());
+        match timestamp_out_of_range(pg_max_us) {
+            Refused::OutOfRange { value, .. } => assert_eq!(value, "294276-12-31 (UTC)"),
+            Refused::Mismatch { .. } => panic!("not out of range"),
+        }
+    }
 }

@@ -1098,6 +1098,55 @@ impl SqliteTarget {
             )))
     }
 
+    /// Whether `columns` are the primary key or a unique index of `table`;
+    /// `None` when the table does not exist (yet).
+    pub fn is_key(&self, table: &str, columns: &[String]) -> Result<Option<bool>> {
+        if !self.has_table(table)? {
+            return Ok(None);
+        }
+        let err = || ConnectorError::sql(format!("reading the keys of table {table}"));
+        let wanted: std::collections::BTreeSet<&str> = columns.iter().map(String::as_str).collect();
+        let mut keys: Vec<std::collections::BTreeSet<String>> = Vec::new();
+        {
+            let mut st = self
+                .conn
+                .prepare(&format!("PRAGMA table_info({})", quote(table)))
+                .map_err(err())?;
+            let pk: std::collections::BTreeSet<String> = st
+                .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(5)?)))
+                .map_err(err())?
+                .filter_map(|r| r.ok().filter(|(_, pk)| *pk > 0).map(|(c, _)| c))
+                .collect();
+            keys.push(pk);
+        }
+        let unique: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare(&format!("PRAGMA index_list({})", quote(table)))
+                .map_err(err())?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+                .map_err(err())?;
+            rows.filter_map(|r| r.ok().filter(|(_, u)| *u == 1).map(|(n, _)| n))
+                .collect()
+        };
+        for index in unique {
+            let mut st = self
+                .conn
+                .prepare(&format!("PRAGMA index_info({})", quote(&index)))
+                .map_err(err())?;
+            let cols = st
+                .query_map([], |r| r.get::<_, String>(2))
+                .map_err(err())?
+                .filter_map(|r| r.ok())
+                .collect();
+            keys.push(cols);
+        }
+        Ok(Some(keys.iter().any(|k| {
+            k.len() == wanted.len() && k.iter().all(|c| wanted.contains(c.as_str()))
+        })))
+    }
+
     /// Rebuilds `table` with more table constraints (`CONSTRAINT .. FOREIGN
     /// KEY ..` clauses): SQLite adds foreign keys only in `CREATE TABLE`. The
     /// documented procedure, in one transaction: rename the table aside

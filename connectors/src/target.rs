@@ -164,6 +164,27 @@ impl Target {
         let clauses: Vec<(String, String)> = extras
             .foreign_keys
             .iter()
+            .filter(|fk| {
+                // SQLite refuses every later write and check of a foreign key
+                // whose parent columns are not its key ("foreign key
+                // mismatch"): a parent table that was there before this
+                // migration must have them as its key.
+                let Target::Sqlite(t) = &*self else {
+                    return true;
+                };
+                match t.is_key(&fk.references, &fk.referenced_columns) {
+                    Ok(Some(false)) => {
+                        notes.push(format!(
+                            "table {table}: foreign key {} not added: {} ({}) is not a primary key or unique in the target; give it one there, then migrate again",
+                            fk.name,
+                            fk.references,
+                            fk.referenced_columns.join(", ")
+                        ));
+                        false
+                    }
+                    _ => true,
+                }
+            })
             .map(|fk| {
                 let mut clause = format!(
                     "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",

@@ -117,7 +117,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli: Cli = sensei_cli::parse_args();
     let result = match cli.command {
         Command::Up {
             workers,
@@ -216,7 +216,7 @@ fn up(
     }
     let dir = dir.canonicalize()?;
     let workdir = workdir.unwrap_or_else(|| dir.join("work"));
-    std::fs::create_dir_all(&workdir)?;
+    sensei_cli::private_dir(&workdir)?;
     let workdir = workdir.canonicalize()?;
     let head_file = dir.join("head.json");
     let _ = std::fs::remove_file(&head_file);

@@ -250,7 +250,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli: Cli = sensei_cli::parse_args();
     if let Command::Migrate { args, .. }
     | Command::Ingest { args, .. }
     | Command::Plan { args, .. } = &cli.command

@@ -1,0 +1,186 @@
+//! Bad inputs and misuse, each named after what once went wrong: a valid
+//! value that panicked the Scout, two runs on one working folder, a
+//! password that reached the disk, a usage error with the exit code of a
+//! FAIL certificate.
+
+use std::path::Path;
+
+use sensei_tests::*;
+
+/// A `timestamptz` near PostgreSQL's maximum lies past what Arrow holds in
+/// microseconds since 1970: the shift between the two epochs overflowed
+/// (a panic in debug builds, a silent wrap in release ones).
+#[test]
+fn a_timestamp_past_arrows_range_is_refused_naming_table_column_row_and_value() {
+    let db = PgDatabase::create("far_ts");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE event (id int PRIMARY KEY, at timestamptz);
+             INSERT INTO event VALUES (1, '2020-01-01 00:00:00+00'), (2, '294276-12-31 23:59:59+00');",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.db");
+    let out = run(&mut migrate_cmd(
+        &db.url,
+        &format!("sqlite://{}", target.display()),
+        &dir.path().join("w"),
+    ));
+    assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in [
+        "table event",
+        "column at",
+        "row #2",
+        "294276-12-31",
+        "294247",
+        "update such rows",
+    ] {
+        assert!(err.contains(needle), "lacks {needle:?}: {err}");
+    }
+}
+
+/// Two heads on one state database each declared the other's agents gone;
+/// the first then panicked. The working folder is locked by the head that
+/// uses it, and a second is refused naming the holder.
+#[test]
+fn a_second_head_on_a_working_folder_in_use_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let cdir = dir.path().join("cluster");
+    let work = dir.path().join("shared-work");
+    assert_exit(
+        &run(cluster(&cdir)
+            .args(["up", "--workers", "1", "--workdir"])
+            .arg(&work)),
+        0,
+    );
+    let out = run(&mut migrate_cmd(
+        &format!("sqlite://{}", src.display()),
+        &format!("sqlite://{}", dir.path().join("t.db").display()),
+        &work,
+    ));
+    let _ = run(cluster(&cdir).arg("down"));
+    assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use by process"), "{err}");
+    assert!(err.contains("sensei-cluster"), "names the holder: {err}");
+    assert!(!dir.path().join("t.db").exists(), "nothing was written");
+
+    // Once the holder is gone, the folder is free.
+    let out = run(&mut migrate_cmd(
+        &format!("sqlite://{}", src.display()),
+        &format!("sqlite://{}", dir.path().join("t.db").display()),
+        &work,
+    ));
+    assert_exit(&out, 0);
+}
+
+/// clap exits 2 on a usage error: the code of a FAIL certificate. A script
+/// telling them apart needs its own code for a wrong command line.
+#[test]
+fn a_usage_error_exits_64_not_the_code_of_a_failed_certificate() {
+    let out = run(sensei().args(["migrate", "--no-such-flag"]));
+    assert_exit(&out, 64);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+    let out = run(cluster(Path::new("/nonexistent")).args(["submit", "--approve-everything"]));
+    assert_exit(&out, 64);
+    assert_exit(&run(sensei().arg("--help")), 0);
+    assert_exit(&run(sensei().arg("--version")), 0);
+}
+
+/// Every file under the working folder (manifest, lineage, OpenLineage,
+/// Cypher, state database, event log, staged partitions), and what the
+/// process printed, is searched for a password given in each form a user
+/// may give it: in the URL's user part, as libpq's `?password=`, in a URL
+/// that fails to parse, and in `PGPASSWORD`.
+#[test]
+fn a_password_in_any_form_reaches_no_file_and_no_output() {
+    let db = PgDatabase::create("secrets");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE account (id int PRIMARY KEY, owner text);
+             INSERT INTO account SELECT g, 'owner ' || g FROM generate_series(1, 50) g;",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rest = db.url.trim_start_matches("postgresql://postgres@");
+    let name = &db.name;
+    // (form, URL, PGPASSWORD, the password to look for)
+    let forms = [
+        (
+            "userinfo",
+            format!("postgresql://postgres:Pw-userinfo-7391@{rest}"),
+            None,
+            "Pw-userinfo-7391",
+        ),
+        (
+            "query",
+            format!("postgresql://postgres@{rest}?password=Pw-query-5513"),
+            None,
+            "Pw-query-5513",
+        ),
+        ("env", db.url.clone(), Some("Pw-env-2208"), "Pw-env-2208"),
+        (
+            "unparsable",
+            format!("postgresql://postgres:Pw-badport-4420@127.0.0.1:99999/{name}"),
+            None,
+            "Pw-badport-4420",
+        ),
+    ];
+    for (form, url, env, secret) in forms {
+        let work = dir.path().join(format!("w-{form}"));
+        let target = dir.path().join(format!("t-{form}.db"));
+        let mut cmd = migrate_cmd(&url, &format!("sqlite://{}", target.display()), &work);
+        if let Some(p) = env {
+            cmd.env("PGPASSWORD", p);
+        }
+        let out = run(&mut cmd);
+        if form == "unparsable" {
+            assert_exit(&out, 1);
+        } else {
+            assert_exit(&out, 0);
+        }
+        let mut found = Vec::new();
+        for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            if contains(bytes, secret.as_bytes()) {
+                found.push(what.to_string());
+            }
+        }
+        for file in files_under(&work) {
+            if contains(&std::fs::read(&file).unwrap(), secret.as_bytes()) {
+                found.push(file.display().to_string());
+            }
+        }
+        assert!(found.is_empty(), "{form}: the password is in {found:?}");
+        if work.exists() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&work).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{form}: the working folder is {mode:o}");
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
