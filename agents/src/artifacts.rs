@@ -111,6 +111,21 @@ pub struct ColumnMapping {
     /// When (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviewed_at: Option<String>,
+    /// The next best candidates the Architect weighed (up to 3, best first),
+    /// for the reviewer of an entry that waits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Candidate>,
+}
+
+/// A candidate source for a target column that the Architect did not choose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The expression it would take.
+    pub expression: String,
+    /// Source columns (`table.column`).
+    pub sources: Vec<String>,
+    /// Its confidence in [0, 1].
+    pub confidence: f64,
 }
 
 /// One target table's mapping.

@@ -1017,6 +1017,7 @@ impl Orchestrator {
                             reasons: vec!["identical name and type (mirror of the source)".into()],
                             reviewed_by: None,
                             reviewed_at: None,
+                            alternatives: Vec::new(),
                         })
                         .collect(),
                 })
@@ -1243,6 +1244,22 @@ impl Orchestrator {
                 )),
             )?;
             return Ok(Vec::new());
+        }
+        if let Some(targets) = self.target_schema(&config).await? {
+            let nulls = crate::architect::nulls_into_not_null(&mapping, &targets);
+            if !nulls.is_empty() {
+                self.put_json(&format!("{id}/mapping.json"), &mapping)
+                    .await?;
+                self.scheduler.set_migration_state(
+                    id,
+                    MigrationState::AwaitingReview,
+                    Some(&format!(
+                        "target columns NOT NULL without a default would receive NULL: {}; map each (sensei review --expression TABLE.COLUMN=SQL), give it a default in the target schema, or drop the constraint, then migrate again",
+                        nulls.join(", ")
+                    )),
+                )?;
+                return Ok(Vec::new());
+            }
         }
         self.put_json(&format!("{id}/mapping.json"), &mapping)
             .await?;

@@ -886,6 +886,7 @@ mod tests {
             reasons: Vec::new(),
             reviewed_by: None,
             reviewed_at: None,
+            alternatives: Vec::new(),
         }
     }
 

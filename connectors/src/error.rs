@@ -56,7 +56,7 @@ pub enum ConnectorError {
     },
     /// A valid source value outside what the staged (Arrow) type can hold.
     #[error(
-        "table {table}, column {column}, row {row}: value {value} lies outside {range}; {fix}"
+        "table {table}, column {column}, row #{row}: value {value} lies outside {range}; {fix}"
     )]
     OutOfRange {
         /// Table.

@@ -37,6 +37,16 @@ fn plan_table(out: &std::process::Output) -> String {
         .collect()
 }
 
+/// A complete plan: 0 when every entry is approved, 3 when some wait.
+fn assert_planned(out: &std::process::Output) {
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mapping spec: "));
+}
+
 fn migration_dir(dir: &Path) -> PathBuf {
     migration_with(&dir.join("w"), "manifest.json")
 }
@@ -46,12 +56,8 @@ fn retail_legacy_names_map_to_the_modern_schema_as_the_golden_file_says() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let out = run(&mut sensei_in("plan", &src, dir.path(), &schema()));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // One entry waits for review: the plan is complete and says so with 3.
+    assert_exit(&out, 3);
     let table = plan_table(&out);
     let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/retail_plan.txt");
     if std::env::var_os("SENSEI_UPDATE_GOLDEN").is_some() {
@@ -119,7 +125,7 @@ fn the_same_inputs_give_byte_identical_specs_and_sql() {
         let d = dir.path().join(run_dir);
         std::fs::create_dir(&d).unwrap();
         let out = run(&mut sensei_in("plan", &src, &d, &schema()));
-        assert_eq!(out.status.code(), Some(0));
+        assert_exit(&out, 3);
         let mig = migration_dir(&d);
         // The migration id names the target file, which differs between the runs.
         let mut spec: serde_json::Value =
@@ -270,7 +276,9 @@ fn specs_and_schemas_that_cannot_work_are_refused_by_entry() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.sql") && err.contains("Line: 2"), "{err}");
-    // A NOT NULL target column with no source and no default stops the plan.
+    // A NOT NULL target column with no source and no default: the plan is
+    // complete (exit 3, the entry listed with what to do); the migration,
+    // even with --approve-all, stops before any Worker runs, naming it.
     let strict = dir.path().join("strict.sql");
     std::fs::write(
         &strict,
@@ -280,15 +288,43 @@ fn specs_and_schemas_that_cannot_work_are_refused_by_entry() {
     let sub = dir.path().join("strict");
     std::fs::create_dir(&sub).unwrap();
     let out = run(&mut sensei_in("plan", &src, &sub, &strict));
-    assert_ne!(out.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_exit(&out, 3);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("customer.email"), "a complete plan: {plan}");
+    let waiting = plan
+        .split("waiting for review")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{plan}"));
     assert!(
-        err.contains("customer.loyalty_tier") && err.contains("NOT NULL"),
-        "{err}"
+        waiting.contains("customer.loyalty_tier: no candidate")
+            && waiting.contains("NOT NULL without a default")
+            && waiting.contains("sensei review --expression customer.loyalty_tier="),
+        "{waiting}"
     );
+    let out = run(sensei_in("migrate", &src, &sub, &strict).arg("--approve-all"));
+    assert_exit(&out, 3);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("customer.loyalty_tier") && said.contains("NOT NULL"),
+        "{said}"
+    );
+    assert!(
+        !sub.join("t.db").exists() || tables(&sub.join("t.db")).is_empty(),
+        "nothing delivered"
+    );
+    // Mapped by a person, it goes through.
+    let out = run(sensei_in("review", &src, &sub, &strict).args([
+        "--expression",
+        "customer.loyalty_tier='bronze'",
+        "--by",
+        "carol",
+    ]));
+    assert_exit(&out, 0);
+    let out = run(sensei_in("migrate", &src, &sub, &strict).arg("--approve-all"));
+    assert_exit(&out, 0);
     // Hand edits: an unknown column, then a cast that cannot be made.
     let out = run(&mut sensei_in("plan", &src, dir.path(), &schema()));
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 3);
     let spec_path = migration_dir(dir.path()).join("mapping.json");
     let original = std::fs::read_to_string(&spec_path).unwrap();
     let edited = original.replace("\"customers.cust_email\"", "\"customers.cust_mail\"");
@@ -477,12 +513,7 @@ fn names_are_joined_and_split_where_no_single_column_serves() {
     )
     .unwrap();
     let out = run(&mut sensei_in("plan", &src, dir.path(), &ddl));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_planned(&out);
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(
         plan.contains("concat_ws(' ', \"first_name\", \"last_name\")"),
@@ -536,12 +567,7 @@ fn columns_the_source_lacks_are_joined_along_its_foreign_keys() {
     )
     .unwrap();
     let out = run(&mut sensei_in("plan", &src, dir.path(), &ddl));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_planned(&out);
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(
         plan.contains("customers.cust_email") && plan.contains("j1.\"cust_email\""),
@@ -604,12 +630,7 @@ fn an_existing_target_database_gives_the_target_schema() {
         .args(["--target-schema", "@target"])
         .arg("--workdir")
         .arg(dir.path().join("w")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_planned(&out);
     let plan = plan_table(&out);
     assert!(
         plan.contains("customer.date_of_birth") && plan.contains("customers.cust_dob"),

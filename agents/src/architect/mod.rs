@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use crate::artifacts::{
     ColumnMapping, Join, Manifest, MappingSpec, TableMapping, ARTIFACT_VERSION,
 };
-use crate::error::{AgentError, Result};
+use crate::error::Result;
 use ddl::{TargetColumn, TargetTable};
 use matcher::{ColumnFacts, Dictionary, WEIGHTS};
 
@@ -326,6 +326,62 @@ fn derived(
     None
 }
 
+/// Entries (`table.column`) that would write NULL into a target column
+/// that is NOT NULL without a default: rejected, or with no source at all.
+/// The migration must not start its Workers while any remains.
+pub fn nulls_into_not_null(spec: &MappingSpec, targets: &[TargetTable]) -> Vec<String> {
+    let mut out = Vec::new();
+    for tm in &spec.tables {
+        let Some(t) = targets.iter().find(|t| t.name == tm.target) else {
+            continue;
+        };
+        for c in &tm.columns {
+            let Some(tc) = t.columns.iter().find(|tc| tc.name == c.target) else {
+                continue;
+            };
+            let null = c.status == "rejected"
+                || (c.sources.is_empty() && c.expression.starts_with("arrow_cast(NULL,"));
+            if null && !tc.nullable && tc.default.is_none() {
+                out.push(format!("{}.{}", tm.target, c.target));
+            }
+        }
+    }
+    out
+}
+
+/// Candidates below this confidence are not worth a reviewer's time.
+const MIN_ALTERNATIVE: f64 = 0.1;
+
+/// The next best source columns for a target column (up to 3, best first,
+/// ties by source order), the chosen one left out.
+fn alternatives(
+    scores: &[matcher::Score],
+    s_cols: &[ColumnFacts],
+    s_name: &str,
+    tc: &TargetColumn,
+    prefix: &str,
+    chosen: &[String],
+) -> Vec<crate::artifacts::Candidate> {
+    let mut ranked: Vec<(usize, f64)> = scores
+        .iter()
+        .enumerate()
+        .map(|(j, sc)| (j, round4(sc.confidence)))
+        .filter(|(j, c)| {
+            *c >= MIN_ALTERNATIVE && !chosen.contains(&format!("{s_name}.{}", s_cols[*j].name))
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked
+        .into_iter()
+        .take(3)
+        .map(|(j, confidence)| crate::artifacts::Candidate {
+            expression: expression_in(&s_cols[j], tc, prefix),
+            sources: vec![format!("{s_name}.{}", s_cols[j].name)],
+            confidence,
+        })
+        .collect()
+}
+
 /// Plans the mapping of `manifest`'s tables onto `targets`.
 pub fn plan(
     migration_id: &str,
@@ -463,6 +519,7 @@ pub fn plan(
                     reasons,
                     reviewed_by: None,
                     reviewed_at: None,
+                    alternatives: Vec::new(),
                 };
                 apply_policy(policy, rf, tc, &mut c);
                 columns.push(c);
@@ -481,6 +538,7 @@ pub fn plan(
                         reasons: score.reasons,
                         reviewed_by: None,
                         reviewed_at: None,
+                        alternatives: Vec::new(),
                     };
                     apply_policy(policy, sf, tc, &mut c);
                     c
@@ -497,14 +555,21 @@ pub fn plan(
                         reasons: vec![reason],
                         reviewed_by: None,
                         reviewed_at: None,
+                        alternatives: Vec::new(),
                     }
                 }
                 _ => {
+                    let mut reasons = vec![format!(
+                        "no candidate: no source column scored {MIN_PROPOSAL:.2} or more: {}",
+                        if tc.default.is_some() { "the target default" } else { "NULL" }
+                    )];
                     if !tc.nullable && tc.default.is_none() {
-                        return Err(AgentError::Malformed {
-                            what: format!("target column {}.{}", t.name, tc.name),
-                            message: "it is NOT NULL, has no default, and no source column matches it; add a default to the target schema, map it by hand in the mapping spec, or drop the constraint".into(),
-                        });
+                        // The plan goes on; the migration stops before the
+                        // Workers run unless a person maps it.
+                        reasons.push(format!(
+                            "the target column is NOT NULL without a default: give it an expression (sensei review --expression {}.{}=SQL), a default in the target schema, or drop the constraint",
+                            t.name, tc.name
+                        ));
                     }
                     let expression = match &tc.default {
                         Some(d) => format!("arrow_cast({d}, '{}')", tc.arrow_type),
@@ -516,15 +581,19 @@ pub fn plan(
                         sources: Vec::new(),
                         confidence: 0.0,
                         status: "review".into(),
-                        reasons: vec![format!(
-                            "no source column scored {MIN_PROPOSAL:.2} or more: {}",
-                            if tc.default.is_some() { "the target default" } else { "NULL" }
-                        )],
+                        reasons,
                         reviewed_by: None,
                         reviewed_at: None,
+                        alternatives: Vec::new(),
                     }
                 }
             });
+        }
+        if let Some(s) = source {
+            let scores = score_matrix(dictionary, &s.name, &facts[si], t);
+            for ((c, tc), row) in columns.iter_mut().zip(&t.columns).zip(&scores) {
+                c.alternatives = alternatives(row, &facts[si], &s.name, tc, prefix, &c.sources);
+            }
         }
         tables.push(TableMapping {
             target: t.name.clone(),
@@ -626,6 +695,29 @@ pub fn render(spec: &MappingSpec) -> String {
             spec.unmapped_sources.join(", ")
         ));
     }
+    let mut waiting = Vec::new();
+    for t in &spec.tables {
+        for c in t.columns.iter().filter(|c| c.status == "review") {
+            let mut lines = vec![format!(
+                "{}.{}: {}",
+                t.target,
+                c.target,
+                c.reasons.join("; ")
+            )];
+            for a in &c.alternatives {
+                lines.push(format!(
+                    "    or {} ({:.2}): {}",
+                    a.sources.join(", "),
+                    a.confidence,
+                    a.expression
+                ));
+            }
+            if c.alternatives.is_empty() {
+                lines.push("    no other candidate".into());
+            }
+            waiting.push(lines.join("\n"));
+        }
+    }
     for (n, r) in rows.iter().enumerate() {
         let line: Vec<String> = r
             .iter()
@@ -642,6 +734,13 @@ pub fn render(spec: &MappingSpec) -> String {
                     .collect::<Vec<_>>()
                     .join("  "),
             );
+            out.push('\n');
+        }
+    }
+    if !waiting.is_empty() {
+        out.push_str("\nwaiting for review, with the alternatives weighed:\n");
+        for w in waiting {
+            out.push_str(&w);
             out.push('\n');
         }
     }

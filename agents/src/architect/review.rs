@@ -261,6 +261,7 @@ mod tests {
             reasons: vec![],
             reviewed_by: None,
             reviewed_at: None,
+            alternatives: Vec::new(),
         };
         let mut s: MappingSpec = serde_json::from_value(serde_json::json!({
             "version": 1, "migration_id": "m", "auto_approval_threshold": 0.92, "tables": []

@@ -41,7 +41,9 @@ enum Command {
         approve_all: bool,
     },
     /// Plan the mapping: run ingestion (or reuse it), match the source to the
-    /// target schema, write the mapping spec and print it as a table.
+    /// target schema, write the mapping spec and print it as a table, with
+    /// the alternatives of every entry that waits (exit 0 every entry
+    /// approved, 3 some wait for review).
     Plan {
         #[command(flatten)]
         args: MigrationArgs,
@@ -564,6 +566,7 @@ fn plan(args: MigrationArgs, workers: Option<u32>) -> anyhow::Result<i32> {
             "{} entries wait for review: sensei review --approve TABLE.COLUMN (or --all), then sensei migrate",
             waiting.len()
         );
+        return Ok(3);
     }
     Ok(0)
 }
