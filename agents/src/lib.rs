@@ -43,6 +43,7 @@ pub mod orchestrator;
 pub mod queries;
 pub mod replay;
 pub mod scout;
+pub mod semantic;
 pub mod stats;
 pub mod transform;
 pub mod udf;

@@ -54,18 +54,67 @@ pub enum Start {
     Ended(MigrationState),
 }
 
-fn target_path(config: &MigrationConfig) -> Result<PathBuf> {
-    match parse(&config.target.url, "target")? {
-        Location::Sqlite(p) => Ok(p),
-        Location::Postgres(_) | Location::MySql(_) | Location::Csv(_) | Location::Parquet(_) => {
-            Err(sensei_connectors::ConnectorError::Unsupported {
+/// The tables a target database already holds (`target.schema = @target`),
+/// as a target schema: SQLite, PostgreSQL (inside `target.namespace`, else
+/// `public`) and MySQL/MariaDB; enum, set and domain types come as their
+/// base types, Sensei's own ledger is left out.
+pub fn schema_of_target(
+    url: &str,
+    options: &SourceOptions,
+    namespace: &str,
+) -> Result<Vec<crate::architect::ddl::TargetTable>> {
+    let shown = redact_url(url);
+    let empty = || {
+        AgentError::Malformed {
+        what: "target.schema = @target".into(),
+        message: format!(
+            "the target {shown} holds no tables to map onto; create them first (the new application's migrations) or give a DDL file"
+        ),
+    }
+    };
+    let mut db = match parse(url, "target")? {
+        Location::Sqlite(path) if !path.exists() => return Err(empty()),
+        Location::Sqlite(_) | Location::Postgres(_) | Location::MySql(_) => {
+            Source::open_with(url, None, options)?
+        }
+        Location::Csv(_) | Location::Parquet(_) => {
+            return Err(sensei_connectors::ConnectorError::Unsupported {
                 role: "target",
-                url: redact_url(&config.target.url),
-                hint: "targets supported now: sqlite://PATH".into(),
+                url: shown,
+                hint: "@target reads the tables of a database target: sqlite://, postgresql://, mysql://".into(),
             }
             .into())
         }
+    };
+    let prefix = if namespace.is_empty() || namespace == "public" {
+        None
+    } else {
+        Some(format!("{namespace}."))
+    };
+    let tables: Vec<_> = db
+        .tables()?
+        .into_iter()
+        .filter(|t| t.name.rsplit('.').next() != Some(sensei_connectors::sqlite::LEDGER_TABLE))
+        .filter(|t| match &prefix {
+            // PostgreSQL names tables outside `public` as schema.table.
+            Some(p) => t.name.starts_with(p.as_str()),
+            None => !t.name.contains('.'),
+        })
+        .collect();
+    if tables.is_empty() {
+        return Err(empty());
     }
+    let catalog = db.catalog(&tables)?;
+    let mut schema = crate::architect::ddl::from_database(&tables, &catalog);
+    if let Some(p) = &prefix {
+        for t in &mut schema {
+            t.name = t.name.trim_start_matches(p.as_str()).to_string();
+            for fk in &mut t.foreign_keys {
+                fk.1 = fk.1.trim_start_matches(p.as_str()).to_string();
+            }
+        }
+    }
+    Ok(schema)
 }
 
 /// Reads a delivered table back as the certified columns and types (in that
@@ -1089,9 +1138,31 @@ impl Orchestrator {
         }
         let file = std::path::Path::new(&config.transformation.review_file);
         let review = crate::architect::review::ReviewFile::read(file)?;
+        // A decision someone else recorded (`sensei review`) is theirs: the
+        // file does not overwrite it.
+        let decided_by_others = |entry: &str| {
+            entry.rsplit_once('.').is_some_and(|(table, column)| {
+                spec.tables
+                    .iter()
+                    .filter(|t| t.target == table)
+                    .flat_map(|t| &t.columns)
+                    .any(|c| {
+                        c.target == column
+                            && c.reviewed_by
+                                .as_deref()
+                                .is_some_and(|w| w != review.reviewed_by)
+                    })
+            })
+        };
+        let decisions: Vec<_> = review
+            .decisions
+            .iter()
+            .filter(|d| !decided_by_others(&d.entry))
+            .cloned()
+            .collect();
         let n = crate::architect::review::apply(
             spec,
-            &review.decisions,
+            &decisions,
             &review.reviewed_by,
             &now_rfc3339(),
             &file.display().to_string(),
@@ -1117,30 +1188,14 @@ impl Orchestrator {
         config: &MigrationConfig,
     ) -> Result<Option<Vec<crate::architect::ddl::TargetTable>>> {
         if config.target.schema == TARGET_SCHEMA_FROM_TARGET {
-            let target = target_path(config)?;
-            return tokio::task::spawn_blocking(
-                move || -> Result<Option<Vec<crate::architect::ddl::TargetTable>>> {
-                    let empty = || AgentError::Malformed {
-                        what: "target.schema = @target".into(),
-                        message: format!(
-                            "the target {} holds no tables to map onto; create them first or give a DDL file",
-                            target.display()
-                        ),
-                    };
-                    if !target.exists() {
-                        return Err(empty());
-                    }
-                    let db = SqliteSource::open(&target)?;
-                    let tables = db.tables()?;
-                    if tables.is_empty() {
-                        return Err(empty());
-                    }
-                    let catalog = db.catalog(&tables)?;
-                    Ok(Some(crate::architect::ddl::from_database(
-                        &tables, &catalog,
-                    )))
-                },
-            )
+            let (url, options, namespace) = (
+                config.target.url.clone(),
+                crate::deliver::target_options(config),
+                config.target.namespace.clone(),
+            );
+            return tokio::task::spawn_blocking(move || {
+                schema_of_target(&url, &options, &namespace).map(Some)
+            })
             .await
             .map_err(|e| AgentError::Malformed {
                 what: "reading the target's schema".into(),
@@ -1157,7 +1212,14 @@ impl Orchestrator {
                 message: format!("target schema file: {e}"),
             }
         })?;
-        Ok(Some(crate::architect::ddl::parse(&ddl, file)?))
+        let mut read = crate::architect::ddl::read_schema(&ddl, file)?;
+        if !read.skipped.is_empty() {
+            tracing::debug!(file = %file, skipped = read.skipped.len(), "schema statements that define no table");
+        }
+        // A dump of a database Sensei delivered into holds its ledger.
+        read.tables
+            .retain(|t| t.name != sensei_connectors::sqlite::LEDGER_TABLE);
+        Ok(Some(read.tables))
     }
 
     /// The foreign keys between migrated target tables: those the target
@@ -1390,6 +1452,24 @@ impl Orchestrator {
         let mut specs = Vec::new();
         // Per-column string modes are added per table below.
         let tolerance = crate::equivalence::Tolerance::from_config(&config.verification);
+        // Rules the target schema's names promise, per target table.
+        let semantic: BTreeMap<String, Vec<serde_json::Value>> = match (
+            config.verification.semantic_checks.as_str(),
+            self.target_schema(&config).await?,
+        ) {
+            ("off", _) | (_, None) => BTreeMap::new(),
+            (_, Some(targets)) => mapping
+                .tables
+                .iter()
+                .filter_map(|tm| {
+                    let t = targets.iter().find(|t| t.name == tm.target)?;
+                    Some((
+                        tm.target.clone(),
+                        crate::semantic::expectations(t, tm, &manifest),
+                    ))
+                })
+                .collect(),
+        };
         for tm in &mapping.tables {
             let source = tm
                 .sources
@@ -1404,7 +1484,11 @@ impl Orchestrator {
                 hash_key_file: hash_key_file(&config),
                 lookups: lookups_of(tm, &manifest),
                 key: tm.primary_key.clone(),
-                expectations: suite_for(&config, &tm.target)?,
+                expectations: crate::semantic::merge(
+                    suite_for(&config, &tm.target)?,
+                    semantic.get(&tm.target).cloned().unwrap_or_default(),
+                    &tm.target,
+                ),
                 max_queries: config.verification.max_queries,
                 stat_thresholds: Some((
                     config.verification.ks_threshold,
@@ -1544,7 +1628,7 @@ impl Orchestrator {
                 continue;
             };
             // Row counts of other tables are known here, not on the Validator.
-            let results: Vec<serde_json::Value> = v["results"]
+            let mut results: Vec<serde_json::Value> = v["results"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
@@ -1562,6 +1646,14 @@ impl Orchestrator {
                     x
                 })
                 .collect();
+            let severity = self.config(id)?.verification.semantic_checks;
+            if let Some(c) = crate::semantic::check(&t.table, &mut results, &severity) {
+                pass &= c["result"] != "fail";
+                checks.push(c);
+            }
+            if results.is_empty() {
+                continue;
+            }
             let doc = crate::expectations::summarize(
                 &serde_json::json!({"name": v["suite_name"]}),
                 results,

@@ -21,6 +21,7 @@
 //! | `timestamp` | Timestamp(µs) | binary |
 //! | `timestamptz` | Timestamp(µs, UTC) | binary |
 //! | `uuid`, `json`, `jsonb`, `interval`, `time`, `inet`, enums, arrays, anything else | Utf8 | PostgreSQL's text form |
+//! | a domain | as its base type | as its base type |
 //!
 //! Values without an Arrow counterpart are errors naming table, column, row
 //! and value, never silent changes: `infinity`/`-infinity` dates and
@@ -257,14 +258,19 @@ impl PgSource {
         let rows = self
             .client
             .query(
-                "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
-                        t.typname::text, a.attnotnull,
+                // A domain is read as its base type (binary COPY sends the
+                // base type's form): its name alone would say nothing.
+                "SELECT n.nspname::text, c.relname::text, a.attname::text,
+                        format_type(COALESCE(NULLIF(t.typbasetype, 0), a.atttypid),
+                                    CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END),
+                        bt.typname::text, a.attnotnull,
                         COALESCE((SELECT k.n FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
                                   WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), 0)::int4
                  FROM pg_class c
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                  JOIN pg_type t ON t.oid = a.atttypid
+                 JOIN pg_type bt ON bt.oid = COALESCE(NULLIF(t.typbasetype, 0), t.oid)
                  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                    AND n.nspname NOT LIKE 'pg_toast%' AND NOT c.relispartition
                  ORDER BY 1, 2, a.attnum",

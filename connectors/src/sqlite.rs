@@ -1187,19 +1187,20 @@ impl SqliteTarget {
         self.conn
             .execute_batch("PRAGMA foreign_keys = OFF; PRAGMA legacy_alter_table = ON;")
             .map_err(err())?;
-        let tx = self.conn.transaction().map_err(err())?;
-        tx.execute_batch(&format!(
-            "ALTER TABLE {t} RENAME TO {aside}; {rebuilt}; INSERT INTO {t} SELECT * FROM {aside}; DROP TABLE {aside};",
-            t = quote(table)
-        ))
-        .map_err(err())?;
-        for ix in &indexes {
-            tx.execute_batch(ix).map_err(err())?;
-        }
-        tx.commit().map_err(err())?;
-        self.conn
-            .execute_batch("PRAGMA legacy_alter_table = OFF;")
-            .map_err(err())
+        let rebuilt = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(&format!(
+                "ALTER TABLE {t} RENAME TO {aside}; {rebuilt}; INSERT INTO {t} SELECT * FROM {aside}; DROP TABLE {aside};",
+                t = quote(table)
+            ))?;
+            for ix in &indexes {
+                tx.execute_batch(ix)?;
+            }
+            tx.commit()
+        })();
+        // Back to the default whatever happened (the transaction rolled back on error).
+        let reset = self.conn.execute_batch("PRAGMA legacy_alter_table = OFF;");
+        rebuilt.and(reset).map_err(err())
     }
 
     /// Whether `table` exists.

@@ -248,11 +248,16 @@ pub struct VerificationSection {
     /// Seconds between checkpoints `sensei checkpoint take --count N` records
     /// (0: one after another).
     pub checkpoint_interval_s: u64,
+    /// Semantic checks derived from the target schema (e-mail columns hold
+    /// e-mail addresses, ...): `fail` (a broken rule fails the certificate),
+    /// `warn` (reported only) or `off`.
+    pub semantic_checks: String,
 }
 
 impl Default for VerificationSection {
     fn default() -> Self {
         VerificationSection {
+            semantic_checks: "fail".into(),
             numeric_tolerance: 0.0001,
             timestamp_tolerance_ms: 1_000,
             expectations_dir: String::new(),
@@ -562,6 +567,15 @@ impl MigrationConfig {
             return Err(bad(format!(
                 "key verification.queries_file = {:?}: no such file; write the queries against the source schema, separated by ';'",
                 self.verification.queries_file
+            )));
+        }
+        if !matches!(
+            self.verification.semantic_checks.as_str(),
+            "fail" | "warn" | "off"
+        ) {
+            return Err(bad(format!(
+                "key verification.semantic_checks = {:?} must be fail, warn or off",
+                self.verification.semantic_checks
             )));
         }
         if !matches!(self.source.mysql_consistency.as_str(), "lock" | "session") {

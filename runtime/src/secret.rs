@@ -90,9 +90,11 @@ pub fn redact_url(url: &str) -> String {
 fn redact_by_shape(text: &str) -> String {
     let mut out = text.to_string();
     if let Some(scheme_end) = out.find("://") {
+        // The last `@` and the first `:` before it: a password with an
+        // unencoded `/`, `?` or `#` (why the URL did not parse) still goes;
+        // an `@` further on only makes more of the text hidden.
         let rest = &out[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
+        if let Some(at) = rest.rfind('@') {
             if let Some(colon) = rest[..at].find(':') {
                 let (from, to) = (scheme_end + 3 + colon + 1, scheme_end + 3 + at);
                 out.replace_range(from..to, "***");
@@ -203,5 +205,9 @@ mod tests {
         let r = redact_url("postgresql://db:99999/app?password=hunter2&x=1");
         assert!(!r.contains("hunter2") && r.contains("x=1"), "{r}");
         assert_eq!(redact_by_shape("no secrets here"), "no secrets here");
+        // Unencoded `/` in the password: why such URLs fail to parse.
+        let r = redact_url("postgresql://bob:se/cr?et@db:5432/app");
+        assert!(!r.contains("se/cr") && !r.contains("et@"), "{r}");
+        assert!(r.starts_with("postgresql://bob:***@db"), "{r}");
     }
 }

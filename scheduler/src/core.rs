@@ -815,7 +815,19 @@ impl Scheduler {
                 params![task_id, attempt, agent_id, now],
             )?;
             if n == 0 {
-                lost.push(*task_id);
+                // A heartbeat that crosses its own task's completion finds the
+                // task done by this very attempt: finished, not lost.
+                let done_by_this: bool = conn
+                    .query_row(
+                        "SELECT state = 'done' AND attempt = ?2 FROM tasks WHERE id = ?1",
+                        params![task_id, attempt],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(false);
+                if !done_by_this {
+                    lost.push(*task_id);
+                }
             }
         }
         Ok(lost)

@@ -103,6 +103,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_crossing_its_tasks_completion_is_not_a_lost_lease() {
+        let s = sched(policy());
+        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+            .unwrap();
+        let a = s.lease("a", "n1", &[]).unwrap().unwrap();
+        s.complete(a.task_id, a.attempt, &serde_json::json!({"rows": 1}))
+            .unwrap();
+        assert!(
+            s.heartbeat("a", "n1", &[(a.task_id, a.attempt)])
+                .unwrap()
+                .is_empty(),
+            "a task done by this attempt is finished, not lost"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn lapsed_lease_is_reassigned_and_stale_completion_refused() {
         let s = sched(policy());
         s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])

@@ -663,3 +663,91 @@ fn an_existing_target_database_gives_the_target_schema() {
         .unwrap();
     assert_eq!(n, 500);
 }
+
+/// The Validator replays the approved mapping, so a wrong mapping a person
+/// approved replays just as wrong. The target schema's names catch it: the
+/// `email` column fed from the birth dates fails the certificate's semantic
+/// check (nothing delivered); as a warning it is reported, not fatal.
+#[test]
+fn a_wrong_approved_mapping_is_caught_by_the_semantic_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let out = run(&mut sensei_in("plan", &src, dir.path(), &schema()));
+    assert_exit(&out, 3);
+    // Approved by hand: e-mail and birth date swapped (as text and as a date).
+    let out = run(sensei_in("review", &src, dir.path(), &schema()).args([
+        "--expression",
+        "customer.email=arrow_cast(\"cust_dob\", 'Utf8')",
+        "--expression",
+        "customer.date_of_birth=arrow_cast(NULL, 'Date32')",
+        "--all",
+        "--by",
+        "mallory",
+    ]));
+    assert_exit(&out, 0);
+    let out = run(&mut sensei_in("migrate", &src, dir.path(), &schema()));
+    assert_exit(&out, 2);
+    let cert: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(migration_dir(dir.path()).join("certificate.json")).unwrap(),
+    )
+    .unwrap();
+    let semantic: Vec<&serde_json::Value> = cert["payload"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == "semantic")
+        .collect();
+    let customer = semantic
+        .iter()
+        .find(|c| c["table"] == "customer")
+        .unwrap_or_else(|| panic!("{semantic:?}"));
+    assert_eq!(customer["result"], "fail", "{customer}");
+    assert_eq!(customer["broken"][0]["column"], "email", "{customer}");
+    assert!(
+        customer["broken"][0]["examples"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("19"),
+        "{customer}"
+    );
+    // Every other table's rules hold (amounts stay non-negative).
+    assert!(
+        semantic
+            .iter()
+            .filter(|c| c["table"] != "customer")
+            .all(|c| c["result"] == "pass"),
+        "{semantic:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("semantic customer: fail"));
+    assert!(!dir.path().join("t.db").exists() || tables(&dir.path().join("t.db")).is_empty());
+
+    // The same, with semantic checks as warnings: delivered, the warning kept.
+    let warn_dir = dir.path().join("warn");
+    std::fs::create_dir(&warn_dir).unwrap();
+    // (Set where the migration is created: a resume takes only the
+    // [transformation] keys of a new command.)
+    let warn = ["--set", "verification.semantic_checks=warn"];
+    assert_exit(
+        &run(sensei_in("plan", &src, &warn_dir, &schema()).args(warn)),
+        3,
+    );
+    assert_exit(
+        &run(sensei_in("review", &src, &warn_dir, &schema()).args([
+            "--expression",
+            "customer.email=arrow_cast(\"cust_dob\", 'Utf8')",
+            "--all",
+        ])),
+        0,
+    );
+    let out = run(sensei_in("migrate", &src, &warn_dir, &schema()).args(warn));
+    assert_exit(&out, 0);
+    let cert: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(migration_dir(&warn_dir).join("certificate.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(cert["payload"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["check"] == "semantic" && c["result"] == "warn"));
+}

@@ -339,14 +339,37 @@ pub fn nulls_into_not_null(spec: &MappingSpec, targets: &[TargetTable]) -> Vec<S
             let Some(tc) = t.columns.iter().find(|tc| tc.name == c.target) else {
                 continue;
             };
+            // A rejected entry writes an explicit NULL, which no column
+            // default replaces; an entry without source writes NULL when the
+            // target has no default it can copy.
             let null = c.status == "rejected"
                 || (c.sources.is_empty() && c.expression.starts_with("arrow_cast(NULL,"));
-            if null && !tc.nullable && tc.default.is_none() {
+            if null && !tc.nullable {
                 out.push(format!("{}.{}", tm.target, c.target));
             }
         }
     }
     out
+}
+
+/// A column default's constant (a number, a quoted string, TRUE, FALSE or
+/// NULL, without PostgreSQL's `::type` cast) that the generated SQL can write
+/// in every row; None for anything computed (`nextval(..)`, `now()`).
+fn literal_default(d: &str) -> Option<&str> {
+    let d = d.trim();
+    // PostgreSQL writes constants with a cast: 'new'::order_status, (0)::numeric.
+    let d = d.rsplit_once("::").map_or(d, |(v, _)| v.trim());
+    let d = d.trim_start_matches('(').trim_end_matches(')').trim();
+    let quoted = d.len() >= 2
+        && d.starts_with('\'')
+        && d.ends_with('\'')
+        && !d[1..d.len() - 1].contains('\'');
+    let constant = quoted
+        || d.parse::<f64>().is_ok()
+        || ["true", "false", "null"]
+            .iter()
+            .any(|k| d.eq_ignore_ascii_case(k));
+    constant.then_some(d)
 }
 
 /// Candidates below this confidence are not worth a reviewer's time.
@@ -393,6 +416,10 @@ pub fn plan(
 ) -> Result<MappingSpec> {
     let facts: Vec<Vec<ColumnFacts>> = manifest.tables.iter().map(source_facts).collect();
     let mut tables = Vec::new();
+    // By name: the same schema read from a live database or from any dump
+    // of it gives the same spec.
+    let mut targets: Vec<&TargetTable> = targets.iter().collect();
+    targets.sort_by(|a, b| a.name.cmp(&b.name));
     for t in targets {
         let mut best: Option<PairPlan> = None;
         for (si, s) in manifest.tables.iter().enumerate() {
@@ -559,11 +586,14 @@ pub fn plan(
                     }
                 }
                 _ => {
+                    // Only a constant default can be copied into every row;
+                    // `nextval(..)`, `now()` belong to the target.
+                    let default = tc.default.as_deref().and_then(literal_default);
                     let mut reasons = vec![format!(
                         "no candidate: no source column scored {MIN_PROPOSAL:.2} or more: {}",
-                        if tc.default.is_some() { "the target default" } else { "NULL" }
+                        if default.is_some() { "the target default" } else { "NULL" }
                     )];
-                    if !tc.nullable && tc.default.is_none() {
+                    if !tc.nullable && default.is_none() {
                         // The plan goes on; the migration stops before the
                         // Workers run unless a person maps it.
                         reasons.push(format!(
@@ -571,7 +601,7 @@ pub fn plan(
                             t.name, tc.name
                         ));
                     }
-                    let expression = match &tc.default {
+                    let expression = match default {
                         Some(d) => format!("arrow_cast({d}, '{}')", tc.arrow_type),
                         None => format!("arrow_cast(NULL, '{}')", tc.arrow_type),
                     };
