@@ -71,7 +71,15 @@ pub(crate) fn pg_err(context: impl Into<String>) -> impl FnOnce(postgres::Error)
                 }
                 m
             })
-            .unwrap_or_else(|| e.to_string()),
+            .unwrap_or_else(|| {
+                // The client's own errors ("error connecting to server") say
+                // what failed only in their source: a refused connection, a
+                // name that does not resolve, a timeout.
+                match std::error::Error::source(&e) {
+                    Some(cause) => format!("{e}: {cause}"),
+                    None => e.to_string(),
+                }
+            }),
         transient: e.as_db_error().is_none()
             || e.code().is_some_and(|c| {
                 // connection exceptions, serialization failures and deadlocks,
@@ -111,7 +119,17 @@ pub(crate) fn connect_client(
         .connect_timeout(Duration::from_secs(options.connect_timeout_s.max(1)));
     // A server starting up or shutting down, or out of connections, is
     // transient (SQLSTATE classes as for any statement); a refused password is not.
-    let failed = |e: postgres::Error| pg_err(format!("connecting to {shown}"))(e);
+    let failed = |e: postgres::Error| {
+        let mut err = pg_err(format!("connecting to {shown}"))(e);
+        if let ConnectorError::Database { message, .. } = &mut err {
+            if message.contains("Connection refused") {
+                message.push_str(
+                    "; is the server running and listening on that host and port (listen_addresses, port, firewall)?",
+                );
+            }
+        }
+        err
+    };
     let client = match options.tls()? {
         None => config
             .ssl_mode(postgres::config::SslMode::Disable)

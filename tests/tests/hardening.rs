@@ -184,3 +184,28 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A PostgreSQL server that refuses the connection was reported as only
+/// "error connecting to server": the cause and where to look are named now.
+#[test]
+fn a_refused_connection_names_the_cause_and_where_to_look() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut migrate_cmd(
+        &format!("postgresql://postgres@127.0.0.1:{port}/nothing"),
+        &format!("sqlite://{}", dir.path().join("t.db").display()),
+        &dir.path().join("w"),
+    ));
+    assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("Connection refused"),
+        "{err}"
+    );
+    assert!(err.contains("listening on that host and port"), "{err}");
+}
