@@ -78,6 +78,12 @@ fn plan(dir: &Path, tag: &str, src: &Path, target: &str, schema: &str) -> String
         .collect()
 }
 
+/// The plan onto a schema file, into a SQLite target of its own.
+fn plan_from_file(dir: &Path, src: &Path, schema: &Path) -> String {
+    let target = format!("sqlite://{}", dir.join("t.db").display());
+    plan(dir, "dump", src, &target, &schema.display().to_string())
+}
+
 fn assert_retail_plan(tag: &str, plan: &str) {
     for (target, source) in [
         ("customer.first_name", "customers.cust_fname"),
@@ -115,13 +121,7 @@ fn a_deployed_postgres_schema_and_its_pg_dump_give_the_same_plan() {
     assert_exit(&out, 0);
     let text = std::fs::read_to_string(&dump).unwrap();
     assert!(text.contains("CREATE FUNCTION") && text.contains("ALTER TABLE ONLY"));
-    let from_dump = plan(
-        dir.path(),
-        "dump",
-        &src,
-        &format!("sqlite://{}", dir.path().join("t.db").display()),
-        &dump.display().to_string(),
-    );
+    let from_dump = plan_from_file(dir.path(), &src, &dump);
     assert_eq!(live, from_dump, "@target and pg_dump plan differently");
 }
 
@@ -159,12 +159,6 @@ fn a_deployed_mariadb_schema_and_its_mysqldump_give_the_same_plan() {
         text.contains("DELIMITER ;;") && text.contains("/*!"),
         "{text}"
     );
-    let from_dump = plan(
-        dir.path(),
-        "dump",
-        &src,
-        &format!("sqlite://{}", dir.path().join("t.db").display()),
-        &dump.display().to_string(),
-    );
+    let from_dump = plan_from_file(dir.path(), &src, &dump);
     assert_eq!(live, from_dump, "@target and mysqldump plan differently");
 }
