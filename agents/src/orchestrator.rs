@@ -663,7 +663,15 @@ impl Orchestrator {
                 message: e.to_string(),
             })??;
         let id = config.migration_id();
-        if restart {
+        // A rerun with other settings: the first phase they affect starts
+        // again (and says so); the work before it is kept.
+        let mut starts_over = None;
+        if !restart {
+            if let Ok(stored) = self.config(&id) {
+                starts_over = self.apply_changed_settings(&id, &stored, config).await?;
+            }
+        }
+        if restart || starts_over.is_some() {
             self.scheduler.reset_migration(&id)?;
             self.artifacts.delete_prefix(&id).await?;
         }
@@ -681,14 +689,6 @@ impl Orchestrator {
         )? {
             None => Start::New,
             Some(state @ (MigrationState::Running | MigrationState::AwaitingReview)) => {
-                // A rerun (after `sensei plan` or `sensei review`, perhaps with
-                // --approve-all) brings this run's transformation decisions.
-                let mut stored = self.config(&id)?;
-                if stored.transformation != config.transformation {
-                    stored.transformation = config.transformation.clone();
-                    self.scheduler
-                        .set_migration_config(&id, &stored.redacted().to_string())?;
-                }
                 if state == MigrationState::AwaitingReview {
                     self.scheduler
                         .set_migration_state(&id, MigrationState::Running, None)?;
@@ -702,7 +702,116 @@ impl Orchestrator {
             }
             Some(other) => Start::Ended(other),
         };
+        if let Some(why) = starts_over {
+            self.scheduler.event(&id, "warn", &why)?;
+        }
         Ok((id, start))
+    }
+
+    /// Takes a rerun's settings into a migration that exists. Returns why it
+    /// must start over when a source or ingestion key changed (everything
+    /// depends on what was extracted). Otherwise the stored configuration
+    /// takes the new keys: transformation keys as they are (they act when
+    /// the mapping is planned; decisions already made stay), verification
+    /// keys by verifying again when verification has begun and nothing was
+    /// delivered (the earlier certificate set aside under `superseded/`),
+    /// delivery and target keys only before delivery began (batch sequence
+    /// numbers are idempotency keys: they must not change mid-way).
+    async fn apply_changed_settings(
+        &self,
+        id: &str,
+        stored: &MigrationConfig,
+        config: &MigrationConfig,
+    ) -> Result<Option<String>> {
+        let changed = stored.changed_keys(config);
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        let section = |k: &String| k.split('.').next().unwrap_or_default().to_string();
+        let of = |names: &[&str]| -> Vec<String> {
+            changed
+                .iter()
+                .filter(|k| names.contains(&section(k).as_str()))
+                .cloned()
+                .collect()
+        };
+        let (state, _) = self.scheduler.migration_state(id)?;
+        if state == MigrationState::Completed {
+            // Delivered: nothing is redone behind the user's back.
+            self.scheduler.event(
+                id,
+                "warn",
+                &format!(
+                    "{} changed after this migration was delivered: nothing is redone; run with --restart to migrate anew with them",
+                    changed.join(", ")
+                ),
+            )?;
+            return Ok(None);
+        }
+        let ingestion = of(&["source", "ingestion"]);
+        if !ingestion.is_empty() {
+            return Ok(Some(format!(
+                "{} changed since this migration was ingested: it starts over from ingestion",
+                ingestion.join(", ")
+            )));
+        }
+        let mut next = config.clone();
+        let delivery = of(&["delivery", "target"]);
+        if !delivery.is_empty() && self.scheduler.progress(id, Phase::Delivery)?.total > 0 {
+            next.delivery = stored.delivery.clone();
+            next.target = stored.target.clone();
+            self.scheduler.event(
+                id,
+                "warn",
+                &format!(
+                    "{} changed after delivery began: the delivery keeps its settings; run with --restart to deliver with the new ones",
+                    delivery.join(", ")
+                ),
+            )?;
+        }
+        self.scheduler
+            .set_migration_config(id, &next.redacted().to_string())?;
+        let verification = of(&["verification"]);
+        let verifying = self.scheduler.progress(id, Phase::Verification)?.total > 0;
+        let delivered = self.scheduler.progress(id, Phase::Delivery)?.done > 0;
+        if !verification.is_empty() && verifying {
+            if delivered {
+                self.scheduler.event(
+                    id,
+                    "warn",
+                    &format!(
+                        "{} changed after delivery: the certificate stands; run with --restart to verify and deliver anew",
+                        verification.join(", ")
+                    ),
+                )?;
+            } else {
+                let dir = self.artifacts.local_path(id);
+                let aside = dir.join("superseded");
+                for name in ["certificate.json", "expectations.json"] {
+                    let from = dir.join(name);
+                    if from.exists() {
+                        std::fs::create_dir_all(&aside).map_err(|e| AgentError::Malformed {
+                            what: aside.display().to_string(),
+                            message: e.to_string(),
+                        })?;
+                        let to = aside.join(format!("{}-{name}", self.scheduler.now_ms()));
+                        std::fs::rename(&from, &to).map_err(|e| AgentError::Malformed {
+                            what: from.display().to_string(),
+                            message: e.to_string(),
+                        })?;
+                    }
+                }
+                self.scheduler.reset_from(
+                    id,
+                    Phase::Verification,
+                    &format!(
+                        "{} changed: verification starts again (the earlier certificate is under superseded/)",
+                        verification.join(", ")
+                    ),
+                )?;
+            }
+        }
+        Ok(None)
     }
 
     fn config(&self, id: &str) -> Result<MigrationConfig> {

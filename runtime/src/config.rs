@@ -645,6 +645,21 @@ impl MigrationConfig {
         c.target.url = redact_url(&c.target.url);
         serde_json::to_value(c).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The `section.key`s whose values differ from `other`'s, in order
+    /// (URLs compared with their passwords redacted, as stored).
+    pub fn changed_keys(&self, other: &MigrationConfig) -> Vec<String> {
+        let (a, b) = (self.redacted(), other.redacted());
+        let mut out = Vec::new();
+        for (section, keys) in a.as_object().into_iter().flatten() {
+            for (key, value) in keys.as_object().into_iter().flatten() {
+                if b[section][key] != *value {
+                    out.push(format!("{section}.{key}"));
+                }
+            }
+        }
+        out
+    }
 }
 
 fn merge(base: &mut toml::Value, layer: toml::Value) {
@@ -782,6 +797,19 @@ mod tests {
             .load()
             .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.toml"));
+    }
+
+    #[test]
+    fn changed_keys_are_named_by_section() {
+        let a = MigrationConfig::default();
+        let mut b = a.clone();
+        b.source.encoding = "latin1".into();
+        b.verification.semantic_checks = "warn".into();
+        assert_eq!(
+            a.changed_keys(&b),
+            ["source.encoding", "verification.semantic_checks"]
+        );
+        assert!(a.changed_keys(&a.clone()).is_empty());
     }
 
     #[test]

@@ -343,6 +343,42 @@ impl Scheduler {
         Ok(n)
     }
 
+    /// Drops the tasks and checkpoints of `from` and every later phase, so
+    /// they are planned again (a setting they depend on changed); the
+    /// migration runs again. Earlier phases keep their work.
+    pub fn reset_from(&self, migration: &str, from: Phase, why: &str) -> Result<usize> {
+        let later: Vec<&str> = Phase::ALL
+            .iter()
+            .filter(|p| **p >= from)
+            .map(|p| p.as_str())
+            .collect();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut dropped = 0;
+        for phase in &later {
+            dropped += tx.execute(
+                "DELETE FROM tasks WHERE migration_id = ?1 AND phase = ?2",
+                params![migration, phase],
+            )?;
+            tx.execute(
+                "DELETE FROM checkpoints WHERE migration_id = ?1 AND phase = ?2",
+                params![migration, phase],
+            )?;
+        }
+        tx.execute(
+            "UPDATE migrations SET state = 'running', error = NULL, updated_ms = ?2 WHERE id = ?1",
+            params![migration, self.now_ms()],
+        )?;
+        self.event_in(
+            &tx,
+            migration,
+            "warn",
+            &format!("{from} and what follows start over ({dropped} tasks dropped): {why}"),
+        )?;
+        tx.commit()?;
+        Ok(dropped)
+    }
+
     /// Forgets everything about a migration (for `--restart`).
     pub fn reset_migration(&self, id: &str) -> Result<()> {
         let mut conn = self.conn();

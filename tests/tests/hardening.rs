@@ -209,3 +209,103 @@ fn a_refused_connection_names_the_cause_and_where_to_look() {
     );
     assert!(err.contains("listening on that host and port"), "{err}");
 }
+
+/// A rerun took only the [transformation] keys of its command: a changed
+/// source or verification setting, as an error message had advised, failed
+/// the same way again. Now the first phase a changed key affects starts
+/// over, and says so; the work before it is kept.
+#[test]
+fn a_rerun_with_other_settings_redoes_the_phases_they_affect() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql");
+    let target = dir.path().join("t.db");
+    let work = dir.path().join("w");
+    let cmd = |sub: &str, extra: &[&str]| {
+        let mut c = sensei();
+        c.arg(sub)
+            .args(["--source", &format!("sqlite://{}", src.display())])
+            .args(["--target", &format!("sqlite://{}", target.display())])
+            .arg("--target-schema")
+            .arg(&schema)
+            .arg("--workdir")
+            .arg(&work)
+            .args(extra);
+        run(&mut c)
+    };
+    let manifest = || -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(migration_with(&work, "manifest.json").join("manifest.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    // Planned with 500-row partitions; rerun with 700: ingestion again.
+    assert_exit(&cmd("plan", &["--set", "ingestion.partition_rows=500"]), 3);
+    let most = |m: &serde_json::Value| {
+        m["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["partitions"].as_array().unwrap())
+            .map(|p| p["rows"].as_u64().unwrap())
+            .max()
+            .unwrap()
+    };
+    assert_eq!(most(&manifest()), 500);
+    let out = cmd("plan", &["--set", "ingestion.partition_rows=700"]);
+    assert_exit(&out, 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ingestion.partition_rows changed since this migration was ingested"),
+        "{err}"
+    );
+    assert_eq!(most(&manifest()), 700);
+
+    // A wrong approved mapping fails the semantic check; rerun with the
+    // checks as warnings: verified again, delivered, the first certificate kept.
+    let settings = ["--set", "ingestion.partition_rows=700"];
+    let wrong = [
+        "--expression",
+        "customer.email=arrow_cast(\"cust_dob\", 'Utf8')",
+        "--all",
+    ];
+    assert_exit(&cmd("review", &[&settings[..], &wrong[..]].concat()), 0);
+    assert_exit(&cmd("migrate", &settings), 2);
+    let out = cmd(
+        "migrate",
+        &[
+            &settings[..],
+            &["--set", "verification.semantic_checks=warn"],
+        ]
+        .concat(),
+    );
+    assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("verification.semantic_checks changed: verification starts again"),
+        "{err}"
+    );
+    let mig = migration_with(&work, "receipt.json");
+    let superseded: Vec<_> = std::fs::read_dir(mig.join("superseded"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        superseded.iter().any(|f| f.ends_with("certificate.json")),
+        "{superseded:?}"
+    );
+
+    // Delivered: a changed setting redoes nothing and says how to.
+    let out = cmd(
+        "migrate",
+        &[
+            &settings[..],
+            &["--set", "verification.numeric_tolerance=0.5"],
+        ]
+        .concat(),
+    );
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("changed after this migration was delivered: nothing is redone"));
+}
