@@ -66,6 +66,8 @@ pub struct MySqlTarget {
     conn: Conn,
     /// The batch the local-infile handler streams next (None: LOAD DATA is off).
     infile: Option<Arc<Mutex<Option<RecordBatch>>>>,
+    /// Whether the ledger table is known to exist.
+    ledger_ready: bool,
 }
 
 /// Server errors that mean local infile is refused: 1148 (command not
@@ -381,9 +383,15 @@ fn value(a: &ArrayRef, row: usize) -> Value {
 }
 
 impl MySqlTarget {
-    /// Connects (password, TLS and timeout as for a MySQL source), turns
-    /// foreign-key checks off for this session and creates the ledger table.
-    /// With `options.local_infile`, batches load through LOAD DATA LOCAL INFILE.
+    /// Checks that the server takes this user's connection, writing nothing.
+    pub fn check(url: &str, options: &SourceOptions) -> Result<()> {
+        MySqlSource::connect_with(url, options).map(|_| ())
+    }
+
+    /// Connects (password, TLS and timeout as for a MySQL source) and turns
+    /// foreign-key checks off for this session; the ledger table comes with
+    /// the first batch. With `options.local_infile`, batches load through
+    /// LOAD DATA LOCAL INFILE.
     pub fn connect(url: &str, options: &SourceOptions) -> Result<Self> {
         let mut conn = MySqlSource::connect_with(url, options)?.into_conn();
         // The LOAD DATA statement spells its separators with backslash escapes.
@@ -405,19 +413,35 @@ impl MySqlTarget {
         });
         conn.query_drop("SET SESSION foreign_key_checks = 0")
             .map_err(my_err("preparing the target session"))?;
-        conn.query_drop(format!(
-            "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
-                migration_id VARCHAR(255) NOT NULL,
-                partition_id VARCHAR(255) NOT NULL,
-                batch_seq BIGINT NOT NULL,
-                attempt INT NOT NULL,
-                `rows` BIGINT NOT NULL,
-                delivered_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-                PRIMARY KEY (migration_id, partition_id, batch_seq)
-            ) ENGINE=InnoDB"
-        ))
-        .map_err(my_err(format!("creating {LEDGER_TABLE}")))?;
-        Ok(MySqlTarget { conn, infile })
+        Ok(MySqlTarget {
+            conn,
+            infile,
+            ledger_ready: false,
+        })
+    }
+
+    /// Creates the ledger before the first batch (MySQL commits DDL at once,
+    /// so not inside the batch's transaction; still nothing is created
+    /// before there is a batch to write).
+    fn ensure_ledger(&mut self) -> Result<()> {
+        if self.ledger_ready {
+            return Ok(());
+        }
+        self.conn
+            .query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+                    migration_id VARCHAR(255) NOT NULL,
+                    partition_id VARCHAR(255) NOT NULL,
+                    batch_seq BIGINT NOT NULL,
+                    attempt INT NOT NULL,
+                    `rows` BIGINT NOT NULL,
+                    delivered_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+                    PRIMARY KEY (migration_id, partition_id, batch_seq)
+                ) ENGINE=InnoDB"
+            ))
+            .map_err(my_err(format!("creating {LEDGER_TABLE}")))?;
+        self.ledger_ready = true;
+        Ok(())
     }
 
     /// Whether `table` exists in the session's database.
@@ -597,6 +621,7 @@ impl MySqlTarget {
     ) -> Result<BatchAck> {
         let started = Instant::now();
         let ctx = key.context(table);
+        self.ensure_ledger()?;
         let mut tx = self
             .conn
             .start_transaction(mysql::TxOpts::default())

@@ -291,11 +291,30 @@ pub struct PgTarget {
     notices: Arc<Mutex<Vec<String>>>,
     /// Per target table: its columns' names and how each is encoded.
     wires: HashMap<String, Vec<(String, Wire, String)>>,
+    /// Whether the ledger table is known to exist (it is created by the
+    /// first batch's transaction, so a delivery that fails before any row
+    /// leaves the target without it).
+    ledger_ready: bool,
+}
+
+/// The ledger's definition (PostgreSQL).
+fn ledger_ddl() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+            migration_id text NOT NULL,
+            partition_id text NOT NULL,
+            batch_seq bigint NOT NULL,
+            attempt integer NOT NULL,
+            rows bigint NOT NULL,
+            delivered_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (migration_id, partition_id, batch_seq)
+        )"
+    )
 }
 
 impl PgTarget {
-    /// Connects (password, TLS and timeout as for a PostgreSQL source) and
-    /// creates the ledger table when absent.
+    /// Connects (password, TLS and timeout as for a PostgreSQL source); the
+    /// ledger table is created by the first batch's transaction.
     pub fn connect(url: &str, options: &SourceOptions) -> Result<Self> {
         Self::connect_in(url, options, "")
     }
@@ -314,6 +333,7 @@ impl PgTarget {
             shown: sensei_runtime::secret::redact_url(url),
             notices,
             wires: HashMap::new(),
+            ledger_ready: false,
         };
         if !namespace.is_empty() {
             t.client
@@ -323,21 +343,14 @@ impl PgTarget {
                 ))
                 .map_err(db_err(format!("entering target schema {namespace}")))?;
         }
-        t.client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
-                    migration_id text NOT NULL,
-                    partition_id text NOT NULL,
-                    batch_seq bigint NOT NULL,
-                    attempt integer NOT NULL,
-                    rows bigint NOT NULL,
-                    delivered_at timestamptz NOT NULL DEFAULT now(),
-                    PRIMARY KEY (migration_id, partition_id, batch_seq)
-                )"
-            ))
-            .map_err(db_err(format!("creating {LEDGER_TABLE} in {}", t.shown)))?;
         t.take_notices();
         Ok(t)
+    }
+
+    /// Checks that the server takes this user's connection, writing nothing
+    /// (for the preflight and `sensei plan`).
+    pub fn check(url: &str, options: &SourceOptions) -> Result<()> {
+        crate::postgres::connect_client(url, options, |_| {}).map(|_| ())
     }
 
     fn take_notices(&self) -> Vec<String> {
@@ -496,6 +509,25 @@ impl PgTarget {
         buf.extend_from_slice(&(-1i16).to_be_bytes());
 
         let mut tx = self.client.transaction().map_err(db_err(&ctx))?;
+        if !self.ledger_ready {
+            // Created with the first batch, in its transaction: concurrent
+            // first batches take turns (an advisory lock for this
+            // transaction) instead of racing on the catalog.
+            let exists: bool = tx
+                .query_one(
+                    &format!("SELECT to_regclass('{LEDGER_TABLE}') IS NOT NULL"),
+                    &[],
+                )
+                .map_err(db_err(&ctx))?
+                .get(0);
+            if !exists {
+                tx.batch_execute(&format!(
+                    "SELECT pg_advisory_xact_lock(hashtext('{LEDGER_TABLE}')); {}",
+                    ledger_ddl()
+                ))
+                .map_err(db_err(format!("{ctx}: creating {LEDGER_TABLE}")))?;
+            }
+        }
         let seen = tx
             .query_opt(
                 &format!("SELECT attempt FROM {LEDGER_TABLE} WHERE migration_id = $1 AND partition_id = $2 AND batch_seq = $3"),
@@ -504,6 +536,7 @@ impl PgTarget {
             .map_err(db_err(&ctx))?;
         if seen.is_some() {
             tx.commit().map_err(db_err(&ctx))?;
+            self.ledger_ready = true;
             return Ok(BatchAck::skipped(started, self.take_notices()));
         }
         let latest: Option<i32> = tx
@@ -553,6 +586,7 @@ impl PgTarget {
             Err(e) => return Err(db_err(&ctx)(e)),
         }
         tx.commit().map_err(db_err(&ctx))?;
+        self.ledger_ready = true;
         Ok(BatchAck::written(rows, started, self.take_notices()))
     }
 

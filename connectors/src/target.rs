@@ -67,12 +67,15 @@ impl Target {
         })
     }
 
-    /// Checks, without writing data, that the target can be written: a
-    /// SQLite folder writable, a PostgreSQL server reachable (the ledger table
-    /// is created there).
+    /// Checks, without writing anything, that the target can be reached: a
+    /// SQLite folder writable, a database server taking this user's
+    /// connection. The ledger table comes with the first batch.
     pub fn check(url: &str, options: &SourceOptions, namespace: &str) -> Result<()> {
         match parse(url, "target")? {
             Location::Sqlite(p) => SqliteTarget::check_writable(&p),
+            // Connecting is the check; nothing is created before delivery.
+            Location::Postgres(u) => PgTarget::check(&u, options),
+            Location::MySql(u) => MySqlTarget::check(&u, options),
             _ => Self::open_in(url, options, namespace).map(|_| ()),
         }
     }

@@ -436,6 +436,27 @@ pub struct PgDatabase {
     pub url: String,
 }
 
+/// Rows the PostgreSQL target's ledger records (0 without a ledger: it is
+/// created by the first batch written).
+pub fn pg_ledger_rows(c: &mut postgres::Client) -> i64 {
+    let exists: bool = c
+        .query_one(
+            "SELECT to_regclass('sensei_delivery_ledger') IS NOT NULL",
+            &[],
+        )
+        .expect("look up the ledger")
+        .get(0);
+    if !exists {
+        return 0;
+    }
+    c.query_one(
+        "SELECT coalesce(sum(rows), 0)::bigint FROM sensei_delivery_ledger",
+        &[],
+    )
+    .expect("sum the ledger")
+    .get(0)
+}
+
 impl PgDatabase {
     /// Creates a uniquely named database. Panics (loudly) when the server is unreachable.
     pub fn create(tag: &str) -> PgDatabase {

@@ -164,12 +164,7 @@ fn a_table_the_target_user_may_not_write_halts_cleanly_and_a_rerun_after_the_gra
     let held = |c: &mut postgres::Client| {
         count(c, "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM products) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_lines)")
     };
-    let ledger = |c: &mut postgres::Client| {
-        count(
-            c,
-            "SELECT coalesce(sum(rows), 0)::bigint FROM sensei_delivery_ledger",
-        )
-    };
+    let ledger = |c: &mut postgres::Client| pg_ledger_rows(c);
     assert_eq!(held(&mut admin), ledger(&mut admin));
     assert_eq!(count(&mut admin, "SELECT count(*) FROM customers"), 0);
 
@@ -342,4 +337,45 @@ fn a_mariadb_database_mirrored_into_postgres_keeps_widths_constraints_and_indexe
             && indexes.contains(&"books_title".to_string()),
         "{indexes:?}"
     );
+}
+
+/// The preflight created the ledger table while connecting, so a migration
+/// that failed before any row (here: a FAIL certificate) left
+/// `sensei_delivery_ledger` behind. Nothing is created before a batch is.
+#[test]
+fn a_migration_that_fails_before_any_row_leaves_the_target_untouched() {
+    let db = PgDatabase::create("untouched");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql");
+    let cmd = |sub: &str, extra: &[&str]| {
+        let mut c = sensei();
+        c.arg(sub)
+            .args(["--source", &format!("sqlite://{}", src.display())])
+            .args(["--target", &db.url])
+            .arg("--target-schema")
+            .arg(&schema)
+            .arg("--workdir")
+            .arg(dir.path().join("w"))
+            .args(extra);
+        run(&mut c)
+    };
+    assert_exit(&cmd("plan", &[]), 3);
+    assert_exit(
+        &cmd(
+            "review",
+            &[
+                "--expression",
+                "customer.email=arrow_cast(\"cust_dob\", 'Utf8')",
+                "--all",
+            ],
+        ),
+        0,
+    );
+    assert_exit(&cmd("migrate", &[]), 2);
+    let tables = count(
+        &mut db.client(),
+        "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    );
+    assert_eq!(tables, 0, "the target was written to before any row");
 }

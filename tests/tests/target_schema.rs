@@ -112,6 +112,14 @@ fn a_deployed_postgres_schema_and_its_pg_dump_give_the_same_plan() {
     let src = retail_source(dir.path(), 1);
     let live = plan(dir.path(), "live", &src, &db.url, "@target");
     assert_retail_plan("@target", &live);
+    // Planning writes nothing into the target (no ledger before a batch).
+    assert_eq!(pg_ledger_rows(&mut db.client()), 0);
+    let ledger: bool = db
+        .client()
+        .query_one("SELECT to_regclass('sensei_delivery_ledger') IS NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(ledger, "sensei plan created the ledger in the target");
 
     let dump = dir.path().join("schema.sql");
     let out = run(Command::new("pg_dump")
@@ -137,6 +145,13 @@ fn a_deployed_mariadb_schema_and_its_mysqldump_give_the_same_plan() {
     let src = retail_source(dir.path(), 1);
     let live = plan(dir.path(), "live", &src, &db.url, "@target");
     assert_retail_plan("@target", &live);
+    let ledger: Vec<String> = conn
+        .query("SHOW TABLES LIKE 'sensei_delivery_ledger'")
+        .unwrap();
+    assert!(
+        ledger.is_empty(),
+        "sensei plan created the ledger in the target"
+    );
 
     let out = run(Command::new("mysqldump")
         .args([
