@@ -412,6 +412,9 @@ pub fn summarize(status: &serde_json::Value) -> i32 {
         if let Some(line) = mapping_line(m) {
             println!("  {line}");
         }
+        for line in reviewed_lines(m) {
+            println!("    {line}");
+        }
     }
     let rows = |p: &str| status["phases"][p]["rows"].as_u64().unwrap_or(0);
     match table_rows(payload, receipt.as_ref(), mapping.as_ref()) {
@@ -496,6 +499,7 @@ fn check_lines(checks: &serde_json::Value) -> Vec<String> {
         let (units, unit) = match kind.as_str() {
             "query_replay" => (c["queries"].as_u64().unwrap_or(0), "queries"),
             "expectations" => (c["evaluated"].as_u64().unwrap_or(0), "expectations"),
+            "semantic" => (c["rules"].as_u64().unwrap_or(0), "rules"),
             "row_equivalence" => (c["expected"].as_u64().unwrap_or(0), "rows"),
             "distributions" => (
                 c["columns"].as_array().map_or(0, |a| a.len() as u64),
@@ -565,6 +569,52 @@ fn mapping_line(mapping: &serde_json::Value) -> Option<String> {
         "mapping: {total} target columns: {}{by}",
         parts.join(", ")
     ))
+}
+
+/// The entries a person decided, with the Architect's confidence and the
+/// reviewer's reason (at most 10; the spec has them all).
+fn reviewed_lines(mapping: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in mapping["tables"].as_array().into_iter().flatten() {
+        for c in t["columns"].as_array().into_iter().flatten() {
+            let Some(who) = c["reviewed_by"].as_str() else {
+                continue;
+            };
+            if who == "--approve-all" {
+                continue;
+            }
+            let why = c["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str())
+                .find_map(|r| r.strip_prefix(&format!("{who}: ")))
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
+            out.push(format!(
+                "{}.{} <- {} (confidence {:.2}) {} by {who}{why}",
+                t["target"].as_str().unwrap_or("?"),
+                c["target"].as_str().unwrap_or("?"),
+                c["sources"]
+                    .as_array()
+                    .map(|s| s
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "-".into()),
+                c["confidence"].as_f64().unwrap_or(0.0),
+                c["status"].as_str().unwrap_or("?"),
+            ));
+        }
+    }
+    if out.len() > 10 {
+        let more = out.len() - 10;
+        out.truncate(10);
+        out.push(format!("... and {more} more (mapping.json)"));
+    }
+    out
 }
 
 /// Per target table: source rows, rows the certificate verified, rows delivered.

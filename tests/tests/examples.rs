@@ -49,6 +49,7 @@ fn the_default_example_maps_reviews_verifies_and_says_so() {
         "query_replay 4 (",
         "approved by review",
         "reviewed by retail-example",
+        "purchase_order.ordered_at <- orders.ord_ts (confidence 0.82) approved by retail-example: orders.ord_ts is the order's timestamp",
         "customer (from customers)",
         "purchase_order (from orders)",
         "differences: none",
