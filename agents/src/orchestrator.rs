@@ -1501,8 +1501,8 @@ impl Orchestrator {
             &format!("{id}/openlineage.json"),
             &crate::architect::lineage::openlineage(
                 &mapping,
-                &source_ns,
-                &target_ns,
+                &config.source.url,
+                (&config.target.url, &config.target.namespace),
                 &now_rfc3339(),
             ),
         )

@@ -426,6 +426,27 @@ fn pii_policies_mask_hash_and_drop_flagged_columns_and_verification_still_holds(
         sql.contains("sensei_mask(\"cust_email\")") && !sql.contains("secret"),
         "{sql}"
     );
+    // The lineage says what the mapping does: masked and hashed columns
+    // with masking true, the event valid under OpenLineage's own schemas.
+    let mig = migration_dir(dir.path());
+    let ol: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("openlineage.json")).unwrap()).unwrap();
+    let fields = &ol["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "customer")
+        .unwrap()["facets"]["columnLineage"]["fields"];
+    let masking = |f: &str| fields[f]["inputFields"][0]["transformations"][0]["masking"].clone();
+    assert_eq!(masking("email"), true, "{fields}");
+    assert_eq!(masking("phone_number"), true, "{fields}");
+    assert_eq!(masking("first_name"), false, "{fields}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = run(std::process::Command::new(python())
+        .arg(root.join("../tools/validate_openlineage.py"))
+        .arg(mig.join("openlineage.json"))
+        .arg(root.join("schemas/openlineage")));
+    assert_exit(&out, 0);
 }
 
 /// HMAC-SHA256 hex, computed here independently of Sensei's code.

@@ -7,7 +7,68 @@ use crate::artifacts::MappingSpec;
 
 const PRODUCER: &str = "https://sensei.dev/sensei";
 const COLUMN_LINEAGE_SCHEMA: &str =
-    "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json";
+    "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet";
+
+/// Where a table lives, named as OpenLineage's dataset naming conventions
+/// say: PostgreSQL `postgres://host:port` with `database.schema.table`,
+/// MySQL `mysql://host:port` with `database.table`, files `file` with their
+/// path. SQLite, which the conventions do not name, is `sqlite://PATH` with
+/// the table. Never a password: only host, port, database and path are read.
+pub fn dataset(url: &str, table: &str, default_schema: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let server = |default_port: &str| {
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, p),
+            _ => (hostport, default_port),
+        };
+        let database = rest
+            .split_once('/')
+            .map(|(_, p)| p.split('?').next().unwrap_or(""))
+            .unwrap_or("");
+        (format!("{host}:{port}"), database.to_string())
+    };
+    match scheme {
+        "postgres" | "postgresql" => {
+            let (hostport, db) = server("5432");
+            let qualified = if table.contains('.') {
+                table.to_string()
+            } else {
+                let schema = if default_schema.is_empty() {
+                    "public"
+                } else {
+                    default_schema
+                };
+                format!("{schema}.{table}")
+            };
+            (
+                format!("postgres://{hostport}"),
+                format!("{db}.{qualified}"),
+            )
+        }
+        "mysql" | "mariadb" => {
+            let (hostport, db) = server("3306");
+            (format!("mysql://{hostport}"), format!("{db}.{table}"))
+        }
+        "csv" | "parquet" | "file" => {
+            let path = rest.trim_end_matches('/');
+            let is_file = path.ends_with(".csv") || path.ends_with(".parquet");
+            let name = if is_file {
+                path.to_string()
+            } else {
+                format!("{path}/{table}")
+            };
+            ("file".to_string(), name)
+        }
+        _ => (format!("sqlite://{rest}"), table.to_string()),
+    }
+}
+
+/// Whether an expression masks or hashes what it reads.
+fn masks(expression: &str) -> bool {
+    expression.contains("sensei_mask(") || expression.contains("sensei_hash(")
+}
 
 /// Plain edges.
 pub fn edges(spec: &MappingSpec) -> serde_json::Value {
@@ -31,10 +92,11 @@ pub fn edges(spec: &MappingSpec) -> serde_json::Value {
 /// An OpenLineage `COMPLETE` run event for the transformation.
 pub fn openlineage(
     spec: &MappingSpec,
-    source_ns: &str,
-    target_ns: &str,
+    source_url: &str,
+    target: (&str, &str),
     event_time: &str,
 ) -> serde_json::Value {
+    let (target_url, target_schema) = target;
     let mut inputs: Vec<String> = spec.tables.iter().flat_map(|t| t.sources.clone()).collect();
     inputs.sort();
     inputs.dedup();
@@ -50,15 +112,16 @@ pub fn openlineage(
                     .map(|s| {
                         let (table, column) = s.rsplit_once('.').unwrap_or(("", s));
                         let identity = c.expression == crate::architect::quote(column);
+                        let (namespace, name) = dataset(source_url, table, "");
                         serde_json::json!({
-                            "namespace": source_ns,
-                            "name": table,
+                            "namespace": namespace,
+                            "name": name,
                             "field": column,
                             "transformations": [{
                                 "type": "DIRECT",
                                 "subtype": if identity { "IDENTITY" } else { "TRANSFORMATION" },
                                 "description": c.expression,
-                                "masking": false
+                                "masking": masks(&c.expression)
                             }]
                         })
                     })
@@ -68,9 +131,10 @@ pub fn openlineage(
                     serde_json::json!({"inputFields": input_fields}),
                 );
             }
+            let (namespace, name) = dataset(target_url, &t.target, target_schema);
             serde_json::json!({
-                "namespace": target_ns,
-                "name": t.target,
+                "namespace": namespace,
+                "name": name,
                 "facets": {
                     "columnLineage": {
                         "_producer": PRODUCER,
@@ -88,7 +152,10 @@ pub fn openlineage(
         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
         "run": {"runId": run_id(&spec.migration_id)},
         "job": {"namespace": "sensei", "name": format!("{}.transformation", spec.migration_id)},
-        "inputs": inputs.iter().map(|n| serde_json::json!({"namespace": source_ns, "name": n})).collect::<Vec<_>>(),
+        "inputs": inputs.iter().map(|n| {
+            let (namespace, name) = dataset(source_url, n, "");
+            serde_json::json!({"namespace": namespace, "name": name})
+        }).collect::<Vec<_>>(),
         "outputs": outputs
     })
 }
@@ -156,4 +223,41 @@ pub fn cypher(spec: &MappingSpec, source_ns: &str, target_ns: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datasets_are_named_as_openlineage_says_without_passwords() {
+        assert_eq!(
+            dataset(
+                "postgresql://app:secret@db.example:6432/shop?sslmode=require",
+                "orders",
+                ""
+            ),
+            (
+                "postgres://db.example:6432".into(),
+                "shop.public.orders".into()
+            )
+        );
+        assert_eq!(
+            dataset("postgresql://app@db/shop", "sales.orders", "ignored"),
+            ("postgres://db:5432".into(), "shop.sales.orders".into())
+        );
+        assert_eq!(
+            dataset("postgresql://app@db/shop", "orders", "modern"),
+            ("postgres://db:5432".into(), "shop.modern.orders".into())
+        );
+        assert_eq!(
+            dataset("mysql://root:pw@127.0.0.1:3307/legacy", "cust", ""),
+            ("mysql://127.0.0.1:3307".into(), "legacy.cust".into())
+        );
+        assert_eq!(
+            dataset("csv:///data/exports", "customers", ""),
+            ("file".into(), "/data/exports/customers".into())
+        );
+        assert!(masks("sensei_hash(\"cust_email\")") && !masks("\"cust_email\""));
+    }
 }
