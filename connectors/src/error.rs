@@ -41,7 +41,7 @@ pub enum ConnectorError {
         message: String,
     },
     /// A value that does not fit its column's type.
-    #[error("table {table}, column {column}, row {row}: value {value} is not a valid {expected}; fix the row or declare the column with a wider type")]
+    #[error("table {table}, column {column}, row {row}: value {value} is not a valid {expected}; fix the value in the source, or give the column a type (or a mapping expression) that holds it")]
     Value {
         /// Table.
         table: String,

@@ -434,6 +434,18 @@ impl PgTarget {
         Ok(out)
     }
 
+    /// The first value of `a` that does not cast to `want`: its row (1-based)
+    /// and the value as text, for an error a person can act on.
+    fn first_uncastable(a: &ArrayRef, want: &DataType) -> Option<(String, String)> {
+        let lenient = arrow::compute::cast(a, want).ok()?;
+        let row = (0..a.len()).find(|&r| !a.is_null(r) && lenient.is_null(r))?;
+        let shown = arrow::util::display::ArrayFormatter::try_new(a.as_ref(), &Default::default())
+            .ok()
+            .map(|f| f.value(row).to_string())
+            .unwrap_or_default();
+        Some(((row + 1).to_string(), format!("{shown:?}")))
+    }
+
     /// Writes one batch and its ledger row in one transaction (see the module doc).
     pub fn write_batch(
         &mut self,
@@ -471,12 +483,16 @@ impl PgTarget {
                         ..Default::default()
                     },
                 )
-                .map_err(|e| ConnectorError::Value {
-                    table: table.to_string(),
-                    column: f.name().clone(),
-                    row: format!("a row of batch {} of partition {}", key.seq, key.partition),
-                    value: e.to_string(),
-                    expected: format!("a value the target's {formatted} holds"),
+                .map_err(|e| {
+                    let (row, value) = Self::first_uncastable(&a, &want)
+                        .unwrap_or_else(|| ("?".into(), e.to_string()));
+                    ConnectorError::Value {
+                        table: table.to_string(),
+                        column: f.name().clone(),
+                        row: format!("{row} of batch {} of partition {}", key.seq, key.partition),
+                        value,
+                        expected: formatted.to_string(),
+                    }
                 })?
             };
             cols.push((f.name().clone(), a, wire.clone()));

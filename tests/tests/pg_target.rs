@@ -379,3 +379,56 @@ fn a_migration_that_fails_before_any_row_leaves_the_target_untouched() {
     );
     assert_eq!(tables, 0, "the target was written to before any row");
 }
+
+/// A value the target column cannot hold read "row a row of batch 0 ... is
+/// not a valid a value" and advised a wider type whatever the cause: the
+/// row, the value and the column's type are named now.
+#[test]
+fn a_value_the_target_column_cannot_hold_is_named_with_its_row() {
+    let db = PgDatabase::create("narrow");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE product (id bigint PRIMARY KEY, sku char(8) NOT NULL, name varchar(80) NOT NULL,
+               unit_price numeric(10,2) NOT NULL, quantity_on_hand smallint NOT NULL, discontinued boolean NOT NULL);",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let cmd = |sub: &str, extra: &[&str]| {
+        let mut c = sensei();
+        c.arg(sub)
+            .args(["--source", &format!("sqlite://{}", src.display())])
+            .args(["--target", &db.url])
+            .args(["--set", "target.schema=@target", "--workdir"])
+            .arg(dir.path().join("w"))
+            .args(extra);
+        run(&mut c)
+    };
+    assert_planned(&cmd("plan", &[]));
+    // Approved by hand: a quantity past what smallint holds (the Workers
+    // produce 64-bit integers; the target's column is 16 bits).
+    let review = [
+        "--expression",
+        "product.quantity_on_hand=\"prod_id\" * 1000",
+        "--all",
+    ];
+    assert_exit(&cmd("review", &review), 0);
+    let out = cmd("migrate", &[]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("a row of batch"), "{err}");
+    assert!(
+        err.contains(
+            "table product, column quantity_on_hand, row 33 of batch 0 of partition product/"
+        ) && err.contains("value \"33000\" is not a valid smallint"),
+        "{err}"
+    );
+}
+
+fn assert_planned(out: &std::process::Output) {
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
