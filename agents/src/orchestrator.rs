@@ -967,7 +967,7 @@ impl Orchestrator {
         let options = source_options(config)?;
         let task_options = options.clone();
         let lock = config.source.mysql_consistency == "lock";
-        let (tables, catalog, snapshot, locked, holder, row_bytes) =
+        let (tables, catalog, snapshot, locked, holder, row_bytes, columnless) =
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let mut source = Source::open_with(&url, None, &options)?;
                 let locked = match source {
@@ -976,6 +976,7 @@ impl Orchestrator {
                 };
                 let snapshot = source.export_snapshot()?;
                 let tables = source.tables()?;
+                let columnless = source.columnless_tables()?;
                 let catalog = source.catalog(&tables)?;
                 // Average row size per table, from the Arrow size of a small sample.
                 let mut row_bytes = BTreeMap::new();
@@ -989,13 +990,25 @@ impl Orchestrator {
                         }
                     }
                 }
-                Ok((tables, catalog, snapshot, locked, source, row_bytes))
+                Ok((
+                    tables, catalog, snapshot, locked, source, row_bytes, columnless,
+                ))
             })
             .await
             .map_err(|e| AgentError::Malformed {
                 what: "schema discovery".into(),
                 message: e.to_string(),
             })??;
+        if !columnless.is_empty() {
+            self.scheduler.event(
+                id,
+                "warn",
+                &format!(
+                    "tables without any column, left out (nothing to migrate): {}",
+                    columnless.join(", ")
+                ),
+            )?;
+        }
         if snapshot.is_some() || locked {
             self.snapshots
                 .lock()

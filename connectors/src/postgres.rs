@@ -270,8 +270,26 @@ impl PgSource {
         self.client.batch_execute(sql).map_err(pg_err("statement"))
     }
 
+    /// Tables without any column (named as [`PgSource::tables`] names them).
+    pub fn columnless_tables(&mut self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                   AND n.nspname NOT LIKE 'pg_toast%' AND NOT c.relispartition
+                   AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+                 ORDER BY 1",
+                &[],
+            )
+            .map_err(pg_err("reading the source catalog"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The user tables of every non-system schema. Tables of `public` keep
-    /// their name; others are named `schema.table`.
+    /// their name; others are named `schema.table`. Tables without any
+    /// column are left out (see [`PgSource::columnless_tables`]).
     pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
         let rows = self
             .client

@@ -88,6 +88,16 @@ impl Source {
         }
     }
 
+    /// Tables with no column at all (PostgreSQL allows them): nothing of
+    /// them can be migrated, and discovery leaves them out; named so that
+    /// leaving them out is said, not silent.
+    pub fn columnless_tables(&mut self) -> Result<Vec<String>> {
+        match self {
+            Source::Postgres(p) => p.columnless_tables(),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Defaults, constraints, indexes, views, routines and triggers of the
     /// discovered tables (empty for files).
     pub fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {

@@ -309,3 +309,28 @@ fn a_rerun_with_other_settings_redoes_the_phases_they_affect() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("changed after this migration was delivered: nothing is redone"));
 }
+
+/// A PostgreSQL table without any column was left out without a word.
+#[test]
+fn a_table_without_columns_is_named_when_it_is_left_out() {
+    let db = PgDatabase::create("columnless");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE placeholder (); CREATE TABLE kept (id int PRIMARY KEY);
+             INSERT INTO kept VALUES (1), (2);",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut migrate_cmd(
+        &db.url,
+        &format!("sqlite://{}", dir.path().join("t.db").display()),
+        &dir.path().join("w"),
+    ));
+    assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tables without any column, left out (nothing to migrate): placeholder"),
+        "{err}"
+    );
+    assert_eq!(tables(&dir.path().join("t.db")), ["kept"]);
+}
