@@ -61,6 +61,10 @@ pub struct ManifestTable {
     /// Where they were set aside (original bytes, with line and reason).
     #[serde(default)]
     pub quarantine: Vec<String>,
+    /// Values changed on the way in: per column, per kind of change (a
+    /// MySQL zero date read as NULL), how many.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub changed_values: sensei_connectors::source::Changes,
 }
 
 /// The Ingestion Manifest.
@@ -371,6 +375,9 @@ pub struct Receipt {
     /// against the source snapshot (counts, and the differences named).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_delivery: Option<serde_json::Value>,
+    /// Values changed on the way in, per source table and column (from the manifest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changed_values: BTreeMap<String, sensei_connectors::source::Changes>,
     /// The review that accepted an INCONCLUSIVE certificate, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_inconclusive: Option<serde_json::Value>,

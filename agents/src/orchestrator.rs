@@ -1105,7 +1105,19 @@ impl Orchestrator {
         let mut by_table: BTreeMap<String, Vec<PartitionRef>> = BTreeMap::new();
         let mut profiles: BTreeMap<String, crate::scout::TableProfile> = BTreeMap::new();
         let mut rejected: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+        let mut changed: BTreeMap<String, sensei_connectors::source::Changes> = BTreeMap::new();
         for (_, r) in results::<IngestResult>(tasks)? {
+            for (column, kinds) in &r.changes {
+                for (what, n) in kinds {
+                    *changed
+                        .entry(r.partition.table.clone())
+                        .or_default()
+                        .entry(column.clone())
+                        .or_default()
+                        .entry(what.clone())
+                        .or_default() += n;
+                }
+            }
             if r.rejected > 0 {
                 let e = rejected.entry(r.partition.table.clone()).or_default();
                 e.0 += r.rejected;
@@ -1148,6 +1160,7 @@ impl Orchestrator {
                         file: t.file.clone(),
                         rejected_rows: rejected.get(&t.name).map(|r| r.0).unwrap_or(0),
                         quarantine: rejected.remove(&t.name).map(|r| r.1).unwrap_or_default(),
+                        changed_values: changed.remove(&t.name).unwrap_or_default(),
                     }
                 })
                 .collect(),
@@ -2398,6 +2411,14 @@ impl Orchestrator {
                 ));
             }
         }
+        let changed_values: BTreeMap<String, sensei_connectors::source::Changes> = self
+            .get_json::<Manifest>(&format!("{id}/manifest.json"))
+            .await?
+            .tables
+            .into_iter()
+            .filter(|t| !t.changed_values.is_empty())
+            .map(|t| (t.name, t.changed_values))
+            .collect();
         let receipt = Receipt {
             version: ARTIFACT_VERSION,
             migration_id: id.to_string(),
@@ -2408,6 +2429,7 @@ impl Orchestrator {
             warnings: warnings.clone(),
             target_notices: notices,
             post_delivery: post.clone(),
+            changed_values,
             delivered_at: now_rfc3339(),
             accepted_inconclusive: if self
                 .artifacts

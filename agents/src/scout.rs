@@ -108,6 +108,9 @@ pub struct IngestResult {
     /// The file they were set aside in.
     #[serde(default)]
     pub quarantine: Option<String>,
+    /// Values changed on the way in (per column, per kind of change).
+    #[serde(default)]
+    pub changes: sensei_connectors::source::Changes,
 }
 
 /// Runs an ingestion task (blocking I/O: call from a blocking context).
@@ -131,6 +134,7 @@ pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestR
     if let Some(e) = write_err {
         return Err(e.into());
     }
+    let changes = source.take_changes();
     let stats = writer.finish()?;
     metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "ingestion").increment(rows);
     let partition = ctx.register(&id, &task.table.name, task.partition, path, stats);
@@ -146,5 +150,6 @@ pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestR
         profile,
         rejected,
         quarantine: (rejected > 0).then(|| quarantine_path.display().to_string()),
+        changes,
     })
 }

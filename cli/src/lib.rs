@@ -442,6 +442,15 @@ pub fn summarize(status: &serde_json::Value) -> i32 {
             }
         }
     }
+    if let Some(r) = &receipt {
+        let lines = changed_lines(&r["changed_values"]);
+        if !lines.is_empty() {
+            println!("  values changed on the way in:");
+            for l in lines {
+                println!("    {l}");
+            }
+        }
+    }
     if let Some(line) = phase_times(status) {
         println!("  {line}");
     }
@@ -706,6 +715,22 @@ fn sensei_command() -> String {
         .and_then(|e| Some(e.parent()?.join("sensei")))
         .filter(|p| p.is_file())
         .map_or_else(|| "sensei".into(), |p| p.display().to_string())
+}
+
+/// `table.column: N kind` for every value changed on the way in.
+fn changed_lines(changed: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, columns) in changed.as_object().into_iter().flatten() {
+        for (column, kinds) in columns.as_object().into_iter().flatten() {
+            for (what, n) in kinds.as_object().into_iter().flatten() {
+                out.push(format!(
+                    "{table}.{column}: {} {what}",
+                    n.as_u64().unwrap_or(0)
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Time from one phase's checkpoint to the next (the first from submission).

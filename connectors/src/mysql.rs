@@ -120,6 +120,9 @@ pub struct MySqlSource {
     database: String,
     partition_keys: std::collections::BTreeMap<String, String>,
     min_confidence: f64,
+    /// Values changed on the way in since the last read began (per column,
+    /// per kind of change), for the manifest and the receipt.
+    changes: crate::source::Changes,
 }
 
 /// The encoding of a MySQL character set other than UTF-8 (MySQL's `latin1`
@@ -218,6 +221,7 @@ impl MySqlSource {
             database,
             partition_keys: options.partition_keys.clone(),
             min_confidence: options.min_confidence,
+            changes: Default::default(),
         })
     }
 
@@ -584,7 +588,13 @@ impl MySqlSource {
         sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
         let query = crate::files::range_select(t, &Self::select(t), range, quote);
+        self.changes.clear();
         self.stream(t, &query, batch_rows, sink)
+    }
+
+    /// The values changed on the way in by the last read, taken.
+    pub fn take_changes(&mut self) -> crate::source::Changes {
+        std::mem::take(&mut self.changes)
     }
 
     /// About `n` rows spread over the table, in key order.
@@ -643,7 +653,7 @@ impl MySqlSource {
                     }
                 };
                 let nullable = t.columns[i].nullable;
-                append_text(&mut batcher.builders[i], dt, v, nullable).map_err(
+                let changed = append_text(&mut batcher.builders[i], dt, v, nullable).map_err(
                     |(value, expected)| ConnectorError::Value {
                         table: t.name.clone(),
                         column: t.columns[i].name.clone(),
@@ -652,6 +662,14 @@ impl MySqlSource {
                         expected,
                     },
                 )?;
+                if let Some(what) = changed {
+                    *self
+                        .changes
+                        .entry(t.columns[i].name.clone())
+                        .or_default()
+                        .entry(what.to_string())
+                        .or_default() += 1;
+                }
             }
             batcher.row_done()?;
         }
@@ -664,12 +682,17 @@ fn is_zero_date(s: &str) -> bool {
 }
 
 /// Appends one text-protocol value.
+/// A MySQL zero date read as NULL: the one value this reader changes.
+pub const ZERO_DATE_AS_NULL: &str = "zero date 0000-00-00 read as NULL";
+
+/// Appends one text-protocol value; returns what was changed on the way in,
+/// if anything.
 fn append_text(
     b: &mut Box<dyn ArrayBuilder>,
     dt: &DataType,
     v: Option<&[u8]>,
     nullable: bool,
-) -> std::result::Result<(), (String, String)> {
+) -> std::result::Result<Option<&'static str>, (String, String)> {
     let shown = |v: &[u8]| format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)]));
     let text = |v: &[u8]| {
         std::str::from_utf8(v)
@@ -723,7 +746,7 @@ fn append_text(
                         .downcast_mut::<TimestampMicrosecondBuilder>()
                         .map(|x| x.append_null()),
                 };
-                return Ok(());
+                return Ok(Some(ZERO_DATE_AS_NULL));
             }
             if zero {
                 return Err((
@@ -749,5 +772,5 @@ fn append_text(
         }
         _ => put!(StringBuilder, |s: &str| Some(s.to_string())),
     }
-    Ok(())
+    Ok(None)
 }

@@ -12,6 +12,9 @@ use crate::postgres::PgSource;
 use crate::sqlite::{SqliteSource, TableInfo};
 use crate::url::{parse, Location};
 
+/// Values changed on the way in: per column, per kind of change, how many.
+pub type Changes = std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>;
+
 /// An open, read-only source session.
 pub enum Source {
     /// A SQLite file.
@@ -85,6 +88,15 @@ impl Source {
             Source::MySql(m) => m.tables(),
             Source::Csv(c) => c.tables(),
             Source::Parquet(p) => p.tables(),
+        }
+    }
+
+    /// Values the last [`Source::read`] changed on the way in (MySQL zero
+    /// dates read as NULL), per column and kind of change, taken.
+    pub fn take_changes(&mut self) -> Changes {
+        match self {
+            Source::MySql(m) => m.take_changes(),
+            _ => Changes::new(),
         }
     }
 

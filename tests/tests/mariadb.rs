@@ -85,11 +85,34 @@ fn mariadb_migrates_every_mapped_type_into_sqlite() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(names, ["café", "Müller", "Ñandú"]);
-    // A zero date in a nullable column becomes NULL.
+    // A zero date in a nullable column becomes NULL, and that is said: in
+    // the manifest, the receipt and the summary (it once went unreported).
     let maybe: Option<String> = c
         .query_row("SELECT maybe FROM zero WHERE id = 1", [], |r| r.get(0))
         .unwrap();
     assert_eq!(maybe, None);
+    let mig = migration_with(&dir.path().join("w"), "receipt.json");
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(mig.join(f)).unwrap()).unwrap()
+    };
+    let manifest = read("manifest.json");
+    let zero = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "zero")
+        .unwrap();
+    assert_eq!(
+        zero["changed_values"]["maybe"]["zero date 0000-00-00 read as NULL"], 1,
+        "{zero}"
+    );
+    assert_eq!(
+        read("receipt.json")["changed_values"]["zero"]["maybe"]
+            ["zero date 0000-00-00 read as NULL"],
+        1
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("zero.maybe: 1 zero date 0000-00-00 read as NULL"));
 }
 
 #[test]

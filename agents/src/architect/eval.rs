@@ -88,6 +88,7 @@ pub fn evaluate_pair(dir: &Path, pair: &str, dictionary: &Dictionary) -> Result<
         file: None,
         rejected_rows: 0,
         quarantine: Vec::new(),
+        changed_values: Default::default(),
     };
     let (t_info, mut t_src) = read_table(&dir.join(format!("{pair}_target.csv")))?;
     // The target's own rows: their shapes and frequent values are evidence too.
