@@ -57,7 +57,12 @@ pub struct CsvSource {
     quarantined: u64,
     /// Sampling for profiles: malformed records are skipped, not set aside.
     sampling: bool,
+    /// Values changed on the way in by the last read (empty fields read as NULL).
+    changes: crate::source::Changes,
 }
+
+/// An empty CSV field read as NULL (CSV has no other way to say NULL).
+pub const EMPTY_AS_NULL: &str = "empty field read as NULL";
 
 /// Reads everything `inner` yields into the encoding detector as well.
 struct Tee<'a, R> {
@@ -283,6 +288,7 @@ impl CsvSource {
             quarantine: None,
             quarantined: 0,
             sampling: false,
+            changes: Default::default(),
         })
     }
 
@@ -490,6 +496,11 @@ impl CsvSource {
         })
     }
 
+    /// The values changed on the way in by the last read, taken.
+    pub fn take_changes(&mut self) -> crate::source::Changes {
+        std::mem::take(&mut self.changes)
+    }
+
     /// Streams the records whose first byte lies in `range` (inclusive byte
     /// offsets from the table's splits), or the whole file.
     pub fn read(
@@ -508,6 +519,7 @@ impl CsvSource {
                 message: "the table was not discovered as a CSV file".into(),
             })?;
         check_unchanged(info)?;
+        self.changes.clear();
         let splits = table.splits.as_deref().unwrap_or(&[]);
         let (start, end) = match range {
             Some(r) => r,
@@ -552,6 +564,14 @@ impl CsvSource {
                 continue;
             }
             for (i, value) in record.iter().enumerate() {
+                if value.is_empty() {
+                    *self
+                        .changes
+                        .entry(table.columns[i].name.clone())
+                        .or_default()
+                        .entry(EMPTY_AS_NULL.to_string())
+                        .or_default() += 1;
+                }
                 append(&mut batcher, i, &types[i], value, encoding).map_err(|expected| {
                     let (text, _) = encoding.decode_without_bom_handling(value);
                     ConnectorError::Value {

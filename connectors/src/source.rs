@@ -92,10 +92,11 @@ impl Source {
     }
 
     /// Values the last [`Source::read`] changed on the way in (MySQL zero
-    /// dates read as NULL), per column and kind of change, taken.
+    /// dates, empty CSV fields read as NULL), per column and kind of change, taken.
     pub fn take_changes(&mut self) -> Changes {
         match self {
             Source::MySql(m) => m.take_changes(),
+            Source::Csv(c) => c.take_changes(),
             _ => Changes::new(),
         }
     }

@@ -119,8 +119,24 @@ fn a_folder_of_csv_files_latin1_included_migrates_and_verifies() {
         query::<i64>(&target, "SELECT count(*) FROM orders WHERE note IS NULL"),
         3_100 - 310
     );
+    // Empty fields became NULL: said in the summary (and manifest, below).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("orders.note: 2790 empty field read as NULL"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let m = manifest(dir.path());
+    let orders = m["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders")
+        .unwrap();
+    assert_eq!(
+        orders["changed_values"]["note"]["empty field read as NULL"],
+        2790
+    );
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schemas/manifest.schema.json"),
