@@ -439,4 +439,43 @@ mod tests {
         assert_eq!(t.len(), 24, "{t}");
         assert!(t.starts_with("20") && t.ends_with('Z'));
     }
+
+    /// Arbitrary JSON payloads (no floats: the signed payload carries none).
+    fn payload() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Sign then verify holds for any payload; any change to a value
+        /// of the payload is refused.
+        #[test]
+        fn any_signed_payload_verifies_and_any_change_is_refused(body in payload(), changed in ".{1,8}") {
+            let dir = tempfile::tempdir().unwrap();
+            let key = sensei_runtime::signing::SigningKey::generate(&dir.path().join("k")).unwrap();
+            let payload = serde_json::json!({"body": body, "public_key": hex_encode(&key.public_key())});
+            let cert = sign_certificate(payload, &key).unwrap();
+            let bytes = serde_json::to_vec(&cert).unwrap();
+            proptest::prop_assert!(verify_certificate(&bytes, Some(key.public_key()), "c").is_ok());
+            let mut tampered = cert.clone();
+            let before = tampered.payload["body"].clone();
+            tampered.payload["body"] = serde_json::json!([before, changed]);
+            let bytes = serde_json::to_vec(&tampered).unwrap();
+            proptest::prop_assert!(verify_certificate(&bytes, None, "c").is_err());
+        }
+    }
 }

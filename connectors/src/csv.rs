@@ -919,4 +919,52 @@ mod tests {
             .to_string();
         assert!(err.contains("changed after discovery"), "{err}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Whatever bytes a CSV file holds (broken quotes, NUL bytes, mixed
+        /// encodings, ragged rows), discovery and reading answer rows or an
+        /// error naming the file, never a panic.
+        #[test]
+        fn any_csv_bytes_are_read_or_refused_by_name(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b"a,b,c\n".to_vec()),
+                    proptest::strategy::Just(b"1,2.5,x\n".to_vec()),
+                    proptest::strategy::Just(b"\"".to_vec()),
+                    proptest::strategy::Just(b";".to_vec()),
+                    proptest::strategy::Just(b"\t".to_vec()),
+                    proptest::strategy::Just(b"\r\n".to_vec()),
+                    proptest::strategy::Just(vec![0u8]),
+                    proptest::strategy::Just(vec![0xe9, 0xff]),
+                    proptest::strategy::Just("é😀".as_bytes().to_vec()),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..8),
+                ],
+                0..40,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("any.csv");
+            std::fs::write(&p, parts.concat()).unwrap();
+            let shown = p.display().to_string();
+            let named = |e: ConnectorError| {
+                let m = e.to_string();
+                m.contains(&shown) || m.contains("any")
+            };
+            match CsvSource::open(&p, SourceOptions::default()) {
+                Err(e) => proptest::prop_assert!(named(e)),
+                Ok(mut src) => match src.tables() {
+                    Err(e) => proptest::prop_assert!(named(e)),
+                    Ok(tables) => {
+                        for t in &tables {
+                            if let Err(e) = src.read(t, None, None, 64, |_| Ok(())) {
+                                proptest::prop_assert!(named(e));
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
 }

@@ -751,4 +751,41 @@ CREATE TABLE `b` (y int);
         .to_string();
         assert!(err.contains("bad.sql") && err.contains("Line: 2"), "{err}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any text, however broken (quotes, dollar signs, comments,
+        /// DELIMITER lines, multi-byte characters), is split without a panic
+        /// into pieces that are each a part of the text.
+        #[test]
+        fn the_splitter_takes_any_text(
+            text in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("CREATE TABLE t (x int);".to_string()),
+                    proptest::strategy::Just("'".to_string()),
+                    proptest::strategy::Just("\"".to_string()),
+                    proptest::strategy::Just("`".to_string()),
+                    proptest::strategy::Just("$$".to_string()),
+                    proptest::strategy::Just("$tag$".to_string()),
+                    proptest::strategy::Just("--".to_string()),
+                    proptest::strategy::Just("/*".to_string()),
+                    proptest::strategy::Just("*/".to_string()),
+                    proptest::strategy::Just("\nDELIMITER ;;\n".to_string()),
+                    proptest::strategy::Just("\n\\connect x\n".to_string()),
+                    proptest::strategy::Just(";".to_string()),
+                    proptest::strategy::Just("\\".to_string()),
+                    ".{0,6}",
+                ],
+                0..24,
+            )
+        ) {
+            let sql = text.concat();
+            for piece in split_statements(&sql) {
+                proptest::prop_assert!(sql.contains(&piece.text));
+                proptest::prop_assert!(piece.line >= 1);
+            }
+            let _ = read_schema(&sql, "any.sql");
+        }
+    }
 }

@@ -385,4 +385,14 @@ expression = "upper(src_city)"
         assert_eq!(s.tables[0].columns[0].reviewed_by, None);
         assert!(crate::architect::pending(&s).is_empty());
     }
+
+    proptest::proptest! {
+        /// Any review file text is read or refused naming the file, never a panic.
+        #[test]
+        fn any_review_file_is_read_or_refused_by_name(text in ".{0,200}") {
+            if let Err(e) = ReviewFile::parse(&text, "r.toml") {
+                proptest::prop_assert!(e.to_string().contains("r.toml"));
+            }
+        }
+    }
 }
