@@ -88,6 +88,23 @@ fn a_usage_error_exits_64_not_the_code_of_a_failed_certificate() {
     assert_exit(&out, 64);
     assert_exit(&run(sensei().arg("--help")), 0);
     assert_exit(&run(sensei().arg("--version")), 0);
+    // A schema file that is not there is named as the flag that gave it
+    // (it read "cannot read source").
+    let out = run(sensei().args([
+        "plan",
+        "--source",
+        "sqlite:///nonexistent/legacy.db",
+        "--target",
+        "sqlite:///nonexistent/new.db",
+        "--target-schema",
+        "/nonexistent/schema.sql",
+    ]));
+    assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--target-schema /nonexistent/schema.sql: no such file"),
+        "{err}"
+    );
 }
 
 /// Every file under the working folder (manifest, lineage, OpenLineage,
