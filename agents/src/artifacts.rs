@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sensei_connectors::sqlite::ColumnInfo;
+use sensei_connectors::table::ColumnInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};

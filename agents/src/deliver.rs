@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
+use sensei_connectors::batch::BatchKey;
 use sensei_connectors::files::SourceOptions;
-use sensei_connectors::sqlite::BatchKey;
 use sensei_connectors::target::Target;
 use serde::{Deserialize, Serialize};
 

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use arrow::record_batch::RecordBatch;
 use sensei_connectors::source::Source;
-use sensei_connectors::sqlite::TableInfo;
+use sensei_connectors::table::TableInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::MerkleDigest;

@@ -15,7 +15,8 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use sensei_connectors::files::{BadRows, SourceOptions};
 use sensei_connectors::source::Source;
-use sensei_connectors::sqlite::{quote, SqliteSource, SqliteTarget, TableInfo};
+use sensei_connectors::sqlite::{quote, SqliteSource, SqliteTarget};
+use sensei_connectors::table::TableInfo;
 use sensei_connectors::url::{parse, Location};
 use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::secret::redact_url;
@@ -94,7 +95,7 @@ pub fn schema_of_target(
     let tables: Vec<_> = db
         .tables()?
         .into_iter()
-        .filter(|t| t.name.rsplit('.').next() != Some(sensei_connectors::sqlite::LEDGER_TABLE))
+        .filter(|t| t.name.rsplit('.').next() != Some(sensei_connectors::batch::LEDGER_TABLE))
         .filter(|t| match &prefix {
             // PostgreSQL names tables outside `public` as schema.table.
             Some(p) => t.name.starts_with(p.as_str()),
@@ -1353,7 +1354,7 @@ impl Orchestrator {
         }
         // A dump of a database Sensei delivered into holds its ledger.
         read.tables
-            .retain(|t| t.name != sensei_connectors::sqlite::LEDGER_TABLE);
+            .retain(|t| t.name != sensei_connectors::batch::LEDGER_TABLE);
         Ok(Some(read.tables))
     }
 

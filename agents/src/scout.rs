@@ -2,7 +2,7 @@
 //! staged Parquet partition.
 
 use sensei_connectors::source::Source;
-use sensei_connectors::sqlite::TableInfo;
+use sensei_connectors::table::TableInfo;
 use sensei_flight::parquet_io::PartitionWriter;
 use serde::{Deserialize, Serialize};
 

@@ -40,11 +40,12 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use encoding_rs::Encoding;
 
+use crate::batch::Batcher;
 use crate::convert::{parse_date_days, parse_decimal, parse_timestamp_micros};
 use crate::encoding::Detector;
 use crate::error::{ConnectorError, Result};
 use crate::files::{check_unchanged, list, stamp, BadRows, FileInfo, SourceOptions, Split};
-use crate::sqlite::{Batcher, ColumnInfo, TableInfo};
+use crate::table::{ColumnInfo, TableInfo};
 
 /// Records between two possible partition starts.
 pub const CHUNK_ROWS: u64 = 1_024;

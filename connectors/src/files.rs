@@ -263,7 +263,7 @@ pub fn list(location: &Path, extensions: &[&str]) -> Result<Vec<(String, PathBuf
 /// else a single-column integer primary key. A configured column that is
 /// missing or not an integer is an error naming table and column.
 pub(crate) fn partition_column(
-    t: &crate::sqlite::TableInfo,
+    t: &crate::table::TableInfo,
     configured: &std::collections::BTreeMap<String, String>,
 ) -> Result<Option<String>> {
     let is_int = |name: &str| {
@@ -299,7 +299,7 @@ pub(crate) fn partition_column(
 /// the rows of one key range when given, in key order when there is a key;
 /// `quote` quotes identifiers in the engine's way.
 pub(crate) fn range_select(
-    t: &crate::sqlite::TableInfo,
+    t: &crate::table::TableInfo,
     cols: &str,
     range: Option<(i64, i64)>,
     quote: fn(&str) -> String,
@@ -320,7 +320,7 @@ pub(crate) fn range_select(
 /// first partition of a nullable key also takes the rows whose key is NULL,
 /// so that no row falls between partitions.
 pub(crate) fn range_condition(
-    t: &crate::sqlite::TableInfo,
+    t: &crate::table::TableInfo,
     quoted_key: &str,
     lo: i64,
     hi: i64,

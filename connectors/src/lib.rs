@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+pub mod batch;
 pub mod catalog;
 pub mod convert;
 pub mod csv;
@@ -36,6 +37,7 @@ pub mod pg_target;
 pub mod postgres;
 pub mod source;
 pub mod sqlite;
+pub mod table;
 pub mod target;
 pub mod url;
 mod value;

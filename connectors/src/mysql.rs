@@ -50,10 +50,11 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 use sensei_runtime::secret::redact_url;
 
+use crate::batch::Batcher;
 use crate::convert::{parse_date_days, parse_decimal, parse_timestamp_micros};
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
-use crate::sqlite::{Batcher, ColumnInfo, TableInfo};
+use crate::table::{ColumnInfo, TableInfo};
 
 pub(crate) fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) -> ConnectorError {
     let context = context.into();

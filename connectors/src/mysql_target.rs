@@ -34,10 +34,10 @@ use arrow::record_batch::RecordBatch;
 use mysql::prelude::Queryable;
 use mysql::{Conn, LocalInfileHandler, Value};
 
+use crate::batch::{BatchAck, BatchKey, LEDGER_TABLE};
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
 use crate::mysql::{my_err, quote, MySqlSource};
-use crate::sqlite::{BatchAck, BatchKey, LEDGER_TABLE};
 
 /// Rows per INSERT statement (placeholders stay under the protocol's limit).
 const ROWS_PER_INSERT: usize = 500;

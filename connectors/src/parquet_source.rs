@@ -31,7 +31,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{ConnectorError, Result};
 use crate::files::{check_unchanged, list, stamp, FileInfo, Split};
-use crate::sqlite::{ColumnInfo, TableInfo};
+use crate::table::{ColumnInfo, TableInfo};
 
 /// A folder of Parquet files (or one file), each a table.
 pub struct ParquetSource {

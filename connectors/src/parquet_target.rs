@@ -10,8 +10,8 @@ use std::time::Instant;
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 
+use crate::batch::{BatchAck, BatchKey};
 use crate::error::{ConnectorError, Result};
-use crate::sqlite::{BatchAck, BatchKey};
 
 /// A Parquet folder target.
 pub struct ParquetTarget {

@@ -36,9 +36,9 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 use postgres::Client;
 
+use crate::batch::{BatchAck, BatchKey, LEDGER_TABLE};
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
-use crate::sqlite::{BatchAck, BatchKey, LEDGER_TABLE};
 
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;

@@ -43,10 +43,12 @@ use arrow::record_batch::RecordBatch;
 use postgres::{Client, Config, NoTls};
 use sensei_runtime::secret::redact_url;
 
+use crate::batch::Batcher;
 use crate::convert::parse_decimal;
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
-use crate::sqlite::{quote, Batcher, ColumnInfo, TableInfo};
+use crate::sqlite::quote;
+use crate::table::{ColumnInfo, TableInfo};
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
 const PG_EPOCH_DAYS: i32 = 10_957;

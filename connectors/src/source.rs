@@ -9,7 +9,8 @@ use crate::files::SourceOptions;
 use crate::mysql::MySqlSource;
 use crate::parquet_source::ParquetSource;
 use crate::postgres::PgSource;
-use crate::sqlite::{SqliteSource, TableInfo};
+use crate::sqlite::SqliteSource;
+use crate::table::TableInfo;
 use crate::url::{parse, Location};
 
 /// Values changed on the way in: per column, per kind of change, how many.

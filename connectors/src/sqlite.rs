@@ -28,7 +28,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{
@@ -36,7 +35,7 @@ use arrow::array::{
     Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Schema, TimeUnit};
 
 use crate::convert::{float_to_decimal, parse_date_days, parse_decimal, parse_timestamp_micros};
 use arrow::record_batch::RecordBatch;
@@ -44,52 +43,12 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 use crate::error::{ConnectorError, Result};
+use crate::batch::{BatchAck, BatchKey, Batcher, LEDGER_TABLE};
+use crate::table::{ColumnInfo, TableInfo};
 
 /// Quotes an identifier for SQLite.
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-/// A column as discovered.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ColumnInfo {
-    /// Name.
-    pub name: String,
-    /// Declared type, as written in the DDL.
-    pub source_type: String,
-    /// Arrow type it maps to (Arrow's display form).
-    pub arrow_type: String,
-    /// Whether NULL is allowed.
-    pub nullable: bool,
-    /// Position in the primary key (1-based), 0 when not part of it.
-    pub primary_key: u32,
-}
-
-/// A table as discovered.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TableInfo {
-    /// Name.
-    pub name: String,
-    /// Columns in order.
-    pub columns: Vec<ColumnInfo>,
-    /// Rows at discovery time.
-    pub rows: u64,
-    /// Smallest and largest partitioning key (the rowid in SQLite, an integer
-    /// primary key elsewhere), when the table has one.
-    pub rowid_range: Option<(i64, i64)>,
-    /// The table's name in SQL, schema-qualified and quoted (None: the quoted name).
-    #[serde(default)]
-    pub qualified: Option<String>,
-    /// The partitioning key column (None: SQLite's rowid).
-    #[serde(default)]
-    pub range_column: Option<String>,
-    /// Where partitions may start, for sources that choose them (CSV record
-    /// offsets, Parquet row groups); None: split `rowid_range` evenly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub splits: Option<Vec<crate::files::Split>>,
-    /// File facts for CSV and Parquet tables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<crate::files::FileInfo>,
 }
 
 /// Maps a declared SQLite type to an Arrow type (see the module table).
@@ -131,29 +90,6 @@ fn decimal_params(t: &str) -> Option<(u8, i8)> {
         None => (inner.trim().parse::<u8>().ok()?, 0),
     };
     ((1..=38).contains(&p) && (0..=p as i8).contains(&s)).then_some((p, s))
-}
-
-fn parse_arrow_type(s: &str) -> DataType {
-    s.parse().unwrap_or(DataType::Utf8)
-}
-
-impl TableInfo {
-    /// The Arrow schema of the table.
-    pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| Field::new(&c.name, parse_arrow_type(&c.arrow_type), c.nullable))
-                .collect::<Vec<_>>(),
-        ))
-    }
-
-    /// Primary key columns in key order.
-    pub fn primary_key(&self) -> Vec<String> {
-        let mut pk: Vec<_> = self.columns.iter().filter(|c| c.primary_key > 0).collect();
-        pk.sort_by_key(|c| c.primary_key);
-        pk.into_iter().map(|c| c.name.clone()).collect()
-    }
 }
 
 /// A read-only SQLite source.
@@ -597,88 +533,6 @@ impl SqliteSource {
     }
 }
 
-/// Collects rows into Arrow builders and hands a batch to the sink every
-/// `batch_rows` rows: memory stays bounded by one batch whatever the table's
-/// size. Shared by every source reader.
-pub(crate) struct Batcher<F: FnMut(RecordBatch) -> Result<()>> {
-    schema: SchemaRef,
-    /// One builder per field, filled by the reader.
-    pub builders: Vec<Box<dyn ArrayBuilder>>,
-    batch_rows: usize,
-    in_batch: usize,
-    /// Rows completed so far.
-    pub total: u64,
-    sink: F,
-}
-
-impl<F: FnMut(RecordBatch) -> Result<()>> Batcher<F> {
-    pub(crate) fn new(schema: SchemaRef, batch_rows: usize, sink: F) -> Self {
-        let builders = new_builders(&schema, batch_rows);
-        Batcher {
-            schema,
-            builders,
-            batch_rows: batch_rows.max(1),
-            in_batch: 0,
-            total: 0,
-            sink,
-        }
-    }
-
-    /// Marks the current row complete; emits a batch when it is full.
-    pub(crate) fn row_done(&mut self) -> Result<()> {
-        self.in_batch += 1;
-        self.total += 1;
-        if self.in_batch == self.batch_rows {
-            (self.sink)(finish(&self.schema, &mut self.builders)?)?;
-            self.in_batch = 0;
-        }
-        Ok(())
-    }
-
-    /// Emits the last, partial batch; returns the rows read.
-    pub(crate) fn close(mut self) -> Result<u64> {
-        if self.in_batch > 0 {
-            (self.sink)(finish(&self.schema, &mut self.builders)?)?;
-        }
-        Ok(self.total)
-    }
-}
-
-/// One Arrow builder per field.
-fn new_builders(schema: &Schema, capacity: usize) -> Vec<Box<dyn ArrayBuilder>> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| -> Box<dyn ArrayBuilder> {
-            match f.data_type() {
-                DataType::Int16 => Box::new(Int16Builder::with_capacity(capacity)),
-                DataType::Int32 => Box::new(Int32Builder::with_capacity(capacity)),
-                DataType::Int64 => Box::new(Int64Builder::with_capacity(capacity)),
-                DataType::Float32 => Box::new(Float32Builder::with_capacity(capacity)),
-                DataType::Float64 => Box::new(Float64Builder::with_capacity(capacity)),
-                DataType::Boolean => Box::new(BooleanBuilder::with_capacity(capacity)),
-                DataType::Binary => Box::new(BinaryBuilder::with_capacity(capacity, capacity * 16)),
-                DataType::Date32 => Box::new(Date32Builder::with_capacity(capacity)),
-                DataType::Timestamp(_, tz) => Box::new(
-                    TimestampMicrosecondBuilder::with_capacity(capacity)
-                        .with_timezone_opt(tz.clone()),
-                ),
-                DataType::Decimal128(p, s) => Box::new(
-                    Decimal128Builder::with_capacity(capacity)
-                        .with_precision_and_scale(*p, *s)
-                        .unwrap_or_else(|_| Decimal128Builder::with_capacity(capacity)),
-                ),
-                _ => Box::new(StringBuilder::with_capacity(capacity, capacity * 16)),
-            }
-        })
-        .collect()
-}
-
-fn finish(schema: &SchemaRef, builders: &mut [Box<dyn ArrayBuilder>]) -> Result<RecordBatch> {
-    let arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
-    Ok(RecordBatch::try_new(schema.clone(), arrays)?)
-}
-
 fn shorten(s: &str) -> String {
     let mut out: String = s.chars().take(40).collect();
     if s.chars().count() > 40 {
@@ -867,66 +721,6 @@ fn append(
     }
     Ok(())
 }
-
-/// What a delivered batch did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BatchAck {
-    /// Rows written (0 when skipped).
-    pub rows: u64,
-    /// False when the ledger already held the batch's key.
-    pub written: bool,
-    /// Time spent in the transaction.
-    pub elapsed_ms: u64,
-    /// Notices and warnings the target sent while writing it.
-    #[serde(default)]
-    pub warnings: Vec<String>,
-}
-
-impl BatchAck {
-    /// A batch written now, `rows` of it, timed from `started`.
-    pub fn written(rows: u64, started: std::time::Instant, warnings: Vec<String>) -> Self {
-        BatchAck {
-            rows,
-            written: true,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            warnings,
-        }
-    }
-
-    /// A batch the ledger already held: nothing written.
-    pub fn skipped(started: std::time::Instant, warnings: Vec<String>) -> Self {
-        BatchAck {
-            written: false,
-            ..Self::written(0, started, warnings)
-        }
-    }
-}
-
-/// The idempotency key of a delivered batch, and the attempt that wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchKey<'a> {
-    /// Migration id.
-    pub migration: &'a str,
-    /// Partition id.
-    pub partition: &'a str,
-    /// Batch sequence number within the partition.
-    pub seq: u64,
-    /// Attempt number of the lease that writes it (fencing token).
-    pub attempt: u32,
-}
-
-impl BatchKey<'_> {
-    /// How errors name the batch: `delivering batch S of partition P into table T`.
-    pub fn context(&self, table: &str) -> String {
-        format!(
-            "delivering batch {} of partition {} into table {table}",
-            self.seq, self.partition
-        )
-    }
-}
-
-/// Name of the ledger table in every target.
-pub const LEDGER_TABLE: &str = "sensei_delivery_ledger";
 
 /// The column list of a `CREATE TABLE` mirroring `schema`: each column with
 /// the engine's type for it (`VARCHAR(n)` for a text column with a width

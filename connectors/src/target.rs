@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 
+use crate::batch::{BatchAck, BatchKey};
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
 use crate::mysql_target::MySqlTarget;
 use crate::parquet_target::ParquetTarget;
 use crate::pg_target::PgTarget;
-use crate::sqlite::{BatchAck, BatchKey, SqliteTarget};
+use crate::sqlite::SqliteTarget;
 use crate::url::{parse, Location};
 
 /// What a mirrored table keeps of its source besides columns and primary

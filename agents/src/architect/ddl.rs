@@ -496,7 +496,7 @@ fn table_of(
 /// columns, types, keys, defaults and foreign keys), for a migration into
 /// tables that are already there.
 pub fn from_database(
-    tables: &[sensei_connectors::sqlite::TableInfo],
+    tables: &[sensei_connectors::table::TableInfo],
     catalog: &sensei_connectors::catalog::Catalog,
 ) -> Vec<TargetTable> {
     tables

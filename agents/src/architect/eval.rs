@@ -42,7 +42,7 @@ pub struct PairScore {
 fn read_table(
     path: &Path,
 ) -> Result<(
-    sensei_connectors::sqlite::TableInfo,
+    sensei_connectors::table::TableInfo,
     sensei_connectors::source::Source,
 )> {
     let url = format!("csv://{}", path.display());

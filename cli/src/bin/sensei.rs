@@ -861,7 +861,7 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
             Sqlite(sensei_connectors::sqlite::SqliteSource),
             Db(
                 Box<sensei_connectors::source::Source>,
-                Vec<sensei_connectors::sqlite::TableInfo>,
+                Vec<sensei_connectors::table::TableInfo>,
             ),
             Files(PathBuf),
         }
