@@ -116,9 +116,7 @@ pub struct QueryResult {
     pub integrity: Vec<IntegrityOutcome>,
 }
 
-fn quote(c: &str) -> String {
-    format!("\"{}\"", c.replace('"', "\"\""))
-}
+use sensei_connectors::ident::ansi as quote;
 
 fn last_name(n: &ObjectName) -> String {
     n.0.last()

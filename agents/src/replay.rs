@@ -95,9 +95,7 @@ pub enum Agreement {
     Doubtful(String),
 }
 
-fn quote(c: &str) -> String {
-    format!("\"{}\"", c.replace('"', "\"\""))
-}
+use sensei_connectors::ident::ansi as quote;
 
 fn numeric(t: &DataType) -> bool {
     t.is_numeric()

@@ -29,6 +29,7 @@ pub mod csv;
 pub mod encoding;
 mod error;
 pub mod files;
+pub mod ident;
 pub mod mysql;
 pub mod mysql_target;
 pub mod parquet_source;

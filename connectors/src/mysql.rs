@@ -70,9 +70,7 @@ pub(crate) fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) ->
 }
 
 /// Quotes a MySQL identifier.
-pub fn quote(ident: &str) -> String {
-    format!("`{}`", ident.replace('`', "``"))
-}
+pub use crate::ident::mysql as quote;
 
 /// Maps a MySQL `COLUMN_TYPE` (e.g. `int(10) unsigned`, `decimal(12,2)`) to Arrow.
 pub fn arrow_type_for(column_type: &str) -> DataType {

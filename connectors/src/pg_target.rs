@@ -46,9 +46,7 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 /// Quotes an identifier for PostgreSQL.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+pub use crate::ident::ansi as quote;
 
 /// The PostgreSQL type a target column gets for an Arrow type.
 pub fn pg_type(dt: &DataType) -> String {

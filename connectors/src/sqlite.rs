@@ -42,14 +42,12 @@ use arrow::record_batch::RecordBatch;
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
-use crate::error::{ConnectorError, Result};
 use crate::batch::{BatchAck, BatchKey, Batcher, LEDGER_TABLE};
+use crate::error::{ConnectorError, Result};
 use crate::table::{ColumnInfo, TableInfo};
 
 /// Quotes an identifier for SQLite.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+pub use crate::ident::ansi as quote;
 
 /// Maps a declared SQLite type to an Arrow type (see the module table).
 pub fn arrow_type_for(declared: &str) -> DataType {

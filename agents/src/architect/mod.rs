@@ -101,9 +101,7 @@ fn apply_policy(
 }
 
 /// Quotes an identifier for DataFusion SQL.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+pub use sensei_connectors::ident::ansi as quote;
 
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
