@@ -724,7 +724,20 @@ impl Orchestrator {
         stored: &MigrationConfig,
         config: &MigrationConfig,
     ) -> Result<Option<String>> {
-        let changed = stored.changed_keys(config);
+        let mut changed = stored.changed_keys(config);
+        // An input file fixed since it was extracted counts as a changed
+        // source: the same check as before every read (size and time).
+        let manifest = format!("{id}/manifest.json");
+        if self.artifacts.exists(&manifest).await? {
+            let m: Manifest = self.get_json(&manifest).await?;
+            for t in &m.tables {
+                if let Some(info) = &t.file {
+                    if sensei_connectors::files::check_unchanged(info).is_err() {
+                        changed.push(format!("source file {}", info.path.display()));
+                    }
+                }
+            }
+        }
         if changed.is_empty() {
             return Ok(None);
         }
@@ -749,7 +762,13 @@ impl Orchestrator {
             )?;
             return Ok(None);
         }
-        let ingestion = of(&["source", "ingestion"]);
+        let mut ingestion = of(&["source", "ingestion"]);
+        ingestion.extend(
+            changed
+                .iter()
+                .filter(|k| k.starts_with("source file "))
+                .cloned(),
+        );
         if !ingestion.is_empty() {
             return Ok(Some(format!(
                 "{} changed since this migration was ingested: it starts over from ingestion",

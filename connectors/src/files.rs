@@ -195,7 +195,7 @@ pub fn check_unchanged(info: &FileInfo) -> Result<()> {
         return Err(ConnectorError::Unreadable {
             path: info.path.display().to_string(),
             message: format!(
-                "the file changed after discovery (size {} -> {bytes} bytes); rerun with --restart to extract it again",
+                "the file changed after discovery (size {} -> {bytes} bytes); run the same command again to extract it anew (--restart once the migration was delivered)",
                 info.bytes
             ),
         });

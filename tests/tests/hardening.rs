@@ -351,3 +351,62 @@ fn a_table_without_columns_is_named_when_it_is_left_out() {
     );
     assert_eq!(tables(&dir.path().join("t.db")), ["kept"]);
 }
+
+/// A fixed input file was not read again once ingestion had finished: the
+/// rerun the error message advised failed the same way. An input file
+/// changed since it was extracted now starts the migration over, and says so.
+#[test]
+fn a_fixed_input_file_is_read_again_on_the_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let csv = data.join("people.csv");
+    std::fs::write(&csv, "id,full_name\n1,Ada Lovelace\n2,Alan Turing\n").unwrap();
+    // A target column no source column feeds: the plan waits for review.
+    let ddl = dir.path().join("schema.sql");
+    std::fs::write(
+        &ddl,
+        "CREATE TABLE people (id BIGINT PRIMARY KEY, full_name TEXT, nickname TEXT);",
+    )
+    .unwrap();
+    let plan = || {
+        run(sensei()
+            .arg("plan")
+            .args(["--source", &format!("csv://{}", data.display())])
+            .args([
+                "--target",
+                &format!("sqlite://{}", dir.path().join("t.db").display()),
+            ])
+            .arg("--target-schema")
+            .arg(&ddl)
+            .arg("--workdir")
+            .arg(dir.path().join("w")))
+    };
+    assert_exit(&plan(), 3);
+    let rows = || -> u64 {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                migration_with(&dir.path().join("w"), "manifest.json").join("manifest.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        m["tables"][0]["rows"].as_u64().unwrap()
+    };
+    assert_eq!(rows(), 2);
+    // The file is fixed (a row was missing); the same command again.
+    std::fs::write(
+        &csv,
+        "id,full_name\n1,Ada Lovelace\n2,Alan Turing\n3,Grace Hopper\n",
+    )
+    .unwrap();
+    let out = plan();
+    assert_exit(&out, 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("source file ")
+            && err.contains("people.csv changed since this migration was ingested"),
+        "{err}"
+    );
+    assert_eq!(rows(), 3, "the fixed file was extracted again");
+}
