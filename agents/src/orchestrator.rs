@@ -55,69 +55,6 @@ pub enum Start {
     Ended(MigrationState),
 }
 
-/// The tables a target database already holds (`target.schema = @target`),
-/// as a target schema: SQLite, PostgreSQL (inside `target.namespace`, else
-/// `public`) and MySQL/MariaDB; enum, set and domain types come as their
-/// base types, Sensei's own ledger is left out.
-pub fn schema_of_target(
-    url: &str,
-    options: &SourceOptions,
-    namespace: &str,
-) -> Result<Vec<crate::architect::ddl::TargetTable>> {
-    let shown = redact_url(url);
-    let empty = || {
-        AgentError::Malformed {
-        what: "target.schema = @target".into(),
-        message: format!(
-            "the target {shown} holds no tables to map onto; create them first (the new application's migrations) or give a DDL file"
-        ),
-    }
-    };
-    let mut db = match parse(url, "target")? {
-        Location::Sqlite(path) if !path.exists() => return Err(empty()),
-        Location::Sqlite(_) | Location::Postgres(_) | Location::MySql(_) => {
-            Source::open_with(url, None, options)?
-        }
-        Location::Csv(_) | Location::Parquet(_) => {
-            return Err(sensei_connectors::ConnectorError::Unsupported {
-                role: "target",
-                url: shown,
-                hint: "@target reads the tables of a database target: sqlite://, postgresql://, mysql://".into(),
-            }
-            .into())
-        }
-    };
-    let prefix = if namespace.is_empty() || namespace == "public" {
-        None
-    } else {
-        Some(format!("{namespace}."))
-    };
-    let tables: Vec<_> = db
-        .tables()?
-        .into_iter()
-        .filter(|t| t.name.rsplit('.').next() != Some(sensei_connectors::batch::LEDGER_TABLE))
-        .filter(|t| match &prefix {
-            // PostgreSQL names tables outside `public` as schema.table.
-            Some(p) => t.name.starts_with(p.as_str()),
-            None => !t.name.contains('.'),
-        })
-        .collect();
-    if tables.is_empty() {
-        return Err(empty());
-    }
-    let catalog = db.catalog(&tables)?;
-    let mut schema = crate::architect::ddl::from_database(&tables, &catalog);
-    if let Some(p) = &prefix {
-        for t in &mut schema {
-            t.name = t.name.trim_start_matches(p.as_str()).to_string();
-            for fk in &mut t.foreign_keys {
-                fk.1 = fk.1.trim_start_matches(p.as_str()).to_string();
-            }
-        }
-    }
-    Ok(schema)
-}
-
 /// Reads a delivered table back as the certified columns and types (in that
 /// order; a column's declared target type does not matter) and computes its
 /// digest and Merkle root with the certificate's algorithms.
@@ -810,15 +747,17 @@ impl Orchestrator {
                 for name in ["certificate.json", "expectations.json"] {
                     let from = dir.join(name);
                     if from.exists() {
-                        std::fs::create_dir_all(&aside).map_err(|e| AgentError::Malformed {
-                            what: aside.display().to_string(),
-                            message: e.to_string(),
-                        })?;
+                        let io = |path: &std::path::Path| {
+                            let path = path.to_path_buf();
+                            move |source| sensei_runtime::RuntimeError::Io {
+                                what: "setting the earlier certificate aside",
+                                path,
+                                source,
+                            }
+                        };
+                        std::fs::create_dir_all(&aside).map_err(io(&aside))?;
                         let to = aside.join(format!("{}-{name}", self.scheduler.now_ms()));
-                        std::fs::rename(&from, &to).map_err(|e| AgentError::Malformed {
-                            what: from.display().to_string(),
-                            message: e.to_string(),
-                        })?;
+                        std::fs::rename(&from, &to).map_err(io(&from))?;
                     }
                 }
                 self.scheduler.reset_from(
@@ -1293,35 +1232,7 @@ impl Orchestrator {
         }
         let file = std::path::Path::new(&config.transformation.review_file);
         let review = crate::architect::review::ReviewFile::read(file)?;
-        // A decision someone else recorded (`sensei review`) is theirs: the
-        // file does not overwrite it.
-        let decided_by_others = |entry: &str| {
-            entry.rsplit_once('.').is_some_and(|(table, column)| {
-                spec.tables
-                    .iter()
-                    .filter(|t| t.target == table)
-                    .flat_map(|t| &t.columns)
-                    .any(|c| {
-                        c.target == column
-                            && c.reviewed_by
-                                .as_deref()
-                                .is_some_and(|w| w != review.reviewed_by)
-                    })
-            })
-        };
-        let decisions: Vec<_> = review
-            .decisions
-            .iter()
-            .filter(|d| !decided_by_others(&d.entry))
-            .cloned()
-            .collect();
-        let n = crate::architect::review::apply(
-            spec,
-            &decisions,
-            &review.reviewed_by,
-            &now_rfc3339(),
-            &file.display().to_string(),
-        )?;
+        let n = review.apply_to(spec, &now_rfc3339(), &file.display().to_string())?;
         if n > 0 {
             self.scheduler.event(
                 id,
@@ -1349,7 +1260,7 @@ impl Orchestrator {
                 config.target.namespace.clone(),
             );
             return tokio::task::spawn_blocking(move || {
-                schema_of_target(&url, &options, &namespace).map(Some)
+                crate::architect::ddl::from_target(&url, &options, &namespace).map(Some)
             })
             .await
             .map_err(|e| AgentError::Malformed {

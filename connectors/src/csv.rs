@@ -545,6 +545,8 @@ impl CsvSource {
         let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
         let mut record = ::csv::ByteRecord::new();
         let fields = table.columns.len();
+        // Empty fields read as NULL, per column position.
+        let mut empty = vec![0u64; fields];
         while rdr
             .read_byte_record(&mut record)
             .map_err(|e| unreadable(&info.path, e))?
@@ -566,12 +568,7 @@ impl CsvSource {
             }
             for (i, value) in record.iter().enumerate() {
                 if value.is_empty() {
-                    *self
-                        .changes
-                        .entry(table.columns[i].name.clone())
-                        .or_default()
-                        .entry(EMPTY_AS_NULL.to_string())
-                        .or_default() += 1;
+                    empty[i] += 1;
                 }
                 append(&mut batcher, i, &types[i], value, encoding).map_err(|expected| {
                     let (text, _) = encoding.decode_without_bom_handling(value);
@@ -586,6 +583,7 @@ impl CsvSource {
             }
             batcher.row_done()?;
         }
+        crate::source::add_changes(&mut self.changes, table, &empty, EMPTY_AS_NULL);
         batcher.close()
     }
 

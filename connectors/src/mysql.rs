@@ -633,6 +633,8 @@ impl MySqlSource {
         let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
         // The text protocol streams rows as the server sends them: memory stays
         // bounded by one batch whatever the table's size.
+        // Values changed on the way in, per column position.
+        let mut changed = vec![0u64; types.len()];
         let result = self.conn.query_iter(query).map_err(my_err(&ctx))?;
         for row in result {
             let row = row.map_err(my_err(&ctx))?;
@@ -652,7 +654,7 @@ impl MySqlSource {
                     }
                 };
                 let nullable = t.columns[i].nullable;
-                let changed = append_text(&mut batcher.builders[i], dt, v, nullable).map_err(
+                let zero = append_text(&mut batcher.builders[i], dt, v, nullable).map_err(
                     |(value, expected)| ConnectorError::Value {
                         table: t.name.clone(),
                         column: t.columns[i].name.clone(),
@@ -661,17 +663,13 @@ impl MySqlSource {
                         expected,
                     },
                 )?;
-                if let Some(what) = changed {
-                    *self
-                        .changes
-                        .entry(t.columns[i].name.clone())
-                        .or_default()
-                        .entry(what.to_string())
-                        .or_default() += 1;
+                if zero {
+                    changed[i] += 1;
                 }
             }
             batcher.row_done()?;
         }
+        crate::source::add_changes(&mut self.changes, t, &changed, ZERO_DATE_AS_NULL);
         batcher.close()
     }
 }
@@ -684,14 +682,14 @@ fn is_zero_date(s: &str) -> bool {
 /// A MySQL zero date read as NULL: the one value this reader changes.
 pub const ZERO_DATE_AS_NULL: &str = "zero date 0000-00-00 read as NULL";
 
-/// Appends one text-protocol value; returns what was changed on the way in,
-/// if anything.
+/// Appends one text-protocol value; true when it changed on the way in (a
+/// zero date read as NULL).
 fn append_text(
     b: &mut Box<dyn ArrayBuilder>,
     dt: &DataType,
     v: Option<&[u8]>,
     nullable: bool,
-) -> std::result::Result<Option<&'static str>, (String, String)> {
+) -> std::result::Result<bool, (String, String)> {
     let shown = |v: &[u8]| format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)]));
     let text = |v: &[u8]| {
         std::str::from_utf8(v)
@@ -745,7 +743,7 @@ fn append_text(
                         .downcast_mut::<TimestampMicrosecondBuilder>()
                         .map(|x| x.append_null()),
                 };
-                return Ok(Some(ZERO_DATE_AS_NULL));
+                return Ok(true);
             }
             if zero {
                 return Err((
@@ -771,5 +769,5 @@ fn append_text(
         }
         _ => put!(StringBuilder, |s: &str| Some(s.to_string())),
     }
-    Ok(None)
+    Ok(false)
 }

@@ -60,15 +60,13 @@ pub fn redact_url(url: &str) -> String {
     // A password holding an unencoded `#`, `?` or `/` parses as a URL of
     // another shape (its tail a fragment, a query or a path): when the text
     // has a `user:secret@` the parser did not read as such, go by shape.
+    let parsed = url::Url::parse(url);
     if let Some(candidate) = userinfo_password(url) {
-        let parsed = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.password().map(str::to_string));
-        if parsed.as_deref() != Some(candidate) {
+        if parsed.as_ref().ok().and_then(|u| u.password()) != Some(candidate) {
             return redact_by_shape(url);
         }
     }
-    match url::Url::parse(url) {
+    match parsed {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
                 // set_password only fails for cannot-be-a-base URLs, which carry no password.

@@ -543,6 +543,69 @@ pub fn from_database(
         .collect()
 }
 
+/// The tables a target database already holds (`target.schema = @target`),
+/// as a target schema: SQLite, PostgreSQL (inside `target.namespace`, else
+/// `public`) and MySQL/MariaDB; enum, set and domain types come as their
+/// base types, Sensei's own ledger is left out.
+pub fn from_target(
+    url: &str,
+    options: &sensei_connectors::files::SourceOptions,
+    namespace: &str,
+) -> Result<Vec<TargetTable>> {
+    let shown = sensei_runtime::secret::redact_url(url);
+    let empty = || {
+        AgentError::Malformed {
+        what: "target.schema = @target".into(),
+        message: format!(
+            "the target {shown} holds no tables to map onto; create them first (the new application's migrations) or give a DDL file"
+        ),
+    }
+    };
+    let mut db = match sensei_connectors::url::parse(url, "target")? {
+        sensei_connectors::url::Location::Sqlite(path) if !path.exists() => return Err(empty()),
+        sensei_connectors::url::Location::Sqlite(_) | sensei_connectors::url::Location::Postgres(_) | sensei_connectors::url::Location::MySql(_) => {
+            sensei_connectors::source::Source::open_with(url, None, options)?
+        }
+        sensei_connectors::url::Location::Csv(_) | sensei_connectors::url::Location::Parquet(_) => {
+            return Err(sensei_connectors::ConnectorError::Unsupported {
+                role: "target",
+                url: shown,
+                hint: "@target reads the tables of a database target: sqlite://, postgresql://, mysql://".into(),
+            }
+            .into())
+        }
+    };
+    let prefix = if namespace.is_empty() || namespace == "public" {
+        None
+    } else {
+        Some(format!("{namespace}."))
+    };
+    let tables: Vec<_> = db
+        .tables()?
+        .into_iter()
+        .filter(|t| t.name.rsplit('.').next() != Some(sensei_connectors::batch::LEDGER_TABLE))
+        .filter(|t| match &prefix {
+            // PostgreSQL names tables outside `public` as schema.table.
+            Some(p) => t.name.starts_with(p.as_str()),
+            None => !t.name.contains('.'),
+        })
+        .collect();
+    if tables.is_empty() {
+        return Err(empty());
+    }
+    let catalog = db.catalog(&tables)?;
+    let mut schema = from_database(&tables, &catalog);
+    if let Some(p) = &prefix {
+        for t in &mut schema {
+            t.name = t.name.trim_start_matches(p.as_str()).to_string();
+            for fk in &mut t.foreign_keys {
+                fk.1 = fk.1.trim_start_matches(p.as_str()).to_string();
+            }
+        }
+    }
+    Ok(schema)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

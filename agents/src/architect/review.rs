@@ -111,6 +111,38 @@ impl ReviewFile {
         Self::parse(&text, &file)
     }
 
+    /// Applies the file's decisions as [`apply`] does, except on entries
+    /// another reviewer decided (with `sensei review`): a person's decision
+    /// is theirs, a file applied on every run does not overwrite it.
+    pub fn apply_to(
+        &self,
+        spec: &mut MappingSpec,
+        at: &str,
+        origin: &str,
+    ) -> Result<usize, ReviewError> {
+        let decided_by_others = |entry: &str| {
+            entry.rsplit_once('.').is_some_and(|(table, column)| {
+                spec.tables
+                    .iter()
+                    .filter(|t| t.target == table)
+                    .flat_map(|t| &t.columns)
+                    .any(|c| {
+                        c.target == column
+                            && c.reviewed_by
+                                .as_deref()
+                                .is_some_and(|w| w != self.reviewed_by)
+                    })
+            })
+        };
+        let decisions: Vec<Decision> = self
+            .decisions
+            .iter()
+            .filter(|d| !decided_by_others(&d.entry))
+            .cloned()
+            .collect();
+        apply(spec, &decisions, &self.reviewed_by, at, origin)
+    }
+
     /// Parses the text of a review file named `file` (for messages).
     pub fn parse(text: &str, file: &str) -> Result<ReviewFile, ReviewError> {
         let bad = |message: String| ReviewError::File {
@@ -329,6 +361,25 @@ expression = "upper(src_city)"
         .unwrap();
         assert_eq!(n, 0, "applied again, nothing changes");
         assert_eq!(s, again);
+    }
+
+    #[test]
+    fn a_file_never_overwrites_another_reviewers_decision() {
+        let file = ReviewFile::parse(
+            "reviewed_by = \"file\"\n[[entry]]\ncolumn = \"customer.phone\"\ndecision = \"approve\"",
+            "r.toml",
+        )
+        .unwrap();
+        let mut s = spec();
+        let reject = [Decision {
+            entry: "customer.phone".into(),
+            action: Action::Reject,
+            why: None,
+        }];
+        apply(&mut s, &reject, "carol", "T", "sensei review").unwrap();
+        assert_eq!(file.apply_to(&mut s, "T2", "r.toml").unwrap(), 0);
+        assert_eq!(s.tables[0].columns[1].status, "rejected");
+        assert_eq!(s.tables[0].columns[1].reviewed_by.as_deref(), Some("carol"));
     }
 
     #[test]
