@@ -1,10 +1,11 @@
-"""Runs every Valentine matcher on the Valentine-layout pairs of a folder and
-prints, per matcher, the averages of precision, recall, F1 (of the one-to-one
-matches a matcher proposes, as valentine's metrics do) and recall at
-ground-truth size: over the matcher's raw ranking, and over its one-to-one
-choices first (greedy from its ranking), the ranking Sensei's figure uses."""
+"""Runs every Valentine matcher on the corpus pairs that Valentine can take
+(one source CSV and one target CSV, rows on both sides) and prints, per split
+and matcher, the means of precision, recall, F1 (of the one-to-one matches a
+matcher proposes, as valentine's metrics do) and recall at ground-truth size:
+over the matcher's raw ranking, and over its one-to-one choices first (greedy
+from its ranking), the ranking Sensei's figure uses."""
+import csv
 import glob
-import json
 import os
 import sys
 import time
@@ -15,7 +16,7 @@ from valentine.algorithms import Coma, Cupid, DistributionBased, JaccardDistance
 
 
 def matchers():
-    out = [
+    return [
         ("Cupid", lambda: Cupid()),
         ("DistributionBased", lambda: DistributionBased()),
         ("JaccardDistance", lambda: JaccardDistanceMatcher()),
@@ -23,15 +24,13 @@ def matchers():
         ("Coma (schema)", lambda: Coma(use_instances=False)),
         ("Coma (instances)", lambda: Coma(use_instances=True)),
     ]
-    return out
 
 
 def metrics(matches, truth):
     # matches: {ColumnPair(source_table, source_column, target_table, target_column): score}
     # (valentine 1.x); sorted best first here, ties by name for a stable order.
     ranked = sorted(matches.items(), key=lambda kv: (-kv[1], kv[0].source_column, kv[0].target_column))
-    pairs = [(p.source_column, p.target_column) for p, _ in ranked]
-    # One-to-one: greedily keep the best match per column on either side.
+    pairs = [(p.source_column.lower(), p.target_column.lower()) for p, _ in ranked]
     used_s, used_t, one = set(), set(), []
     for s, t in pairs:
         if s not in used_s and t not in used_t:
@@ -42,40 +41,60 @@ def metrics(matches, truth):
     p = hits / len(one) if one else 0.0
     r = hits / len(truth) if truth else 0.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
-    top = set(pairs[: len(truth)])
-    rgt = len(top & truth) / len(truth) if truth else 0.0
-    # The same ranking Sensei's figure uses: one-to-one choices first.
+    rgt = len(set(pairs[: len(truth)]) & truth) / len(truth) if truth else 0.0
     rest = [x for x in pairs if x not in set(one)]
-    top11 = set((one + rest)[: len(truth)])
-    rgt11 = len(top11 & truth) / len(truth) if truth else 0.0
+    rgt11 = len(set((one + rest)[: len(truth)]) & truth) / len(truth) if truth else 0.0
     return p, r, f1, rgt, rgt11
 
 
+def pairs(root):
+    with open(os.path.join(root, "splits.csv")) as f:
+        for row in csv.DictReader(f):
+            d = os.path.join(root, row["pair"])
+            src = glob.glob(os.path.join(d, "source", "*.csv"))
+            tgt = glob.glob(os.path.join(d, "target", "*.csv")) or glob.glob(
+                os.path.join(os.path.dirname(d), "target", "*.csv")
+            )
+            if len(src) == 1 and len(tgt) == 1:
+                yield row["pair"], row["split"], src[0], tgt[0], d
+
+
 def main():
-    folder = sys.argv[1]
-    pairs = sorted(os.path.basename(p)[: -len("_mapping.json")] for p in glob.glob(os.path.join(folder, "*_mapping.json")))
-    print(f"{'matcher':<20} {'precision':>9} {'recall':>6} {'f1':>6} {'recall@gt':>9} {'r@gt 1:1':>9} {'seconds':>8}")
-    for name, make in matchers():
-        sums = [0.0, 0.0, 0.0, 0.0, 0.0]
-        start = time.monotonic()
-        failed = None
-        for pair in pairs:
-            src = pd.read_csv(os.path.join(folder, f"{pair}_source.csv"), dtype=str, keep_default_na=False)
-            tgt = pd.read_csv(os.path.join(folder, f"{pair}_target.csv"), dtype=str, keep_default_na=False)
-            with open(os.path.join(folder, f"{pair}_mapping.json")) as f:
-                truth = {(m["source_column"], m["target_column"]) for m in json.load(f)["matches"]}
-            try:
-                matches = valentine_match([src, tgt], make(), df_names=["source", "target"])
-            except Exception as e:  # a matcher that cannot run here is reported, not hidden
-                failed = f"{type(e).__name__}: {e}"
-                break
-            for i, v in enumerate(metrics(dict(matches), truth)):
-                sums[i] += v
-        n = len(pairs)
-        if failed:
-            print(f"{name:<20} failed: {failed[:100]}")
-            continue
-        print(f"{name:<20} {sums[0]/n:>9.3f} {sums[1]/n:>6.3f} {sums[2]/n:>6.3f} {sums[3]/n:>9.3f} {sums[4]/n:>9.3f} {time.monotonic()-start:>8.1f}")
+    root = sys.argv[1]
+    only = sys.argv[2:]  # matcher names to run (all when empty)
+    todo = list(pairs(root))
+    frames = {}
+
+    def frame(path):
+        if path not in frames:
+            frames[path] = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return frames[path]
+
+    for split in ["fit", "blind"]:
+        part = [p for p in todo if p[1] == split]
+        print(f"\n{split} part: {len(part)} pairs with one source and one target CSV")
+        print(f"{'matcher':<20} {'precision':>9} {'recall':>6} {'f1':>6} {'recall@gt':>9} {'r@gt 1:1':>9} {'seconds':>8}")
+        for name, make in matchers():
+            if only and name not in only:
+                continue
+            sums = [0.0] * 5
+            start = time.monotonic()
+            failed = None
+            for pair, _, src, tgt, d in part:
+                with open(os.path.join(d, "truth.csv")) as f:
+                    truth = {(r["source_column"].lower(), r["target_column"].lower()) for r in csv.DictReader(f)}
+                try:
+                    matches = valentine_match([frame(src), frame(tgt)], make(), df_names=["source", "target"])
+                except Exception as e:  # a matcher that cannot run here is reported, not hidden
+                    failed = f"{type(e).__name__}: {e}"
+                    break
+                for i, v in enumerate(metrics(dict(matches), truth)):
+                    sums[i] += v
+            n = max(len(part), 1)
+            if failed:
+                print(f"{name:<20} failed: {failed[:100]}")
+                continue
+            print(f"{name:<20} {sums[0]/n:>9.3f} {sums[1]/n:>6.3f} {sums[2]/n:>6.3f} {sums[3]/n:>9.3f} {sums[4]/n:>9.3f} {time.monotonic()-start:>8.1f}", flush=True)
 
 
 if __name__ == "__main__":

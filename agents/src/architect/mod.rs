@@ -11,6 +11,7 @@
 
 pub mod ddl;
 pub mod eval;
+pub mod fit;
 pub mod lineage;
 pub mod matcher;
 pub mod review;
@@ -121,6 +122,14 @@ pub fn expression_in(s: &ColumnFacts, t: &TargetColumn, prefix: &str) -> String 
         return col;
     }
     let text = s.arrow_type == "Utf8";
+    if text && t.arrow_type == "Boolean" && matcher::boolean_like(&s.values) {
+        // Y/N, T/F, yes/no, 1/0 flags; anything else becomes NULL, which
+        // the checks of a NOT NULL target catch.
+        return format!(
+            "CASE WHEN upper(trim({col})) IN ('Y', 'YES', 'T', 'TRUE', '1') THEN true \
+             WHEN upper(trim({col})) IN ('N', 'NO', 'F', 'FALSE', '0') THEN false END"
+        );
+    }
     match (&s.date_format, t.arrow_type.as_str()) {
         (Some(fmt), "Date32") if text => format!("to_date({col}, '{fmt}')"),
         _ => format!("arrow_cast({col}, '{}')", t.arrow_type),
@@ -187,6 +196,7 @@ struct PairPlan {
     source: usize,
     score: f64,
     columns: Vec<Option<(usize, matcher::Score)>>,
+    scores: Vec<Vec<matcher::Score>>,
 }
 
 /// Every (target column, source column) score of a table pair.
@@ -208,17 +218,23 @@ pub fn score_matrix(
             ..Default::default()
         })
         .collect();
+    let s_tokens: Vec<Vec<String>> = s_cols
+        .iter()
+        .map(|sc| column_tokens(d, s_name, &sc.name))
+        .collect();
     let mut scores: Vec<Vec<matcher::Score>> = Vec::new();
     for tc in &t_facts {
         let tt = column_tokens(d, &t.name, &tc.name);
         scores.push(
             s_cols
                 .iter()
-                .map(|sc| {
-                    matcher::score(&column_tokens(d, s_name, &sc.name), &tt, sc, tc, &WEIGHTS)
-                })
+                .zip(&s_tokens)
+                .map(|(sc, st)| matcher::score(st, &tt, sc, tc, &WEIGHTS))
                 .collect(),
         );
+    }
+    for row in &mut scores {
+        matcher::calibrate(row, &matcher::CALIBRATION);
     }
     scores
 }
@@ -231,7 +247,16 @@ pub fn match_pair(
     s_cols: &[ColumnFacts],
     t: &TargetTable,
 ) -> (f64, Vec<Option<(usize, matcher::Score)>>) {
-    let scores = score_matrix(d, s_name, s_cols, t);
+    choose(d, s_name, t, &score_matrix(d, s_name, s_cols, t))
+}
+
+/// [`match_pair`] over an already computed [`score_matrix`].
+pub fn choose(
+    d: &Dictionary,
+    s_name: &str,
+    t: &TargetTable,
+    scores: &[Vec<matcher::Score>],
+) -> (f64, Vec<Option<(usize, matcher::Score)>>) {
     let matrix: Vec<Vec<f64>> = scores
         .iter()
         .map(|row| row.iter().map(|s| s.confidence).collect())
@@ -257,71 +282,84 @@ pub fn match_pair(
 /// at the default threshold).
 pub const DERIVED_CONFIDENCE: f64 = 0.85;
 
-/// A target column no single source column serves, derived from several:
-/// a full name joined from first and last names, or a first or last name
-/// split from a full name. Returns the expression, the source columns read
-/// and the reason.
-fn derived(
+/// A derivation: the expression, the source columns read and the reason.
+type Derivation = (String, Vec<String>, String);
+
+/// Per target column of `t`, the derivation from several source columns
+/// when no single one serves it: a full name joined from first and last
+/// names, or a first or last name split from a full name. The source
+/// columns are tokenised once for the whole table.
+fn derivations(
     d: &Dictionary,
     s_name: &str,
     s_cols: &[ColumnFacts],
     t: &TargetTable,
-    tc: &TargetColumn,
     prefix: &str,
-) -> Option<(String, Vec<String>, String)> {
-    if tc.arrow_type != "Utf8" {
-        return None;
-    }
-    let toks = column_tokens(d, &t.name, &tc.name);
-    let has = |c: &ColumnFacts, w: &str| column_tokens(d, s_name, &c.name).iter().any(|x| x == w);
-    let text = |c: &&ColumnFacts| c.arrow_type == "Utf8";
-    let first = s_cols
+) -> Vec<Option<Derivation>> {
+    let s_tokens: Vec<Vec<String>> = s_cols
         .iter()
+        .map(|c| column_tokens(d, s_name, &c.name))
+        .collect();
+    let text = |j: &usize| s_cols[*j].arrow_type == "Utf8";
+    let has = |j: usize, w: &str| s_tokens[j].iter().any(|x| x == w);
+    let first = (0..s_cols.len())
         .filter(text)
-        .find(|c| has(c, "first") && has(c, "name"));
-    let last = s_cols
-        .iter()
+        .find(|&j| has(j, "first") && has(j, "name"));
+    let last = (0..s_cols.len())
         .filter(text)
-        .find(|c| has(c, "last") && has(c, "name"));
-    let full = s_cols.iter().filter(text).find(|c| {
-        let ct = column_tokens(d, s_name, &c.name);
-        ct.iter().any(|x| x == "name")
-            && !ct.iter().any(|x| x == "first" || x == "last")
-            && (ct.iter().any(|x| x == "full") || c.pii.iter().any(|k| k == "person_name"))
+        .find(|&j| has(j, "last") && has(j, "name"));
+    let full = (0..s_cols.len()).filter(text).find(|&j| {
+        has(j, "name")
+            && !has(j, "first")
+            && !has(j, "last")
+            && (has(j, "full") || s_cols[j].pii.iter().any(|k| k == "person_name"))
     });
-    let is_name = toks.iter().any(|x| x == "name");
-    if is_name && toks.iter().any(|x| x == "full") {
-        if let (Some(f), Some(l)) = (first, last) {
-            return Some((
-                format!(
-                    "concat_ws(' ', {prefix}{}, {prefix}{})",
-                    quote(&f.name),
-                    quote(&l.name)
-                ),
-                vec![f.name.clone(), l.name.clone()],
-                format!("derived: {} and {} joined with a space", f.name, l.name),
-            ));
-        }
-    }
-    let full = full?;
-    let col = format!("{prefix}{}", quote(&full.name));
-    if is_name && toks.iter().any(|x| x == "first") && first.is_none() {
-        return Some((
-            format!("split_part({col}, ' ', 1)"),
-            vec![full.name.clone()],
-            format!("derived: the first word of {}", full.name),
-        ));
-    }
-    if is_name && toks.iter().any(|x| x == "last") && last.is_none() {
-        return Some((
-            // Trimming the first word's characters from the left stops at the
-            // first space (the word holds none); then the space; "" is NULL.
-            format!("NULLIF(ltrim(ltrim({col}, split_part({col}, ' ', 1))), '')"),
-            vec![full.name.clone()],
-            format!("derived: {} after its first space", full.name),
-        ));
-    }
-    None
+    t.columns
+        .iter()
+        .map(|tc| {
+            if tc.arrow_type != "Utf8" {
+                return None;
+            }
+            let toks = column_tokens(d, &t.name, &tc.name);
+            let is = |w: &str| toks.iter().any(|x| x == w);
+            if !is("name") {
+                return None;
+            }
+            if is("full") {
+                if let (Some(f), Some(l)) = (first, last) {
+                    let (f, l) = (&s_cols[f], &s_cols[l]);
+                    return Some((
+                        format!(
+                            "concat_ws(' ', {prefix}{}, {prefix}{})",
+                            quote(&f.name),
+                            quote(&l.name)
+                        ),
+                        vec![f.name.clone(), l.name.clone()],
+                        format!("derived: {} and {} joined with a space", f.name, l.name),
+                    ));
+                }
+            }
+            let full = &s_cols[full?];
+            let col = format!("{prefix}{}", quote(&full.name));
+            if is("first") && first.is_none() {
+                return Some((
+                    format!("split_part({col}, ' ', 1)"),
+                    vec![full.name.clone()],
+                    format!("derived: the first word of {}", full.name),
+                ));
+            }
+            if is("last") && last.is_none() {
+                return Some((
+                    // Trimming the first word's characters from the left stops at the
+                    // first space (the word holds none); then the space; "" is NULL.
+                    format!("NULLIF(ltrim(ltrim({col}, split_part({col}, ' ', 1))), '')"),
+                    vec![full.name.clone()],
+                    format!("derived: {} after its first space", full.name),
+                ));
+            }
+            None
+        })
+        .collect()
 }
 
 /// Entries (`table.column`) that would write NULL into a target column
@@ -421,11 +459,13 @@ pub fn plan(
     for t in targets {
         let mut best: Option<PairPlan> = None;
         for (si, s) in manifest.tables.iter().enumerate() {
-            let (mut score, columns) = match_pair(dictionary, &s.name, &facts[si], t);
+            let scores = score_matrix(dictionary, &s.name, &facts[si], t);
+            let (mut score, columns) = choose(dictionary, &s.name, t, &scores);
             // Columns this source can derive count towards its coverage too.
-            for (ti, tc) in t.columns.iter().enumerate() {
+            let derivable = derivations(dictionary, &s.name, &facts[si], t, "");
+            for ti in 0..t.columns.len() {
                 let weak = columns[ti].as_ref().is_none_or(|(_, sc)| sc.name < 0.99);
-                if weak && derived(dictionary, &s.name, &facts[si], t, tc, "").is_some() {
+                if weak && derivable[ti].is_some() {
                     let had = columns[ti].as_ref().map_or(0.0, |(_, sc)| sc.confidence);
                     score += 0.7 * (DERIVED_CONFIDENCE - had).max(0.0) / t.columns.len() as f64;
                 }
@@ -435,20 +475,30 @@ pub fn plan(
                     source: si,
                     score,
                     columns,
+                    scores,
                 });
             }
         }
-        let best = best.filter(|b| b.score >= 0.2);
+        // A source table serves a target table when the names and columns
+        // agree (score), or when its columns explain at least two of the
+        // target's however the tables are called (an item master for
+        // `product`): the sum of the chosen columns' probabilities.
+        let best = best.filter(|b| {
+            let explained: f64 = b.columns.iter().flatten().map(|(_, s)| s.confidence).sum();
+            b.score >= 0.2 || explained >= 2.0
+        });
         let source = best.as_ref().map(|b| &manifest.tables[b.source]);
         let si = best.as_ref().map(|b| b.source).unwrap_or(0);
+        let derivable = match source {
+            Some(s) => derivations(dictionary, &s.name, &facts[si], t, ""),
+            None => vec![None; t.columns.len()],
+        };
         let mut chosen_all: Vec<Option<(usize, matcher::Score)>> = Vec::new();
-        for (ti, tc) in t.columns.iter().enumerate() {
+        for ti in 0..t.columns.len() {
             let mut chosen = best.as_ref().and_then(|b| b.columns[ti].clone());
             // A derivation (a full name from first and last) beats a partial name match.
-            if let (Some(s), Some((_, score))) = (source, &chosen) {
-                if score.name < 0.99
-                    && derived(dictionary, &s.name, &facts[si], t, tc, "").is_some()
-                {
+            if let Some((_, score)) = &chosen {
+                if score.name < 0.99 && derivable[ti].is_some() {
                     chosen = None;
                 }
             }
@@ -476,10 +526,7 @@ pub fn plan(
                 }
                 let open: Vec<usize> = (0..t.columns.len())
                     .filter(|&ti| {
-                        chosen_all[ti].is_none()
-                            && joined[ti].is_none()
-                            && derived(dictionary, &s.name, &facts[si], t, &t.columns[ti], "")
-                                .is_none()
+                        chosen_all[ti].is_none() && joined[ti].is_none() && derivable[ti].is_none()
                     })
                     .collect();
                 if open.is_empty() {
@@ -513,6 +560,10 @@ pub fn plan(
             }
         }
         let prefix = if joins.is_empty() { "" } else { "source." };
+        let derived_here = match source {
+            Some(s) if !joins.is_empty() => derivations(dictionary, &s.name, &facts[si], t, prefix),
+            _ => derivable.clone(),
+        };
         let mut columns = Vec::new();
         for (ti, tc) in t.columns.iter().enumerate() {
             let chosen = chosen_all[ti].clone();
@@ -568,9 +619,8 @@ pub fn plan(
                     apply_policy(policy, sf, tc, &mut c);
                     c
                 }
-                (None, Some(s)) if derived(dictionary, &s.name, &facts[si], t, tc, prefix).is_some() => {
-                    let (expression, used, reason) =
-                        derived(dictionary, &s.name, &facts[si], t, tc, prefix).unwrap_or_default();
+                (None, Some(s)) if derived_here[ti].is_some() => {
+                    let (expression, used, reason) = derived_here[ti].clone().unwrap_or_default();
                     ColumnMapping {
                         target: tc.name.clone(),
                         expression,
@@ -617,9 +667,8 @@ pub fn plan(
                 }
             });
         }
-        if let Some(s) = source {
-            let scores = score_matrix(dictionary, &s.name, &facts[si], t);
-            for ((c, tc), row) in columns.iter_mut().zip(&t.columns).zip(&scores) {
+        if let (Some(s), Some(b)) = (source, &best) {
+            for ((c, tc), row) in columns.iter_mut().zip(&t.columns).zip(&b.scores) {
                 c.alternatives = alternatives(row, &facts[si], &s.name, tc, prefix, &c.sources);
             }
         }

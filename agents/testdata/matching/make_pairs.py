@@ -1,6 +1,7 @@
-"""Writes the schema-matching pairs in the Valentine layout:
-<pair>_source.csv, <pair>_target.csv (header and sample rows) and
-<pair>_mapping.json ({"matches": [...]}). Deterministic (seeded).
+"""Writes the repository's own schema-matching pairs (group `sensei`) in the
+corpus layout (README.md): sensei/<pair>/source/<table>.csv,
+sensei/<pair>/target/<table>.csv (header and sample rows) and
+sensei/<pair>/truth.csv. Deterministic (seeded).
 
 Each pair is a legacy table and its modern counterpart: the columns a
 person would map, with realistic names on both sides and values drawn from
@@ -10,7 +11,6 @@ that have no source).
     python3 make_pairs.py   # rewrites the files next to this script
 """
 import csv
-import json
 import os
 import random
 
@@ -129,23 +129,26 @@ def main():
         t_order = list(range(len(cols)))
         R.shuffle(t_order)
         t_cols = [cols[k][1] for k in t_order] + [e[0] for e in extra]
-        with open(os.path.join(here, f"{pair}_source.csv"), "w", newline="") as f:
+        out = os.path.join(here, "sensei", pair)
+        os.makedirs(os.path.join(out, "source"), exist_ok=True)
+        os.makedirs(os.path.join(out, "target"), exist_ok=True)
+        with open(os.path.join(out, "source", f"{stable}.csv"), "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(s_cols)
             for r in rows:
                 w.writerow([r[c[2] + f"#{k}"] for k, c in enumerate(cols)])
         # The target holds other rows drawn from the same distributions.
         trows = [{c[2] + f"#{k}": GEN[c[2]](i + 500) for k, c in enumerate(cols)} for i in range(25)]
-        with open(os.path.join(here, f"{pair}_target.csv"), "w", newline="") as f:
+        with open(os.path.join(out, "target", f"{ttable}.csv"), "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(t_cols)
             for r in trows:
                 w.writerow([r[cols[k][2] + f"#{k}"] for k in t_order] + [GEN[e[1]](0) for e in extra])
-        matches = [{"source_table": stable, "source_column": s, "target_table": ttable, "target_column": t}
-                   for s, t, _ in cols]
-        with open(os.path.join(here, f"{pair}_mapping.json"), "w") as f:
-            json.dump({"matches": matches}, f, indent=2)
-            f.write("\n")
+        with open(os.path.join(out, "truth.csv"), "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["source_table", "source_column", "target_table", "target_column"])
+            for s, t, _ in sorted(cols):
+                w.writerow([stable, s, ttable, t])
 
 
 if __name__ == "__main__":

@@ -97,12 +97,21 @@ enum Command {
         #[arg(long)]
         mistakes: bool,
     },
-    /// Measure schema matching on pairs in the Valentine layout
-    /// (<pair>_source.csv, <pair>_target.csv, <pair>_mapping.json).
+    /// Measure schema matching on a labelled corpus (folders of pairs and
+    /// splits.csv, as agents/testdata/matching/README.md describes), the
+    /// fitting part and the blind part reported apart.
     MatchEval {
-        /// Folder of pairs; defaults to the set kept in the repository.
+        /// Corpus folder; defaults to the corpus kept in the repository.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Also list the wrong entries of the fitting part (never the
+        /// blind part's: it stays unseen).
+        #[arg(long)]
+        mistakes: bool,
+        /// Fit the matcher's weights and calibration on the fitting part
+        /// and print them (the constants of architect/matcher.rs) instead.
+        #[arg(long)]
+        fit: bool,
     },
     /// Compare the same tables in two databases row by row, paired by
     /// primary key, fully (exit 0 equal, 2 different, 1 error).
@@ -350,16 +359,40 @@ fn main() {
             code => code,
         },
         Command::PiiEval { file, mistakes } => pii_eval(file, mistakes),
-        Command::MatchEval { dir } => {
+        Command::MatchEval { dir, mistakes, fit } => {
             let dir = dir.unwrap_or_else(|| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agents/testdata/matching")
             });
-            match sensei_agents::architect::eval::evaluate_dir(
+            use sensei_agents::architect::eval;
+            if fit {
+                match_fit(&dir)
+            } else {
+            match eval::evaluate(
                 &dir,
                 &sensei_agents::architect::matcher::Dictionary::default(),
             ) {
                 Ok(scores) => {
-                    print!("{}", sensei_agents::architect::eval::render(&scores));
+                    print!("{}", eval::render(&scores));
+                    if mistakes {
+                        println!("\nwrong entries of the fitting part");
+                        for s in scores.iter().filter(|s| s.split == eval::Split::Fit) {
+                            // Wrong where it matters: a column with a true
+                            // source, or a proposal of some weight.
+                            let shown = |e: &&eval::Judged| {
+                                !e.right && (!e.truth.is_empty() || e.confidence >= 0.5)
+                            };
+                            for e in s.entries.iter().filter(shown) {
+                                println!(
+                                    "{:<36} {:<40} got [{}] {:.2}, truth [{}]",
+                                    s.pair,
+                                    e.target,
+                                    e.proposed.join(", "),
+                                    e.confidence,
+                                    e.truth.join(", ")
+                                );
+                            }
+                        }
+                    }
                     0
                 }
                 Err(e) => {
@@ -367,9 +400,40 @@ fn main() {
                     1
                 }
             }
+            }
         }
     };
     std::process::exit(code);
+}
+
+/// `sensei match-eval --fit`: the fitted constants, to paste into
+/// agents/src/architect/matcher.rs.
+fn match_fit(dir: &std::path::Path) -> i32 {
+    match sensei_agents::architect::fit::fit(
+        dir,
+        &sensei_agents::architect::matcher::Dictionary::default(),
+    ) {
+        Ok(f) => {
+            println!(
+                "weights fitted on {} target columns ({} candidates), calibration on {} chosen candidates",
+                f.columns, f.candidates, f.chosen
+            );
+            println!(
+                "pub const WEIGHTS: Weights = Weights({:?});",
+                f.weights.0.map(|w| (w * 1000.0).round() / 1000.0)
+            );
+            let c = f.calibration;
+            println!(
+                "pub const CALIBRATION: Calibration = Calibration {{ scale: {:.3}, margin: {:.3}, bias: {:.3} }};",
+                c.scale, c.margin, c.bias
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 fn pii_eval(files: Vec<PathBuf>, mistakes: bool) -> i32 {

@@ -1,0 +1,261 @@
+//! Fitting the matcher on the corpus's fitting part (`sensei match-eval
+//! --fit`): the weights of its signals by logistic regression over every
+//! candidate (source column, target column) of the labelled table pairs,
+//! then the calibration that turns the best candidate's logit and its
+//! margin over the runner-up into the probability that it is right. The
+//! blind part is never read here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::architect::eval::{self, Split};
+use crate::architect::matcher::{self, Calibration, Dictionary, Weights};
+use crate::error::Result;
+
+/// Weighted logistic regression by Newton's method with an L2 penalty
+/// `l2` on every coefficient but the first (the intercept, whose column
+/// must be all ones). Returns the coefficients.
+pub fn logistic(x: &[Vec<f64>], y: &[bool], weight: &[f64], l2: f64) -> Vec<f64> {
+    let k = x.first().map_or(0, Vec::len);
+    let mut beta = vec![0.0; k];
+    for _ in 0..100 {
+        let mut grad = vec![0.0; k];
+        let mut hess = vec![vec![0.0; k]; k];
+        for ((xi, &yi), &wi) in x.iter().zip(y).zip(weight) {
+            let z: f64 = xi.iter().zip(&beta).map(|(a, b)| a * b).sum();
+            let p = matcher::sigmoid(z);
+            let r = wi * ((yi as u8 as f64) - p);
+            let h = wi * p * (1.0 - p);
+            for a in 0..k {
+                grad[a] += r * xi[a];
+                for b in 0..k {
+                    hess[a][b] += h * xi[a] * xi[b];
+                }
+            }
+        }
+        for a in 1..k {
+            grad[a] -= l2 * beta[a];
+            hess[a][a] += l2;
+        }
+        let step = solve(hess, grad);
+        let size: f64 = step.iter().map(|s| s.abs()).sum();
+        for (b, s) in beta.iter_mut().zip(&step) {
+            *b += s;
+        }
+        if size < 1e-9 {
+            break;
+        }
+    }
+    beta
+}
+
+/// Solves `a · x = b` by Gaussian elimination with partial pivoting
+/// (a singular direction gets no step).
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n)
+            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
+            .unwrap_or(col);
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        if a[col][col].abs() < 1e-12 {
+            continue;
+        }
+        for row in col + 1..n {
+            let f = a[row][col] / a[col][col];
+            for c in col..n {
+                a[row][c] -= f * a[col][c];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        if a[row][row].abs() < 1e-12 {
+            continue;
+        }
+        let s: f64 = (row + 1..n).map(|c| a[row][c] * x[c]).sum();
+        x[row] = (b[row] - s) / a[row][row];
+    }
+    x
+}
+
+/// One labelled table pair: per target column, every candidate's signals
+/// and which candidates are true.
+struct Matrix {
+    features: Vec<Vec<[f64; 7]>>,
+    truth: Vec<Vec<bool>>,
+}
+
+fn matrices(root: &Path, d: &Dictionary) -> Result<Vec<Matrix>> {
+    let mut out = Vec::new();
+    let mut cache = eval::TargetCache::default();
+    for pair in eval::corpus(root)?
+        .into_iter()
+        .filter(|p| p.split == Split::Fit)
+    {
+        let (manifest, targets, truth) = eval::load(&pair, &mut cache)?;
+        // Target table -> source tables its truth names.
+        let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (t, ss) in &truth {
+            let table = t.split('.').next().unwrap_or_default().to_string();
+            for s in ss {
+                let st = s.split('.').next().unwrap_or_default().to_string();
+                let e = sources.entry(table.clone()).or_default();
+                if !e.contains(&st) {
+                    e.push(st);
+                }
+            }
+        }
+        for t in &targets {
+            let Some(names) = sources.get(&t.name.to_lowercase()) else {
+                continue;
+            };
+            for s in manifest
+                .tables
+                .iter()
+                .filter(|s| names.contains(&s.name.to_lowercase()))
+            {
+                let facts = super::source_facts(s);
+                let scores = super::score_matrix(d, &s.name, &facts, t);
+                let mut m = Matrix {
+                    features: Vec::new(),
+                    truth: Vec::new(),
+                };
+                for (ti, row) in scores.iter().enumerate() {
+                    let key = format!("{}.{}", t.name, t.columns[ti].name).to_lowercase();
+                    let true_sources = truth.get(&key).cloned().unwrap_or_default();
+                    m.features.push(row.iter().map(|sc| sc.features).collect());
+                    m.truth.push(
+                        facts
+                            .iter()
+                            .map(|f| {
+                                true_sources
+                                    .contains(&format!("{}.{}", s.name, f.name).to_lowercase())
+                            })
+                            .collect(),
+                    );
+                }
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What fitting found.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// Signal weights.
+    pub weights: Weights,
+    /// Calibration of the chosen candidates.
+    pub calibration: Calibration,
+    /// Target columns with a true source the weights were fitted on.
+    pub columns: usize,
+    /// Candidates of those columns.
+    pub candidates: usize,
+    /// Chosen candidates the calibration was fitted on.
+    pub chosen: usize,
+}
+
+/// Fits weights, then calibration, on the fitting part of the corpus at
+/// `root`. Weights: every candidate of every target column that has a true
+/// source, its true candidates weighing 1 in all and its false ones 1 in
+/// all (the question is which source column, not how many columns have
+/// one). Calibration: the candidates the one-to-one assignment chooses
+/// under those weights, as `sensei plan` chooses them, for every target
+/// column of the labelled table pairs (a chosen candidate for a column
+/// without a true source is wrong), each table pair weighing the same.
+pub fn fit(root: &Path, d: &Dictionary) -> Result<Fitted> {
+    let ms = matrices(root, d)?;
+    let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut columns, mut candidates) = (0, 0);
+    for m in &ms {
+        for (row, truth) in m.features.iter().zip(&m.truth) {
+            let pos = truth.iter().filter(|t| **t).count();
+            if pos == 0 || pos == truth.len() {
+                continue;
+            }
+            columns += 1;
+            candidates += truth.len();
+            let neg = truth.len() - pos;
+            for (f, &t) in row.iter().zip(truth) {
+                x.push(f.to_vec());
+                y.push(t);
+                w.push(if t { 1.0 / pos as f64 } else { 1.0 / neg as f64 });
+            }
+        }
+    }
+    let beta = logistic(&x, &y, &w, 0.1);
+    let mut weights = [0.0; 7];
+    weights.copy_from_slice(&beta);
+    // A signal the fitting part never shows (no pair has keys on both
+    // sides, say) keeps its weight: no evidence is not evidence of none.
+    for (k, weight) in weights.iter_mut().enumerate().skip(1) {
+        if x.iter().all(|f| f[k] == 0.0) {
+            *weight = matcher::WEIGHTS.0[k];
+        }
+    }
+    let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
+    for m in &ms {
+        let zs: Vec<Vec<f64>> = m
+            .features
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|f| f.iter().zip(&weights).map(|(a, b)| a * b).sum())
+                    .collect()
+            })
+            .collect();
+        let probs: Vec<Vec<f64>> = zs
+            .iter()
+            .map(|r| r.iter().map(|z| matcher::sigmoid(*z)).collect())
+            .collect();
+        let chosen = matcher::assign(&probs);
+        let picked = chosen.iter().filter(|c| c.is_some()).count().max(1) as f64;
+        for (ti, sj) in chosen.iter().enumerate() {
+            let Some(sj) = *sj else { continue };
+            let margin = matcher::margins(&zs[ti])[sj];
+            x.push(vec![1.0, zs[ti][sj], margin]);
+            y.push(m.truth[ti][sj]);
+            w.push(1.0 / picked);
+        }
+    }
+    let chosen = x.len();
+    let c = logistic(&x, &y, &w, 0.01);
+    Ok(Fitted {
+        weights: Weights(weights),
+        calibration: Calibration {
+            bias: c[0],
+            scale: c[1],
+            margin: c[2],
+        },
+        columns,
+        candidates,
+        chosen,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logistic_regression_recovers_a_known_model() {
+        // y = 1 exactly when 2x - 1 > 0 for a grid, with label noise near
+        // the boundary: the fitted slope is positive and the boundary near 0.5.
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..200 {
+            let v = i as f64 / 199.0;
+            x.push(vec![1.0, v]);
+            y.push(if (v - 0.5).abs() < 0.05 { i % 2 == 0 } else { v > 0.5 });
+        }
+        let w = vec![1.0; x.len()];
+        let b = logistic(&x, &y, &w, 0.0);
+        assert!(b[1] > 10.0, "{b:?}");
+        let boundary = -b[0] / b[1];
+        assert!((boundary - 0.5).abs() < 0.03, "{boundary}");
+    }
+}

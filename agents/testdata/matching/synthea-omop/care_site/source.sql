@@ -1,0 +1,155 @@
+CREATE TABLE conditions (
+"start"         date,
+stop          date,
+patient       varchar(1000),
+encounter     varchar(1000),
+system      varchar(1000),
+code          varchar(100),
+description   varchar(255)
+);
+CREATE TABLE devices (
+"start"         date,
+stop          date,
+patient       varchar(1000),
+encounter     varchar(1000),
+code          varchar(100),
+description   varchar(255),
+udi           varchar(255)
+);
+CREATE TABLE encounters (
+id            		varchar(1000),
+"start"         		date,
+stop							date,
+patient       		varchar(1000),
+organization   		varchar(1000),
+provider			varchar(1000),
+payer			varchar(1000),
+encounterclass		varchar(1000),
+code          		varchar(100),
+description   		varchar(255),
+base_encounter_cost numeric,
+total_claim_cost		numeric,
+payer_coverage		numeric,
+reasoncode   			varchar(100),
+reasondescription varchar(255)
+);
+CREATE TABLE medications (
+"start"         date,
+stop          date,
+patient       varchar(1000),
+payer		varchar(1000),
+encounter     varchar(1000),
+code          varchar(100),
+description   varchar(1000),
+base_cost	  numeric,
+payer_coverage		numeric,
+dispenses			int,
+totalcost			numeric,
+reasoncode   	varchar(100),
+reasondescription   varchar(255)
+);
+CREATE TABLE observations (
+"date"         date,
+patient       varchar(1000),
+encounter     varchar(1000),
+category      varchar(1000),
+code          varchar(100),
+description   varchar(255),
+value     		varchar(1000),
+units         varchar(100),
+"type"		  	varchar(100)
+);
+CREATE TABLE organizations (
+id			  varchar(1000),
+"name"	      varchar(1000),
+address       varchar(1000),
+city		  varchar(100),
+state     	  varchar(100),
+zip           varchar(100),
+lat		numeric,
+lon 		numeric,
+phone		  varchar(100),
+revenue		numeric,
+utilization	  varchar(100)
+);
+CREATE TABLE patients (
+id            varchar(1000),
+birthdate     date,
+deathdate     date,
+ssn           varchar(100),
+drivers       varchar(100),
+passport      varchar(100),
+prefix        varchar(100),
+first         varchar(100),
+middle         varchar(100),
+last          varchar(100),
+suffix        varchar(100),
+maiden        varchar(100),
+marital       varchar(100),
+race          varchar(100),
+ethnicity     varchar(100),
+gender        varchar(100),
+birthplace    varchar(100),
+address       varchar(100),
+city					varchar(100),
+state					varchar(100),
+county		varchar(100),
+fips varchar(100),
+zip						varchar(100),
+lat		numeric,
+lon		numeric,
+healthcare_expenses	numeric,
+healthcare_coverage	numeric,
+income int
+);
+CREATE TABLE payers (
+  id                       varchar(1000),
+  "name"                     varchar(1000),
+  ownership                varchar NULL,
+  address                  varchar(1000),
+  city                     varchar(1000),
+  state_headquartered      varchar(1000),
+  zip                      varchar(1000),
+  phone                    varchar(1000),
+  amount_covered           numeric,
+  amount_uncovered         numeric,
+  revenue                  numeric,
+  covered_encounters       numeric,
+  uncovered_encounters     numeric,
+  covered_medications      numeric,
+  uncovered_medications    numeric,
+  covered_procedures       numeric,
+  uncovered_procedures     numeric,
+  covered_immunizations    numeric,
+  uncovered_immunizations  numeric,
+  unique_customers         numeric,
+  qols_avg                 numeric,
+  member_months            numeric
+);
+CREATE TABLE procedures (
+"start"         date,
+stop          date,
+patient       varchar(1000),
+encounter     varchar(1000),
+system          varchar(100),
+code          varchar(100),
+description   varchar(255),
+base_cost		numeric,
+reasoncode	varchar(1000),
+reasondescription	varchar(1000)
+);
+CREATE TABLE providers (
+id varchar(1000),
+organization varchar(1000),
+"name" varchar(100),
+gender varchar(100),
+speciality varchar(100),
+address varchar(255),
+city varchar(100),
+state varchar(100),
+zip varchar(100),
+lat numeric,
+lon numeric,
+encounters int,
+"procedures" int
+);
