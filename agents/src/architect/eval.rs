@@ -161,7 +161,11 @@ pub struct PairScore {
 impl PairScore {
     /// Target columns with a true source, and how many got one.
     pub fn accuracy(&self) -> (usize, usize) {
-        let with: Vec<&Judged> = self.entries.iter().filter(|e| !e.truth.is_empty()).collect();
+        let with: Vec<&Judged> = self
+            .entries
+            .iter()
+            .filter(|e| !e.truth.is_empty())
+            .collect();
         (with.len(), with.iter().filter(|e| e.right).count())
     }
 
@@ -260,7 +264,10 @@ impl TargetCache {
         } else {
             let group = pair.parent().unwrap_or(pair).join("target");
             if !group.is_dir() {
-                return Err(malformed(pair.display(), "no target.sql, target/ or group target/"));
+                return Err(malformed(
+                    pair.display(),
+                    "no target.sql, target/ or group target/",
+                ));
             }
             (group, false)
         };
@@ -430,7 +437,12 @@ pub fn evaluate_pair(
         }
     }
     let recall_at_gt = if !ddl_target && manifest.tables.len() == 1 && targets.len() == 1 {
-        Some(recall_at_gt(dictionary, &manifest.tables[0], &targets[0], &truth))
+        Some(recall_at_gt(
+            dictionary,
+            &manifest.tables[0],
+            &targets[0],
+            &truth,
+        ))
     } else {
         None
     };
@@ -548,8 +560,7 @@ pub fn ece(all: &[(f64, bool)]) -> f64 {
     BANDS
         .iter()
         .map(|(lo, hi)| {
-            let inb: Vec<&(f64, bool)> =
-                all.iter().filter(|(c, _)| c >= lo && c < hi).collect();
+            let inb: Vec<&(f64, bool)> = all.iter().filter(|(c, _)| c >= lo && c < hi).collect();
             if inb.is_empty() {
                 return 0.0;
             }
@@ -630,8 +641,7 @@ pub fn render(scores: &[PairScore]) -> String {
         let all = proposals(&part);
         out.push_str("  confidence     count  mean conf  right\n");
         for (lo, hi) in BANDS {
-            let inb: Vec<&(f64, bool)> =
-                all.iter().filter(|(c, _)| *c >= lo && *c < hi).collect();
+            let inb: Vec<&(f64, bool)> = all.iter().filter(|(c, _)| *c >= lo && *c < hi).collect();
             if inb.is_empty() {
                 continue;
             }

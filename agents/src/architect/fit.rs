@@ -62,10 +62,11 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
         if a[col][col].abs() < 1e-12 {
             continue;
         }
+        let pivot_row = a[col].clone();
         for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for c in col..n {
-                a[row][c] -= f * a[col][c];
+            let f = a[row][col] / pivot_row[col];
+            for (x, p) in a[row].iter_mut().zip(&pivot_row).skip(col) {
+                *x -= f * p;
             }
             b[row] -= f * b[col];
         }
@@ -144,6 +145,72 @@ fn matrices(root: &Path, d: &Dictionary) -> Result<Vec<Matrix>> {
     Ok(out)
 }
 
+/// Calibration rows: for every target table of the fitting part, the
+/// source table `sensei plan` chooses for it with the matcher as built, and
+/// every candidate the one-to-one assignment picks there (below the
+/// proposal threshold too, so the rows do not depend on it), as (1, logit,
+/// margin, exact name, table names, name) and whether it is right; each pair
+/// weighs the same.
+#[allow(clippy::type_complexity)]
+fn proposals(root: &Path, d: &Dictionary) -> Result<(Vec<Vec<f64>>, Vec<bool>, Vec<f64>)> {
+    let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cache = eval::TargetCache::default();
+    for pair in eval::corpus(root)?
+        .into_iter()
+        .filter(|p| p.split == Split::Fit)
+    {
+        let (manifest, targets, truth) = eval::load(&pair, &mut cache)?;
+        let spec = super::plan(
+            "fit",
+            &manifest,
+            &targets,
+            d,
+            eval::AUTO_APPROVAL,
+            &super::PiiPolicy::default(),
+        )?;
+        let start = x.len();
+        for tm in &spec.tables {
+            let (Some(t), [st]) = (
+                targets.iter().find(|t| t.name == tm.target),
+                tm.sources.as_slice(),
+            ) else {
+                continue;
+            };
+            let Some(s) = manifest.tables.iter().find(|m| &m.name == st) else {
+                continue;
+            };
+            let facts = super::source_facts(s);
+            let m = super::score_matrix(d, &s.name, &facts, t);
+            let conf: Vec<Vec<f64>> = m
+                .iter()
+                .map(|r| r.iter().map(|c| c.confidence).collect())
+                .collect();
+            for (ti, sj) in matcher::assign(&conf).into_iter().enumerate() {
+                let Some(sj) = sj else { continue };
+                let score = &m[ti][sj];
+                if !matcher::has_evidence(score) {
+                    continue; // never proposed, whatever its confidence
+                }
+                let key = format!("{}.{}", t.name, t.columns[ti].name).to_lowercase();
+                let source = format!("{}.{}", s.name, facts[sj].name).to_lowercase();
+                let right = truth.get(&key).is_some_and(|ss| ss.contains(&source));
+                x.push(vec![
+                    1.0,
+                    score.z,
+                    score.margin,
+                    matcher::exact(score),
+                    score.table,
+                    score.name,
+                ]);
+                y.push(right);
+            }
+        }
+        let n = (x.len() - start).max(1) as f64;
+        w.extend(std::iter::repeat_n(1.0 / n, x.len() - start));
+    }
+    Ok((x, y, w))
+}
+
 /// What fitting found.
 #[derive(Debug, Clone)]
 pub struct Fitted {
@@ -155,7 +222,7 @@ pub struct Fitted {
     pub columns: usize,
     /// Candidates of those columns.
     pub candidates: usize,
-    /// Chosen candidates the calibration was fitted on.
+    /// Proposals the calibration was fitted on.
     pub chosen: usize,
 }
 
@@ -163,10 +230,10 @@ pub struct Fitted {
 /// `root`. Weights: every candidate of every target column that has a true
 /// source, its true candidates weighing 1 in all and its false ones 1 in
 /// all (the question is which source column, not how many columns have
-/// one). Calibration: the candidates the one-to-one assignment chooses
-/// under those weights, as `sensei plan` chooses them, for every target
-/// column of the labelled table pairs (a chosen candidate for a column
-/// without a true source is wrong), each table pair weighing the same.
+/// one). Calibration: the proposals `sensei plan` makes with the weights
+/// and calibration as built ([`proposals`]); fitting again after pasting
+/// the constants converges in a few rounds (the printed values stop
+/// changing).
 pub fn fit(root: &Path, d: &Dictionary) -> Result<Fitted> {
     let ms = matrices(root, d)?;
     let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
@@ -183,7 +250,11 @@ pub fn fit(root: &Path, d: &Dictionary) -> Result<Fitted> {
             for (f, &t) in row.iter().zip(truth) {
                 x.push(f.to_vec());
                 y.push(t);
-                w.push(if t { 1.0 / pos as f64 } else { 1.0 / neg as f64 });
+                w.push(if t {
+                    1.0 / pos as f64
+                } else {
+                    1.0 / neg as f64
+                });
             }
         }
     }
@@ -197,31 +268,7 @@ pub fn fit(root: &Path, d: &Dictionary) -> Result<Fitted> {
             *weight = matcher::WEIGHTS.0[k];
         }
     }
-    let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
-    for m in &ms {
-        let zs: Vec<Vec<f64>> = m
-            .features
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|f| f.iter().zip(&weights).map(|(a, b)| a * b).sum())
-                    .collect()
-            })
-            .collect();
-        let probs: Vec<Vec<f64>> = zs
-            .iter()
-            .map(|r| r.iter().map(|z| matcher::sigmoid(*z)).collect())
-            .collect();
-        let chosen = matcher::assign(&probs);
-        let picked = chosen.iter().filter(|c| c.is_some()).count().max(1) as f64;
-        for (ti, sj) in chosen.iter().enumerate() {
-            let Some(sj) = *sj else { continue };
-            let margin = matcher::margins(&zs[ti])[sj];
-            x.push(vec![1.0, zs[ti][sj], margin]);
-            y.push(m.truth[ti][sj]);
-            w.push(1.0 / picked);
-        }
-    }
+    let (x, y, w) = proposals(root, d)?;
     let chosen = x.len();
     let c = logistic(&x, &y, &w, 0.01);
     Ok(Fitted {
@@ -230,6 +277,9 @@ pub fn fit(root: &Path, d: &Dictionary) -> Result<Fitted> {
             bias: c[0],
             scale: c[1],
             margin: c[2],
+            exact: c[3],
+            table: c[4],
+            name: c[5],
         },
         columns,
         candidates,
@@ -250,7 +300,11 @@ mod tests {
         for i in 0..200 {
             let v = i as f64 / 199.0;
             x.push(vec![1.0, v]);
-            y.push(if (v - 0.5).abs() < 0.05 { i % 2 == 0 } else { v > 0.5 });
+            y.push(if (v - 0.5).abs() < 0.05 {
+                i % 2 == 0
+            } else {
+                v > 0.5
+            });
         }
         let w = vec![1.0; x.len()];
         let b = logistic(&x, &y, &w, 0.0);

@@ -218,22 +218,33 @@ pub fn score_matrix(
             ..Default::default()
         })
         .collect();
-    let s_tokens: Vec<Vec<String>> = s_cols
+    let s_tokens: Vec<(Vec<String>, Vec<String>)> = s_cols
         .iter()
-        .map(|sc| column_tokens(d, s_name, &sc.name))
+        .map(|sc| (column_tokens(d, s_name, &sc.name), d.tokens(&sc.name)))
         .collect();
     let mut scores: Vec<Vec<matcher::Score>> = Vec::new();
     for tc in &t_facts {
-        let tt = column_tokens(d, &t.name, &tc.name);
+        let (t_own, t_all) = (column_tokens(d, &t.name, &tc.name), d.tokens(&tc.name));
+        let tn = matcher::Names {
+            own: &t_own,
+            all: &t_all,
+        };
         scores.push(
             s_cols
                 .iter()
                 .zip(&s_tokens)
-                .map(|(sc, st)| matcher::score(st, &tt, sc, tc, &WEIGHTS))
+                .map(|(sc, (own, all))| {
+                    let sn = matcher::Names { own, all };
+                    matcher::score_names(sn, tn, sc, tc, &WEIGHTS)
+                })
                 .collect(),
         );
     }
+    let table = matcher::name_similarity(&d.tokens(s_name), &d.tokens(&t.name));
     for row in &mut scores {
+        for sc in row.iter_mut() {
+            sc.table = table;
+        }
         matcher::calibrate(row, &matcher::CALIBRATION);
     }
     scores
@@ -267,10 +278,11 @@ pub fn choose(
         .iter()
         .enumerate()
         .map(|(ti, sj)| {
-            sj.filter(|&j| matrix[ti][j] >= MIN_PROPOSAL).map(|j| {
-                total += matrix[ti][j];
-                (j, scores[ti][j].clone())
-            })
+            sj.filter(|&j| matrix[ti][j] >= MIN_PROPOSAL && matcher::has_evidence(&scores[ti][j]))
+                .map(|j| {
+                    total += matrix[ti][j];
+                    (j, scores[ti][j].clone())
+                })
         })
         .collect();
     let table_name = matcher::name_similarity(&d.tokens(s_name), &d.tokens(&t.name));
@@ -426,7 +438,9 @@ fn alternatives(
         .enumerate()
         .map(|(j, sc)| (j, round4(sc.confidence)))
         .filter(|(j, c)| {
-            *c >= MIN_ALTERNATIVE && !chosen.contains(&format!("{s_name}.{}", s_cols[*j].name))
+            *c >= MIN_ALTERNATIVE
+                && matcher::has_evidence(&scores[*j])
+                && !chosen.contains(&format!("{s_name}.{}", s_cols[*j].name))
         })
         .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -480,12 +494,12 @@ pub fn plan(
             }
         }
         // A source table serves a target table when the names and columns
-        // agree (score), or when its columns explain at least two of the
+        // agree (score), or when its columns explain at least one of the
         // target's however the tables are called (an item master for
         // `product`): the sum of the chosen columns' probabilities.
         let best = best.filter(|b| {
             let explained: f64 = b.columns.iter().flatten().map(|(_, s)| s.confidence).sum();
-            b.score >= 0.2 || explained >= 2.0
+            b.score >= 0.15 || explained >= 1.0
         });
         let source = best.as_ref().map(|b| &manifest.tables[b.source]);
         let si = best.as_ref().map(|b| b.source).unwrap_or(0);
@@ -494,11 +508,11 @@ pub fn plan(
             None => vec![None; t.columns.len()],
         };
         let mut chosen_all: Vec<Option<(usize, matcher::Score)>> = Vec::new();
-        for ti in 0..t.columns.len() {
+        for (ti, derivation) in derivable.iter().enumerate() {
             let mut chosen = best.as_ref().and_then(|b| b.columns[ti].clone());
             // A derivation (a full name from first and last) beats a partial name match.
             if let Some((_, score)) = &chosen {
-                if score.name < 0.99 && derivable[ti].is_some() {
+                if score.name < 0.99 && derivation.is_some() {
                     chosen = None;
                 }
             }
@@ -532,7 +546,12 @@ pub fn plan(
                 if open.is_empty() {
                     continue;
                 }
+                // The open columns as if they belonged to the referenced
+                // table: the foreign key says that is where they live, so
+                // its name is the table evidence (`customer_email` along
+                // a key to `customers` is that customer's `email`).
                 let sub = TargetTable {
+                    name: r.name.clone(),
                     columns: open.iter().map(|&ti| t.columns[ti].clone()).collect(),
                     ..t.clone()
                 };

@@ -367,39 +367,39 @@ fn main() {
             if fit {
                 match_fit(&dir)
             } else {
-            match eval::evaluate(
-                &dir,
-                &sensei_agents::architect::matcher::Dictionary::default(),
-            ) {
-                Ok(scores) => {
-                    print!("{}", eval::render(&scores));
-                    if mistakes {
-                        println!("\nwrong entries of the fitting part");
-                        for s in scores.iter().filter(|s| s.split == eval::Split::Fit) {
-                            // Wrong where it matters: a column with a true
-                            // source, or a proposal of some weight.
-                            let shown = |e: &&eval::Judged| {
-                                !e.right && (!e.truth.is_empty() || e.confidence >= 0.5)
-                            };
-                            for e in s.entries.iter().filter(shown) {
-                                println!(
-                                    "{:<36} {:<40} got [{}] {:.2}, truth [{}]",
-                                    s.pair,
-                                    e.target,
-                                    e.proposed.join(", "),
-                                    e.confidence,
-                                    e.truth.join(", ")
-                                );
+                match eval::evaluate(
+                    &dir,
+                    &sensei_agents::architect::matcher::Dictionary::default(),
+                ) {
+                    Ok(scores) => {
+                        print!("{}", eval::render(&scores));
+                        if mistakes {
+                            println!("\nwrong entries of the fitting part");
+                            for s in scores.iter().filter(|s| s.split == eval::Split::Fit) {
+                                // Wrong where it matters: a column with a true
+                                // source, or a proposal of some weight.
+                                let shown = |e: &&eval::Judged| {
+                                    !e.right && (!e.truth.is_empty() || e.confidence >= 0.5)
+                                };
+                                for e in s.entries.iter().filter(shown) {
+                                    println!(
+                                        "{:<36} {:<40} got [{}] {:.2}, truth [{}]",
+                                        s.pair,
+                                        e.target,
+                                        e.proposed.join(", "),
+                                        e.confidence,
+                                        e.truth.join(", ")
+                                    );
+                                }
                             }
                         }
+                        0
                     }
-                    0
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        1
+                    }
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    1
-                }
-            }
             }
         }
     };
@@ -415,7 +415,7 @@ fn match_fit(dir: &std::path::Path) -> i32 {
     ) {
         Ok(f) => {
             println!(
-                "weights fitted on {} target columns ({} candidates), calibration on {} chosen candidates",
+                "weights fitted on {} target columns ({} candidates), calibration on {} proposals",
                 f.columns, f.candidates, f.chosen
             );
             println!(
@@ -424,8 +424,8 @@ fn match_fit(dir: &std::path::Path) -> i32 {
             );
             let c = f.calibration;
             println!(
-                "pub const CALIBRATION: Calibration = Calibration {{ scale: {:.3}, margin: {:.3}, bias: {:.3} }};",
-                c.scale, c.margin, c.bias
+                "pub const CALIBRATION: Calibration = Calibration {{ scale: {:.3}, margin: {:.3}, exact: {:.3}, table: {:.3}, name: {:.3}, bias: {:.3} }};",
+                c.scale, c.margin, c.exact, c.table, c.name, c.bias
             );
             0
         }
