@@ -203,6 +203,12 @@ pub fn check_unchanged(info: &FileInfo) -> Result<()> {
     Ok(())
 }
 
+/// Extensions of files that hold tables: in a folder source of another
+/// format they are refused by name, not skipped.
+const TABULAR: &[&str] = &[
+    "csv", "tsv", "parquet", "xlsx", "xlsm", "xlsb", "xls", "ods", "numbers",
+];
+
 /// The files of a location: the file itself, or the folder's files whose
 /// extension is one of `extensions`, sorted by name, with their table names.
 pub fn list(location: &Path, extensions: &[&str]) -> Result<Vec<(String, PathBuf)>> {
@@ -217,17 +223,41 @@ pub fn list(location: &Path, extensions: &[&str]) -> Result<Vec<(String, PathBuf
             path: shown.clone(),
             message: e.to_string(),
         })?;
+        let mut refused = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let ext = path
                 .extension()
                 .and_then(|e| e.to_str())
                 .map(str::to_ascii_lowercase);
-            if path.is_file() && ext.is_some_and(|e| extensions.contains(&e.as_str())) {
+            let Some(ext) = ext.filter(|_| path.is_file()) else {
+                continue;
+            };
+            if extensions.contains(&ext.as_str()) {
                 files.push(path);
+            } else if TABULAR.contains(&ext.as_str()) {
+                refused.push(path);
             }
         }
         files.sort();
+        if !refused.is_empty() {
+            // A table beside the others in a format this reader does not
+            // take would be left out of the migration without a word.
+            refused.sort();
+            let names: Vec<String> = refused
+                .iter()
+                .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+                .map(str::to_string)
+                .collect();
+            return Err(ConnectorError::Unreadable {
+                path: shown,
+                message: format!(
+                    "the folder holds tables this source does not read: {}; save each as .{} (a spreadsheet: one file per sheet) or move it out of the folder",
+                    names.join(", "),
+                    extensions[0]
+                ),
+            });
+        }
         if files.is_empty() {
             return Err(ConnectorError::Unreadable {
                 path: shown,

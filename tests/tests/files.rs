@@ -355,3 +355,38 @@ fn parquet_files_migrate_by_row_group_with_types_normalised() {
         "{err}"
     );
 }
+
+#[test]
+fn a_spreadsheet_in_a_folder_of_csv_files_is_named_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("people.csv"), "id,name\n1,Ada\n").unwrap();
+    // An xlsx file is a zip archive; its bytes do not matter here.
+    std::fs::write(data.join("orders.xlsx"), b"PK\x03\x04 not read").unwrap();
+    std::fs::write(data.join("README.md"), "notes, not a table").unwrap();
+    let cfg = config(dir.path(), &format!("csv://{}", data.display()), "");
+    let out = run(sensei().arg("migrate").arg(&cfg));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("orders.xlsx") && err.contains("save each as .csv") && !err.contains("README"),
+        "{err}"
+    );
+    assert!(!dir.path().join("target.db").exists(), "nothing written");
+
+    // Saved as CSV, both tables migrate.
+    std::fs::remove_file(data.join("orders.xlsx")).unwrap();
+    std::fs::write(data.join("orders.csv"), "id,total\n7,12.50\n").unwrap();
+    let out = run(sensei().arg("migrate").arg(&cfg).arg("--restart"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        query::<i64>(&dir.path().join("target.db"), "SELECT id FROM orders"),
+        7
+    );
+}
