@@ -1,7 +1,7 @@
 //! Schema-matching evaluation on a labelled corpus (`agents/testdata/matching`,
 //! described in its README): each pair is a folder with its source
-//! (`source/<table>.csv` or `source.sql`), its target (`target/<table>.csv`,
-//! `target.sql`, or its group's `target/`) and `truth.csv`
+//! (`source/<table>.csv`, `source.sql`, or its group's `source.sql`), its
+//! target (`target/<table>.csv`, `target.sql`, or its group's `target/`) and `truth.csv`
 //! (`source_table,source_column,target_table,target_column`). `splits.csv`
 //! puts every pair in the fitting part or the blind part.
 //!
@@ -292,8 +292,17 @@ impl TargetCache {
 fn source_manifest(pair: &Path) -> Result<Manifest> {
     let mut tables = Vec::new();
     let mut catalog = sensei_connectors::catalog::Catalog::default();
-    if pair.join("source.sql").is_file() {
-        for t in ddl_tables(&pair.join("source.sql"))? {
+    // The pair's own source, else its group's (one DDL shared by pairs).
+    let group_sql = pair.parent().unwrap_or(pair).join("source.sql");
+    let ddl = if pair.join("source.sql").is_file() {
+        Some(pair.join("source.sql"))
+    } else if !pair.join("source").is_dir() && group_sql.is_file() {
+        Some(group_sql)
+    } else {
+        None
+    };
+    if let Some(ddl) = ddl {
+        for t in ddl_tables(&ddl)? {
             let columns = t
                 .columns
                 .iter()

@@ -6,7 +6,8 @@ MIRRORS holds bare git clones named `<owner>+<name>/repo` of the
 repositories below (at the commits listed in README.md). Every pair becomes
 a folder `<group>/<pair>/` with
 
-- `source/<table>.csv` (header and rows) or `source.sql` (DDL only),
+- `source/<table>.csv` (header and rows) or `source.sql` (DDL only; a
+  pair with neither uses its group's `<group>/source.sql`),
 - `target/<table>.csv` or `target.sql` (a pair without a target of its own
   uses its group's `<group>/target/`),
 - `truth.csv`: `source_table,source_column,target_table,target_column`, one
@@ -187,10 +188,10 @@ def mimic_omop(mirrors):
         _, tt, tc = r["target"].split(".")
         rows.append((st.lower(), sc, tt.lower(), tc))
     sources = sorted({r[0] for r in rows})
-    source_sql = "".join(mimic[s] for s in sources)
+    # One source for every pair of the group: <group>/source.sql.
+    write(os.path.join(HERE, "mimic-omop", "source.sql"), "".join(mimic[s] for s in sources).encode())
     for target in sorted({r[2] for r in rows}):
         out = os.path.join(HERE, "mimic-omop", target)
-        write(f"{out}/source.sql", source_sql.encode())
         write(f"{out}/target.sql", omop[target].encode())
         write_truth(f"{out}/truth.csv", [r for r in rows if r[2] == target])
 
@@ -296,10 +297,9 @@ def synthea_omop(mirrors):
         {"patients", "providers", "organizations", "conditions", "devices"}
         | {"procedures", "encounters", "medications", "observations", "payers"}
     )
-    source_sql = "".join(synthea[s] for s in sources)
+    write(os.path.join(HERE, "synthea-omop", "source.sql"), "".join(synthea[s] for s in sources).encode())
     for target, rows in SYNTHEA_TRUTH.items():
         out = os.path.join(HERE, "synthea-omop", target)
-        write(f"{out}/source.sql", source_sql.encode())
         write(f"{out}/target.sql", omop[target].encode())
         write_truth(f"{out}/truth.csv", [(s, c, target, t) for s, c, t in rows])
 
