@@ -844,10 +844,11 @@ pub fn score_names(
     if s.own.len() == s.all.len() && t.own.len() == t.all.len() {
         return score(s.own, t.own, source, target, w);
     }
-    if name_similarity(s.all, t.all) > name_similarity(s.own, t.own) {
-        score(s.all, t.all, source, target, w)
+    let (all, own) = (name_similarity(s.all, t.all), name_similarity(s.own, t.own));
+    if all > own {
+        score_with(s.all, t.all, all, source, target, w)
     } else {
-        score(s.own, t.own, source, target, w)
+        score_with(s.own, t.own, own, source, target, w)
     }
 }
 
@@ -860,6 +861,18 @@ pub fn score(
     w: &Weights,
 ) -> Score {
     let name = name_similarity(s_tokens, t_tokens);
+    score_with(s_tokens, t_tokens, name, source, target, w)
+}
+
+/// [`score`] with the name similarity of the tokens already known.
+fn score_with(
+    s_tokens: &[String],
+    t_tokens: &[String],
+    name: f64,
+    source: &ColumnFacts,
+    target: &ColumnFacts,
+    w: &Weights,
+) -> Score {
     let (s_head, t_head) = (head_tokens(s_tokens), head_tokens(t_tokens));
     // Without head words on one side (`date` of `procedure_date` in
     // `procedure`), the whole name says what there is to say.
@@ -1005,15 +1018,20 @@ pub const CALIBRATION: Calibration = Calibration {
 
 /// Each candidate's margin over the best other candidate of its row.
 pub fn margins(zs: &[f64]) -> Vec<f64> {
+    // The best and second-best logits: each candidate's best other is the
+    // best, or the second best for the best itself.
+    let (mut best, mut second, mut at) = (f64::NEG_INFINITY, f64::NEG_INFINITY, usize::MAX);
+    for (j, &z) in zs.iter().enumerate() {
+        if z > best {
+            (second, best, at) = (best, z, j);
+        } else if z > second {
+            second = z;
+        }
+    }
     zs.iter()
         .enumerate()
         .map(|(j, z)| {
-            let other = zs
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| *k != j)
-                .map(|(_, z)| *z)
-                .fold(f64::NEG_INFINITY, f64::max);
+            let other = if j == at { second } else { best };
             (z - other).clamp(-MARGIN_CAP, MARGIN_CAP)
         })
         .collect()
@@ -1215,6 +1233,13 @@ mod tests {
         );
         assert_eq!(s.features[3], 1.0, "{s:?}");
         assert!(s.features[2] > 0.7, "{s:?}");
+    }
+
+    #[test]
+    fn margins_are_against_the_best_other_candidate() {
+        assert_eq!(margins(&[1.0, 3.0, 2.0]), [-2.0, 1.0, -1.0]);
+        assert_eq!(margins(&[2.0, 2.0]), [0.0, 0.0]);
+        assert_eq!(margins(&[0.0, 20.0]), [-MARGIN_CAP, MARGIN_CAP]);
     }
 
     #[test]
