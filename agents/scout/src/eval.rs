@@ -1,17 +1,22 @@
 //! Evaluation of the PII detector against labelled columns.
 //!
 //! The set is JSON lines, one column each:
-//! `{"table", "column", "neighbours": [..], "samples": [..], "label"}` where
-//! `label` is a [`PiiKind`] name or `none`. A column's prediction is its
-//! strongest flag (or none); per kind, precision is the share of columns
-//! predicted as that kind that are, recall the share of that kind's columns
-//! predicted as it.
+//! `{"table", "column", "neighbours": [..], "samples": [..], "label", "part"}`
+//! where `label` is a [`crate::pii::PiiKind`] name, `none`, or the snake-case name of a
+//! kind of personal data the detector does not know (counted as missed, so
+//! the figures show it), and the optional `part` is `fit` or `blind` (the
+//! public sets are split by table; the blind part is never used to tune the
+//! detector). A column's prediction is its strongest flag (or none); per
+//! kind, precision is the share of columns predicted as that kind that are,
+//! recall the share of that kind's columns predicted as it. The binary
+//! figures ask only "personal or not": a column labelled with any kind and
+//! flagged with any kind is a true positive.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::pii::{detect, ColumnEvidence, PiiKind};
+use crate::pii::{detect, ColumnEvidence};
 
 /// Errors reading an evaluation set.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,8 @@ struct Labelled {
     neighbours: Vec<String>,
     samples: Vec<Option<String>>,
     label: String,
+    #[serde(default)]
+    part: Option<String>,
 }
 
 /// Figures for one kind.
@@ -78,16 +85,20 @@ pub struct Report {
     pub columns: usize,
     /// Columns labelled none that were flagged (any kind).
     pub false_alarms_on_none: usize,
+    /// Personal or not, whatever the kind.
+    pub binary: KindScore,
     /// Misclassified columns: (table.column, label, predicted).
     pub mistakes: Vec<(String, String, String)>,
 }
 
 impl Report {
-    /// Mean precision and recall over the kinds.
+    /// Mean precision and recall over the kinds the set labels (a kind only
+    /// ever predicted, never labelled, counts in the binary figures).
     pub fn macro_average(&self) -> (f64, f64) {
-        let n = self.kinds.len().max(1) as f64;
-        let p = self.kinds.values().map(KindScore::precision).sum::<f64>() / n;
-        let r = self.kinds.values().map(KindScore::recall).sum::<f64>() / n;
+        let labelled: Vec<&KindScore> = self.kinds.values().filter(|s| s.support > 0).collect();
+        let n = labelled.len().max(1) as f64;
+        let p = labelled.iter().map(|s| s.precision()).sum::<f64>() / n;
+        let r = labelled.iter().map(|s| s.recall()).sum::<f64>() / n;
         (p, r)
     }
 
@@ -115,21 +126,91 @@ impl Report {
             "macro average", self.columns, p, r
         ));
         out.push_str(&format!(
+            "{:<16} {:>7} {:>4} {:>4} {:>4} {:>9.3} {:>7.3}\n",
+            "binary (any kind)",
+            self.binary.support,
+            self.binary.true_positives,
+            self.binary.false_positives,
+            self.binary.false_negatives,
+            self.binary.precision(),
+            self.binary.recall()
+        ));
+        out.push_str(&format!(
             "columns labelled none that were flagged: {}\n",
             self.false_alarms_on_none
         ));
         out
     }
+
+    fn add(&mut self, table: &str, column: &str, label: Option<&str>, predicted: Option<&str>) {
+        self.columns += 1;
+        if let Some(l) = label {
+            self.kinds.entry(l.into()).or_default().support += 1;
+            self.binary.support += 1;
+        }
+        match (label, predicted) {
+            (Some(_), Some(_)) => self.binary.true_positives += 1,
+            (Some(_), None) => self.binary.false_negatives += 1,
+            (None, Some(_)) => self.binary.false_positives += 1,
+            (None, None) => {}
+        }
+        if label == predicted {
+            if let Some(l) = label {
+                self.kinds.entry(l.into()).or_default().true_positives += 1;
+            }
+            return;
+        }
+        if let Some(l) = label {
+            self.kinds.entry(l.into()).or_default().false_negatives += 1;
+        }
+        if let Some(p) = predicted {
+            self.kinds.entry(p.into()).or_default().false_positives += 1;
+            if label.is_none() {
+                self.false_alarms_on_none += 1;
+            }
+        }
+        self.mistakes.push((
+            format!("{table}.{column}"),
+            label.unwrap_or("none").to_string(),
+            predicted.unwrap_or("none").to_string(),
+        ));
+    }
 }
 
-/// Evaluates the detector on a JSON-lines set.
+/// Evaluates the detector on a JSON-lines set, all columns together.
 pub fn evaluate(jsonl: &str) -> Result<Report, EvalError> {
-    let mut report = Report::default();
-    for k in PiiKind::ALL {
-        report
-            .kinds
-            .insert(k.as_str().to_string(), KindScore::default());
+    Ok(evaluate_parts(jsonl)?
+        .into_values()
+        .reduce(|mut a, b| {
+            a.merge(b);
+            a
+        })
+        .unwrap_or_default())
+}
+
+impl Report {
+    fn merge(&mut self, other: Report) {
+        for (k, s) in other.kinds {
+            let e = self.kinds.entry(k).or_default();
+            e.support += s.support;
+            e.true_positives += s.true_positives;
+            e.false_positives += s.false_positives;
+            e.false_negatives += s.false_negatives;
+        }
+        self.columns += other.columns;
+        self.false_alarms_on_none += other.false_alarms_on_none;
+        self.binary.support += other.binary.support;
+        self.binary.true_positives += other.binary.true_positives;
+        self.binary.false_positives += other.binary.false_positives;
+        self.binary.false_negatives += other.binary.false_negatives;
+        self.mistakes.extend(other.mistakes);
     }
+}
+
+/// Evaluates the detector on a JSON-lines set, one report per part (`fit`,
+/// `blind`; `all` for columns without a part).
+pub fn evaluate_parts(jsonl: &str) -> Result<BTreeMap<String, Report>, EvalError> {
+    let mut parts: BTreeMap<String, Report> = BTreeMap::new();
     for (i, line) in jsonl.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -139,62 +220,34 @@ pub fn evaluate(jsonl: &str) -> Result<Report, EvalError> {
             message,
         };
         let c: Labelled = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-        let label = if c.label == "none" {
-            None
-        } else {
-            Some(
-                PiiKind::parse(&c.label)
-                    .ok_or_else(|| bad(format!("unknown label {}", c.label)))?,
-            )
-        };
+        let well_formed = c.label.starts_with(|ch: char| ch.is_ascii_lowercase())
+            && c.label
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+        if !well_formed {
+            return Err(bad(format!(
+                "label `{}` is not a kind name (snake case, or none)",
+                c.label
+            )));
+        }
+        let part = c.part.clone().unwrap_or_else(|| "all".into());
+        if !["fit", "blind", "all"].contains(&part.as_str()) {
+            return Err(bad(format!("part `{part}` is neither fit nor blind")));
+        }
         let flags = detect(&ColumnEvidence {
             table: &c.table,
             column: &c.column,
             neighbours: &c.neighbours,
             samples: &c.samples,
         });
-        let predicted = flags.first().map(|f| f.kind);
-        report.columns += 1;
-        if let Some(l) = label {
-            report.kinds.entry(l.as_str().into()).or_default().support += 1;
-        }
-        match (label, predicted) {
-            (Some(l), Some(p)) if l == p => {
-                report
-                    .kinds
-                    .entry(l.as_str().into())
-                    .or_default()
-                    .true_positives += 1
-            }
-            (l, p) => {
-                if let Some(l) = l {
-                    report
-                        .kinds
-                        .entry(l.as_str().into())
-                        .or_default()
-                        .false_negatives += 1;
-                }
-                if let Some(p) = p {
-                    report
-                        .kinds
-                        .entry(p.as_str().into())
-                        .or_default()
-                        .false_positives += 1;
-                    if l.is_none() {
-                        report.false_alarms_on_none += 1;
-                    }
-                }
-                if l.is_some() || p.is_some() {
-                    report.mistakes.push((
-                        format!("{}.{}", c.table, c.column),
-                        l.map(|k| k.as_str()).unwrap_or("none").to_string(),
-                        p.map(|k| k.as_str()).unwrap_or("none").to_string(),
-                    ));
-                }
-            }
-        }
+        let label = (c.label != "none").then_some(c.label.as_str());
+        let predicted = flags.first().map(|f| f.kind.as_str());
+        parts
+            .entry(part)
+            .or_default()
+            .add(&c.table, &c.column, label, predicted);
     }
-    Ok(report)
+    Ok(parts)
 }
 
 #[cfg(test)]
@@ -214,7 +267,7 @@ mod tests {
             println!("mistake: {} labelled {} predicted {}", m.0, m.1, m.2);
         }
         assert!(r.columns >= 150, "at least 150 labelled columns");
-        for (k, s) in &r.kinds {
+        for (k, s) in r.kinds.iter().filter(|(_, s)| s.support > 0) {
             assert!(s.support >= 10, "{k}: at least 10 columns");
         }
         let (p, rec) = r.macro_average();
@@ -246,6 +299,62 @@ mod tests {
             p >= 0.9 && rec >= 0.8,
             "held-out macro precision {p:.3}, recall {rec:.3}"
         );
+    }
+
+    /// Three public sets labelled by others (agents/testdata/pii/public),
+    /// each split by table into a fit and a blind part. Floors a little
+    /// under the figures measured when the split was fixed: a change that
+    /// loses ground on data nobody here wrote fails.
+    #[test]
+    fn the_public_sets_hold_their_floors() {
+        // (set, part, binary precision floor, binary recall floor)
+        let floors = [
+            ("datahub_classify", "fit", 0.65, 0.95),
+            ("datahub_classify", "blind", 0.6, 0.95),
+            ("fta_semantic_types", "fit", 0.95, 0.88),
+            ("fta_semantic_types", "blind", 0.92, 0.86),
+            ("trl_gittables", "fit", 0.72, 0.8),
+            ("trl_gittables", "blind", 0.7, 0.7),
+        ];
+        for (set, part, p, r) in floors {
+            let text = std::fs::read_to_string(format!(
+                "{}/../testdata/pii/public/{set}.jsonl",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let parts = evaluate_parts(&text).unwrap();
+            assert!(
+                parts.contains_key("fit") && parts.contains_key("blind"),
+                "{set}: both parts"
+            );
+            let b = &parts[part].binary;
+            println!(
+                "{set} [{part}] binary precision {:.3} recall {:.3}",
+                b.precision(),
+                b.recall()
+            );
+            assert!(
+                b.support >= 15,
+                "{set} [{part}]: at least 15 personal columns"
+            );
+            assert!(
+                b.precision() >= p && b.recall() >= r,
+                "{set} [{part}]: binary precision {:.3} (floor {p}), recall {:.3} (floor {r})",
+                b.precision(),
+                b.recall()
+            );
+        }
+    }
+
+    #[test]
+    fn labels_outside_the_detector_count_as_misses() {
+        let line = r#"{"table": "t", "column": "religion", "neighbours": [], "samples": ["x"], "label": "religion", "part": "fit"}"#;
+        let parts = evaluate_parts(line).unwrap();
+        let r = &parts["fit"];
+        assert_eq!(r.kinds["religion"].false_negatives, 1);
+        assert_eq!(r.binary.false_negatives, 1);
+        let err = evaluate_parts(&line.replace("\"fit\"", "\"train\"")).unwrap_err();
+        assert!(err.to_string().contains("neither fit nor blind"), "{err}");
     }
 
     #[test]

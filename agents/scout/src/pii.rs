@@ -44,11 +44,32 @@ pub enum PiiKind {
     Iban,
     /// IPv4 or IPv6 address.
     IpAddress,
+    /// A person's age in years (or an age band).
+    Age,
+    /// Gender or sex.
+    Gender,
+    /// Driving licence number.
+    DrivingLicence,
+    /// Vehicle identification number (ISO 3779).
+    Vin,
+    /// Passport number.
+    Passport,
+    /// SWIFT/BIC bank identifier code (ISO 9362).
+    SwiftBic,
+    /// MAC (hardware) address.
+    MacAddress,
+    /// Geographic coordinates (latitude, longitude or both).
+    Coordinates,
+    /// Race or ethnic group.
+    Ethnicity,
+    /// A national identity or taxpayer number other than a US SSN (Spanish
+    /// DNI/NIE, Brazilian CPF, UK National Insurance number, ...).
+    NationalId,
 }
 
 impl PiiKind {
     /// All kinds.
-    pub const ALL: [PiiKind; 10] = [
+    pub const ALL: [PiiKind; 20] = [
         PiiKind::Email,
         PiiKind::Phone,
         PiiKind::PersonName,
@@ -59,6 +80,16 @@ impl PiiKind {
         PiiKind::CreditCard,
         PiiKind::Iban,
         PiiKind::IpAddress,
+        PiiKind::Age,
+        PiiKind::Gender,
+        PiiKind::DrivingLicence,
+        PiiKind::Vin,
+        PiiKind::Passport,
+        PiiKind::SwiftBic,
+        PiiKind::MacAddress,
+        PiiKind::Coordinates,
+        PiiKind::Ethnicity,
+        PiiKind::NationalId,
     ];
 
     /// Snake-case name.
@@ -74,6 +105,16 @@ impl PiiKind {
             PiiKind::CreditCard => "credit_card",
             PiiKind::Iban => "iban",
             PiiKind::IpAddress => "ip_address",
+            PiiKind::Age => "age",
+            PiiKind::Gender => "gender",
+            PiiKind::DrivingLicence => "driving_licence",
+            PiiKind::Vin => "vin",
+            PiiKind::Passport => "passport",
+            PiiKind::SwiftBic => "swift_bic",
+            PiiKind::MacAddress => "mac_address",
+            PiiKind::Coordinates => "coordinates",
+            PiiKind::Ethnicity => "ethnicity",
+            PiiKind::NationalId => "national_id",
         }
     }
 
@@ -95,11 +136,25 @@ impl PiiKind {
                 "fax",
                 "ph",
                 "msisdn",
+                "telefono",
+                "teléfono",
+                "telefone",
+                "telefon",
+                "téléphone",
+                "telephon",
+                "celular",
+                "movil",
+                "móvil",
+                "handy",
+                "tlf",
+                "tfno",
+                "portable",
+                "cellulare",
             ],
             PiiKind::PersonName => &[
                 "name", "fname", "lname", "fnm", "lnm", "first", "last", "surname", "given",
                 "holder", "forename", "middle", "fullname", "naam", "nombre", "apellido", "nom",
-                "prenom", "vorname", "nachname", "cognome",
+                "prenom", "vorname", "nachname", "cognome", "person",
             ],
             PiiKind::StreetAddress => &[
                 "address",
@@ -128,6 +183,89 @@ impl PiiKind {
             PiiKind::CreditCard => &["card", "cc", "pan", "ccnum", "cardnumber", "creditcard"],
             PiiKind::Iban => &["iban", "bank", "account", "acct"],
             PiiKind::IpAddress => &["ip", "ipaddr", "ipv4", "ipv6", "remote", "client", "host"],
+            PiiKind::Age => &["age", "edad", "alter", "âge", "età", "idade", "leeftijd"],
+            PiiKind::Gender => &[
+                "gender",
+                "sex",
+                "geschlecht",
+                "sexo",
+                "genre",
+                "sesso",
+                "geslacht",
+                "género",
+                "genero",
+            ],
+            PiiKind::DrivingLicence => &[
+                "dl",
+                "driver",
+                "drivers",
+                "driving",
+                "licence",
+                "license",
+                "lic",
+                "führerschein",
+                "fuhrerschein",
+            ],
+            PiiKind::Vin => &["vin", "chassis", "vehicle"],
+            PiiKind::Passport => &[
+                "passport",
+                "pasaporte",
+                "passeport",
+                "reisepass",
+                "passaporto",
+                "paspoort",
+            ],
+            PiiKind::SwiftBic => &["swift", "bic", "swiftcode", "biccode"],
+            PiiKind::MacAddress => &["mac", "macaddr", "macaddress", "hwaddr", "bssid"],
+            PiiKind::Coordinates => &[
+                "lat",
+                "latitude",
+                "lon",
+                "lng",
+                "long",
+                "longitude",
+                "coord",
+                "coords",
+                "coordinate",
+                "coordinates",
+                "geo",
+                "geolocation",
+                "gps",
+                "latlon",
+                "latlng",
+                "easting",
+                "northing",
+                "latitud",
+                "longitud",
+                "breitengrad",
+                "längengrad",
+            ],
+            PiiKind::Ethnicity => &["race", "ethnicity", "ethnic", "ethnie", "etnia", "raza"],
+            PiiKind::NationalId => &[
+                "national",
+                "nationalid",
+                "dni",
+                "nie",
+                "nif",
+                "cpf",
+                "curp",
+                "rut",
+                "pesel",
+                "bsn",
+                "nino",
+                "insee",
+                "aadhaar",
+                "personnummer",
+                "fiscal",
+                "codicefiscale",
+                "identity",
+                "cedula",
+                "cédula",
+                "identification",
+                "citizen",
+                "idcard",
+                "taxpayer",
+            ],
         }
     }
 
@@ -162,6 +300,15 @@ impl PiiKind {
                 "seq",
                 "ticket",
                 "confirmation",
+                "session",
+                "uuid",
+                "guid",
+                "hash",
+                "token",
+                "timestamp",
+                "ts",
+                "transaction",
+                "txn",
             ],
             PiiKind::IpAddress => &["version", "ver", "firmware", "build", "release", "revision"],
             PiiKind::DateOfBirth => &[
@@ -199,6 +346,36 @@ impl PiiKind {
                 "team",
                 "project",
                 "title",
+                "business",
+                "county",
+                "location",
+                "facility",
+                "school",
+                "insurer",
+                "area",
+                "entity",
+                "district",
+                "community",
+                "agency",
+                "firm",
+                "bank",
+                "hospital",
+                "clinic",
+                "site",
+                "venue",
+                "formation",
+                "field",
+                "type",
+                "municipality",
+                "municipio",
+                "departamento",
+                "razon",
+                "empresa",
+                "program",
+                "event",
+                "course",
+                "street",
+                "road",
             ],
             PiiKind::PostalCode => &[
                 "store",
@@ -209,6 +386,32 @@ impl PiiKind {
                 "amount",
                 "code_type",
             ],
+            PiiKind::Age => &[
+                "account",
+                "vehicle",
+                "car",
+                "building",
+                "property",
+                "house",
+                "home",
+                "asset",
+                "equipment",
+                "loan",
+                "debt",
+                "inventory",
+                "tree",
+                "record",
+                "file",
+                "data",
+                "stock",
+                "company",
+                "policy",
+            ],
+            PiiKind::DrivingLicence => &[
+                "plate", "business", "software", "liquor", "key", "url", "name", "type", "class",
+                "status",
+            ],
+            PiiKind::Gender => &["ratio", "count", "total", "percent", "pct", "share"],
             _ => &[],
         }
     }
@@ -304,7 +507,12 @@ fn name_score(kind: PiiKind, toks: &[String], column: &str) -> f64 {
     let words = kind.name_words();
     let soc_sec =
         kind == PiiKind::Ssn && toks.iter().any(|t| t == "soc") && toks.iter().any(|t| t == "sec");
+    // Words written apart: `post_code` is `postcode`, `e_mail` is `email`.
+    let joined = toks
+        .windows(2)
+        .any(|w| words.contains(&format!("{}{}", w[0], w[1]).as_str()));
     let hit = soc_sec
+        || joined
         || toks.iter().any(|t| words.contains(&t.as_str()))
         || words.iter().any(|w| w.len() >= 4 && lower.contains(w));
     if !hit {
@@ -316,7 +524,7 @@ fn name_score(kind: PiiKind, toks: &[String], column: &str) -> f64 {
             let specific = [
                 "fname", "lname", "fnm", "lnm", "surname", "forename", "fullname", "holder",
                 "given", "middle", "naam", "nombre", "apellido", "prenom", "vorname", "nachname",
-                "cognome",
+                "cognome", "person",
             ];
             let person_qualified = toks.iter().any(|t| specific.contains(&t.as_str()))
                 || (toks.iter().any(|t| t == "name")
@@ -342,6 +550,48 @@ fn name_score(kind: PiiKind, toks: &[String], column: &str) -> f64 {
             }
         }
         PiiKind::Email if toks.iter().any(|t| t == "contact" || t == "login") => 0.5,
+        // `license` alone is as often a business's or a product's.
+        PiiKind::DrivingLicence
+            if !toks.iter().any(|t| {
+                [
+                    "dl",
+                    "driver",
+                    "drivers",
+                    "driving",
+                    "führerschein",
+                    "fuhrerschein",
+                ]
+                .contains(&t.as_str())
+            }) =>
+        {
+            0.3
+        }
+        // `long` and `geo` alone say little (long_name, geo_id).
+        PiiKind::Coordinates
+            if !toks
+                .iter()
+                .any(|t| words.contains(&t.as_str()) && t != "long" && t != "geo") =>
+        {
+            0.3
+        }
+        PiiKind::Vin if !toks.iter().any(|t| t == "vin" || t == "chassis") => 0.5,
+        // `identity`, `identification`, `national`, `citizen` alone name many
+        // things; the specific acronyms do not.
+        PiiKind::NationalId
+            if !(toks.iter().any(|t| {
+                words.contains(&t.as_str())
+                    && !matches!(
+                        t.as_str(),
+                        "identity" | "identification" | "national" | "citizen" | "taxpayer"
+                    )
+            }) || (toks.iter().any(|t| t == "national")
+                && toks.iter().any(|t| t == "id"))) =>
+        {
+            0.5
+        }
+        // `sex` or `gender` as one word of many (`ExchangeForSex`,
+        // `gender_pay_gap_ratio`) is a question about it, not the attribute.
+        PiiKind::Gender | PiiKind::Age | PiiKind::Ethnicity if toks.len() > 3 => 0.3,
         PiiKind::IpAddress if !toks.iter().any(|t| t.starts_with("ip")) => 0.5,
         PiiKind::Ssn if toks.iter().any(|t| t == "tax" || t == "tin") => 0.8,
         PiiKind::Ssn
@@ -486,10 +736,20 @@ pub fn is_email(v: &str) -> bool {
 /// bare run of 10 to 15 digits (used when the column name says phone).
 pub fn phone(v: &str, lenient: bool) -> (bool, bool) {
     let v = v.trim();
+    // An extension after the number: `4377777 Ext 7178`, `555-1234 x12`.
+    let lower = v.to_ascii_lowercase();
+    let v = match ["ext.", "ext", " x"].iter().find_map(|m| lower.find(m)) {
+        Some(i) if i > 0 => v[..i].trim(),
+        _ => v,
+    };
     let Some(d) = digits_only(v, &['+', '-', ' ', '(', ')', '.', '/']) else {
         return (false, false);
     };
-    if !(7..=15).contains(&d.len()) || parse_date(v).is_some() {
+    if !(7..=15).contains(&d.len()) || parse_date(v).is_some() || is_ip(v) {
+        return (false, false);
+    }
+    // A decimal number (`208.4397503`) is a measurement, not a phone.
+    if v.matches('.').count() == 1 && v.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return (false, false);
     }
     let groups: Vec<&str> = v
@@ -501,9 +761,27 @@ pub fn phone(v: &str, lenient: bool) -> (bool, bool) {
         groups.len() >= 2 && d.len() >= 10 && groups.last().is_some_and(|g| g.len() >= 2);
     let national = groups.len() == 1 && d.len() == 10 && v.starts_with('0');
     let local = groups.len() == 2 && groups[0].len() == 3 && groups[1].len() == 4;
-    let bare = groups.len() == 1 && (10..=15).contains(&d.len());
+    let bare = groups.len() == 1 && (7..=15).contains(&d.len());
     let valid = international || separated || national || local || (lenient && bare);
     (valid, international || separated)
+}
+
+/// A whole number exported as a float (`8801819404601.0`, as spreadsheets
+/// and dataframes write integer columns with gaps) without its `.0`.
+fn whole_number(v: &str) -> &str {
+    match v.strip_suffix(".0") {
+        Some(d) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => d,
+        _ => v,
+    }
+}
+
+/// A date with a two-digit year (`04/01/83`, `1-5-09`).
+fn short_date(v: &str) -> bool {
+    let parts: Vec<&str> = v.trim().split(['/', '-', '.']).collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| (1..=2).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// An IPv4 or IPv6 address.
@@ -549,6 +827,10 @@ pub fn postal(v: &str) -> (bool, bool) {
         if inward && outward {
             return (true, true);
         }
+    }
+    // Canada without its space: A1A1A1
+    if v.len() == 6 && alpha(0) && digit(1) && alpha(2) && digit(3) && alpha(4) && digit(5) {
+        return (true, true);
     }
     // Netherlands 9999 AA
     if v.len() == 7 && (0..4).all(digit) && b[4] == b' ' && alpha(5) && alpha(6) {
@@ -613,6 +895,43 @@ const STREET_WORDS: &[&str] = &[
     "paseo",
     "am",
     "an",
+    "av",
+    "avda",
+    "alameda",
+    "travessa",
+    "estrada",
+    "rodovia",
+    "carrera",
+    "cra",
+    "vei",
+    "veien",
+    "gate",
+    "gata",
+    "gatan",
+    "vägen",
+    "väg",
+    "vej",
+    "utca",
+    "út",
+    "tér",
+    "ulica",
+    "ul",
+    "jl",
+    "jalan",
+    "dong",
+    "lu",
+    "quai",
+    "chemin",
+    "impasse",
+    "cours",
+    "ruelle",
+    "vicolo",
+    "largo",
+    "strada",
+    "steeg",
+    "kade",
+    "gracht",
+    "plein",
 ];
 
 /// A street address line: a house number and a street word, in either order.
@@ -625,17 +944,90 @@ pub fn is_street(v: &str) -> bool {
     let has_number = words
         .iter()
         .any(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.len() <= 6);
+    // Free text mentions numbers and street words without being an address;
+    // `am`/`an` are street words in German only in a short line.
+    if words.len() > 10 {
+        return false;
+    }
     let has_street = words.iter().any(|w| {
-        STREET_WORDS.contains(w)
+        (STREET_WORDS.contains(w) && (!matches!(*w, "am" | "an") || words.len() <= 4))
             || w.starts_with("c/")
             || [
                 "straße", "strasse", "gasse", "weg", "platz", "allee", "straat", "laan", "steeg",
+                "veien", "vegen", "gatan", "vägen", "gade", "vej",
             ]
             .iter()
             .any(|s| w.len() > s.len() && w.ends_with(s))
     });
-    has_number && has_street && words.len() >= 2
+    // Chinese and Japanese addresses: a number and a road or block character.
+    let cjk = v.chars().any(|c| c.is_ascii_digit())
+        && v.chars().any(|c| {
+            matches!(
+                c,
+                '路' | '街' | '號' | '号' | '巷' | '弄' | '丁' | '番' | '道'
+            )
+        });
+    (has_number && has_street && words.len() >= 2) || cjk
 }
+
+/// A line of words with a house number (`Klanova 9/506`, `Jl. Bina Asih 2`),
+/// the shape of an address in any language.
+fn address_like(v: &str) -> bool {
+    let lower = v.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() || words.len() > 12 {
+        return false;
+    }
+    let number = |w: &&str| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.len() <= 8;
+    let numbered = words.iter().any(number);
+    // The second line of an address: `Suite 216`, `APT 210`, `Unit B`, `#1`.
+    let unit = words.iter().any(|w| {
+        UNIT_WORDS.contains(&w.trim_end_matches('.')) || (w.starts_with('#') && w.len() > 1)
+    });
+    // US grid addresses: `9450 S 1300 E`.
+    let grid = numbered
+        && words
+            .iter()
+            .any(|w| matches!(*w, "n" | "s" | "e" | "w" | "ne" | "nw" | "se" | "sw"));
+    let street = words
+        .iter()
+        .any(|w| STREET_WORDS.contains(&w.trim_end_matches('.')));
+    unit || grid
+        || street
+        || (numbered
+            && words.len() >= 2
+            && words
+                .iter()
+                .any(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 3))
+}
+
+/// Words of an address's second line.
+const UNIT_WORDS: &[&str] = &[
+    "suite",
+    "ste",
+    "apt",
+    "apartment",
+    "unit",
+    "spc",
+    "space",
+    "floor",
+    "fl",
+    "room",
+    "rm",
+    "bldg",
+    "building",
+    "box",
+    "po",
+    "piso",
+    "depto",
+    "dpto",
+    "etage",
+    "étage",
+    "wohnung",
+];
 
 const FIRST_NAMES: &[&str] = &[
     "james",
@@ -722,6 +1114,12 @@ const NAME_PARTICLES: &[&str] = &[
 /// hyphens, periods and accents allowed), capitalised or all in capitals,
 /// with lower-case particles (`van der`, `de`) and `Last, First` allowed.
 pub fn is_name_like(v: &str) -> bool {
+    if matches!(
+        v.trim().to_lowercase().as_str(),
+        "yes" | "no" | "true" | "false" | "none" | "null" | "unknown" | "other" | "n/a"
+    ) {
+        return false;
+    }
     let words: Vec<&str> = v
         .split(|c: char| c.is_whitespace() || c == ',')
         .filter(|w| !w.is_empty())
@@ -740,20 +1138,481 @@ pub fn is_name_like(v: &str) -> bool {
         })
 }
 
-fn known_first_name(v: &str) -> bool {
-    v.split(|c: char| c.is_whitespace() || c == ',').any(|w| {
-        FIRST_NAMES.contains(
-            &w.trim_matches(|c: char| !c.is_alphabetic())
-                .to_lowercase()
-                .as_str(),
-        )
-    })
-}
-
 /// A plausible date of birth: a date whose year makes an age of 0 to 120.
 pub fn is_birth_date(v: &str) -> bool {
     parse_date(v).is_some_and(|(y, _, _)| (1900..=2026).contains(&y))
 }
+
+/// A card-shaped number whatever its checksum: 13 to 19 digits (spaces or
+/// dashes allowed) starting with an issuer digit. Test data often fails Luhn.
+pub fn is_card_shaped(v: &str) -> bool {
+    let Some(d) = digits_only(v.trim(), &[' ', '-']) else {
+        return false;
+    };
+    (13..=19).contains(&d.len()) && matches!(d.as_bytes()[0], b'2'..=b'6')
+}
+
+/// An age in years: a whole number from 0 to 120 (a trailing `.0` allowed),
+/// or an age band (`25-34`, `65+`, `18 to 24`).
+pub fn is_age(v: &str) -> bool {
+    let v = v.trim();
+    let year = |s: &str| {
+        let s = s.trim();
+        let (whole, frac) = s.split_once('.').unwrap_or((s, "0"));
+        !whole.is_empty()
+            && whole.len() <= 3
+            && frac.len() == 1
+            && whole
+                .chars()
+                .chain(frac.chars())
+                .all(|c| c.is_ascii_digit())
+            && whole.parse::<u32>().is_ok_and(|n| n <= 120)
+    };
+    if year(v) {
+        return true;
+    }
+    if let Some(lo) = v.strip_suffix('+') {
+        return year(lo);
+    }
+    let lower = v.to_ascii_lowercase();
+    for sep in ["-", " to ", "–"] {
+        if let Some((a, b)) = lower.split_once(sep) {
+            return year(a) && year(b);
+        }
+    }
+    false
+}
+
+/// Values a gender or sex column holds, in several languages (lower case).
+const GENDER_WORDS: &[&str] = &[
+    "male",
+    "female",
+    "man",
+    "woman",
+    "men",
+    "women",
+    "boy",
+    "girl",
+    "non-binary",
+    "nonbinary",
+    "non binary",
+    "genderqueer",
+    "transgender",
+    "trans",
+    "intersex",
+    "masculino",
+    "femenino",
+    "hombre",
+    "mujer",
+    "homme",
+    "femme",
+    "masculin",
+    "féminin",
+    "feminin",
+    "männlich",
+    "mannlich",
+    "weiblich",
+    "divers",
+    "maschio",
+    "femmina",
+    "mannelijk",
+    "vrouwelijk",
+    "vrouw",
+    "masculine",
+    "feminine",
+    "男",
+    "女",
+];
+
+/// Codes and fillers a gender column holds beside its words.
+const GENDER_CODES: &[&str] = &[
+    "m",
+    "f",
+    "w",
+    "d",
+    "x",
+    "u",
+    "o",
+    "nb",
+    "h",
+    "v",
+    "other",
+    "unknown",
+    "diverse",
+    "not specified",
+    "unspecified",
+    "prefer not to say",
+    "n/a",
+    "na",
+    "none",
+    "all",
+    "both",
+    "total",
+    "overall",
+    "all genders",
+];
+
+/// Gender evidence: (share of values in the vocabulary, share that are words
+/// rather than one-letter codes).
+fn gender_shares(values: &[&str]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mut known = 0;
+    let mut words = 0;
+    for v in values {
+        let l = v.trim().to_lowercase();
+        // `Male - M`, `F (female)`: a short value with a gender word in it.
+        let inside = l.split(|c: char| !c.is_alphanumeric() && c != '-').count() <= 4
+            && l.split(|c: char| !c.is_alphanumeric())
+                .any(|w| w.len() > 1 && GENDER_WORDS.contains(&w));
+        if GENDER_WORDS.contains(&l.as_str()) || inside {
+            known += 1;
+            words += 1;
+        } else if GENDER_CODES.contains(&l.as_str()) {
+            known += 1;
+        }
+    }
+    (known as f64 / n, words as f64 / n)
+}
+
+/// A driving-licence-like identifier: 4 to 20 letters and digits (dashes and
+/// spaces allowed) with at least four digits, as US states and most
+/// countries write them. Only the column name tells it apart from other
+/// identifiers.
+pub fn is_licence_shaped(v: &str) -> bool {
+    let v = v.trim();
+    let core: String = v.chars().filter(|c| *c != '-' && *c != ' ').collect();
+    (4..=20).contains(&core.len())
+        && core.chars().all(|c| c.is_ascii_alphanumeric())
+        && core.chars().filter(char::is_ascii_digit).count() >= 4
+}
+
+/// A national identifier whose checksum holds: Spanish DNI (8 digits and a
+/// mod-23 letter) or NIE (X/Y/Z, 7 digits, letter), Brazilian CPF (11
+/// digits, two mod-11 check digits), UK National Insurance number (two
+/// letters, six digits, A-D).
+pub fn is_national_id(v: &str) -> bool {
+    let s: String = v
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | ' ' | '/'))
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let b = s.as_bytes();
+    const DNI: &[u8] = b"TRWAGMYFPDXBNJZSQVHLCKE";
+    let dni = |digits: &str, letter: u8| {
+        digits
+            .parse::<u32>()
+            .is_ok_and(|n| DNI[(n % 23) as usize] == letter)
+    };
+    if b.len() == 9 && b[..8].iter().all(u8::is_ascii_digit) && b[8].is_ascii_uppercase() {
+        return dni(&s[..8], b[8]);
+    }
+    if b.len() == 9
+        && matches!(b[0], b'X' | b'Y' | b'Z')
+        && b[1..8].iter().all(u8::is_ascii_digit)
+        && b[8].is_ascii_uppercase()
+    {
+        let lead = (b[0] - b'X').to_string();
+        return dni(&format!("{lead}{}", &s[1..8]), b[8]);
+    }
+    if b.len() == 11 && b.iter().all(u8::is_ascii_digit) && b.iter().any(|&c| c != b[0]) {
+        let d: Vec<u32> = b.iter().map(|c| (c - b'0') as u32).collect();
+        let check = |n: usize| {
+            let sum: u32 = (0..n).map(|i| d[i] * (n as u32 + 1 - i as u32)).sum();
+            let r = (sum * 10) % 11;
+            (if r == 10 { 0 } else { r }) == d[n]
+        };
+        return check(9) && check(10);
+    }
+    b.len() == 9
+        && b[..2].iter().all(u8::is_ascii_uppercase)
+        && !b"DFIQUV".contains(&b[0])
+        && !b"DFIOQUV".contains(&b[1])
+        && b[2..8].iter().all(u8::is_ascii_digit)
+        && (b'A'..=b'D').contains(&b[8])
+}
+
+/// An identifier shaped like a national one: 5 to 20 letters and digits
+/// (separators allowed), at least five digits.
+pub fn is_id_shaped(v: &str) -> bool {
+    let core: String = v
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | ' ' | '/'))
+        .collect();
+    (5..=20).contains(&core.len())
+        && core.chars().all(|c| c.is_ascii_alphanumeric())
+        && core.chars().filter(char::is_ascii_digit).count() >= 5
+}
+
+/// A passport-number-like value: 6 to 9 letters and digits, mostly digits.
+pub fn is_passport_shaped(v: &str) -> bool {
+    let v = v.trim();
+    (6..=9).contains(&v.len())
+        && v.chars().all(|c| c.is_ascii_alphanumeric())
+        && v.chars().filter(char::is_ascii_digit).count() >= 5
+}
+
+fn vin_value(c: char) -> Option<u32> {
+    match c {
+        '0'..='9' => c.to_digit(10),
+        'A'..='H' => Some(c as u32 - 'A' as u32 + 1),
+        'J'..='N' => Some(c as u32 - 'J' as u32 + 1),
+        'P' => Some(7),
+        'R' => Some(9),
+        'S'..='Z' => Some(c as u32 - 'S' as u32 + 2),
+        _ => None,
+    }
+}
+
+/// A vehicle identification number (ISO 3779): 17 characters, digits and
+/// capitals without I, O and Q. Returns (shaped, check digit valid): the
+/// check digit in position 9 is mandatory in North America only.
+pub fn vin(v: &str) -> (bool, bool) {
+    let v = v.trim().to_ascii_uppercase();
+    if v.len() != 17
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() && !"IOQ".contains(c))
+    {
+        return (false, false);
+    }
+    if v.chars().filter(char::is_ascii_digit).count() < 3 {
+        return (false, false);
+    }
+    const WEIGHTS: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
+    let mut sum = 0;
+    for (c, w) in v.chars().zip(WEIGHTS) {
+        match vin_value(c) {
+            Some(n) => sum += n * w,
+            None => return (false, false),
+        }
+    }
+    let check = match sum % 11 {
+        10 => 'X',
+        d => char::from_digit(d, 10).unwrap_or('?'),
+    };
+    (true, v.as_bytes()[8] as char == check)
+}
+
+/// ISO 3166-1 alpha-2 country codes (SWIFT/BIC positions 5-6, IBAN prefixes).
+const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
+
+/// A SWIFT/BIC code (ISO 9362): four letters (bank), a country code, two
+/// letters or digits (location), optionally three more (branch).
+pub fn is_bic(v: &str) -> bool {
+    let v = v.trim();
+    let b = v.as_bytes();
+    (b.len() == 8 || b.len() == 11)
+        && b[..4].iter().all(u8::is_ascii_uppercase)
+        && COUNTRIES.split(' ').any(|c| c.as_bytes() == &b[4..6])
+        && b[6..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// A MAC address: six hexadecimal pairs separated by `:` or `-`, or three
+/// groups of four separated by `.`.
+pub fn is_mac(v: &str) -> bool {
+    let v = v.trim();
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    for sep in [':', '-'] {
+        let parts: Vec<&str> = v.split(sep).collect();
+        if parts.len() == 6 && parts.iter().all(|p| hex(p, 2)) {
+            return true;
+        }
+    }
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| hex(p, 4))
+}
+
+/// A decimal degree with at least three decimals (a whole or coarse number
+/// is far more often something else).
+fn degree(s: &str, max: f64) -> bool {
+    let s = s.trim();
+    let Some((_, frac)) = s.split_once('.') else {
+        return false;
+    };
+    frac.len() >= 3 && s.parse::<f64>().is_ok_and(|x| x.abs() <= max)
+}
+
+/// Coordinates: (one degree value, a latitude-longitude pair in one value
+/// such as `40.7128, -74.0060`, `(40.71, -74.00)` or `POINT (-74.0 40.7)`).
+pub fn coordinates(v: &str) -> (bool, bool) {
+    let t = v.trim();
+    if degree(t, 180.0) {
+        return (true, false);
+    }
+    let inner = t
+        .trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == ' ')
+        .trim_matches(|c| c == '(' || c == ')' || c == '[' || c == ']');
+    let parts: Vec<&str> = inner
+        .split([',', ' ', ';'])
+        .filter(|p| !p.is_empty())
+        .collect();
+    let pair = parts.len() == 2
+        && ((degree(parts[0], 90.0) && degree(parts[1], 180.0))
+            || (degree(parts[0], 180.0) && degree(parts[1], 90.0)));
+    (pair, pair)
+}
+
+/// Values of a race or ethnicity column (lower case): (words only such a
+/// column holds, words it shares with other columns such as colours).
+const ETHNIC_DISTINCT: &[&str] = &[
+    "hispanic",
+    "latino",
+    "latina",
+    "latinx",
+    "non-hispanic",
+    "not hispanic",
+    "caucasian",
+    "african american",
+    "african-american",
+    "black or african american",
+    "asian",
+    "asian american",
+    "pacific islander",
+    "native hawaiian",
+    "american indian",
+    "alaska native",
+    "native american",
+    "multiracial",
+    "multi-racial",
+    "two or more races",
+    "mixed race",
+    "indigenous",
+    "aboriginal",
+    "middle eastern",
+];
+const ETHNIC_SHARED: &[&str] = &[
+    "white",
+    "black",
+    "other",
+    "unknown",
+    "mixed",
+    "hispanic or latino",
+    "w",
+    "b",
+    "h",
+    "a",
+    "i",
+    "u",
+    "o",
+];
+
+fn ethnic_shares(values: &[&str]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mut distinct = 0;
+    let mut known = 0;
+    for v in values {
+        let l = v.trim().to_lowercase();
+        let hit = |list: &[&str]| {
+            list.iter()
+                .any(|w| l == *w || (w.len() > 4 && l.contains(w)))
+        };
+        if hit(ETHNIC_DISTINCT) {
+            distinct += 1;
+            known += 1;
+        } else if hit(ETHNIC_SHARED) {
+            known += 1;
+        }
+    }
+    (known as f64 / n, distinct as f64 / n)
+}
+
+/// The first and last names of the 1990 US census (public domain): 5,163
+/// first names, the 15,000 most common last names.
+fn lexicon(text: &'static str) -> std::collections::HashSet<&'static str> {
+    text.lines().filter(|l| !l.is_empty()).collect()
+}
+
+fn first_names() -> &'static std::collections::HashSet<&'static str> {
+    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(|| lexicon(include_str!("../data/first_names.txt")))
+}
+
+fn last_names() -> &'static std::collections::HashSet<&'static str> {
+    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(|| lexicon(include_str!("../data/last_names.txt")))
+}
+
+/// How a value reads as a person's name: (a known first or last name in
+/// it, a full name: two to four words, the first a known first name and the
+/// last a known last name, `Last, First` understood).
+pub fn name_evidence(v: &str) -> (bool, bool) {
+    let words: Vec<String> = v
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .map(|w| w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() || words.len() > 5 {
+        return (false, false);
+    }
+    let first = first_names();
+    let last = last_names();
+    let known = words
+        .iter()
+        .any(|w| first.contains(w.as_str()) || last.contains(w.as_str()))
+        || FIRST_NAMES.contains(&words[0].as_str());
+    let (given, family) = if v.contains(',') {
+        (words.get(1), words.first())
+    } else {
+        (words.first(), words.last())
+    };
+    // Two family names (`García Álvarez`): the first of them may be the known one.
+    let second_family = (!v.contains(',') && words.len() >= 3)
+        .then(|| &words[words.len() - 2])
+        .is_some_and(|f| last.contains(f.as_str()));
+    let full = (2..=4).contains(&words.len())
+        && given.is_some_and(|g| first.contains(g.as_str()) || FIRST_NAMES.contains(&g.as_str()))
+        && (family.is_some_and(|f| last.contains(f.as_str())) || second_family);
+    (known, full)
+}
+
+/// Words that name a person by role; a column so named holds people's
+/// names when its values read as names.
+const ROLE_WORDS: &[&str] = &[
+    "judge",
+    "attorney",
+    "prosecutor",
+    "lawyer",
+    "representative",
+    "representante",
+    "gerente",
+    "manager",
+    "officer",
+    "agent",
+    "doctor",
+    "physician",
+    "nurse",
+    "teacher",
+    "author",
+    "reporter",
+    "witness",
+    "victim",
+    "suspect",
+    "defendant",
+    "plaintiff",
+    "beneficiary",
+    "recipient",
+    "signatory",
+    "director",
+    "president",
+    "by",
+    "contact",
+    "buyer",
+    "sender",
+    "receiver",
+    "spouse",
+    "guardian",
+    "parent",
+    "mother",
+    "father",
+    "responsable",
+    "titular",
+];
 
 const PERSON_TABLE_WORDS: &[&str] = &[
     "customer",
@@ -778,6 +1637,62 @@ const PERSON_TABLE_WORDS: &[&str] = &[
     "payroll",
 ];
 
+/// Personal data inside free text: a column of sentences (six words or more
+/// on average) where values carry e-mail addresses, telephone numbers or
+/// card numbers is flagged for that kind, at a confidence that grows with
+/// the share of values that do.
+fn free_text(values: &[&str], flags: &mut Vec<PiiFlag>) {
+    if values.is_empty() {
+        return;
+    }
+    let words: usize = values.iter().map(|v| v.split_whitespace().count()).sum();
+    if (words as f64 / values.len() as f64) < 6.0 {
+        return;
+    }
+    let runs = |v: &str| -> Vec<String> {
+        // Maximal runs of phone/card characters, trimmed of separators.
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        for c in v.chars().chain(std::iter::once('|')) {
+            if c.is_ascii_digit() || "+-() ./".contains(c) {
+                cur.push(c);
+            } else {
+                let t = cur.trim_matches(|c: char| !c.is_ascii_digit() && c != '+' && c != '(');
+                if t.chars().filter(char::is_ascii_digit).count() >= 7 {
+                    out.push(t.trim_end_matches(['(', ' ']).to_string());
+                }
+                cur.clear();
+            }
+        }
+        out
+    };
+    let n = values.len() as f64;
+    let share = |f: &dyn Fn(&str) -> bool| values.iter().filter(|v| f(v)).count() as f64 / n;
+    let email = share(&|v| {
+        v.split(|c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c))
+            .any(|t| is_email(t.trim_end_matches('.')))
+    });
+    let phone_share = share(&|v| runs(v).iter().any(|r| phone(r, false).1));
+    let card = share(&|v| runs(v).iter().any(|r| is_card(r)));
+    for (kind, s, what) in [
+        (PiiKind::Email, email, "an e-mail address"),
+        (PiiKind::Phone, phone_share, "a telephone number"),
+        (PiiKind::CreditCard, card, "a card number"),
+    ] {
+        if s < 0.2 || flags.iter().any(|f| f.kind == kind) {
+            continue;
+        }
+        flags.push(PiiFlag {
+            kind,
+            confidence: ((0.5 + 0.4 * s).min(0.9) * 1000.0).round() / 1000.0,
+            reasons: vec![format!(
+                "free text: {:.0}% of sampled values contain {what}",
+                s * 100.0
+            )],
+        });
+    }
+}
+
 /// Scores one column.
 pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
     let toks = tokens(e.column);
@@ -786,11 +1701,23 @@ pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
         .samples
         .iter()
         .flatten()
-        .map(|s| s.trim())
+        .map(|s| whole_number(s.trim()))
         .filter(|s| !s.is_empty())
         .collect();
     let n = values.len().max(1) as f64;
     let frac = |f: &dyn Fn(&str) -> bool| values.iter().filter(|v| f(v)).count() as f64 / n;
+    let distinct = values
+        .iter()
+        .map(|v| v.to_lowercase())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    // A categorical column written as codes (`1`, `2.0`, `F`, `HISP`): the
+    // name alone says what the codes stand for.
+    let coded = !values.is_empty()
+        && distinct <= 12
+        && values
+            .iter()
+            .all(|v| v.len() <= 8 && !v.contains(char::is_whitespace));
     // Table names are often plural: `customers` is a person-like table too.
     let person_table = table_toks.iter().any(|t| {
         PERSON_TABLE_WORDS.contains(&t.as_str())
@@ -806,14 +1733,62 @@ pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
         .count();
     let context = (if person_table { 0.6 } else { 0.0 }) + (neighbour_pii.min(2) as f64 * 0.2);
     let mut flags = Vec::new();
+    // A column called just `name` names a person only beside person columns.
+    let people_around = person_table
+        || e.neighbours.iter().any(|c| {
+            let t = tokens(c);
+            [
+                PiiKind::Email,
+                PiiKind::Phone,
+                PiiKind::DateOfBirth,
+                PiiKind::Gender,
+                PiiKind::Age,
+            ]
+            .iter()
+            .any(|k| name_score(*k, &t, c) >= 1.0)
+                || t.iter()
+                    .any(|w| w == "first" || w == "last" || w == "surname")
+        });
+    let evidence: Vec<(bool, bool)> = values
+        .iter()
+        .filter(|v| is_name_like(v))
+        .map(|v| name_evidence(v))
+        .collect();
+    let known_names = evidence.iter().filter(|e| e.0).count() as f64 / n;
+    let full_names = evidence.iter().filter(|e| e.1).count() as f64 / n;
     for kind in PiiKind::ALL {
-        let name = name_score(kind, &toks, e.column);
+        let mut name = name_score(kind, &toks, e.column);
+        if kind == PiiKind::PersonName && toks == ["name"] && !people_around {
+            name = 0.2;
+        }
+        // People named by their role (`judge`, `representante_legal`,
+        // `approved_by`) when the values are known names.
+        if kind == PiiKind::PersonName
+            && name == 0.0
+            && known_names >= 0.5
+            && toks.iter().any(|t| ROLE_WORDS.contains(&t.as_str()))
+        {
+            name = 0.7;
+        }
         let neg = negative(kind, &toks);
         // (fraction of values the validator accepts, whether those values are
         // unambiguous on their own)
+        let mut note = None;
         let (value, strong) = match kind {
             PiiKind::Email => (frac(&|v| is_email(v)), true),
-            PiiKind::CreditCard => (frac(&|v| is_card(v)), true),
+            PiiKind::CreditCard => {
+                let valid = frac(&|v| is_card(v));
+                let shaped = frac(&|v| is_card_shaped(v));
+                if valid < 0.5 && shaped >= 0.5 && name >= 1.0 {
+                    note = Some(format!(
+                        "{:.0}% of sampled values have card shapes but fail the Luhn checksum: test data?",
+                        shaped * 100.0
+                    ));
+                    (shaped, false)
+                } else {
+                    (valid, true)
+                }
+            }
             PiiKind::Iban => (frac(&|v| is_iban(v)), true),
             PiiKind::IpAddress => (frac(&|v| is_ip(v)), true),
             PiiKind::Ssn => {
@@ -827,16 +1802,98 @@ pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
             }
             PiiKind::PostalCode => {
                 let unambiguous = frac(&|v| postal(v).1);
-                (frac(&|v| postal(v).0), unambiguous >= 0.5)
+                let valid = frac(&|v| postal(v).0);
+                // Four- and six-digit codes (Australia, Switzerland, India,
+                // Colombia...) and ZIP+4 without its dash, when the name
+                // says postal code.
+                let numeric = |v: &str| {
+                    (3..=9).contains(&v.len())
+                        && v.len() != 7
+                        && v.len() != 8
+                        && v.chars().all(|c| c.is_ascii_digit())
+                };
+                if name >= 1.0 && valid < 0.8 {
+                    (frac(&|v| postal(v).0 || numeric(v)), unambiguous >= 0.5)
+                } else {
+                    (valid, unambiguous >= 0.5)
+                }
             }
-            PiiKind::DateOfBirth => (frac(&|v| is_birth_date(v)), false),
-            PiiKind::StreetAddress => (frac(&|v| is_street(v)), true),
+            PiiKind::DateOfBirth => {
+                let full = frac(&|v| is_birth_date(v));
+                // `04/01/83`: a two-digit year only when the name says birth.
+                if name >= 1.0 && full < 0.5 {
+                    (frac(&|v| is_birth_date(v) || short_date(v)), false)
+                } else {
+                    (full, false)
+                }
+            }
+            PiiKind::StreetAddress => {
+                let street = frac(&|v| is_street(v));
+                // Street words differ by country; when the name says
+                // address, a line of words with a house number will do.
+                if name >= 1.0 && street < 0.8 {
+                    (frac(&|v| is_street(v) || address_like(v)), street >= 0.5)
+                } else {
+                    (street, true)
+                }
+            }
             PiiKind::PersonName => {
-                let known = frac(&|v| known_first_name(v));
-                (frac(&|v| is_name_like(v)), known >= 0.3)
+                // Full names are people on their own; single known names
+                // (storms, places, products carry them too) need the
+                // column's name or its table.
+                let strong =
+                    full_names >= 0.5 || (known_names >= 0.5 && (name >= 1.0 || person_table));
+                (frac(&|v| is_name_like(v)), strong)
+            }
+            PiiKind::Age => (frac(&|v| is_age(v)), false),
+            PiiKind::Gender => {
+                let (known, words) = gender_shares(&values);
+                let known = if name >= 1.0 && coded { 1.0 } else { known };
+                (known, words >= 0.5 && distinct <= 12)
+            }
+            PiiKind::DrivingLicence => (frac(&|v| is_licence_shaped(v)), false),
+            PiiKind::Passport => (frac(&|v| is_passport_shaped(v)), false),
+            PiiKind::Vin => {
+                let checked = frac(&|v| vin(v).1);
+                (frac(&|v| vin(v).0), checked >= 0.5)
+            }
+            PiiKind::SwiftBic => (frac(&|v| is_bic(v)), false),
+            PiiKind::MacAddress => (frac(&|v| is_mac(v)), true),
+            PiiKind::Coordinates => {
+                let pairs = frac(&|v| coordinates(v).1);
+                // Projected coordinates (metres east and north of an origin).
+                let projected_name = toks.iter().any(|t| t == "easting" || t == "northing");
+                let projected = |v: &str| {
+                    v.replace(',', "")
+                        .parse::<f64>()
+                        .is_ok_and(|x| (100.0..1e8).contains(&x.abs()))
+                };
+                let value = if projected_name {
+                    frac(&|v| coordinates(v).0 || projected(v))
+                } else {
+                    frac(&|v| coordinates(v).0)
+                };
+                (value, pairs >= 0.8)
+            }
+            PiiKind::NationalId => {
+                let checked = frac(&|v| is_national_id(v));
+                if checked >= 0.8 {
+                    (checked, true)
+                } else {
+                    (frac(&|v| is_id_shaped(v)), false)
+                }
+            }
+            PiiKind::Ethnicity => {
+                let (known, distinct_words) = ethnic_shares(&values);
+                let known = if name >= 1.0 && coded { 1.0 } else { known };
+                (known, distinct_words >= 0.3)
             }
         };
-        let mut reasons = Vec::new();
+        // One or two values prove little on their own (a 16-digit id passes
+        // Luhn one time in ten).
+        let numeric = matches!(kind, PiiKind::CreditCard | PiiKind::Ssn | PiiKind::Phone);
+        let strong = strong && (values.len() >= 3 || name > 0.0 || !numeric);
+        let mut reasons: Vec<String> = note.into_iter().collect();
         let mut c = if value >= 0.8 {
             reasons.push(format!(
                 "{:.0}% of sampled values are valid {}",
@@ -869,6 +1926,9 @@ pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
                 kind.as_str()
             ));
         }
+        // Full names (a known first and last name) outweigh a name word
+        // that usually means something else (`UserName` of full names).
+        let neg = neg && !(kind == PiiKind::PersonName && full_names >= 0.8);
         if neg {
             reasons.push(format!(
                 "column name `{}` suggests something other than {}",
@@ -888,6 +1948,10 @@ pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
                 neighbour_pii
             ));
         }
+        // A bank's identifier is personal only in a person's record.
+        if kind == PiiKind::SwiftBic && context < 0.4 {
+            c = c.min(FLAG_THRESHOLD - 0.05);
+        }
         let c = c.clamp(0.0, 1.0);
         if c >= FLAG_THRESHOLD {
             flags.push(PiiFlag {
@@ -897,6 +1961,7 @@ pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
             });
         }
     }
+    free_text(&values, &mut flags);
     flags.sort_by(|a, b| {
         b.confidence
             .total_cmp(&a.confidence)
@@ -951,6 +2016,256 @@ mod tests {
         let f = flags("payments", "card_no", &luhn_ok);
         assert_eq!(f[0].kind, PiiKind::CreditCard);
         assert!(f[0].confidence >= 0.9);
+    }
+
+    fn with(table: &str, column: &str, neighbours: &[&str], samples: &[&str]) -> Vec<PiiFlag> {
+        let s: Vec<Option<String>> = samples.iter().map(|v| Some(v.to_string())).collect();
+        let n: Vec<String> = neighbours.iter().map(|v| v.to_string()).collect();
+        detect(&ColumnEvidence {
+            table,
+            column,
+            neighbours: &n,
+            samples: &s,
+        })
+    }
+
+    #[test]
+    fn validators_of_the_newer_kinds() {
+        // VIN check digit (position 9) from the ISO 3779 weights.
+        assert_eq!(vin("1M8GDM9AXKP042788"), (true, true));
+        assert_eq!(vin("1M8GDM9A1KP042788"), (true, false));
+        assert!(!vin("1M8GDM9AXKP04278").0, "16 characters");
+        assert!(!vin("1M8GDM9AXKP04278O").0, "O is not used");
+        assert!(
+            is_mac("00:1A:2b:3C:4d:5E") && is_mac("00-1a-2b-3c-4d-5e") && is_mac("001a.2b3c.4d5e")
+        );
+        assert!(!is_mac("00:1A:2b:3C:4d"));
+        assert!(is_bic("DEUTDEFF") && is_bic("NEDSZAJJXXX"));
+        assert!(!is_bic("DEUTQQFF"), "QQ is no country");
+        assert!(is_national_id("12345678Z"), "DNI letter");
+        assert!(!is_national_id("12345678A"));
+        assert!(is_national_id("X1234567L"), "NIE");
+        assert!(is_national_id("529.982.247-25"), "CPF");
+        assert!(!is_national_id("529.982.247-26"));
+        assert!(!is_national_id("111.111.111-11"), "repeated digits");
+        assert!(is_national_id("AB123456C"), "NINO");
+        assert!(is_age("42") && is_age("21.5") && is_age("25-34") && is_age("65+"));
+        assert!(!is_age("-500") && !is_age("130") && !is_age("1979"));
+        assert_eq!(coordinates("40.7128, -74.0060"), (true, true));
+        assert_eq!(coordinates("POINT (-74.0060 40.7128)"), (true, true));
+        assert_eq!(coordinates("-73.98377"), (true, false));
+        assert!(!coordinates("12").0, "a whole number is not a degree");
+        assert!(is_street("牛埔東路260號"));
+        assert!(!is_street(
+            "we met an old friend at 5 in the afternoon and talked about the weather for hours"
+        ));
+        assert!(phone("4377777 Ext 7178", true).0);
+        assert!(!phone("208.4397503", false).0, "a measurement");
+        assert!(!phone("207.148.133.26", false).0, "an IPv4 address");
+        assert_eq!(postal("L6T5M3"), (true, true));
+    }
+
+    #[test]
+    fn newer_kinds_from_names_and_values() {
+        let top = |f: Vec<PiiFlag>| f.first().map(|f| f.kind);
+        assert_eq!(
+            top(flags("patients", "age", &["34", "71", "8", "45"])),
+            Some(PiiKind::Age)
+        );
+        assert_eq!(
+            top(flags("products", "stock_age", &["34", "71", "8", "45"])),
+            None,
+            "a number is an age only when the name says so"
+        );
+        assert_eq!(
+            top(flags("t", "sex", &["M", "F", "F", "M"])),
+            Some(PiiKind::Gender)
+        );
+        assert_eq!(
+            top(flags("t", "x", &["Male", "Female", "Female", "Male"])),
+            Some(PiiKind::Gender),
+            "gender words need no name"
+        );
+        assert_eq!(
+            top(flags("t", "sex", &["1.0", "2.0", "1.0"])),
+            Some(PiiKind::Gender),
+            "codes under a telling name"
+        );
+        assert_eq!(
+            top(flags(
+                "survey",
+                "AskedOrForcedToExchangeForSex",
+                &["0", "1", "0"]
+            )),
+            None,
+            "a question about sex is not the attribute"
+        );
+        assert_eq!(
+            top(flags(
+                "fleet",
+                "vin",
+                &["1M8GDM9AXKP042788", "1HGCM82633A004352"]
+            )),
+            Some(PiiKind::Vin)
+        );
+        assert_eq!(
+            top(flags(
+                "customers",
+                "dl_number",
+                &["D1234567", "S5551234", "F9876543"]
+            )),
+            Some(PiiKind::DrivingLicence)
+        );
+        assert_eq!(
+            top(flags(
+                "brokers",
+                "broker_license",
+                &["5491919-PB00", "5483759-PB00"]
+            )),
+            None,
+            "a business licence is not a driving licence"
+        );
+        assert_eq!(
+            top(flags(
+                "devices",
+                "mac",
+                &["00:1A:2B:3C:4D:5E", "00:1A:2B:3C:4D:5F"]
+            )),
+            Some(PiiKind::MacAddress)
+        );
+        assert_eq!(
+            top(flags(
+                "trips",
+                "pickup",
+                &["40.7128, -74.0060", "40.7306, -73.9352"]
+            )),
+            Some(PiiKind::Coordinates)
+        );
+        assert_eq!(
+            top(flags(
+                "stations",
+                "lat",
+                &["24.796454", "24.802579", "24.77279"]
+            )),
+            Some(PiiKind::Coordinates)
+        );
+        assert_eq!(
+            top(flags("t", "race", &["White", "Black", "Asian", "Hispanic"])),
+            Some(PiiKind::Ethnicity)
+        );
+        assert_eq!(
+            top(flags(
+                "products",
+                "colour",
+                &["White", "Black", "White", "Black"]
+            )),
+            None,
+            "colours are not races"
+        );
+        assert_eq!(
+            top(flags(
+                "citizens",
+                "dni",
+                &["12345678Z", "X1234567L", "87654321X"]
+            )),
+            Some(PiiKind::NationalId)
+        );
+        let f = with(
+            "customers",
+            "swift",
+            &["name", "email"],
+            &["DEUTDEFF", "NEDSZAJJXXX"],
+        );
+        assert_eq!(top(f), Some(PiiKind::SwiftBic));
+        assert_eq!(
+            top(flags("banks", "bic", &["DEUTDEFF", "NEDSZAJJXXX"])),
+            None,
+            "a bank's own code is not personal"
+        );
+    }
+
+    #[test]
+    fn card_numbers_that_fail_luhn_are_still_cards_by_name() {
+        let test_data = ["4111111111111112", "5500000000000005", "4000123412341235"];
+        let f = flags("payments", "card_number", &test_data);
+        assert_eq!(f[0].kind, PiiKind::CreditCard);
+        assert!(f[0].confidence < 0.9, "lower confidence without checksums");
+        assert!(
+            f[0].reasons.iter().any(|r| r.contains("test data?")),
+            "{:?}",
+            f[0].reasons
+        );
+        assert!(
+            flags("t", "reading", &test_data)
+                .iter()
+                .all(|f| f.kind != PiiKind::CreditCard),
+            "shapes alone are not enough"
+        );
+    }
+
+    #[test]
+    fn people_storms_and_places() {
+        let top = |f: Vec<PiiFlag>| f.first().map(|f| f.kind);
+        assert_eq!(
+            top(flags(
+                "events",
+                "Person",
+                &["Maria Gonzalez", "James Smith", "Linda Brown"]
+            )),
+            Some(PiiKind::PersonName),
+            "full names flag a column whatever it is called"
+        );
+        assert_eq!(
+            top(flags(
+                "storms",
+                "name",
+                &["Katrina", "Andrew", "Sandy", "Irene"]
+            )),
+            None,
+            "single first names outside a person context are not people"
+        );
+        assert_eq!(
+            top(with(
+                "staff",
+                "name",
+                &["email", "phone"],
+                &["Katrina", "Andrew", "Sandy", "Irene"]
+            )),
+            Some(PiiKind::PersonName)
+        );
+        assert_eq!(
+            top(flags(
+                "permits",
+                "business_name",
+                &["Acme Holdings LLC", "Steller LLC"]
+            )),
+            None
+        );
+        assert_eq!(
+            top(flags(
+                "cases",
+                "judge",
+                &["HOWARD M. MALTZ", "MARY SMITH", "JOHN A. DOE"]
+            )),
+            Some(PiiKind::PersonName),
+            "a role word with names in it"
+        );
+        assert_eq!(
+            top(flags("cases", "saw_doctor", &["YES", "NO", "YES"])),
+            None
+        );
+    }
+
+    #[test]
+    fn free_text_with_contact_details() {
+        let notes = [
+            "Customer called about the late delivery, reach her at jane.doe@example.com please",
+            "Left a voicemail, second attempt tomorrow morning at the usual time",
+            "Asked for a refund by email to bob@example.org before the end of the month",
+        ];
+        let f = flags("tickets", "notes", &notes);
+        assert_eq!(f[0].kind, PiiKind::Email, "{f:?}");
+        assert!(f[0].reasons[0].contains("free text"));
     }
 
     #[test]

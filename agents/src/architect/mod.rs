@@ -51,7 +51,18 @@ impl PiiPolicy {
             let (kind, p) = item
                 .split_once('=')
                 .ok_or_else(|| format!("{item:?} is not kind=policy"))?;
-            map.insert(kind.trim().to_string(), check(p.trim())?);
+            let kind = kind.trim();
+            if sensei_scout::pii::PiiKind::parse(kind).is_none() {
+                let known: Vec<&str> = sensei_scout::pii::PiiKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect();
+                return Err(format!(
+                    "{kind:?} is not a PII kind; the kinds are {}",
+                    known.join(", ")
+                ));
+            }
+            map.insert(kind.to_string(), check(p.trim())?);
         }
         Ok(PiiPolicy {
             default: check(if default.is_empty() { "keep" } else { default })?,
@@ -855,4 +866,21 @@ pub fn source_columns(manifest: &Manifest) -> BTreeMap<String, Vec<String>> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PiiPolicy;
+
+    #[test]
+    fn a_policy_for_an_unknown_kind_is_refused_with_the_kinds() {
+        assert!(PiiPolicy::parse("keep", "email=mask, vin=drop, national_id=hash").is_ok());
+        let err = PiiPolicy::parse("keep", "emial=mask").unwrap_err();
+        assert!(err.contains("\"emial\" is not a PII kind"), "{err}");
+        assert!(
+            err.contains("email") && err.contains("driving_licence"),
+            "{err}"
+        );
+        assert!(PiiPolicy::parse("keep", "email=shred").is_err());
+    }
 }

@@ -90,10 +90,11 @@ enum Command {
     },
     /// Measure PII detection on a labelled set of columns (JSON lines).
     PiiEval {
-        /// Labelled columns; defaults to the set kept in the repository.
-        #[arg(long)]
-        file: Vec<PathBuf>,
-        /// Also list every misclassified column.
+        /// Labelled columns (JSON lines); defaults to every set kept in the
+        /// repository (agents/testdata/pii and its public/ folder).
+        files: Vec<PathBuf>,
+        /// Also list every misclassified column (of the fit part only: the
+        /// blind part measures, it is not a list of things to fix).
         #[arg(long)]
         mistakes: bool,
     },
@@ -358,7 +359,7 @@ fn main() {
             },
             code => code,
         },
-        Command::PiiEval { file, mistakes } => pii_eval(file, mistakes),
+        Command::PiiEval { files, mistakes } => pii_eval(files, mistakes),
         Command::MatchEval { dir, mistakes, fit } => {
             let dir = dir.unwrap_or_else(|| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agents/testdata/matching")
@@ -439,12 +440,23 @@ fn match_fit(dir: &std::path::Path) -> i32 {
 fn pii_eval(files: Vec<PathBuf>, mistakes: bool) -> i32 {
     let files = if files.is_empty() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agents/testdata/pii");
-        vec![dir.join("columns.jsonl"), dir.join("holdout.jsonl")]
+        let mut public: Vec<PathBuf> = std::fs::read_dir(dir.join("public"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        public.sort();
+        let mut all = vec![dir.join("columns.jsonl"), dir.join("holdout.jsonl")];
+        all.extend(public);
+        all
     } else {
         files
     };
     let mut code = 0;
-    for f in files.iter().filter(|f| f.exists()) {
+    for f in &files {
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
             Err(e) => {
@@ -453,16 +465,20 @@ fn pii_eval(files: Vec<PathBuf>, mistakes: bool) -> i32 {
                 continue;
             }
         };
-        match sensei_scout::eval::evaluate(&text) {
-            Ok(r) => {
-                println!("{} ({} columns)", f.display(), r.columns);
-                print!("{}", r.table());
-                if mistakes {
-                    for (col, label, predicted) in &r.mistakes {
-                        println!("  {col}: labelled {label}, predicted {predicted}");
+        match sensei_scout::eval::evaluate_parts(&text) {
+            Ok(parts) => {
+                for (part, r) in &parts {
+                    println!("{} [{part}] ({} columns)", f.display(), r.columns);
+                    print!("{}", r.table());
+                    // The blind part's mistakes stay unseen: it measures, it
+                    // is not a list of things to fix.
+                    if mistakes && part != "blind" {
+                        for (col, label, predicted) in &r.mistakes {
+                            println!("  {col}: labelled {label}, predicted {predicted}");
+                        }
                     }
+                    println!();
                 }
-                println!();
             }
             Err(e) => {
                 eprintln!("error: {}: {e}", f.display());
