@@ -1140,7 +1140,41 @@ pub fn is_name_like(v: &str) -> bool {
 
 /// A plausible date of birth: a date whose year makes an age of 0 to 120.
 pub fn is_birth_date(v: &str) -> bool {
-    parse_date(v).is_some_and(|(y, _, _)| (1900..=2026).contains(&y))
+    let year = parse_date(v)
+        .map(|(y, _, _)| y)
+        .or_else(|| written_date_year(v));
+    year.is_some_and(|y| (1900..=2026).contains(&y))
+}
+
+/// The year of a date written with its month's name: `March 12, 1984`,
+/// `12 Mar 1984`, `1984 March 12`.
+fn written_date_year(v: &str) -> Option<i32> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let words: Vec<String> = v
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    if words.len() != 3 {
+        return None;
+    }
+    let month = words
+        .iter()
+        .filter(|w| w.len() >= 3 && w.chars().all(char::is_alphabetic))
+        .any(|w| MONTHS.iter().any(|m| w.starts_with(m)));
+    let numbers: Vec<u32> = words
+        .iter()
+        .filter_map(|w| {
+            w.trim_end_matches(['s', 't', 'n', 'd', 'r', 'h'])
+                .parse()
+                .ok()
+        })
+        .collect();
+    let year = numbers.iter().find(|n| (1000..=9999).contains(*n))?;
+    let day = numbers.iter().any(|n| (1..=31).contains(n));
+    (month && day).then_some(*year as i32)
 }
 
 /// A card-shaped number whatever its checksum: 13 to 19 digits (spaces or
@@ -2063,6 +2097,9 @@ mod tests {
         assert!(!phone("208.4397503", false).0, "a measurement");
         assert!(!phone("207.148.133.26", false).0, "an IPv4 address");
         assert_eq!(postal("L6T5M3"), (true, true));
+        assert!(is_birth_date("March 12, 1984") && is_birth_date("12 Mar 1984"));
+        assert!(is_birth_date("1st January 1990"));
+        assert!(!is_birth_date("March 12, 1784"));
     }
 
     #[test]
