@@ -71,6 +71,117 @@ struct Tee<'a, R> {
     detector: &'a mut Detector,
 }
 
+/// UTF-16 text decoded to UTF-8 as it is read, so that the byte-level CSV
+/// parser sees ASCII delimiters, quotes and newlines; offsets (partition
+/// splits) are offsets in the decoded text. A byte order mark is removed;
+/// an unpaired surrogate is an error naming its position, never replaced.
+struct Utf16ToUtf8<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    raw: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    consumed: u64,
+}
+
+impl<R: Read> Utf16ToUtf8<R> {
+    fn new(inner: R, encoding: &'static Encoding) -> Self {
+        Utf16ToUtf8 {
+            inner,
+            decoder: encoding.new_decoder_with_bom_removal(),
+            raw: vec![0; 1 << 16],
+            out: Vec::new(),
+            pos: 0,
+            eof: false,
+            consumed: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Utf16ToUtf8<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.out.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            let n = self.inner.read(&mut self.raw)?;
+            self.eof = n == 0;
+            let room = self
+                .decoder
+                .max_utf8_buffer_length_without_replacement(n)
+                .unwrap_or(n * 3 + 16);
+            self.out.clear();
+            self.out.resize(room, 0);
+            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
+                &self.raw[..n],
+                &mut self.out,
+                self.eof,
+            );
+            if let encoding_rs::DecoderResult::Malformed(_, _) = result {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "not valid UTF-16 near byte {} (an unpaired surrogate or an odd byte count)",
+                        self.consumed + read as u64
+                    ),
+                ));
+            }
+            self.consumed += read as u64;
+            self.out.truncate(written);
+            self.pos = 0;
+        }
+        let k = buf.len().min(self.out.len() - self.pos);
+        buf[..k].copy_from_slice(&self.out[self.pos..self.pos + k]);
+        self.pos += k;
+        Ok(k)
+    }
+}
+
+/// The UTF-16 flavour of a file, if it is one: named by `source.encoding`,
+/// by a byte order mark, or by the zero bytes ASCII text has in every other
+/// position when written as UTF-16 without a mark.
+fn utf16_of(path: &Path, forced: Option<&'static Encoding>) -> Result<Option<&'static Encoding>> {
+    if let Some(e) = forced {
+        return Ok((e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE).then_some(e));
+    }
+    let mut head = vec![0u8; 4096];
+    let n = open(path)?
+        .read(&mut head)
+        .map_err(|e| unreadable(path, e))?;
+    let head = &head[..n - n % 2];
+    if head.starts_with(&[0xFF, 0xFE]) {
+        return Ok(Some(encoding_rs::UTF_16LE));
+    }
+    if head.starts_with(&[0xFE, 0xFF]) {
+        return Ok(Some(encoding_rs::UTF_16BE));
+    }
+    if head.len() < 8 {
+        return Ok(None);
+    }
+    let pairs = head.len() / 2;
+    let zero_odd = head.chunks(2).filter(|p| p[1] == 0 && p[0] != 0).count();
+    let zero_even = head.chunks(2).filter(|p| p[0] == 0 && p[1] != 0).count();
+    // Half the characters ASCII or Latin-1 is plenty; the other position
+    // almost never zero.
+    Ok(if zero_odd * 2 >= pairs && zero_even * 20 <= pairs {
+        Some(encoding_rs::UTF_16LE)
+    } else if zero_even * 2 >= pairs && zero_odd * 20 <= pairs {
+        Some(encoding_rs::UTF_16BE)
+    } else {
+        None
+    })
+}
+
+/// The file as text the parser reads: its bytes, or UTF-16 decoded to UTF-8.
+fn open_text(path: &Path, utf16: Option<&'static Encoding>) -> Result<Box<dyn Read>> {
+    let file = open(path)?;
+    Ok(match utf16 {
+        Some(e) => Box::new(Utf16ToUtf8::new(file, e)),
+        None => Box::new(file),
+    })
+}
+
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
@@ -222,10 +333,13 @@ fn plain_decimal(v: &[u8]) -> Option<(u8, u8)> {
     Some((int.len() as u8, scale as u8))
 }
 
-fn sniff_delimiter(path: &Path) -> Result<u8> {
-    let mut head = vec![0u8; 64 * 1024];
-    let mut f = open(path)?;
-    let n = f.read(&mut head).map_err(|e| unreadable(path, e))?;
+fn sniff_delimiter(path: &Path, utf16: Option<&'static Encoding>) -> Result<u8> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    open_text(path, utf16)?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(|e| unreadable(path, e))?;
+    let n = head.len();
     let first = head[..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
     let mut best = (b',', 0usize);
     for d in [b',', b';', b'\t', b'|'] {
@@ -258,6 +372,20 @@ fn unreadable(path: &Path, e: impl std::fmt::Display) -> ConnectorError {
 }
 
 fn malformed(record: &::csv::ByteRecord, fields: usize) -> Option<String> {
+    // A quote never closed swallows the following lines into one field.
+    if record.len() < fields {
+        if let Some((i, f)) = record
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.iter().filter(|&&b| b == b'\n').count() >= 2)
+        {
+            let lines = f.iter().filter(|&&b| b == b'\n').count() + 1;
+            return Some(format!(
+                "the quote opening field {} is never closed: the field runs over {lines} lines; close the quote, or double a quote inside a quoted field (\"\")",
+                i + 1
+            ));
+        }
+    }
     if record.len() != fields {
         return Some(format!(
             "{} fields where the header has {fields}",
@@ -315,8 +443,18 @@ impl CsvSource {
     fn scan(&self, name: &str, path: &Path) -> Result<TableInfo> {
         let shown = path.display().to_string();
         let (bytes, modified_ns) = stamp(path)?;
+        let forced = match self.options.encoding.as_str() {
+            "auto" => None,
+            label => Some(Encoding::for_label(label.as_bytes()).ok_or_else(|| {
+                ConnectorError::Unreadable {
+                    path: shown.clone(),
+                    message: format!("source.encoding = {label:?} is not an encoding label (utf-8, latin1, windows-1252, ...)"),
+                }
+            })?),
+        };
+        let utf16 = utf16_of(path, forced)?;
         let delimiter = match self.options.delimiter.as_str() {
-            "auto" => sniff_delimiter(path)?,
+            "auto" => sniff_delimiter(path, utf16)?,
             "\\t" | "tab" => b'\t',
             d if d.len() == 1 => d.as_bytes()[0],
             d => {
@@ -328,15 +466,6 @@ impl CsvSource {
                 })
             }
         };
-        let forced = match self.options.encoding.as_str() {
-            "auto" => None,
-            label => Some(Encoding::for_label(label.as_bytes()).ok_or_else(|| {
-                ConnectorError::Unreadable {
-                    path: shown.clone(),
-                    message: format!("source.encoding = {label:?} is not an encoding label (utf-8, latin1, windows-1252, ...)"),
-                }
-            })?),
-        };
         let mut detector = Detector::new();
         let mut header_raw: Option<::csv::ByteRecord> = None;
         let mut infer: Vec<Infer> = Vec::new();
@@ -346,7 +475,7 @@ impl CsvSource {
         let end_byte;
         {
             let tee = Tee {
-                inner: BufReader::with_capacity(1 << 20, open(path)?),
+                inner: BufReader::with_capacity(1 << 20, open_text(path, utf16)?),
                 detector: &mut detector,
             };
             let mut rdr = reader(tee, delimiter);
@@ -409,21 +538,12 @@ impl CsvSource {
             });
         }
         let detection = detector.finish();
-        let (encoding, confidence) = match forced {
-            Some(e) => (e, 1.0),
-            None => {
-                if detection.encoding == encoding_rs::UTF_16LE
-                    || detection.encoding == encoding_rs::UTF_16BE
-                {
-                    return Err(ConnectorError::Unreadable {
-                        path: shown,
-                        message: format!(
-                            "the file is {}; convert it to UTF-8 first (iconv -f {} -t UTF-8)",
-                            detection.encoding.name(),
-                            detection.encoding.name()
-                        ),
-                    });
-                }
+        // `text` is what the fields are decoded from: UTF-16 was decoded to
+        // UTF-8 on the way into the parser.
+        let (encoding, confidence, text) = match (utf16, forced) {
+            (Some(e), _) => (e, 1.0, encoding_rs::UTF_8),
+            (None, Some(e)) => (e, 1.0, e),
+            (None, None) => {
                 if detection.confidence < self.options.min_confidence {
                     return Err(ConnectorError::Encoding {
                         what: shown,
@@ -433,7 +553,7 @@ impl CsvSource {
                         samples: detection.describe_samples(),
                     });
                 }
-                (detection.encoding, detection.confidence)
+                (detection.encoding, detection.confidence, detection.encoding)
             }
         };
         let header = header_raw.unwrap_or_default();
@@ -443,8 +563,8 @@ impl CsvSource {
             if i == 0 {
                 raw = raw.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(raw);
             }
-            let (text, _) = encoding.decode_without_bom_handling(raw);
-            let name = text.trim().to_string();
+            let (decoded, _) = text.decode_without_bom_handling(raw);
+            let name = decoded.trim().to_string();
             if name.is_empty() {
                 return Err(ConnectorError::Unreadable {
                     path: shown,
@@ -531,11 +651,25 @@ impl CsvSource {
             .find(|s| s.key == start)
             .map(|s| s.line)
             .unwrap_or(1);
-        let encoding = Encoding::for_label(info.encoding.as_bytes()).unwrap_or(encoding_rs::UTF_8);
-        let mut file = open(&info.path)?;
-        file.seek(SeekFrom::Start(start as u64))
-            .map_err(|e| unreadable(&info.path, e))?;
-        let mut rdr = reader(BufReader::with_capacity(1 << 20, file), info.delimiter);
+        let declared = Encoding::for_label(info.encoding.as_bytes()).unwrap_or(encoding_rs::UTF_8);
+        let utf16 = (declared == encoding_rs::UTF_16LE || declared == encoding_rs::UTF_16BE)
+            .then_some(declared);
+        let (encoding, input): (&'static Encoding, Box<dyn Read>) = match utf16 {
+            // Offsets are in the decoded text: decode up to the start.
+            Some(e) => {
+                let mut text = open_text(&info.path, Some(e))?;
+                std::io::copy(&mut (&mut text).take(start as u64), &mut std::io::sink())
+                    .map_err(|e| unreadable(&info.path, e))?;
+                (encoding_rs::UTF_8, text)
+            }
+            None => {
+                let mut file = open(&info.path)?;
+                file.seek(SeekFrom::Start(start as u64))
+                    .map_err(|e| unreadable(&info.path, e))?;
+                (declared, Box::new(file))
+            }
+        };
+        let mut rdr = reader(BufReader::with_capacity(1 << 20, input), info.delimiter);
         let schema = table.schema();
         let types: Vec<DataType> = schema
             .fields()
@@ -814,6 +948,119 @@ mod tests {
             .unwrap();
         }
         assert_eq!(ids, (0..5000).collect::<Vec<i64>>());
+    }
+
+    fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        if bom {
+            out.extend(if big_endian {
+                [0xFE, 0xFF]
+            } else {
+                [0xFF, 0xFE]
+            });
+        }
+        for u in text.encode_utf16() {
+            out.extend(if big_endian {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn utf16_files_read_with_or_without_a_byte_order_mark_in_every_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("id;name\n");
+        for i in 0..2500 {
+            text.push_str(&format!("{i};Zoë 日本 {i}\n"));
+        }
+        for (name, be, bom) in [("le.csv", false, true), ("be.csv", true, false)] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, utf16(&text, be, bom)).unwrap();
+            let mut src = CsvSource::open(&p, SourceOptions::default()).unwrap();
+            let t = src.tables().unwrap().remove(0);
+            assert_eq!(
+                t.columns[0].name, "id",
+                "{name}: the mark is not in the name"
+            );
+            assert_eq!(t.columns[1].name, "name");
+            let f = t.file.as_ref().unwrap();
+            assert_eq!(f.encoding, if be { "UTF-16BE" } else { "UTF-16LE" });
+            assert_eq!(
+                f.delimiter, b';',
+                "{name}: delimiter found in the decoded text"
+            );
+            let splits = t.splits.clone().unwrap();
+            assert!(splits.len() >= 3, "{name}: several partitions");
+            let mut rows = Vec::new();
+            for w in splits.windows(2) {
+                src.read(&t, Some((w[0].key, w[1].key - 1)), None, 700, |b| {
+                    let ids = b.column(0).as_primitive::<Int64Type>();
+                    let names = b.column(1).as_string::<i32>();
+                    for r in 0..b.num_rows() {
+                        rows.push((ids.value(r), names.value(r).to_string()));
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            }
+            assert_eq!(rows.len(), 2500, "{name}");
+            for (i, (id, n)) in rows.iter().enumerate() {
+                assert_eq!(
+                    (*id, n.as_str()),
+                    (i as i64, format!("Zoë 日本 {i}").as_str())
+                );
+            }
+        }
+        // Named by the setting, a file without a mark reads too.
+        let p = dir.path().join("told.csv");
+        std::fs::write(&p, utf16("a,b\n1,x\n", false, false)).unwrap();
+        let told = SourceOptions {
+            encoding: "utf-16le".into(),
+            ..SourceOptions::default()
+        };
+        let mut src = CsvSource::open(&p, told).unwrap();
+        let t = src.tables().unwrap().remove(0);
+        let b = &read_all(&mut src, &t)[0];
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "x");
+        // An unpaired surrogate is named, not replaced.
+        let p = dir.path().join("broken.csv");
+        let mut bytes = utf16("a,b\n1,", false, true);
+        bytes.extend([0x00, 0xD8, b'x', 0x00, b'\n', 0x00]);
+        std::fs::write(&p, bytes).unwrap();
+        let err = CsvSource::open(&p, SourceOptions::default())
+            .unwrap()
+            .tables()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not valid UTF-16") && err.contains("broken.csv"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("notes.csv");
+        std::fs::write(
+            &p,
+            "id,note,n\n1,fine,1\n2,\"never closed,2\n3,x,3\n4,y,4\n",
+        )
+        .unwrap();
+        let err = CsvSource::open(&p, SourceOptions::default())
+            .unwrap()
+            .tables()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3")
+                && err.contains("quote opening field 2 is never closed")
+                && err.contains("notes.csv"),
+            "{err}"
+        );
     }
 
     #[test]
