@@ -1,8 +1,10 @@
 //! Mirror mode (no target schema): what the target tables keep of the
 //! source besides column types, NOT NULL and the primary key. Text widths
-//! (`VARCHAR(n)`, `CHAR(n)` as `VARCHAR(n)`) when the source engine enforces
-//! them (PostgreSQL, MySQL/MariaDB; SQLite's declared widths are not checked,
-//! so its values may be longer), and the source catalog's unique
+//! (`VARCHAR(n)`, `CHAR(n)` as `VARCHAR(n)`) and exact decimals carried as
+//! text (`DECIMAL(65,30)`, unconstrained `numeric`: an exact type in the
+//! target where it has one) when the source engine enforces them
+//! (PostgreSQL, MySQL/MariaDB; SQLite's declared types are not checked,
+//! so its values may be anything), and the source catalog's unique
 //! constraints, secondary indexes and foreign keys, renamed through the
 //! mapping. Constraints touching a column the mapping does not copy as it is,
 //! expression indexes and partial indexes are left out.
@@ -10,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sensei_connectors::catalog::ForeignKey;
-use sensei_connectors::target::MirrorExtras;
+use sensei_connectors::target::{Declared, MirrorExtras};
 
 use crate::artifacts::{Manifest, MappingSpec, TableMapping};
 
@@ -28,6 +30,25 @@ pub fn declared_width(source_type: &str) -> Option<u32> {
     }
     let n: u32 = rest.split_once(')')?.0.trim().parse().ok()?;
     (n > 0).then_some(n)
+}
+
+/// An exact decimal the source declared: `numeric`, `decimal(65,30)`,
+/// `number(40)` (precision and scale when given).
+pub fn declared_exact(source_type: &str) -> Option<Option<(u32, u32)>> {
+    let t = source_type.trim().to_ascii_lowercase();
+    let (base, rest) = match t.split_once('(') {
+        Some((b, r)) => (b.trim().to_string(), Some(r)),
+        None => (t.split_whitespace().next().unwrap_or("").to_string(), None),
+    };
+    if !matches!(base.as_str(), "numeric" | "decimal" | "number" | "dec") {
+        return None;
+    }
+    let Some(rest) = rest else {
+        return Some(None);
+    };
+    let inner = rest.split_once(')')?.0;
+    let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+    Some(Some((p.trim().parse().ok()?, s.trim().parse().ok()?)))
 }
 
 fn unquote(e: &str) -> &str {
@@ -64,8 +85,9 @@ fn source_of(tm: &TableMapping) -> Option<&str> {
     }
 }
 
-/// Per target column, the source's enforced text width.
-pub fn widths(manifest: &Manifest, tm: &TableMapping) -> BTreeMap<String, u32> {
+/// Per target column, what the source declared and enforced beyond the
+/// Arrow type: a text width, or an exact decimal carried as text.
+pub fn declared(manifest: &Manifest, tm: &TableMapping) -> BTreeMap<String, Declared> {
     let enforced = ["postgres", "mysql", "mariadb"]
         .iter()
         .any(|s| manifest.source.starts_with(s));
@@ -79,7 +101,14 @@ pub fn widths(manifest: &Manifest, tm: &TableMapping) -> BTreeMap<String, u32> {
     table
         .columns
         .iter()
-        .filter_map(|c| Some((cols.get(&c.name)?.clone(), declared_width(&c.source_type)?)))
+        .filter_map(|c| {
+            let target = cols.get(&c.name)?.clone();
+            if let Some(n) = declared_width(&c.source_type) {
+                return Some((target, Declared::Width(n)));
+            }
+            let exact = declared_exact(&c.source_type).filter(|_| c.arrow_type == "Utf8")?;
+            Some((target, Declared::Exact(exact)))
+        })
         .collect()
 }
 
@@ -255,8 +284,8 @@ mod tests {
                 ("child_parent_fk", &["id".to_string()][..]),
             ]
         );
-        let w = widths(&manifest, &mapping.tables[1]);
-        assert_eq!(w.get("parent_code"), Some(&8));
+        let w = declared(&manifest, &mapping.tables[1]);
+        assert_eq!(w.get("parent_code"), Some(&Declared::Width(8)));
         assert_eq!(w.get("note"), None);
     }
 
@@ -268,5 +297,9 @@ mod tests {
         assert_eq!(declared_width("text"), None);
         assert_eq!(declared_width("decimal(12,2)"), None);
         assert_eq!(declared_width("varchar"), None);
+        assert_eq!(declared_exact("decimal(65,30)"), Some(Some((65, 30))));
+        assert_eq!(declared_exact("numeric"), Some(None));
+        assert_eq!(declared_exact("NUMERIC(40)"), Some(Some((40, 0))));
+        assert_eq!(declared_exact("varchar(10)"), None);
     }
 }

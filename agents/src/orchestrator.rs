@@ -1978,7 +1978,7 @@ impl Orchestrator {
                 let path = PathBuf::from(p.uri.trim_start_matches("file://"));
                 let (schema, _) = sensei_flight::parquet_io::open_partition(&path, 1)?;
                 let widths = if mirror {
-                    crate::mirror::widths(&manifest, t)
+                    crate::mirror::declared(&manifest, t)
                 } else {
                     BTreeMap::new()
                 };

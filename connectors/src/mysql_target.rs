@@ -546,14 +546,30 @@ impl MySqlTarget {
         table: &str,
         schema: &Schema,
         primary_key: &[String],
-        widths: &std::collections::BTreeMap<String, u32>,
+        declared: &std::collections::BTreeMap<String, crate::target::Declared>,
     ) -> Result<()> {
+        use crate::target::Declared;
         // A row holds at most 65,535 bytes of VARCHARs (4 a character in
         // utf8mb4): past that the columns stay LONGTEXT.
-        let bytes: u64 = widths.values().map(|n| 4 * u64::from(*n) + 2).sum();
-        let none = std::collections::BTreeMap::new();
-        let widths = if bytes < 65_000 { widths } else { &none };
-        let columns = crate::sqlite::table_columns(schema, primary_key, widths, quote, mysql_type);
+        let bytes: u64 = declared
+            .values()
+            .map(|d| match d {
+                Declared::Width(n) => 4 * u64::from(*n) + 2,
+                Declared::Exact(_) => 0,
+            })
+            .sum();
+        let kept: std::collections::BTreeMap<String, Declared> = declared
+            .iter()
+            .filter(|(_, d)| bytes < 65_000 || matches!(d, Declared::Exact(_)))
+            .map(|(k, d)| (k.clone(), *d))
+            .collect();
+        // DECIMAL(p,s) up to MySQL's 65 digits and 30 decimals; text beyond.
+        let exact = |ps: Option<(u32, u32)>| match ps {
+            Some((p, s)) if p <= 65 && s <= 30 => Some(format!("DECIMAL({p},{s})")),
+            _ => None,
+        };
+        let columns =
+            crate::sqlite::table_columns(schema, primary_key, &kept, quote, mysql_type, exact);
         self.conn
             .query_drop(format!(
                 "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE=InnoDB",

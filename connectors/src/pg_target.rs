@@ -133,6 +133,9 @@ impl Wire {
                 }
                 _ => DataType::Timestamp(TimeUnit::Microsecond, None),
             },
+            // Text from an exact source decimal wider than Arrow's 38
+            // digits (or without a precision) is encoded digit for digit.
+            Wire::Numeric(_) if matches!(from, DataType::Utf8) => DataType::Utf8,
             Wire::Numeric(Some((p, s))) => DataType::Decimal128((*p).clamp(1, 38), *s),
             Wire::Numeric(None) => match from {
                 DataType::Decimal128(p, s) => DataType::Decimal128(*p, *s),
@@ -143,6 +146,85 @@ impl Wire {
             },
         }
     }
+}
+
+/// A decimal written in text (`-12345678901234567890123456789012345.678`,
+/// `NaN`, `Infinity`) as PostgreSQL's binary `numeric`, every digit kept.
+fn encode_numeric_text(text: &str, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let t = text.trim();
+    let special = match t {
+        "NaN" => Some(0xC000u16),
+        "Infinity" | "+Infinity" => Some(0xD000),
+        "-Infinity" => Some(0xF000),
+        _ => None,
+    };
+    if let Some(sign) = special {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&sign.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+        return Ok(());
+    }
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits_only(int) || !digits_only(frac) {
+        return Err(format!("{text:?} is not a decimal number"));
+    }
+    if frac.len() > 16383 {
+        return Err(format!("{text:?} has more decimals than PostgreSQL keeps"));
+    }
+    // Integer digits padded on the left, fraction on the right, to groups of four.
+    let int = int.trim_start_matches('0');
+    let int_pad = (4 - int.len() % 4) % 4;
+    let frac_pad = (4 - frac.len() % 4) % 4;
+    let int_text = format!("{}{int}", "0".repeat(int_pad));
+    let frac_text = format!("{frac}{}", "0".repeat(frac_pad));
+    let group = |s: &str| s.parse::<i16>().unwrap_or(0);
+    let int_groups: Vec<i16> = int_text
+        .as_bytes()
+        .chunks(4)
+        .map(|c| group(std::str::from_utf8(c).unwrap_or("0")))
+        .collect();
+    let frac_groups: Vec<i16> = frac_text
+        .as_bytes()
+        .chunks(4)
+        .map(|c| group(std::str::from_utf8(c).unwrap_or("0")))
+        .collect();
+    let mut weight = int_groups.len() as i16 - 1;
+    let mut digits: Vec<i16> = int_groups.into_iter().chain(frac_groups).collect();
+    while digits.first() == Some(&0) {
+        digits.remove(0);
+        weight -= 1;
+    }
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    let body = 8 + 2 * digits.len();
+    out.extend_from_slice(&(body as i32).to_be_bytes());
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(
+        &(if neg && !digits.is_empty() {
+            0x4000u16
+        } else {
+            0
+        })
+        .to_be_bytes(),
+    );
+    out.extend_from_slice(&(frac.len() as u16).to_be_bytes());
+    for d in digits {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    Ok(())
 }
 
 /// PostgreSQL's binary `numeric`: base-10000 digits, weight, sign, scale.
@@ -268,6 +350,9 @@ fn encode_cell(
             })?;
             field(out, &t.to_be_bytes())
         }
+        Wire::Numeric(_) if matches!(a.data_type(), DataType::Utf8) => {
+            encode_numeric_text(a.as_string::<i32>().value(row), out)?
+        }
         Wire::Numeric(_) => {
             let DataType::Decimal128(_, s) = a.data_type() else {
                 return Err("numeric without a decimal value".into());
@@ -378,9 +463,16 @@ impl PgTarget {
         table: &str,
         schema: &Schema,
         primary_key: &[String],
-        widths: &std::collections::BTreeMap<String, u32>,
+        declared: &std::collections::BTreeMap<String, crate::target::Declared>,
     ) -> Result<()> {
-        let columns = crate::sqlite::table_columns(schema, primary_key, widths, quote, pg_type);
+        // Exact decimals keep an exact type: numeric(p,s) up to PostgreSQL's
+        // 1000 digits, unconstrained numeric otherwise.
+        let exact = |ps: Option<(u32, u32)>| match ps {
+            Some((p, s)) if p <= 1000 => Some(format!("numeric({p},{s})")),
+            _ => Some("numeric".to_string()),
+        };
+        let columns =
+            crate::sqlite::table_columns(schema, primary_key, declared, quote, pg_type, exact);
         self.client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {} ({})",
@@ -725,6 +817,31 @@ impl PgTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_decimals_encode_as_their_exact_numeric() {
+        let text = |t: &str| {
+            let mut out = Vec::new();
+            encode_numeric_text(t, &mut out).unwrap();
+            out
+        };
+        for (t, v, s) in [
+            ("1234.50", 123450i128, 2i8),
+            ("-0.01", -1, 2),
+            ("0.00", 0, 2),
+            ("10000", 10000, 0),
+            ("123456789012345678.123", 123456789012345678123, 3),
+        ] {
+            assert_eq!(text(t), numeric(v, s), "{t}");
+        }
+        // Past 38 digits: 12 base-10000 digits, weight 8, scale 10.
+        let wide = text("12345678901234567890123456789012345.1234567890");
+        assert_eq!(&wide[4..10], &[0, 12, 0, 8, 0, 0]);
+        assert_eq!(&wide[10..12], &[0, 10]);
+        assert_eq!(text("NaN")[8..10], [0xC0, 0x00]);
+        let mut out = Vec::new();
+        assert!(encode_numeric_text("12a", &mut out).is_err());
+    }
 
     fn numeric(v: i128, s: i8) -> Vec<u8> {
         let mut out = Vec::new();

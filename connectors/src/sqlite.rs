@@ -721,24 +721,33 @@ fn append(
 }
 
 /// The column list of a `CREATE TABLE` mirroring `schema`: each column with
-/// the engine's type for it (`VARCHAR(n)` for a text column with a width
-/// in `widths`) and NOT NULL where the schema says so, then the primary key.
+/// the engine's type for it (`VARCHAR(n)` for a text column with a declared
+/// width, the engine's exact decimal from `exact` for a text column carrying
+/// an exact source decimal) and NOT NULL where the schema says so, then the
+/// primary key.
 pub(crate) fn table_columns(
     schema: &Schema,
     primary_key: &[String],
-    widths: &std::collections::BTreeMap<String, u32>,
+    declared: &std::collections::BTreeMap<String, crate::target::Declared>,
     quote: fn(&str) -> String,
     ty: impl Fn(&DataType) -> String,
+    exact: impl Fn(Option<(u32, u32)>) -> Option<String>,
 ) -> String {
+    use crate::target::Declared;
     let mut cols: Vec<String> = schema
         .fields()
         .iter()
         .map(|f| {
-            let t = match (f.data_type(), widths.get(f.name())) {
-                (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, Some(n)) => {
-                    format!("VARCHAR({n})")
+            let text = matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            );
+            let t = match (text, declared.get(f.name())) {
+                (true, Some(Declared::Width(n))) => format!("VARCHAR({n})"),
+                (true, Some(Declared::Exact(ps))) => {
+                    exact(*ps).unwrap_or_else(|| ty(f.data_type()))
                 }
-                (t, _) => ty(t),
+                _ => ty(f.data_type()),
             };
             format!(
                 "{} {}{}",
@@ -1013,9 +1022,10 @@ impl SqliteTarget {
         table: &str,
         schema: &Schema,
         primary_key: &[String],
-        widths: &std::collections::BTreeMap<String, u32>,
+        declared: &std::collections::BTreeMap<String, crate::target::Declared>,
     ) -> Result<()> {
-        let columns = table_columns(schema, primary_key, widths, quote, sqlite_type);
+        // SQLite has no exact decimal type: text keeps every digit.
+        let columns = table_columns(schema, primary_key, declared, quote, sqlite_type, |_| None);
         self.conn
             .execute(
                 &format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(table), columns),

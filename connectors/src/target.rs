@@ -28,6 +28,16 @@ pub struct MirrorExtras {
     pub foreign_keys: Vec<crate::catalog::ForeignKey>,
 }
 
+/// What a mirrored column's source declared beyond its Arrow type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared {
+    /// A text width the source enforced: `VARCHAR(n)`.
+    Width(u32),
+    /// An exact decimal carried as text (wider than Arrow's 38 digits, or
+    /// declared without a precision): (precision, scale) when declared.
+    Exact(Option<(u32, u32)>),
+}
+
 /// An open target session.
 pub enum Target {
     /// A SQLite file.
@@ -103,20 +113,22 @@ impl Target {
     }
 
     /// Creates a table mirroring `schema` when absent, text columns with a
-    /// width in `widths` as `VARCHAR(n)`; true when it was created now.
+    /// declared width as `VARCHAR(n)` and text carrying an exact source
+    /// decimal as the engine's exact decimal where it has one; true when it
+    /// was created now.
     pub fn ensure_table(
         &mut self,
         table: &str,
         schema: &Schema,
         primary_key: &[String],
-        widths: &BTreeMap<String, u32>,
+        declared: &BTreeMap<String, Declared>,
     ) -> Result<bool> {
         let existed = self.has_table(table)?;
         match self {
-            Target::Sqlite(t) => t.ensure_table(table, schema, primary_key, widths)?,
-            Target::Postgres(t) => t.ensure_table(table, schema, primary_key, widths)?,
+            Target::Sqlite(t) => t.ensure_table(table, schema, primary_key, declared)?,
+            Target::Postgres(t) => t.ensure_table(table, schema, primary_key, declared)?,
             Target::Parquet(t) => t.ensure_table(table)?,
-            Target::MySql(t) => t.ensure_table(table, schema, primary_key, widths)?,
+            Target::MySql(t) => t.ensure_table(table, schema, primary_key, declared)?,
         }
         Ok(!existed)
     }

@@ -432,3 +432,91 @@ fn assert_planned(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `DECIMAL(65,30)` and unconstrained `numeric` (wider than Arrow's 38
+/// digits) travel as text; mirrored into PostgreSQL they arrived as `text`
+/// columns. They keep an exact type and every digit.
+#[test]
+fn exact_decimals_wider_than_38_digits_keep_an_exact_type_in_postgres() {
+    use mysql::prelude::Queryable;
+    let my = MyDatabase::create("wide_dec");
+    my.conn()
+        .query_drop(
+            "CREATE TABLE ledger (id INT PRIMARY KEY, amount DECIMAL(65,30) NOT NULL, fee DECIMAL(10,2));
+             INSERT INTO ledger VALUES
+               (1, '12345678901234567890123456789012345.123456789012345678901234567890', 1.50),
+               (2, '-0.000000000000000000000000000001', NULL),
+               (3, '0', 0.00)",
+        )
+        .unwrap();
+    let src = PgDatabase::create("wide_num");
+    src.client()
+        .batch_execute(
+            "CREATE TABLE readings (id int PRIMARY KEY, v numeric NOT NULL);
+             INSERT INTO readings VALUES
+               (1, 3.14159265358979323846264338327950288419716939937510582097494459),
+               (2, -98765432109876543210987654321098765432109876543210),
+               (3, 0.5000)",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &str); 2] = [
+        (
+            &my.url,
+            "ledger",
+            "SELECT id, amount::text, fee::text FROM ledger ORDER BY id",
+        ),
+        (
+            &src.url,
+            "readings",
+            "SELECT id, v::text, NULL::text FROM readings ORDER BY id",
+        ),
+    ];
+    for (i, (url, table, query)) in cases.iter().enumerate() {
+        let pg = PgDatabase::create("wide_dec_target");
+        let out = run(&mut migrate_cmd(
+            url,
+            &pg.url,
+            &dir.path().join(format!("w{i}")),
+        ));
+        assert_exit(&out, 0);
+        let mut c = pg.client();
+        let types: Vec<String> = c
+            .query(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = $1::text::regclass AND attnum > 0 ORDER BY attnum",
+                &[table],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let rows = |c: &mut postgres::Client| -> Vec<(i32, String, Option<String>)> {
+            c.query(*query, &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect()
+        };
+        let got = rows(&mut c);
+        if *table == "ledger" {
+            assert_eq!(types, ["integer", "numeric(65,30)", "numeric(10,2)"]);
+            assert_eq!(
+                got,
+                vec![
+                    (
+                        1,
+                        "12345678901234567890123456789012345.123456789012345678901234567890".into(),
+                        Some("1.50".into())
+                    ),
+                    (2, "-0.000000000000000000000000000001".into(), None),
+                    (3, format!("0.{}", "0".repeat(30)), Some("0.00".into())),
+                ]
+            );
+        } else {
+            assert_eq!(types, ["integer", "numeric"]);
+            let want = rows(&mut src.client());
+            assert_eq!(got, want, "every digit kept");
+        }
+    }
+}
