@@ -196,6 +196,20 @@ fn encode_numeric_text(text: &str, out: &mut Vec<u8>) -> std::result::Result<(),
         .chunks(4)
         .map(|c| group(std::str::from_utf8(c).unwrap_or("0")))
         .collect();
+    write_numeric(int_groups, frac_groups, neg, frac.len() as u16, out);
+    Ok(())
+}
+
+/// Writes a `numeric` field from its integer and fraction base-10000
+/// groups: leading and trailing zero groups dropped, weight from the
+/// integer groups left.
+fn write_numeric(
+    int_groups: Vec<i16>,
+    frac_groups: Vec<i16>,
+    neg: bool,
+    scale: u16,
+    out: &mut Vec<u8>,
+) {
     let mut weight = int_groups.len() as i16 - 1;
     let mut digits: Vec<i16> = int_groups.into_iter().chain(frac_groups).collect();
     while digits.first() == Some(&0) {
@@ -212,19 +226,12 @@ fn encode_numeric_text(text: &str, out: &mut Vec<u8>) -> std::result::Result<(),
     out.extend_from_slice(&(body as i32).to_be_bytes());
     out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
-    out.extend_from_slice(
-        &(if neg && !digits.is_empty() {
-            0x4000u16
-        } else {
-            0
-        })
-        .to_be_bytes(),
-    );
-    out.extend_from_slice(&(frac.len() as u16).to_be_bytes());
+    let sign: u16 = if neg && !digits.is_empty() { 0x4000 } else { 0 };
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&scale.to_be_bytes());
     for d in digits {
         out.extend_from_slice(&d.to_be_bytes());
     }
-    Ok(())
 }
 
 /// PostgreSQL's binary `numeric`: base-10000 digits, weight, sign, scale.
@@ -254,34 +261,7 @@ fn encode_numeric(v: i128, scale: i8, out: &mut Vec<u8>) {
         groups.reverse();
         frac_groups = groups;
     }
-    let mut weight = int_groups.len() as i16 - 1;
-    let mut digits: Vec<i16> = int_groups.into_iter().chain(frac_groups).collect();
-    while digits.first() == Some(&0) {
-        digits.remove(0);
-        weight -= 1;
-    }
-    while digits.last() == Some(&0) {
-        digits.pop();
-    }
-    if digits.is_empty() {
-        weight = 0;
-    }
-    let body = 8 + 2 * digits.len();
-    out.extend_from_slice(&(body as i32).to_be_bytes());
-    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
-    out.extend_from_slice(&weight.to_be_bytes());
-    out.extend_from_slice(
-        &(if neg && !digits.is_empty() {
-            0x4000u16
-        } else {
-            0
-        })
-        .to_be_bytes(),
-    );
-    out.extend_from_slice(&(scale as u16).to_be_bytes());
-    for d in digits {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
+    write_numeric(int_groups, frac_groups, neg, scale as u16, out);
 }
 
 fn field(out: &mut Vec<u8>, bytes: &[u8]) {
