@@ -1964,6 +1964,8 @@ impl Orchestrator {
                 }
             })?)
         };
+        let resync = config.delivery.resync;
+        let migration_id = id.to_string();
         // Mirroring: text widths, constraints and indexes come from the source.
         let mirror = config.target.schema.is_empty();
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
@@ -2022,17 +2024,28 @@ impl Orchestrator {
                 // (MySQL sessions load with foreign-key checks off); secondary
                 // indexes are built once then, not maintained per row.
                 let names: Vec<String> = schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
-                Ok(match &mut target {
+                let (fks, indexes) = match &mut target {
                     sensei_connectors::target::Target::Postgres(pg) => (
                         pg.detach_foreign_keys(&names)?,
                         pg.detach_indexes(&names)?,
-                        notes,
                     ),
                     sensei_connectors::target::Target::MySql(my) => {
-                        (Vec::new(), my.detach_indexes(&names)?, notes)
+                        (Vec::new(), my.detach_indexes(&names)?)
                     }
-                    _ => (Vec::new(), Vec::new(), notes),
-                })
+                    _ => (Vec::new(), Vec::new()),
+                };
+                // Re-sync: the target tables emptied and their ledger rows
+                // forgotten once foreign keys are detached, before any batch.
+                if resync {
+                    for name in &names {
+                        let n = target.clear_for_resync(name, &migration_id)?;
+                        notes.push(format!(
+                            "re-sync: {name} emptied ({n} {} removed) and its ledger rows forgotten; delivering the current source",
+                            if target.is_parquet() { "files" } else { "rows" }
+                        ));
+                    }
+                }
+                Ok((fks, indexes, notes))
             })
             .await
             .map_err(|e| AgentError::Malformed {
@@ -2042,7 +2055,11 @@ impl Orchestrator {
         let (keys, indexes, notes) = detached;
         for n in &notes {
             // The event is logged once, by the scheduler that records it.
-            self.scheduler.event(id, "warn", &format!("mirror: {n}"))?;
+            if n.starts_with("re-sync:") {
+                self.scheduler.event(id, "info", n)?;
+            } else {
+                self.scheduler.event(id, "warn", &format!("mirror: {n}"))?;
+            }
         }
         for (name, list) in [(DEFERRED_FOREIGN_KEYS, keys), (DEFERRED_INDEXES, indexes)] {
             let path = format!("{id}/{name}");
@@ -2337,7 +2354,7 @@ impl Orchestrator {
             e.merkle_root = root;
             if !e.matches_certificate {
                 warnings.push(format!(
-                    "table {name}: the target holds {} rows whose checksum differs from the certificate's; it held rows before this migration, or was changed during delivery",
+                    "table {name}: the target holds {} rows whose checksum differs from the certificate's: it held rows before this delivery (a source changed since an earlier delivery of this migration: `sensei migrate --resync` empties the target tables and delivers the current source), or was changed during delivery",
                     d.rows
                 ));
             }

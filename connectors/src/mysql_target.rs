@@ -444,6 +444,30 @@ impl MySqlTarget {
         Ok(())
     }
 
+    /// Re-sync: deletes the table's rows and this migration's ledger rows
+    /// for it, in one transaction; returns the rows deleted.
+    pub fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
+        let ctx = format!("clearing {table} for --resync");
+        let ledger = self.has_table(LEDGER_TABLE)?;
+        let mut tx = self
+            .conn
+            .start_transaction(mysql::TxOpts::default())
+            .map_err(my_err(ctx.clone()))?;
+        tx.query_drop(format!("DELETE FROM {}", quote(table)))
+            .map_err(my_err(ctx.clone()))?;
+        let n = tx.affected_rows();
+        if ledger {
+            let prefix = format!("{table}/");
+            tx.exec_drop(
+                format!("DELETE FROM {LEDGER_TABLE} WHERE migration_id = ? AND SUBSTRING(partition_id, 1, ?) = ?"),
+                (migration_id, prefix.chars().count() as u64, &prefix),
+            )
+            .map_err(my_err(ctx.clone()))?;
+        }
+        tx.commit().map_err(my_err(ctx))?;
+        Ok(n)
+    }
+
     /// Whether `table` exists in the session's database.
     pub fn has_table(&mut self, table: &str) -> Result<bool> {
         let n: Option<i64> = self

@@ -56,6 +56,20 @@ impl ParquetTarget {
         Self::table_dir(&self.dir, table).is_dir()
     }
 
+    /// Re-sync: removes the table's delivered files (the folder is its own
+    /// ledger); returns the files removed.
+    pub fn clear_for_resync(&self, table: &str) -> Result<u64> {
+        let d = Self::table_dir(&self.dir, table);
+        if !d.is_dir() {
+            return Ok(0);
+        }
+        let files = Self::files(&self.dir, table)?;
+        for f in &files {
+            std::fs::remove_file(f).map_err(io(f))?;
+        }
+        Ok(files.len() as u64)
+    }
+
     /// Creates the table's folder.
     pub fn ensure_table(&self, table: &str) -> Result<()> {
         let d = Self::table_dir(&self.dir, table);

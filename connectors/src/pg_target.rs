@@ -428,6 +428,28 @@ impl PgTarget {
         )))
     }
 
+    /// Re-sync: deletes the table's rows and this migration's ledger rows
+    /// for it, in one transaction; returns the rows deleted.
+    pub fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
+        let ctx = format!("clearing {table} for --resync");
+        let ledger = self.has_table(LEDGER_TABLE)?;
+        let mut tx = self.client.transaction().map_err(db_err(ctx.clone()))?;
+        let n = tx
+            .execute(&format!("DELETE FROM {}", quote(table)), &[])
+            .map_err(db_err(ctx.clone()))?;
+        if ledger {
+            let prefix = format!("{table}/");
+            let len = prefix.chars().count() as i32;
+            tx.execute(
+                &format!("DELETE FROM {LEDGER_TABLE} WHERE migration_id = $1 AND substr(partition_id, 1, $2) = $3"),
+                &[&migration_id, &len, &prefix],
+            )
+            .map_err(db_err(ctx.clone()))?;
+        }
+        tx.commit().map_err(db_err(ctx))?;
+        Ok(n)
+    }
+
     /// Whether a table exists (in the search path).
     pub fn has_table(&mut self, table: &str) -> Result<bool> {
         let row = self

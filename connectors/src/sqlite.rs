@@ -1037,6 +1037,30 @@ impl SqliteTarget {
         Ok(())
     }
 
+    /// Re-sync: deletes the table's rows and this migration's ledger rows
+    /// for it, in one transaction; returns the rows deleted.
+    pub fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
+        let ctx = format!("clearing {table} for --resync");
+        let ledger = self.has_table(LEDGER_TABLE)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(ConnectorError::sql(&ctx))?;
+        let n = tx
+            .execute(&format!("DELETE FROM {}", quote(table)), [])
+            .map_err(ConnectorError::sql(&ctx))?;
+        if ledger {
+            let prefix = format!("{table}/");
+            tx.execute(
+                &format!("DELETE FROM {LEDGER_TABLE} WHERE migration_id = ?1 AND substr(partition_id, 1, ?2) = ?3"),
+                rusqlite::params![migration_id, prefix.chars().count() as i64, prefix],
+            )
+            .map_err(ConnectorError::sql(&ctx))?;
+        }
+        tx.commit().map_err(ConnectorError::sql(&ctx))?;
+        Ok(n as u64)
+    }
+
     /// Writes one batch and its ledger row in one transaction. A batch whose
     /// key the ledger already holds is skipped: a retried or redone batch is
     /// never written twice.

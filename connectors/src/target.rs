@@ -250,6 +250,24 @@ impl Target {
         notes
     }
 
+    /// Whether this is a Parquet folder target.
+    pub fn is_parquet(&self) -> bool {
+        matches!(self, Target::Parquet(_))
+    }
+
+    /// Re-sync (`delivery.resync`): empties `table` and forgets this
+    /// migration's ledger rows for it, so the delivery that follows writes
+    /// the current source again, exactly once; returns the rows (Parquet:
+    /// files) removed.
+    pub fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
+        match self {
+            Target::Sqlite(t) => t.clear_for_resync(table, migration_id),
+            Target::Postgres(t) => t.clear_for_resync(table, migration_id),
+            Target::Parquet(t) => t.clear_for_resync(table),
+            Target::MySql(t) => t.clear_for_resync(table, migration_id),
+        }
+    }
+
     /// Writes one batch with its ledger row, or skips it when the ledger holds its key.
     pub fn write_batch(
         &mut self,

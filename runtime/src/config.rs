@@ -285,6 +285,11 @@ pub struct DeliverySection {
     /// foreign-key coverage, per-table counts and per-column aggregates) on
     /// the data read back from the target, against the source snapshot.
     pub post_validation: bool,
+    /// Re-sync a target whose source changed since an earlier delivery of
+    /// the same migration: before the first batch, every target table of the
+    /// mapping is emptied and its ledger rows forgotten (`sensei migrate
+    /// --resync` sets it and starts over).
+    pub resync: bool,
 }
 
 impl Default for DeliverySection {
@@ -292,6 +297,7 @@ impl Default for DeliverySection {
         DeliverySection {
             batch_rows: 10_000,
             post_validation: true,
+            resync: false,
         }
     }
 }

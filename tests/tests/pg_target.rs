@@ -520,3 +520,52 @@ fn exact_decimals_wider_than_38_digits_keep_an_exact_type_in_postgres() {
         }
     }
 }
+
+/// `--resync` on PostgreSQL: tables with a foreign key between them are
+/// emptied (after the keys are detached) and delivered again.
+#[test]
+fn a_changed_source_is_resynced_into_postgres_with_its_foreign_keys() {
+    let src = PgDatabase::create("resync_src");
+    src.client()
+        .batch_execute(
+            "CREATE TABLE parent (id int PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent(id), note text);
+             INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 20) g;
+             INSERT INTO child SELECT g, 1 + g % 20, 'c' || g FROM generate_series(1, 60) g;",
+        )
+        .unwrap();
+    let pg = PgDatabase::create("resync_target");
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("w");
+    assert_exit(&run(&mut migrate_cmd(&src.url, &pg.url, &work)), 0);
+    src.client()
+        .batch_execute(
+            "UPDATE parent SET name = 'renamed' WHERE id = 3;
+             INSERT INTO parent VALUES (21, 'p21');
+             INSERT INTO child VALUES (61, 21, 'c61');
+             DELETE FROM child WHERE id = 5;",
+        )
+        .unwrap();
+    let out = run(migrate_cmd(&src.url, &pg.url, &work).arg("--resync"));
+    assert_exit(&out, 0);
+    let rows = |c: &mut postgres::Client| -> Vec<String> {
+        c.query(
+            "SELECT 'p' || id || name FROM parent UNION ALL SELECT 'c' || id || ':' || parent_id || note FROM child ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(rows(&mut pg.client()), rows(&mut src.client()));
+    let fks: i64 = pg
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(fks, 1, "the foreign key is back after the load");
+}

@@ -39,6 +39,12 @@ enum Command {
         /// mapping spec and the certificate).
         #[arg(long)]
         approve_all: bool,
+        /// The source changed since an earlier delivery of this migration:
+        /// start over, empty the target tables of the mapping (and their
+        /// ledger rows) before the first batch, and deliver the current
+        /// source, exactly once (`delivery.resync`).
+        #[arg(long)]
+        resync: bool,
     },
     /// Plan the mapping: run ingestion (or reuse it), match the source to the
     /// target schema, write the mapping spec and print it as a table, with
@@ -281,11 +287,15 @@ fn main() {
             workers,
             restart,
             approve_all,
+            resync,
         } => {
             if approve_all {
                 args.set.push("transformation.approve_all=true".into());
             }
-            match migrate(args, workers, restart, None) {
+            if resync {
+                args.set.push("delivery.resync=true".into());
+            }
+            match migrate(args, workers, restart || resync, None) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");
