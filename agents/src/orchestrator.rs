@@ -1340,6 +1340,30 @@ impl Orchestrator {
     async fn plan_transformation(&self, id: &str) -> Result<Vec<TaskSpec>> {
         let config = self.config(id)?;
         let manifest: Manifest = self.get_json(&format!("{id}/manifest.json")).await?;
+        if config.transformation.strict {
+            let changed: Vec<String> = manifest
+                .tables
+                .iter()
+                .flat_map(|t| {
+                    t.changed_values.iter().flat_map(move |(column, kinds)| {
+                        kinds
+                            .iter()
+                            .map(move |(what, n)| format!("{}.{column}: {n} {what}", t.name))
+                    })
+                })
+                .collect();
+            if !changed.is_empty() {
+                self.scheduler.set_migration_state(
+                    id,
+                    MigrationState::Halted,
+                    Some(&format!(
+                        "strict: values would change on the way in: {}; fix them in the source, or migrate without --strict (transformation.strict) to count them in the manifest and the receipt",
+                        changed.join(", ")
+                    )),
+                )?;
+                return Ok(Vec::new());
+            }
+        }
         let mut mapping = self.mapping(id).await?;
         let waiting = crate::architect::pending(&mapping);
         if !waiting.is_empty() && config.transformation.approve_all {

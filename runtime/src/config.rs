@@ -195,6 +195,11 @@ pub struct TransformationSection {
     pub pii_policy_by_kind: String,
     /// Key file of the keyed hash (first line; mode 0600 or 0400).
     pub pii_hash_key_file: String,
+    /// Refuse, instead of count, values changed on the way in (an empty CSV
+    /// field read as NULL, a MySQL zero date, ...): the migration halts
+    /// before any transformation, naming each table, column, change and
+    /// count (`sensei migrate --strict`).
+    pub strict: bool,
 }
 
 impl Default for TransformationSection {
@@ -207,6 +212,7 @@ impl Default for TransformationSection {
             pii_policy: "keep".into(),
             pii_policy_by_kind: String::new(),
             pii_hash_key_file: String::new(),
+            strict: false,
         }
     }
 }

@@ -390,3 +390,43 @@ fn a_spreadsheet_in_a_folder_of_csv_files_is_named_not_skipped() {
         7
     );
 }
+
+/// Values changed on the way in were only counted; `--strict` refuses them,
+/// naming table, column, change and count, before any transformation; the
+/// same command without it resumes and counts them.
+#[test]
+fn strict_refuses_values_changed_on_the_way_in_and_names_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(
+        data.join("people.csv"),
+        "id,name,note\n1,Ada,\n2,,x\n3,Cy,\n",
+    )
+    .unwrap();
+    let cfg = config(dir.path(), &format!("csv://{}", data.display()), "");
+    let out = run(sensei().arg("migrate").arg(&cfg).arg("--strict"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("people.note: 2 empty field read as NULL")
+            && err.contains("people.name: 1 empty field read as NULL")
+            && err.contains("without --strict"),
+        "{err}"
+    );
+    assert!(!dir.path().join("target.db").exists(), "nothing written");
+    let out = run(sensei().arg("migrate").arg(&cfg));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        query::<i64>(
+            &dir.path().join("target.db"),
+            "SELECT count(*) FROM people WHERE note IS NULL"
+        ),
+        2
+    );
+}

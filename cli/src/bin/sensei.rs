@@ -45,6 +45,11 @@ enum Command {
         /// source, exactly once (`delivery.resync`).
         #[arg(long)]
         resync: bool,
+        /// Refuse, instead of counting, values changed on the way in (empty
+        /// CSV fields read as NULL, zero dates, ...): halt before any
+        /// transformation naming each (`transformation.strict`).
+        #[arg(long)]
+        strict: bool,
     },
     /// Plan the mapping: run ingestion (or reuse it), match the source to the
     /// target schema, write the mapping spec and print it as a table, with
@@ -288,7 +293,11 @@ fn main() {
             restart,
             approve_all,
             resync,
+            strict,
         } => {
+            if strict {
+                args.set.push("transformation.strict=true".into());
+            }
             if approve_all {
                 args.set.push("transformation.approve_all=true".into());
             }
