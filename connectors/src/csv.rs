@@ -556,7 +556,12 @@ impl CsvSource {
                 (detection.encoding, detection.confidence, detection.encoding)
             }
         };
-        let header = header_raw.unwrap_or_default();
+        let Some(header) = header_raw else {
+            return Err(ConnectorError::Unreadable {
+                path: shown,
+                message: "the file is empty: no header line, no records; add the header (and the rows), or move the file out of the source".into(),
+            });
+        };
         let mut columns: Vec<ColumnInfo> = Vec::new();
         for (i, (raw, inf)) in header.iter().zip(&infer).enumerate() {
             let mut raw = raw;
@@ -1039,6 +1044,24 @@ mod tests {
             err.contains("not valid UTF-16") && err.contains("broken.csv"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_empty_file_is_named_not_turned_into_a_table_without_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [("empty.csv", &b""[..]), ("blank.csv", &b"\n\n"[..])] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let err = CsvSource::open(&p, SourceOptions::default())
+                .unwrap()
+                .tables()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(name) && err.contains("the file is empty"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
