@@ -340,6 +340,83 @@ pub fn encode_cell(array: &ArrayRef, row: usize, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    fn rows_batch(rows: &[(i64, Option<String>)]) -> RecordBatch {
+        use arrow::array::{Int64Array, StringArray};
+        use std::sync::Arc;
+        RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
+            (
+                "name",
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The canonical encoding: any order and any batching of the same
+        /// rows give the same digest and Merkle root; changing one cell,
+        /// dropping or duplicating a row changes both.
+        #[test]
+        fn digests_see_rows_not_their_order(
+            rows in proptest::collection::vec(
+                (proptest::prelude::any::<i64>(), proptest::option::of("[a-zé\\x00-\\x7f]{0,12}")),
+                1..40,
+            ),
+            split in 0usize..40,
+            change in 0usize..40,
+        ) {
+            let key = ["id".to_string()];
+            let whole = |rs: &[(i64, Option<String>)]| {
+                let mut d = TableDigest::default();
+                let mut m = MerkleDigest::default();
+                d.add_batch(&rows_batch(rs));
+                m.add_batch(&rows_batch(rs), &key);
+                (d.hex(), m.root())
+            };
+            let expected = whole(&rows);
+            let mut reversed = rows.clone();
+            reversed.reverse();
+            let cut = split % rows.len();
+            let (mut d, mut m) = (TableDigest::default(), MerkleDigest::default());
+            for part in [&reversed[..cut], &reversed[cut..]] {
+                if !part.is_empty() {
+                    let mut dp = TableDigest::default();
+                    dp.add_batch(&rows_batch(part));
+                    d.merge(&dp);
+                    m.add_batch(&rows_batch(part), &key);
+                }
+            }
+            proptest::prop_assert_eq!((d.hex(), m.root()), expected.clone());
+            let i = change % rows.len();
+            let mut changed = rows.clone();
+            changed[i].1 = match &changed[i].1 {
+                Some(s) => Some(format!("{s}!")),
+                None => Some(String::new()),
+            };
+            let c = whole(&changed);
+            proptest::prop_assert_ne!(&c.0, &expected.0);
+            proptest::prop_assert_ne!(&c.1, &expected.1);
+            let mut duplicated = rows.clone();
+            duplicated.push(rows[i].clone());
+            proptest::prop_assert_ne!(whole(&duplicated).0, expected.0.clone());
+            let mut dropped = rows.clone();
+            dropped.remove(i);
+            if !dropped.is_empty() {
+                proptest::prop_assert_ne!(whole(&dropped).0, expected.0);
+            }
+        }
+    }
+
     #[test]
     fn merkle_roots_ignore_order_and_batching_and_see_any_change() {
         use arrow::array::{Int64Array, StringArray};

@@ -732,6 +732,44 @@ fn set_key(root: &mut toml::Value, key: &str, raw: &str, origin: &str) -> Result
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Whatever a configuration file holds, the loader answers a
+        /// configuration or an error that names the file; it never panics.
+        #[test]
+        fn any_file_loads_or_is_refused_naming_it(text in "(\\[[a-z]{1,12}\\]\n|[a-z_]{1,16} = (\"[^\"\\\\]{0,20}\"|[0-9]{1,6}|true|false|\\[\\])\n|[^\\x00]{0,20}\n){0,8}") {
+            let dir = tempfile::tempdir().unwrap();
+            let p = write(dir.path(), &text);
+            if let Err(e) = ConfigLoader::new().file(&p).load() {
+                let m = e.to_string();
+                proptest::prop_assert!(m.contains("m.toml"), "{m}");
+            }
+        }
+
+        /// A loaded configuration written back as TOML loads to the same
+        /// configuration: every key the loader accepts round-trips.
+        #[test]
+        fn a_configuration_round_trips_through_toml(
+            rows in 1u64..1_000_000,
+            name in "[a-z][a-z0-9_]{0,12}",
+            strict in proptest::prelude::any::<bool>(),
+            threshold in 0.5f64..1.0,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = write(
+                dir.path(),
+                &format!(
+                    "[migration]\nname = \"{name}\"\n[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite:///tmp/b.db\"\n[delivery]\nbatch_rows = {rows}\n[transformation]\nstrict = {strict}\nauto_approval_threshold = {threshold}\n"
+                ),
+            );
+            let c = ConfigLoader::new().file(&p).load().unwrap();
+            let q = write(dir.path(), &toml::to_string(&c).unwrap());
+            let again = ConfigLoader::new().file(&q).load().unwrap();
+            proptest::prop_assert_eq!(c, again);
+        }
+    }
+
     fn write(dir: &Path, text: &str) -> PathBuf {
         let p = dir.join("m.toml");
         std::fs::write(&p, text).unwrap();
