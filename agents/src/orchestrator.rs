@@ -810,8 +810,10 @@ impl Orchestrator {
             if until.is_some_and(|u| phase > u) {
                 return Ok(MigrationState::Running);
             }
-            let mut tasks = self.scheduler.phase_tasks(id, phase)?;
-            if phase == Phase::Ingestion && !tasks.is_empty() && self.snapshot_lost(id).await? {
+            // Counted first: the tasks themselves (with their results) are
+            // read only when the phase is complete.
+            let mut progress = self.scheduler.progress(id, phase)?;
+            if phase == Phase::Ingestion && progress.total > 0 && self.snapshot_lost(id).await? {
                 // The session holding the exported snapshot died with an earlier
                 // head: partitions read at it and partitions read now would not
                 // be one instant. Extract everything again at a new snapshot.
@@ -820,16 +822,14 @@ impl Orchestrator {
                     phase,
                     "the source snapshot was lost with the previous head; extracting again at a new snapshot",
                 )?;
-                tasks.clear();
+                progress = Default::default();
             }
-            if tasks.is_empty() {
+            if progress.total == 0 {
                 self.plan(id, phase).await?;
                 return Ok(self.scheduler.migration_state(id)?.0);
             }
-            if tasks
-                .iter()
-                .all(|t| t.state == sensei_scheduler::TaskState::Done)
-            {
+            if progress.done == progress.total {
+                let tasks = self.scheduler.phase_tasks(id, phase)?;
                 self.finalize(id, phase, &tasks).await?;
                 let (state, _) = self.scheduler.migration_state(id)?;
                 if state != MigrationState::Running {

@@ -50,6 +50,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     UNIQUE (migration_id, phase, table_name, partition)
 );
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, not_before_ms);
+-- Leasing takes the first pending task of a phase in id order (on a node's
+-- preferred tasks first): found through this index without reading the
+-- other pending rows, whatever their number.
+CREATE INDEX IF NOT EXISTS tasks_to_lease ON tasks (state, phase, preferred_node, id);
+CREATE INDEX IF NOT EXISTS tasks_by_phase ON tasks (migration_id, phase, state);
 CREATE TABLE IF NOT EXISTS checkpoints (
     migration_id TEXT NOT NULL,
     phase TEXT NOT NULL,
@@ -166,6 +171,10 @@ impl Scheduler {
         // loss may drop the last few, which a resumed migration redoes.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Task rows carry their payloads and results (about a kilobyte each):
+        // thousands of partitions stay in SQLite's own cache instead of being
+        // read again from the file on every query.
+        conn.pragma_update(None, "cache_size", -65_536)?;
         conn.execute_batch(SCHEMA)?;
         // State files written before the column existed gain it (no limit).
         let has_limit: bool = conn
@@ -772,11 +781,6 @@ impl Scheduler {
         } else {
             phases.to_vec()
         };
-        let phase_filter = phase_list
-            .iter()
-            .map(|p| format!("'{}'", p.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.expire_in(&tx)?;
@@ -785,21 +789,47 @@ impl Scheduler {
             "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1",
             params![agent_id, now],
         )?;
-        let row: Option<(i64, String, String, String, u32, u32, String)> = tx
-            .query_row(
-                &format!("SELECT t.id, t.migration_id, t.phase, t.table_name, t.partition, t.attempt, t.payload_json
-                 FROM tasks t JOIN migrations m ON m.id = t.migration_id
-                 WHERE t.state = 'pending' AND t.not_before_ms <= ?1 AND m.state = 'running'
-                   AND t.phase IN ({phase_filter})
-                   AND (t.phase != 'ingestion' OR m.max_ingestion_tasks = 0
-                        OR (SELECT count(*) FROM tasks r WHERE r.migration_id = t.migration_id
-                            AND r.phase = 'ingestion' AND r.state = 'running') < m.max_ingestion_tasks)
-                 ORDER BY (t.preferred_node IS ?2) DESC, t.id
-                 LIMIT 1"),
-                params![now, node_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-            )
-            .optional()?;
+        // The first pending task in id order, a node's preferred ones first:
+        // one indexed probe per (phase, preference), never a sort of every
+        // pending task.
+        let mut row: Option<(i64, String, String, String, u32, u32, String)> = None;
+        'probe: for preferred in [Some(true), None, Some(false)] {
+            for phase in &phase_list {
+                let sql = format!(
+                    "SELECT t.id, t.migration_id, t.phase, t.table_name, t.partition, t.attempt, t.payload_json
+                     FROM tasks t INDEXED BY tasks_to_lease JOIN migrations m ON m.id = t.migration_id
+                     WHERE t.state = 'pending' AND t.phase = ?3 AND {} AND t.not_before_ms <= ?1
+                       AND m.state = 'running'
+                       AND (t.phase != 'ingestion' OR m.max_ingestion_tasks = 0
+                            OR (SELECT count(*) FROM tasks r INDEXED BY tasks_by_phase
+                                WHERE r.migration_id = t.migration_id
+                                AND r.phase = 'ingestion' AND r.state = 'running') < m.max_ingestion_tasks)
+                     ORDER BY t.id
+                     LIMIT 1",
+                    match preferred {
+                        Some(true) => "t.preferred_node = ?2",
+                        None => "t.preferred_node IS NULL",
+                        Some(false) => "t.preferred_node != ?2",
+                    }
+                );
+                row = tx
+                    .query_row(&sql, params![now, node_id, phase.as_str()], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    })
+                    .optional()?;
+                if row.is_some() {
+                    break 'probe;
+                }
+            }
+        }
         let Some((task_id, migration_id, phase, table, partition, attempt, payload)) = row else {
             tx.commit()?;
             return Ok(None);
@@ -1000,27 +1030,26 @@ impl Scheduler {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Progress of one phase.
+    /// Progress of one phase: counted by the database, without reading
+    /// every task's result (the head asks several times a second).
     pub fn progress(&self, migration: &str, phase: Phase) -> Result<PhaseProgress> {
-        let mut p = PhaseProgress::default();
-        for t in self.phase_tasks(migration, phase)? {
-            p.total += 1;
-            match t.state {
-                TaskState::Done => {
-                    p.done += 1;
-                    p.rows += t
-                        .result
-                        .as_ref()
-                        .and_then(|r| r.get("rows"))
-                        .and_then(|v| v.as_u64())
-                        .unwrap_or(0);
-                }
-                TaskState::Running => p.running += 1,
-                TaskState::Failed => p.failed += 1,
-                TaskState::Pending => {}
-            }
-        }
-        Ok(p)
+        let conn = self.conn();
+        let (total, done, running, failed, rows): (i64, i64, i64, i64, i64) = conn.query_row(
+            "SELECT count(*), COALESCE(sum(state = 'done'), 0), COALESCE(sum(state = 'running'), 0),
+                    COALESCE(sum(state = 'failed'), 0),
+                    COALESCE(sum(CASE WHEN state = 'done' AND json_type(result_json, '$.rows') = 'integer'
+                                      THEN json_extract(result_json, '$.rows') END), 0)
+             FROM tasks INDEXED BY tasks_by_phase WHERE migration_id = ?1 AND phase = ?2",
+            params![migration, phase.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        Ok(PhaseProgress {
+            total: total as u64,
+            done: done as u64,
+            running: running as u64,
+            failed: failed as u64,
+            rows: rows.max(0) as u64,
+        })
     }
 
     /// Events of a migration after `after_id`.
