@@ -103,7 +103,8 @@ pub struct ColumnMapping {
     pub expression: String,
     /// Source columns it reads.
     pub sources: Vec<String>,
-    /// Confidence in [0, 1].
+    /// Confidence in [0, 1], written with six decimals (see [`confidence_digits`]).
+    #[serde(serialize_with = "confidence_digits")]
     pub confidence: f64,
     /// `auto`, `approved`, `review` or `rejected`.
     pub status: String,
@@ -128,8 +129,17 @@ pub struct Candidate {
     pub expression: String,
     /// Source columns (`table.column`).
     pub sources: Vec<String>,
-    /// Its confidence in [0, 1].
+    /// Its confidence in [0, 1], written with six decimals.
+    #[serde(serialize_with = "confidence_digits")]
     pub confidence: f64,
+}
+
+/// Writes a confidence with six decimals: a decimal that short reads back as
+/// exactly the number written, so a mapping spec read and written again (by
+/// `sensei review`, on a resume) stays byte for byte what it was; seventeen
+/// significant digits would not survive JSON parsing exactly.
+pub fn confidence_digits<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((v * 1e6).round() / 1e6)
 }
 
 /// One target table's mapping.
@@ -458,8 +468,81 @@ mod tests {
         })
     }
 
+    fn column_mapping() -> impl proptest::strategy::Strategy<Value = ColumnMapping> {
+        use proptest::prelude::*;
+        (
+            ".{1,12}",
+            ".{0,40}",
+            proptest::collection::vec(".{1,16}", 0..3),
+            0.0f64..=1.0,
+            prop_oneof![
+                Just("auto"),
+                Just("pending"),
+                Just("approved"),
+                Just("rejected")
+            ],
+            proptest::collection::vec(".{0,30}", 0..3),
+            proptest::option::of(".{1,10}"),
+        )
+            .prop_map(
+                |(target, expression, sources, confidence, status, reasons, reviewed_by)| {
+                    ColumnMapping {
+                        target,
+                        expression,
+                        sources,
+                        confidence,
+                        status: status.to_string(),
+                        reasons,
+                        reviewed_at: reviewed_by
+                            .as_ref()
+                            .map(|_| "2026-11-30T00:00:00Z".to_string()),
+                        reviewed_by,
+                        alternatives: Vec::new(),
+                    }
+                },
+            )
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// A mapping spec (any names, expressions, reasons, confidences)
+        /// reads back exactly as written, and a spec cut short anywhere is
+        /// refused, never read as a smaller spec.
+        #[test]
+        fn any_mapping_spec_round_trips_and_a_truncated_one_is_refused(
+            columns in proptest::collection::vec(column_mapping(), 1..6),
+            target in ".{1,12}",
+            cut in 0usize..10_000,
+        ) {
+            let spec = MappingSpec {
+                version: ARTIFACT_VERSION,
+                migration_id: "m-1".into(),
+                auto_approval_threshold: 0.92,
+                approved_all: false,
+                unmapped_sources: Vec::new(),
+                tables: vec![TableMapping {
+                    target,
+                    sources: vec!["s".into()],
+                    columns,
+                    primary_key: Vec::new(),
+                    joins: Vec::new(),
+                }],
+            };
+            let text = serde_json::to_string_pretty(&spec).unwrap();
+            let back: MappingSpec = serde_json::from_str(&text).unwrap();
+            let mut rounded = spec.clone();
+            for c in &mut rounded.tables[0].columns {
+                c.confidence = (c.confidence * 1e6).round() / 1e6;
+            }
+            proptest::prop_assert_eq!(&back, &rounded);
+            proptest::prop_assert_eq!(serde_json::to_string_pretty(&back).unwrap(), text.clone());
+            let mut at = cut % text.len();
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            proptest::prop_assert!(serde_json::from_str::<MappingSpec>(&text[..at]).is_err());
+        }
 
         /// Sign then verify holds for any payload; any change to a value
         /// of the payload is refused.
