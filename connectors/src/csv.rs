@@ -866,6 +866,18 @@ mod tests {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Decimal128Type, Float64Type, Int64Type};
 
+    /// The second field of the first row of a file read with `encoding` set.
+    fn second_field_told(p: &Path, encoding: &str) -> String {
+        let told = SourceOptions {
+            encoding: encoding.into(),
+            ..SourceOptions::default()
+        };
+        let mut src = CsvSource::open(p, told).unwrap();
+        let t = src.tables().unwrap().remove(0);
+        let b = &read_all(&mut src, &t)[0];
+        b.column(1).as_string::<i32>().value(0).to_string()
+    }
+
     fn read_all(src: &mut CsvSource, t: &TableInfo) -> Vec<RecordBatch> {
         let mut out = Vec::new();
         src.read(t, None, None, 1000, |b| {
@@ -1022,14 +1034,7 @@ mod tests {
         // Named by the setting, a file without a mark reads too.
         let p = dir.path().join("told.csv");
         std::fs::write(&p, utf16("a,b\n1,x\n", false, false)).unwrap();
-        let told = SourceOptions {
-            encoding: "utf-16le".into(),
-            ..SourceOptions::default()
-        };
-        let mut src = CsvSource::open(&p, told).unwrap();
-        let t = src.tables().unwrap().remove(0);
-        let b = &read_all(&mut src, &t)[0];
-        assert_eq!(b.column(1).as_string::<i32>().value(0), "x");
+        assert_eq!(second_field_told(&p, "utf-16le"), "x");
         // An unpaired surrogate is named, not replaced.
         let p = dir.path().join("broken.csv");
         let mut bytes = utf16("a,b\n1,", false, true);
@@ -1164,14 +1169,7 @@ mod tests {
             "{err}"
         );
         // Told the encoding, the same file reads.
-        let forced = SourceOptions {
-            encoding: "latin1".into(),
-            ..SourceOptions::default()
-        };
-        let mut src = CsvSource::open(&q, forced).unwrap();
-        let t = src.tables().unwrap().remove(0);
-        let b = &read_all(&mut src, &t)[0];
-        assert_eq!(b.column(1).as_string::<i32>().value(0), "Renée");
+        assert_eq!(second_field_told(&q, "latin1"), "Renée");
     }
 
     #[test]
