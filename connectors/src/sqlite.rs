@@ -770,6 +770,17 @@ pub(crate) fn table_columns(
     cols.join(", ")
 }
 
+/// The delivery ledger of a SQLite target (named [`LEDGER_TABLE`]).
+const SQLITE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS sensei_delivery_ledger (
+    migration_id TEXT NOT NULL,
+    partition_id TEXT NOT NULL,
+    batch_seq INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    delivered_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    PRIMARY KEY (migration_id, partition_id, batch_seq)
+)";
+
 /// A SQLite target.
 pub struct SqliteTarget {
     conn: Connection,
@@ -852,20 +863,8 @@ impl SqliteTarget {
             .map_err(ConnectorError::sql(format!(
                 "deferring foreign keys on {shown}"
             )))?;
-        conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
-                migration_id TEXT NOT NULL,
-                partition_id TEXT NOT NULL,
-                batch_seq INTEGER NOT NULL,
-                attempt INTEGER NOT NULL,
-                rows INTEGER NOT NULL,
-                delivered_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
-                PRIMARY KEY (migration_id, partition_id, batch_seq)
-            )"
-        ))
-        .map_err(ConnectorError::sql(format!(
-            "creating {LEDGER_TABLE} in {shown}"
-        )))?;
+        // The ledger table comes with the first batch, in its transaction:
+        // a delivery that fails before any row leaves no ledger behind.
         Ok(SqliteTarget {
             conn,
             path: path.to_path_buf(),
@@ -1075,6 +1074,8 @@ impl SqliteTarget {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(ConnectorError::sql(&ctx))?;
+        tx.execute_batch(SQLITE_LEDGER)
             .map_err(ConnectorError::sql(&ctx))?;
         let seen: i64 = tx
             .query_row(
@@ -1476,5 +1477,47 @@ mod tests {
             .unwrap();
         assert!(!again.written);
         assert_eq!(target.count("t").unwrap(), 3);
+    }
+
+    /// The ledger was created when the target was opened: a delivery whose
+    /// first batch failed left `sensei_delivery_ledger` behind. It now comes
+    /// in the first batch's transaction.
+    #[test]
+    fn a_first_batch_that_fails_leaves_no_ledger() {
+        assert!(SQLITE_LEDGER.contains(&format!("EXISTS {LEDGER_TABLE} (")));
+        let dir = tempfile::tempdir().unwrap();
+        let src = SqliteSource::open(&source_db(dir.path())).unwrap();
+        let t = src.table("t").unwrap();
+        let mut batches = vec![];
+        src.read(&t, None, 10, |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .unwrap();
+        let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
+        assert!(
+            !target.has_table(LEDGER_TABLE).unwrap(),
+            "nothing before a batch"
+        );
+        // A target table the batch cannot fit: every row breaks its CHECK.
+        let cols: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("\"{}\"", c.name))
+            .collect();
+        target
+            .apply_ddl(&format!("CREATE TABLE t ({}, CHECK (0))", cols.join(", ")))
+            .unwrap();
+        let key = BatchKey {
+            migration: "m",
+            partition: "p0",
+            seq: 0,
+            attempt: 1,
+        };
+        assert!(target.write_batch("t", &batches[0], &key).is_err());
+        assert!(
+            !target.has_table(LEDGER_TABLE).unwrap(),
+            "rolled back with the batch"
+        );
     }
 }

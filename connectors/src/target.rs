@@ -71,7 +71,7 @@ impl Target {
                     role: "target",
                     url: sensei_runtime::secret::redact_url(url),
                     hint:
-                        "targets supported now: sqlite://PATH, postgresql://..., parquet://FOLDER"
+                        "targets supported now: sqlite://PATH, postgresql://..., mysql://..., parquet://FOLDER"
                             .into(),
                 })
             }
