@@ -2064,8 +2064,7 @@ impl Orchestrator {
                     for name in &names {
                         let n = target.clear_for_resync(name, &migration_id)?;
                         notes.push(format!(
-                            "re-sync: {name} emptied ({n} {} removed) and its ledger rows forgotten; delivering the current source",
-                            if target.is_parquet() { "files" } else { "rows" }
+                            "re-sync: {name} emptied ({n} removed) and its ledger rows forgotten; delivering the current source"
                         ));
                     }
                 }

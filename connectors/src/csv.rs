@@ -866,6 +866,15 @@ mod tests {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Decimal128Type, Float64Type, Int64Type};
 
+    /// What discovery of a file refused, as the user reads it.
+    fn discovery_error(p: &Path) -> String {
+        CsvSource::open(p, SourceOptions::default())
+            .unwrap()
+            .tables()
+            .unwrap_err()
+            .to_string()
+    }
+
     /// The second field of the first row of a file read with `encoding` set.
     fn second_field_told(p: &Path, encoding: &str) -> String {
         let told = SourceOptions {
@@ -1040,11 +1049,7 @@ mod tests {
         let mut bytes = utf16("a,b\n1,", false, true);
         bytes.extend([0x00, 0xD8, b'x', 0x00, b'\n', 0x00]);
         std::fs::write(&p, bytes).unwrap();
-        let err = CsvSource::open(&p, SourceOptions::default())
-            .unwrap()
-            .tables()
-            .unwrap_err()
-            .to_string();
+        let err = discovery_error(&p);
         assert!(
             err.contains("not valid UTF-16") && err.contains("broken.csv"),
             "{err}"
@@ -1057,11 +1062,7 @@ mod tests {
         for (name, bytes) in [("empty.csv", &b""[..]), ("blank.csv", &b"\n\n"[..])] {
             let p = dir.path().join(name);
             std::fs::write(&p, bytes).unwrap();
-            let err = CsvSource::open(&p, SourceOptions::default())
-                .unwrap()
-                .tables()
-                .unwrap_err()
-                .to_string();
+            let err = discovery_error(&p);
             assert!(
                 err.contains(name) && err.contains("the file is empty"),
                 "{err}"
@@ -1078,11 +1079,7 @@ mod tests {
             "id,note,n\n1,fine,1\n2,\"never closed,2\n3,x,3\n4,y,4\n",
         )
         .unwrap();
-        let err = CsvSource::open(&p, SourceOptions::default())
-            .unwrap()
-            .tables()
-            .unwrap_err()
-            .to_string();
+        let err = discovery_error(&p);
         assert!(
             err.contains("line 3")
                 && err.contains("quote opening field 2 is never closed")
@@ -1096,11 +1093,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("people.csv");
         std::fs::write(&p, b"id,name\n1,Ann\n2,Bob,extra\n3,C\x00d\n4,Dee\n").unwrap();
-        let err = CsvSource::open(&p, SourceOptions::default())
-            .unwrap()
-            .tables()
-            .unwrap_err()
-            .to_string();
+        let err = discovery_error(&p);
         assert!(
             err.contains("people.csv") && err.contains("line 3") && err.contains("3 fields"),
             "{err}"
@@ -1159,11 +1152,7 @@ mod tests {
 
         let q = dir.path().join("one.csv");
         std::fs::write(&q, b"id,name\n1,Ren\xe9e\n").unwrap();
-        let err = CsvSource::open(&q, SourceOptions::default())
-            .unwrap()
-            .tables()
-            .unwrap_err()
-            .to_string();
+        let err = discovery_error(&q);
         assert!(
             err.contains("one.csv") && err.contains("confidence") && err.contains("e9"),
             "{err}"

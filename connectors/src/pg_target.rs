@@ -179,23 +179,28 @@ fn encode_numeric_text(text: &str, out: &mut Vec<u8>) -> std::result::Result<(),
     if frac.len() > 16383 {
         return Err(format!("{text:?} has more decimals than PostgreSQL keeps"));
     }
-    // Integer digits padded on the left, fraction on the right, to groups of four.
+    // Base-10000 groups of four digits: the integer part aligned on the
+    // right (zeros in front), the fraction on the left (zeros behind).
     let int = int.trim_start_matches('0');
-    let int_pad = (4 - int.len() % 4) % 4;
-    let frac_pad = (4 - frac.len() % 4) % 4;
-    let int_text = format!("{}{int}", "0".repeat(int_pad));
-    let frac_text = format!("{frac}{}", "0".repeat(frac_pad));
-    let group = |s: &str| s.parse::<i16>().unwrap_or(0);
-    let int_groups: Vec<i16> = int_text
-        .as_bytes()
-        .chunks(4)
-        .map(|c| group(std::str::from_utf8(c).unwrap_or("0")))
-        .collect();
-    let frac_groups: Vec<i16> = frac_text
-        .as_bytes()
-        .chunks(4)
-        .map(|c| group(std::str::from_utf8(c).unwrap_or("0")))
-        .collect();
+    let groups = |digits: &[u8], lead: usize| -> Vec<i16> {
+        let mut out = Vec::with_capacity((lead + digits.len()).div_ceil(4));
+        let mut acc = 0i16;
+        let mut n = lead;
+        for d in digits {
+            acc = acc * 10 + (d - b'0') as i16;
+            n += 1;
+            if n.is_multiple_of(4) {
+                out.push(acc);
+                acc = 0;
+            }
+        }
+        if !n.is_multiple_of(4) {
+            out.push(acc * 10i16.pow((4 - n % 4) as u32));
+        }
+        out
+    };
+    let int_groups = groups(int.as_bytes(), (4 - int.len() % 4) % 4);
+    let frac_groups = groups(frac.as_bytes(), 0);
     write_numeric(int_groups, frac_groups, neg, frac.len() as u16, out);
     Ok(())
 }

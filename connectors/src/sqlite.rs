@@ -785,6 +785,8 @@ const SQLITE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS sensei_delivery_ledger (
 pub struct SqliteTarget {
     conn: Connection,
     path: PathBuf,
+    /// This session committed a batch: the ledger table exists.
+    ledger_ready: bool,
 }
 
 /// The SQLite declared type a target column gets, chosen so that reading the
@@ -868,6 +870,7 @@ impl SqliteTarget {
         Ok(SqliteTarget {
             conn,
             path: path.to_path_buf(),
+            ledger_ready: false,
         })
     }
 
@@ -1075,8 +1078,10 @@ impl SqliteTarget {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(ConnectorError::sql(&ctx))?;
-        tx.execute_batch(SQLITE_LEDGER)
-            .map_err(ConnectorError::sql(&ctx))?;
+        if !self.ledger_ready {
+            tx.execute_batch(SQLITE_LEDGER)
+                .map_err(ConnectorError::sql(&ctx))?;
+        }
         let seen: i64 = tx
             .query_row(
                 &format!("SELECT count(*) FROM {LEDGER_TABLE} WHERE migration_id = ?1 AND partition_id = ?2 AND batch_seq = ?3"),
@@ -1136,6 +1141,7 @@ impl SqliteTarget {
         )
         .map_err(ConnectorError::sql(&ctx))?;
         tx.commit().map_err(ConnectorError::sql(&ctx))?;
+        self.ledger_ready = true;
         Ok(BatchAck::written(
             batch.num_rows() as u64,
             started,
@@ -1443,10 +1449,9 @@ mod tests {
         assert_eq!(&again[0], b);
     }
 
-    #[test]
-    fn ledger_makes_batches_idempotent() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = SqliteSource::open(&source_db(dir.path())).unwrap();
+    /// The test source's table `t` and its rows in batches of ten.
+    fn source_batches(dir: &Path) -> (TableInfo, Vec<RecordBatch>) {
+        let src = SqliteSource::open(&source_db(dir)).unwrap();
         let t = src.table("t").unwrap();
         let mut batches = vec![];
         src.read(&t, None, 10, |b| {
@@ -1454,6 +1459,13 @@ mod tests {
             Ok(())
         })
         .unwrap();
+        (t, batches)
+    }
+
+    #[test]
+    fn ledger_makes_batches_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, batches) = source_batches(dir.path());
         let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
         target
             .ensure_table("t", &t.schema(), &t.primary_key(), &Default::default())
@@ -1486,14 +1498,7 @@ mod tests {
     fn a_first_batch_that_fails_leaves_no_ledger() {
         assert!(SQLITE_LEDGER.contains(&format!("EXISTS {LEDGER_TABLE} (")));
         let dir = tempfile::tempdir().unwrap();
-        let src = SqliteSource::open(&source_db(dir.path())).unwrap();
-        let t = src.table("t").unwrap();
-        let mut batches = vec![];
-        src.read(&t, None, 10, |b| {
-            batches.push(b);
-            Ok(())
-        })
-        .unwrap();
+        let (t, batches) = source_batches(dir.path());
         let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
         assert!(
             !target.has_table(LEDGER_TABLE).unwrap(),

@@ -250,11 +250,6 @@ impl Target {
         notes
     }
 
-    /// Whether this is a Parquet folder target.
-    pub fn is_parquet(&self) -> bool {
-        matches!(self, Target::Parquet(_))
-    }
-
     /// Re-sync (`delivery.resync`): empties `table` and forgets this
     /// migration's ledger rows for it, so the delivery that follows writes
     /// the current source again, exactly once; returns the rows (Parquet:

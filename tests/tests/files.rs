@@ -415,13 +415,7 @@ fn strict_refuses_values_changed_on_the_way_in_and_names_each() {
         "{err}"
     );
     assert!(!dir.path().join("target.db").exists(), "nothing written");
-    let out = run(sensei().arg("migrate").arg(&cfg));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&run(sensei().arg("migrate").arg(&cfg)), 0);
     assert_eq!(
         query::<i64>(
             &dir.path().join("target.db"),
