@@ -201,6 +201,10 @@ pub const DEFERRED_FOREIGN_KEYS: &str = "deferred-foreign-keys.json";
 /// built after it: (table, index, definition).
 pub const DEFERRED_INDEXES: &str = "deferred-indexes.json";
 
+/// The target tables this migration's delivery created (names): taken
+/// back when the delivery halts before any batch landed.
+pub const CREATED_TABLES: &str = "created-tables.json";
+
 /// The Behavioral Equivalence Certificate as written: a payload and its signature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedCertificate {
@@ -398,7 +402,12 @@ pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    rfc3339_ms(d.as_millis() as i64)
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 UTC (`2026-11-30T07:05:29.123Z`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (year, month, day) = sensei_connectors::convert::civil_from_days(days);
     format!(
@@ -406,7 +415,7 @@ pub fn now_rfc3339() -> String {
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60,
-        d.subsec_millis()
+        ms.rem_euclid(1000)
     )
 }
 

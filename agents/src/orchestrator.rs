@@ -1981,12 +1981,15 @@ impl Orchestrator {
         {
             None
         } else {
-            Some(std::fs::read_to_string(&config.target.schema).map_err(|e| {
-                sensei_connectors::ConnectorError::Unreadable {
-                    path: config.target.schema.clone(),
-                    message: e.to_string(),
-                }
-            })?)
+            Some((
+                std::fs::read_to_string(&config.target.schema).map_err(|e| {
+                    sensei_connectors::ConnectorError::Unreadable {
+                        path: config.target.schema.clone(),
+                        message: e.to_string(),
+                    }
+                })?,
+                config.target.schema.clone(),
+            ))
         };
         let resync = config.delivery.resync;
         let migration_id = id.to_string();
@@ -2012,16 +2015,41 @@ impl Orchestrator {
             }
         }
         let detached =
-            tokio::task::spawn_blocking(move || -> Result<(Deferred, Deferred, Vec<String>)> {
+            tokio::task::spawn_blocking(move || -> Result<(Deferred, Deferred, Vec<String>, Vec<String>)> {
                 let mut target =
                     sensei_connectors::target::Target::open_in(&url, &options, &namespace)?;
-                if let Some(ddl) = ddl {
+                // The tables this delivery creates (the schema file's and the
+                // mapped ones), told apart from those already there: a
+                // delivery that halts before its first batch drops them again.
+                let mut candidates: Vec<String> = schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
+                if let Some((ddl, file)) = &ddl {
+                    candidates.extend(
+                        crate::architect::ddl::parse(ddl, file)
+                            .map(|ts| ts.into_iter().map(|t| t.name).collect::<Vec<_>>())
+                            .unwrap_or_default(),
+                    );
+                }
+                candidates.sort();
+                candidates.dedup();
+                let mut before = Vec::new();
+                for n in &candidates {
+                    if !target.has_table(n)? {
+                        before.push(n.clone());
+                    }
+                }
+                if let Some((ddl, _)) = ddl {
                     target.apply_ddl(&ddl)?;
                 }
                 let mut created = Vec::new();
                 for (name, schema, pk, widths) in &schemas {
                     if target.ensure_table(name, schema, pk, widths)? {
                         created.push(name.clone());
+                    }
+                }
+                let mut new_tables = Vec::new();
+                for n in before {
+                    if target.has_table(&n)? {
+                        new_tables.push(n);
                     }
                 }
                 // A mirrored table gets its source's constraints and indexes once,
@@ -2068,14 +2096,16 @@ impl Orchestrator {
                         ));
                     }
                 }
-                Ok((fks, indexes, notes))
+                Ok((fks, indexes, notes, new_tables))
             })
             .await
             .map_err(|e| AgentError::Malformed {
                 what: "target preparation".into(),
                 message: e.to_string(),
             })??;
-        let (keys, indexes, notes) = detached;
+        let (keys, indexes, notes, created) = detached;
+        self.put_json(&format!("{id}/{CREATED_TABLES}"), &created)
+            .await?;
         for n in &notes {
             // The event is logged once, by the scheduler that records it.
             if n.starts_with("re-sync:") {
@@ -2110,6 +2140,67 @@ impl Orchestrator {
                 })
             })
             .collect()
+    }
+
+    /// A delivery that halted before any batch landed takes back the tables
+    /// it created, so the target is as it was before the migration (the
+    /// ledger, too, comes only with a first batch), and forgets its tasks:
+    /// the rerun the halt message advises plans delivery again, with the
+    /// target schema as it is then. Nothing is dropped once a batch of this
+    /// migration is in the ledger.
+    async fn take_back_empty_delivery(&self, id: &str) -> Result<()> {
+        let path = format!("{id}/{CREATED_TABLES}");
+        if self.scheduler.checkpoint(id, Phase::Delivery)?.is_some()
+            || !self.artifacts.exists(&path).await?
+        {
+            return Ok(());
+        }
+        let created: Vec<String> = self.get_json(&path).await?;
+        if created.is_empty() {
+            return Ok(());
+        }
+        let config = self.config(id)?;
+        let options = crate::deliver::target_options(&config);
+        let (url, namespace, migration) = (
+            config.target.url.clone(),
+            config.target.namespace.clone(),
+            id.to_string(),
+        );
+        let tables = created.clone();
+        let dropped = tokio::task::spawn_blocking(move || -> Result<bool> {
+            let mut target =
+                sensei_connectors::target::Target::open_in(&url, &options, &namespace)?;
+            if target.batches_delivered(&migration)? > 0 {
+                return Ok(false);
+            }
+            for t in &tables {
+                target.drop_table(t)?;
+            }
+            Ok(true)
+        })
+        .await
+        .map_err(|e| AgentError::Malformed {
+            what: "taking back an empty delivery".into(),
+            message: e.to_string(),
+        })??;
+        if !dropped {
+            return Ok(());
+        }
+        self.put_json(&path, &Vec::<String>::new()).await?;
+        let (_, why) = self.scheduler.migration_state(id)?;
+        let why = format!(
+            "{}; no batch was delivered: the tables this delivery created ({}) were dropped again, the target is as it was; fix the cause, then rerun the same command",
+            why.unwrap_or_else(|| "delivery halted".into()),
+            created.join(", ")
+        );
+        self.scheduler.reset_from(
+            id,
+            Phase::Delivery,
+            "delivery halted before its first batch",
+        )?;
+        self.scheduler
+            .set_migration_state(id, MigrationState::Halted, Some(&why))?;
+        Ok(())
     }
 
     /// Post-delivery validation: the query suite (the user's source
@@ -2505,6 +2596,15 @@ impl Orchestrator {
                 Err(e) => return Err(e),
             };
             if state.is_terminal() {
+                if state == MigrationState::Halted {
+                    if let Err(e) = self.take_back_empty_delivery(id).await {
+                        let _ = self.scheduler.event(
+                            id,
+                            "warn",
+                            &format!("the tables this delivery created could not be checked or dropped: {e}"),
+                        );
+                    }
+                }
                 return Ok(state);
             }
             if let Some(u) = until {

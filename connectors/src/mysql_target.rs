@@ -468,6 +468,21 @@ impl MySqlTarget {
         Ok(n)
     }
 
+    /// How many batches of `migration_id` the ledger holds (0 without a ledger).
+    pub fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
+        if !self.has_table(LEDGER_TABLE)? {
+            return Ok(0);
+        }
+        let n: Option<u64> = self
+            .conn
+            .exec_first(
+                format!("SELECT count(*) FROM {LEDGER_TABLE} WHERE migration_id = ?"),
+                (migration_id,),
+            )
+            .map_err(my_err("reading the delivery ledger".to_string()))?;
+        Ok(n.unwrap_or(0))
+    }
+
     /// Whether `table` exists in the session's database.
     pub fn has_table(&mut self, table: &str) -> Result<bool> {
         let n: Option<i64> = self

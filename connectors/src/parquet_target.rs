@@ -70,6 +70,15 @@ impl ParquetTarget {
         Ok(files.len() as u64)
     }
 
+    /// Removes the table's folder when it holds no file of data.
+    pub fn remove_if_empty(&self, table: &str) -> Result<()> {
+        let d = Self::table_dir(&self.dir, table);
+        if d.is_dir() && Self::files(&self.dir, table)?.is_empty() {
+            std::fs::remove_dir(&d).map_err(io(&d))?;
+        }
+        Ok(())
+    }
+
     /// Creates the table's folder.
     pub fn ensure_table(&self, table: &str) -> Result<()> {
         let d = Self::table_dir(&self.dir, table);

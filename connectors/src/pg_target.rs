@@ -455,6 +455,21 @@ impl PgTarget {
         Ok(n)
     }
 
+    /// How many batches of `migration_id` the ledger holds (0 without a ledger).
+    pub fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
+        if !self.has_table(LEDGER_TABLE)? {
+            return Ok(0);
+        }
+        let row = self
+            .client
+            .query_one(
+                &format!("SELECT count(*) FROM {LEDGER_TABLE} WHERE migration_id = $1"),
+                &[&migration_id],
+            )
+            .map_err(db_err("reading the delivery ledger".to_string()))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     /// Whether a table exists (in the search path).
     pub fn has_table(&mut self, table: &str) -> Result<bool> {
         let row = self

@@ -105,9 +105,12 @@ impl Source {
     }
 
     /// Values the last [`Source::read`] changed on the way in (MySQL zero
-    /// dates, empty CSV fields read as NULL), per column and kind of change, taken.
+    /// dates, empty CSV fields read as NULL, SQLite integers beyond 2^53 in
+    /// float columns and reals past a decimal's scale), per column and kind
+    /// of change, taken.
     pub fn take_changes(&mut self) -> Changes {
         match self {
+            Source::Sqlite(s) => s.take_changes(),
             Source::MySql(m) => m.take_changes(),
             Source::Csv(c) => c.take_changes(),
             _ => Changes::new(),

@@ -96,7 +96,17 @@ pub struct SqliteSource {
     path: PathBuf,
     /// Tables to split on a configured integer column instead of the rowid.
     pub partition_keys: BTreeMap<String, String>,
+    /// Values changed on the way in since the last read began (per column,
+    /// per kind): see [`INTEGER_AS_FLOAT`] and [`REAL_ROUNDED_TO_SCALE`].
+    changes: std::cell::RefCell<crate::source::Changes>,
 }
+
+/// An integer beyond 2^53 in a floating-point column: the nearest double
+/// is not the integer SQLite held.
+pub const INTEGER_AS_FLOAT: &str = "integer beyond 2^53 rounded to the nearest double";
+/// A REAL in a `DECIMAL(p,s)` column with more fractional digits than `s`
+/// (SQLite does not enforce the scale): rounded half away from zero.
+pub const REAL_ROUNDED_TO_SCALE: &str = "real rounded to the column's decimal scale";
 
 impl SqliteSource {
     /// Opens `path` read-only, checking it is a readable SQLite database.
@@ -143,7 +153,13 @@ impl SqliteSource {
             conn,
             path: path.to_path_buf(),
             partition_keys: BTreeMap::new(),
+            changes: Default::default(),
         })
+    }
+
+    /// The values changed on the way in by the last reads, taken.
+    pub fn take_changes(&mut self) -> crate::source::Changes {
+        self.changes.take()
     }
 
     /// Holds a read transaction until this handle goes. Outside WAL mode
@@ -434,7 +450,9 @@ impl SqliteSource {
             }
             None => format!("SELECT NULL, {cols} FROM {} LIMIT {n}", quote(&table.name)),
         };
-        self.query_batches(table, &sql, &[], 8192, |b| {
+        // A sample's changes are the read's to count, not the sample's.
+        let mut changed = Changed::new(table.columns.len());
+        self.query_batches(table, &sql, &[], 8192, &mut changed, |b| {
             out.push(b);
             Ok(())
         })?;
@@ -479,7 +497,12 @@ impl SqliteSource {
                 vec![],
             ),
         };
-        self.query_batches(table, &sql, &params, batch_rows, sink)
+        let mut changed = Changed::new(table.columns.len());
+        let n = self.query_batches(table, &sql, &params, batch_rows, &mut changed, sink)?;
+        let mut changes = self.changes.borrow_mut();
+        crate::source::add_changes(&mut changes, table, &changed.as_float, INTEGER_AS_FLOAT);
+        crate::source::add_changes(&mut changes, table, &changed.rounded, REAL_ROUNDED_TO_SCALE);
+        Ok(n)
     }
 
     /// The column partitions are ranges of: a configured key, or the rowid.
@@ -499,6 +522,7 @@ impl SqliteSource {
         sql: &str,
         params: &[i64],
         batch_rows: usize,
+        changed: &mut Changed,
         sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
         let schema = table.schema();
@@ -513,7 +537,7 @@ impl SqliteSource {
             for (i, field) in schema.fields().iter().enumerate() {
                 let v = row.get_ref(i + 1).map_err(ConnectorError::sql(&ctx))?;
                 let total = batcher.total;
-                append(&mut batcher.builders[i], field.data_type(), v).map_err(
+                let change = append(&mut batcher.builders[i], field.data_type(), v).map_err(
                     |(value, expected)| ConnectorError::Value {
                         table: table.name.clone(),
                         column: field.name().clone(),
@@ -524,6 +548,11 @@ impl SqliteSource {
                         expected,
                     },
                 )?;
+                match change {
+                    Some(Change::AsFloat) => changed.as_float[i] += 1,
+                    Some(Change::Rounded) => changed.rounded[i] += 1,
+                    None => {}
+                }
             }
             batcher.row_done()?;
         }
@@ -549,12 +578,45 @@ fn render(v: ValueRef<'_>) -> String {
     }
 }
 
-/// Appends one SQLite value; on a mismatch returns (value shown, expected type).
+/// Whether a REAL's shortest decimal form has at most `scale` fractional
+/// digits (so scaling it to a decimal changes nothing).
+fn real_fits_scale(f: f64, scale: i8) -> bool {
+    let text = format!("{}", f.abs());
+    let frac = text.split_once('.').map_or("", |(_, f)| f);
+    frac.len() <= scale.max(0) as usize
+}
+
+/// Per column position, how many values a read changed, by kind.
+struct Changed {
+    as_float: Vec<u64>,
+    rounded: Vec<u64>,
+}
+
+impl Changed {
+    fn new(columns: usize) -> Self {
+        Changed {
+            as_float: vec![0; columns],
+            rounded: vec![0; columns],
+        }
+    }
+}
+
+/// How [`append`] changed a value it kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// [`INTEGER_AS_FLOAT`].
+    AsFloat,
+    /// [`REAL_ROUNDED_TO_SCALE`].
+    Rounded,
+}
+
+/// Appends one SQLite value, saying when it had to change it; on a
+/// mismatch returns (value shown, expected type).
 fn append(
     b: &mut Box<dyn ArrayBuilder>,
     dt: &DataType,
     v: ValueRef<'_>,
-) -> std::result::Result<(), (String, String)> {
+) -> std::result::Result<Option<Change>, (String, String)> {
     let mismatch = |v: ValueRef<'_>| (render(v), format!("{dt}"));
     match dt {
         DataType::Int64 => {
@@ -578,7 +640,14 @@ fn append(
                 .ok_or_else(|| mismatch(v))?;
             match v {
                 ValueRef::Null => b.append_null(),
-                ValueRef::Integer(i) => b.append_value(i as f64),
+                ValueRef::Integer(i) => {
+                    let f = i as f64;
+                    b.append_value(f);
+                    // Exact up to 2^53; beyond, only when the double converts back.
+                    if f >= 9_223_372_036_854_775_808.0 || f as i64 != i {
+                        return Ok(Some(Change::AsFloat));
+                    }
+                }
                 ValueRef::Real(f) => b.append_value(f),
                 other => return Err(mismatch(other)),
             }
@@ -672,10 +741,17 @@ fn append(
                 .as_any_mut()
                 .downcast_mut::<Decimal128Builder>()
                 .ok_or_else(|| mismatch(v))?;
+            let mut change = None;
             let scaled = match v {
                 ValueRef::Null => None,
                 ValueRef::Integer(i) => Some((i as i128).checked_mul(10i128.pow(s.max(0) as u32))),
-                ValueRef::Real(f) => Some(float_to_decimal(f, p, s)),
+                ValueRef::Real(f) => {
+                    let x = float_to_decimal(f, p, s);
+                    if x.is_some() && !real_fits_scale(f, s) {
+                        change = Some(Change::Rounded);
+                    }
+                    Some(x)
+                }
                 ValueRef::Text(t) => Some(
                     std::str::from_utf8(t)
                         .ok()
@@ -688,6 +764,7 @@ fn append(
                 Some(Some(x)) if x.unsigned_abs() < 10u128.pow(p as u32) => b.append_value(x),
                 Some(_) => return Err((render(v), format!("decimal({p},{s})"))),
             }
+            return Ok(change);
         }
         DataType::Binary => {
             let b = b
@@ -717,7 +794,7 @@ fn append(
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The column list of a `CREATE TABLE` mirroring `schema`: each column with
@@ -1039,6 +1116,22 @@ impl SqliteTarget {
         Ok(())
     }
 
+    /// How many batches of `migration_id` the ledger holds (0 without a ledger).
+    pub fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
+        if !self.has_table(LEDGER_TABLE)? {
+            return Ok(0);
+        }
+        let n: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT count(*) FROM {LEDGER_TABLE} WHERE migration_id = ?1"),
+                [migration_id],
+                |r| r.get(0),
+            )
+            .map_err(ConnectorError::sql("reading the delivery ledger"))?;
+        Ok(n as u64)
+    }
+
     /// Re-sync: deletes the table's rows and this migration's ledger rows
     /// for it, in one transaction; returns the rows deleted.
     pub fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
@@ -1326,6 +1419,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn values_changed_on_the_way_in_are_counted_per_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("changed.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, score NUMERIC, price DECIMAL(10,2));
+             INSERT INTO t VALUES (1, 9007199254740993, 19.99);
+             INSERT INTO t VALUES (2, 9007199254740992, 19.999);
+             INSERT INTO t VALUES (3, 1.5, 3);
+             INSERT INTO t VALUES (4, 9223372036854775807, 2.675);",
+        )
+        .unwrap();
+        let mut src = SqliteSource::open(&p).unwrap();
+        let t = src.table("t").unwrap();
+        // A sample counts nothing: only the reads that stage the data do.
+        src.sample(&t, 10).unwrap();
+        assert!(src.take_changes().is_empty());
+        src.read(&t, None, 10, |_| Ok(())).unwrap();
+        let changes = src.take_changes();
+        // NUMERIC keeps integers as integers (a REAL column would have
+        // made them doubles on insert): 2^53 + 1 and i64::MAX have no exact
+        // double; 2^53 has.
+        assert_eq!(changes["score"][INTEGER_AS_FLOAT], 2, "{changes:?}");
+        // 19.999 and 2.675 have more than two fractional digits.
+        assert_eq!(changes["price"][REAL_ROUNDED_TO_SCALE], 2, "{changes:?}");
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(src.take_changes().is_empty(), "taken once");
     }
 
     #[test]

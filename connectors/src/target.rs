@@ -263,6 +263,34 @@ impl Target {
         }
     }
 
+    /// How many batches of `migration_id` the target's ledger holds (a
+    /// Parquet folder has no ledger table, its files are its record: 0,
+    /// and [`Target::drop_table`] takes back only an empty table folder).
+    pub fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
+        match self {
+            Target::Sqlite(t) => t.batches_delivered(migration_id),
+            Target::Postgres(t) => t.batches_delivered(migration_id),
+            Target::Parquet(_) => Ok(0),
+            Target::MySql(t) => t.batches_delivered(migration_id),
+        }
+    }
+
+    /// Drops `table` (a table this migration created and wrote nothing to:
+    /// taken back so that a failed delivery leaves the target as it was).
+    pub fn drop_table(&mut self, table: &str) -> Result<()> {
+        let sql = match self {
+            Target::MySql(_) => format!("DROP TABLE IF EXISTS {}", crate::mysql::quote(table)),
+            Target::Parquet(t) => return t.remove_if_empty(table),
+            // With the foreign keys of other new tables that reference it.
+            Target::Postgres(_) => format!(
+                "DROP TABLE IF EXISTS {} CASCADE",
+                crate::sqlite::quote(table)
+            ),
+            Target::Sqlite(_) => format!("DROP TABLE IF EXISTS {}", crate::sqlite::quote(table)),
+        };
+        self.apply_ddl(&sql)
+    }
+
     /// Writes one batch with its ledger row, or skips it when the ledger holds its key.
     pub fn write_batch(
         &mut self,

@@ -425,6 +425,68 @@ fn a_value_the_target_column_cannot_hold_is_named_with_its_row() {
     );
 }
 
+/// A delivery that failed on its first batch left the tables it had
+/// created, empty, in the target (and a rerun with a fixed schema file met
+/// them as they were). They are dropped again; the rerun creates them
+/// from the file as it is then and delivers exactly once.
+#[test]
+fn a_delivery_that_fails_before_its_first_batch_leaves_no_table() {
+    let db = PgDatabase::create("untouched");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("stock.db");
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE item (id INTEGER PRIMARY KEY, sku TEXT NOT NULL, quantity INTEGER NOT NULL);
+             WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 500)
+             INSERT INTO item SELECT i, 'SKU-' || i, i * 1000 FROM s;",
+        )
+        .unwrap();
+    let schema = dir.path().join("schema.sql");
+    // 16 bits: quantities from 33,000 on do not fit.
+    let ddl = |quantity: &str| {
+        format!(
+            "CREATE TABLE item (id BIGINT PRIMARY KEY, sku VARCHAR(20) NOT NULL, quantity {quantity} NOT NULL);\n"
+        )
+    };
+    std::fs::write(&schema, ddl("SMALLINT")).unwrap();
+    let migrate = || {
+        let mut c = sensei();
+        c.arg("migrate")
+            .args(["--source", &format!("sqlite://{}", src.display())])
+            .args(["--target", &db.url, "--target-schema"])
+            .arg(&schema)
+            .arg("--workdir")
+            .arg(dir.path().join("w"))
+            .args(["--approve-all", "--set", "delivery.batch_rows=100"]);
+        run(&mut c)
+    };
+    let tables = |db: &PgDatabase| {
+        count(
+            &mut db.client(),
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        )
+    };
+    let out = migrate();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a valid smallint"), "{err}");
+    assert!(
+        err.contains("no batch was delivered") && err.contains("(item) were dropped again"),
+        "{err}"
+    );
+    assert_eq!(tables(&db), 0, "tables left after a failed first batch");
+    // Fixed: the column wide enough. The same command delivers, once.
+    std::fs::write(&schema, ddl("INTEGER")).unwrap();
+    assert_exit(&migrate(), 0);
+    let mut c = db.client();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM item"), 500);
+    assert_eq!(
+        count(&mut c, "SELECT max(quantity)::bigint FROM item"),
+        500_000
+    );
+}
+
 fn assert_planned(out: &std::process::Output) {
     assert!(
         matches!(out.status.code(), Some(0 | 3)),

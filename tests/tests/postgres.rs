@@ -498,6 +498,28 @@ fn postgres_values_without_an_arrow_counterpart_are_refused_by_name() {
         err.contains("table readings, column x") && err.contains("NaN"),
         "{err}"
     );
+    // MariaDB's DOUBLE has no NaN or infinity either: the load's warning
+    // refuses the batch (the server would have stored 0 or its largest
+    // double), naming table and column; nothing of the batch is kept.
+    let my = MyDatabase::create("nan");
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &db.url, "--target", &my.url])
+        .arg("--workdir")
+        .arg(dir.path().join("d"))
+        .args(["--set", "scheduler.max_attempts=1"]));
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("into table readings") && err.contains("`readings`.`x`"),
+        "{err}"
+    );
+    use mysql::prelude::Queryable;
+    let kept: Option<i64> = my
+        .conn()
+        .query_first("SELECT count(*) FROM readings")
+        .unwrap();
+    assert_eq!(kept, Some(0));
 }
 
 #[test]
