@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use sensei_agents::orchestrator::{Orchestrator, Start};
 use sensei_runtime::config::MigrationConfig;
+use sensei_runtime::config::TopicsSection;
 use sensei_runtime::signing::SigningKey;
 use sensei_runtime::store::ArtifactStore;
-use sensei_runtime::topic::EmbeddedLog;
 use sensei_scheduler::{MigrationControl, Scheduler, TokioClock};
 
 /// The head's shared pieces.
@@ -66,11 +66,17 @@ fn lock_workdir(workdir: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 /// Opens the head's durable state in `workdir`: `state.db` (scheduler),
-/// `events/` (embedded topic log), artifacts, and the signing key.
-pub fn open_head(workdir: &Path, key_file: &str) -> anyhow::Result<Head> {
+/// the topics (`topics`: `embedded`, a log under `events/`, or
+/// `kafka://...` with the `[topics]` settings), artifacts, and the signing key.
+pub fn open_head(
+    workdir: &Path,
+    key_file: &str,
+    topics: &str,
+    settings: &TopicsSection,
+) -> anyhow::Result<Head> {
     crate::private_dir(workdir)?;
     let lock = lock_workdir(workdir)?;
-    let events = Arc::new(EmbeddedLog::open(workdir.join("events"))?);
+    let events = sensei_runtime::topic::open(topics, settings, &workdir.join("events"))?;
     let scheduler = Arc::new(Scheduler::open(
         &workdir.join("state.db"),
         Arc::new(TokioClock::new()),

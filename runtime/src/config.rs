@@ -38,6 +38,8 @@ pub struct MigrationConfig {
     pub runtime: RuntimeSection,
     /// The certificate signing key.
     pub signing: SigningSection,
+    /// Topics on a Kafka cluster (`runtime.topics = "kafka://..."`).
+    pub topics: TopicsSection,
 }
 
 /// `[migration]`
@@ -344,8 +346,10 @@ pub struct RuntimeSection {
     pub workdir: String,
     /// Worker agents started by `sensei migrate`.
     pub workers: u32,
-    /// Event log backend: `embedded`.
-    pub event_log: String,
+    /// Topic backend: `embedded` (files in the working folder) or
+    /// `kafka://HOST:PORT[,HOST:PORT]` (a Kafka cluster's bootstrap servers).
+    #[serde(alias = "event_log")]
+    pub topics: String,
 }
 
 impl Default for RuntimeSection {
@@ -353,9 +357,52 @@ impl Default for RuntimeSection {
         RuntimeSection {
             workdir: ".sensei".into(),
             workers: 2,
-            event_log: "embedded".into(),
+            topics: "embedded".into(),
         }
     }
+}
+
+/// `[topics]`: how the Kafka backend creates its topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsSection {
+    /// Replication factor of new topics (the cluster's broker count when it
+    /// has fewer, with a warning).
+    pub replication: u32,
+    /// `min.insync.replicas` of new topics (at most the replication).
+    pub min_insync_replicas: u32,
+    /// How long a record stays after it was written (`retention.ms`): a
+    /// migration's events outlive it by this grace period. A number and a
+    /// unit: `7d`, `36h`, `90m`, `600s`.
+    pub retention_grace: String,
+    /// How long to wait for the cluster (connecting, acknowledgements, reads).
+    pub timeout_ms: u64,
+}
+
+impl Default for TopicsSection {
+    fn default() -> Self {
+        TopicsSection {
+            replication: 3,
+            min_insync_replicas: 2,
+            retention_grace: "7d".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A duration written as a number and a unit (`7d`, `36h`, `90m`, `600s`).
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].trim().parse().ok()?;
+    let secs = match unit {
+        'd' => n.checked_mul(86_400)?,
+        'h' => n.checked_mul(3_600)?,
+        'm' => n.checked_mul(60)?,
+        's' => n,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
 }
 
 /// `[signing]`
@@ -426,6 +473,16 @@ impl ConfigLoader {
 
     /// Merges the layers and validates the result.
     pub fn load(self) -> Result<MigrationConfig> {
+        let file = self.file.clone();
+        let config = self.merged()?;
+        config.validate(file.as_deref())?;
+        Ok(config)
+    }
+
+    /// Merges the layers without asking for a complete migration (no source
+    /// or target needed): the settings of a process that serves many
+    /// migrations, like a cluster's head.
+    pub fn merged(self) -> Result<MigrationConfig> {
         let mut merged = toml::Value::try_from(MigrationConfig::default()).map_err(|e| {
             RuntimeError::Config {
                 origin: "defaults".into(),
@@ -445,10 +502,17 @@ impl ConfigLoader {
                 origin: path.display().to_string(),
                 message: e.to_string().trim_end().to_string(),
             })?;
-            let table: toml::Table = toml::from_str(&text).map_err(|e| RuntimeError::Config {
-                origin: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let mut table: toml::Table =
+                toml::from_str(&text).map_err(|e| RuntimeError::Config {
+                    origin: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            // The older name of `runtime.topics`.
+            if let Some(toml::Value::Table(runtime)) = table.get_mut("runtime") {
+                if let Some(v) = runtime.remove("event_log") {
+                    runtime.entry("topics").or_insert(v);
+                }
+            }
             merge(&mut merged, toml::Value::Table(table));
             base_dir = path.parent().map(Path::to_path_buf);
         }
@@ -476,7 +540,6 @@ impl ConfigLoader {
         if let Some(dir) = base_dir {
             config.resolve_relative_to(&dir);
         }
-        config.validate(self.file.as_deref())?;
         Ok(config)
     }
 }
@@ -617,11 +680,24 @@ impl MigrationConfig {
                 self.scheduler.heartbeat_ms, self.scheduler.lease_ms
             )));
         }
-        if self.runtime.event_log != "embedded" {
+        if self.runtime.topics != "embedded"
+            && crate::kafka::brokers_of(&self.runtime.topics).is_none_or(str::is_empty)
+        {
             return Err(bad(format!(
-                "key runtime.event_log = {:?} is not a known backend (known: \"embedded\")",
-                self.runtime.event_log
+                "key runtime.topics = {:?} is not a known backend (known: \"embedded\", \"kafka://HOST:PORT[,HOST:PORT]\")",
+                self.runtime.topics
             )));
+        }
+        if parse_duration(&self.topics.retention_grace).is_none() {
+            return Err(bad(format!(
+                "key topics.retention_grace = {:?} is not a duration: a number and a unit, d, h, m or s (\"7d\")",
+                self.topics.retention_grace
+            )));
+        }
+        if self.topics.replication == 0 || self.topics.min_insync_replicas == 0 {
+            return Err(bad(
+                "keys topics.replication and topics.min_insync_replicas must be at least 1".into(),
+            ));
         }
         if self.migration.name.is_empty()
             || !self
@@ -805,6 +881,72 @@ mod tests {
             format!("sqlite://{}", dir.path().join("a.db").display())
         );
         assert_eq!(c.target.url, "sqlite:///tmp/b.db");
+    }
+
+    /// `runtime.topics` from the file, the environment or a flag (and the
+    /// older `runtime.event_log` spelling); a backend or a grace period
+    /// that means nothing is refused naming the key.
+    #[test]
+    fn the_topic_backend_is_one_key_in_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b.db\"\n";
+        let load = |text: &str, env: Vec<(String, String)>, flags: &[(&str, &str)]| {
+            let p = write(dir.path(), &format!("{base}{text}"));
+            let mut l = ConfigLoader::new().file(&p).env(env);
+            for (k, v) in flags {
+                l = l.flag(k, *v);
+            }
+            l.load()
+        };
+        let file = load(
+            "[runtime]\ntopics = \"kafka://k1:9092,k2:9092\"\n",
+            vec![],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(file.runtime.topics, "kafka://k1:9092,k2:9092");
+        let old = load("[runtime]\nevent_log = \"embedded\"\n", vec![], &[]).unwrap();
+        assert_eq!(old.runtime.topics, "embedded");
+        let env = vec![(
+            "SENSEI_RUNTIME__TOPICS".to_string(),
+            "kafka://e:9092".to_string(),
+        )];
+        assert_eq!(
+            load("", env.clone(), &[]).unwrap().runtime.topics,
+            "kafka://e:9092"
+        );
+        let flag = load(
+            "",
+            env,
+            &[
+                ("runtime.topics", "kafka://f:9092"),
+                ("topics.retention_grace", "36h"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(flag.runtime.topics, "kafka://f:9092");
+        assert_eq!(
+            parse_duration(&flag.topics.retention_grace),
+            Some(std::time::Duration::from_secs(36 * 3600))
+        );
+        assert_eq!(MigrationConfig::default().topics.replication, 3);
+        assert_eq!(MigrationConfig::default().topics.min_insync_replicas, 2);
+        assert_eq!(
+            parse_duration("7d"),
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        for (flags, key) in [
+            (vec![("runtime.topics", "kafka:/x")], "runtime.topics"),
+            (vec![("runtime.topics", "kafka://")], "runtime.topics"),
+            (
+                vec![("topics.retention_grace", "a week")],
+                "topics.retention_grace",
+            ),
+            (vec![("topics.replication", "0")], "topics.replication"),
+        ] {
+            let err = load("", vec![], &flags).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

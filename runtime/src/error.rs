@@ -58,6 +58,14 @@ pub enum RuntimeError {
         /// What is wrong with it.
         message: String,
     },
+    /// The Kafka cluster of `runtime.topics` failed or could not be reached.
+    #[error("Kafka at {brokers}: {message}")]
+    Kafka {
+        /// The bootstrap servers.
+        brokers: String,
+        /// What failed.
+        message: String,
+    },
     /// A record or document could not be (de)serialised.
     #[error("serialisation: {0}")]
     Json(#[from] serde_json::Error),
@@ -71,7 +79,9 @@ impl RuntimeError {
             | RuntimeError::Config { .. }
             | RuntimeError::Key { .. }
             | RuntimeError::AlreadyExists(_) => ErrorClass::User,
-            RuntimeError::Io { .. } | RuntimeError::Store(_) => ErrorClass::External,
+            RuntimeError::Io { .. } | RuntimeError::Store(_) | RuntimeError::Kafka { .. } => {
+                ErrorClass::External
+            }
             RuntimeError::Json(_) => ErrorClass::Bug,
         }
     }

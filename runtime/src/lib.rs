@@ -7,7 +7,9 @@
 //! - [`secret`]: values that never print, and URL redaction;
 //! - [`topic`]: the [`topic::EventLog`] trait over the six topics of the
 //!   specification, and its default embedded backend (append-only, CRC-checked,
-//!   consumer offsets that survive restarts);
+//!   consumer offsets that survive restarts); [`kafka`]: the same topics on a
+//!   Kafka cluster (`runtime.topics = "kafka://HOST:PORT"`), and [`topic::open`]
+//!   picks the backend a setting names;
 //! - [`store`]: the artifact store (`object_store`, a local folder by default);
 //! - [`signing`]: the Ed25519 certificate key, kept in a 0600 file;
 //! - [`supervise`]: the work pool where agents run heavy work, turning panics
@@ -24,6 +26,7 @@
 
 pub mod config;
 pub mod error;
+pub mod kafka;
 pub mod metrics;
 pub mod secret;
 pub mod signing;

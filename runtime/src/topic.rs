@@ -81,6 +81,38 @@ pub trait EventLog: Send + Sync {
     fn committed(&self, group: &str, topic: Topic) -> Result<u64>;
 }
 
+/// Opens the topic backend `setting` names: `embedded` (files under `dir`)
+/// or `kafka://HOST:PORT[,HOST:PORT]` (the `[topics]` settings apply).
+pub fn open(
+    setting: &str,
+    topics: &crate::config::TopicsSection,
+    dir: &Path,
+) -> Result<std::sync::Arc<dyn EventLog>> {
+    match crate::kafka::brokers_of(setting) {
+        None if setting == "embedded" => Ok(std::sync::Arc::new(EmbeddedLog::open(dir)?)),
+        None => Err(RuntimeError::Config {
+            origin: "runtime.topics".into(),
+            message: format!(
+                "{setting:?} is not a known backend (known: \"embedded\", \"kafka://HOST:PORT[,HOST:PORT]\")"
+            ),
+        }),
+        Some(brokers) => Ok(std::sync::Arc::new(crate::kafka::KafkaLog::open(
+            crate::kafka::KafkaSettings {
+                brokers: brokers.to_string(),
+                replication: topics.replication,
+                min_insync_replicas: topics.min_insync_replicas,
+                retention: crate::config::parse_duration(&topics.retention_grace).ok_or_else(
+                    || RuntimeError::Config {
+                        origin: "topics.retention_grace".into(),
+                        message: format!("{:?} is not a duration", topics.retention_grace),
+                    },
+                )?,
+                timeout: std::time::Duration::from_millis(topics.timeout_ms.max(1)),
+            },
+        )?)),
+    }
+}
+
 /// Appends a JSON document to a topic.
 pub fn publish_json<T: Serialize>(
     log: &dyn EventLog,
@@ -142,7 +174,7 @@ impl EmbeddedLog {
         let mut topics = HashMap::new();
         for topic in Topic::ALL {
             let path = dir.join(format!("{}.log", topic.name()));
-            topics.insert(topic, Self::recover(&path)?);
+            topics.insert(topic, Self::recover(&path, true)?);
         }
         Ok(EmbeddedLog {
             dir,
@@ -150,17 +182,42 @@ impl EmbeddedLog {
         })
     }
 
-    fn recover(path: &Path) -> Result<TopicFile> {
+    /// Opens the log in `dir` to read only, beside a process that may be
+    /// appending to it: nothing is created, and a record still being
+    /// written (a short or unchecked tail) is left alone, not cut off.
+    /// Records appended after this call are seen by the next open.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let mut topics = HashMap::new();
+        for topic in Topic::ALL {
+            let path = dir.join(format!("{}.log", topic.name()));
+            if path.exists() {
+                topics.insert(topic, Self::recover(&path, false)?);
+            }
+        }
+        Ok(EmbeddedLog {
+            dir,
+            topics: Mutex::new(topics),
+        })
+    }
+
+    /// Indexes a topic file's records; `repair` cuts off a torn tail (the
+    /// writer's open), otherwise it is only skipped (a reader's).
+    fn recover(path: &Path, repair: bool) -> Result<TopicFile> {
         let io = |what: &'static str| {
             let path = path.to_path_buf();
             move |source| RuntimeError::Io { what, path, source }
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io("opening topic file"))?;
+        let mut file = if repair {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)
+        } else {
+            OpenOptions::new().read(true).open(path)
+        }
+        .map_err(io("opening topic file"))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(io("reading topic file"))?;
@@ -186,7 +243,7 @@ impl EmbeddedLog {
             positions.push(pos as u64);
             pos = start + len;
         }
-        if pos != bytes.len() {
+        if pos != bytes.len() && repair {
             tracing::warn!(
                 path = %path.display(),
                 valid_bytes = pos,

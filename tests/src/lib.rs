@@ -589,3 +589,105 @@ pub fn bookshop(db: &MyDatabase) {
         .expect("book");
     }
 }
+
+/// A Kafka-protocol broker for the tests: `tansu` (installed by `.ci/run`
+/// and by `tools/kafka-broker`; `TANSU` names another binary) on a free
+/// port of 127.0.0.1, its log in a SQLite file of its own folder, so that
+/// a restart keeps every record. Stopped when dropped. Panics (loudly)
+/// when the binary is missing: the Kafka tests never skip.
+pub struct KafkaBroker {
+    /// `HOST:PORT` to bootstrap from.
+    pub address: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl KafkaBroker {
+    /// Starts a broker and waits until it takes connections.
+    pub fn start() -> KafkaBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut broker = KafkaBroker {
+            address: format!("127.0.0.1:{port}"),
+            port,
+            dir: tempfile::tempdir().expect("broker folder"),
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// The `runtime.topics` setting that names this broker.
+    pub fn topics(&self) -> String {
+        format!("kafka://{}", self.address)
+    }
+
+    fn binary() -> PathBuf {
+        if let Ok(t) = std::env::var("TANSU") {
+            return PathBuf::from(t);
+        }
+        let home = std::env::var("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| Path::new(&std::env::var("HOME").expect("HOME")).join(".cargo"));
+        let installed = home.join("bin/tansu");
+        assert!(
+            installed.exists(),
+            "the Kafka tests need the tansu broker at {}: run .ci/run, or tools/kafka-broker once, or `cargo install tansu --version 0.6.0 --locked --features libsql`",
+            installed.display()
+        );
+        installed
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("broker log");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(Self::binary())
+            .current_dir(self.dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {} within 30 s: {}",
+                self.address,
+                std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the broker (SIGKILL: nothing is flushed on the way out).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the broker and starts it again on the same port and log.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

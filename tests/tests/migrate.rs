@@ -132,6 +132,22 @@ fn retail_migrates_and_certificate_verifies() {
             transformed >= 4,
             "one per transformed partition: {transformed}"
         );
+        // `sensei events` prints this migration's events, one line each,
+        // from the configuration file or the id and the working folder.
+        let events = log.read(Topic::MigrationEvents, 0, 10_000).unwrap().len();
+        let id = mig.file_name().unwrap().to_string_lossy().into_owned();
+        for how in [
+            vec![cfg.display().to_string()],
+            vec![id.clone(), "--workdir".into(), work.display().to_string()],
+        ] {
+            let out = run(sensei().arg("events").args(&how));
+            assert_exit(&out, 0);
+            let printed = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(printed.lines().count(), events, "{printed}");
+            assert!(printed.contains("migration"), "{printed}");
+        }
+        let out = run(sensei().args(["events", &id, "--workdir"]).arg(dir.path()));
+        assert_ne!(out.status.code(), Some(0), "no event log there");
     }
 
     // An independent implementation (Python's `cryptography`, RFC 8785 by

@@ -50,6 +50,11 @@ enum Command {
         /// Working folder shared by the processes (default <dir>/work).
         #[arg(long)]
         workdir: Option<PathBuf>,
+        /// Topic backend of the cluster: `embedded` or
+        /// `kafka://HOST:PORT[,HOST:PORT]` (the `SENSEI_TOPICS__*` variables
+        /// set how topics are created).
+        #[arg(long, env = "SENSEI_RUNTIME__TOPICS", default_value = "embedded")]
+        topics: String,
     },
     /// List nodes, agents, tasks and migrations.
     Status {
@@ -80,6 +85,8 @@ enum Command {
         port: u16,
         #[arg(long)]
         workdir: PathBuf,
+        #[arg(long, default_value = "embedded")]
+        topics: String,
     },
     /// (internal) Run a worker process.
     #[command(hide = true)]
@@ -125,7 +132,16 @@ fn main() {
             agents,
             flight_port,
             workdir,
-        } => up(&cli.dir, workers, port, agents, flight_port, workdir),
+            topics,
+        } => up(
+            &cli.dir,
+            workers,
+            port,
+            agents,
+            flight_port,
+            workdir,
+            &topics,
+        ),
         Command::Status { json } => status(&cli.dir, json),
         Command::Submit {
             mut args,
@@ -138,7 +154,11 @@ fn main() {
             submit(&cli.dir, args, restart)
         }
         Command::Down => down(&cli.dir),
-        Command::Head { port, workdir } => run_head(&cli.dir, port, &workdir),
+        Command::Head {
+            port,
+            workdir,
+            topics,
+        } => run_head(&cli.dir, port, &workdir, &topics),
         Command::Worker {
             head,
             name,
@@ -203,6 +223,7 @@ fn up(
     agents: u32,
     flight_port: u16,
     workdir: Option<PathBuf>,
+    topics: &str,
 ) -> anyhow::Result<i32> {
     std::fs::create_dir_all(dir)?;
     if let Ok(c) = read_cluster(dir) {
@@ -229,6 +250,8 @@ fn up(
             port.to_string(),
             "--workdir".into(),
             workdir.display().to_string(),
+            "--topics".into(),
+            topics.to_string(),
         ],
     )?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -499,9 +522,14 @@ async fn terminated() {
     }
 }
 
-fn run_head(dir: &Path, port: u16, workdir: &Path) -> anyhow::Result<i32> {
+fn run_head(dir: &Path, port: u16, workdir: &Path, topics: &str) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
-    let head = open_head(workdir, "")?;
+    // `[topics]` from the environment (SENSEI_TOPICS__*), like a migration's.
+    let settings = sensei_runtime::config::ConfigLoader::new()
+        .process_env()
+        .merged()?
+        .topics;
+    let head = open_head(workdir, "", topics, &settings)?;
     let control = Arc::new(HeadControl::new(
         head.orchestrator.clone(),
         work.handle().clone(),

@@ -1,9 +1,10 @@
 //! `sensei`: run a whole migration on one machine, and check certificates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sensei_agents::orchestrator::Start;
 use sensei_cli::{
@@ -98,6 +99,24 @@ enum Command {
         /// Forget earlier progress of this migration and start over.
         #[arg(long)]
         restart: bool,
+    },
+    /// Print a migration's events (`migration.events`) from the configured
+    /// topic backend: the embedded log of its working folder or a Kafka
+    /// cluster (`runtime.topics`).
+    Events {
+        /// The migration: its id (as `sensei migrate` prints it) or its
+        /// configuration file.
+        migration: String,
+        /// Working folder (embedded backend; default: the configuration's).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Any other key, as section.key=value (repeatable), e.g.
+        /// runtime.topics=kafka://HOST:PORT.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Keep printing new events as they come (until interrupted).
+        #[arg(long)]
+        follow: bool,
     },
     /// Measure PII detection on a labelled set of columns (JSON lines).
     PiiEval {
@@ -379,6 +398,18 @@ fn main() {
             code => code,
         },
         Command::PiiEval { files, mistakes } => pii_eval(files, mistakes),
+        Command::Events {
+            migration,
+            workdir,
+            set,
+            follow,
+        } => match events(&migration, workdir, &set, follow) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         Command::MatchEval { dir, mistakes, fit } => {
             let dir = dir.unwrap_or_else(|| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agents/testdata/matching")
@@ -454,6 +485,95 @@ fn match_fit(dir: &std::path::Path) -> i32 {
             1
         }
     }
+}
+
+/// `sensei events`: the migration's records on `migration.events`, one line
+/// each (time, level, message), from offset 0; `--follow` keeps reading.
+fn events(
+    migration: &str,
+    workdir: Option<PathBuf>,
+    set: &[String],
+    follow: bool,
+) -> anyhow::Result<i32> {
+    use sensei_runtime::topic::{EventLog, Topic};
+    let mut loader = sensei_runtime::config::ConfigLoader::new();
+    let from_file = Path::new(migration).is_file();
+    if from_file {
+        loader = loader.file(migration);
+    }
+    loader = loader.process_env();
+    for kv in set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv}: expected section.key=value"))?;
+        loader = loader.flag(k, v);
+    }
+    let config = if from_file {
+        loader.load()?
+    } else {
+        loader.merged()?
+    };
+    let id = if from_file {
+        config.migration_id()
+    } else {
+        migration.to_string()
+    };
+    let dir = workdir.unwrap_or_else(|| PathBuf::from(&config.runtime.workdir));
+    if config.runtime.topics == "embedded" && !dir.join("events").is_dir() {
+        anyhow::bail!(
+            "no event log in {}: give the migration's --workdir (or its configuration file), or --set runtime.topics=kafka://HOST:PORT",
+            dir.display()
+        );
+    }
+    let embedded = config.runtime.topics == "embedded";
+    // The embedded log is opened to read only (a running migration may be
+    // appending to it), again for every look at what is new.
+    let open = || -> anyhow::Result<Arc<dyn EventLog>> {
+        Ok(if embedded {
+            Arc::new(sensei_runtime::topic::EmbeddedLog::open_read_only(
+                dir.join("events"),
+            )?)
+        } else {
+            sensei_runtime::topic::open(
+                &config.runtime.topics,
+                &config.topics,
+                &dir.join("events"),
+            )?
+        })
+    };
+    let mut log = open()?;
+    let mut next = 0u64;
+    let mut seen = 0usize;
+    loop {
+        let records = log.read(Topic::MigrationEvents, next, 1000)?;
+        for r in &records {
+            next = r.offset + 1;
+            if r.key != id {
+                continue;
+            }
+            seen += 1;
+            let doc: serde_json::Value = serde_json::from_slice(&r.value).unwrap_or_default();
+            println!(
+                "{} {:<5} {}",
+                sensei_agents::artifacts::rfc3339_ms(doc["time_ms"].as_i64().unwrap_or_default()),
+                doc["level"].as_str().unwrap_or("?"),
+                doc["message"].as_str().unwrap_or_default()
+            );
+        }
+        if records.is_empty() {
+            if !follow {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if embedded {
+                log = open()?;
+            }
+        }
+    }
+    if seen == 0 {
+        eprintln!("no events of migration {id} on {}", config.runtime.topics);
+    }
+    Ok(0)
 }
 
 fn pii_eval(files: Vec<PathBuf>, mistakes: bool) -> i32 {
@@ -568,7 +688,7 @@ fn migrate(
     let system = actix::System::new();
     let code = system.block_on(async move {
         let workdir = PathBuf::from(&config.runtime.workdir);
-        let head = open_head(&workdir, &config.signing.key_file)?;
+        let head = open_head(&workdir, &config.signing.key_file, &config.runtime.topics, &config.topics)?;
         let orch = head.orchestrator.clone();
         let (id, start) = {
             let (o, c) = (orch.clone(), config.clone());
@@ -649,7 +769,12 @@ fn plan(args: MigrationArgs, workers: Option<u32>) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let spec = rt.block_on(async {
-        let head = open_head(&workdir, &config.signing.key_file)?;
+        let head = open_head(
+            &workdir,
+            &config.signing.key_file,
+            &config.runtime.topics,
+            &config.topics,
+        )?;
         anyhow::Ok(head.orchestrator.mapping(&id).await?)
     })?;
     print!("{}", sensei_agents::architect::render(&spec));
@@ -826,7 +951,6 @@ fn diff(
 /// `sensei review --accept-inconclusive`: a person's word that an
 /// INCONCLUSIVE certificate may be delivered, written once next to it.
 fn accept(args: MigrationArgs, by: Option<String>) -> anyhow::Result<i32> {
-    use anyhow::Context as _;
     use std::io::Write as _;
     let config = args.load(None)?;
     let dir = PathBuf::from(&config.runtime.workdir).join(config.migration_id());
@@ -897,7 +1021,6 @@ fn review(
     all: bool,
     by: Option<String>,
 ) -> anyhow::Result<i32> {
-    use anyhow::Context as _;
     let config = args.load(None)?;
     let path = PathBuf::from(&config.runtime.workdir)
         .join(config.migration_id())
