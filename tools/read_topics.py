@@ -3,7 +3,7 @@
 (confluent-kafka, librdkafka's Python binding) and decodes every record.
 
     read_topics.py BOOTSTRAP [--key MIGRATION_ID] [--group GROUP]
-                   [--follow SECONDS]
+                   [--follow SECONDS] [--fetch-wait-ms MS]
 
 Prints one JSON document: per topic the records read, their keys, and the
 decoded JSON of each (a record that is not JSON is an error, exit 1). With
@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--key")
     ap.add_argument("--group")
     ap.add_argument("--follow", type=float, default=0.0)
+    ap.add_argument("--fetch-wait-ms", type=int, help="the consumer's fetch.wait.max.ms (librdkafka default 500)")
     a = ap.parse_args()
     conf = {
         "bootstrap.servers": a.bootstrap,
@@ -43,6 +44,8 @@ def main():
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
     }
+    if a.fetch_wait_ms is not None:
+        conf["fetch.wait.max.ms"] = a.fetch_wait_ms
     c = Consumer(conf)
     # Without --follow: read until every topic reached its end as the
     # broker reported it at the start.

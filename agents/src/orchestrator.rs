@@ -55,6 +55,32 @@ pub enum Start {
     Ended(MigrationState),
 }
 
+/// The topic a phase's completion is published on.
+fn completion_topic(phase: Phase) -> Topic {
+    match phase {
+        Phase::Ingestion => Topic::IngestionComplete,
+        Phase::Transformation => Topic::TransformationComplete,
+        Phase::Verification => Topic::VerificationComplete,
+        Phase::Delivery => Topic::DeliveryComplete,
+    }
+}
+
+/// A phase's completion record: the manifest itself for ingestion, the
+/// artifact's address and SHA-256 for the others.
+fn completion_document(
+    id: &str,
+    phase: Phase,
+    bytes: &[u8],
+    uri: &str,
+    sha: &str,
+) -> Result<serde_json::Value> {
+    Ok(if phase == Phase::Ingestion {
+        serde_json::from_slice(bytes)?
+    } else {
+        serde_json::json!({"migration_id": id, "artifact": uri, "sha256": sha})
+    })
+}
+
 /// Reads a delivered table back as the certified columns and types (in that
 /// order; a column's declared target type does not matter) and computes its
 /// digest and Merkle root with the certificate's algorithms.
@@ -825,6 +851,9 @@ impl Orchestrator {
                 progress = Default::default();
             }
             if progress.total == 0 {
+                if let Some(previous) = phase.previous() {
+                    self.hand_off(id, previous)?;
+                }
                 self.plan(id, phase).await?;
                 return Ok(self.scheduler.migration_state(id)?.0);
             }
@@ -907,12 +936,87 @@ impl Orchestrator {
         let sha = sha256_hex(&bytes);
         let uri = self.artifacts.uri(&path);
         self.scheduler.record_checkpoint(id, phase, &uri, &sha)?;
-        let doc: serde_json::Value = if phase == Phase::Ingestion {
-            serde_json::from_slice(&bytes)?
-        } else {
-            serde_json::json!({"migration_id": id, "artifact": uri, "sha256": sha})
+        publish_json(
+            self.events.as_ref(),
+            topic,
+            id,
+            &completion_document(id, phase, &bytes, &uri, &sha)?,
+        )?;
+        Ok(())
+    }
+
+    /// The hand-off from `previous` to the phase after it goes through the
+    /// topics: this migration's consumer group (`sensei-<id>`) reads the
+    /// completion records of `previous` from its committed offset, takes
+    /// the one that names the recorded checkpoint (its SHA-256; the
+    /// manifest itself for ingestion) and commits past it. A record lost
+    /// between the checkpoint and its publication (a crash there) is
+    /// published again first, so every phase a consumer sees started after
+    /// its predecessor's document was on the topic.
+    fn hand_off(&self, id: &str, previous: Phase) -> Result<()> {
+        let Some(checkpoint) = self.scheduler.checkpoint(id, previous)? else {
+            return Ok(());
         };
-        publish_json(self.events.as_ref(), topic, id, &doc)?;
+        let topic = completion_topic(previous);
+        let group = format!("sensei-{id}");
+        let log = self.events.as_ref();
+        // The last record of this checkpoint in offsets [from, to).
+        let find = |from: u64, to: u64| -> Result<Option<u64>> {
+            let mut at = from;
+            let mut found = None;
+            while at < to {
+                let records = log.read(topic, at, 1_000)?;
+                let Some(last) = records.last() else { break };
+                at = last.offset + 1;
+                for r in records.iter().filter(|r| r.key == id && r.offset < to) {
+                    let doc: serde_json::Value =
+                        serde_json::from_slice(&r.value).unwrap_or_default();
+                    let names_it = if previous == Phase::Ingestion {
+                        doc["migration_id"] == id && !doc["tables"].is_null()
+                    } else {
+                        doc["sha256"] == checkpoint.sha256.as_str()
+                    };
+                    if names_it {
+                        found = Some(r.offset);
+                    }
+                }
+            }
+            Ok(found)
+        };
+        let committed = log.committed(&group, topic)?;
+        if let Some(offset) = find(committed, u64::MAX)? {
+            log.commit(&group, topic, offset + 1)?;
+            return Ok(());
+        }
+        // Handed off already (a rerun planning the same phase again).
+        if committed > 0 && find(0, committed)?.is_some() {
+            return Ok(());
+        }
+        let next = {
+            {
+                let path = checkpoint
+                    .uri
+                    .strip_prefix("file://")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(&checkpoint.uri));
+                let bytes = std::fs::read(&path).map_err(|e| AgentError::Malformed {
+                    what: format!("checkpoint {}", path.display()),
+                    message: e.to_string(),
+                })?;
+                let doc =
+                    completion_document(id, previous, &bytes, &checkpoint.uri, &checkpoint.sha256)?;
+                self.scheduler.event(
+                    id,
+                    "warn",
+                    &format!(
+                        "{} had no record of this migration's {previous} checkpoint (lost in a crash?): published it again",
+                        topic.name()
+                    ),
+                )?;
+                publish_json(log, topic, id, &doc)? + 1
+            }
+        };
+        log.commit(&group, topic, next)?;
         Ok(())
     }
 
