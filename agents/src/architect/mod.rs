@@ -289,11 +289,17 @@ pub fn choose(
         .iter()
         .enumerate()
         .map(|(ti, sj)| {
-            sj.filter(|&j| matrix[ti][j] >= MIN_PROPOSAL && matcher::has_evidence(&scores[ti][j]))
-                .map(|j| {
-                    total += matrix[ti][j];
-                    (j, scores[ti][j].clone())
-                })
+            // A column of the same name is always proposed (it may wait
+            // for review); others need the threshold and evidence of their own.
+            sj.filter(|&j| {
+                let s = &scores[ti][j];
+                matcher::exact(s) == 1.0
+                    || (matrix[ti][j] >= MIN_PROPOSAL && matcher::has_evidence(s))
+            })
+            .map(|j| {
+                total += matrix[ti][j];
+                (j, scores[ti][j].clone())
+            })
         })
         .collect();
     let table_name = matcher::name_similarity(&d.tokens(s_name), &d.tokens(&t.name));
@@ -871,6 +877,41 @@ pub fn source_columns(manifest: &Manifest) -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::PiiPolicy;
+
+    /// Between tables whose names share nothing (a study's table and the
+    /// dictionary it is harmonised into), a column of the same name fell
+    /// below the proposal threshold and the entry got no candidate at all.
+    /// It is proposed now, with its (low) confidence: it waits for review.
+    #[test]
+    fn a_column_of_the_same_name_is_proposed_between_unlike_tables() {
+        use super::matcher::{ColumnFacts, Dictionary};
+        let targets = super::ddl::parse(
+            "CREATE TABLE gdc (bmi REAL, vital_status TEXT, days_to_birth INTEGER, primary_diagnosis TEXT);",
+            "t.sql",
+        )
+        .unwrap();
+        let fact = |name: &str, arrow_type: &str| ColumnFacts {
+            name: name.into(),
+            arrow_type: arrow_type.into(),
+            ..Default::default()
+        };
+        let source = [
+            fact("bmi", "Float64"),
+            fact("bmi_at_baseline", "Float64"),
+            fact("tumor_site", "Utf8"),
+        ];
+        let d = Dictionary::default();
+        let scores = super::score_matrix(&d, "cao", &source, &targets[0]);
+        assert!(
+            scores[0][0].confidence < super::MIN_PROPOSAL,
+            "the case this test is about: {}",
+            scores[0][0].confidence
+        );
+        let (_, chosen) = super::choose(&d, "cao", &targets[0], &scores);
+        let (j, score) = chosen[0].as_ref().expect("bmi is proposed for bmi");
+        assert_eq!(*j, 0);
+        assert!(score.confidence < 0.92, "and waits for review");
+    }
 
     #[test]
     fn a_policy_for_an_unknown_kind_is_refused_with_the_kinds() {
