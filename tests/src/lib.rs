@@ -691,3 +691,38 @@ impl Drop for KafkaBroker {
         self.stop();
     }
 }
+
+/// A retail migration set up in a fresh temporary folder: the source
+/// database (scale 1), a target path and a configuration with `extra`
+/// appended (TOML); the folder goes when this is dropped.
+pub struct RetailSetup {
+    /// The folder holding everything.
+    pub dir: tempfile::TempDir,
+    /// The SQLite source.
+    pub src: PathBuf,
+    /// The SQLite target (not created).
+    pub target: PathBuf,
+    /// The configuration file (working folder `<dir>/work`).
+    pub cfg: PathBuf,
+}
+
+impl RetailSetup {
+    /// Writes the source and the configuration.
+    pub fn new(extra: &str) -> RetailSetup {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let src = retail_source(dir.path(), 1);
+        let target = dir.path().join("target.db");
+        let cfg = write_config(dir.path(), &src, &target, extra);
+        RetailSetup {
+            dir,
+            src,
+            target,
+            cfg,
+        }
+    }
+
+    /// The working folder the configuration names.
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+}

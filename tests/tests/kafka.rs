@@ -43,16 +43,13 @@ fn migration_id(work: &Path) -> String {
 #[test]
 fn the_retail_migration_publishes_six_topics_a_python_client_decodes() {
     let broker = KafkaBroker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let src = retail_source(dir.path(), 1);
-    let target = dir.path().join("target.db");
     // The key in the file (the environment and --set are used below).
-    let cfg = write_config(
-        dir.path(),
-        &src,
-        &target,
-        "[ingestion]\npartition_rows = 400\n[topics]\nretention_grace = \"2d\"\n",
-    );
+    let RetailSetup {
+        dir,
+        src,
+        target,
+        cfg,
+    } = RetailSetup::new("[ingestion]\npartition_rows = 400\n[topics]\nretention_grace = \"2d\"\n");
     let text = std::fs::read_to_string(&cfg).unwrap().replacen(
         "[runtime]\n",
         &format!("[runtime]\ntopics = \"{}\"\n", broker.topics()),
@@ -117,15 +114,12 @@ fn the_retail_migration_publishes_six_topics_a_python_client_decodes() {
 #[test]
 fn a_cluster_of_two_workers_publishes_on_kafka() {
     let broker = KafkaBroker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let src = retail_source(dir.path(), 1);
-    let target = dir.path().join("t.db");
-    let cfg = write_config(
-        dir.path(),
-        &src,
-        &target,
-        "[ingestion]\npartition_rows = 300\n[delivery]\nbatch_rows = 100\n",
-    );
+    let RetailSetup {
+        dir,
+        src,
+        target,
+        cfg,
+    } = RetailSetup::new("[ingestion]\npartition_rows = 300\n[delivery]\nbatch_rows = 100\n");
     let cdir = dir.path().join("cluster");
     let up = run(cluster(&cdir)
         .args(["up", "--workers", "2"])
@@ -161,19 +155,12 @@ fn a_cluster_of_two_workers_publishes_on_kafka() {
 #[test]
 fn a_broker_restarted_mid_migration_loses_and_duplicates_no_event() {
     let mut broker = KafkaBroker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let src = retail_source(dir.path(), 1);
-    let target = dir.path().join("target.db");
-    let cfg = write_config(
-        dir.path(),
-        &src,
-        &target,
-        "[ingestion]\npartition_rows = 200\n[delivery]\nbatch_rows = 100\n",
-    );
-    let work = dir.path().join("work");
+    let setup =
+        RetailSetup::new("[ingestion]\npartition_rows = 200\n[delivery]\nbatch_rows = 100\n");
+    let (src, target, cfg, work) = (&setup.src, &setup.target, &setup.cfg, setup.work());
     let child = sensei()
         .arg("migrate")
-        .arg(&cfg)
+        .arg(cfg)
         .args(["--set", &format!("runtime.topics={}", broker.topics())])
         .env("SENSEI_TEST_TASK_DELAY_MS", "150")
         .stdout(Stdio::piped())
@@ -190,7 +177,7 @@ fn a_broker_restarted_mid_migration_loses_and_duplicates_no_event() {
     let out = child.wait_with_output().unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
-    assert_same_rows(&src, &target);
+    assert_same_rows(src, target);
     let id = migration_id(&work);
     let got = read_topics(&broker, &["--key", &id]);
     let events: Vec<String> = got["topics"]["migration.events"]["documents"]

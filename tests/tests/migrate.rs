@@ -726,18 +726,15 @@ fn a_table_in_thousands_of_partitions_migrates() {
 #[test]
 fn phases_hand_off_through_the_topics_and_a_lost_record_is_published_again() {
     use sensei_runtime::topic::{EmbeddedLog, EventLog, Topic};
-    let dir = tempfile::tempdir().unwrap();
-    let src = retail_source(dir.path(), 1);
-    let target = dir.path().join("target.db");
-    let cfg = write_config(dir.path(), &src, &target, "");
-    assert_exit(&run(sensei().arg("ingest").arg(&cfg)), 0);
-    let work = dir.path().join("work");
+    let setup = RetailSetup::new("");
+    let (src, target, cfg, work) = (&setup.src, &setup.target, &setup.cfg, setup.work());
+    assert_exit(&run(sensei().arg("ingest").arg(cfg)), 0);
     let lost = work.join("events/ingestion.complete.log");
     assert!(std::fs::metadata(&lost).unwrap().len() > 0);
     std::fs::write(&lost, b"").unwrap();
-    let out = run(sensei().arg("migrate").arg(&cfg));
+    let out = run(sensei().arg("migrate").arg(cfg));
     assert_exit(&out, 0);
-    assert_same_rows(&src, &target);
+    assert_same_rows(src, target);
     let log = EmbeddedLog::open(work.join("events")).unwrap();
     let id = migration_with(&work, "receipt.json")
         .file_name()
