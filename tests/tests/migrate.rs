@@ -148,6 +148,22 @@ fn retail_migrates_and_certificate_verifies() {
         }
         let out = run(sensei().args(["events", &id, "--workdir"]).arg(dir.path()));
         assert_ne!(out.status.code(), Some(0), "no event log there");
+        // --follow prints what is there, then waits for more (until stopped).
+        let mut child = sensei()
+            .args(["events", &id, "--follow", "--workdir"])
+            .arg(&work)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(child.try_wait().unwrap().is_none(), "--follow returned");
+        kill(child.id(), "TERM");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).lines().count(),
+            events,
+            "still following after 1.5 s, everything printed once"
+        );
     }
 
     // An independent implementation (Python's `cryptography`, RFC 8785 by
