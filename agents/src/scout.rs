@@ -55,6 +55,7 @@ pub fn profile_table(
     let columns = sensei_scout::profile::profile(&batches);
     let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
     let mut pii = std::collections::BTreeMap::new();
+    let table_names = sensei_scout::pii::TableNames::of(&names);
     for (i, name) in names.iter().enumerate() {
         let samples: Vec<Option<String>> = batches
             .iter()
@@ -63,13 +64,16 @@ pub fn profile_table(
                 (0..b.num_rows()).map(move |r| text_of(&col, r))
             })
             .collect();
-        let neighbours: Vec<String> = names.iter().filter(|n| *n != name).cloned().collect();
-        let flags = sensei_scout::pii::detect(&sensei_scout::pii::ColumnEvidence {
-            table: &table.name,
-            column: name,
-            neighbours: &neighbours,
-            samples: &samples,
-        });
+        let flags = sensei_scout::pii::detect_in(
+            &sensei_scout::pii::ColumnEvidence {
+                table: &table.name,
+                column: name,
+                neighbours: &[],
+                samples: &samples,
+            },
+            &table_names,
+            i,
+        );
         if !flags.is_empty() {
             pii.insert(name.clone(), flags);
         }

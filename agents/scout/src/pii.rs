@@ -1729,6 +1729,71 @@ fn free_text(values: &[&str], flags: &mut Vec<PiiFlag>) {
 
 /// Scores one column.
 pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
+    let names = TableNames::of(e.neighbours);
+    let (pii, people) = names.around(None);
+    detect_among(e, pii, people)
+}
+
+/// What the column names of a table say of each other, read once per
+/// table: which names are a PII kind's, and which are a person's
+/// (e-mail, phone, birth date, gender, age, first or last name). Asking it
+/// for every column costs O(columns) where tokenising every neighbour for
+/// every column cost O(columns²).
+#[derive(Debug, Clone)]
+pub struct TableNames {
+    pii: Vec<bool>,
+    people: Vec<bool>,
+}
+
+impl TableNames {
+    /// Reads the names of a table's columns.
+    pub fn of(columns: &[String]) -> TableNames {
+        let (mut pii, mut people) = (Vec::new(), Vec::new());
+        for c in columns {
+            let t = tokens(c);
+            pii.push(PiiKind::ALL.iter().any(|k| name_score(*k, &t, c) >= 1.0));
+            people.push(
+                [
+                    PiiKind::Email,
+                    PiiKind::Phone,
+                    PiiKind::DateOfBirth,
+                    PiiKind::Gender,
+                    PiiKind::Age,
+                ]
+                .iter()
+                .any(|k| name_score(*k, &t, c) >= 1.0)
+                    || t.iter()
+                        .any(|w| w == "first" || w == "last" || w == "surname"),
+            );
+        }
+        TableNames { pii, people }
+    }
+
+    /// For the column at `index` (None: a column not among them), how many
+    /// of the others are named like PII, and whether one is named like a
+    /// person's.
+    fn around(&self, index: Option<usize>) -> (usize, bool) {
+        let others = |flags: &[bool]| {
+            flags
+                .iter()
+                .enumerate()
+                .filter(|(i, f)| **f && Some(*i) != index)
+                .count()
+        };
+        (others(&self.pii), others(&self.people) > 0)
+    }
+}
+
+/// [`detect`] for the column at `index` of a table whose names `names`
+/// holds (`e.neighbours` is not read): what profiling calls per column.
+pub fn detect_in(e: &ColumnEvidence<'_>, names: &TableNames, index: usize) -> Vec<PiiFlag> {
+    let (pii, people) = names.around(Some(index));
+    detect_among(e, pii, people)
+}
+
+/// [`detect`] given how many neighbours are named like PII and whether one
+/// is named like a person's.
+fn detect_among(e: &ColumnEvidence<'_>, neighbour_pii: usize, people_named: bool) -> Vec<PiiFlag> {
     let toks = tokens(e.column);
     let table_toks = tokens(e.table);
     let values: Vec<&str> = e
@@ -1757,32 +1822,10 @@ pub fn detect(e: &ColumnEvidence<'_>) -> Vec<PiiFlag> {
         PERSON_TABLE_WORDS.contains(&t.as_str())
             || PERSON_TABLE_WORDS.contains(&t.trim_end_matches('s'))
     });
-    let neighbour_pii = e
-        .neighbours
-        .iter()
-        .filter(|c| {
-            let t = tokens(c);
-            PiiKind::ALL.iter().any(|k| name_score(*k, &t, c) >= 1.0)
-        })
-        .count();
     let context = (if person_table { 0.6 } else { 0.0 }) + (neighbour_pii.min(2) as f64 * 0.2);
     let mut flags = Vec::new();
     // A column called just `name` names a person only beside person columns.
-    let people_around = person_table
-        || e.neighbours.iter().any(|c| {
-            let t = tokens(c);
-            [
-                PiiKind::Email,
-                PiiKind::Phone,
-                PiiKind::DateOfBirth,
-                PiiKind::Gender,
-                PiiKind::Age,
-            ]
-            .iter()
-            .any(|k| name_score(*k, &t, c) >= 1.0)
-                || t.iter()
-                    .any(|w| w == "first" || w == "last" || w == "surname")
-        });
+    let people_around = person_table || people_named;
     let evidence: Vec<(bool, bool)> = values
         .iter()
         .filter(|v| is_name_like(v))
@@ -2061,6 +2104,50 @@ mod tests {
             neighbours: &n,
             samples: &s,
         })
+    }
+
+    /// Profiling reads a table's names once ([`TableNames`]) and asks
+    /// per column; every column gets the flags [`detect`] gives it with its
+    /// neighbours listed, including the ones context decides (a bare
+    /// `name` beside person columns, a weak shape beside PII names).
+    #[test]
+    fn names_read_once_per_table_give_the_same_flags() {
+        let columns: Vec<String> = ["id", "name", "email", "dob", "note", "zip", "name"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let samples: Vec<Vec<Option<String>>> = [
+            vec!["1", "2", "3"],
+            vec!["Mary Smith", "John Brown", "Linda Jones"],
+            vec!["a@example.com", "b@example.org", "c@example.net"],
+            vec!["1980-02-03", "1975-11-30", "1990-07-14"],
+            vec!["called twice", "left a message", "ok"],
+            vec!["02139", "10001", "94105"],
+            vec!["Acme", "Globex", "Initech"],
+        ]
+        .iter()
+        .map(|vs| vs.iter().map(|v| Some(v.to_string())).collect())
+        .collect();
+        let names = TableNames::of(&columns);
+        let mut flagged = 0;
+        for (i, c) in columns.iter().enumerate() {
+            let neighbours: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, n)| n.clone())
+                .collect();
+            let e = ColumnEvidence {
+                table: "contacts",
+                column: c,
+                neighbours: &neighbours,
+                samples: &samples[i],
+            };
+            let alone = detect(&e);
+            assert_eq!(detect_in(&e, &names, i), alone, "{c}");
+            flagged += usize::from(!alone.is_empty());
+        }
+        assert!(flagged >= 4, "the table has PII to flag: {flagged}");
     }
 
     #[test]
