@@ -173,7 +173,10 @@ pub async fn run(
                 seq: seq as u64,
                 attempt,
             };
+            let started = std::time::Instant::now();
             let ack = target.write_batch(&task.table, chunk, &key)?;
+            metrics::histogram!(sensei_runtime::metrics::DELIVERY_BATCH_SECONDS)
+                .record(started.elapsed().as_secs_f64());
             r.rows_in_partition += chunk.num_rows() as u64;
             r.elapsed_ms += ack.elapsed_ms;
             r.batches.push(BatchRecord {

@@ -2000,6 +2000,11 @@ impl Orchestrator {
         {
             evidence.insert(p.id.clone(), p.sha256.clone());
         }
+        for c in &checks {
+            let result = c["result"].as_str().unwrap_or("unknown").to_string();
+            metrics::counter!(sensei_runtime::metrics::VERIFICATION_CHECKS, "result" => result)
+                .increment(1);
+        }
         let status = match (pass, undecided) {
             (false, _) => "FAIL",
             (true, true) => "INCONCLUSIVE",

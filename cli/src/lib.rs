@@ -153,6 +153,45 @@ pub fn exit_code(state: MigrationState) -> i32 {
     }
 }
 
+/// Serves `/metrics` (Prometheus text format, the process's
+/// [`sensei_runtime::metrics::exporter`]) on `addr` from `handle`'s runtime;
+/// nothing when `addr` is empty. A bound port that is taken is an error now,
+/// not a silent absence later.
+pub fn serve_metrics(addr: &str, handle: &tokio::runtime::Handle) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if addr.is_empty() {
+        return Ok(());
+    }
+    let exporter = sensei_runtime::metrics::exporter();
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("runtime.metrics_addr {addr}: cannot listen: {e}"))?;
+    listener.set_nonblocking(true)?;
+    handle.spawn(async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return;
+        };
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let exporter = exporter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if request.starts_with("GET /metrics ") {
+                    ("200 OK", exporter.render())
+                } else {
+                    ("404 Not Found", "only /metrics is served here\n".to_string())
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
+
 /// The multi-thread runtime for heavy work, Flight and gRPC servers.
 pub fn work_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()

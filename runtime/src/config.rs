@@ -350,6 +350,9 @@ pub struct RuntimeSection {
     /// `kafka://HOST:PORT[,HOST:PORT]` (a Kafka cluster's bootstrap servers).
     #[serde(alias = "event_log")]
     pub topics: String,
+    /// `HOST:PORT` where the process serves its metrics at `/metrics`
+    /// (Prometheus text format); empty: not served.
+    pub metrics_addr: String,
 }
 
 impl Default for RuntimeSection {
@@ -358,6 +361,7 @@ impl Default for RuntimeSection {
             workdir: ".sensei".into(),
             workers: 2,
             topics: "embedded".into(),
+            metrics_addr: String::new(),
         }
     }
 }

@@ -524,12 +524,13 @@ async fn terminated() {
 
 fn run_head(dir: &Path, port: u16, workdir: &Path, topics: &str) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
-    // `[topics]` from the environment (SENSEI_TOPICS__*), like a migration's.
-    let settings = sensei_runtime::config::ConfigLoader::new()
+    // `[topics]` and `runtime.metrics_addr` from the environment
+    // (SENSEI_TOPICS__*, SENSEI_RUNTIME__METRICS_ADDR), like a migration's.
+    let process = sensei_runtime::config::ConfigLoader::new()
         .process_env()
-        .merged()?
-        .topics;
-    let head = open_head(workdir, "", topics, &settings)?;
+        .merged()?;
+    sensei_cli::serve_metrics(&process.runtime.metrics_addr, work.handle())?;
+    let head = open_head(workdir, "", topics, &process.topics)?;
     let control = Arc::new(HeadControl::new(
         head.orchestrator.clone(),
         work.handle().clone(),

@@ -684,6 +684,7 @@ fn migrate(
     // Check source, target and schema file before anything is created on disk.
     sensei_agents::orchestrator::Orchestrator::preflight(&config)?;
     let work = sensei_cli::work_runtime()?;
+    sensei_cli::serve_metrics(&config.runtime.metrics_addr, work.handle())?;
     let pool = WorkPool::new(work.handle().clone());
     let system = actix::System::new();
     let code = system.block_on(async move {
