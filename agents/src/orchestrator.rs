@@ -914,24 +914,13 @@ impl Orchestrator {
     }
 
     async fn finalize(&self, id: &str, phase: Phase, tasks: &[TaskRecord]) -> Result<()> {
-        let (path, topic) = match phase {
-            Phase::Ingestion => (
-                self.finalize_ingestion(id, tasks).await?,
-                Topic::IngestionComplete,
-            ),
-            Phase::Transformation => (
-                self.finalize_transformation(id, tasks).await?,
-                Topic::TransformationComplete,
-            ),
-            Phase::Verification => (
-                self.finalize_verification(id, tasks).await?,
-                Topic::VerificationComplete,
-            ),
-            Phase::Delivery => (
-                self.finalize_delivery(id, tasks).await?,
-                Topic::DeliveryComplete,
-            ),
+        let path = match phase {
+            Phase::Ingestion => self.finalize_ingestion(id, tasks).await?,
+            Phase::Transformation => self.finalize_transformation(id, tasks).await?,
+            Phase::Verification => self.finalize_verification(id, tasks).await?,
+            Phase::Delivery => self.finalize_delivery(id, tasks).await?,
         };
+        let topic = completion_topic(phase);
         let bytes = self.artifacts.get(&path).await?;
         let sha = sha256_hex(&bytes);
         let uri = self.artifacts.uri(&path);

@@ -691,17 +691,7 @@ impl Scheduler {
                 "SELECT id, migration_id, phase, table_name, partition, attempt, agent_id FROM tasks
                  WHERE state = 'running' AND deadline_ms < ?1",
             )?;
-            let rows = stmt.query_map(params![now], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?;
+            let rows = stmt.query_map(params![now], seven_columns)?;
             rows.collect::<std::result::Result<_, _>>()?
         };
         for (id, migration, phase, table, partition, attempt, agent) in &lapsed {
@@ -813,17 +803,7 @@ impl Scheduler {
                     }
                 );
                 row = tx
-                    .query_row(&sql, params![now, node_id, phase.as_str()], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                        ))
-                    })
+                    .query_row(&sql, params![now, node_id, phase.as_str()], seven_columns)
                     .optional()?;
                 if row.is_some() {
                     break 'probe;
@@ -1118,4 +1098,30 @@ impl Scheduler {
             serde_json::json!({"nodes": nodes, "agents": agents, "tasks": tasks, "migrations": migrations}),
         )
     }
+}
+
+/// The first seven columns of a row, each as its own type: the task rows
+/// that lease and lease expiry read.
+#[allow(clippy::type_complexity)]
+fn seven_columns<A, B, C, D, E, F, G>(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(A, B, C, D, E, F, G)>
+where
+    A: rusqlite::types::FromSql,
+    B: rusqlite::types::FromSql,
+    C: rusqlite::types::FromSql,
+    D: rusqlite::types::FromSql,
+    E: rusqlite::types::FromSql,
+    F: rusqlite::types::FromSql,
+    G: rusqlite::types::FromSql,
+{
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
