@@ -26,6 +26,8 @@
 //!   referential integrity of the target.
 //! - [`digest`] is the canonical row encoding shared by the certificate and the
 //!   receipt; [`artifacts`] holds the data contracts and certificate signing.
+//! - [`published`] decides which target tables the public Flight endpoint
+//!   may serve: those of migrations whose signed certificate allows it.
 
 pub mod agent;
 pub mod architect;
@@ -40,6 +42,7 @@ pub mod expectations;
 pub mod mirror;
 pub mod node;
 pub mod orchestrator;
+pub mod published;
 pub mod queries;
 pub mod replay;
 pub mod scout;

@@ -64,6 +64,8 @@ pub struct NodeContext {
     /// (`SENSEI_TEST_BATCH_DELAY_MS`), so kills land mid-partition.
     pub batch_delay_ms: u64,
     clients: ClientCache,
+    /// Presented to the other nodes' Flight services.
+    secret: sensei_runtime::tokens::ClusterSecret,
 }
 
 impl NodeContext {
@@ -73,6 +75,7 @@ impl NodeContext {
         store: Arc<NodeStore>,
         artifacts: ArtifactStore,
         pool: WorkPool,
+        secret: sensei_runtime::tokens::ClusterSecret,
     ) -> Self {
         let batch_delay_ms = std::env::var("SENSEI_TEST_BATCH_DELAY_MS")
             .ok()
@@ -85,6 +88,7 @@ impl NodeContext {
             pool,
             batch_delay_ms,
             clients: ClientCache::default(),
+            secret,
         }
     }
 
@@ -134,7 +138,7 @@ impl NodeContext {
         if let Some(c) = self.clients.get(endpoint) {
             return Ok(c);
         }
-        let c = PartitionClient::connect(endpoint).await?;
+        let c = PartitionClient::connect(endpoint, &self.secret).await?;
         self.clients.put(endpoint, c.clone());
         Ok(c)
     }

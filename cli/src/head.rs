@@ -20,6 +20,9 @@ pub struct Head {
     pub scheduler: Arc<Scheduler>,
     /// The working folder.
     pub workdir: PathBuf,
+    /// The public half of the key that signs this head's certificates: the
+    /// public Flight endpoint serves only what it signed.
+    pub public_key: [u8; 32],
     /// The working folder's lock, held while this head lives (released by
     /// the OS when the process ends, however it ends).
     _lock: std::fs::File,
@@ -89,11 +92,13 @@ pub fn open_head(
         PathBuf::from(key_file)
     };
     let key = Arc::new(SigningKey::load_or_generate(&key_path)?);
+    let public_key = key.public_key();
     let orchestrator = Arc::new(Orchestrator::new(scheduler.clone(), artifacts, events, key));
     Ok(Head {
         orchestrator,
         scheduler,
         workdir: workdir.to_path_buf(),
+        public_key,
         _lock: lock,
     })
 }

@@ -231,6 +231,9 @@ pub struct NodeOptions {
     pub heartbeat: Duration,
     /// Flight port on 127.0.0.1; 0 picks a free one.
     pub flight_port: u16,
+    /// The secret of the node's cluster: its Flight service admits only
+    /// calls that carry it, and it presents it to the other nodes.
+    pub secret: sensei_runtime::tokens::ClusterSecret,
 }
 
 /// Starts a node: a Flight server on the work pool, registration with the
@@ -247,19 +250,21 @@ pub async fn start_node(
         agents_per_kind,
         heartbeat,
         flight_port,
+        secret,
     } = opts;
     let (node_id, role) = (node_id.as_str(), role.as_str());
     let artifacts = ArtifactStore::local(&workdir)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let staging = artifacts.root().to_path_buf();
     let id = node_id.to_string();
+    let server_secret = secret.clone();
     let (store, addr) = pool
         .handle()
         .spawn(async move {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", flight_port)).await?;
             let endpoint = format!("grpc://{}", listener.local_addr()?);
             let store = Arc::new(NodeStore::new(&id, &endpoint, &staging));
-            let addr = sensei_flight::serve(store.clone(), listener, async move {
+            let addr = sensei_flight::serve(store.clone(), server_secret, listener, async move {
                 let _ = rx.await;
             })
             .await?;
@@ -267,7 +272,13 @@ pub async fn start_node(
         })
         .await??;
     tracing::info!(node = node_id, flight = %addr, "node started");
-    let ctx = Arc::new(NodeContext::new(node_id, store.clone(), artifacts, pool));
+    let ctx = Arc::new(NodeContext::new(
+        node_id,
+        store.clone(),
+        artifacts,
+        pool,
+        secret,
+    ));
     let mut tries = 0;
     loop {
         match scheduler

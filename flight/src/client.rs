@@ -10,6 +10,8 @@ use arrow_flight::{FlightClient, FlightDescriptor, FlightInfo, Ticket};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::transport::{Channel, Endpoint};
 
+use sensei_runtime::tokens::ClusterSecret;
+
 use crate::error::{FlightError, Result};
 use crate::parquet_io::FileStats;
 use crate::service::MAX_FLIGHT_MESSAGE;
@@ -19,6 +21,8 @@ use crate::service::MAX_FLIGHT_MESSAGE;
 pub struct PartitionClient {
     endpoint: String,
     channel: Channel,
+    /// Presented on every call: node Flight services serve the cluster only.
+    secret: ClusterSecret,
 }
 
 fn peer(endpoint: &str, e: impl std::fmt::Display) -> FlightError {
@@ -29,8 +33,9 @@ fn peer(endpoint: &str, e: impl std::fmt::Display) -> FlightError {
 }
 
 impl PartitionClient {
-    /// Connects to `endpoint` (`grpc://host:port` or `http://host:port`).
-    pub async fn connect(endpoint: &str) -> Result<Self> {
+    /// Connects to `endpoint` (`grpc://host:port` or `http://host:port`),
+    /// presenting `secret` on every call.
+    pub async fn connect(endpoint: &str, secret: &ClusterSecret) -> Result<Self> {
         let http = endpoint
             .replacen("grpc://", "http://", 1)
             .replacen("grpc+tcp://", "http://", 1);
@@ -43,6 +48,7 @@ impl PartitionClient {
         Ok(PartitionClient {
             endpoint: endpoint.to_string(),
             channel,
+            secret: secret.clone(),
         })
     }
 
@@ -50,7 +56,12 @@ impl PartitionClient {
         let inner = FlightServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_FLIGHT_MESSAGE)
             .max_encoding_message_size(MAX_FLIGHT_MESSAGE);
-        FlightClient::new_from_inner(inner)
+        let mut client = FlightClient::new_from_inner(inner);
+        // 64 hex digits after "Bearer ": always a valid header value.
+        if let Err(e) = client.add_header("authorization", &self.secret.header()) {
+            tracing::error!(error = %e, "the cluster secret is not a header value");
+        }
+        client
     }
 
     /// Streams a partition's batches (DoGet).

@@ -30,6 +30,14 @@ pub enum FlightError {
     /// The partition is not held here.
     #[error("partition {0} is not held by this node")]
     NotFound(String),
+    /// A listener or a request the configuration does not allow (the
+    /// message says what and how to allow it): the user's to change.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The catalog of verified datasets could not be read (a certificate or
+    /// an artifact missing or unreadable).
+    #[error("verified datasets: {0}")]
+    Catalog(String),
 }
 
 impl FlightError {
@@ -37,7 +45,8 @@ impl FlightError {
     pub fn class(&self) -> ErrorClass {
         match self {
             FlightError::File { .. } | FlightError::Peer { .. } => ErrorClass::External,
-            FlightError::NotFound(_) => ErrorClass::External,
+            FlightError::NotFound(_) | FlightError::Catalog(_) => ErrorClass::External,
+            FlightError::Refused(_) => ErrorClass::User,
             FlightError::Arrow(_) | FlightError::Parquet(_) => ErrorClass::Bug,
         }
     }

@@ -10,9 +10,14 @@
 //! here. Message limits are set explicitly on both ends
 //! ([`MAX_FLIGHT_MESSAGE`]).
 //!
+//! The [`public`] endpoint is the other face: it serves verified datasets
+//! (chosen by a [`public::Catalog`], the head's reading of the signed
+//! certificates) to any Flight client that holds a token.
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = sensei_flight::PartitionClient::connect("grpc://127.0.0.1:50061").await?;
+//! let secret = sensei_runtime::tokens::ClusterSecret::generate()?;
+//! let client = sensei_flight::PartitionClient::connect("grpc://127.0.0.1:50061", &secret).await?;
 //! let batches = client.get("retail-1a2b3c4d/ingestion/customers/0").await?;
 //! # Ok(()) }
 //! ```
@@ -20,6 +25,7 @@
 mod client;
 mod error;
 pub mod parquet_io;
+pub mod public;
 mod service;
 mod store;
 
@@ -31,10 +37,15 @@ pub use store::{FlightCounters, NodeStore, PartitionEntry};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use sensei_runtime::tokens::{ClusterSecret, NO_CLUSTER_SECRET};
+
 /// Starts a node's Flight server on `addr` (port 0 picks one); returns the
-/// bound address. The server stops when `shutdown` resolves.
+/// bound address. Every call must carry the cluster `secret` (the node
+/// serves staging partitions to the other processes of its cluster, never
+/// to anyone else). The server stops when `shutdown` resolves.
 pub async fn serve(
     store: Arc<NodeStore>,
+    secret: ClusterSecret,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<SocketAddr> {
@@ -43,7 +54,20 @@ pub async fn serve(
         message: e.to_string(),
     })?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let svc = NodeFlightService::new(store).into_server();
+    let svc = tonic::service::interceptor::InterceptedService::new(
+        NodeFlightService::new(store).into_server(),
+        move |r: tonic::Request<()>| {
+            let header = r
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            if secret.admits(header) {
+                Ok(r)
+            } else {
+                Err(tonic::Status::unauthenticated(NO_CLUSTER_SECRET))
+            }
+        },
+    );
     tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(svc)
@@ -69,9 +93,15 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("grpc://{}", listener.local_addr().unwrap());
         let store = Arc::new(NodeStore::new("n1", &endpoint, dir.path()));
-        serve(store.clone(), listener, std::future::pending())
-            .await
-            .unwrap();
+        let secret = ClusterSecret::generate().unwrap();
+        serve(
+            store.clone(),
+            secret.clone(),
+            listener,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
 
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -91,7 +121,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let client = PartitionClient::connect(&endpoint).await.unwrap();
+        let client = PartitionClient::connect(&endpoint, &secret).await.unwrap();
         let stats = client
             .put("m/ingestion/t/0", schema.clone(), vec![batch.clone()])
             .await
@@ -108,5 +138,18 @@ mod tests {
         assert!(missing.contains("not held"), "{missing}");
         let stats = client.stats().await.unwrap();
         assert_eq!(stats["rows"], 20_000);
+
+        // Without this cluster's secret, nothing is served.
+        let stranger = PartitionClient::connect(&endpoint, &ClusterSecret::generate().unwrap())
+            .await
+            .unwrap();
+        let refused = stranger
+            .get("m/ingestion/t/0")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("cluster secret"), "{refused}");
+        assert!(stranger.list().await.is_err());
+        assert!(stranger.stats().await.is_err());
     }
 }

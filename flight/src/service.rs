@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::parquet_io::{open_partition, PartitionWriter};
 use crate::store::{NodeStore, PartitionEntry};
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Largest Flight message either side accepts. Batches are cut well below it
 /// (8,192 rows); the limit is set explicitly so both ends agree.
@@ -26,6 +26,42 @@ pub const MAX_FLIGHT_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Rows per batch streamed by DoGet.
 const STREAM_BATCH_ROWS: usize = 8192;
+
+/// The DoGet stream of a partition file: its schema, then its batches.
+/// `on_batch` sees each batch as it is read (the caller's counters).
+///
+/// Decoding Parquet is blocking work: a blocking thread feeds a channel of
+/// capacity 2, so a slow reader holds at most two decoded batches here, and
+/// the thread stops reading when the client hangs up (the receiver is gone).
+pub(crate) fn partition_stream(
+    path: &std::path::Path,
+    on_batch: impl Fn(&arrow::record_batch::RecordBatch) + Send + 'static,
+) -> Result<BoxStream<FlightData>, Status> {
+    let (schema, reader) =
+        open_partition(path, STREAM_BATCH_ROWS).map_err(|e| Status::internal(e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        for batch in reader {
+            let batch =
+                batch.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e)));
+            if let Ok(b) = &batch {
+                on_batch(b);
+                metrics::counter!(sensei_runtime::metrics::FLIGHT_BATCHES_SERVED).increment(1);
+                metrics::counter!(sensei_runtime::metrics::FLIGHT_BYTES_SERVED)
+                    .increment(b.get_array_memory_size() as u64);
+            }
+            if tx.blocking_send(batch).is_err() {
+                break;
+            }
+        }
+    });
+    let batches = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Ok(FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(|e| Status::internal(e.to_string()))
+        .boxed())
+}
 
 /// The node Flight service.
 #[derive(Clone)]
@@ -144,39 +180,16 @@ impl FlightService for NodeFlightService {
                 self.store.node_id()
             ))
         })?;
-        let (schema, reader) = open_partition(&entry.path, STREAM_BATCH_ROWS)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        // Decoding Parquet is blocking work: a blocking thread feeds a channel of
-        // capacity 2, so a slow reader holds at most two decoded batches here.
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            for batch in reader {
-                let batch =
-                    batch.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e)));
-                if let Ok(b) = &batch {
-                    store.counters.batches.fetch_add(1, Ordering::Relaxed);
-                    store
-                        .counters
-                        .rows
-                        .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-                    metrics::counter!(sensei_runtime::metrics::FLIGHT_BATCHES_SERVED).increment(1);
-                    metrics::counter!(sensei_runtime::metrics::FLIGHT_BYTES_SERVED)
-                        .increment(b.get_array_memory_size() as u64);
-                }
-                // The receiver is gone when the client hung up: stop reading.
-                if tx.blocking_send(batch).is_err() {
-                    break;
-                }
-            }
-        });
         self.store.counters.gets.fetch_add(1, Ordering::Relaxed);
-        let batches = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let stream = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(batches)
-            .map_err(|e| Status::internal(e.to_string()));
-        Ok(Response::new(stream.boxed()))
+        let store = self.store.clone();
+        let stream = partition_stream(&entry.path, move |b| {
+            store.counters.batches.fetch_add(1, Ordering::Relaxed);
+            store
+                .counters
+                .rows
+                .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+        })?;
+        Ok(Response::new(stream))
     }
 
     async fn do_put(

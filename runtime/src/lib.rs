@@ -12,6 +12,8 @@
 //!   picks the backend a setting names;
 //! - [`store`]: the artifact store (`object_store`, a local folder by default);
 //! - [`signing`]: the Ed25519 certificate key, kept in a 0600 file;
+//! - [`tokens`]: access tokens with roles, stored hashed, for the listeners
+//!   people and programs call (the public Flight endpoint);
 //! - [`supervise`]: the work pool where agents run heavy work, turning panics
 //!   into crashes their supervisor restarts them from;
 //! - [`metrics`]: the names of every metric.
@@ -32,6 +34,7 @@ pub mod secret;
 pub mod signing;
 pub mod store;
 pub mod supervise;
+pub mod tokens;
 pub mod topic;
 
 pub use error::{ErrorClass, Result, RuntimeError};

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sensei_proto::v1 as pb;
+use sensei_runtime::tokens::ClusterSecret;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::core::Scheduler;
@@ -98,15 +100,45 @@ impl SchedulerApi for Arc<Scheduler> {
 /// restarted head is picked up again without re-creating the client.
 #[derive(Clone, Debug)]
 pub struct GrpcScheduler {
-    client: pb::scheduler_client::SchedulerClient<Channel>,
+    client: pb::scheduler_client::SchedulerClient<InterceptedService<Channel, Bearer>>,
+}
+
+/// Puts the cluster secret on every call: the head admits no other caller.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(***)")
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut r: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        r.metadata_mut().insert("authorization", self.0.clone());
+        Ok(r)
+    }
 }
 
 /// Largest control-plane message accepted either way (status documents).
 pub const MAX_CONTROL_MESSAGE: usize = 16 * 1024 * 1024;
 
 impl GrpcScheduler {
-    /// A client for `endpoint` (`http://host:port`). Connection is lazy.
-    pub fn new(endpoint: &str) -> Result<Self> {
+    /// A client for `endpoint` (`http://host:port`) presenting `secret`.
+    /// Connection is lazy.
+    pub fn new(endpoint: &str, secret: &ClusterSecret) -> Result<Self> {
+        let bearer = Bearer(
+            secret
+                .header()
+                .parse()
+                .map_err(|_| SchedulerError::Connect {
+                    endpoint: endpoint.to_string(),
+                    message: "the cluster secret is not a header value".into(),
+                })?,
+        );
         let ep = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| SchedulerError::Connect {
                 endpoint: endpoint.to_string(),
@@ -114,9 +146,10 @@ impl GrpcScheduler {
             })?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30));
-        let client = pb::scheduler_client::SchedulerClient::new(ep.connect_lazy())
-            .max_decoding_message_size(MAX_CONTROL_MESSAGE)
-            .max_encoding_message_size(MAX_CONTROL_MESSAGE);
+        let client =
+            pb::scheduler_client::SchedulerClient::with_interceptor(ep.connect_lazy(), bearer)
+                .max_decoding_message_size(MAX_CONTROL_MESSAGE)
+                .max_encoding_message_size(MAX_CONTROL_MESSAGE);
         Ok(GrpcScheduler { client })
     }
 

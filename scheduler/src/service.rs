@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sensei_proto::v1 as pb;
+use sensei_runtime::tokens::{ClusterSecret, NO_CLUSTER_SECRET};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::{Request, Response, Status};
 
 use crate::client::{lease_to_proto, MAX_CONTROL_MESSAGE};
@@ -36,11 +39,28 @@ impl SchedulerService {
         SchedulerService { scheduler, control }
     }
 
-    /// The tonic server with explicit message limits.
-    pub fn into_server(self) -> pb::scheduler_server::SchedulerServer<Self> {
-        pb::scheduler_server::SchedulerServer::new(self)
+    /// The tonic server with explicit message limits, admitting only calls
+    /// that carry the cluster `secret` (workers, and `sensei-cluster` on
+    /// the machine that holds the secret file).
+    pub fn into_server(
+        self,
+        secret: ClusterSecret,
+    ) -> InterceptedService<pb::scheduler_server::SchedulerServer<Self>, impl Interceptor + Clone>
+    {
+        let server = pb::scheduler_server::SchedulerServer::new(self)
             .max_decoding_message_size(MAX_CONTROL_MESSAGE)
-            .max_encoding_message_size(MAX_CONTROL_MESSAGE)
+            .max_encoding_message_size(MAX_CONTROL_MESSAGE);
+        InterceptedService::new(server, move |r: Request<()>| {
+            let header = r
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            if secret.admits(header) {
+                Ok(r)
+            } else {
+                Err(Status::unauthenticated(NO_CLUSTER_SECRET))
+            }
+        })
     }
 }
 

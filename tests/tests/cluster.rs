@@ -411,3 +411,258 @@ fn submit_takes_the_options_of_migrate_and_exits_the_same() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sensei-cluster up --workdir"), "{err}");
 }
+
+/// The tables of a migration, streamed by an independent Flight client:
+/// `tools/flight_verify.py` (pyarrow.flight) with a reader token lists the
+/// verified datasets of a 2-worker cluster, streams every partition of every
+/// table, and recomputes each table's digest and Merkle root from what it
+/// received with the documented row encoding; they equal the certificate's,
+/// and `certificate verify --data` shows the target's equal them too, so the
+/// rows streamed are the rows delivered. Without a token, with a changed or
+/// a revoked one, the call is refused; a migration whose certificate says
+/// FAIL in the same working folder is not listed.
+#[test]
+fn a_reader_token_streams_verified_tables_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let work = dir.path().join("shared-work");
+    // A migration whose certificate says FAIL, run alone in the folder the
+    // cluster will use (a changed value in `orders` after transformation).
+    let broken_target = dir.path().join("broken.db");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        format!(
+            "[migration]\nname = \"broken\"\n[source]\nurl = \"sqlite://{}\"\n[target]\nurl = \"sqlite://{}\"\n[runtime]\nworkdir = \"{}\"\n",
+            src.display(),
+            broken_target.display(),
+            work.display()
+        ),
+    )
+    .unwrap();
+    let out = run(sensei()
+        .arg("migrate")
+        .arg(&broken)
+        .env("SENSEI_TEST_MUTATE", "number:100000")
+        .env("SENSEI_TEST_MUTATE_TABLE", "orders"));
+    assert_exit(&out, 2);
+
+    let cdir = dir.path().join("cluster");
+    let up = run(cluster(&cdir)
+        .args(["up", "--workers", "2", "--workdir"])
+        .arg(&work));
+    assert_exit(&up, 0);
+    let c = Cluster { dir: cdir };
+    let public = c.file()["public_flight"].as_str().unwrap().to_string();
+    assert!(public.starts_with("grpc://127.0.0.1:"), "{public}");
+    assert!(
+        String::from_utf8_lossy(&up.stdout).contains(&public),
+        "`up` prints the endpoint"
+    );
+    let target = dir.path().join("t.db");
+    let mut cfg_text =
+        std::fs::read_to_string(write_config(dir.path(), &src, &target, SMALL_PARTITIONS)).unwrap();
+    cfg_text = cfg_text.replace(
+        &format!("workdir = \"{}\"", dir.path().join("work").display()),
+        &format!("workdir = \"{}\"", work.display()),
+    );
+    let cfg = dir.path().join("migration.toml");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    assert_eq!(finish(c.submit(&cfg)), 0);
+    let cert = work
+        .join(
+            std::fs::read_dir(&work)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .find(|n| n.starts_with("retail-"))
+                .expect("the retail migration's folder"),
+        )
+        .join("certificate.json");
+
+    let created =
+        run(cluster(&c.dir).args(["token", "create", "--role", "reader", "--name", "notebook"]));
+    assert_exit(&created, 0);
+    let token = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(token.starts_with("sensei_"), "{token}");
+    let saved = dir.path().join("received");
+    let verify = |token: &str| {
+        run(Command::new(python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/flight_verify.py"))
+            .arg(&public)
+            .args(["--token", token, "--save"])
+            .arg(&saved))
+    };
+    let out = verify(&token);
+    assert_exit(&out, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<(String, String)> = doc["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["migration"].as_str().unwrap().to_string(),
+                t["table"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        listed.iter().all(|(m, _)| m.starts_with("retail-")),
+        "only the PASS migration is listed: {listed:?}"
+    );
+    let mut names: Vec<&str> = listed.iter().map(|(_, t)| t.as_str()).collect();
+    names.sort();
+    let mut expected = RETAIL_TABLES.to_vec();
+    expected.sort();
+    assert_eq!(names, expected);
+    let certificate: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    for (t, n) in retail_counts(&src) {
+        let got = doc["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["table"] == t)
+            .unwrap();
+        assert_eq!(got["rows"].as_i64(), Some(n), "{got}");
+        assert_eq!(got["matches_certificate"], true, "{got}");
+        assert_eq!(
+            got["merkle_root"], certificate["payload"]["tables"][t]["merkle_root"],
+            "{t}"
+        );
+    }
+    assert!(
+        doc["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["endpoints"].as_u64() > Some(1)),
+        "a table of several partitions is streamed from several endpoints: {doc}"
+    );
+    // The target holds those very rows: its roots equal the certificate's.
+    let out = run(sensei()
+        .args(["certificate", "verify"])
+        .arg(&cert)
+        .arg("--data")
+        .arg(format!("sqlite://{}", target.display())));
+    assert_exit(&out, 0);
+    // And, read directly, the ids and e-mails of one table.
+    let file = std::fs::File::open(saved.join("customers.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut received: Vec<String> = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let formatter = arrow::util::display::ArrayFormatter::try_new(
+            batch
+                .column(batch.schema().index_of("cust_id").unwrap())
+                .as_ref(),
+            &Default::default(),
+        )
+        .unwrap();
+        for r in 0..batch.num_rows() {
+            received.push(formatter.value(r).to_string());
+        }
+    }
+    received.sort();
+    let mut delivered: Vec<String> = rusqlite::Connection::open(&target)
+        .unwrap()
+        .prepare("SELECT cust_id FROM customers")
+        .unwrap()
+        .query_map([], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|v| v.unwrap().to_string())
+        .collect();
+    delivered.sort();
+    assert_eq!(received, delivered);
+
+    // No token, a changed one, a revoked one: refused.
+    for bad in ["", "sensei_0123456789abcdef_00"] {
+        let out = verify(bad);
+        assert_exit(&out, 2);
+    }
+    let mut changed = token.clone().into_bytes();
+    let last = changed.len() - 1;
+    changed[last] = if changed[last] == b'a' { b'b' } else { b'a' };
+    assert_exit(&verify(&String::from_utf8(changed).unwrap()), 2);
+    let id = token.split('_').nth(1).unwrap();
+    assert_exit(&run(cluster(&c.dir).args(["token", "revoke", id])), 0);
+    assert_exit(&verify(&token), 2);
+}
+
+/// The head's control plane and the workers' Flight services serve the
+/// processes of their cluster only: a call without the cluster secret (or
+/// with another cluster's) is refused, by the project's own clients and by
+/// pyarrow.flight; `sensei-cluster status` (which reads the secret file)
+/// gets through.
+#[test]
+fn calls_without_the_cluster_secret_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::up(&dir.path().join("cluster"), &[]);
+    let secret_file = c.dir.join("cluster.secret");
+    assert_eq!(
+        std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let secret = sensei_runtime::tokens::ClusterSecret::load(&secret_file).unwrap();
+    let stranger = sensei_runtime::tokens::ClusterSecret::generate().unwrap();
+    let file = c.file();
+    let head = file["head_endpoint"].as_str().unwrap().to_string();
+    let nodes: Vec<String> = file["flight_endpoints"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(nodes.len(), 2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    rt.block_on(async {
+        let refused = sensei_scheduler::GrpcScheduler::new(&head, &stranger)
+            .unwrap()
+            .cluster_status()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("cluster secret"), "{refused}");
+        let admitted = sensei_scheduler::GrpcScheduler::new(&head, &secret)
+            .unwrap()
+            .cluster_status()
+            .await
+            .unwrap();
+        assert!(admitted["nodes"].is_array());
+        for ep in &nodes {
+            let theirs = sensei_flight::PartitionClient::connect(ep, &stranger)
+                .await
+                .unwrap();
+            let refused = theirs.list().await.unwrap_err().to_string();
+            assert!(refused.contains("cluster secret"), "{ep}: {refused}");
+            let ours = sensei_flight::PartitionClient::connect(ep, &secret)
+                .await
+                .unwrap();
+            assert!(ours.list().await.is_ok(), "{ep}");
+        }
+    });
+    // An independent Flight client without any credential.
+    let out = run(Command::new(python()).args([
+        "-c",
+        "import sys, pyarrow.flight as f\ntry:\n    list(f.FlightClient(sys.argv[1]).list_flights())\nexcept f.FlightUnauthenticatedError as e:\n    print('refused:', e); sys.exit(3)\n",
+        &nodes[0],
+    ]));
+    assert_exit(&out, 3);
+    assert_exit(&run(cluster(&c.dir).arg("status")), 0);
+}

@@ -4,6 +4,9 @@
 //! to `<dir>/cluster.json`), `status` lists nodes, agents and tasks, `submit`
 //! runs a migration on the cluster with the exit codes of `sensei migrate`,
 //! `down` stops every process (SIGTERM, then SIGKILL after a grace period).
+//! The head also serves the public Flight endpoint (verified datasets, for
+//! any Flight client holding a token); `token create|list|revoke` manages
+//! those tokens in `<dir>/tokens.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
@@ -15,6 +18,7 @@ use clap::{Parser, Subcommand};
 use sensei_cli::head::{open_head, HeadControl};
 use sensei_cli::{start_node, MigrationArgs, NodeOptions, Progress};
 use sensei_runtime::supervise::WorkPool;
+use sensei_runtime::tokens::ClusterSecret;
 use sensei_scheduler::{GrpcScheduler, MigrationState, SchedulerApi, SchedulerService};
 
 #[derive(Parser)]
@@ -55,6 +59,15 @@ enum Command {
         /// set how topics are created).
         #[arg(long, env = "SENSEI_RUNTIME__TOPICS", default_value = "embedded")]
         topics: String,
+        /// Port of the public Flight endpoint on 127.0.0.1, which serves the
+        /// tables of verified migrations to token holders (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        public_port: u16,
+    },
+    /// Create, list or revoke the access tokens of the public Flight endpoint.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// List nodes, agents, tasks and migrations.
     Status {
@@ -87,6 +100,8 @@ enum Command {
         workdir: PathBuf,
         #[arg(long, default_value = "embedded")]
         topics: String,
+        #[arg(long, default_value_t = 0)]
+        public_port: u16,
     },
     /// (internal) Run a worker process.
     #[command(hide = true)]
@@ -104,6 +119,27 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; prints it once on standard output (only its hash is kept).
+    Create {
+        /// reader (list and stream verified data), reviewer (also decide on
+        /// mapping entries) or operator (also submit and stop migrations).
+        #[arg(long, value_parser = ["reader", "reviewer", "operator"])]
+        role: String,
+        /// Who or what holds it, shown in lists and logs.
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+    },
+    /// List the tokens (ids, names, roles; never the tokens).
+    List,
+    /// Revoke a token by its id; it is refused from the next call on.
+    Revoke {
+        /// The token's id (16 hex digits, as `token list` shows).
+        id: String,
+    },
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ClusterFile {
     head_pid: u32,
@@ -113,6 +149,26 @@ struct ClusterFile {
     /// Flight endpoint of each worker, as registered.
     #[serde(default)]
     flight_endpoints: std::collections::BTreeMap<String, String>,
+    /// The public Flight endpoint of verified datasets.
+    #[serde(default)]
+    public_flight: String,
+}
+
+/// The token file of the cluster in `dir`.
+fn token_store(dir: &Path) -> sensei_runtime::tokens::TokenStore {
+    sensei_runtime::tokens::TokenStore::new(dir.join("tokens.json"))
+}
+
+/// The secret of the cluster in `dir` (`cluster.secret`, mode 0600), which
+/// its processes present to each other; `sensei-cluster up` creates it.
+fn cluster_secret(dir: &Path) -> anyhow::Result<ClusterSecret> {
+    let path = dir.join("cluster.secret");
+    ClusterSecret::load(&path).with_context(|| {
+        format!(
+            "the cluster's secret {} (written by `sensei-cluster up`; the head and the workers need it)",
+            path.display()
+        )
+    })
 }
 
 fn main() {
@@ -133,15 +189,20 @@ fn main() {
             flight_port,
             workdir,
             topics,
+            public_port,
         } => up(
             &cli.dir,
-            workers,
-            port,
-            agents,
-            flight_port,
-            workdir,
-            &topics,
+            UpOptions {
+                workers,
+                port,
+                agents,
+                flight_port,
+                workdir,
+                topics,
+                public_port,
+            },
         ),
+        Command::Token { command } => token(&cli.dir, command),
         Command::Status { json } => status(&cli.dir, json),
         Command::Submit {
             mut args,
@@ -158,14 +219,15 @@ fn main() {
             port,
             workdir,
             topics,
-        } => run_head(&cli.dir, port, &workdir, &topics),
+            public_port,
+        } => run_head(&cli.dir, port, &workdir, &topics, public_port),
         Command::Worker {
             head,
             name,
             workdir,
             agents,
             flight_port,
-        } => run_worker(&head, &name, &workdir, agents, flight_port),
+        } => run_worker(&cli.dir, &head, &name, &workdir, agents, flight_port),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -216,15 +278,62 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-fn up(
-    dir: &Path,
+/// What `sensei-cluster up` was asked for.
+struct UpOptions {
     workers: u32,
     port: u16,
     agents: u32,
     flight_port: u16,
     workdir: Option<PathBuf>,
-    topics: &str,
-) -> anyhow::Result<i32> {
+    topics: String,
+    public_port: u16,
+}
+
+fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<i32> {
+    let store = token_store(dir);
+    match command {
+        TokenCommand::Create { role, name } => {
+            let role = sensei_runtime::tokens::Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("--role {role}: use reader, reviewer or operator")
+            })?;
+            let (record, token) = store.create(role, &name)?;
+            eprintln!(
+                "token {} ({}, role {}) created in {}; it is shown this once:",
+                record.id,
+                record.name,
+                record.role.as_str(),
+                store.path().display()
+            );
+            println!("{token}");
+        }
+        TokenCommand::List => {
+            for t in store.list()? {
+                println!("{}  {:<8}  {}", t.id, t.role.as_str(), t.name);
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if !store.revoke(&id)? {
+                anyhow::bail!(
+                    "no token with id {id} in {}; `sensei-cluster token list` shows the ids",
+                    store.path().display()
+                );
+            }
+            eprintln!("token {id} revoked");
+        }
+    }
+    Ok(0)
+}
+
+fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
+    let UpOptions {
+        workers,
+        port,
+        agents,
+        flight_port,
+        workdir,
+        topics,
+        public_port,
+    } = opts;
     std::fs::create_dir_all(dir)?;
     if let Ok(c) = read_cluster(dir) {
         if alive(c.head_pid) {
@@ -236,6 +345,7 @@ fn up(
         }
     }
     let dir = dir.canonicalize()?;
+    let secret = ClusterSecret::load_or_create(&dir.join("cluster.secret"))?;
     let workdir = workdir.unwrap_or_else(|| dir.join("work"));
     sensei_cli::private_dir(&workdir)?;
     let workdir = workdir.canonicalize()?;
@@ -252,13 +362,18 @@ fn up(
             workdir.display().to_string(),
             "--topics".into(),
             topics.to_string(),
+            "--public-port".into(),
+            public_port.to_string(),
         ],
     )?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let endpoint = loop {
+    let (endpoint, public_flight) = loop {
         if let Ok(text) = std::fs::read_to_string(&head_file) {
             let v: serde_json::Value = serde_json::from_str(&text)?;
-            break v["endpoint"].as_str().unwrap_or_default().to_string();
+            break (
+                v["endpoint"].as_str().unwrap_or_default().to_string(),
+                v["public_flight"].as_str().unwrap_or_default().to_string(),
+            );
         }
         if !alive(head_pid) || Instant::now() > deadline {
             anyhow::bail!(
@@ -301,6 +416,7 @@ fn up(
         workdir,
         workers: procs,
         flight_endpoints: Default::default(),
+        public_flight: public_flight.clone(),
     };
     std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
     // Wait until every worker has registered its node.
@@ -309,7 +425,7 @@ fn up(
         .build()?;
     // tonic's lazy channel spawns its connection task on the current runtime.
     let _rt_guard = rt.enter();
-    let client = GrpcScheduler::new(&endpoint)?;
+    let client = GrpcScheduler::new(&endpoint, &secret)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let registered: Vec<serde_json::Value> = rt
@@ -346,6 +462,10 @@ fn up(
         "cluster up: head {endpoint} (pid {head_pid}), {workers} workers; state in {}",
         dir.join("cluster.json").display()
     );
+    println!(
+        "verified datasets over Flight: {public_flight} (a reader token: `sensei-cluster token create --role reader`; tokens in {})",
+        token_store(&dir).path().display()
+    );
     Ok(0)
 }
 
@@ -356,7 +476,8 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
         .build()?;
     // tonic's lazy channel spawns its connection task on the current runtime.
     let _rt_guard = rt.enter();
-    let mut doc = rt.block_on(GrpcScheduler::new(&c.head_endpoint)?.cluster_status())?;
+    let secret = cluster_secret(dir)?;
+    let mut doc = rt.block_on(GrpcScheduler::new(&c.head_endpoint, &secret)?.cluster_status())?;
     // Ask each live node's Flight service what it has served.
     let mut flight = Vec::new();
     for n in doc["nodes"].as_array().cloned().unwrap_or_default() {
@@ -365,7 +486,9 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
             .unwrap_or_default()
             .to_string();
         let stats = rt.block_on(async {
-            let c = sensei_flight::PartitionClient::connect(&ep).await.ok()?;
+            let c = sensei_flight::PartitionClient::connect(&ep, &secret)
+                .await
+                .ok()?;
             c.stats().await.ok()
         });
         if let Some(s) = stats {
@@ -378,6 +501,7 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("head {} (pid {})", c.head_endpoint, c.head_pid);
+    println!("verified datasets over Flight: {}", c.public_flight);
     println!("nodes:");
     for n in doc["nodes"].as_array().into_iter().flatten() {
         println!(
@@ -450,7 +574,7 @@ fn submit(dir: &Path, args: MigrationArgs, restart: bool) -> anyhow::Result<i32>
         .build()?;
     // tonic's lazy channel spawns its connection task on the current runtime.
     let _rt_guard = rt.enter();
-    let client = GrpcScheduler::new(&c.head_endpoint)?;
+    let client = GrpcScheduler::new(&c.head_endpoint, &cluster_secret(dir)?)?;
     let id = rt.block_on(client.submit(&serde_json::to_string(&config)?, restart))?;
     eprintln!("submitted migration {id}");
     let mut progress = Progress::new();
@@ -522,7 +646,13 @@ async fn terminated() {
     }
 }
 
-fn run_head(dir: &Path, port: u16, workdir: &Path, topics: &str) -> anyhow::Result<i32> {
+fn run_head(
+    dir: &Path,
+    port: u16,
+    workdir: &Path,
+    topics: &str,
+    public_port: u16,
+) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
     // `[topics]` and `runtime.metrics_addr` from the environment
     // (SENSEI_TOPICS__*, SENSEI_RUNTIME__METRICS_ADDR), like a migration's.
@@ -535,15 +665,33 @@ fn run_head(dir: &Path, port: u16, workdir: &Path, topics: &str) -> anyhow::Resu
         head.orchestrator.clone(),
         work.handle().clone(),
     ));
+    let secret = cluster_secret(dir)?;
     let svc = SchedulerService::new(
         head.scheduler.clone(),
         Some(control.clone() as Arc<dyn sensei_scheduler::MigrationControl>),
     );
+    let catalog = Arc::new(sensei_agents::published::CertifiedCatalog::new(
+        &head.workdir,
+        head.public_key,
+    ));
+    let tokens = token_store(dir);
     let dir = dir.to_path_buf();
     work.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let endpoint = format!("http://{addr}");
+        // The public endpoint stops with the control plane: the signal
+        // handler below fires `stopped` once (`notify_one` keeps the permit
+        // if the endpoint has not started waiting yet).
+        let stopped = Arc::new(tokio::sync::Notify::new());
+        let public_listener = tokio::net::TcpListener::bind(("127.0.0.1", public_port)).await?;
+        let public_stop = stopped.clone();
+        let public_addr =
+            sensei_flight::public::serve_public(catalog, tokens, public_listener, async move {
+                public_stop.notified().await
+            })
+            .await?;
+        let public_flight = format!("grpc://{public_addr}");
         // Resume every migration that was running when the head stopped.
         for id in head.scheduler.migrations_in(MigrationState::Running)? {
             tracing::info!(migration = %id, "resuming migration from durable state");
@@ -552,17 +700,22 @@ fn run_head(dir: &Path, port: u16, workdir: &Path, topics: &str) -> anyhow::Resu
         let tmp = dir.join("head.json.tmp");
         std::fs::write(
             &tmp,
-            serde_json::to_vec(
-                &serde_json::json!({"endpoint": endpoint, "pid": std::process::id()}),
-            )?,
+            serde_json::to_vec(&serde_json::json!({
+                "endpoint": endpoint,
+                "public_flight": public_flight,
+                "pid": std::process::id(),
+            }))?,
         )?;
         std::fs::rename(&tmp, dir.join("head.json"))?;
-        tracing::info!(%endpoint, "head serving");
+        tracing::info!(%endpoint, %public_flight, "head serving");
         tonic::transport::Server::builder()
-            .add_service(svc.into_server())
+            .add_service(svc.into_server(secret))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
-                terminated(),
+                async move {
+                    terminated().await;
+                    stopped.notify_one();
+                },
             )
             .await?;
         tracing::info!("head stopped");
@@ -573,6 +726,7 @@ fn run_head(dir: &Path, port: u16, workdir: &Path, topics: &str) -> anyhow::Resu
 }
 
 fn run_worker(
+    dir: &Path,
     head: &str,
     name: &str,
     workdir: &Path,
@@ -581,10 +735,11 @@ fn run_worker(
 ) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
     let pool = WorkPool::new(work.handle().clone());
+    let secret = cluster_secret(dir)?;
     let api: Arc<dyn SchedulerApi> = {
         // The channel's connection task lives on the work runtime.
         let _guard = work.enter();
-        Arc::new(GrpcScheduler::new(head)?)
+        Arc::new(GrpcScheduler::new(head, &secret)?)
     };
     let system = actix::System::new();
     let workdir = workdir.to_path_buf();
@@ -598,6 +753,7 @@ fn run_worker(
                 agents_per_kind: agents,
                 heartbeat: Duration::from_millis(1_000),
                 flight_port,
+                secret,
             },
             pool,
             api,

@@ -717,6 +717,9 @@ fn migrate(
                 agents_per_kind: config.runtime.workers.max(1),
                 heartbeat: Duration::from_millis(config.scheduler.heartbeat_ms),
                 flight_port: 0,
+                // One process: the node's Flight service needs a secret no
+                // other process knows.
+                secret: sensei_runtime::tokens::ClusterSecret::generate()?,
             },
             pool.clone(),
             api,

@@ -1,0 +1,514 @@
+//! The public Flight endpoint: verified datasets for any Flight client
+//! (pyarrow.flight, arrow-flight, the C++ or Java clients), behind a token.
+//!
+//! A dataset is one target table of one migration whose certificate allows
+//! serving it; which ones those are is the [`Catalog`]'s decision (the head's
+//! catalog reads the signed certificates). Per call:
+//!
+//! - every call carries `authorization: Bearer <token>` (or first trades a
+//!   `Basic` user/token pair for it in `Handshake`, as pyarrow's
+//!   `authenticate_basic_token` does); a token of role `reader` or higher;
+//! - `ListFlights` describes every dataset (descriptor path
+//!   `[migration, table]`, the table's schema, rows, and as `app_metadata`
+//!   the catalog's JSON: certificate hash, digest, Merkle root and key);
+//!   a non-empty criteria expression keeps the datasets of that migration;
+//! - `GetFlightInfo` / `GetSchema` answer for one descriptor;
+//! - each endpoint is one partition; its ticket is the partition id, to be
+//!   redeemed on this service (no location: the Flight convention for "here");
+//! - `DoGet` checks the partition file's SHA-256 against the certified one
+//!   before streaming it, so what leaves is what the certificate covers.
+//!
+//! Writes (`DoPut`, `DoExchange`) and actions are refused: the endpoint is
+//! read-only.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
+};
+use base64::Engine as _;
+use futures::StreamExt;
+use sensei_runtime::tokens::{Role, TokenRecord, TokenStore};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::{FlightError, Result};
+use crate::parquet_io::{hash_file, open_partition};
+use crate::service::{partition_stream, BoxStream, MAX_FLIGHT_MESSAGE};
+
+/// One partition of a [`Dataset`]: a staged Parquet file and its certified hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetPartition {
+    /// Partition id: the DoGet ticket.
+    pub id: String,
+    /// The file, readable by this process.
+    pub path: PathBuf,
+    /// SHA-256 of the file as the certificate records it.
+    pub sha256: String,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// A table the endpoint may serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// The migration.
+    pub migration: String,
+    /// The target table.
+    pub table: String,
+    /// Rows in all partitions.
+    pub rows: u64,
+    /// Sent as the FlightInfo's `app_metadata` (JSON).
+    pub metadata: serde_json::Value,
+    /// Its partitions, in order.
+    pub partitions: Vec<DatasetPartition>,
+}
+
+/// Which datasets may be served now. Called on every request (on a blocking
+/// thread): a migration whose certificate appears is served at once, and one
+/// whose files change stops being served.
+pub trait Catalog: Send + Sync + 'static {
+    /// The datasets, in a stable order.
+    fn datasets(&self) -> Result<Vec<Dataset>>;
+}
+
+/// The public Flight service.
+#[derive(Clone)]
+pub struct PublicFlightService {
+    catalog: Arc<dyn Catalog>,
+    tokens: TokenStore,
+}
+
+const NO_TOKEN: &str = "a token is needed: send `authorization: Bearer <token>` (create one with `sensei-cluster token create --role reader`)";
+
+impl PublicFlightService {
+    /// A service over `catalog`, admitting the tokens of `tokens`.
+    pub fn new(catalog: Arc<dyn Catalog>, tokens: TokenStore) -> Self {
+        PublicFlightService { catalog, tokens }
+    }
+
+    /// The tonic server, with explicit message limits.
+    pub fn into_server(self) -> FlightServiceServer<Self> {
+        FlightServiceServer::new(self)
+            .max_decoding_message_size(MAX_FLIGHT_MESSAGE)
+            .max_encoding_message_size(MAX_FLIGHT_MESSAGE)
+    }
+
+    /// The token of a call, checked, with at least `need`.
+    async fn authorize<T>(&self, r: &Request<T>, need: Role) -> Result<TokenRecord, Status> {
+        let header = r
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::unauthenticated(NO_TOKEN))?;
+        let token = bearer_or_basic(header).ok_or_else(|| Status::unauthenticated(NO_TOKEN))?;
+        let tokens = self.tokens.clone();
+        // The token file is read on a blocking thread: a revoked token is
+        // refused at its next call without a restart.
+        let record = tokio::task::spawn_blocking(move || tokens.authenticate(&token))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| {
+                Status::unauthenticated("the token is not valid (unknown, revoked or changed)")
+            })?;
+        if record.role < need {
+            return Err(Status::permission_denied(format!(
+                "token {} has role {}; this call needs {}",
+                record.id,
+                record.role.as_str(),
+                need.as_str()
+            )));
+        }
+        Ok(record)
+    }
+
+    async fn datasets(&self) -> Result<Vec<Dataset>, Status> {
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || catalog.datasets())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))
+    }
+
+    async fn dataset(&self, d: &FlightDescriptor) -> Result<Dataset, Status> {
+        let [migration, table] = d.path.as_slice() else {
+            return Err(Status::invalid_argument(
+                "the descriptor must be the path [migration, table]",
+            ));
+        };
+        self.datasets()
+            .await?
+            .into_iter()
+            .find(|s| &s.migration == migration && &s.table == table)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "{migration}/{table} is not a verified dataset (no such table, or its migration's certificate is not PASS)"
+                ))
+            })
+    }
+}
+
+/// The token in an `authorization` header: `Bearer <token>`, or the
+/// password of `Basic base64(user:token)`.
+fn bearer_or_basic(header: &str) -> Option<String> {
+    if let Some(t) = header.strip_prefix("Bearer ") {
+        return Some(t.trim().to_string());
+    }
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, token)| token.to_string())
+}
+
+fn schema_of(d: &Dataset) -> Result<SchemaRef, Status> {
+    match d.partitions.first() {
+        Some(p) => open_partition(&p.path, 1)
+            .map(|(s, _)| s)
+            .map_err(|e| Status::unavailable(e.to_string())),
+        None => Ok(Arc::new(Schema::empty())),
+    }
+}
+
+fn info_of(d: &Dataset) -> Result<FlightInfo, Status> {
+    let schema = schema_of(d)?;
+    let mut info = FlightInfo::new()
+        .try_with_schema(&schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_descriptor(FlightDescriptor::new_path(vec![
+            d.migration.clone(),
+            d.table.clone(),
+        ]))
+        .with_total_records(d.rows as i64)
+        .with_total_bytes(d.partitions.iter().map(|p| p.bytes as i64).sum())
+        .with_ordered(true)
+        .with_app_metadata(serde_json::to_vec(&d.metadata).unwrap_or_default());
+    for p in &d.partitions {
+        info = info.with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(p.id.clone())));
+    }
+    Ok(info)
+}
+
+#[tonic::async_trait]
+impl FlightService for PublicFlightService {
+    type HandshakeStream = BoxStream<HandshakeResponse>;
+    type ListFlightsStream = BoxStream<FlightInfo>;
+    type DoGetStream = BoxStream<FlightData>;
+    type DoPutStream = BoxStream<PutResult>;
+    type DoExchangeStream = BoxStream<FlightData>;
+    type DoActionStream = BoxStream<arrow_flight::Result>;
+    type ListActionsStream = BoxStream<ActionType>;
+
+    async fn handshake(
+        &self,
+        r: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        let record = self.authorize(&r, Role::Reader).await?;
+        let token = r
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_or_basic)
+            .unwrap_or_default();
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: record.id.clone().into_bytes().into(),
+        };
+        let mut response = Response::new(futures::stream::iter(vec![Ok(reply)]).boxed());
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::invalid_argument("the token is not a valid header value"))?;
+        response.metadata_mut().insert("authorization", value);
+        Ok(response)
+    }
+
+    async fn list_flights(
+        &self,
+        r: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        self.authorize(&r, Role::Reader).await?;
+        let only = String::from_utf8_lossy(&r.get_ref().expression).to_string();
+        let infos: Vec<Result<FlightInfo, Status>> = self
+            .datasets()
+            .await?
+            .iter()
+            .filter(|d| only.is_empty() || d.migration == only)
+            .map(info_of)
+            .collect();
+        Ok(Response::new(futures::stream::iter(infos).boxed()))
+    }
+
+    async fn get_flight_info(
+        &self,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&r, Role::Reader).await?;
+        let d = self.dataset(r.get_ref()).await?;
+        Ok(Response::new(info_of(&d)?))
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _r: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented(
+            "verified datasets are complete when listed; use GetFlightInfo",
+        ))
+    }
+
+    async fn get_schema(
+        &self,
+        r: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        self.authorize(&r, Role::Reader).await?;
+        let d = self.dataset(r.get_ref()).await?;
+        let schema = schema_of(&d)?;
+        let options = arrow::ipc::writer::IpcWriteOptions::default();
+        let result: SchemaResult = SchemaAsIpc::new(&schema, &options)
+            .try_into()
+            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        Ok(Response::new(result))
+    }
+
+    async fn do_get(&self, r: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let who = self.authorize(&r, Role::Reader).await?;
+        let id = String::from_utf8(r.get_ref().ticket.to_vec())
+            .map_err(|_| Status::invalid_argument("the ticket must be a partition id"))?;
+        let found = self
+            .datasets()
+            .await?
+            .into_iter()
+            .find_map(|d| {
+                let p = d.partitions.iter().find(|p| p.id == id).cloned();
+                p.map(|p| (d, p))
+            })
+            .ok_or_else(|| {
+                Status::not_found(format!("partition {id} is not part of a verified dataset"))
+            })?;
+        let (dataset, part) = found;
+        // What leaves is what the certificate covers: the file is hashed
+        // again (on a blocking thread) and refused if it changed since.
+        let path = part.path.clone();
+        let (_, sha) = tokio::task::spawn_blocking(move || hash_file(&path))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        if sha != part.sha256 {
+            tracing::error!(partition = %id, certified = %part.sha256, found = %sha,
+                "a certified partition changed on disk; refusing to serve it");
+            return Err(Status::data_loss(format!(
+                "partition {id} of {}/{} no longer matches its certified SHA-256; it is not served",
+                dataset.migration, dataset.table
+            )));
+        }
+        tracing::info!(partition = %id, token = %who.id, "serving a verified partition");
+        Ok(Response::new(partition_stream(&part.path, |_| {})?))
+    }
+
+    async fn do_put(
+        &self,
+        _r: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        Err(Status::permission_denied(
+            "the public endpoint serves verified data; it accepts no writes",
+        ))
+    }
+
+    async fn do_exchange(
+        &self,
+        _r: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::permission_denied(
+            "the public endpoint serves verified data; it accepts no writes",
+        ))
+    }
+
+    async fn do_action(
+        &self,
+        _r: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        Err(Status::unimplemented(
+            "the public endpoint offers no actions",
+        ))
+    }
+
+    async fn list_actions(
+        &self,
+        _r: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        Ok(Response::new(futures::stream::empty().boxed()))
+    }
+}
+
+/// Starts the public endpoint on `listener`; returns its address. Refused on
+/// an address beyond the loopback: without TLS, tokens would cross the
+/// network in the clear.
+pub async fn serve_public(
+    catalog: Arc<dyn Catalog>,
+    tokens: TokenStore,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<std::net::SocketAddr> {
+    let addr = listener.local_addr().map_err(|e| FlightError::Peer {
+        endpoint: "local".into(),
+        message: e.to_string(),
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(FlightError::Refused(format!(
+            "the public Flight endpoint on {addr}: a listener beyond the loopback needs TLS, which is not configured; bind 127.0.0.1 (and reach it through an SSH tunnel or a TLS proxy)"
+        )));
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let svc = PublicFlightService::new(catalog, tokens).into_server();
+    tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "public flight server stopped");
+        }
+    });
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field};
+    use arrow::record_batch::RecordBatch;
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::FlightClient;
+
+    struct Fixed(Vec<Dataset>);
+
+    impl Catalog for Fixed {
+        fn datasets(&self) -> Result<Vec<Dataset>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    async fn client(addr: std::net::SocketAddr) -> FlightClient {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        FlightClient::new_from_inner(FlightServiceClient::new(channel))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_valid_token_lists_and_streams_and_a_changed_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..1000))],
+        )
+        .unwrap();
+        let path = dir.path().join("p0.parquet");
+        let stats =
+            crate::parquet_io::write_partition(&path, schema.clone(), std::slice::from_ref(&batch))
+                .unwrap();
+        let part = DatasetPartition {
+            id: "m/transformation/t/0".into(),
+            path: path.clone(),
+            sha256: stats.sha256.clone(),
+            rows: stats.rows,
+            bytes: stats.bytes,
+        };
+        let dataset = Dataset {
+            migration: "m".into(),
+            table: "t".into(),
+            rows: 1000,
+            metadata: serde_json::json!({"merkle_root": "ab"}),
+            partitions: vec![part],
+        };
+        let tokens = TokenStore::new(dir.path().join("tokens.json"));
+        let (_, token) = tokens.create(Role::Reader, "test").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = serve_public(
+            Arc::new(Fixed(vec![dataset])),
+            tokens,
+            listener,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+
+        let mut anonymous = client(addr).await;
+        let err = anonymous
+            .list_flights(Vec::<u8>::new())
+            .await
+            .err()
+            .expect("refused without a token");
+        assert!(err.to_string().contains("token is needed"), "{err}");
+        let mut wrong = client(addr).await;
+        wrong
+            .add_header("authorization", "Bearer sensei_0123456789abcdef_00")
+            .unwrap();
+        let err = wrong.list_flights(Vec::<u8>::new()).await.err().unwrap();
+        assert!(err.to_string().contains("not valid"), "{err}");
+
+        let mut c = client(addr).await;
+        c.add_header("authorization", &format!("Bearer {token}"))
+            .unwrap();
+        let infos: Vec<FlightInfo> = c
+            .list_flights(Vec::<u8>::new())
+            .await
+            .unwrap()
+            .map(|i| i.unwrap())
+            .collect()
+            .await;
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].total_records, 1000);
+        let ticket = infos[0].endpoint[0].ticket.clone().unwrap();
+        let got: Vec<RecordBatch> = c
+            .do_get(ticket.clone())
+            .await
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+            .await;
+        assert_eq!(
+            arrow::compute::concat_batches(&schema, &got).unwrap(),
+            batch
+        );
+        assert!(c.do_get(Ticket::new("other")).await.is_err());
+
+        // The file changes after certification: not served.
+        let other = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..999))],
+        )
+        .unwrap();
+        crate::parquet_io::write_partition(&path, schema, &[other]).unwrap();
+        let err = match c.do_get(ticket).await {
+            Ok(s) => s.map(|b| b.err()).collect::<Vec<_>>().await[0]
+                .take()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("no longer matches"), "{err}");
+    }
+
+    #[test]
+    fn basic_and_bearer_headers_carry_the_token() {
+        assert_eq!(bearer_or_basic("Bearer abc").as_deref(), Some("abc"));
+        let basic = base64::engine::general_purpose::STANDARD.encode("user:tok");
+        assert_eq!(
+            bearer_or_basic(&format!("Basic {basic}")).as_deref(),
+            Some("tok")
+        );
+        assert_eq!(bearer_or_basic("Token x"), None);
+    }
+}
