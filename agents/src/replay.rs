@@ -197,6 +197,31 @@ async fn small_distinct(expected: &SessionContext, columns: &[String]) -> Vec<Op
     out
 }
 
+/// One query of the suite. Its SQL text names it in the certificate; the
+/// scalar ones are computed together (see [`replay`]).
+#[derive(Debug, Clone, PartialEq)]
+enum Query {
+    /// One row of aggregates over the whole table: their expressions.
+    Scalar { sql: String, exprs: Vec<String> },
+    /// A grouped count: its own scan.
+    Grouped(String),
+}
+
+impl Query {
+    fn scalar(exprs: Vec<String>) -> Query {
+        Query::Scalar {
+            sql: format!("SELECT {} FROM t", exprs.join(", ")),
+            exprs,
+        }
+    }
+
+    fn sql(&self) -> &str {
+        match self {
+            Query::Scalar { sql, .. } | Query::Grouped(sql) => sql,
+        }
+    }
+}
+
 /// Generates the suite for `schema`; small distinct counts among the
 /// expected rows tell which columns get group counts.
 async fn suite(
@@ -204,8 +229,8 @@ async fn suite(
     expected: &SessionContext,
     max: usize,
     tolerance: &Tolerance,
-) -> Vec<String> {
-    let mut out = vec!["SELECT count(*) FROM t".to_string()];
+) -> Vec<Query> {
+    let mut out = vec![Query::scalar(vec!["count(*)".into()])];
     let mut grouped = Vec::new();
     for f in schema.fields() {
         let mode = tolerance
@@ -216,7 +241,7 @@ async fn suite(
         let text = f.data_type() == &DataType::Utf8;
         if text && mode == "semantic" {
             // Equivalence classes live outside SQL: only the count is comparable.
-            out.push(format!("SELECT count({}) FROM t", quote(f.name())));
+            out.push(Query::scalar(vec![format!("count({})", quote(f.name()))]));
             continue;
         }
         let c = if text && mode == "normalized" {
@@ -224,12 +249,18 @@ async fn suite(
         } else {
             quote(f.name())
         };
-        out.push(format!(
-            "SELECT count({c}), count(DISTINCT {c}), min({c}), max({c}) FROM t"
-        ));
+        out.push(Query::scalar(vec![
+            format!("count({c})"),
+            format!("count(DISTINCT {c})"),
+            format!("min({c})"),
+            format!("max({c})"),
+        ]));
         if numeric(f.data_type()) {
-            out.push(format!(
-                "SELECT sum(CAST({c} AS DOUBLE)), avg(CAST({c} AS DOUBLE)), stddev(CAST({c} AS DOUBLE)) FROM t"
+            out.push(Query::scalar(
+                ["sum", "avg", "stddev"]
+                    .iter()
+                    .map(|agg| format!("{agg}(CAST({c} AS DOUBLE))"))
+                    .collect(),
             ));
         }
         if !matches!(f.data_type(), DataType::Float32 | DataType::Float64) {
@@ -243,7 +274,9 @@ async fn suite(
         if n.is_some() {
             out.insert(
                 at,
-                format!("SELECT {c}, count(*) FROM t GROUP BY {c} ORDER BY {c} NULLS FIRST"),
+                Query::Grouped(format!(
+                    "SELECT {c}, count(*) FROM t GROUP BY {c} ORDER BY {c} NULLS FIRST"
+                )),
             );
         }
     }
@@ -251,8 +284,70 @@ async fn suite(
     out
 }
 
+/// Every aggregate of the scalar queries in one `SELECT`: one scan of the
+/// table instead of one per query. Each aggregate is named by its own
+/// expression, so a result sliced out of the row reads as its query's did.
+fn one_scan(queries: &[Query]) -> Option<String> {
+    let exprs: Vec<String> = queries
+        .iter()
+        .filter_map(|q| match q {
+            Query::Scalar { exprs, .. } => Some(exprs.iter()),
+            Query::Grouped(_) => None,
+        })
+        .flatten()
+        .map(|e| format!("{e} AS {}", quote(e)))
+        .collect();
+    (!exprs.is_empty()).then(|| format!("SELECT {} FROM t", exprs.join(", ")))
+}
+
+/// Columns `from..from + n` of a one-row result, as that query's result.
+fn slice(result: &[RecordBatch], from: usize, n: usize) -> Result<Vec<RecordBatch>, String> {
+    let Some(row) = result.iter().find(|b| b.num_rows() > 0) else {
+        return Err("the aggregate scan returned no row".into());
+    };
+    row.project(&(from..from + n).collect::<Vec<_>>())
+        .map(|b| vec![b])
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `sql` on both sides at once, on two threads.
+async fn both(
+    expected: &SessionContext,
+    actual: &SessionContext,
+    sql: &str,
+) -> (
+    Result<Vec<RecordBatch>, String>,
+    Result<Vec<RecordBatch>, String>,
+) {
+    let (other, query) = (actual.clone(), sql.to_string());
+    let theirs = tokio::spawn(async move { run(&other, &query).await });
+    let ours = run(expected, sql).await;
+    let theirs = theirs
+        .await
+        .unwrap_or_else(|e| Err(format!("the query stopped: {e}")));
+    (ours, theirs)
+}
+
+fn judge(
+    ours: Result<Vec<RecordBatch>, String>,
+    theirs: Result<Vec<RecordBatch>, String>,
+    tolerance: &Tolerance,
+) -> std::result::Result<Agreement, String> {
+    match (ours, theirs) {
+        (Ok(want), Ok(got)) => Ok(compare_results(&want, &got, tolerance)),
+        (Err(err), _) => Err(format!("fails on the expected rows: {err}")),
+        (_, Err(err)) => Err(format!("fails on the transformed rows: {err}")),
+    }
+}
+
 /// Replays the suite on both sides: `expected` and `actual` each hold a
 /// table `t`, of `schema` on the expected side.
+///
+/// The scalar queries (counts, distinct counts, extremes, sums, means,
+/// deviations of every column) are computed in one scan per side and judged
+/// one query at a time from the slices of that row; when the combined scan
+/// fails on a side, each query runs alone so the failure is charged to the
+/// query that causes it. Grouped counts run one by one.
 pub async fn replay(
     schema: &SchemaRef,
     expected: &SessionContext,
@@ -260,21 +355,30 @@ pub async fn replay(
     tolerance: &Tolerance,
     max_queries: usize,
 ) -> ReplayOutcome {
+    let queries = suite(schema, expected, max_queries, tolerance).await;
+    let combined = match one_scan(&queries) {
+        Some(sql) => match both(expected, actual, &sql).await {
+            (Ok(want), Ok(got)) => Some((want, got)),
+            _ => None,
+        },
+        None => None,
+    };
     let mut out = ReplayOutcome::default();
-    for q in suite(schema, expected, max_queries, tolerance).await {
-        // Both sides at once, on two threads: each query scans one column of each.
-        let (other, query) = (actual.clone(), q.clone());
-        let theirs = tokio::spawn(async move { run(&other, &query).await });
-        let ours = run(expected, &q).await;
-        let theirs = theirs
-            .await
-            .unwrap_or_else(|e| Err(format!("the query stopped: {e}")));
-        let outcome = match (ours, theirs) {
-            (Ok(want), Ok(got)) => Ok(compare_results(&want, &got, tolerance)),
-            (Err(err), _) => Err(format!("fails on the expected rows: {err}")),
-            (_, Err(err)) => Err(format!("fails on the transformed rows: {err}")),
+    let mut at = 0;
+    for q in &queries {
+        let outcome = match (q, &combined) {
+            (Query::Scalar { exprs, .. }, Some((want, got))) => {
+                let n = exprs.len();
+                let outcome = judge(slice(want, at, n), slice(got, at, n), tolerance);
+                at += n;
+                outcome
+            }
+            _ => {
+                let (ours, theirs) = both(expected, actual, q.sql()).await;
+                judge(ours, theirs, tolerance)
+            }
         };
-        out.record(&q, outcome);
+        out.record(q.sql(), outcome);
     }
     out
 }
@@ -308,7 +412,8 @@ mod tests {
         let s = single_partition_session();
         s.register_batch("t", batch.clone()).unwrap();
         let q = suite(&batch.schema(), &s, 100, &Tolerance::default()).await;
-        let grouped: Vec<&String> = q.iter().filter(|q| q.contains("GROUP BY")).collect();
+        let q: Vec<&str> = q.iter().map(Query::sql).collect();
+        let grouped: Vec<&&str> = q.iter().filter(|q| q.contains("GROUP BY")).collect();
         assert_eq!(grouped.len(), 1, "{q:#?}");
         assert!(grouped[0].contains("\"status\""), "{q:#?}");
         // The group count follows its column's own queries.
@@ -319,5 +424,84 @@ mod tests {
             (same.queries, same.passed),
             (q.len() as u64, q.len() as u64)
         );
+    }
+
+    #[tokio::test]
+    async fn one_scan_charges_a_difference_to_the_queries_of_its_column() {
+        let table = |last: i64| {
+            RecordBatch::try_from_iter(vec![
+                (
+                    "id",
+                    Arc::new(Int64Array::from((0..1000).collect::<Vec<_>>())) as ArrayRef,
+                ),
+                (
+                    "amount",
+                    Arc::new(Int64Array::from(
+                        (0..1000)
+                            .map(|i| if i == 999 { last } else { i })
+                            .collect::<Vec<_>>(),
+                    )) as ArrayRef,
+                ),
+            ])
+            .unwrap()
+        };
+        let (expected, actual) = (single_partition_session(), single_partition_session());
+        expected.register_batch("t", table(999)).unwrap();
+        actual.register_batch("t", table(5_000)).unwrap();
+        let schema = table(0).schema();
+        let out = replay(&schema, &expected, &actual, &Tolerance::default(), 100).await;
+        let suite = suite(&schema, &expected, 100, &Tolerance::default()).await;
+        assert_eq!(out.queries, suite.len() as u64);
+        assert_eq!(out.verdict(), "fail");
+        // The extremes and the sums of `amount` differ; nothing of `id` does.
+        assert_eq!(out.passed, out.queries - 2, "{out:#?}");
+        assert!(
+            out.failures[0].starts_with("SELECT count(\"amount\")"),
+            "{out:#?}"
+        );
+        assert!(out.failures[1].starts_with("SELECT sum("), "{out:#?}");
+        assert!(
+            out.failures[1].contains("5000") || out.failures[1].contains("503"),
+            "{out:#?}"
+        );
+        assert!(
+            out.failures.iter().all(|f| !f.contains("\"id\"")),
+            "{out:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_query_that_fails_on_one_side_is_charged_alone() {
+        // The transformed side lacks a column: the one scan fails there, and
+        // each query runs alone: only that column's queries are undecided.
+        let expected = single_partition_session();
+        let with = RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            (
+                "name",
+                Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        expected.register_batch("t", with.clone()).unwrap();
+        let actual = single_partition_session();
+        actual
+            .register_batch("t", with.project(&[0]).unwrap())
+            .unwrap();
+        let out = replay(
+            &with.schema(),
+            &expected,
+            &actual,
+            &Tolerance::default(),
+            100,
+        )
+        .await;
+        assert_eq!(out.verdict(), "inconclusive", "{out:#?}");
+        assert!(out.inconclusive >= 1, "{out:#?}");
+        assert!(
+            out.undecided.iter().all(|u| u.contains("\"name\"")),
+            "{out:#?}"
+        );
+        assert_eq!(out.passed + out.inconclusive, out.queries, "{out:#?}");
     }
 }
