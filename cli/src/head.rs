@@ -122,6 +122,11 @@ impl HeadControl {
         }
     }
 
+    /// The status document of a migration (phases, checkpoints, events).
+    pub fn status_doc(&self, id: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.orchestrator.status(id)?)
+    }
+
     /// Starts driving a migration unless it is already driven.
     pub fn drive(&self, id: &str) {
         let mut set = self.driving.lock().unwrap_or_else(|p| p.into_inner());

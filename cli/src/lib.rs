@@ -20,6 +20,7 @@ use sensei_runtime::supervise::WorkPool;
 use sensei_scheduler::{MigrationState, SchedulerApi};
 
 pub mod checkpoint;
+pub mod dashboard;
 pub mod head;
 
 /// Where the migration comes from: a file, or the one-line form.

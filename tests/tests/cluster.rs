@@ -666,3 +666,116 @@ fn calls_without_the_cluster_secret_are_refused() {
     assert_exit(&out, 3);
     assert_exit(&run(cluster(&c.dir).arg("status")), 0);
 }
+
+/// The dashboard of a running 2-worker cluster, in a real headless Chromium
+/// driven by Selenium (tests/browser/dashboard.py): after a token login it
+/// lists both worker nodes, shows the migration waiting for review, and the
+/// reviewer approves every waiting mapping entry in the page; the migration
+/// then continues on the head and completes, verified and delivered. The
+/// decisions are in the mapping spec under the token's name, as `sensei
+/// review` records them; a reader's token may not decide (403). The
+/// screenshots of the overview, the review page and the finished migration
+/// are kept in `target/dashboard-screenshots/`.
+#[test]
+fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("modern.db");
+    let c = Cluster::up(&dir.path().join("cluster"), &[]);
+    let dashboard = c.file()["dashboard"].as_str().unwrap().to_string();
+    assert!(dashboard.starts_with("http://127.0.0.1:"), "{dashboard}");
+    let token = |role: &str, name: &str| {
+        let out = run(cluster(&c.dir).args(["token", "create", "--role", role, "--name", name]));
+        assert_exit(&out, 0);
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (reviewer, reader) = (token("reviewer", "alice"), token("reader", "bob"));
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql");
+    let out = run(cluster(&c.dir)
+        .args(["submit", "--source"])
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(format!("sqlite://{}", target.display()))
+        .arg("--target-schema")
+        .arg(&schema));
+    assert_exit(&out, 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("submitted migration "))
+        .expect("submit names the migration")
+        .trim()
+        .to_string();
+
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+    let out = run(Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/dashboard.py"))
+        .args([&dashboard, &reviewer, &reader, &id])
+        .arg(&shots));
+    assert_exit(&out, 0);
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes: Vec<&str> = seen["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        nodes.contains(&"worker-1") && nodes.contains(&"worker-2"),
+        "{seen}"
+    );
+    assert_eq!(seen["reader_decision"], 403, "{seen}");
+    let approved: Vec<String> = seen["approved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert!(!approved.is_empty(), "{seen}");
+    assert!(
+        seen["waiting_after"].as_str().unwrap().starts_with("0 "),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["states"].as_array().unwrap().last().unwrap(),
+        "completed",
+        "{seen}"
+    );
+    assert_eq!(seen["verdict"], "PASS", "{seen}");
+    assert_eq!(seen["receipt_rows"], 4, "{seen}");
+    assert!(
+        seen["phases"].as_array().unwrap().len() >= 2,
+        "the browser saw the phases advance: {seen}"
+    );
+    for shot in ["overview.png", "review.png", "migration.png"] {
+        let bytes = std::fs::read(shots.join(shot)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{shot}");
+    }
+    // Recorded as `sensei review` records a decision.
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.workdir().join(&id).join("mapping.json")).unwrap())
+            .unwrap();
+    for entry in &approved {
+        let (table, column) = entry.split_once('.').unwrap();
+        let col = spec["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == table)
+            .and_then(|t| {
+                t["columns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["target"] == column)
+            })
+            .unwrap();
+        assert_eq!(col["status"], "approved", "{col}");
+        assert_eq!(col["reviewed_by"], "alice", "{col}");
+    }
+    let n: i64 = rusqlite::Connection::open(&target)
+        .unwrap()
+        .query_row("SELECT count(*) FROM customer", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 500);
+}

@@ -62,6 +62,14 @@ pub enum ReviewError {
         /// What is wrong, with the fix.
         message: String,
     },
+    /// The mapping spec could not be read or written.
+    #[error("mapping spec {path}: {message}")]
+    Spec {
+        /// The spec file.
+        path: String,
+        /// What is wrong, with the fix.
+        message: String,
+    },
     /// A decision names an entry the mapping spec does not hold.
     #[error("{origin}: {entry} is not an entry of the mapping spec (name it as TARGET_TABLE.COLUMN; `sensei plan` lists them)")]
     UnknownEntry {
@@ -259,6 +267,44 @@ pub fn apply(
         c.reviewed_at = Some(at.to_string());
     }
     Ok(changed)
+}
+
+/// Records a review in a migration's `mapping.json`: the decisions (and,
+/// with `approve_rest`, every entry still waiting) applied with `who` and
+/// the time, the file replaced whole (written under a temporary name, then
+/// renamed: a reader sees the old spec or the new one). The one way both
+/// `sensei review` and the dashboard decide, so their records are the same.
+/// Returns the spec as written.
+pub fn record(
+    path: &Path,
+    decisions: &[Decision],
+    approve_rest: bool,
+    who: &str,
+    origin: &str,
+) -> Result<MappingSpec, ReviewError> {
+    let fail = |message: String| ReviewError::Spec {
+        path: path.display().to_string(),
+        message,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| fail(format!("{e}; run `sensei plan` first")))?;
+    let mut spec: MappingSpec =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not a mapping spec: {e}")))?;
+    let at = crate::artifacts::now_rfc3339();
+    apply(&mut spec, decisions, who, &at, origin)?;
+    if approve_rest {
+        approve_waiting(&mut spec, who, &at);
+    }
+    if !decisions.is_empty() || approve_rest {
+        let mut bytes = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| fail(format!("cannot be written: {e}")))?;
+        bytes.push(b'\n');
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| fail(format!("cannot be written: {e}")))?;
+    }
+    Ok(spec)
 }
 
 /// Approves every entry that waits for review, recording `who` and `at`;

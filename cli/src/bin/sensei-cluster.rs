@@ -63,6 +63,9 @@ enum Command {
         /// tables of verified migrations to token holders (0 picks a free one).
         #[arg(long, default_value_t = 0)]
         public_port: u16,
+        /// Port of the web dashboard on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        dashboard_port: u16,
     },
     /// Create, list or revoke the access tokens of the public Flight endpoint.
     Token {
@@ -102,6 +105,8 @@ enum Command {
         topics: String,
         #[arg(long, default_value_t = 0)]
         public_port: u16,
+        #[arg(long, default_value_t = 0)]
+        dashboard_port: u16,
     },
     /// (internal) Run a worker process.
     #[command(hide = true)]
@@ -152,6 +157,9 @@ struct ClusterFile {
     /// The public Flight endpoint of verified datasets.
     #[serde(default)]
     public_flight: String,
+    /// The web dashboard's URL.
+    #[serde(default)]
+    dashboard: String,
 }
 
 /// The token file of the cluster in `dir`.
@@ -190,6 +198,7 @@ fn main() {
             workdir,
             topics,
             public_port,
+            dashboard_port,
         } => up(
             &cli.dir,
             UpOptions {
@@ -200,6 +209,7 @@ fn main() {
                 workdir,
                 topics,
                 public_port,
+                dashboard_port,
             },
         ),
         Command::Token { command } => token(&cli.dir, command),
@@ -220,7 +230,14 @@ fn main() {
             workdir,
             topics,
             public_port,
-        } => run_head(&cli.dir, port, &workdir, &topics, public_port),
+            dashboard_port,
+        } => run_head(
+            &cli.dir,
+            port,
+            &workdir,
+            &topics,
+            (public_port, dashboard_port),
+        ),
         Command::Worker {
             head,
             name,
@@ -287,6 +304,7 @@ struct UpOptions {
     workdir: Option<PathBuf>,
     topics: String,
     public_port: u16,
+    dashboard_port: u16,
 }
 
 fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<i32> {
@@ -333,6 +351,7 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         workdir,
         topics,
         public_port,
+        dashboard_port,
     } = opts;
     std::fs::create_dir_all(dir)?;
     if let Ok(c) = read_cluster(dir) {
@@ -364,15 +383,19 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
             topics.to_string(),
             "--public-port".into(),
             public_port.to_string(),
+            "--dashboard-port".into(),
+            dashboard_port.to_string(),
         ],
     )?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let (endpoint, public_flight) = loop {
+    let (endpoint, public_flight, dashboard) = loop {
         if let Ok(text) = std::fs::read_to_string(&head_file) {
             let v: serde_json::Value = serde_json::from_str(&text)?;
+            let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
             break (
-                v["endpoint"].as_str().unwrap_or_default().to_string(),
-                v["public_flight"].as_str().unwrap_or_default().to_string(),
+                field("endpoint"),
+                field("public_flight"),
+                field("dashboard"),
             );
         }
         if !alive(head_pid) || Instant::now() > deadline {
@@ -417,6 +440,7 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         workers: procs,
         flight_endpoints: Default::default(),
         public_flight: public_flight.clone(),
+        dashboard: dashboard.clone(),
     };
     std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
     // Wait until every worker has registered its node.
@@ -463,7 +487,7 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         dir.join("cluster.json").display()
     );
     println!(
-        "verified datasets over Flight: {public_flight} (a reader token: `sensei-cluster token create --role reader`; tokens in {})",
+        "dashboard: {dashboard}; verified datasets over Flight: {public_flight} (log in with a token: `sensei-cluster token create --role reader|reviewer`; tokens in {})",
         token_store(&dir).path().display()
     );
     Ok(0)
@@ -501,7 +525,10 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("head {} (pid {})", c.head_endpoint, c.head_pid);
-    println!("verified datasets over Flight: {}", c.public_flight);
+    println!(
+        "dashboard {}; verified datasets over Flight: {}",
+        c.dashboard, c.public_flight
+    );
     println!("nodes:");
     for n in doc["nodes"].as_array().into_iter().flatten() {
         println!(
@@ -651,7 +678,7 @@ fn run_head(
     port: u16,
     workdir: &Path,
     topics: &str,
-    public_port: u16,
+    (public_port, dashboard_port): (u16, u16),
 ) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
     // `[topics]` and `runtime.metrics_addr` from the environment
@@ -675,6 +702,12 @@ fn run_head(
         head.public_key,
     ));
     let tokens = token_store(dir);
+    let dashboard = sensei_cli::dashboard::Dashboard {
+        scheduler: head.scheduler.clone(),
+        control: control.clone(),
+        workdir: head.workdir.clone(),
+        tokens: tokens.clone(),
+    };
     let dir = dir.to_path_buf();
     work.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -683,7 +716,18 @@ fn run_head(
         // The public endpoint stops with the control plane: the signal
         // handler below fires `stopped` once (`notify_one` keeps the permit
         // if the endpoint has not started waiting yet).
+        // The dashboard stops with them too, on `dashboard_stopped`.
         let stopped = Arc::new(tokio::sync::Notify::new());
+        let dashboard_stopped = Arc::new(tokio::sync::Notify::new());
+        let dashboard_listener =
+            tokio::net::TcpListener::bind(("127.0.0.1", dashboard_port)).await?;
+        let stop = dashboard_stopped.clone();
+        let dashboard_addr =
+            sensei_cli::dashboard::serve(dashboard, dashboard_listener, async move {
+                stop.notified().await
+            })
+            .await?;
+        let dashboard = format!("http://{dashboard_addr}");
         let public_listener = tokio::net::TcpListener::bind(("127.0.0.1", public_port)).await?;
         let public_stop = stopped.clone();
         let public_addr =
@@ -703,11 +747,12 @@ fn run_head(
             serde_json::to_vec(&serde_json::json!({
                 "endpoint": endpoint,
                 "public_flight": public_flight,
+                "dashboard": dashboard,
                 "pid": std::process::id(),
             }))?,
         )?;
         std::fs::rename(&tmp, dir.join("head.json"))?;
-        tracing::info!(%endpoint, %public_flight, "head serving");
+        tracing::info!(%endpoint, %public_flight, %dashboard, "head serving");
         tonic::transport::Server::builder()
             .add_service(svc.into_server(secret))
             .serve_with_incoming_shutdown(
@@ -715,6 +760,7 @@ fn run_head(
                 async move {
                     terminated().await;
                     stopped.notify_one();
+                    dashboard_stopped.notify_one();
                 },
             )
             .await?;

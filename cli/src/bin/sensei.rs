@@ -1029,18 +1029,9 @@ fn review(
     let path = PathBuf::from(&config.runtime.workdir)
         .join(config.migration_id())
         .join("mapping.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "no mapping spec at {}: run sensei plan first",
-            path.display()
-        )
-    })?;
-    let mut spec: sensei_agents::artifacts::MappingSpec = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a mapping spec", path.display()))?;
     let who = by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
-    let at = sensei_agents::artifacts::now_rfc3339();
     use sensei_agents::architect::review::{self, Action, Decision};
     let decision = |entry: String, action: Action| Decision {
         entry,
@@ -1059,17 +1050,7 @@ fn review(
             Action::Expression(expr.to_string()),
         ));
     }
-    review::apply(&mut spec, &decisions, &who, &at, "sensei review")?;
-    if all {
-        review::approve_waiting(&mut spec, &who, &at);
-    }
-    if !decisions.is_empty() || all {
-        let mut bytes = serde_json::to_vec_pretty(&spec)?;
-        bytes.push(b'\n');
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &path)?;
-    }
+    let spec = review::record(&path, &decisions, all, &who, "sensei review")?;
     print!("{}", sensei_agents::architect::render(&spec));
     let waiting = sensei_agents::architect::pending(&spec);
     println!("{} entries wait for review", waiting.len());
