@@ -778,4 +778,50 @@ fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_mig
         .query_row("SELECT count(*) FROM customer", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 500);
+
+    // `status --watch` shows the figures the page showed last: each phase's
+    // partitions done of all, and its rows.
+    let last = seen["phases"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let watch = Command::new(bin("sensei-cluster"))
+        .arg("--dir")
+        .arg(&c.dir)
+        .args(["status", "--watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    kill(watch.id(), "INT");
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("\x1b[2J").count() >= 2, "refreshed: {text}");
+    let screen = text.rsplit("\x1b[2J").next().unwrap();
+    for phase in ["ingestion", "transformation", "verification", "delivery"] {
+        let line = screen
+            .lines()
+            .find(|l| l.trim_start().starts_with(phase) && l.contains("partitions"))
+            .unwrap_or_else(|| panic!("{phase} in {screen}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // "delivery 4/4 partitions, 4716 rows, checkpoint recorded"
+        let (done, rows) = (words[1], words[3]);
+        let page_row = last
+            .lines()
+            .skip_while(|l| *l != phase)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{phase} in {last}"));
+        assert!(
+            page_row.starts_with(&format!("{done} ")),
+            "{line} / {page_row}"
+        );
+        assert!(
+            page_row.contains(&format!(" {rows} ")),
+            "{line} / {page_row}"
+        );
+    }
 }

@@ -77,6 +77,10 @@ enum Command {
         /// Print the raw JSON document.
         #[arg(long)]
         json: bool,
+        /// Print the status again every second (the dashboard's figures)
+        /// until interrupted.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
     },
     /// Run a migration on the cluster; exits like `sensei migrate` (0
     /// delivered, 2 FAIL, 3 waiting for review or INCONCLUSIVE, 1 error).
@@ -213,7 +217,17 @@ fn main() {
             },
         ),
         Command::Token { command } => token(&cli.dir, command),
-        Command::Status { json } => status(&cli.dir, json),
+        Command::Status { json, watch } => loop {
+            if watch {
+                // Clear the screen and go home, as `watch` does.
+                print!("\x1b[2J\x1b[H");
+            }
+            let code = status(&cli.dir, json);
+            if !watch || code.is_err() {
+                break code;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        },
         Command::Submit {
             mut args,
             restart,
@@ -501,7 +515,8 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
     // tonic's lazy channel spawns its connection task on the current runtime.
     let _rt_guard = rt.enter();
     let secret = cluster_secret(dir)?;
-    let mut doc = rt.block_on(GrpcScheduler::new(&c.head_endpoint, &secret)?.cluster_status())?;
+    let head = GrpcScheduler::new(&c.head_endpoint, &secret)?;
+    let mut doc = rt.block_on(head.cluster_status())?;
     // Ask each live node's Flight service what it has served.
     let mut flight = Vec::new();
     for n in doc["nodes"].as_array().cloned().unwrap_or_default() {
@@ -561,11 +576,25 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
     }
     println!("migrations:");
     for m in doc["migrations"].as_array().into_iter().flatten() {
-        println!(
-            "  {} {}",
-            m["id"].as_str().unwrap_or(""),
-            m["state"].as_str().unwrap_or("")
-        );
+        let id = m["id"].as_str().unwrap_or("");
+        println!("  {} {}", id, m["state"].as_str().unwrap_or(""));
+        // Each phase's partitions and rows, as the dashboard shows them.
+        if let Ok(st) = rt.block_on(head.migration_status(id)) {
+            for phase in ["ingestion", "transformation", "verification", "delivery"] {
+                let p = &st["phases"][phase];
+                println!(
+                    "    {phase:<15} {}/{} partitions, {} rows{}",
+                    p["done"],
+                    p["total"],
+                    p["rows"],
+                    if p["checkpoint"].is_null() {
+                        ""
+                    } else {
+                        ", checkpoint recorded"
+                    }
+                );
+            }
+        }
     }
     println!("flight:");
     for f in doc["flight"].as_array().into_iter().flatten() {
