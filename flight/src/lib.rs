@@ -37,7 +37,7 @@ pub use store::{FlightCounters, NodeStore, PartitionEntry};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sensei_runtime::tokens::{ClusterSecret, NO_CLUSTER_SECRET};
+use sensei_runtime::tokens::ClusterSecret;
 
 /// Starts a node's Flight server on `addr` (port 0 picks one); returns the
 /// bound address. Every call must carry the cluster `secret` (the node
@@ -56,17 +56,7 @@ pub async fn serve(
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let svc = tonic::service::interceptor::InterceptedService::new(
         NodeFlightService::new(store).into_server(),
-        move |r: tonic::Request<()>| {
-            let header = r
-                .metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok());
-            if secret.admits(header) {
-                Ok(r)
-            } else {
-                Err(tonic::Status::unauthenticated(NO_CLUSTER_SECRET))
-            }
-        },
+        secret.interceptor(),
     );
     tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()

@@ -315,6 +315,24 @@ impl ClusterSecret {
             .and_then(|h| h.strip_prefix("Bearer "))
             .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.0.as_bytes()))
     }
+
+    /// The gate of an internal gRPC listener (the scheduler's control plane,
+    /// a node's Flight service): a call passes when it carries this secret,
+    /// and is refused `Unauthenticated` otherwise.
+    pub fn interceptor(&self) -> impl tonic::service::Interceptor + Clone + Send + Sync + 'static {
+        let secret = self.clone();
+        move |r: tonic::Request<()>| {
+            let header = r
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            if secret.admits(header) {
+                Ok(r)
+            } else {
+                Err(tonic::Status::unauthenticated(NO_CLUSTER_SECRET))
+            }
+        }
+    }
 }
 
 /// What an internal listener answers a call without the cluster secret.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sensei_proto::v1 as pb;
-use sensei_runtime::tokens::{ClusterSecret, NO_CLUSTER_SECRET};
+use sensei_runtime::tokens::ClusterSecret;
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::{Request, Response, Status};
@@ -50,17 +50,7 @@ impl SchedulerService {
         let server = pb::scheduler_server::SchedulerServer::new(self)
             .max_decoding_message_size(MAX_CONTROL_MESSAGE)
             .max_encoding_message_size(MAX_CONTROL_MESSAGE);
-        InterceptedService::new(server, move |r: Request<()>| {
-            let header = r
-                .metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok());
-            if secret.admits(header) {
-                Ok(r)
-            } else {
-                Err(Status::unauthenticated(NO_CLUSTER_SECRET))
-            }
-        })
+        InterceptedService::new(server, secret.interceptor())
     }
 }
 
