@@ -158,7 +158,39 @@ pub fn exit_code(state: MigrationState) -> i32 {
 /// [`sensei_runtime::metrics::exporter`]) on `addr` from `handle`'s runtime;
 /// nothing when `addr` is empty. A bound port that is taken is an error now,
 /// not a silent absence later.
-pub fn serve_metrics(addr: &str, handle: &tokio::runtime::Handle) -> anyhow::Result<()> {
+/// Sets the [`sensei_runtime::metrics::TASKS`] gauge from the scheduler:
+/// tasks of every migration by phase and state (zero where there are none,
+/// so a state a task left does not keep its old count).
+pub fn task_gauges(
+    scheduler: Arc<sensei_scheduler::Scheduler>,
+) -> impl Fn() + Send + Sync + 'static {
+    move || {
+        let Ok(status) = scheduler.cluster_status() else {
+            return;
+        };
+        for phase in sensei_scheduler::Phase::ALL {
+            for state in ["pending", "running", "done", "failed"] {
+                let n: i64 = status["tasks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t["phase"] == phase.as_str() && t["state"] == state)
+                    .filter_map(|t| t["count"].as_i64())
+                    .sum();
+                metrics::gauge!(sensei_runtime::metrics::TASKS, "phase" => phase.as_str(), "state" => state)
+                    .set(n as f64);
+            }
+        }
+    }
+}
+
+/// Serves `/metrics` on `addr` (nothing when empty); `refresh` runs (on a
+/// blocking thread) before each rendering, to set gauges read from state.
+pub fn serve_metrics(
+    addr: &str,
+    handle: &tokio::runtime::Handle,
+    refresh: impl Fn() + Send + Sync + 'static,
+) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if addr.is_empty() {
         return Ok(());
@@ -167,17 +199,19 @@ pub fn serve_metrics(addr: &str, handle: &tokio::runtime::Handle) -> anyhow::Res
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("runtime.metrics_addr {addr}: cannot listen: {e}"))?;
     listener.set_nonblocking(true)?;
+    let refresh = Arc::new(refresh);
     handle.spawn(async move {
         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
             return;
         };
         while let Ok((mut conn, _)) = listener.accept().await {
-            let exporter = exporter.clone();
+            let (exporter, refresh) = (exporter.clone(), refresh.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
                 let n = conn.read(&mut buf).await.unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let (status, body) = if request.starts_with("GET /metrics ") {
+                    let _ = tokio::task::spawn_blocking(move || refresh()).await;
                     ("200 OK", exporter.render())
                 } else {
                     ("404 Not Found", "only /metrics is served here\n".to_string())

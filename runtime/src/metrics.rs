@@ -27,6 +27,10 @@ pub const DELIVERY_BATCHES_SKIPPED: &str = "sensei_delivery_batches_skipped_tota
 pub const DELIVERY_BATCH_SECONDS: &str = "sensei_delivery_batch_seconds";
 /// Counter: verification checks by outcome. Labels: `result` (pass, fail, inconclusive).
 pub const VERIFICATION_CHECKS: &str = "sensei_verification_checks_total";
+/// Gauge: tasks (partitions) of every migration on this head. Labels:
+/// `phase`, `state` (pending, running, done, failed); set from the
+/// scheduler's table each time `/metrics` is read.
+pub const TASKS: &str = "sensei_tasks";
 
 /// What kind of metric a name is, for the exposition's `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +96,11 @@ pub const DOCUMENTED: &[(&str, Kind, &str)] = &[
         VERIFICATION_CHECKS,
         Kind::Counter,
         "Verification checks, by result.",
+    ),
+    (
+        TASKS,
+        Kind::Gauge,
+        "Tasks of every migration on this head, by phase and state.",
     ),
 ];
 

@@ -77,6 +77,7 @@ fn a_running_migration_serves_prometheus_metrics() {
         ("sensei_rows", "counter"),
         ("sensei_verification_checks", "counter"),
         ("sensei_delivery_batch_seconds", "histogram"),
+        ("sensei_tasks", "gauge"),
     ] {
         assert_eq!(families[name][0], kind, "{name}: {families}");
         assert!(

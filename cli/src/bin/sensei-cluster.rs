@@ -715,8 +715,12 @@ fn run_head(
     let process = sensei_runtime::config::ConfigLoader::new()
         .process_env()
         .merged()?;
-    sensei_cli::serve_metrics(&process.runtime.metrics_addr, work.handle())?;
     let head = open_head(workdir, "", topics, &process.topics)?;
+    sensei_cli::serve_metrics(
+        &process.runtime.metrics_addr,
+        work.handle(),
+        sensei_cli::task_gauges(head.scheduler.clone()),
+    )?;
     let control = Arc::new(HeadControl::new(
         head.orchestrator.clone(),
         work.handle().clone(),

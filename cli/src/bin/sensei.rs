@@ -684,12 +684,17 @@ fn migrate(
     // Check source, target and schema file before anything is created on disk.
     sensei_agents::orchestrator::Orchestrator::preflight(&config)?;
     let work = sensei_cli::work_runtime()?;
-    sensei_cli::serve_metrics(&config.runtime.metrics_addr, work.handle())?;
+    let metrics_handle = work.handle().clone();
     let pool = WorkPool::new(work.handle().clone());
     let system = actix::System::new();
     let code = system.block_on(async move {
         let workdir = PathBuf::from(&config.runtime.workdir);
         let head = open_head(&workdir, &config.signing.key_file, &config.runtime.topics, &config.topics)?;
+        sensei_cli::serve_metrics(
+            &config.runtime.metrics_addr,
+            &metrics_handle,
+            sensei_cli::task_gauges(head.scheduler.clone()),
+        )?;
         let orch = head.orchestrator.clone();
         let (id, start) = {
             let (o, c) = (orch.clone(), config.clone());
