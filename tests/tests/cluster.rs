@@ -797,7 +797,7 @@ fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_mig
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    kill(watch.id(), "INT");
+    kill(watch.id(), "TERM");
     let out = watch.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.matches("\x1b[2J").count() >= 2, "refreshed: {text}");
