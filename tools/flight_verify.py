@@ -2,10 +2,13 @@
 """Stream verified tables from a Sensei public Flight endpoint and check them.
 
     python3 tools/flight_verify.py grpc://127.0.0.1:PORT --token TOKEN [--migration ID] [--table T]
+    python3 tools/flight_verify.py grpc+tls://HOST:PORT --tls-root CERT.pem --token TOKEN
 
 For every dataset listed (one per target table of a migration whose
 certificate is PASS), the batches of every endpoint are streamed with
-pyarrow.flight, and the table's order-independent digest and Merkle root are
+pyarrow.flight from the endpoint's first location (the node that holds the
+partition; the next location when it refuses; the endpoint itself when it
+names none), and the table's order-independent digest and Merkle root are
 computed here again from what arrived, with the canonical row encoding of
 `agents/src/digest.rs` (written down there byte by byte; nothing of Sensei's
 code is used). They are compared with the figures the dataset's FlightInfo
@@ -156,9 +159,32 @@ def main():
     ap.add_argument("--migration", default="")
     ap.add_argument("--table", default="")
     ap.add_argument("--save", default="", help="folder: write each table received as <table>.parquet")
+    ap.add_argument("--tls-root", default="", help="PEM file of the root to trust (grpc+tls:// endpoints)")
     args = ap.parse_args()
-    client = flight.FlightClient(args.endpoint)
+    root = open(args.tls_root, "rb").read() if args.tls_root else None
+    clients = {}
+
+    def client_for(location):
+        if location not in clients:
+            clients[location] = flight.FlightClient(location, tls_root_certs=root) if root else flight.FlightClient(location)
+        return clients[location]
+
+    client = client_for(args.endpoint)
     options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {args.token}".encode())])
+    served_by = {}
+
+    def fetch(ep):
+        locations = [loc.uri.decode() if isinstance(loc.uri, bytes) else loc.uri for loc in ep.locations]
+        last = None
+        for loc in locations or [args.endpoint]:
+            try:
+                part = client_for(loc).do_get(ep.ticket, options=options).read_all()
+                served_by[loc] = served_by.get(loc, 0) + 1
+                return part
+            except (flight.FlightUnavailableError, flight.FlightServerError) as e:
+                last = e
+        raise last
+
     out = {"tables": [], "ok": True}
     try:
         infos = list(client.list_flights(args.migration.encode(), options=options))
@@ -167,7 +193,7 @@ def main():
             if args.table and table_name != args.table:
                 continue
             meta = json.loads(info.app_metadata or b"{}")
-            parts = [client.do_get(ep.ticket, options=options).read_all() for ep in info.endpoints]
+            parts = [fetch(ep) for ep in info.endpoints]
             table = pa.concat_tables(parts) if parts else info.schema.empty_table()
             rows, digest, root = digests(table, meta.get("merkle_key") or [])
             ok = rows == meta.get("rows") and digest == meta.get("digest") and root == meta.get("merkle_root")
@@ -192,6 +218,7 @@ def main():
     except (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError) as e:
         print(json.dumps({"refused": str(e)}))
         return 2
+    out["served_by"] = served_by
     print(json.dumps(out, indent=1))
     return 0 if out["ok"] else 1
 

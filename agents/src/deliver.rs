@@ -90,6 +90,9 @@ pub fn target_options(config: &sensei_runtime::config::MigrationConfig) -> Sourc
 pub struct DeliverResult {
     /// Rows written by this attempt.
     pub rows: u64,
+    /// Bytes of the staged partition read by this attempt.
+    #[serde(default)]
+    pub bytes: u64,
     /// Rows of the partition (written now or before).
     pub rows_in_partition: u64,
     /// Batches written by this attempt.
@@ -159,7 +162,10 @@ pub async fn run(
     tokio::task::spawn_blocking(move || -> Result<DeliverResult> {
         let mut target =
             Target::open_in(&task.target, &task.connection.options(), &task.namespace)?;
-        let mut r = DeliverResult::default();
+        let mut r = DeliverResult {
+            bytes: task.input.bytes,
+            ..DeliverResult::default()
+        };
         for (seq, chunk) in chunks.iter().enumerate() {
             if lost.load(Ordering::SeqCst) {
                 return Err(AgentError::LeaseLost(0));
@@ -201,7 +207,6 @@ pub async fn run(
                 metrics::counter!(sensei_runtime::metrics::DELIVERY_BATCHES_SKIPPED).increment(1);
             }
         }
-        metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "delivery").increment(r.rows);
         Ok(r)
     })
     .await

@@ -85,6 +85,7 @@ impl CertifiedCatalog {
                     sha256: p.sha256.clone(),
                     rows: p.rows,
                     bytes: p.bytes,
+                    location: Some(p.endpoint.clone()).filter(|e| !e.is_empty()),
                 });
             }
             out.push(Dataset {

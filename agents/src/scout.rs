@@ -101,6 +101,9 @@ fn text_of(col: &arrow::array::ArrayRef, row: usize) -> Option<String> {
 pub struct IngestResult {
     /// Rows extracted.
     pub rows: u64,
+    /// Bytes of the staged partition written (counted per phase on `/metrics`).
+    #[serde(default)]
+    pub bytes: u64,
     /// The staged partition.
     pub partition: PartitionRef,
     /// The table's profile (partition 0's task computes it).
@@ -140,7 +143,6 @@ pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestR
     }
     let changes = source.take_changes();
     let stats = writer.finish()?;
-    metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "ingestion").increment(rows);
     let partition = ctx.register(&id, &task.table.name, task.partition, path, stats);
     let profile = if task.partition == 0 && task.sample_rows > 0 {
         Some(profile_table(&mut source, &task.table, task.sample_rows)?)
@@ -150,6 +152,7 @@ pub fn run(ctx: &NodeContext, task: &IngestTask, attempt: u32) -> Result<IngestR
     let rejected = source.quarantined();
     Ok(IngestResult {
         rows,
+        bytes: partition.bytes,
         partition,
         profile,
         rejected,

@@ -312,6 +312,9 @@ pub fn load_hash_key(path: Option<&str>) -> Result<Option<Arc<Vec<u8>>>> {
 pub struct TransformResult {
     /// Rows produced.
     pub rows: u64,
+    /// Bytes of the staged output partition written.
+    #[serde(default)]
+    pub bytes: u64,
     /// Rows read.
     pub rows_in: u64,
     /// The staged output partition.
@@ -450,8 +453,6 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
         }
     }
     let stats = writer.finish()?;
-    metrics::counter!(sensei_runtime::metrics::ROWS, "phase" => "transformation")
-        .increment(stats.rows);
     let damage =
         inject_target && std::env::var("SENSEI_TEST_MUTATE").is_ok_and(|m| m == "unreadable");
     let partition = ctx.register(
@@ -477,6 +478,7 @@ pub async fn run(ctx: &NodeContext, task: &TransformTask, attempt: u32) -> Resul
     }
     Ok(TransformResult {
         rows: partition.rows,
+        bytes: partition.bytes,
         rows_in,
         partition,
     })

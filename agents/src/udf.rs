@@ -17,7 +17,6 @@ use arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
-use sha2::{Digest, Sha256};
 
 /// Masks one value.
 pub fn mask(v: &str) -> String {
@@ -33,27 +32,10 @@ pub fn mask(v: &str) -> String {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) of `message` under `key`, hex.
+/// HMAC-SHA256 of `message` under `key`, hex (the runtime's, shared with
+/// the cluster's signed tickets).
 pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
-    const BLOCK: usize = 64;
-    let mut k = if key.len() > BLOCK {
-        Sha256::digest(key).to_vec()
-    } else {
-        key.to_vec()
-    };
-    k.resize(BLOCK, 0);
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&ipad)
-        .chain_update(message)
-        .finalize();
-    hex::encode(
-        Sha256::new()
-            .chain_update(&opad)
-            .chain_update(inner)
-            .finalize(),
-    )
+    hex::encode(sensei_runtime::mac::hmac_sha256(key, message))
 }
 
 fn map_text(

@@ -90,6 +90,9 @@ pub struct SideDigest {
 pub struct VerifyResult {
     /// Rows compared (target side).
     pub rows: u64,
+    /// Bytes of the staged partitions read (both sides).
+    #[serde(default)]
+    pub bytes: u64,
     /// Source side.
     pub source: SideDigest,
     /// Target side.
@@ -540,6 +543,12 @@ async fn checks(ctx: &NodeContext, task: &VerifyTask) -> Result<VerifyResult> {
         merkle_root: Some(merkle.root()),
         row_check,
         rows: target.rows,
+        bytes: task
+            .source
+            .iter()
+            .chain(&task.target)
+            .map(|p| p.bytes)
+            .sum(),
         source: SideDigest {
             rows: source.rows,
             digest: source.hex(),

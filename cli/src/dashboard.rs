@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -46,23 +46,42 @@ pub struct Dashboard {
     pub workdir: PathBuf,
     /// The tokens admitted.
     pub tokens: TokenStore,
+    /// Served over TLS: the login cookie is marked `Secure`.
+    secure: bool,
+}
+
+impl Dashboard {
+    /// A dashboard over a head's scheduler and control, its working folder,
+    /// admitting `tokens`.
+    pub fn new(
+        scheduler: Arc<Scheduler>,
+        control: Arc<HeadControl>,
+        workdir: PathBuf,
+        tokens: TokenStore,
+    ) -> Self {
+        Dashboard {
+            scheduler,
+            control,
+            workdir,
+            tokens,
+            secure: false,
+        }
+    }
 }
 
 const COOKIE: &str = "sensei_token";
 
 /// Serves the dashboard on `listener` until `shutdown`; returns its address.
-/// Refused beyond the loopback: tokens would cross the network in the clear.
+/// With `tls` it serves HTTPS; without, an address beyond the loopback is
+/// refused (tokens would cross the network in the clear).
 pub async fn serve(
-    dashboard: Dashboard,
+    mut dashboard: Dashboard,
     listener: tokio::net::TcpListener,
+    tls: Option<&sensei_runtime::tls::ClusterTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        anyhow::bail!(
-            "the dashboard on {addr}: a listener beyond the loopback needs TLS, which is not configured; bind 127.0.0.1"
-        );
-    }
+    dashboard.secure = tls.is_some();
     let app = Router::new()
         .route("/", get(overview))
         .route("/login", get(login_form).post(login))
@@ -71,15 +90,167 @@ pub async fn serve(
         .route("/m/{id}/events", get(events))
         .route("/m/{id}/review", get(review_page).post(decide))
         .with_state(dashboard);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "dashboard stopped");
+    match tls {
+        Some(tls) => {
+            let listener = TlsListener::start(listener, tls)?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "dashboard stopped");
+                }
+            });
         }
-    });
+        None if !addr.ip().is_loopback() => anyhow::bail!(
+            "the dashboard on {addr}: a listener beyond the loopback needs TLS, which is not configured; start the cluster with --tls (or --tls-cert and --tls-key), or bind 127.0.0.1"
+        ),
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "dashboard stopped");
+                }
+            });
+        }
+    }
     Ok(addr)
+}
+
+type TlsConnection = (
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    SocketAddr,
+);
+
+/// HTTPS connections for axum: TCP connections accepted on a task of their
+/// own, each handshake on its own task (a slow or silent client holds only
+/// its own, for at most ten seconds), finished streams handed over.
+struct TlsListener {
+    addr: SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<TlsConnection>,
+}
+
+impl TlsListener {
+    fn start(
+        listener: tokio::net::TcpListener,
+        tls: &sensei_runtime::tls::ClusterTls,
+    ) -> anyhow::Result<Self> {
+        let addr = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls_server()?);
+        let (tx, ready) = tokio::sync::mpsc::channel::<TlsConnection>(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    _ = tx.closed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "dashboard: accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "dashboard: TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "dashboard: TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { addr, ready })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+/// The dashboard of `sensei migrate --dashboard`: served while the command
+/// runs, behind a token made for this run and revoked when it is dropped.
+pub struct LocalDashboard {
+    /// `http://HOST:PORT`.
+    pub url: String,
+    /// The address that logs a browser in with this run's token.
+    pub login_url: String,
+    tokens: TokenStore,
+    token_id: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Drop for LocalDashboard {
+    fn drop(&mut self) {
+        if let Err(e) = self.tokens.revoke(&self.token_id) {
+            tracing::warn!(error = %e, "could not revoke the dashboard's token");
+        }
+    }
+}
+
+/// Serves the dashboard of a migration run in this process on `addr`
+/// (`runtime.dashboard_addr`; None when empty) from `handle`'s runtime,
+/// with an operator token of its own in `<workdir>/tokens.json`.
+pub async fn serve_local(
+    addr: &str,
+    head: &crate::head::Head,
+    handle: &tokio::runtime::Handle,
+) -> anyhow::Result<Option<LocalDashboard>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let tokens = TokenStore::new(head.workdir.join("tokens.json"));
+    let dashboard = Dashboard::new(
+        head.scheduler.clone(),
+        Arc::new(HeadControl::new(head.orchestrator.clone(), handle.clone())),
+        head.workdir.clone(),
+        tokens.clone(),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let bind = addr.to_string();
+    let bound = handle
+        .spawn(async move {
+            let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
+                anyhow::anyhow!("runtime.dashboard_addr {bind}: cannot listen: {e}")
+            })?;
+            serve(dashboard, listener, None, async move {
+                let _ = rx.await;
+            })
+            .await
+        })
+        .await??;
+    let (record, token) = tokens.create(
+        Role::Operator,
+        &format!("sensei migrate (pid {})", std::process::id()),
+    )?;
+    let url = format!("http://{bound}");
+    Ok(Some(LocalDashboard {
+        login_url: format!("{url}/login?token={token}"),
+        url,
+        tokens,
+        token_id: record.id,
+        _stop: tx,
+    }))
 }
 
 /// HTML-escapes text.
@@ -155,12 +326,23 @@ fn authorize(d: &Dashboard, headers: &HeaderMap, need: Role) -> Result<TokenReco
     Err(Box::new(refusal))
 }
 
-async fn login_form() -> Html<String> {
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    token: Option<String>,
+}
+
+/// The login form; `/login?token=...` logs in at once (the address
+/// `sensei migrate --dashboard` prints, with a token of that run only).
+async fn login_form(State(d): State<Dashboard>, Query(q): Query<LoginQuery>) -> Response {
+    if let Some(token) = q.token {
+        return log_in(&d, &token);
+    }
     page(
         "Log in",
         "<form method=\"post\" action=\"/login\"><p>Token (<code>sensei-cluster token create --role reader|reviewer|operator</code>):</p>\
 <input id=\"token\" name=\"token\" type=\"password\" size=\"90\" autocomplete=\"off\"> <button id=\"login\" type=\"submit\">Log in</button></form>",
     )
+    .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -169,16 +351,19 @@ struct LoginForm {
 }
 
 async fn login(State(d): State<Dashboard>, Form(f): Form<LoginForm>) -> Response {
-    match d.tokens.authenticate(f.token.trim()) {
+    log_in(&d, &f.token)
+}
+
+fn log_in(d: &Dashboard, token: &str) -> Response {
+    let secure = if d.secure { "; Secure" } else { "" };
+    let token = token.trim();
+    match d.tokens.authenticate(token) {
         Ok(Some(r)) => {
             tracing::info!(token = %r.id, role = r.role.as_str(), "dashboard login");
             (
                 [(
                     header::SET_COOKIE,
-                    format!(
-                        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-                        f.token.trim()
-                    ),
+                    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}"),
                 )],
                 Redirect::to("/"),
             )
@@ -246,15 +431,16 @@ async fn overview(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
             n["seen_ms_ago"]
         );
     }
-    b += "</table><h2>Agents</h2><table id=\"agents\"><tr><th>agent</th><th>node</th><th>kind</th><th>last heartbeat</th><th>registrations</th></tr>";
+    b += "</table><h2>Agents</h2><table id=\"agents\"><tr><th>agent</th><th>node</th><th>kind</th><th>last heartbeat</th><th>registrations</th><th>current task</th></tr>";
     for a in status["agents"].as_array().into_iter().flatten() {
         b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms ago</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms ago</td><td>{}</td><td>{}</td></tr>",
             s(&a["id"]),
             s(&a["node_id"]),
             s(&a["kind"]),
             a["seen_ms_ago"],
-            a["registrations"]
+            a["registrations"],
+            s(&a["current_task"])
         );
     }
     b += "</table><h2>Migrations</h2><table id=\"migrations\"><tr><th>migration</th><th>state</th><th>ingestion</th><th>transformation</th><th>verification</th><th>delivery</th></tr>";
@@ -350,6 +536,7 @@ async fn migration(
         );
     }
     b += "</table>";
+    b += &throughput(&d.scheduler, &id, created);
     if let Some(cert) = read_json::<serde_json::Value>(&dir.join("certificate.json")) {
         let p = &cert["payload"];
         b += &format!(
@@ -411,6 +598,90 @@ var es=new EventSource('/m/{id}/events');es.onmessage=function(e){{var li=docume
         }
     );
     page(&format!("Migration {id}"), &b).into_response()
+}
+
+/// Throughput per phase over time: an inline SVG of each phase's rows done
+/// (cumulative, as partitions complete) against seconds since the
+/// migration was created, and each phase's best rate over one-second
+/// windows.
+fn throughput(scheduler: &Scheduler, id: &str, created_ms: i64) -> String {
+    const PHASES: [(sensei_scheduler::Phase, &str); 4] = [
+        (sensei_scheduler::Phase::Ingestion, "#1f77b4"),
+        (sensei_scheduler::Phase::Transformation, "#ff7f0e"),
+        (sensei_scheduler::Phase::Verification, "#2ca02c"),
+        (sensei_scheduler::Phase::Delivery, "#d62728"),
+    ];
+    let series: Vec<_> = PHASES
+        .iter()
+        .map(|(p, colour)| {
+            (
+                *p,
+                *colour,
+                scheduler.completions(id, *p).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let end = series
+        .iter()
+        .filter_map(|(_, _, c)| c.last().map(|l| l.0))
+        .max()
+        .unwrap_or(created_ms);
+    let span = ((end - created_ms).max(1)) as f64;
+    let top = series
+        .iter()
+        .map(|(_, _, c)| c.iter().map(|x| x.1).sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let (w, h) = (640.0, 200.0);
+    let mut svg = format!(
+        "<h2>Throughput</h2><svg id=\"throughput\" width=\"{w}\" height=\"{}\" viewBox=\"0 0 {w} {}\" role=\"img\"><rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"#ccc\"/>",
+        h + 20.0,
+        h + 20.0
+    );
+    let mut table = String::from(
+        "<table id=\"rates\"><tr><th>phase</th><th>rows</th><th>best rows/s (1 s window)</th></tr>",
+    );
+    for (phase, colour, points) in &series {
+        // A step line: flat until a partition completes, then up by its rows.
+        let mut cumulative = 0u64;
+        let mut path = format!("0,{h}");
+        let y = |rows: u64| h - rows as f64 / top * h;
+        for (t, rows) in points {
+            let x = (t - created_ms).max(0) as f64 / span * w;
+            path += &format!(" {x:.1},{:.1}", y(cumulative));
+            cumulative += rows;
+            path += &format!(" {x:.1},{:.1}", y(cumulative));
+        }
+        svg += &format!(
+            "<polyline class=\"{name}\" data-points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{path}\"/>",
+            points.len(),
+            name = phase.as_str()
+        );
+        // Best rate: the most rows completed within any one-second window.
+        let (mut best, mut window, mut start) = (0u64, 0u64, 0usize);
+        for (t, rows) in points {
+            window += rows;
+            while points[start].0 <= t - 1000 {
+                window -= points[start].1;
+                start += 1;
+            }
+            best = best.max(window);
+        }
+        table += &format!(
+            "<tr><td style=\"color:{colour}\">{}</td><td>{cumulative}</td><td>{best}</td></tr>",
+            phase.as_str()
+        );
+    }
+    svg += &format!(
+        "<text x=\"4\" y=\"{}\" font-size=\"12\">0 s</text><text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{:.1} s</text><text x=\"4\" y=\"14\" font-size=\"12\">{} rows</text></svg>",
+        h + 16.0,
+        w - 4.0,
+        h + 16.0,
+        span / 1000.0,
+        top as u64
+    );
+    svg + &table + "</table>"
 }
 
 /// The migration's events as server-sent events: the whole history, then

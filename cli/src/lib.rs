@@ -198,6 +198,11 @@ pub fn serve_metrics(
     let exporter = sensei_runtime::metrics::exporter();
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("runtime.metrics_addr {addr}: cannot listen: {e}"))?;
+    if !listener.local_addr()?.ip().is_loopback() {
+        anyhow::bail!(
+            "runtime.metrics_addr {addr}: /metrics has neither TLS nor tokens, so it listens on the loopback only; bind 127.0.0.1:PORT and let a local agent or an SSH tunnel carry it"
+        );
+    }
     listener.set_nonblocking(true)?;
     let refresh = Arc::new(refresh);
     handle.spawn(async move {
@@ -225,6 +230,23 @@ pub fn serve_metrics(
         }
     });
     Ok(())
+}
+
+/// The name other processes reach a listener bound to `bind` by: the
+/// address itself, or, for the unspecified address (every interface), this
+/// machine's host name.
+pub fn advertised_host(bind: std::net::IpAddr) -> String {
+    if !bind.is_unspecified() {
+        return match bind {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// The multi-thread runtime for heavy work, Flight and gRPC servers.
@@ -264,7 +286,10 @@ pub struct NodeOptions {
     pub agents_per_kind: u32,
     /// Heartbeat interval of the agents.
     pub heartbeat: Duration,
-    /// Flight port on 127.0.0.1; 0 picks a free one.
+    /// Address the Flight service listens on (127.0.0.1 unless the cluster
+    /// listens beyond the loopback, which needs TLS).
+    pub bind: std::net::IpAddr,
+    /// Flight port; 0 picks a free one.
     pub flight_port: u16,
     /// The secret of the node's cluster: its Flight service admits only
     /// calls that carry it, and it presents it to the other nodes.
@@ -284,6 +309,7 @@ pub async fn start_node(
         workdir,
         agents_per_kind,
         heartbeat,
+        bind,
         flight_port,
         secret,
     } = opts;
@@ -296,8 +322,13 @@ pub async fn start_node(
     let (store, addr) = pool
         .handle()
         .spawn(async move {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", flight_port)).await?;
-            let endpoint = format!("grpc://{}", listener.local_addr()?);
+            let listener = tokio::net::TcpListener::bind((bind, flight_port)).await?;
+            let endpoint = format!(
+                "{}://{}:{}",
+                sensei_flight::scheme(server_secret.tls()),
+                advertised_host(bind),
+                listener.local_addr()?.port()
+            );
             let store = Arc::new(NodeStore::new(&id, &endpoint, &staging));
             let addr = sensei_flight::serve(store.clone(), server_secret, listener, async move {
                 let _ = rx.await;

@@ -8,7 +8,7 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightClient, FlightDescriptor, FlightInfo, Ticket};
 use futures::{Stream, StreamExt, TryStreamExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use sensei_runtime::tokens::ClusterSecret;
 
@@ -33,14 +33,11 @@ fn peer(endpoint: &str, e: impl std::fmt::Display) -> FlightError {
 }
 
 impl PartitionClient {
-    /// Connects to `endpoint` (`grpc://host:port` or `http://host:port`),
+    /// Connects to `endpoint` (`grpc://host:port`, `http://host:port`, or
+    /// `grpc+tls://host:port` trusting the root of the secret's TLS),
     /// presenting `secret` on every call.
     pub async fn connect(endpoint: &str, secret: &ClusterSecret) -> Result<Self> {
-        let http = endpoint
-            .replacen("grpc://", "http://", 1)
-            .replacen("grpc+tcp://", "http://", 1);
-        let channel = Endpoint::from_shared(http)
-            .map_err(|e| peer(endpoint, e))?
+        let channel = crate::channel(endpoint, secret.tls())?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await

@@ -13,10 +13,16 @@
 //!   the catalog's JSON: certificate hash, digest, Merkle root and key);
 //!   a non-empty criteria expression keeps the datasets of that migration;
 //! - `GetFlightInfo` / `GetSchema` answer for one descriptor;
-//! - each endpoint is one partition; its ticket is the partition id, to be
-//!   redeemed on this service (no location: the Flight convention for "here");
-//! - `DoGet` checks the partition file's SHA-256 against the certified one
-//!   before streaming it, so what leaves is what the certificate covers.
+//! - each endpoint is one partition. In a cluster
+//!   ([`PublicFlightService::with_node_tickets`]) it is located on the node
+//!   that holds the partition, then on this service, and its ticket is a
+//!   [`NodeTicket`] signed by the head and bound to the caller's token (the
+//!   node redeems it for that token only, for 15 minutes, see
+//!   [`crate::ticket`]); otherwise its ticket is the partition id, redeemed
+//!   here (no location: the Flight convention for "here");
+//! - `DoGet` (here or on a node) checks the partition file's SHA-256
+//!   against the certified one before streaming it, so what leaves is what
+//!   the certificate covers.
 //!
 //! Writes (`DoPut`, `DoExchange`) and actions are refused: the endpoint is
 //! read-only.
@@ -32,12 +38,13 @@ use arrow_flight::{
 };
 use base64::Engine as _;
 use futures::StreamExt;
-use sensei_runtime::tokens::{Role, TokenRecord, TokenStore};
+use sensei_runtime::tokens::{ClusterSecret, Role, TokenRecord, TokenStore};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{FlightError, Result};
 use crate::parquet_io::{hash_file, open_partition};
 use crate::service::{partition_stream, BoxStream, MAX_FLIGHT_MESSAGE};
+use crate::ticket::{NodeTicket, TICKET_LIFETIME_MS};
 
 /// One partition of a [`Dataset`]: a staged Parquet file and its certified hash.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +59,8 @@ pub struct DatasetPartition {
     pub rows: u64,
     /// Bytes.
     pub bytes: u64,
+    /// The Flight address of the node that holds it, when known.
+    pub location: Option<String>,
 }
 
 /// A table the endpoint may serve.
@@ -82,6 +91,16 @@ pub trait Catalog: Send + Sync + 'static {
 pub struct PublicFlightService {
     catalog: Arc<dyn Catalog>,
     tokens: TokenStore,
+    /// With the cluster secret: endpoints on the nodes, with signed tickets.
+    nodes: Option<NodeTickets>,
+}
+
+/// How the service points clients at the nodes.
+#[derive(Clone)]
+struct NodeTickets {
+    secret: ClusterSecret,
+    /// This service's own address, the second location of every endpoint.
+    here: String,
 }
 
 const NO_TOKEN: &str = "a token is needed: send `authorization: Bearer <token>` (create one with `sensei-cluster token create --role reader`)";
@@ -89,7 +108,58 @@ const NO_TOKEN: &str = "a token is needed: send `authorization: Bearer <token>` 
 impl PublicFlightService {
     /// A service over `catalog`, admitting the tokens of `tokens`.
     pub fn new(catalog: Arc<dyn Catalog>, tokens: TokenStore) -> Self {
-        PublicFlightService { catalog, tokens }
+        PublicFlightService {
+            catalog,
+            tokens,
+            nodes: None,
+        }
+    }
+
+    /// Endpoints located on the nodes that hold the partitions (then on
+    /// this service, at `here`), each with a [`NodeTicket`] signed under the
+    /// cluster `secret` and bound to the caller's token.
+    pub fn with_node_tickets(mut self, secret: ClusterSecret, here: &str) -> Self {
+        self.nodes = Some(NodeTickets {
+            secret,
+            here: here.to_string(),
+        });
+        self
+    }
+
+    /// The FlightInfo of a dataset for the caller holding `token`.
+    fn info_of(&self, d: &Dataset, token: &str) -> Result<FlightInfo, Status> {
+        let schema = schema_of(d)?;
+        let mut info = FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_descriptor(FlightDescriptor::new_path(vec![
+                d.migration.clone(),
+                d.table.clone(),
+            ]))
+            .with_total_records(d.rows as i64)
+            .with_total_bytes(d.partitions.iter().map(|p| p.bytes as i64).sum())
+            .with_ordered(true)
+            .with_app_metadata(serde_json::to_vec(&d.metadata).unwrap_or_default());
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for p in &d.partitions {
+            let endpoint = match (&self.nodes, &p.location) {
+                (Some(n), Some(node)) => {
+                    let ticket =
+                        NodeTicket::new(&p.id, &p.sha256, token, now_ms, TICKET_LIFETIME_MS);
+                    FlightEndpoint::new()
+                        .with_ticket(Ticket::new(ticket.sign(&n.secret)))
+                        .with_location(node.clone())
+                        .with_location(n.here.clone())
+                }
+                // No location: redeem the ticket here (the Flight convention).
+                _ => FlightEndpoint::new().with_ticket(Ticket::new(p.id.clone())),
+            };
+            info = info.with_endpoint(endpoint);
+        }
+        Ok(info)
     }
 
     /// The tonic server, with explicit message limits.
@@ -156,7 +226,16 @@ impl PublicFlightService {
 
 /// The token in an `authorization` header: `Bearer <token>`, or the
 /// password of `Basic base64(user:token)`.
-fn bearer_or_basic(header: &str) -> Option<String> {
+/// The token a call carries (already authorized), or empty.
+fn token_of<T>(r: &Request<T>) -> String {
+    r.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_or_basic)
+        .unwrap_or_default()
+}
+
+pub(crate) fn bearer_or_basic(header: &str) -> Option<String> {
     if let Some(t) = header.strip_prefix("Bearer ") {
         return Some(t.trim().to_string());
     }
@@ -177,25 +256,6 @@ fn schema_of(d: &Dataset) -> Result<SchemaRef, Status> {
     }
 }
 
-fn info_of(d: &Dataset) -> Result<FlightInfo, Status> {
-    let schema = schema_of(d)?;
-    let mut info = FlightInfo::new()
-        .try_with_schema(&schema)
-        .map_err(|e| Status::internal(e.to_string()))?
-        .with_descriptor(FlightDescriptor::new_path(vec![
-            d.migration.clone(),
-            d.table.clone(),
-        ]))
-        .with_total_records(d.rows as i64)
-        .with_total_bytes(d.partitions.iter().map(|p| p.bytes as i64).sum())
-        .with_ordered(true)
-        .with_app_metadata(serde_json::to_vec(&d.metadata).unwrap_or_default());
-    for p in &d.partitions {
-        info = info.with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(p.id.clone())));
-    }
-    Ok(info)
-}
-
 #[tonic::async_trait]
 impl FlightService for PublicFlightService {
     type HandshakeStream = BoxStream<HandshakeResponse>;
@@ -211,12 +271,7 @@ impl FlightService for PublicFlightService {
         r: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
         let record = self.authorize(&r, Role::Reader).await?;
-        let token = r
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_or_basic)
-            .unwrap_or_default();
+        let token = token_of(&r);
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: record.id.clone().into_bytes().into(),
@@ -234,13 +289,14 @@ impl FlightService for PublicFlightService {
         r: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
         self.authorize(&r, Role::Reader).await?;
+        let token = token_of(&r);
         let only = String::from_utf8_lossy(&r.get_ref().expression).to_string();
         let infos: Vec<Result<FlightInfo, Status>> = self
             .datasets()
             .await?
             .iter()
             .filter(|d| only.is_empty() || d.migration == only)
-            .map(info_of)
+            .map(|d| self.info_of(d, &token))
             .collect();
         Ok(Response::new(futures::stream::iter(infos).boxed()))
     }
@@ -251,7 +307,7 @@ impl FlightService for PublicFlightService {
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(&r, Role::Reader).await?;
         let d = self.dataset(r.get_ref()).await?;
-        Ok(Response::new(info_of(&d)?))
+        Ok(Response::new(self.info_of(&d, &token_of(&r))?))
     }
 
     async fn poll_flight_info(
@@ -279,8 +335,19 @@ impl FlightService for PublicFlightService {
 
     async fn do_get(&self, r: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let who = self.authorize(&r, Role::Reader).await?;
-        let id = String::from_utf8(r.get_ref().ticket.to_vec())
-            .map_err(|_| Status::invalid_argument("the ticket must be a partition id"))?;
+        let raw = r.get_ref().ticket.to_vec();
+        // A node ticket is redeemable here too (its second location).
+        let id = match &self.nodes {
+            Some(n) if NodeTicket::looks_like(&raw) => {
+                NodeTicket::open(&raw, &n.secret)
+                    .ok_or_else(|| {
+                        Status::permission_denied("the ticket's signature is not this cluster's")
+                    })?
+                    .partition
+            }
+            _ => String::from_utf8(raw)
+                .map_err(|_| Status::invalid_argument("the ticket must be a partition id"))?,
+        };
         let found = self
             .datasets()
             .await?
@@ -347,12 +414,12 @@ impl FlightService for PublicFlightService {
     }
 }
 
-/// Starts the public endpoint on `listener`; returns its address. Refused on
-/// an address beyond the loopback: without TLS, tokens would cross the
-/// network in the clear.
+/// Starts the public endpoint on `listener`; returns its address. With
+/// `tls` it serves TLS; without, an address beyond the loopback is refused
+/// (tokens would cross the network in the clear).
 pub async fn serve_public(
-    catalog: Arc<dyn Catalog>,
-    tokens: TokenStore,
+    service: PublicFlightService,
+    tls: Option<&sensei_runtime::tls::ClusterTls>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<std::net::SocketAddr> {
@@ -360,15 +427,11 @@ pub async fn serve_public(
         endpoint: "local".into(),
         message: e.to_string(),
     })?;
-    if !addr.ip().is_loopback() {
-        return Err(FlightError::Refused(format!(
-            "the public Flight endpoint on {addr}: a listener beyond the loopback needs TLS, which is not configured; bind 127.0.0.1 (and reach it through an SSH tunnel or a TLS proxy)"
-        )));
-    }
+    let mut builder = crate::server("the public Flight endpoint", addr, tls)?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let svc = PublicFlightService::new(catalog, tokens).into_server();
+    let svc = service.into_server();
     tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder()
+        if let Err(e) = builder
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
@@ -424,6 +487,7 @@ mod tests {
             sha256: stats.sha256.clone(),
             rows: stats.rows,
             bytes: stats.bytes,
+            location: None,
         };
         let dataset = Dataset {
             migration: "m".into(),
@@ -436,8 +500,8 @@ mod tests {
         let (_, token) = tokens.create(Role::Reader, "test").unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = serve_public(
-            Arc::new(Fixed(vec![dataset])),
-            tokens,
+            PublicFlightService::new(Arc::new(Fixed(vec![dataset])), tokens),
+            None,
             listener,
             std::future::pending(),
         )

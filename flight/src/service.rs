@@ -15,8 +15,11 @@ use arrow_flight::{
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::parquet_io::{open_partition, PartitionWriter};
+use sensei_runtime::tokens::{constant_time_eq, ClusterSecret, NO_CLUSTER_SECRET};
+
+use crate::parquet_io::{hash_file, open_partition, PartitionWriter};
 use crate::store::{NodeStore, PartitionEntry};
+use crate::ticket::NodeTicket;
 
 pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -63,16 +66,115 @@ pub(crate) fn partition_stream(
         .boxed())
 }
 
+/// Who is calling a node's Flight service, as its gate decided (a request
+/// extension set by [`gate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// A process of the cluster (it presented the cluster secret).
+    Cluster,
+    /// A client with a token (SHA-256 hex): it may redeem node tickets only.
+    Token(String),
+}
+
+/// The gate of a node's Flight listener: the cluster secret admits every
+/// call; any other bearer token admits a call marked [`Caller::Token`],
+/// which the service accepts for `DoGet` of a signed node ticket only; no
+/// credential is refused here.
+pub(crate) fn gate(
+    secret: ClusterSecret,
+) -> impl tonic::service::Interceptor + Clone + Send + Sync + 'static {
+    move |mut r: Request<()>| {
+        let header = r
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let caller = if secret.admits(header) {
+            Caller::Cluster
+        } else {
+            match header.and_then(crate::public::bearer_or_basic) {
+                Some(token) => Caller::Token(crate::ticket::token_sha256(&token)),
+                None => return Err(Status::unauthenticated(NO_CLUSTER_SECRET)),
+            }
+        };
+        r.extensions_mut().insert(caller);
+        Ok(r)
+    }
+}
+
+/// Refuses a caller that is not a process of the cluster.
+fn cluster_only<T>(r: &Request<T>) -> Result<(), Status> {
+    match r.extensions().get::<Caller>() {
+        Some(Caller::Token(_)) => Err(Status::unauthenticated(NO_CLUSTER_SECRET)),
+        _ => Ok(()),
+    }
+}
+
 /// The node Flight service.
 #[derive(Clone)]
 pub struct NodeFlightService {
     store: Arc<NodeStore>,
+    /// Opens node tickets signed by the head.
+    secret: Option<ClusterSecret>,
 }
 
 impl NodeFlightService {
     /// A service serving `store`.
     pub fn new(store: Arc<NodeStore>) -> Self {
-        NodeFlightService { store }
+        NodeFlightService {
+            store,
+            secret: None,
+        }
+    }
+
+    /// Also redeems node tickets the head signed under `secret`, for the
+    /// token each is bound to.
+    pub fn with_tickets(mut self, secret: ClusterSecret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// The partition a token holder's ticket names, checked: signed by the
+    /// head, bound to this token, not expired, and the file still the
+    /// certified one.
+    async fn redeem(&self, token_sha256: &str, raw: &[u8]) -> Result<PartitionEntry, Status> {
+        let refused = || Status::unauthenticated(NO_CLUSTER_SECRET);
+        let secret = self.secret.as_ref().ok_or_else(refused)?;
+        let ticket = NodeTicket::open(raw, secret).ok_or_else(refused)?;
+        if !constant_time_eq(ticket.token_sha256.as_bytes(), token_sha256.as_bytes()) {
+            return Err(Status::permission_denied(
+                "this ticket was issued to another token",
+            ));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(i64::MAX);
+        if now_ms > ticket.expires_ms {
+            return Err(Status::permission_denied(
+                "this ticket has expired: ask the head's GetFlightInfo for a new one",
+            ));
+        }
+        let entry = self.store.get(&ticket.partition).ok_or_else(|| {
+            Status::not_found(format!(
+                "partition {} is not held by node {}: redeem the ticket at the endpoint's next location",
+                ticket.partition,
+                self.store.node_id()
+            ))
+        })?;
+        let path = entry.path.clone();
+        let (_, sha) = tokio::task::spawn_blocking(move || hash_file(&path))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        if sha != ticket.sha256 {
+            tracing::error!(partition = %ticket.partition, certified = %ticket.sha256, found = %sha,
+                "a certified partition changed on disk; refusing to serve it");
+            return Err(Status::data_loss(format!(
+                "partition {} no longer matches its certified SHA-256; it is not served",
+                ticket.partition
+            )));
+        }
+        Ok(entry)
     }
 
     /// The tonic server, with explicit message limits.
@@ -133,8 +235,9 @@ impl FlightService for NodeFlightService {
 
     async fn list_flights(
         &self,
-        _r: Request<Criteria>,
+        r: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        cluster_only(&r)?;
         let infos: Vec<Result<FlightInfo, Status>> =
             self.store.list().iter().map(|e| self.info(e)).collect();
         Ok(Response::new(futures::stream::iter(infos).boxed()))
@@ -144,6 +247,7 @@ impl FlightService for NodeFlightService {
         &self,
         r: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        cluster_only(&r)?;
         let entry = self.entry_for(r.get_ref())?;
         Ok(Response::new(self.info(&entry)?))
     }
@@ -161,6 +265,7 @@ impl FlightService for NodeFlightService {
         &self,
         r: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
+        cluster_only(&r)?;
         let entry = self.entry_for(r.get_ref())?;
         let (schema, _) =
             open_partition(&entry.path, 1).map_err(|e| Status::internal(e.to_string()))?;
@@ -172,14 +277,23 @@ impl FlightService for NodeFlightService {
     }
 
     async fn do_get(&self, r: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let id = String::from_utf8(r.into_inner().ticket.to_vec())
-            .map_err(|_| Status::invalid_argument("ticket must be a UTF-8 partition id"))?;
-        let entry = self.store.get(&id).ok_or_else(|| {
-            Status::not_found(format!(
-                "partition {id} is not held by node {}",
-                self.store.node_id()
-            ))
-        })?;
+        let entry = match r.extensions().get::<Caller>().cloned() {
+            Some(Caller::Token(token)) => {
+                let entry = self.redeem(&token, &r.get_ref().ticket).await?;
+                tracing::info!(partition = %entry.id, "serving a verified partition to a token holder");
+                entry
+            }
+            _ => {
+                let id = String::from_utf8(r.into_inner().ticket.to_vec())
+                    .map_err(|_| Status::invalid_argument("ticket must be a UTF-8 partition id"))?;
+                self.store.get(&id).ok_or_else(|| {
+                    Status::not_found(format!(
+                        "partition {id} is not held by node {}",
+                        self.store.node_id()
+                    ))
+                })?
+            }
+        };
         self.store.counters.gets.fetch_add(1, Ordering::Relaxed);
         let store = self.store.clone();
         let stream = partition_stream(&entry.path, move |b| {
@@ -196,6 +310,7 @@ impl FlightService for NodeFlightService {
         &self,
         r: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        cluster_only(&r)?;
         let mut input = r.into_inner();
         let first = input
             .message()
@@ -262,6 +377,7 @@ impl FlightService for NodeFlightService {
         &self,
         r: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
+        cluster_only(&r)?;
         match r.get_ref().r#type.as_str() {
             "stats" => {
                 let body = self.store.counters_json().to_string();

@@ -353,6 +353,10 @@ pub struct RuntimeSection {
     /// `HOST:PORT` where the process serves its metrics at `/metrics`
     /// (Prometheus text format); empty: not served.
     pub metrics_addr: String,
+    /// `HOST:PORT` where `sensei migrate` serves the web dashboard while it
+    /// runs (and, when mapping entries wait for review, until they are
+    /// decided there); empty: not served.
+    pub dashboard_addr: String,
 }
 
 impl Default for RuntimeSection {
@@ -362,6 +366,7 @@ impl Default for RuntimeSection {
             workers: 2,
             topics: "embedded".into(),
             metrics_addr: String::new(),
+            dashboard_addr: String::new(),
         }
     }
 }

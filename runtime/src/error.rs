@@ -50,6 +50,14 @@ pub enum RuntimeError {
     /// An artifact that may be written once already exists.
     #[error("artifact {0} already exists and is immutable")]
     AlreadyExists(String),
+    /// A TLS certificate or key is unusable.
+    #[error("TLS {path}: {message}")]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A signing key file is unsafe or unreadable.
     #[error("signing key {path}: {message}")]
     Key {
@@ -78,6 +86,7 @@ impl RuntimeError {
             RuntimeError::ConfigRead { .. }
             | RuntimeError::Config { .. }
             | RuntimeError::Key { .. }
+            | RuntimeError::Tls { .. }
             | RuntimeError::AlreadyExists(_) => ErrorClass::User,
             RuntimeError::Io { .. } | RuntimeError::Store(_) | RuntimeError::Kafka { .. } => {
                 ErrorClass::External

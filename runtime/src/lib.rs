@@ -13,10 +13,12 @@
 //! - [`store`]: the artifact store (`object_store`, a local folder by default);
 //! - [`signing`]: the Ed25519 certificate key, kept in a 0600 file;
 //! - [`tokens`]: access tokens with roles, stored hashed, for the listeners
-//!   people and programs call (the public Flight endpoint);
+//!   people and programs call (the public Flight endpoint, the dashboard),
+//!   and the cluster secret its processes share; [`tls`]: the cluster's
+//!   certificate (configured, or self-signed for a local cluster);
 //! - [`supervise`]: the work pool where agents run heavy work, turning panics
 //!   into crashes their supervisor restarts them from;
-//! - [`metrics`]: the names of every metric.
+//! - [`metrics`]: the names of every metric; [`mac`]: HMAC-SHA256.
 //!
 //! ```
 //! use sensei_runtime::topic::{EmbeddedLog, EventLog, Topic};
@@ -29,11 +31,13 @@
 pub mod config;
 pub mod error;
 pub mod kafka;
+pub mod mac;
 pub mod metrics;
 pub mod secret;
 pub mod signing;
 pub mod store;
 pub mod supervise;
+pub mod tls;
 pub mod tokens;
 pub mod topic;
 

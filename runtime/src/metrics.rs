@@ -17,6 +17,9 @@ pub const STALE_COMPLETIONS: &str = "sensei_stale_completions_total";
 pub const AGENT_RESTARTS: &str = "sensei_agent_restarts_total";
 /// Counter: rows processed by a phase. Labels: `phase`.
 pub const ROWS: &str = "sensei_rows_total";
+/// Counter: bytes of staged partitions a phase wrote (ingestion,
+/// transformation) or read (verification, delivery). Labels: `phase`.
+pub const BYTES: &str = "sensei_bytes_total";
 /// Counter: record batches served by a node's Flight service.
 pub const FLIGHT_BATCHES_SERVED: &str = "sensei_flight_batches_served_total";
 /// Counter: bytes served by a node's Flight service.
@@ -71,7 +74,16 @@ pub const DOCUMENTED: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Agent restarts by their supervisor, by kind.",
     ),
-    (ROWS, Kind::Counter, "Rows processed, by phase."),
+    (
+        ROWS,
+        Kind::Counter,
+        "Rows of completed tasks, by phase (each task counted once, on the head).",
+    ),
+    (
+        BYTES,
+        Kind::Counter,
+        "Bytes of staged partitions written (ingestion, transformation) or read (verification, delivery) by completed tasks, by phase.",
+    ),
     (
         FLIGHT_BATCHES_SERVED,
         Kind::Counter,

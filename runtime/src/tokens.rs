@@ -224,9 +224,20 @@ impl TokenStore {
 /// The secret shared by the processes of one cluster (or by the node and the
 /// head inside one `sensei migrate`): 32 random bytes, sent as
 /// `authorization: Bearer <64 hex digits>` on every internal call. Debug
-/// output masks it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClusterSecret(String);
+/// output masks it. When the cluster's listeners speak TLS, the secret
+/// carries the cluster's [`ClusterTls`](crate::tls::ClusterTls) too
+/// ([`ClusterSecret::with_tls`]): what a process needs to serve and to call
+/// the others travels as one value.
+#[derive(Clone)]
+pub struct ClusterSecret(String, Option<crate::tls::ClusterTls>);
+
+impl PartialEq for ClusterSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ClusterSecret {}
 
 impl std::fmt::Debug for ClusterSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -243,7 +254,7 @@ impl ClusterSecret {
             path: PathBuf::from("(memory)"),
             source: std::io::Error::other(e.to_string()),
         })?;
-        Ok(ClusterSecret(hex::encode(bytes)))
+        Ok(ClusterSecret(hex::encode(bytes), None))
     }
 
     /// The secret in `path`, created (mode 0600) when the file is missing.
@@ -300,7 +311,25 @@ impl ClusterSecret {
         if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad("not a cluster secret (64 hex digits expected)".into()));
         }
-        Ok(ClusterSecret(text.to_ascii_lowercase()))
+        Ok(ClusterSecret(text.to_ascii_lowercase(), None))
+    }
+
+    /// The same secret, with the cluster's TLS: listeners serve with its
+    /// certificate, clients trust its root.
+    pub fn with_tls(mut self, tls: crate::tls::ClusterTls) -> Self {
+        self.1 = Some(tls);
+        self
+    }
+
+    /// The cluster's TLS, when its listeners speak it.
+    pub fn tls(&self) -> Option<&crate::tls::ClusterTls> {
+        self.1.as_ref()
+    }
+
+    /// HMAC-SHA256 of `message` under the secret: what the head signs for
+    /// the other processes of its cluster (node tickets).
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        crate::mac::hmac_sha256(self.0.as_bytes(), message)
     }
 
     /// The value of the `authorization` header that carries it.

@@ -127,7 +127,8 @@ impl tonic::service::Interceptor for Bearer {
 pub const MAX_CONTROL_MESSAGE: usize = 16 * 1024 * 1024;
 
 impl GrpcScheduler {
-    /// A client for `endpoint` (`http://host:port`) presenting `secret`.
+    /// A client for `endpoint` (`http://host:port`, or `https://host:port`
+    /// trusting the root of the secret's TLS) presenting `secret`.
     /// Connection is lazy.
     pub fn new(endpoint: &str, secret: &ClusterSecret) -> Result<Self> {
         let bearer = Bearer(
@@ -139,13 +140,22 @@ impl GrpcScheduler {
                     message: "the cluster secret is not a header value".into(),
                 })?,
         );
-        let ep = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| SchedulerError::Connect {
-                endpoint: endpoint.to_string(),
-                message: e.to_string(),
-            })?
+        let connect = |message: String| SchedulerError::Connect {
+            endpoint: endpoint.to_string(),
+            message,
+        };
+        let mut ep = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| connect(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30));
+        if endpoint.starts_with("https://") {
+            let tls = secret.tls().ok_or_else(|| {
+                connect("the head speaks TLS but this process has no certificate to trust (the cluster's TLS files)".into())
+            })?;
+            ep = ep
+                .tls_config(tls.client())
+                .map_err(|e| connect(e.to_string()))?;
+        }
         let client =
             pb::scheduler_client::SchedulerClient::with_interceptor(ep.connect_lazy(), bearer)
                 .max_decoding_message_size(MAX_CONTROL_MESSAGE)

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     not_before_ms INTEGER NOT NULL DEFAULT 0,
     result_json TEXT,
     last_error TEXT,
+    done_ms INTEGER,
     UNIQUE (migration_id, phase, table_name, partition)
 );
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, not_before_ms);
@@ -176,16 +177,22 @@ impl Scheduler {
         // read again from the file on every query.
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.execute_batch(SCHEMA)?;
-        // State files written before the column existed gain it (no limit).
-        let has_limit: bool = conn
-            .prepare(
-                "SELECT 1 FROM pragma_table_info('migrations') WHERE name = 'max_ingestion_tasks'",
-            )?
-            .exists([])?;
-        if !has_limit {
-            conn.execute_batch(
-                "ALTER TABLE migrations ADD COLUMN max_ingestion_tasks INTEGER NOT NULL DEFAULT 0",
-            )?;
+        // State files written before a column existed gain it: no limit on
+        // ingestion tasks; no completion time for tasks done before.
+        for (table, column, decl) in [
+            (
+                "migrations",
+                "max_ingestion_tasks",
+                "INTEGER NOT NULL DEFAULT 0",
+            ),
+            ("tasks", "done_ms", "INTEGER"),
+        ] {
+            let has: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+                .exists(params![table, column])?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            }
         }
         Ok(Scheduler {
             db: Mutex::new(conn),
@@ -911,11 +918,22 @@ impl Scheduler {
             return Ok(());
         }
         conn.execute(
-            "UPDATE tasks SET state = 'done', deadline_ms = NULL, result_json = ?2 WHERE id = ?1",
-            params![task_id, serde_json::to_string(result)?],
+            "UPDATE tasks SET state = 'done', deadline_ms = NULL, result_json = ?2, done_ms = ?3 WHERE id = ?1",
+            params![task_id, serde_json::to_string(result)?, self.now_ms()],
         )?;
         metrics::counter!(sensei_runtime::metrics::TASKS_COMPLETED, "phase" => phase.clone())
             .increment(1);
+        // Rows and bytes are counted here, where every completion of the
+        // cluster arrives once, not in the agents (whose processes the
+        // head's `/metrics` does not see).
+        for (name, field) in [
+            (sensei_runtime::metrics::ROWS, "rows"),
+            (sensei_runtime::metrics::BYTES, "bytes"),
+        ] {
+            if let Some(n) = result.get(field).and_then(|v| v.as_u64()) {
+                metrics::counter!(name, "phase" => phase.clone()).increment(n);
+            }
+        }
         // One completion record per partition on `agent.coordination`, for
         // any consumer following the work (dashboards, Kafka clients).
         if let Some(log) = &self.events {
@@ -1032,6 +1050,24 @@ impl Scheduler {
         })
     }
 
+    /// When each done task of a phase finished and its rows, in order of
+    /// completion: (ms since the epoch, rows). Tasks done before completion
+    /// times were kept are left out.
+    pub fn completions(&self, migration: &str, phase: Phase) -> Result<Vec<(i64, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT done_ms, COALESCE(CASE WHEN json_type(result_json, '$.rows') = 'integer'
+                                        THEN json_extract(result_json, '$.rows') END, 0)
+             FROM tasks INDEXED BY tasks_by_phase
+             WHERE migration_id = ?1 AND phase = ?2 AND state = 'done' AND done_ms IS NOT NULL
+             ORDER BY done_ms",
+        )?;
+        let rows = stmt.query_map(params![migration, phase.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Events of a migration after `after_id`.
     pub fn events_since(&self, migration: &str, after_id: i64) -> Result<Vec<Event>> {
         let conn = self.conn();
@@ -1066,12 +1102,17 @@ impl Scheduler {
         };
         let agents: Vec<serde_json::Value> = {
             let mut stmt = conn.prepare(
-                "SELECT id, node_id, kind, last_seen_ms, registrations FROM agents ORDER BY id",
+                "SELECT a.id, a.node_id, a.kind, a.last_seen_ms, a.registrations,
+                        (SELECT t.phase || ' ' || t.table_name || ' partition ' || t.partition
+                         FROM tasks t INDEXED BY tasks_by_state
+                         WHERE t.state = 'running' AND t.agent_id = a.id LIMIT 1)
+                 FROM agents a ORDER BY a.id",
             )?;
             let rows = stmt.query_map([], |r| {
                 let last: i64 = r.get(3)?;
                 Ok(serde_json::json!({"id": r.get::<_, String>(0)?, "node_id": r.get::<_, String>(1)?,
-                    "kind": r.get::<_, String>(2)?, "seen_ms_ago": now - last, "registrations": r.get::<_, i64>(4)?}))
+                    "kind": r.get::<_, String>(2)?, "seen_ms_ago": now - last, "registrations": r.get::<_, i64>(4)?,
+                    "current_task": r.get::<_, Option<String>>(5)?}))
             })?;
             rows.collect::<std::result::Result<_, _>>()?
         };

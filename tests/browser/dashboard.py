@@ -20,10 +20,21 @@ import urllib.parse
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+def decided(driver, entry):
+    """True once a loaded review page no longer offers `entry` for approval."""
+    if driver.execute_script("return document.readyState") != "complete":
+        return False
+    if not driver.find_elements(By.ID, "waiting-count"):
+        return False
+    selector = f'button.approve[data-entry="{entry}"]'
+    return not driver.find_elements(By.CSS_SELECTOR, selector)
 
 
 def main():
@@ -85,9 +96,13 @@ def main():
                 break
             entry = buttons[0].get_attribute("data-entry")
             buttons[0].click()
-            # The decision posts the form and the page loads again: wait for
-            # the old page to go before reading the new one.
-            WebDriverWait(driver, 30).until(EC.staleness_of(buttons[0]))
+            # The decision posts the form and the page loads again: wait for a
+            # fully loaded page without this entry's button. (Asking the old
+            # button whether it went stale races the navigation: chromedriver
+            # may answer with a generic error while the node is detached.)
+            WebDriverWait(driver, 30, ignored_exceptions=[WebDriverException]).until(
+                lambda d, entry=entry: decided(d, entry)
+            )
             seen["approved"].append(entry)
         seen["waiting_after"] = driver.find_element(By.ID, "waiting-count").text
 
@@ -106,6 +121,10 @@ def main():
         verdicts = driver.find_elements(By.ID, "verdict")
         seen["verdict"] = verdicts[0].text if verdicts else None
         seen["receipt_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#receipt tr")) - 1
+        seen["throughput"] = {
+            line.get_attribute("class"): int(line.get_attribute("data-points"))
+            for line in driver.find_elements(By.CSS_SELECTOR, "#throughput polyline")
+        }
         driver.save_screenshot(os.path.join(shots, "migration.png"))
     finally:
         driver.quit()

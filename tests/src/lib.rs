@@ -260,6 +260,50 @@ pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A plain HTTP/1.1 request over a real socket (`Connection: close`):
+/// the whole reply (status line, headers, body), or None when nothing
+/// answers. `headers` are whole lines (`Authorization: Bearer ...`).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        request += &format!("{h}\r\n");
+    }
+    if !body.is_empty() {
+        request += &format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    request += "\r\n";
+    request += body;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// A plain HTTP/1.1 GET over a real socket; see [`http_request`].
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    http_request(addr, "GET", path, &[], "")
+}
+
+/// A free port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
 /// Sends a signal to a process.
 pub fn kill(pid: u32, signal: &str) {
     let _ = Command::new("kill")

@@ -11,8 +11,12 @@ struct Cluster {
 
 impl Cluster {
     fn up(dir: &Path, env: &[(&str, &str)]) -> Cluster {
+        Cluster::up_with(dir, env, &[])
+    }
+
+    fn up_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Cluster {
         let mut cmd = cluster(dir);
-        cmd.args(["up", "--workers", "2"]);
+        cmd.args(["up", "--workers", "2"]).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -543,6 +547,19 @@ fn a_reader_token_streams_verified_tables_and_nothing_else() {
             .any(|t| t["endpoints"].as_u64() > Some(1)),
         "a table of several partitions is streamed from several endpoints: {doc}"
     );
+    // Every partition came from the worker that holds it (the endpoint's
+    // first location), redeeming the head's signed ticket there.
+    let nodes: Vec<String> = c.file()["flight_endpoints"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let served = doc["served_by"].as_object().unwrap();
+    assert!(
+        !served.is_empty() && served.keys().all(|k| nodes.contains(k)),
+        "served by {served:?}, nodes {nodes:?}"
+    );
     // The target holds those very rows: its roots equal the certificate's.
     let out = run(sensei()
         .args(["certificate", "verify"])
@@ -681,7 +698,11 @@ fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_mig
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("modern.db");
-    let c = Cluster::up(&dir.path().join("cluster"), &[]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let c = Cluster::up(
+        &dir.path().join("cluster"),
+        &[("SENSEI_RUNTIME__METRICS_ADDR", &metrics)],
+    );
     let dashboard = c.file()["dashboard"].as_str().unwrap().to_string();
     assert!(dashboard.starts_with("http://127.0.0.1:"), "{dashboard}");
     let token = |role: &str, name: &str| {
@@ -778,6 +799,20 @@ fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_mig
         .query_row("SELECT count(*) FROM customer", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 500);
+    // Throughput over time: every phase drew a line of its completed partitions.
+    for phase in ["ingestion", "transformation", "verification", "delivery"] {
+        assert!(
+            seen["throughput"][phase].as_u64().unwrap_or(0) >= 1,
+            "{phase}: {seen}"
+        );
+    }
+    // The head's /metrics counts the rows the workers' tasks reported, once
+    // each: every phase saw the retail example's 4,716 rows.
+    let reply = http_get(&metrics, "/metrics").expect("the head serves /metrics");
+    for phase in ["ingestion", "transformation", "verification", "delivery"] {
+        let line = format!("sensei_rows_total{{phase=\"{phase}\"}} 4716");
+        assert!(reply.lines().any(|l| l == line), "{line} in\n{reply}");
+    }
 
     // `status --watch` shows the figures the page showed last: each phase's
     // partitions done of all, and its rows.
@@ -824,4 +859,121 @@ fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_mig
             "{line} / {page_row}"
         );
     }
+}
+
+/// `up --tls`: every listener speaks TLS with a self-signed certificate:
+/// the workers and `submit` reach the head over TLS, pyarrow streams the
+/// verified tables from the workers over TLS trusting the cluster's root,
+/// and the dashboard answers HTTPS (plain HTTP gets nothing). Beyond the
+/// loopback, a cluster without TLS is refused at start.
+#[test]
+fn a_cluster_with_tls_serves_every_listener_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused =
+        run(cluster(&dir.path().join("open")).args(["up", "--workers", "1", "--bind", "0.0.0.0"]));
+    assert_exit(&refused, 1);
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(e.contains("need TLS") && e.contains("--tls"), "{e}");
+    assert!(!dir.path().join("open/cluster.json").exists());
+
+    let src = retail_source(dir.path(), 1);
+    let target = dir.path().join("t.db");
+    let cfg = write_config(dir.path(), &src, &target, SMALL_PARTITIONS);
+    let c = Cluster::up_with(&dir.path().join("cluster"), &[], &["--tls"]);
+    let file = c.file();
+    let ca = file["tls_ca"]
+        .as_str()
+        .expect("cluster.json names the root")
+        .to_string();
+    assert!(
+        file["head_endpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://"),
+        "{file}"
+    );
+    let public = file["public_flight"].as_str().unwrap().to_string();
+    assert!(public.starts_with("grpc+tls://"), "{file}");
+    let dashboard = file["dashboard"].as_str().unwrap().to_string();
+    assert!(dashboard.starts_with("https://"), "{file}");
+    for ep in file["flight_endpoints"].as_object().unwrap().values() {
+        assert!(ep.as_str().unwrap().starts_with("grpc+tls://"), "{file}");
+    }
+    assert_eq!(finish(c.submit(&cfg)), 0);
+    assert_same_rows(&src, &target);
+
+    let created = run(cluster(&c.dir).args(["token", "create", "--role", "reader"]));
+    assert_exit(&created, 0);
+    let token = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let verify = |extra: &[&str]| {
+        run(Command::new(python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/flight_verify.py"))
+            .arg(&public)
+            .args(["--token", &token])
+            .args(extra))
+    };
+    let out = verify(&["--tls-root", &ca]);
+    assert_exit(&out, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["tables"].as_array().unwrap().len(),
+        RETAIL_TABLES.len(),
+        "{doc}"
+    );
+    assert!(
+        doc["served_by"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| k.starts_with("grpc+tls://")),
+        "{doc}"
+    );
+    // Without the root, the client does not trust the endpoint.
+    assert_ne!(verify(&[]).status.code(), Some(0));
+
+    // The dashboard over HTTPS (Python's ssl trusting the root), and
+    // nothing for plain HTTP on the same port.
+    let probe = run(Command::new(python()).arg("-c").arg(
+        "import ssl, sys, urllib.request\n\
+         ctx = ssl.create_default_context(cafile=sys.argv[2])\n\
+         r = urllib.request.urlopen(sys.argv[1] + '/login', context=ctx)\n\
+         print(r.status, 'Log in' in r.read().decode())\n\
+         try:\n\
+         \x20   urllib.request.urlopen(sys.argv[1].replace('https://', 'http://') + '/login', timeout=5)\n\
+         \x20   print('plain answered')\n\
+         except Exception as e:\n\
+         \x20   print('plain refused')\n",
+    )
+    .arg(&dashboard)
+    .arg(&ca));
+    assert_exit(&probe, 0);
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "200 True\nplain refused"
+    );
+    // The login cookie is only sent back over TLS.
+    let login = run(Command::new(python()).arg("-c").arg(
+        "import ssl, sys, urllib.request, urllib.parse\n\
+         ctx = ssl.create_default_context(cafile=sys.argv[2])\n\
+         class Keep(urllib.request.HTTPRedirectHandler):\n\
+         \x20   def redirect_request(self, *a, **k): return None\n\
+         o = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), Keep)\n\
+         try:\n\
+         \x20   o.open(sys.argv[1] + '/login', data=urllib.parse.urlencode({'token': sys.argv[3]}).encode())\n\
+         except urllib.error.HTTPError as e:\n\
+         \x20   print(e.code, e.headers['set-cookie'])\n",
+    )
+    .arg(&dashboard)
+    .arg(&ca)
+    .arg(&token));
+    assert_exit(&login, 0);
+    let answer = String::from_utf8_lossy(&login.stdout);
+    assert!(
+        answer.starts_with("303 ") && answer.contains("; Secure"),
+        "{answer}"
+    );
+    assert_exit(&run(cluster(&c.dir).arg("status")), 0);
 }

@@ -5,8 +5,11 @@
 //! runs a migration on the cluster with the exit codes of `sensei migrate`,
 //! `down` stops every process (SIGTERM, then SIGKILL after a grace period).
 //! The head also serves the public Flight endpoint (verified datasets, for
-//! any Flight client holding a token); `token create|list|revoke` manages
-//! those tokens in `<dir>/tokens.json`.
+//! any Flight client holding a token, from the workers that hold the
+//! partitions) and the web dashboard; `token create|list|revoke` manages
+//! those tokens in `<dir>/tokens.json`. Every listener binds 127.0.0.1
+//! unless `up --bind` says otherwise, which needs TLS (`--tls`: a
+//! self-signed certificate in `<dir>/tls/`; or `--tls-cert`/`--tls-key`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
@@ -18,6 +21,7 @@ use clap::{Parser, Subcommand};
 use sensei_cli::head::{open_head, HeadControl};
 use sensei_cli::{start_node, MigrationArgs, NodeOptions, Progress};
 use sensei_runtime::supervise::WorkPool;
+use sensei_runtime::tls::{ClusterTls, TlsFiles};
 use sensei_runtime::tokens::ClusterSecret;
 use sensei_scheduler::{GrpcScheduler, MigrationState, SchedulerApi, SchedulerService};
 
@@ -66,6 +70,26 @@ enum Command {
         /// Port of the web dashboard on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 0)]
         dashboard_port: u16,
+        /// Address every listener of the cluster binds (the head's control
+        /// plane, public Flight endpoint and dashboard, the workers' Flight
+        /// services). Beyond the loopback (`0.0.0.0`, a network address)
+        /// TLS is required.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Serve TLS on every listener with a self-signed certificate made
+        /// in `<dir>/tls/` (kept for later starts); clients trust
+        /// `<dir>/tls/cert.pem`.
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        tls: bool,
+        /// Serve TLS with this certificate (PEM chain) ...
+        #[arg(long, requires = "tls_key", value_name = "PEM")]
+        tls_cert: Option<PathBuf>,
+        /// ... and this private key (PEM, mode 0600).
+        #[arg(long, requires = "tls_cert", value_name = "PEM")]
+        tls_key: Option<PathBuf>,
+        /// The root clients of the cluster trust (default: the certificate).
+        #[arg(long, requires = "tls_cert", value_name = "PEM")]
+        tls_ca: Option<PathBuf>,
     },
     /// Create, list or revoke the access tokens of the public Flight endpoint.
     Token {
@@ -111,6 +135,8 @@ enum Command {
         public_port: u16,
         #[arg(long, default_value_t = 0)]
         dashboard_port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
     },
     /// (internal) Run a worker process.
     #[command(hide = true)]
@@ -125,6 +151,8 @@ enum Command {
         agents: u32,
         #[arg(long, default_value_t = 0)]
         flight_port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
     },
 }
 
@@ -164,6 +192,9 @@ struct ClusterFile {
     /// The web dashboard's URL.
     #[serde(default)]
     dashboard: String,
+    /// With TLS: the root certificate clients of the cluster trust.
+    #[serde(default)]
+    tls_ca: Option<PathBuf>,
 }
 
 /// The token file of the cluster in `dir`.
@@ -173,14 +204,50 @@ fn token_store(dir: &Path) -> sensei_runtime::tokens::TokenStore {
 
 /// The secret of the cluster in `dir` (`cluster.secret`, mode 0600), which
 /// its processes present to each other; `sensei-cluster up` creates it.
+/// When the cluster speaks TLS (`<dir>/tls.json` names its files), the
+/// secret carries its certificate and root.
 fn cluster_secret(dir: &Path) -> anyhow::Result<ClusterSecret> {
     let path = dir.join("cluster.secret");
-    ClusterSecret::load(&path).with_context(|| {
+    let secret = ClusterSecret::load(&path).with_context(|| {
         format!(
             "the cluster's secret {} (written by `sensei-cluster up`; the head and the workers need it)",
             path.display()
         )
-    })
+    })?;
+    let tls_file = dir.join("tls.json");
+    if !tls_file.exists() {
+        return Ok(secret);
+    }
+    let files: TlsFiles = serde_json::from_slice(&std::fs::read(&tls_file)?)
+        .with_context(|| format!("the cluster's TLS settings {}", tls_file.display()))?;
+    Ok(secret.with_tls(ClusterTls::load(&files)?))
+}
+
+/// The TLS files `up` was given or made, checked; None without TLS.
+fn tls_files(
+    dir: &Path,
+    bind: std::net::IpAddr,
+    opts: &UpOptions,
+) -> anyhow::Result<Option<TlsFiles>> {
+    let files = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => TlsFiles {
+            cert: cert.canonicalize()?,
+            key: key.canonicalize()?,
+            ca: opts.tls_ca.as_ref().unwrap_or(cert).canonicalize()?,
+        },
+        _ if opts.tls => {
+            let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+            let advertised = sensei_cli::advertised_host(bind);
+            let advertised = advertised.trim_start_matches('[').trim_end_matches(']');
+            if !hosts.iter().any(|h| h == advertised) {
+                hosts.push(advertised.to_string());
+            }
+            sensei_runtime::tls::self_signed(&dir.join("tls"), &hosts)?
+        }
+        _ => return Ok(None),
+    };
+    ClusterTls::load(&files)?;
+    Ok(Some(files))
 }
 
 fn main() {
@@ -203,6 +270,11 @@ fn main() {
             topics,
             public_port,
             dashboard_port,
+            bind,
+            tls,
+            tls_cert,
+            tls_key,
+            tls_ca,
         } => up(
             &cli.dir,
             UpOptions {
@@ -214,6 +286,11 @@ fn main() {
                 topics,
                 public_port,
                 dashboard_port,
+                bind,
+                tls,
+                tls_cert,
+                tls_key,
+                tls_ca,
             },
         ),
         Command::Token { command } => token(&cli.dir, command),
@@ -245,9 +322,10 @@ fn main() {
             topics,
             public_port,
             dashboard_port,
+            bind,
         } => run_head(
             &cli.dir,
-            port,
+            (bind, port),
             &workdir,
             &topics,
             (public_port, dashboard_port),
@@ -258,7 +336,15 @@ fn main() {
             workdir,
             agents,
             flight_port,
-        } => run_worker(&cli.dir, &head, &name, &workdir, agents, flight_port),
+            bind,
+        } => run_worker(
+            &cli.dir,
+            &head,
+            &name,
+            &workdir,
+            agents,
+            (bind, flight_port),
+        ),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -319,6 +405,11 @@ struct UpOptions {
     topics: String,
     public_port: u16,
     dashboard_port: u16,
+    bind: std::net::IpAddr,
+    tls: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
 }
 
 fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<i32> {
@@ -357,16 +448,13 @@ fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<i32> {
 }
 
 fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
-    let UpOptions {
-        workers,
-        port,
-        agents,
-        flight_port,
-        workdir,
-        topics,
-        public_port,
-        dashboard_port,
-    } = opts;
+    let bind = opts.bind;
+    let tls_wanted = opts.tls || opts.tls_cert.is_some();
+    if !bind.is_loopback() && !tls_wanted {
+        anyhow::bail!(
+            "--bind {bind}: listeners beyond the loopback carry tokens and the cluster secret, so they need TLS: add --tls (a self-signed certificate) or --tls-cert and --tls-key, or bind 127.0.0.1"
+        );
+    }
     std::fs::create_dir_all(dir)?;
     if let Ok(c) = read_cluster(dir) {
         if alive(c.head_pid) {
@@ -378,7 +466,26 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         }
     }
     let dir = dir.canonicalize()?;
-    let secret = ClusterSecret::load_or_create(&dir.join("cluster.secret"))?;
+    let tls = tls_files(&dir, bind, &opts)?;
+    let UpOptions {
+        workers,
+        port,
+        agents,
+        flight_port,
+        workdir,
+        topics,
+        public_port,
+        dashboard_port,
+        ..
+    } = opts;
+    match &tls {
+        Some(files) => std::fs::write(dir.join("tls.json"), serde_json::to_vec_pretty(files)?)?,
+        None => {
+            let _ = std::fs::remove_file(dir.join("tls.json"));
+        }
+    }
+    ClusterSecret::load_or_create(&dir.join("cluster.secret"))?;
+    let secret = cluster_secret(&dir)?;
     let workdir = workdir.unwrap_or_else(|| dir.join("work"));
     sensei_cli::private_dir(&workdir)?;
     let workdir = workdir.canonicalize()?;
@@ -399,6 +506,8 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
             public_port.to_string(),
             "--dashboard-port".into(),
             dashboard_port.to_string(),
+            "--bind".into(),
+            bind.to_string(),
         ],
     )?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -443,6 +552,8 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
                     flight_port + (i - 1) as u16
                 }
                 .to_string(),
+                "--bind".into(),
+                bind.to_string(),
             ],
         )?;
         procs.push((name, pid));
@@ -455,6 +566,7 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         flight_endpoints: Default::default(),
         public_flight: public_flight.clone(),
         dashboard: dashboard.clone(),
+        tls_ca: tls.as_ref().map(|t| t.ca.clone()),
     };
     std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
     // Wait until every worker has registered its node.
@@ -504,6 +616,12 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         "dashboard: {dashboard}; verified datasets over Flight: {public_flight} (log in with a token: `sensei-cluster token create --role reader|reviewer`; tokens in {})",
         token_store(&dir).path().display()
     );
+    if let Some(files) = &tls {
+        println!(
+            "TLS on every listener; clients trust {} (pyarrow: `flight.connect(..., tls_root_certs=open(PATH, 'rb').read())`)",
+            files.ca.display()
+        );
+    }
     Ok(0)
 }
 
@@ -704,7 +822,7 @@ async fn terminated() {
 
 fn run_head(
     dir: &Path,
-    port: u16,
+    (bind, port): (std::net::IpAddr, u16),
     workdir: &Path,
     topics: &str,
     (public_port, dashboard_port): (u16, u16),
@@ -735,40 +853,50 @@ fn run_head(
         head.public_key,
     ));
     let tokens = token_store(dir);
-    let dashboard = sensei_cli::dashboard::Dashboard {
-        scheduler: head.scheduler.clone(),
-        control: control.clone(),
-        workdir: head.workdir.clone(),
-        tokens: tokens.clone(),
-    };
+    let dashboard = sensei_cli::dashboard::Dashboard::new(
+        head.scheduler.clone(),
+        control.clone(),
+        head.workdir.clone(),
+        tokens.clone(),
+    );
     let dir = dir.to_path_buf();
+    let host = sensei_cli::advertised_host(bind);
+    let tls = secret.tls().cloned();
+    let (http, grpc) = match &tls {
+        Some(_) => ("https", "grpc+tls"),
+        None => ("http", "grpc"),
+    };
     work.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let listener = tokio::net::TcpListener::bind((bind, port)).await?;
         let addr = listener.local_addr()?;
-        let endpoint = format!("http://{addr}");
+        let mut control_plane =
+            sensei_flight::server("the head's control plane", addr, tls.as_ref())?;
+        let endpoint = format!("{http}://{host}:{}", addr.port());
         // The public endpoint stops with the control plane: the signal
         // handler below fires `stopped` once (`notify_one` keeps the permit
         // if the endpoint has not started waiting yet).
         // The dashboard stops with them too, on `dashboard_stopped`.
         let stopped = Arc::new(tokio::sync::Notify::new());
         let dashboard_stopped = Arc::new(tokio::sync::Notify::new());
-        let dashboard_listener =
-            tokio::net::TcpListener::bind(("127.0.0.1", dashboard_port)).await?;
+        let dashboard_listener = tokio::net::TcpListener::bind((bind, dashboard_port)).await?;
         let stop = dashboard_stopped.clone();
         let dashboard_addr =
-            sensei_cli::dashboard::serve(dashboard, dashboard_listener, async move {
+            sensei_cli::dashboard::serve(dashboard, dashboard_listener, tls.as_ref(), async move {
                 stop.notified().await
             })
             .await?;
-        let dashboard = format!("http://{dashboard_addr}");
-        let public_listener = tokio::net::TcpListener::bind(("127.0.0.1", public_port)).await?;
+        let dashboard = format!("{http}://{host}:{}", dashboard_addr.port());
+        let public_listener = tokio::net::TcpListener::bind((bind, public_port)).await?;
+        let public_flight = format!("{grpc}://{host}:{}", public_listener.local_addr()?.port());
+        // Endpoints on the nodes holding the partitions, tickets signed
+        // with the cluster secret; this endpoint is every one's second location.
+        let public = sensei_flight::public::PublicFlightService::new(catalog, tokens)
+            .with_node_tickets(secret.clone(), &public_flight);
         let public_stop = stopped.clone();
-        let public_addr =
-            sensei_flight::public::serve_public(catalog, tokens, public_listener, async move {
-                public_stop.notified().await
-            })
-            .await?;
-        let public_flight = format!("grpc://{public_addr}");
+        sensei_flight::public::serve_public(public, tls.as_ref(), public_listener, async move {
+            public_stop.notified().await
+        })
+        .await?;
         // Resume every migration that was running when the head stopped.
         for id in head.scheduler.migrations_in(MigrationState::Running)? {
             tracing::info!(migration = %id, "resuming migration from durable state");
@@ -786,7 +914,7 @@ fn run_head(
         )?;
         std::fs::rename(&tmp, dir.join("head.json"))?;
         tracing::info!(%endpoint, %public_flight, %dashboard, "head serving");
-        tonic::transport::Server::builder()
+        control_plane
             .add_service(svc.into_server(secret))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -810,7 +938,7 @@ fn run_worker(
     name: &str,
     workdir: &Path,
     agents: u32,
-    flight_port: u16,
+    (bind, flight_port): (std::net::IpAddr, u16),
 ) -> anyhow::Result<i32> {
     let work = sensei_cli::work_runtime()?;
     let pool = WorkPool::new(work.handle().clone());
@@ -831,6 +959,7 @@ fn run_worker(
                 workdir: workdir.clone(),
                 agents_per_kind: agents,
                 heartbeat: Duration::from_millis(1_000),
+                bind,
                 flight_port,
                 secret,
             },

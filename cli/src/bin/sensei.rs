@@ -11,7 +11,7 @@ use sensei_cli::{
     exit_code, head::open_head, start_node, summarize, MigrationArgs, NodeOptions, Progress,
 };
 use sensei_runtime::supervise::WorkPool;
-use sensei_scheduler::{Phase, SchedulerApi};
+use sensei_scheduler::{MigrationState, Phase, SchedulerApi};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,12 @@ enum Command {
         /// transformation naming each (`transformation.strict`).
         #[arg(long)]
         strict: bool,
+        /// Serve the web dashboard on HOST:PORT while the migration runs
+        /// (`runtime.dashboard_addr`); its login address, with a token valid
+        /// until this command ends, is printed. Mapping entries that wait for
+        /// review are then decided in the browser and the migration goes on.
+        #[arg(long, value_name = "HOST:PORT")]
+        dashboard: Option<String>,
     },
     /// Plan the mapping: run ingestion (or reuse it), match the source to the
     /// target schema, write the mapping spec and print it as a table, with
@@ -313,7 +319,11 @@ fn main() {
             approve_all,
             resync,
             strict,
+            dashboard,
         } => {
+            if let Some(addr) = dashboard {
+                args.set.push(format!("runtime.dashboard_addr={addr}"));
+            }
             if strict {
                 args.set.push("transformation.strict=true".into());
             }
@@ -695,6 +705,12 @@ fn migrate(
             &metrics_handle,
             sensei_cli::task_gauges(head.scheduler.clone()),
         )?;
+        let dashboard =
+            sensei_cli::dashboard::serve_local(&config.runtime.dashboard_addr, &head, pool.handle())
+                .await?;
+        if let Some(d) = &dashboard {
+            eprintln!("dashboard: {} (this run's login, valid until it ends)", d.login_url);
+        }
         let orch = head.orchestrator.clone();
         let (id, start) = {
             let (o, c) = (orch.clone(), config.clone());
@@ -721,6 +737,7 @@ fn migrate(
                 workdir: workdir.clone(),
                 agents_per_kind: config.runtime.workers.max(1),
                 heartbeat: Duration::from_millis(config.scheduler.heartbeat_ms),
+                bind: std::net::Ipv4Addr::LOCALHOST.into(),
                 flight_port: 0,
                 // One process: the node's Flight service needs a secret no
                 // other process knows.
@@ -749,10 +766,14 @@ fn migrate(
                 }
             }
         };
+        let state = match &dashboard {
+            Some(d) => wait_for_review(d, &head, &id, state, &mut progress).await?,
+            None => state,
+        };
         let status = orch.status(&id)?;
         progress.show(&status);
         progress.finish();
-        if let (Some(phase), sensei_scheduler::MigrationState::Running) = (until, state) {
+        if let (Some(phase), MigrationState::Running) = (until, state) {
             println!("migration {id}: {phase} complete");
             println!("  manifest: {}", status["artifacts"]["manifest"].as_str().unwrap_or(""));
             println!("  continue with: sensei migrate (same arguments)");
@@ -763,6 +784,58 @@ fn migrate(
     });
     work.shutdown_background();
     code
+}
+
+/// With a dashboard: while mapping entries wait for review, waits for them to
+/// be decided in the browser and for the migration the last decision
+/// resumes (on this process's agents) to stop; returns the state it stopped
+/// in. Without waiting entries: `state` as it is.
+async fn wait_for_review(
+    dashboard: &sensei_cli::dashboard::LocalDashboard,
+    head: &sensei_cli::head::Head,
+    id: &str,
+    mut state: MigrationState,
+    progress: &mut Progress,
+) -> anyhow::Result<MigrationState> {
+    let waiting = || {
+        std::fs::read(head.workdir.join(id).join("mapping.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<sensei_agents::artifacts::MappingSpec>(&b).ok())
+            .map(|s| sensei_agents::architect::pending(&s).len())
+            .unwrap_or(0)
+    };
+    let mut announced = false;
+    loop {
+        match state {
+            MigrationState::AwaitingReview if waiting() > 0 => {
+                if !announced {
+                    progress.finish();
+                    eprintln!(
+                        "{} mapping entries wait for review: decide them at {}/m/{id}/review (or stop with Ctrl-C and use sensei review)",
+                        waiting(),
+                        dashboard.url
+                    );
+                    announced = true;
+                }
+            }
+            MigrationState::Running => {
+                announced = false;
+                if let Ok(s) = head.orchestrator.status(id) {
+                    progress.show(&s);
+                }
+            }
+            _ => return Ok(state),
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                progress.finish();
+                eprintln!("interrupted: run the same command again to resume");
+                return Ok(state);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        state = head.scheduler.migration_state(id)?.0;
+    }
 }
 
 /// `sensei plan`: ingestion (run or reused), then the mapping spec, printed.
