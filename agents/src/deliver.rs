@@ -107,6 +107,13 @@ pub struct DeliverResult {
     /// Every batch's acknowledgement.
     #[serde(default)]
     pub batches: Vec<BatchRecord>,
+    /// Batch latencies and skipped batches, recorded by the scheduler when
+    /// the completion is accepted.
+    #[serde(
+        default,
+        skip_serializing_if = "sensei_runtime::metrics::TaskMetrics::is_empty"
+    )]
+    pub metrics: sensei_runtime::metrics::TaskMetrics,
 }
 
 /// One batch as the target acknowledged it.
@@ -181,8 +188,10 @@ pub async fn run(
             };
             let started = std::time::Instant::now();
             let ack = target.write_batch(&task.table, chunk, &key)?;
-            metrics::histogram!(sensei_runtime::metrics::DELIVERY_BATCH_SECONDS)
-                .record(started.elapsed().as_secs_f64());
+            r.metrics.observe(
+                sensei_runtime::metrics::DELIVERY_BATCH_SECONDS,
+                started.elapsed().as_secs_f64(),
+            );
             r.rows_in_partition += chunk.num_rows() as u64;
             r.elapsed_ms += ack.elapsed_ms;
             r.batches.push(BatchRecord {
@@ -204,7 +213,8 @@ pub async fn run(
                 r.batches_written += 1;
             } else {
                 r.batches_skipped += 1;
-                metrics::counter!(sensei_runtime::metrics::DELIVERY_BATCHES_SKIPPED).increment(1);
+                r.metrics
+                    .count(sensei_runtime::metrics::DELIVERY_BATCHES_SKIPPED, 1);
             }
         }
         Ok(r)

@@ -116,6 +116,68 @@ pub const DOCUMENTED: &[(&str, Kind, &str)] = &[
     ),
 ];
 
+/// What a task measured where it ran, carried in its result (`metrics`) to
+/// the scheduler, which records it once the completion is accepted: a
+/// cluster's head then shows its workers' measurements, and a retried
+/// attempt's are not counted twice. Only documented names are recorded.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskMetrics {
+    /// Counter increments by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub counters: std::collections::BTreeMap<String, u64>,
+    /// Histogram observations by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub histograms: std::collections::BTreeMap<String, Vec<f64>>,
+}
+
+impl TaskMetrics {
+    /// Whether nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty() && self.histograms.is_empty()
+    }
+
+    /// Adds `n` to counter `name`.
+    pub fn count(&mut self, name: &str, n: u64) {
+        *self.counters.entry(name.to_string()).or_default() += n;
+    }
+
+    /// Records an observation of histogram `name`.
+    pub fn observe(&mut self, name: &str, value: f64) {
+        self.histograms
+            .entry(name.to_string())
+            .or_default()
+            .push(value);
+    }
+
+    /// Records everything in this process's recorder (names that are not
+    /// documented with the right kind are ignored, with a warning).
+    pub fn record(&self) {
+        let documented = |name: &str, kind: Kind| {
+            DOCUMENTED
+                .iter()
+                .find(|(n, k, _)| *n == name && *k == kind)
+                .map(|(n, _, _)| *n)
+        };
+        for (name, n) in &self.counters {
+            match documented(name, Kind::Counter) {
+                Some(name) => metrics::counter!(name).increment(*n),
+                None => tracing::warn!(%name, "a task reported an unknown counter"),
+            }
+        }
+        for (name, values) in &self.histograms {
+            match documented(name, Kind::Histogram) {
+                Some(name) => {
+                    let h = metrics::histogram!(name);
+                    for v in values {
+                        h.record(*v);
+                    }
+                }
+                None => tracing::warn!(%name, "a task reported an unknown histogram"),
+            }
+        }
+    }
+}
+
 /// Upper bounds of the histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,

@@ -923,15 +923,21 @@ impl Scheduler {
         )?;
         metrics::counter!(sensei_runtime::metrics::TASKS_COMPLETED, "phase" => phase.clone())
             .increment(1);
-        // Rows and bytes are counted here, where every completion of the
-        // cluster arrives once, not in the agents (whose processes the
-        // head's `/metrics` does not see).
+        // Rows, bytes and what the task measured are counted here, where
+        // every completion of the cluster arrives once, not in the agents
+        // (whose processes the head's `/metrics` does not see).
         for (name, field) in [
             (sensei_runtime::metrics::ROWS, "rows"),
             (sensei_runtime::metrics::BYTES, "bytes"),
         ] {
             if let Some(n) = result.get(field).and_then(|v| v.as_u64()) {
                 metrics::counter!(name, "phase" => phase.clone()).increment(n);
+            }
+        }
+        if let Some(m) = result.get("metrics") {
+            match serde_json::from_value::<sensei_runtime::metrics::TaskMetrics>(m.clone()) {
+                Ok(m) => m.record(),
+                Err(e) => tracing::warn!(task_id, error = %e, "a task's metrics are malformed"),
             }
         }
         // One completion record per partition on `agent.coordination`, for

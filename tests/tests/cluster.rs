@@ -813,6 +813,13 @@ fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_mig
         let line = format!("sensei_rows_total{{phase=\"{phase}\"}} 4716");
         assert!(reply.lines().any(|l| l == line), "{line} in\n{reply}");
     }
+    // And the workers' batch latencies, carried in their task results.
+    assert!(
+        reply
+            .lines()
+            .any(|l| l.starts_with("sensei_delivery_batch_seconds_count ") && !l.ends_with(" 0")),
+        "{reply}"
+    );
 
     // `status --watch` shows the figures the page showed last: each phase's
     // partitions done of all, and its rows.
