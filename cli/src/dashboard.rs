@@ -684,9 +684,11 @@ fn throughput(scheduler: &Scheduler, id: &str, created_ms: i64) -> String {
     svg + &table + "</table>"
 }
 
-/// The migration's events as server-sent events: the whole history, then
-/// each new one as the scheduler records it (polled every 500 ms; the
-/// stream ends when the browser goes away).
+/// The migration's events as server-sent events, read from the topic
+/// backend (`migration.events`, keyed by migration: the embedded log or
+/// Kafka, whichever the head publishes to): the whole history, then each new
+/// record (polled every 500 ms; the stream ends when the browser goes
+/// away). A head without a topic backend serves the scheduler's own table.
 async fn events(
     State(d): State<Dashboard>,
     Path(id): Path<String>,
@@ -695,21 +697,21 @@ async fn events(
     if let Err(r) = authorize(&d, &headers, Role::Reader) {
         return *r;
     }
+    let log = d.scheduler.event_log();
     let stream = futures::stream::unfold(
-        (d, id, 0i64, Vec::new()),
-        |(d, id, mut last, mut queue)| async move {
+        (d, id, log, 0u64, std::collections::VecDeque::new()),
+        |(d, id, log, mut next, mut queue)| async move {
             loop {
-                if let Some(e) = queue.pop() {
-                    return Some((Ok::<_, std::convert::Infallible>(e), (d, id, last, queue)));
+                if let Some(e) = queue.pop_front() {
+                    let e = SseEvent::default().data(e);
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(e),
+                        (d, id, log, next, queue),
+                    ));
                 }
-                if let Ok(new) = d.scheduler.events_since(&id, last) {
-                    for e in new.iter().rev() {
-                        queue.push(SseEvent::default().data(format!("{} {}", e.level, e.message)));
-                    }
-                    if let Some(e) = new.last() {
-                        last = e.id;
-                    }
-                }
+                let (found, after) = new_events(&d, &id, log.clone(), next).await;
+                next = after;
+                queue.extend(found);
                 if queue.is_empty() {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -719,6 +721,53 @@ async fn events(
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// The events of migration `id` from position `next` on (a topic offset, or
+/// with no topic backend an event id), as `level message` lines, and the
+/// position after them.
+async fn new_events(
+    d: &Dashboard,
+    id: &str,
+    log: Option<Arc<dyn sensei_runtime::topic::EventLog>>,
+    next: u64,
+) -> (Vec<String>, u64) {
+    let Some(log) = log else {
+        let found = d
+            .scheduler
+            .events_since(id, next as i64)
+            .unwrap_or_default();
+        let after = found.last().map_or(next, |e| e.id as u64);
+        return (
+            found
+                .into_iter()
+                .map(|e| format!("{} {}", e.level, e.message))
+                .collect(),
+            after,
+        );
+    };
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        let records = log
+            .read(sensei_runtime::topic::Topic::MigrationEvents, next, 1000)
+            .unwrap_or_default();
+        let after = records.last().map_or(next, |r| r.offset + 1);
+        let lines = records
+            .iter()
+            .filter(|r| r.key == id)
+            .map(|r| {
+                let doc: serde_json::Value = serde_json::from_slice(&r.value).unwrap_or_default();
+                format!(
+                    "{} {}",
+                    doc["level"].as_str().unwrap_or("?"),
+                    doc["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        (lines, after)
+    })
+    .await
+    .unwrap_or_else(|_| (Vec::new(), next))
 }
 
 /// A few sample values of a source column (`table.column`, or a column of

@@ -144,12 +144,11 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use arrow::record_batch::RecordBatch;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn put_get_list_info_over_a_real_socket() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A node's Flight service on a free port: its endpoint, store, secret.
+    async fn node(dir: &std::path::Path) -> (String, Arc<NodeStore>, ClusterSecret) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("grpc://{}", listener.local_addr().unwrap());
-        let store = Arc::new(NodeStore::new("n1", &endpoint, dir.path()));
+        let store = Arc::new(NodeStore::new("n1", &endpoint, dir));
         let secret = ClusterSecret::generate().unwrap();
         serve(
             store.clone(),
@@ -159,6 +158,13 @@ mod tests {
         )
         .await
         .unwrap();
+        (endpoint, store, secret)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn put_get_list_info_over_a_real_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let (endpoint, _store, secret) = node(dir.path()).await;
 
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -218,18 +224,7 @@ mod tests {
         use crate::ticket::NodeTicket;
         use futures::TryStreamExt;
         let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("grpc://{}", listener.local_addr().unwrap());
-        let store = Arc::new(NodeStore::new("n1", &endpoint, dir.path()));
-        let secret = ClusterSecret::generate().unwrap();
-        serve(
-            store.clone(),
-            secret.clone(),
-            listener,
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let (endpoint, store, secret) = node(dir.path()).await;
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
         let batch = RecordBatch::try_new(
             schema.clone(),

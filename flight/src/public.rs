@@ -226,6 +226,29 @@ impl PublicFlightService {
 
 /// The token in an `authorization` header: `Bearer <token>`, or the
 /// password of `Basic base64(user:token)`.
+/// What leaves is what the certificate covers: the file is hashed again
+/// (on a blocking thread) and refused if it no longer has the certified
+/// SHA-256. `what` names it in the refusal.
+pub(crate) async fn still_certified(
+    path: &std::path::Path,
+    certified: &str,
+    what: &str,
+) -> Result<(), Status> {
+    let file = path.to_path_buf();
+    let (_, sha) = tokio::task::spawn_blocking(move || hash_file(&file))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    if sha != certified {
+        tracing::error!(file = %path.display(), %certified, found = %sha,
+            "a certified partition changed on disk; refusing to serve it");
+        return Err(Status::data_loss(format!(
+            "{what} no longer matches its certified SHA-256; it is not served"
+        )));
+    }
+    Ok(())
+}
+
 /// The token a call carries (already authorized), or empty.
 fn token_of<T>(r: &Request<T>) -> String {
     r.metadata()
@@ -360,21 +383,8 @@ impl FlightService for PublicFlightService {
                 Status::not_found(format!("partition {id} is not part of a verified dataset"))
             })?;
         let (dataset, part) = found;
-        // What leaves is what the certificate covers: the file is hashed
-        // again (on a blocking thread) and refused if it changed since.
-        let path = part.path.clone();
-        let (_, sha) = tokio::task::spawn_blocking(move || hash_file(&path))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        if sha != part.sha256 {
-            tracing::error!(partition = %id, certified = %part.sha256, found = %sha,
-                "a certified partition changed on disk; refusing to serve it");
-            return Err(Status::data_loss(format!(
-                "partition {id} of {}/{} no longer matches its certified SHA-256; it is not served",
-                dataset.migration, dataset.table
-            )));
-        }
+        let what = format!("partition {id} of {}/{}", dataset.migration, dataset.table);
+        still_certified(&part.path, &part.sha256, &what).await?;
         tracing::info!(partition = %id, token = %who.id, "serving a verified partition");
         Ok(Response::new(partition_stream(&part.path, |_| {})?))
     }

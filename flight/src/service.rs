@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use sensei_runtime::tokens::{constant_time_eq, ClusterSecret, NO_CLUSTER_SECRET};
 
-use crate::parquet_io::{hash_file, open_partition, PartitionWriter};
+use crate::parquet_io::{open_partition, PartitionWriter};
 use crate::store::{NodeStore, PartitionEntry};
 use crate::ticket::NodeTicket;
 
@@ -161,19 +161,8 @@ impl NodeFlightService {
                 self.store.node_id()
             ))
         })?;
-        let path = entry.path.clone();
-        let (_, sha) = tokio::task::spawn_blocking(move || hash_file(&path))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        if sha != ticket.sha256 {
-            tracing::error!(partition = %ticket.partition, certified = %ticket.sha256, found = %sha,
-                "a certified partition changed on disk; refusing to serve it");
-            return Err(Status::data_loss(format!(
-                "partition {} no longer matches its certified SHA-256; it is not served",
-                ticket.partition
-            )));
-        }
+        let what = format!("partition {}", ticket.partition);
+        crate::public::still_certified(&entry.path, &ticket.sha256, &what).await?;
         Ok(entry)
     }
 

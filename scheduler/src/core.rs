@@ -1074,6 +1074,11 @@ impl Scheduler {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The topic backend the scheduler publishes to, when it has one.
+    pub fn event_log(&self) -> Option<Arc<dyn EventLog>> {
+        self.events.clone()
+    }
+
     /// Events of a migration after `after_id`.
     pub fn events_since(&self, migration: &str, after_id: i64) -> Result<Vec<Event>> {
         let conn = self.conn();

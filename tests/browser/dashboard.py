@@ -118,6 +118,11 @@ def main():
             if state in ("completed", "failed", "halted"):
                 break
             time.sleep(0.5)
+        # The live events arrive over server-sent events from the topic backend.
+        deadline = time.time() + 10
+        while time.time() < deadline and not driver.find_elements(By.CSS_SELECTOR, "#events li"):
+            time.sleep(0.2)
+        seen["events"] = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#events li")]
         verdicts = driver.find_elements(By.ID, "verdict")
         seen["verdict"] = verdicts[0].text if verdicts else None
         seen["receipt_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#receipt tr")) - 1

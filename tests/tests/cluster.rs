@@ -799,6 +799,14 @@ fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_mig
         .query_row("SELECT count(*) FROM customer", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 500);
+    // The live events, streamed to the page from `migration.events`.
+    let events = seen["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("info ")),
+        "{seen}"
+    );
     // Throughput over time: every phase drew a line of its completed partitions.
     for phase in ["ingestion", "transformation", "verification", "delivery"] {
         assert!(
