@@ -24,6 +24,13 @@ use crate::equivalence::{cells_match, CellMatch, Tolerance};
 /// Columns with at most this many distinct values get group counts.
 pub const GROUP_LIMIT: usize = 20;
 
+/// A column estimated to hold more distinct values than this has its
+/// `count(DISTINCT ..)` query run alone rather than in the one scan: the
+/// scan would otherwise hold every column's set of values at once (hundreds
+/// of megabytes at millions of rows), where alone only one column's set is
+/// held at a time.
+pub const DISTINCT_IN_SCAN: i64 = 100_000;
+
 /// What the replay found.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReplayOutcome {
@@ -155,17 +162,17 @@ pub fn compare_results(a: &[RecordBatch], b: &[RecordBatch], t: &Tolerance) -> A
     }
 }
 
-/// The distinct count of each of `columns` (SQL expressions) among the
-/// expected rows when it is at most [`GROUP_LIMIT`]; None above it. One scan
-/// estimates every column (HyperLogLog); only columns estimated near the
-/// limit are counted exactly.
-async fn small_distinct(expected: &SessionContext, columns: &[String]) -> Vec<Option<i64>> {
-    let int_at = |b: &[RecordBatch], i: usize| -> Option<i64> {
-        let a = b.first()?.column(i);
-        let a = arrow::compute::cast(a, &DataType::Int64).ok()?;
-        let a = a.as_any().downcast_ref::<arrow::array::Int64Array>()?;
-        (!a.is_null(0)).then(|| a.value(0))
-    };
+fn int_at(b: &[RecordBatch], i: usize) -> Option<i64> {
+    let a = b.first()?.column(i);
+    let a = arrow::compute::cast(a, &DataType::Int64).ok()?;
+    let a = a.as_any().downcast_ref::<arrow::array::Int64Array>()?;
+    (!a.is_null(0)).then(|| a.value(0))
+}
+
+/// The estimated distinct count of each of `columns` (SQL expressions)
+/// among the expected rows, in one scan (HyperLogLog); None where the scan
+/// fails.
+async fn estimate_distinct(expected: &SessionContext, columns: &[String]) -> Vec<Option<i64>> {
     if columns.is_empty() {
         return Vec::new();
     }
@@ -178,10 +185,22 @@ async fn small_distinct(expected: &SessionContext, columns: &[String]) -> Vec<Op
             .join(", ")
     );
     let estimates = run(expected, &estimate).await.ok();
+    (0..columns.len())
+        .map(|i| estimates.as_deref().and_then(|b| int_at(b, i)))
+        .collect()
+}
+
+/// The distinct count of each of `columns` among the expected rows when it
+/// is at most [`GROUP_LIMIT`]; None above it. Only columns whose estimate is
+/// near the limit are counted exactly.
+async fn small_distinct(
+    expected: &SessionContext,
+    columns: &[(String, Option<i64>)],
+) -> Vec<Option<i64>> {
     let mut out = Vec::new();
-    for (i, c) in columns.iter().enumerate() {
-        let near = match estimates.as_deref().and_then(|b| int_at(b, i)) {
-            Some(n) => n <= 2 * GROUP_LIMIT as i64,
+    for (c, estimate) in columns {
+        let near = match estimate {
+            Some(n) => *n <= 2 * GROUP_LIMIT as i64,
             None => true,
         };
         let exact = if near {
@@ -201,8 +220,13 @@ async fn small_distinct(expected: &SessionContext, columns: &[String]) -> Vec<Op
 /// scalar ones are computed together (see [`replay`]).
 #[derive(Debug, Clone, PartialEq)]
 enum Query {
-    /// One row of aggregates over the whole table: their expressions.
-    Scalar { sql: String, exprs: Vec<String> },
+    /// One row of aggregates over the whole table: their expressions; `alone`
+    /// when it is run by itself, outside the one scan.
+    Scalar {
+        sql: String,
+        exprs: Vec<String>,
+        alone: bool,
+    },
     /// A grouped count: its own scan.
     Grouped(String),
 }
@@ -212,6 +236,7 @@ impl Query {
         Query::Scalar {
             sql: format!("SELECT {} FROM t", exprs.join(", ")),
             exprs,
+            alone: false,
         }
     }
 
@@ -222,16 +247,20 @@ impl Query {
     }
 }
 
-/// Generates the suite for `schema`; small distinct counts among the
-/// expected rows tell which columns get group counts.
+/// Generates the suite for `schema`; estimated distinct counts among the
+/// expected rows tell which columns get group counts (few values) and whose
+/// distinct count runs alone (more than `distinct_in_scan`).
 async fn suite(
     schema: &SchemaRef,
     expected: &SessionContext,
     max: usize,
     tolerance: &Tolerance,
+    distinct_in_scan: i64,
 ) -> Vec<Query> {
     let mut out = vec![Query::scalar(vec!["count(*)".into()])];
     let mut grouped = Vec::new();
+    // (query holding the column's count(DISTINCT), the column)
+    let mut distinct = Vec::new();
     for f in schema.fields() {
         let mode = tolerance
             .string_modes
@@ -249,6 +278,7 @@ async fn suite(
         } else {
             quote(f.name())
         };
+        distinct.push((out.len(), c.clone()));
         out.push(Query::scalar(vec![
             format!("count({c})"),
             format!("count(DISTINCT {c})"),
@@ -267,8 +297,21 @@ async fn suite(
             grouped.push((out.len(), c));
         }
     }
-    let exprs: Vec<String> = grouped.iter().map(|(_, c)| c.clone()).collect();
-    let small = small_distinct(expected, &exprs).await;
+    let exprs: Vec<String> = distinct.iter().map(|(_, c)| c.clone()).collect();
+    let estimates = estimate_distinct(expected, &exprs).await;
+    for ((at, _), estimate) in distinct.iter().zip(&estimates) {
+        if estimate.is_some_and(|n| n > distinct_in_scan) {
+            if let Query::Scalar { alone, .. } = &mut out[*at] {
+                *alone = true;
+            }
+        }
+    }
+    let estimate_of = |c: &String| exprs.iter().position(|e| e == c).and_then(|i| estimates[i]);
+    let columns: Vec<(String, Option<i64>)> = grouped
+        .iter()
+        .map(|(_, c)| (c.clone(), estimate_of(c)))
+        .collect();
+    let small = small_distinct(expected, &columns).await;
     // Group counts go after their column's queries (inserted from the back).
     for ((at, c), n) in grouped.into_iter().zip(small).rev() {
         if n.is_some() {
@@ -284,15 +327,20 @@ async fn suite(
     out
 }
 
-/// Every aggregate of the scalar queries in one `SELECT`: one scan of the
-/// table instead of one per query. Each aggregate is named by its own
-/// expression, so a result sliced out of the row reads as its query's did.
+/// Every aggregate of the scalar queries (but those run alone) in one
+/// `SELECT`: one scan of the table instead of one per query. Each aggregate
+/// is named by its own expression, so a result sliced out of the row reads
+/// as its query's did.
 fn one_scan(queries: &[Query]) -> Option<String> {
     let exprs: Vec<String> = queries
         .iter()
         .filter_map(|q| match q {
-            Query::Scalar { exprs, .. } => Some(exprs.iter()),
-            Query::Grouped(_) => None,
+            Query::Scalar {
+                exprs,
+                alone: false,
+                ..
+            } => Some(exprs.iter()),
+            _ => None,
         })
         .flatten()
         .map(|e| format!("{e} AS {}", quote(e)))
@@ -347,7 +395,8 @@ fn judge(
 /// deviations of every column) are computed in one scan per side and judged
 /// one query at a time from the slices of that row; when the combined scan
 /// fails on a side, each query runs alone so the failure is charged to the
-/// query that causes it. Grouped counts run one by one.
+/// query that causes it. Grouped counts, and the distinct counts of columns
+/// of many values ([`DISTINCT_IN_SCAN`]), run one by one.
 pub async fn replay(
     schema: &SchemaRef,
     expected: &SessionContext,
@@ -355,7 +404,26 @@ pub async fn replay(
     tolerance: &Tolerance,
     max_queries: usize,
 ) -> ReplayOutcome {
-    let queries = suite(schema, expected, max_queries, tolerance).await;
+    replay_with(
+        schema,
+        expected,
+        actual,
+        tolerance,
+        max_queries,
+        DISTINCT_IN_SCAN,
+    )
+    .await
+}
+
+async fn replay_with(
+    schema: &SchemaRef,
+    expected: &SessionContext,
+    actual: &SessionContext,
+    tolerance: &Tolerance,
+    max_queries: usize,
+    distinct_in_scan: i64,
+) -> ReplayOutcome {
+    let queries = suite(schema, expected, max_queries, tolerance, distinct_in_scan).await;
     let combined = match one_scan(&queries) {
         Some(sql) => match both(expected, actual, &sql).await {
             (Ok(want), Ok(got)) => Some((want, got)),
@@ -367,7 +435,14 @@ pub async fn replay(
     let mut at = 0;
     for q in &queries {
         let outcome = match (q, &combined) {
-            (Query::Scalar { exprs, .. }, Some((want, got))) => {
+            (
+                Query::Scalar {
+                    exprs,
+                    alone: false,
+                    ..
+                },
+                Some((want, got)),
+            ) => {
                 let n = exprs.len();
                 let outcome = judge(slice(want, at, n), slice(got, at, n), tolerance);
                 at += n;
@@ -411,7 +486,14 @@ mod tests {
         .unwrap();
         let s = single_partition_session();
         s.register_batch("t", batch.clone()).unwrap();
-        let q = suite(&batch.schema(), &s, 100, &Tolerance::default()).await;
+        let q = suite(
+            &batch.schema(),
+            &s,
+            100,
+            &Tolerance::default(),
+            DISTINCT_IN_SCAN,
+        )
+        .await;
         let q: Vec<&str> = q.iter().map(Query::sql).collect();
         let grouped: Vec<&&str> = q.iter().filter(|q| q.contains("GROUP BY")).collect();
         assert_eq!(grouped.len(), 1, "{q:#?}");
@@ -450,7 +532,14 @@ mod tests {
         actual.register_batch("t", table(5_000)).unwrap();
         let schema = table(0).schema();
         let out = replay(&schema, &expected, &actual, &Tolerance::default(), 100).await;
-        let suite = suite(&schema, &expected, 100, &Tolerance::default()).await;
+        let suite = suite(
+            &schema,
+            &expected,
+            100,
+            &Tolerance::default(),
+            DISTINCT_IN_SCAN,
+        )
+        .await;
         assert_eq!(out.queries, suite.len() as u64);
         assert_eq!(out.verdict(), "fail");
         // The extremes and the sums of `amount` differ; nothing of `id` does.
@@ -466,6 +555,69 @@ mod tests {
         );
         assert!(
             out.failures.iter().all(|f| !f.contains("\"id\"")),
+            "{out:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn distinct_counts_of_many_values_run_outside_the_one_scan() {
+        let n = 5_000i64;
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "id",
+                Arc::new(Int64Array::from((0..n).collect::<Vec<_>>())) as ArrayRef,
+            ),
+            (
+                "bucket",
+                Arc::new(Int64Array::from((0..n).map(|i| i % 7).collect::<Vec<_>>())) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let s = single_partition_session();
+        s.register_batch("t", batch.clone()).unwrap();
+        // With a limit of 1,000 distinct values in the scan: `id` (5,000)
+        // runs alone, `bucket` (7) stays in it.
+        let q = suite(&batch.schema(), &s, 100, &Tolerance::default(), 1_000).await;
+        let alone: Vec<&str> = q
+            .iter()
+            .filter(|q| matches!(q, Query::Scalar { alone: true, .. }))
+            .map(Query::sql)
+            .collect();
+        assert_eq!(alone.len(), 1, "{q:#?}");
+        assert!(alone[0].contains("count(DISTINCT \"id\")"), "{q:#?}");
+        let scan = one_scan(&q).unwrap();
+        assert!(!scan.contains("DISTINCT \"id\""), "{scan}");
+        assert!(scan.contains("count(DISTINCT \"bucket\")"), "{scan}");
+        // A difference in `id` is still found, charged to its own query.
+        let actual = single_partition_session();
+        let changed = RecordBatch::try_from_iter(vec![
+            (
+                "id",
+                Arc::new(Int64Array::from(
+                    (0..n)
+                        .map(|i| if i == 1 { 0 } else { i })
+                        .collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
+            ("bucket", batch.column(1).clone()),
+        ])
+        .unwrap();
+        actual.register_batch("t", changed).unwrap();
+        let out = replay_with(
+            &batch.schema(),
+            &s,
+            &actual,
+            &Tolerance::default(),
+            100,
+            1_000,
+        )
+        .await;
+        assert_eq!(out.verdict(), "fail", "{out:#?}");
+        assert_eq!(out.queries, q.len() as u64, "{out:#?}");
+        assert!(
+            out.failures
+                .iter()
+                .any(|f| f.contains("count(DISTINCT \"id\")")),
             "{out:#?}"
         );
     }
