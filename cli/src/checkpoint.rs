@@ -144,13 +144,21 @@ pub fn take_target(config: &MigrationConfig) -> anyhow::Result<TargetCheckpoint>
         let info = src
             .table(&t.target)
             .with_context(|| format!("target table {} is not in {}", t.target, path.display()))?;
-        let mut batches = Vec::new();
+        // Streamed: each batch goes to the file as it is read, so a table
+        // is never held in memory whole.
+        let file = out.join(format!("{}.parquet", t.target));
+        let mut writer = sensei_flight::parquet_io::PartitionWriter::create(&file, info.schema())?;
+        let mut failed = None;
         src.read(&info, None, 10_000, |b| {
-            batches.push(b);
+            if failed.is_none() {
+                failed = writer.write(&b).err();
+            }
             Ok(())
         })?;
-        let file = out.join(format!("{}.parquet", t.target));
-        let stats = sensei_flight::parquet_io::write_partition(&file, info.schema(), &batches)?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        let stats = writer.finish()?;
         partitions.push(PartitionRef {
             id: format!(
                 "{}/checkpoints/target-{n}/{}",
