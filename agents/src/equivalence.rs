@@ -43,33 +43,7 @@ pub struct Tolerance {
     pub band: f64,
 }
 
-/// A batch with each column cast to the type `schema` gives the column of
-/// that name (a column `schema` lacks keeps its type): values read back from
-/// one engine compare with another's by value.
-pub fn conform(
-    b: RecordBatch,
-    schema: &arrow::datatypes::SchemaRef,
-) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-    let mut cols = Vec::new();
-    let mut fields = Vec::new();
-    for (i, f) in b.schema().fields().iter().enumerate() {
-        let want = schema
-            .field_with_name(f.name())
-            .map(|c| c.data_type().clone())
-            .unwrap_or_else(|_| f.data_type().clone());
-        let c = if b.column(i).data_type() == &want {
-            b.column(i).clone()
-        } else {
-            arrow::compute::cast(b.column(i), &want)?
-        };
-        fields.push(arrow::datatypes::Field::new(f.name(), want, true));
-        cols.push(c);
-    }
-    RecordBatch::try_new(
-        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
-        cols,
-    )
-}
+pub use sensei_connectors::readback::conform;
 
 /// How two cells compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

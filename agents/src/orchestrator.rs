@@ -15,7 +15,7 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use sensei_connectors::files::{BadRows, SourceOptions};
 use sensei_connectors::source::Source;
-use sensei_connectors::sqlite::{quote, SqliteSource, SqliteTarget};
+use sensei_connectors::sqlite::{quote, SqliteTarget};
 use sensei_connectors::table::TableInfo;
 use sensei_connectors::url::{parse, Location};
 use sensei_runtime::config::MigrationConfig;
@@ -81,164 +81,24 @@ fn completion_document(
     })
 }
 
-/// Reads a delivered table back as the certified columns and types (in that
-/// order; a column's declared target type does not matter) and computes its
-/// digest and Merkle root with the certificate's algorithms.
-pub fn read_back(
-    src: &SqliteSource,
-    table: &str,
-    columns: &[(String, String)],
-    key: &[String],
-) -> Result<(TableDigest, String)> {
-    read_back_tap(src, table, columns, key, &mut |_| Ok(()))
-}
-
 /// A batch read back, seen by the post-delivery copy.
 pub type Tap<'a> = &'a mut dyn FnMut(&RecordBatch) -> sensei_connectors::Result<()>;
 
-/// [`read_back`], each batch also shown to `tap`.
-pub fn read_back_tap(
-    src: &SqliteSource,
-    table: &str,
-    columns: &[(String, String)],
-    key: &[String],
-    tap: Tap<'_>,
-) -> Result<(TableDigest, String)> {
-    let mut info = src.table(table)?;
-    if !columns.is_empty() {
-        info.columns.sort_by_key(|c| {
-            columns
-                .iter()
-                .position(|(o, _)| *o == c.name)
-                .unwrap_or(usize::MAX)
-        });
-        info.columns
-            .retain(|c| columns.iter().any(|(o, _)| *o == c.name));
-        for c in &mut info.columns {
-            if let Some((_, t)) = columns.iter().find(|(o, _)| *o == c.name) {
-                if !t.is_empty() {
-                    c.arrow_type = t.clone();
-                }
-            }
-        }
-    }
-    let mut d = TableDigest::default();
-    let mut m = crate::digest::MerkleDigest::default();
-    src.read(&info, None, 8192, |b| {
-        d.add_batch(&b);
-        m.add_batch(&b, key);
-        tap(&b)
-    })?;
-    Ok((d, m.root()))
-}
-
-/// Reads a delivered table back from a database source (PostgreSQL), the
-/// certified columns in their order, each cast to its certified type, and
-/// computes its digest and Merkle root with the certificate's algorithms.
-pub fn read_back_cast(
-    src: &mut Source,
-    infos: &[TableInfo],
+/// Reads a delivered table back from `target` as the certified columns and
+/// types (`certified`, or the columns of `order` as stored) and computes its
+/// digest and Merkle root with the certificate's algorithms; each batch is
+/// also shown to `tap`. Streaming: the table is never held whole.
+pub fn read_back(
+    target: &mut sensei_connectors::readback::ReadBack,
     table: &str,
     order: &[String],
-    certified: Option<arrow::datatypes::SchemaRef>,
-    key: &[String],
-) -> Result<(TableDigest, String)> {
-    read_back_cast_tap(src, infos, table, order, certified, key, &mut |_| Ok(()))
-}
-
-/// [`read_back_cast`], each batch also shown to `tap`.
-pub fn read_back_cast_tap(
-    src: &mut Source,
-    infos: &[TableInfo],
-    table: &str,
-    order: &[String],
-    certified: Option<arrow::datatypes::SchemaRef>,
-    key: &[String],
-    tap: Tap<'_>,
-) -> Result<(TableDigest, String)> {
-    // `schema.table` (a target schema of its own) first, then the bare name.
-    let mut info = infos
-        .iter()
-        .find(|t| t.name == table)
-        .or_else(|| {
-            let mut m = infos
-                .iter()
-                .filter(|t| t.name.ends_with(&format!(".{table}")));
-            match (m.next(), m.next()) {
-                (Some(one), None) => Some(one),
-                _ => None,
-            }
-        })
-        .cloned()
-        .ok_or_else(|| AgentError::Malformed {
-            what: format!("post-delivery check of {table}"),
-            message: "the target has no such table".into(),
-        })?;
-    if !order.is_empty() {
-        info.columns.sort_by_key(|c| {
-            order
-                .iter()
-                .position(|o| *o == c.name)
-                .unwrap_or(usize::MAX)
-        });
-        info.columns.retain(|c| order.contains(&c.name));
-    }
-    let mut d = TableDigest::default();
-    let mut m = crate::digest::MerkleDigest::default();
-    src.read(&info, None, 8192, |b| {
-        let b = conform(b, certified.as_ref())?;
-        d.add_batch(&b);
-        m.add_batch(&b, key);
-        tap(&b)
-    })?;
-    Ok((d, m.root()))
-}
-
-/// A batch read back, each column cast to its certified type (by name).
-fn conform(
-    b: RecordBatch,
     certified: Option<&arrow::datatypes::SchemaRef>,
-) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-    match certified {
-        Some(schema) => crate::equivalence::conform(b, schema),
-        None => Ok(b),
-    }
-}
-
-/// Reads a table of a Parquet folder target back: the certified columns in
-/// their order, cast to their certified types; its digest and Merkle root.
-pub fn read_back_files(
-    dir: &std::path::Path,
-    table: &str,
-    order: &[String],
-    certified: Option<arrow::datatypes::SchemaRef>,
-    key: &[String],
-) -> Result<(TableDigest, String)> {
-    read_back_files_tap(dir, table, order, certified, key, &mut |_| Ok(()))
-}
-
-/// [`read_back_files`], each batch also shown to `tap`.
-pub fn read_back_files_tap(
-    dir: &std::path::Path,
-    table: &str,
-    order: &[String],
-    certified: Option<arrow::datatypes::SchemaRef>,
     key: &[String],
     tap: Tap<'_>,
 ) -> Result<(TableDigest, String)> {
     let mut d = TableDigest::default();
     let mut m = crate::digest::MerkleDigest::default();
-    sensei_connectors::parquet_target::ParquetTarget::read(dir, table, |b| {
-        let b = if order.is_empty() {
-            b
-        } else {
-            let idx = order
-                .iter()
-                .map(|c| b.schema().index_of(c))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            b.project(&idx)?
-        };
-        let b = conform(b, certified.as_ref())?;
+    target.read(table, order, certified, 8192, |b| {
         d.add_batch(&b);
         m.add_batch(&b, key);
         tap(&b)
@@ -2399,21 +2259,14 @@ impl Orchestrator {
             .map(|t| (t.target.clone(), t.primary_key.clone()))
             .collect();
         // The certified Arrow type of every column, from the verified partitions.
-        let mut certified_types: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         let mut certified: BTreeMap<String, arrow::datatypes::SchemaRef> = BTreeMap::new();
         for p in self.transformed(id).await? {
-            if certified_types.contains_key(&p.table) {
+            if certified.contains_key(&p.table) {
                 continue;
             }
             let path = PathBuf::from(p.uri.trim_start_matches("file://"));
             let (schema, _) = sensei_flight::parquet_io::open_partition(&path, 1)?;
-            certified.insert(p.table.clone(), schema.clone());
-            let types = schema
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().to_string()))
-                .collect();
-            certified_types.insert(p.table.clone(), types);
+            certified.insert(p.table.clone(), schema);
         }
         // Post-delivery check: read every delivered table back from the target,
         // each column as its certified type (a target declaring REAL for a
@@ -2439,59 +2292,11 @@ impl Orchestrator {
         let readback = tokio::task::spawn_blocking(
             move || -> Result<(ReadBack, FkViolations, Vec<String>, Vec<PartitionRef>)> {
                 let mut copies = Vec::new();
-                match parse(&url, "target")? {
-                    Location::Sqlite(target) => {
-                        let src = SqliteSource::open(&target)?;
-                        let mut out = BTreeMap::new();
-                        for name in names {
-                            let cols: Vec<(String, String)> = columns
-                                .get(&name)
-                                .map(|order| {
-                                    order
-                                        .iter()
-                                        .map(|c| {
-                                            let t = certified_types
-                                                .get(&name)
-                                                .and_then(|t| t.get(c))
-                                                .cloned()
-                                                .unwrap_or_default();
-                                            (c.clone(), t)
-                                        })
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            let key = keys.get(&name).cloned().unwrap_or_default();
-                            let copy = Copy::new(copy_dir.as_ref(), &name);
-                            out.insert(
-                                name.clone(),
-                                with_copy(copy, &mut copies, |tap| {
-                                    read_back_tap(&src, &name, &cols, &key, tap)
-                                })?,
-                            );
-                        }
-                        drop(src);
-                        let violations = SqliteTarget::open(&target)?.foreign_key_violations()?;
-                        Ok((out, violations, Vec::new(), copies))
-                    }
-                    Location::Parquet(dir) => {
-                        let mut out = BTreeMap::new();
-                        for name in names {
-                            let order = columns.get(&name).cloned().unwrap_or_default();
-                            let key = keys.get(&name).cloned().unwrap_or_default();
-                            let schema = certified.get(&name).cloned();
-                            let copy = Copy::new(copy_dir.as_ref(), &name);
-                            out.insert(
-                                name.clone(),
-                                with_copy(copy, &mut copies, |tap| {
-                                    read_back_files_tap(&dir, &name, &order, schema, &key, tap)
-                                })?,
-                            );
-                        }
-                        Ok((out, Vec::new(), Vec::new(), copies))
-                    }
-                    _ => {
-                        // Foreign keys back first: the server validates them against the rows.
-                        let broken = match sensei_connectors::target::Target::open_in(
+                let location = parse(&url, "target")?;
+                // Foreign keys back first: the server validates them against the rows.
+                let broken = match &location {
+                    Location::Postgres(_) | Location::MySql(_) => {
+                        match sensei_connectors::target::Target::open_in(
                             &url, &options, &namespace,
                         )? {
                             sensei_connectors::target::Target::Postgres(mut pg) => {
@@ -2504,33 +2309,36 @@ impl Orchestrator {
                                 my.attach_indexes(&deferred_indexes)
                             }
                             _ => Vec::new(),
-                        };
-                        let mut src = Source::open_with(&url, None, &options)?;
-                        let infos = src.tables()?;
-                        let mut out = BTreeMap::new();
-                        for name in names {
-                            let order = columns.get(&name).cloned().unwrap_or_default();
-                            let key = keys.get(&name).cloned().unwrap_or_default();
-                            let schema = certified.get(&name).cloned();
-                            let copy = Copy::new(copy_dir.as_ref(), &name);
-                            out.insert(
-                                name.clone(),
-                                with_copy(copy, &mut copies, |tap| {
-                                    // In a target schema of its own, the table is `schema.table`.
-                                    let lookup = if namespace.is_empty() {
-                                        name.clone()
-                                    } else {
-                                        format!("{namespace}.{name}")
-                                    };
-                                    read_back_cast_tap(
-                                        &mut src, &infos, &lookup, &order, schema, &key, tap,
-                                    )
-                                })?,
-                            );
                         }
-                        Ok((out, Vec::new(), broken, copies))
                     }
+                    _ => Vec::new(),
+                };
+                let mut target = sensei_connectors::readback::ReadBack::open(&url, &options)?;
+                let mut out = BTreeMap::new();
+                for name in names {
+                    let order = columns.get(&name).cloned().unwrap_or_default();
+                    let key = keys.get(&name).cloned().unwrap_or_default();
+                    let schema = certified.get(&name).cloned();
+                    // In a target schema of its own, the table is `schema.table`.
+                    let lookup = if namespace.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{namespace}.{name}")
+                    };
+                    let copy = Copy::new(copy_dir.as_ref(), &name);
+                    out.insert(
+                        name.clone(),
+                        with_copy(copy, &mut copies, |tap| {
+                            read_back(&mut target, &lookup, &order, schema.as_ref(), &key, tap)
+                        })?,
+                    );
                 }
+                drop(target);
+                let violations = match &location {
+                    Location::Sqlite(path) => SqliteTarget::open(path)?.foreign_key_violations()?,
+                    _ => Vec::new(),
+                };
+                Ok((out, violations, broken, copies))
             },
         )
         .await

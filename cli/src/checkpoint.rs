@@ -118,46 +118,66 @@ pub fn record_source(
     Ok(cp)
 }
 
-/// Copies the delivered target's tables into Parquet files as the next
+/// Copies the delivered target's tables (any engine: the streaming
+/// read-back of `connectors::readback`) into Parquet files as the next
 /// target checkpoint.
 pub fn take_target(config: &MigrationConfig) -> anyhow::Result<TargetCheckpoint> {
     let d = dir(config);
     let mapping: MappingSpec = read_json(&d.join("mapping.json"))
         .context("the migration has no mapping yet: run sensei migrate first")?;
-    let path = match sensei_connectors::url::parse(&config.target.url, "target")? {
-        sensei_connectors::url::Location::Sqlite(p) => p,
-        _ => anyhow::bail!("target checkpoints read sqlite:// targets in this build"),
-    };
-    anyhow::ensure!(
-        path.exists(),
-        "the target {} does not exist: deliver first",
-        path.display()
-    );
+    if let sensei_connectors::url::Location::Sqlite(path) =
+        sensei_connectors::url::parse(&config.target.url, "target")?
+    {
+        anyhow::ensure!(
+            path.exists(),
+            "the target {} does not exist: deliver first",
+            path.display()
+        );
+    }
     let mut r = registry(config)?;
     let n = r.target.len() as u32 + 1;
     let out = d.join("checkpoints").join(format!("target-{n}"));
     std::fs::create_dir_all(&out)?;
     let taken_at = sensei_agents::artifacts::now_rfc3339();
-    let src = sensei_connectors::sqlite::SqliteSource::open(&path)?;
+    let mut target = sensei_connectors::readback::ReadBack::open(
+        &config.target.url,
+        &sensei_agents::deliver::target_options(config),
+    )?;
     let mut partitions = Vec::new();
     for t in &mapping.tables {
-        let info = src
-            .table(&t.target)
-            .with_context(|| format!("target table {} is not in {}", t.target, path.display()))?;
+        // In a target schema of its own, the table is `schema.table`.
+        let name = if config.target.namespace.is_empty() {
+            t.target.clone()
+        } else {
+            format!("{}.{}", config.target.namespace, t.target)
+        };
         // Streamed: each batch goes to the file as it is read, so a table
         // is never held in memory whole.
         let file = out.join(format!("{}.parquet", t.target));
-        let mut writer = sensei_flight::parquet_io::PartitionWriter::create(&file, info.schema())?;
+        let mut writer: Option<sensei_flight::parquet_io::PartitionWriter> = None;
         let mut failed = None;
-        src.read(&info, None, 10_000, |b| {
-            if failed.is_none() {
-                failed = writer.write(&b).err();
-            }
-            Ok(())
-        })?;
+        let schema = target
+            .read(&name, &[], None, 10_000, |b| {
+                if writer.is_none() {
+                    match sensei_flight::parquet_io::PartitionWriter::create(&file, b.schema()) {
+                        Ok(w) => writer = Some(w),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                if let (Some(w), None) = (writer.as_mut(), &failed) {
+                    failed = w.write(&b).err();
+                }
+                Ok(())
+            })
+            .with_context(|| format!("reading target table {} back", t.target))?;
         if let Some(e) = failed {
             return Err(e.into());
         }
+        let writer = match writer {
+            Some(w) => w,
+            // An empty table: a file of its schema and no rows.
+            None => sensei_flight::parquet_io::PartitionWriter::create(&file, schema)?,
+        };
         let stats = writer.finish()?;
         partitions.push(PartitionRef {
             id: format!(

@@ -36,6 +36,7 @@ pub mod parquet_source;
 pub mod parquet_target;
 pub mod pg_target;
 pub mod postgres;
+pub mod readback;
 pub mod source;
 pub mod sqlite;
 pub mod table;

@@ -1140,31 +1140,9 @@ fn review(
 fn verify_data(file: &std::path::Path, url: &str) -> i32 {
     let run = || -> anyhow::Result<bool> {
         let cert: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)?;
-        // SQLite reads each column as its certified type; a database source
-        // reads its own types, cast to the certified ones.
-        enum Data {
-            Sqlite(sensei_connectors::sqlite::SqliteSource),
-            Db(
-                Box<sensei_connectors::source::Source>,
-                Vec<sensei_connectors::table::TableInfo>,
-            ),
-            Files(PathBuf),
-        }
-        let mut data = match sensei_connectors::url::parse(url, "target")? {
-            sensei_connectors::url::Location::Sqlite(p) => {
-                Data::Sqlite(sensei_connectors::sqlite::SqliteSource::open(&p)?)
-            }
-            sensei_connectors::url::Location::Postgres(_)
-            | sensei_connectors::url::Location::MySql(_) => {
-                let mut s = sensei_connectors::source::Source::open(url, None)?;
-                let infos = s.tables()?;
-                Data::Db(Box::new(s), infos)
-            }
-            sensei_connectors::url::Location::Parquet(dir) => Data::Files(dir),
-            _ => anyhow::bail!(
-                "--data reads sqlite://, postgresql://, mysql:// and parquet:// targets"
-            ),
-        };
+        // SQLite reads each column as its certified type; databases and
+        // files read their own types, cast to the certified ones.
+        let mut target = sensei_connectors::readback::ReadBack::open(url, &Default::default())?;
         let mut all = true;
         let tables = cert["payload"]["tables"]
             .as_object()
@@ -1175,7 +1153,7 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
                 serde_json::from_value(t["columns"].clone()).unwrap_or_default();
             let key: Vec<String> =
                 serde_json::from_value(t["merkle_key"].clone()).unwrap_or_default();
-            // Databases and files are read as the certified column types.
+            // Every table is read as the certified columns and types.
             let fields = columns
                 .iter()
                 .map(|(c, t)| {
@@ -1188,26 +1166,14 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let certified = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
             let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
-            let (digest, root) = match &mut data {
-                Data::Sqlite(src) => {
-                    sensei_agents::orchestrator::read_back(src, &name, &columns, &key)?
-                }
-                Data::Files(dir) => sensei_agents::orchestrator::read_back_files(
-                    dir,
-                    &name,
-                    &order,
-                    Some(certified),
-                    &key,
-                )?,
-                Data::Db(src, infos) => sensei_agents::orchestrator::read_back_cast(
-                    src,
-                    infos,
-                    &name,
-                    &order,
-                    Some(certified),
-                    &key,
-                )?,
-            };
+            let (digest, root) = sensei_agents::orchestrator::read_back(
+                &mut target,
+                &name,
+                &order,
+                Some(&certified),
+                &key,
+                &mut |_| Ok(()),
+            )?;
             let ok = t["digest"].as_str() == Some(digest.hex().as_str())
                 && t["merkle_root"].as_str() == Some(root.as_str());
             println!(
