@@ -2313,23 +2313,18 @@ impl Orchestrator {
                     }
                     _ => Vec::new(),
                 };
-                let mut target = sensei_connectors::readback::ReadBack::open(&url, &options)?;
+                let mut target =
+                    sensei_connectors::readback::ReadBack::open(&url, &options, &namespace)?;
                 let mut out = BTreeMap::new();
                 for name in names {
                     let order = columns.get(&name).cloned().unwrap_or_default();
                     let key = keys.get(&name).cloned().unwrap_or_default();
                     let schema = certified.get(&name).cloned();
-                    // In a target schema of its own, the table is `schema.table`.
-                    let lookup = if namespace.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{namespace}.{name}")
-                    };
                     let copy = Copy::new(copy_dir.as_ref(), &name);
                     out.insert(
                         name.clone(),
                         with_copy(copy, &mut copies, |tap| {
-                            read_back(&mut target, &lookup, &order, schema.as_ref(), &key, tap)
+                            read_back(&mut target, &name, &order, schema.as_ref(), &key, tap)
                         })?,
                     );
                 }

@@ -142,22 +142,17 @@ pub fn take_target(config: &MigrationConfig) -> anyhow::Result<TargetCheckpoint>
     let mut target = sensei_connectors::readback::ReadBack::open(
         &config.target.url,
         &sensei_agents::deliver::target_options(config),
+        &config.target.namespace,
     )?;
     let mut partitions = Vec::new();
     for t in &mapping.tables {
-        // In a target schema of its own, the table is `schema.table`.
-        let name = if config.target.namespace.is_empty() {
-            t.target.clone()
-        } else {
-            format!("{}.{}", config.target.namespace, t.target)
-        };
         // Streamed: each batch goes to the file as it is read, so a table
         // is never held in memory whole.
         let file = out.join(format!("{}.parquet", t.target));
         let mut writer: Option<sensei_flight::parquet_io::PartitionWriter> = None;
         let mut failed = None;
         let schema = target
-            .read(&name, &[], None, 10_000, |b| {
+            .read(&t.target, &[], None, 10_000, |b| {
                 if writer.is_none() {
                     match sensei_flight::parquet_io::PartitionWriter::create(&file, b.schema()) {
                         Ok(w) => writer = Some(w),

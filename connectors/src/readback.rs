@@ -25,23 +25,25 @@ use crate::{ConnectorError, Result};
 pub enum ReadBack {
     /// A SQLite file.
     Sqlite(SqliteSource),
-    /// A PostgreSQL or MySQL/MariaDB database, with its tables.
-    Database(Box<Source>, Vec<TableInfo>),
+    /// A PostgreSQL or MySQL/MariaDB database, with its tables and the
+    /// schema the delivery wrote into (`target.namespace`; empty: default).
+    Database(Box<Source>, Vec<TableInfo>, String),
     /// A folder of Parquet files, a table per prefix.
     Files(PathBuf),
 }
 
 impl ReadBack {
     /// Opens the target at `url` (`sqlite://`, `postgresql://`, `mysql://`,
-    /// `parquet://`) with the connection `options`.
-    pub fn open(url: &str, options: &SourceOptions) -> Result<ReadBack> {
+    /// `parquet://`) with the connection `options`; a database's tables are
+    /// looked for in `namespace` (`target.namespace`) when it is set.
+    pub fn open(url: &str, options: &SourceOptions, namespace: &str) -> Result<ReadBack> {
         Ok(match parse(url, "target")? {
             Location::Sqlite(path) => ReadBack::Sqlite(SqliteSource::open(&path)?),
             Location::Parquet(dir) => ReadBack::Files(dir),
             Location::Postgres(_) | Location::MySql(_) => {
                 let mut source = Source::open_with(url, None, options)?;
                 let tables = source.tables()?;
-                ReadBack::Database(Box::new(source), tables)
+                ReadBack::Database(Box::new(source), tables, namespace.to_string())
             }
             _ => {
                 return Err(ConnectorError::Unsupported {
@@ -56,8 +58,8 @@ impl ReadBack {
     /// Streams `table` to `sink`, `batch_rows` rows at a time: with
     /// `certified`, its columns in its order, each as its type (`order`
     /// without `certified`: those columns as stored; neither: every
-    /// column). In a database, `table` is found as named or, failing that,
-    /// as the one `schema.table` of that name. Returns the table's schema
+    /// column). In a database, `table` is looked for in the namespace, then
+    /// as named, then as the one `schema.table` of that name. Returns the table's schema
     /// as read, before any cast.
     pub fn read(
         &mut self,
@@ -84,10 +86,12 @@ impl ReadBack {
                 src.read(&info, None, batch_rows, sink)?;
                 Ok(info.schema())
             }
-            ReadBack::Database(src, tables) => {
+            ReadBack::Database(src, tables, namespace) => {
+                let qualified = format!("{namespace}.{table}");
                 let info = tables
                     .iter()
-                    .find(|t| t.name == table)
+                    .find(|t| !namespace.is_empty() && t.name == qualified)
+                    .or_else(|| tables.iter().find(|t| t.name == table))
                     .or_else(|| {
                         let suffix = format!(".{table}");
                         let mut m = tables.iter().filter(|t| t.name.ends_with(&suffix));

@@ -935,7 +935,7 @@ impl Scheduler {
             }
         }
         if let Some(m) = result.get("metrics") {
-            match serde_json::from_value::<sensei_runtime::metrics::TaskMetrics>(m.clone()) {
+            match <sensei_runtime::metrics::TaskMetrics as serde::Deserialize>::deserialize(m) {
                 Ok(m) => m.record(),
                 Err(e) => tracing::warn!(task_id, error = %e, "a task's metrics are malformed"),
             }

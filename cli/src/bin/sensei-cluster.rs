@@ -42,55 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a head and N worker processes on this machine.
-    Up {
-        /// Worker processes.
-        #[arg(long, default_value_t = 2)]
-        workers: u32,
-        /// Head gRPC port (0 picks a free one).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// Agents of each kind per worker.
-        #[arg(long, default_value_t = 1)]
-        agents: u32,
-        /// Flight port of worker 1 (worker i gets this plus i - 1); 0 picks free ports.
-        #[arg(long, default_value_t = 0)]
-        flight_port: u16,
-        /// Working folder shared by the processes (default <dir>/work).
-        #[arg(long)]
-        workdir: Option<PathBuf>,
-        /// Topic backend of the cluster: `embedded` or
-        /// `kafka://HOST:PORT[,HOST:PORT]` (the `SENSEI_TOPICS__*` variables
-        /// set how topics are created).
-        #[arg(long, env = "SENSEI_RUNTIME__TOPICS", default_value = "embedded")]
-        topics: String,
-        /// Port of the public Flight endpoint on 127.0.0.1, which serves the
-        /// tables of verified migrations to token holders (0 picks a free one).
-        #[arg(long, default_value_t = 0)]
-        public_port: u16,
-        /// Port of the web dashboard on 127.0.0.1 (0 picks a free one).
-        #[arg(long, default_value_t = 0)]
-        dashboard_port: u16,
-        /// Address every listener of the cluster binds (the head's control
-        /// plane, public Flight endpoint and dashboard, the workers' Flight
-        /// services). Beyond the loopback (`0.0.0.0`, a network address)
-        /// TLS is required.
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: std::net::IpAddr,
-        /// Serve TLS on every listener with a self-signed certificate made
-        /// in `<dir>/tls/` (kept for later starts); clients trust
-        /// `<dir>/tls/cert.pem`.
-        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
-        tls: bool,
-        /// Serve TLS with this certificate (PEM chain) ...
-        #[arg(long, requires = "tls_key", value_name = "PEM")]
-        tls_cert: Option<PathBuf>,
-        /// ... and this private key (PEM, mode 0600).
-        #[arg(long, requires = "tls_cert", value_name = "PEM")]
-        tls_key: Option<PathBuf>,
-        /// The root clients of the cluster trust (default: the certificate).
-        #[arg(long, requires = "tls_cert", value_name = "PEM")]
-        tls_ca: Option<PathBuf>,
-    },
+    Up(UpOptions),
     /// Create, list or revoke the access tokens of the public Flight endpoint.
     Token {
         #[command(subcommand)]
@@ -261,38 +213,7 @@ fn main() {
         .init();
     let cli: Cli = sensei_cli::parse_args();
     let result = match cli.command {
-        Command::Up {
-            workers,
-            port,
-            agents,
-            flight_port,
-            workdir,
-            topics,
-            public_port,
-            dashboard_port,
-            bind,
-            tls,
-            tls_cert,
-            tls_key,
-            tls_ca,
-        } => up(
-            &cli.dir,
-            UpOptions {
-                workers,
-                port,
-                agents,
-                flight_port,
-                workdir,
-                topics,
-                public_port,
-                dashboard_port,
-                bind,
-                tls,
-                tls_cert,
-                tls_key,
-                tls_ca,
-            },
-        ),
+        Command::Up(opts) => up(&cli.dir, opts),
         Command::Token { command } => token(&cli.dir, command),
         Command::Status { json, watch } => loop {
             if watch {
@@ -396,19 +317,54 @@ fn alive(pid: u32) -> bool {
 }
 
 /// What `sensei-cluster up` was asked for.
+#[derive(clap::Args)]
 struct UpOptions {
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
     workers: u32,
+    /// Head gRPC port (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Agents of each kind per worker.
+    #[arg(long, default_value_t = 1)]
     agents: u32,
+    /// Flight port of worker 1 (worker i gets this plus i - 1); 0 picks free ports.
+    #[arg(long, default_value_t = 0)]
     flight_port: u16,
+    /// Working folder shared by the processes (default <dir>/work).
+    #[arg(long)]
     workdir: Option<PathBuf>,
+    /// Topic backend of the cluster: `embedded` or
+    /// `kafka://HOST:PORT[,HOST:PORT]` (the `SENSEI_TOPICS__*` variables
+    /// set how topics are created).
+    #[arg(long, env = "SENSEI_RUNTIME__TOPICS", default_value = "embedded")]
     topics: String,
+    /// Port of the public Flight endpoint (on `--bind`), which serves the
+    /// tables of verified migrations to token holders (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
     public_port: u16,
+    /// Port of the web dashboard (on `--bind`; 0 picks a free one).
+    #[arg(long, default_value_t = 0)]
     dashboard_port: u16,
+    /// Address every listener of the cluster binds (the head's control
+    /// plane, public Flight endpoint and dashboard, the workers' Flight
+    /// services). Beyond the loopback (`0.0.0.0`, a network address)
+    /// TLS is required.
+    #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
+    /// Serve TLS on every listener with a self-signed certificate made
+    /// in `<dir>/tls/` (kept for later starts); clients trust
+    /// `<dir>/tls/cert.pem`.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     tls: bool,
+    /// Serve TLS with this certificate (PEM chain) ...
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
     tls_cert: Option<PathBuf>,
+    /// ... and this private key (PEM, mode 0600).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
     tls_key: Option<PathBuf>,
+    /// The root clients of the cluster trust (default: the certificate).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
     tls_ca: Option<PathBuf>,
 }
 

@@ -1142,7 +1142,7 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
         let cert: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)?;
         // SQLite reads each column as its certified type; databases and
         // files read their own types, cast to the certified ones.
-        let mut target = sensei_connectors::readback::ReadBack::open(url, &Default::default())?;
+        let mut target = sensei_connectors::readback::ReadBack::open(url, &Default::default(), "")?;
         let mut all = true;
         let tables = cert["payload"]["tables"]
             .as_object()
