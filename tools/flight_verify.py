@@ -10,7 +10,7 @@ pyarrow.flight from the endpoint's first location (the node that holds the
 partition; the next location when it refuses; the endpoint itself when it
 names none), and the table's order-independent digest and Merkle root are
 computed here again from what arrived, with the canonical row encoding of
-`agents/src/digest.rs` (written down there byte by byte; nothing of Sensei's
+`agents/contracts/src/digest.rs` (written down there byte by byte; nothing of Sensei's
 code is used). They are compared with the figures the dataset's FlightInfo
 carries (`app_metadata`: the certificate's `digest`, `merkle_root`,
 `merkle_key`, `rows`), which are the signed certificate's own: check the

@@ -170,7 +170,9 @@ impl TaskAgent {
                 let crashed = outcome.is_err();
                 let report = match outcome {
                     Ok(Ok(result)) => sched.complete(&id, lease.task_id, lease.attempt, &result).await,
-                    Ok(Err(crate::error::AgentError::LeaseLost(_))) => Ok(()),
+                    Ok(Err(crate::error::AgentError::Engine(
+                        sensei_contracts::error::EngineError::LeaseLost(_),
+                    ))) => Ok(()),
                     Ok(Err(e)) => {
                         tracing::warn!(agent = %id, task = lease.task_id, error = %e, retryable = e.retryable(), "task failed");
                         sched.fail(&id, lease.task_id, lease.attempt, &e.to_string(), e.retryable()).await

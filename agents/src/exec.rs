@@ -8,11 +8,14 @@ use sensei_scheduler::{Lease, Phase};
 use crate::error::{AgentError, Result};
 use crate::node::NodeContext;
 use crate::{deliver, scout, transform, validate};
+use sensei_contracts::error::EngineError;
 
 fn payload<T: serde::de::DeserializeOwned>(lease: &Lease) -> Result<T> {
-    serde_json::from_value(lease.payload.clone()).map_err(|e| AgentError::Malformed {
-        what: format!("{} task payload for table {}", lease.phase, lease.table),
-        message: e.to_string(),
+    serde_json::from_value(lease.payload.clone()).map_err(|e| {
+        AgentError::malformed(
+            format!("{} task payload for table {}", lease.phase, lease.table),
+            e,
+        )
     })
 }
 
@@ -47,9 +50,9 @@ pub async fn execute(
             let task: scout::IngestTask = payload(&lease)?;
             let attempt = lease.attempt;
             let n = node.clone();
-            let r = tokio::task::spawn_blocking(move || scout::run(&n, &task, attempt))
+            let r = tokio::task::spawn_blocking(move || scout::run(n.as_ref(), &task, attempt))
                 .await
-                .map_err(|e| AgentError::Malformed {
+                .map_err(|e| EngineError::Malformed {
                     what: "ingestion task".into(),
                     message: e.to_string(),
                 })??;
@@ -57,24 +60,30 @@ pub async fn execute(
         }
         Phase::Transformation => {
             let task: transform::TransformTask = payload(&lease)?;
-            serde_json::to_value(transform::run(&node, &task, lease.attempt).await?)?
+            serde_json::to_value(transform::run(node.as_ref(), &task, lease.attempt).await?)?
         }
         Phase::Verification if lease.table == crate::queries::CROSS_TABLE => {
             let task: crate::queries::QueryTask = payload(&lease)?;
-            serde_json::to_value(crate::queries::run(&node, &task).await?)?
+            serde_json::to_value(crate::queries::run(node.as_ref(), &task).await?)?
         }
         Phase::Verification => {
             let task: validate::VerifyTask = payload(&lease)?;
-            serde_json::to_value(validate::run(&node, &task).await?)?
+            serde_json::to_value(validate::run(node.as_ref(), &task).await?)?
         }
         Phase::Delivery => {
             let task: deliver::DeliverTask = payload(&lease)?;
-            let r = deliver::run(&node, &task, &lease.migration_id, lease.attempt, lost)
-                .await
-                .map_err(|e| match e {
-                    AgentError::LeaseLost(_) => AgentError::LeaseLost(lease.task_id),
-                    other => other,
-                })?;
+            let r = deliver::run(
+                node.as_ref(),
+                &task,
+                &lease.migration_id,
+                lease.attempt,
+                lost,
+            )
+            .await
+            .map_err(|e| match e {
+                EngineError::LeaseLost(_) => EngineError::LeaseLost(lease.task_id),
+                other => other,
+            })?;
             serde_json::to_value(r)?
         }
     };

@@ -1,19 +1,22 @@
 //! What an agent can reach on its node: the node's batch store and Flight
 //! endpoint, the artifact store, the work pool, and Flight clients to peers.
+//! The node is the engines' [`PartitionIo`]: a partition held here is read
+//! from its file, one held elsewhere comes over Flight from its holder.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
 use peers::ClientCache;
-use sensei_flight::{parquet_io, NodeStore, PartitionClient};
+use sensei_flight::parquet_io::FileStats;
+use sensei_flight::{NodeStore, PartitionClient};
 use sensei_runtime::store::ArtifactStore;
 use sensei_runtime::supervise::WorkPool;
 
-use crate::artifacts::PartitionRef;
-use crate::error::{AgentError, Result};
+use sensei_contracts::artifacts::PartitionRef;
+use sensei_contracts::error::{EngineError, Result};
+use sensei_contracts::io::{read_verified_file, PartitionIo};
 
 mod peers {
     use std::collections::HashMap;
@@ -92,33 +95,41 @@ impl NodeContext {
         }
     }
 
+    async fn client(&self, endpoint: &str) -> Result<PartitionClient> {
+        if let Some(c) = self.clients.get(endpoint) {
+            return Ok(c);
+        }
+        let c = PartitionClient::connect(endpoint, &self.secret).await?;
+        self.clients.put(endpoint, c.clone());
+        Ok(c)
+    }
+
+    async fn read_verified(&self, p: &PartitionRef, path: PathBuf) -> Result<Vec<RecordBatch>> {
+        let p = p.clone();
+        tokio::task::spawn_blocking(move || read_verified_file(&p, &path))
+            .await
+            .map_err(|e| EngineError::Malformed {
+                what: "partition read".into(),
+                message: e.to_string(),
+            })?
+    }
+}
+
+#[async_trait::async_trait]
+impl PartitionIo for NodeContext {
     /// The staging file of a partition id.
-    pub fn staging_path(&self, id: &str) -> PathBuf {
+    fn staging_path(&self, id: &str) -> PathBuf {
         self.artifacts.local_path(&format!("{id}.parquet"))
     }
 
-    /// Writes batches as a partition held by this node.
-    pub fn stage(
-        &self,
-        id: &str,
-        table: &str,
-        partition: u32,
-        schema: SchemaRef,
-        batches: &[RecordBatch],
-    ) -> Result<PartitionRef> {
-        let path = self.staging_path(id);
-        let stats = parquet_io::write_partition(&path, schema, batches)?;
-        Ok(self.register(id, table, partition, path, stats))
-    }
-
     /// Registers a written partition file as held by this node.
-    pub fn register(
+    fn register(
         &self,
         id: &str,
         table: &str,
         partition: u32,
         path: PathBuf,
-        stats: parquet_io::FileStats,
+        stats: FileStats,
     ) -> PartitionRef {
         self.store.register(id, path.clone(), stats.clone());
         PartitionRef {
@@ -134,17 +145,8 @@ impl NodeContext {
         }
     }
 
-    async fn client(&self, endpoint: &str) -> Result<PartitionClient> {
-        if let Some(c) = self.clients.get(endpoint) {
-            return Ok(c);
-        }
-        let c = PartitionClient::connect(endpoint, &self.secret).await?;
-        self.clients.put(endpoint, c.clone());
-        Ok(c)
-    }
-
     /// The file of a partition held on this node (None: another node holds it).
-    pub fn local_file(&self, p: &PartitionRef) -> Option<PathBuf> {
+    fn local_file(&self, p: &PartitionRef) -> Option<PathBuf> {
         let local = self.store.get(&p.id).map(|e| e.path);
         if p.node_id == self.node_id || local.is_some() {
             Some(local.unwrap_or_else(|| self.staging_path(&p.id)))
@@ -156,21 +158,21 @@ impl NodeContext {
     /// Reads a partition: from this node's store when held here, else over
     /// Flight from the node that holds it. When that node is gone, the staged
     /// file is read instead, after checking its SHA-256 against the reference.
-    pub async fn fetch(&self, p: &PartitionRef) -> Result<Vec<RecordBatch>> {
+    async fn fetch(&self, p: &PartitionRef) -> Result<Vec<RecordBatch>> {
         if let Some(path) = self.local_file(p) {
             return self.read_verified(p, path).await;
         }
         let remote = async {
             let client = self.client(&p.endpoint).await?;
             let batches: Vec<RecordBatch> = client.stream(&p.id).await?.try_collect().await?;
-            Ok::<_, AgentError>(batches)
+            Ok::<_, EngineError>(batches)
         }
         .await;
         match remote {
             Ok(batches) => {
                 let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
                 if rows != p.rows {
-                    return Err(AgentError::Corrupt {
+                    return Err(EngineError::Corrupt {
                         id: p.id.clone(),
                         expected: format!("{} rows", p.rows),
                         actual: format!("{rows} rows over Flight"),
@@ -195,28 +197,11 @@ impl NodeContext {
         }
     }
 
-    async fn read_verified(&self, p: &PartitionRef, path: PathBuf) -> Result<Vec<RecordBatch>> {
-        let p = p.clone();
-        tokio::task::spawn_blocking(move || read_verified_file(&p, &path))
-            .await
-            .map_err(|e| AgentError::Malformed {
-                what: "partition read".into(),
-                message: e.to_string(),
-            })?
+    fn scratch_path(&self, name: &str) -> PathBuf {
+        self.artifacts.local_path(&format!("scratch/{name}"))
     }
-}
 
-/// Reads a partition file after checking its SHA-256 against the recorded
-/// one (a mismatch is [`AgentError::Corrupt`]).
-pub fn read_verified_file(p: &PartitionRef, path: &std::path::Path) -> Result<Vec<RecordBatch>> {
-    let (_, actual) = parquet_io::hash_file(path)?;
-    if actual != p.sha256 {
-        return Err(AgentError::Corrupt {
-            id: p.id.clone(),
-            expected: p.sha256.clone(),
-            actual,
-        });
+    fn batch_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.batch_delay_ms)
     }
-    let (_, batches) = parquet_io::read_partition(path)?;
-    Ok(batches)
 }

@@ -57,6 +57,17 @@ pub struct SourceOptions {
 }
 
 impl SourceOptions {
+    /// The options of sessions to a target: its connection keys, the rest default.
+    pub fn for_target(t: &sensei_runtime::config::TargetSection) -> Self {
+        SourceOptions {
+            password_file: t.password_file.clone(),
+            ssl_mode: t.ssl_mode.clone(),
+            connect_timeout_s: t.connect_timeout_s,
+            local_infile: t.mysql_local_infile,
+            ..SourceOptions::default()
+        }
+    }
+
     /// Parses `table.column, other_table.column` (a schema-qualified table
     /// keeps its schema: `sales.orders.id`).
     pub fn parse_partition_keys(

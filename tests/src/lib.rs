@@ -770,3 +770,66 @@ impl RetailSetup {
         self.dir.path().join("work")
     }
 }
+
+/// The shape of a JSON document: every leaf replaced by its type name
+/// (but the values of `check` and `status`, which say what a record is),
+/// arrays by the distinct shapes of their elements (sorted), object keys
+/// that hold a `/` (partition ids, artifact paths: they carry attempt
+/// numbers and migration ids) by `<path>`. Two runs of one migration have
+/// the same shape; a field added, renamed or retyped changes it.
+pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Number(_) => "number".into(),
+        Value::String(_) => "string".into(),
+        Value::Array(items) => {
+            let mut shapes: Vec<Value> = items.iter().map(json_shape).collect();
+            shapes.sort_by_key(|s| s.to_string());
+            shapes.dedup();
+            Value::Array(shapes)
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let shape = match v {
+                        Value::String(_) if k == "check" || k == "status" => v.clone(),
+                        _ => json_shape(v),
+                    };
+                    let k = if k.contains('/') {
+                        "<path>".to_string()
+                    } else {
+                        k.clone()
+                    };
+                    (k, shape)
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Compares `actual` with the golden file `tests/golden/<name>`; with
+/// `SENSEI_BLESS=1` in the environment, writes it instead (review the diff
+/// before committing it).
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("golden")
+        .join(name);
+    if std::env::var("SENSEI_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "golden file {}: {e} (SENSEI_BLESS=1 writes it)",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from what the run produced (SENSEI_BLESS=1 rewrites it; review the diff):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}

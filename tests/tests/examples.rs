@@ -88,6 +88,33 @@ fn the_default_example_maps_reviews_verifies_and_says_so() {
         .find(|c| c["target"] == "ordered_at")
         .unwrap();
     assert_eq!(ordered_at["status"], "approved");
+
+    // What the run wrote matches the golden files: the generated SQL of
+    // every target table byte for byte, the shapes of the certificate's
+    // payload and of the receipt.
+    let mut sql: Vec<PathBuf> = std::fs::read_dir(mig.join("sql"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    sql.sort();
+    assert_eq!(sql.len(), 4, "{sql:?}");
+    for file in &sql {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        assert_golden(
+            &format!("retail/sql/{name}"),
+            &std::fs::read_to_string(file).unwrap(),
+        );
+    }
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(mig.join(name)).unwrap()).unwrap()
+    };
+    let shape =
+        |v: &serde_json::Value| serde_json::to_string_pretty(&json_shape(v)).unwrap() + "\n";
+    assert_golden(
+        "retail/certificate-payload.shape.json",
+        &shape(&read("certificate.json")["payload"]),
+    );
+    assert_golden("retail/receipt.shape.json", &shape(&read("receipt.json")));
     assert_eq!(ordered_at["reviewed_by"], "retail-example");
     assert!(ordered_at["reasons"].to_string().contains("ord_ts"));
     let target = dir.path().join("retail-target.db");

@@ -1,13 +1,16 @@
 //! # sensei-scout
 //!
-//! The Scout's engines, as plain libraries over Arrow batches: [`profile`]
+//! Phase 1, ingestion. [`ingest`] extracts one partition of a source table
+//! into a staged Parquet partition (through
+//! [`sensei_contracts::io::PartitionIo`]) and, for a table's first
+//! partition, samples it for its profile and PII flags. Those are plain
+//! libraries over Arrow batches: [`profile`]
 //! computes a column profile on a sample (cardinality, null ratio, histogram
 //! or top values, min/max, lengths, value shapes, date format), and [`pii`]
 //! flags columns holding personal data, with a kind, a confidence and its
 //! reasons. [`eval`] measures the detector against a labelled set of columns
-//! (`agents/testdata/pii/columns.jsonl`). The ingestion phase (in
-//! `sensei-agents`) runs both on each table's sample and writes the results
-//! into the Ingestion Manifest.
+//! (`agents/testdata/pii/columns.jsonl`). The head's orchestrator
+//! (`sensei-agents`) writes the results into the Ingestion Manifest.
 //!
 //! ```
 //! use sensei_scout::pii::{detect, ColumnEvidence, PiiKind};
@@ -17,5 +20,7 @@
 //! ```
 
 pub mod eval;
+pub mod ingest;
 pub mod pii;
+pub mod planner;
 pub mod profile;

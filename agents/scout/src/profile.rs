@@ -8,76 +8,8 @@ use std::collections::HashMap;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::*;
 use arrow::record_batch::RecordBatch;
-use serde::{Deserialize, Serialize};
 
-/// One bucket of a numeric histogram: `[lo, hi)`, the last one closed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bucket {
-    /// Lower bound.
-    pub lo: f64,
-    /// Upper bound.
-    pub hi: f64,
-    /// Values in the bucket.
-    pub count: u64,
-}
-
-/// One period of a date histogram: a day (`2024-03-05`), a month
-/// (`2024-03`) or a year (`2024`), whichever fits the sample's span (within
-/// one month: days; up to five years: months; beyond: years). Empty periods
-/// are left out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DateBucket {
-    /// The period.
-    pub period: String,
-    /// Values in it.
-    pub count: u64,
-}
-
-/// Lengths of text values, in characters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Lengths {
-    /// Shortest.
-    pub min: u64,
-    /// Longest.
-    pub max: u64,
-    /// Mean.
-    pub mean: f64,
-}
-
-/// The profile of one column over a sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ColumnProfile {
-    /// Column name.
-    pub column: String,
-    /// Rows sampled.
-    pub sampled: u64,
-    /// NULLs among them.
-    pub nulls: u64,
-    /// nulls / sampled.
-    pub null_ratio: f64,
-    /// Distinct non-null values in the sample.
-    pub distinct: u64,
-    /// distinct / non-null values.
-    pub distinct_ratio: f64,
-    /// Smallest value (numbers compared as numbers, the rest as text).
-    pub min: Option<String>,
-    /// Largest value.
-    pub max: Option<String>,
-    /// Lengths of text values.
-    pub lengths: Option<Lengths>,
-    /// Ten equal-width buckets, for numeric columns.
-    pub histogram: Option<Vec<Bucket>>,
-    /// The ten most frequent values with their counts, for non-numeric columns.
-    pub top_values: Vec<(String, u64)>,
-    /// The five most frequent value shapes: letters as `A`/`a`, digits as `9`.
-    pub patterns: Vec<(String, u64)>,
-    /// The date format most text values follow (at least 90% of them), if any.
-    pub date_format: Option<String>,
-    /// Calendar histogram of date and timestamp columns (and of text columns
-    /// whose values are at least 90% dates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date_histogram: Option<Vec<DateBucket>>,
-}
+pub use sensei_contracts::profile::{Bucket, ColumnProfile, DateBucket, Lengths};
 
 fn date_histogram(dates: &[(i32, u32, u32)]) -> Vec<DateBucket> {
     let (Some(lo), Some(hi)) = (dates.iter().min(), dates.iter().max()) else {

@@ -468,7 +468,7 @@ fn main() {
 }
 
 /// `sensei match-eval --fit`: the fitted constants, to paste into
-/// agents/src/architect/matcher.rs.
+/// agents/architect/src/matcher.rs.
 fn match_fit(dir: &std::path::Path) -> i32 {
     match sensei_agents::architect::fit::fit(
         dir,
@@ -1166,7 +1166,7 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let certified = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
             let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
-            let (digest, root) = sensei_agents::orchestrator::read_back(
+            let (digest, root) = sensei_delivery::planner::read_back(
                 &mut target,
                 &name,
                 &order,

@@ -1,0 +1,195 @@
+//! The head's half of a phase, as each engine crate provides it: plan the
+//! phase's tasks (or say why the migration must wait), and turn the
+//! finished tasks' results into the phase's checkpoint artifact. A
+//! [`Planner`] reads and writes artifacts through a [`PhaseContext`] and
+//! never touches the scheduler: the orchestrator (`sensei-agents`) submits
+//! what it plans, records the checkpoint it finalises, and sets the
+//! migration's state from what it returns.
+
+use bytes::Bytes;
+use sensei_runtime::config::MigrationConfig;
+use sensei_runtime::store::ArtifactStore;
+
+use crate::error::{EngineError, Result};
+
+/// One event a planner reports (the orchestrator logs it with the migration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// What happened.
+    pub message: String,
+}
+
+/// What a planner works with: the migration, its configuration, its
+/// artifacts, and the events it reports.
+pub struct PhaseContext<'a> {
+    /// The migration's id (the artifacts' prefix).
+    pub id: &'a str,
+    /// Its configuration as stored.
+    pub config: &'a MigrationConfig,
+    /// The artifact store.
+    pub artifacts: &'a ArtifactStore,
+    /// Events reported so far.
+    pub notes: Vec<Note>,
+}
+
+impl<'a> PhaseContext<'a> {
+    /// A context for migration `id`.
+    pub fn new(id: &'a str, config: &'a MigrationConfig, artifacts: &'a ArtifactStore) -> Self {
+        PhaseContext {
+            id,
+            config,
+            artifacts,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The store path of one of this migration's artifacts.
+    pub fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.id)
+    }
+
+    /// Reports an event.
+    pub fn note(&mut self, level: &'static str, message: impl Into<String>) {
+        self.notes.push(Note {
+            level,
+            message: message.into(),
+        });
+    }
+
+    /// Writes an artifact as pretty JSON; returns its store path.
+    pub async fn put_json<T: serde::Serialize>(&self, name: &str, doc: &T) -> Result<String> {
+        let mut bytes = serde_json::to_vec_pretty(doc)?;
+        bytes.push(b'\n');
+        let path = self.path(name);
+        self.artifacts.put(&path, Bytes::from(bytes)).await?;
+        Ok(path)
+    }
+
+    /// Reads an artifact written as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let path = self.path(name);
+        let bytes = self.artifacts.get(&path).await?;
+        serde_json::from_slice(&bytes).map_err(|e| EngineError::Malformed {
+            what: path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Whether an artifact exists.
+    pub async fn exists(&self, name: &str) -> Result<bool> {
+        Ok(self.artifacts.exists(&self.path(name)).await?)
+    }
+}
+
+/// A task a planner asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTask {
+    /// The table it works on (the scheduler's grouping and the task's name).
+    pub table: String,
+    /// Partition number within the table.
+    pub partition: u32,
+    /// The engine's input, as JSON.
+    pub payload: serde_json::Value,
+    /// The node holding its input, if any.
+    pub preferred_node: Option<String>,
+}
+
+/// A finished task, as its planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOutcome {
+    /// The scheduler's task id.
+    pub id: i64,
+    /// Its table.
+    pub table: String,
+    /// Its partition.
+    pub partition: u32,
+    /// The engine's result document.
+    pub result: Option<serde_json::Value>,
+}
+
+impl TaskOutcome {
+    /// The result as the engine's result type.
+    pub fn result<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let v = self.result.clone().ok_or_else(|| EngineError::Malformed {
+            what: format!("result of task {} ({})", self.id, self.table),
+            message: "missing".into(),
+        })?;
+        serde_json::from_value(v).map_err(|e| EngineError::Malformed {
+            what: format!("result of task {} ({})", self.id, self.table),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The results of finished tasks, each as `T`.
+pub fn results<T: serde::de::DeserializeOwned>(tasks: &[TaskOutcome]) -> Result<Vec<T>> {
+    tasks.iter().map(TaskOutcome::result).collect()
+}
+
+/// Why a migration stops where it is, with what to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// It waits for a person's decision (mapping entries, an INCONCLUSIVE
+    /// certificate).
+    AwaitReview(String),
+    /// It halts until the user fixes something and reruns it.
+    Halt(String),
+    /// It failed (a FAIL certificate, a target that differs from it).
+    Fail(String),
+}
+
+/// What a planner decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Run these tasks (none: the phase closes at once).
+    Tasks(Vec<PlannedTask>),
+    /// Run nothing: the migration stops before this phase.
+    Stop(Stop),
+}
+
+/// A phase's checkpoint artifact, finalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finalized {
+    /// Its store path.
+    pub artifact: String,
+    /// The migration stops after this phase, and why; the artifact is
+    /// still the phase's record.
+    pub stop: Option<Stop>,
+}
+
+impl Finalized {
+    /// A phase that ended well.
+    pub fn ok(artifact: String) -> Self {
+        Finalized {
+            artifact,
+            stop: None,
+        }
+    }
+}
+
+/// The head's half of one phase.
+#[async_trait::async_trait]
+pub trait Planner: Send + Sync {
+    /// Plans the phase's tasks once the phase before it is checkpointed.
+    async fn plan(&self, cx: &mut PhaseContext<'_>) -> Result<Plan>;
+
+    /// Writes the phase's checkpoint artifact from its finished tasks.
+    async fn finalize(&self, cx: &mut PhaseContext<'_>, tasks: &[TaskOutcome])
+        -> Result<Finalized>;
+}
+
+/// A table or column name as a file or partition id part: anything but
+/// ASCII letters, digits, `_` and `-` becomes `_`.
+pub fn id_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

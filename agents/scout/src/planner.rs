@@ -1,0 +1,333 @@
+//! The head's half of ingestion: discovery inside the snapshot every Scout
+//! will import (tables, catalog, row sizes; the session that exported the
+//! snapshot held open until the phase ends), one task per key range, and
+//! the Ingestion Manifest from the tasks' partitions, profiles and counts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use sensei_connectors::files::{BadRows, SourceOptions};
+use sensei_connectors::source::Source;
+use sensei_connectors::table::TableInfo;
+use sensei_connectors::url::{parse, Location};
+use sensei_contracts::artifacts::*;
+use sensei_contracts::error::{EngineError, Result};
+use sensei_contracts::planner::{
+    id_part, results, Finalized, PhaseContext, Plan, PlannedTask, Planner, TaskOutcome,
+};
+use sensei_contracts::profile::TableProfile;
+use sensei_runtime::config::MigrationConfig;
+use sensei_runtime::secret::redact_url;
+
+use crate::ingest::{IngestResult, IngestTask};
+
+/// The source options of a configuration.
+pub fn source_options(config: &MigrationConfig) -> Result<SourceOptions> {
+    let partition_keys = SourceOptions::parse_partition_keys(&config.ingestion.partition_key)
+        .map_err(|message| sensei_connectors::ConnectorError::Unreadable {
+            path: "ingestion.partition_key".into(),
+            message: format!("{message}; write table.column, another_table.column"),
+        })?;
+    Ok(SourceOptions {
+        encoding: config.source.encoding.clone(),
+        min_confidence: config.source.encoding_min_confidence,
+        delimiter: config.source.csv_delimiter.clone(),
+        header: config.source.csv_header,
+        bad_rows: if config.source.bad_rows == "quarantine" {
+            BadRows::Quarantine
+        } else {
+            BadRows::Reject
+        },
+        password_file: config.source.password_file.clone(),
+        ssl_mode: config.source.ssl_mode.clone(),
+        connect_timeout_s: config.source.connect_timeout_s,
+        partition_keys,
+        local_infile: false,
+    })
+}
+
+/// What discovery found, in the snapshot it exported.
+struct Discovered {
+    tables: Vec<TableInfo>,
+    catalog: sensei_connectors::catalog::Catalog,
+    snapshot: Option<String>,
+    locked: bool,
+    /// The session holding the snapshot (or the read lock).
+    holder: Source,
+    /// Average Arrow bytes per row, per table.
+    row_bytes: BTreeMap<String, u64>,
+    columnless: Vec<String>,
+}
+
+/// Opens the source, exports (or locks) a consistent view, and discovers
+/// its tables and catalog in it. Blocking.
+fn discover(
+    url: &str,
+    options: &SourceOptions,
+    lock: bool,
+    bytes_limit: u64,
+) -> Result<Discovered> {
+    let (url, options) = (url.to_string(), options.clone());
+    let mut source = Source::open_with(&url, None, &options)?;
+    let locked = match source {
+        Source::MySql(_) if !lock => false,
+        _ => source.hold_read_lock()?,
+    };
+    let snapshot = source.export_snapshot()?;
+    let tables = source.tables()?;
+    let columnless = source.columnless_tables()?;
+    let catalog = source.catalog(&tables)?;
+    // Average row size per table, from the Arrow size of a small sample.
+    let mut row_bytes = BTreeMap::new();
+    if bytes_limit > 0 {
+        for t in &tables {
+            let sample = source.sample(t, 1_000)?;
+            let rows: usize = sample.iter().map(|b| b.num_rows()).sum();
+            let bytes: usize = sample.iter().map(|b| b.get_array_memory_size()).sum();
+            if let Some(per_row) = bytes.checked_div(rows) {
+                row_bytes.insert(t.name.clone(), per_row.max(1) as u64);
+            }
+        }
+    }
+    Ok(Discovered {
+        tables,
+        catalog,
+        snapshot,
+        locked,
+        holder: source,
+        row_bytes,
+        columnless,
+    })
+}
+
+/// The key ranges of a table's partitions, at most `per` rows each.
+fn ranges(t: &TableInfo, per: i64) -> Vec<Option<(i64, i64)>> {
+    match (&t.splits, t.rowid_range) {
+        // The source chose where partitions may start: group its
+        // splits into partitions of at most `per` rows (at least one split each).
+        (Some(splits), _) if splits.len() >= 2 => {
+            let mut v = Vec::new();
+            let mut start = 0usize;
+            while start + 1 < splits.len() {
+                let mut end = start + 1;
+                while end + 1 < splits.len()
+                    && splits[end + 1].rows_before - splits[start].rows_before <= per as u64
+                {
+                    end += 1;
+                }
+                v.push(Some((splits[start].key, splits[end].key - 1)));
+                start = end;
+            }
+            v
+        }
+        (Some(_), _) => vec![None],
+        (None, Some((lo, hi))) => {
+            let mut v = Vec::new();
+            let mut start = lo;
+            while start <= hi {
+                let end = start.saturating_add(per - 1).min(hi);
+                v.push(Some((start, end)));
+                if end == i64::MAX {
+                    break;
+                }
+                start = end + 1;
+            }
+            v
+        }
+        (None, None) => vec![None],
+    }
+}
+
+/// The ingestion phase's planner. It holds the source sessions that keep
+/// an exported snapshot open while a migration's ingestion runs (dropping
+/// one ends its transaction).
+#[derive(Default)]
+pub struct IngestionPlanner {
+    snapshots: Mutex<HashMap<String, Source>>,
+}
+
+impl IngestionPlanner {
+    /// Whether this migration's ingestion was planned at an exported
+    /// snapshot (or under a read lock) that this planner no longer holds:
+    /// it died with an earlier head, and partitions read now would not be
+    /// of the same instant.
+    pub async fn snapshot_lost(&self, cx: &PhaseContext<'_>) -> Result<bool> {
+        if self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(cx.id)
+        {
+            return Ok(false);
+        }
+        if !cx.exists("discovery.json").await? {
+            return Ok(false);
+        }
+        let discovery: serde_json::Value = cx.get_json("discovery.json").await?;
+        Ok(discovery["snapshot_id"].is_string() || discovery["consistency"] == "read-lock")
+    }
+}
+
+#[async_trait::async_trait]
+impl Planner for IngestionPlanner {
+    async fn plan(&self, cx: &mut PhaseContext<'_>) -> Result<Plan> {
+        let config = cx.config;
+        let id = cx.id;
+        let options = source_options(config)?;
+        let (url, task_options) = (config.source.url.clone(), options.clone());
+        let lock = config.source.mysql_consistency == "lock";
+        let bytes_limit = config.ingestion.partition_bytes;
+        let found =
+            tokio::task::spawn_blocking(move || discover(&url, &options, lock, bytes_limit))
+                .await
+                .map_err(|e| EngineError::Malformed {
+                    what: "schema discovery".into(),
+                    message: e.to_string(),
+                })??;
+        if !found.columnless.is_empty() {
+            cx.note(
+                "warn",
+                format!(
+                    "tables without any column, left out (nothing to migrate): {}",
+                    found.columnless.join(", ")
+                ),
+            );
+        }
+        let Discovered {
+            tables,
+            catalog,
+            snapshot,
+            locked,
+            holder,
+            row_bytes,
+            ..
+        } = found;
+        if snapshot.is_some() || locked {
+            self.snapshots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), holder);
+        }
+        let consistency = match (&snapshot, locked) {
+            (Some(_), _) => "snapshot",
+            (None, true) => "read-lock",
+            _ => match parse(&config.source.url, "source")? {
+                Location::Csv(_) | Location::Parquet(_) => "unchanged-files",
+                _ => "per-session",
+            },
+        };
+        let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "snapshot_id": snapshot, "consistency": consistency, "tables": tables, "catalog": catalog});
+        cx.put_json("discovery.json", &discovery).await?;
+        let mut specs = Vec::new();
+        for t in &tables {
+            // Keys per partition: the row limit, or fewer when rows are wide.
+            let mut per = config.ingestion.partition_rows;
+            if let Some(b) = row_bytes.get(&t.name) {
+                per = per.min((bytes_limit / b).max(1));
+            }
+            for (i, range) in ranges(t, per as i64).into_iter().enumerate() {
+                let task = IngestTask {
+                    source_url: config.source.url.clone(),
+                    snapshot: snapshot.clone(),
+                    table: t.clone(),
+                    range,
+                    partition_id: format!("{id}/staging/ingestion/{}/{i:05}", id_part(&t.name)),
+                    partition: i as u32,
+                    sample_rows: config.ingestion.profile_sample_rows,
+                    options: task_options.clone(),
+                };
+                specs.push(PlannedTask {
+                    table: t.name.clone(),
+                    partition: i as u32,
+                    payload: serde_json::to_value(task)?,
+                    preferred_node: None,
+                });
+            }
+        }
+        Ok(Plan::Tasks(specs))
+    }
+
+    async fn finalize(
+        &self,
+        cx: &mut PhaseContext<'_>,
+        tasks: &[TaskOutcome],
+    ) -> Result<Finalized> {
+        // Every partition is read: the snapshot may go.
+        let holder = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(cx.id);
+        // A blocking client owns a runtime of its own: close it off the async threads.
+        let _ = tokio::task::spawn_blocking(move || drop(holder)).await;
+        let config = cx.config;
+        let discovery: serde_json::Value = cx.get_json("discovery.json").await?;
+        let tables: Vec<TableInfo> = serde_json::from_value(discovery["tables"].clone())?;
+        let mut by_table: BTreeMap<String, Vec<PartitionRef>> = BTreeMap::new();
+        let mut profiles: BTreeMap<String, TableProfile> = BTreeMap::new();
+        let mut rejected: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+        let mut changed: BTreeMap<String, sensei_connectors::source::Changes> = BTreeMap::new();
+        for r in results::<IngestResult>(tasks)? {
+            for (column, kinds) in &r.changes {
+                for (what, n) in kinds {
+                    *changed
+                        .entry(r.partition.table.clone())
+                        .or_default()
+                        .entry(column.clone())
+                        .or_default()
+                        .entry(what.clone())
+                        .or_default() += n;
+                }
+            }
+            if r.rejected > 0 {
+                let e = rejected.entry(r.partition.table.clone()).or_default();
+                e.0 += r.rejected;
+                e.1.extend(r.quarantine.clone());
+            }
+            if let Some(p) = r.profile {
+                profiles.insert(r.partition.table.clone(), p);
+            }
+            by_table
+                .entry(r.partition.table.clone())
+                .or_default()
+                .push(r.partition);
+        }
+        let manifest = Manifest {
+            version: ARTIFACT_VERSION,
+            migration_id: cx.id.to_string(),
+            source: redact_url(&config.source.url),
+            snapshot_id: discovery["snapshot_id"].as_str().map(str::to_string),
+            catalog: serde_json::from_value(discovery["catalog"].clone()).unwrap_or_default(),
+            consistency: discovery["consistency"]
+                .as_str()
+                .unwrap_or("snapshot")
+                .to_string(),
+            checkpoint_time: discovery["checkpoint_time"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            tables: tables
+                .iter()
+                .map(|t| {
+                    let mut partitions = by_table.remove(&t.name).unwrap_or_default();
+                    partitions.sort_by_key(|p| p.partition);
+                    ManifestTable {
+                        name: t.name.clone(),
+                        columns: t.columns.clone(),
+                        primary_key: t.primary_key(),
+                        rows: partitions.iter().map(|p| p.rows).sum(),
+                        partitions,
+                        profile: profiles.remove(&t.name).unwrap_or_default(),
+                        file: t.file.clone(),
+                        rejected_rows: rejected.get(&t.name).map(|r| r.0).unwrap_or(0),
+                        quarantine: rejected.remove(&t.name).map(|r| r.1).unwrap_or_default(),
+                        changed_values: changed.remove(&t.name).unwrap_or_default(),
+                    }
+                })
+                .collect(),
+        };
+        Ok(Finalized::ok(
+            cx.put_json("manifest.json", &manifest).await?,
+        ))
+    }
+}
