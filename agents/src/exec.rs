@@ -37,14 +37,6 @@ pub async fn execute(
             );
         }
     }
-    // Fault injection for interruption tests: every task waits this long first
-    // (`SENSEI_TEST_TASK_DELAY_MS`), so a kill lands in the middle of a phase.
-    if let Some(ms) = std::env::var("SENSEI_TEST_TASK_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-    }
     let value = match lease.phase {
         Phase::Ingestion => {
             let task: scout::IngestTask = payload(&lease)?;

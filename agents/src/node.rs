@@ -63,9 +63,6 @@ pub struct NodeContext {
     pub artifacts: ArtifactStore,
     /// Where heavy work runs.
     pub pool: WorkPool,
-    /// Fault injection for tests: milliseconds each delivered batch waits
-    /// (`SENSEI_TEST_BATCH_DELAY_MS`), so kills land mid-partition.
-    pub batch_delay_ms: u64,
     clients: ClientCache,
     /// Presented to the other nodes' Flight services.
     secret: sensei_runtime::tokens::ClusterSecret,
@@ -80,16 +77,11 @@ impl NodeContext {
         pool: WorkPool,
         secret: sensei_runtime::tokens::ClusterSecret,
     ) -> Self {
-        let batch_delay_ms = std::env::var("SENSEI_TEST_BATCH_DELAY_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
         NodeContext {
             node_id: node_id.to_string(),
             store,
             artifacts,
             pool,
-            batch_delay_ms,
             clients: ClientCache::default(),
             secret,
         }
@@ -122,27 +114,12 @@ impl PartitionIo for NodeContext {
         self.artifacts.local_path(&format!("{id}.parquet"))
     }
 
-    /// Registers a written partition file as held by this node.
-    fn register(
-        &self,
-        id: &str,
-        table: &str,
-        partition: u32,
-        path: PathBuf,
-        stats: FileStats,
-    ) -> PartitionRef {
-        self.store.register(id, path.clone(), stats.clone());
-        PartitionRef {
-            id: id.to_string(),
-            table: table.to_string(),
-            partition,
-            node_id: self.node_id.clone(),
-            endpoint: self.store.endpoint().to_string(),
-            uri: format!("file://{}", path.display()),
-            rows: stats.rows,
-            bytes: stats.bytes,
-            sha256: stats.sha256,
-        }
+    fn hold(&self, id: &str, path: &std::path::Path, stats: &FileStats) {
+        self.store.register(id, path.to_path_buf(), stats.clone());
+    }
+
+    fn location(&self) -> (String, String) {
+        (self.node_id.clone(), self.store.endpoint().to_string())
     }
 
     /// The file of a partition held on this node (None: another node holds it).
@@ -199,9 +176,5 @@ impl PartitionIo for NodeContext {
 
     fn scratch_path(&self, name: &str) -> PathBuf {
         self.artifacts.local_path(&format!("scratch/{name}"))
-    }
-
-    fn batch_delay(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.batch_delay_ms)
     }
 }

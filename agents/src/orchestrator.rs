@@ -206,7 +206,18 @@ impl Orchestrator {
                 }
             }
         }
+        // Pacing changes nothing extracted or written: taken as it is, for
+        // the phases planned from now on.
+        let paced = changed.iter().any(|k| k.ends_with(".batch_pause_ms"));
+        changed.retain(|k| !k.ends_with(".batch_pause_ms"));
         if changed.is_empty() {
+            if paced {
+                let mut next = stored.clone();
+                next.ingestion.batch_pause_ms = config.ingestion.batch_pause_ms;
+                next.delivery.batch_pause_ms = config.delivery.batch_pause_ms;
+                self.scheduler
+                    .set_migration_config(id, &next.redacted().to_string())?;
+            }
             return Ok(None);
         }
         let section = |k: &String| k.split('.').next().unwrap_or_default().to_string();

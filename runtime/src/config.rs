@@ -162,6 +162,9 @@ pub struct IngestionSection {
     /// Integer columns to split tables on instead of their primary key:
     /// `table.column, other_table.column` (empty: primary keys, SQLite rowids).
     pub partition_key: String,
+    /// Milliseconds each Scout session pauses after every batch it reads,
+    /// to leave a busy source breathing room (0: no pause).
+    pub batch_pause_ms: u64,
 }
 
 impl Default for IngestionSection {
@@ -171,6 +174,7 @@ impl Default for IngestionSection {
             partition_bytes: 268_435_456,
             profile_sample_rows: 10_000,
             partition_key: String::new(),
+            batch_pause_ms: 0,
         }
     }
 }
@@ -298,6 +302,9 @@ pub struct DeliverySection {
     /// mapping is emptied and its ledger rows forgotten (`sensei migrate
     /// --resync` sets it and starts over).
     pub resync: bool,
+    /// Milliseconds each delivery session pauses after every batch it
+    /// commits, to leave a busy target breathing room (0: no pause).
+    pub batch_pause_ms: u64,
 }
 
 impl Default for DeliverySection {
@@ -306,6 +313,7 @@ impl Default for DeliverySection {
             batch_rows: 10_000,
             post_validation: true,
             resync: false,
+            batch_pause_ms: 0,
         }
     }
 }

@@ -65,6 +65,12 @@ fn finish(child: Child) -> i32 {
 
 const SMALL_PARTITIONS: &str = "[ingestion]\npartition_rows = 150\n[delivery]\nbatch_rows = 40\n[scheduler]\nlease_ms = 3000\nheartbeat_ms = 500\n";
 
+/// [`SMALL_PARTITIONS`] with every Scout and delivery session pausing `ms`
+/// after each batch, so a kill lands mid-phase.
+fn paced(ms: u64) -> String {
+    format!("[ingestion]\npartition_rows = 150\nbatch_pause_ms = {ms}\n[delivery]\nbatch_rows = 40\nbatch_pause_ms = {ms}\n[scheduler]\nlease_ms = 3000\nheartbeat_ms = 500\n")
+}
+
 #[test]
 fn a_cluster_of_two_workers_migrates_over_flight() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,11 +130,8 @@ fn a_worker_killed_mid_delivery_loses_no_row_and_duplicates_none() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
-    let cfg = write_config(dir.path(), &src, &target, SMALL_PARTITIONS);
-    let c = Cluster::up(
-        &dir.path().join("cluster"),
-        &[("SENSEI_TEST_BATCH_DELAY_MS", "30")],
-    );
+    let cfg = write_config(dir.path(), &src, &target, &paced(30));
+    let c = Cluster::up(&dir.path().join("cluster"), &[]);
     let work = c.workdir();
     let submit = c.submit(&cfg);
     // Find a worker holding a delivery lease and kill it with SIGKILL.
@@ -182,11 +185,8 @@ fn the_head_killed_and_restarted_resumes_the_migration() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
-    let cfg = write_config(dir.path(), &src, &target, SMALL_PARTITIONS);
-    let c = Cluster::up(
-        &dir.path().join("cluster"),
-        &[("SENSEI_TEST_BATCH_DELAY_MS", "20")],
-    );
+    let cfg = write_config(dir.path(), &src, &target, &paced(20));
+    let c = Cluster::up(&dir.path().join("cluster"), &[]);
     let work = c.workdir();
     let file = c.file();
     let submit = c.submit(&cfg);
@@ -234,16 +234,14 @@ fn a_worker_killed_mid_delivery_into_postgres_leaves_every_row_exactly_once() {
     std::fs::write(
         &cfg,
         format!(
-            "[migration]\nname = \"retail\"\n[source]\nurl = \"sqlite://{}\"\n[target]\nurl = \"{}\"\n{SMALL_PARTITIONS}",
+            "[migration]\nname = \"retail\"\n[source]\nurl = \"sqlite://{}\"\n[target]\nurl = \"{}\"\n{}",
             src.display(),
-            db.url
+            db.url,
+            paced(30)
         ),
     )
     .unwrap();
-    let c = Cluster::up(
-        &dir.path().join("cluster"),
-        &[("SENSEI_TEST_BATCH_DELAY_MS", "30")],
-    );
+    let c = Cluster::up(&dir.path().join("cluster"), &[]);
     let work = c.workdir();
     let submit = c.submit(&cfg);
     let mut victim = String::new();

@@ -11,12 +11,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Each workspace crate and the workspace crates it depends on (normal and
-/// build dependencies; dev-dependencies are left out).
-fn cargo_graph() -> (
-    BTreeMap<String, BTreeSet<String>>,
-    BTreeMap<String, PathBuf>,
-) {
+/// `cargo metadata` of the workspace's own packages.
+fn metadata() -> serde_json::Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args([
@@ -34,7 +30,16 @@ fn cargo_graph() -> (
         "cargo metadata: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Each workspace crate and the workspace crates it depends on (normal and
+/// build dependencies; dev-dependencies are left out).
+fn cargo_graph() -> (
+    BTreeMap<String, BTreeSet<String>>,
+    BTreeMap<String, PathBuf>,
+) {
+    let doc = metadata();
     let packages = doc["packages"].as_array().unwrap();
     let names: BTreeSet<String> = packages
         .iter()
@@ -130,20 +135,7 @@ fn phase_engines_depend_neither_on_the_scheduler_nor_on_actors() {
         }
     }
     // And no engine names actix among its own dependencies.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for p in doc["packages"].as_array().unwrap() {
+    for p in metadata()["packages"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
         if name == "sensei-agents" || name == "sensei-cli" || name == "sensei-tests" {
             continue;

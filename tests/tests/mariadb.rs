@@ -272,7 +272,7 @@ fn writes_during_a_mariadb_extraction_wait_for_the_read_lock_and_stay_out_of_it(
         .arg("--workdir")
         .arg(&work)
         .args(["--set", "ingestion.partition_rows=200", "--workers", "2"])
-        .env("SENSEI_TEST_TASK_DELAY_MS", "150")
+        .args(["--set", "ingestion.batch_pause_ms=150"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -267,7 +267,7 @@ fn a_migration_killed_during_postgres_ingestion_extracts_again_at_a_new_snapshot
     let mut first = sensei();
     args(&mut first);
     let mut child = first
-        .env("SENSEI_TEST_TASK_DELAY_MS", "150")
+        .args(["--set", "ingestion.batch_pause_ms=150"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -570,7 +570,8 @@ fn a_source_connection_lost_mid_extraction_is_retried_and_nothing_is_lost() {
         .arg("--workdir")
         .arg(&work)
         .args(["--set", "ingestion.partition_rows=20000", "--workers", "1"])
-        .env("SENSEI_TEST_BATCH_DELAY_MS", "400")
+        .args(["--set", "ingestion.batch_pause_ms=400"])
+        .args(["--set", "delivery.batch_pause_ms=400"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -82,8 +82,11 @@ fn postgres_restarted_mid_delivery_the_migration_completes_exactly_once() {
             "delivery.batch_rows=50",
             "--set",
             "scheduler.max_attempts=10",
+            "--set",
+            "ingestion.batch_pause_ms=40",
+            "--set",
+            "delivery.batch_pause_ms=40",
         ])
-        .env("SENSEI_TEST_BATCH_DELAY_MS", "40")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -29,6 +28,12 @@ pub trait PartitionIo: Send + Sync {
     /// Where a new partition `id` is written.
     fn staging_path(&self, id: &str) -> PathBuf;
 
+    /// Records a written partition file as held here.
+    fn hold(&self, id: &str, path: &Path, stats: &FileStats);
+
+    /// This node's id and the endpoint its partitions are served from.
+    fn location(&self) -> (String, String);
+
     /// A written partition file, registered as held here.
     fn register(
         &self,
@@ -37,16 +42,24 @@ pub trait PartitionIo: Send + Sync {
         partition: u32,
         path: PathBuf,
         stats: FileStats,
-    ) -> PartitionRef;
+    ) -> PartitionRef {
+        self.hold(id, &path, &stats);
+        let (node_id, endpoint) = self.location();
+        PartitionRef {
+            id: id.to_string(),
+            table: table.to_string(),
+            partition,
+            node_id,
+            endpoint,
+            uri: format!("file://{}", path.display()),
+            rows: stats.rows,
+            bytes: stats.bytes,
+            sha256: stats.sha256,
+        }
+    }
 
     /// A scratch file or folder of an engine (spilled rows, replay input).
     fn scratch_path(&self, name: &str) -> PathBuf;
-
-    /// How long to wait after each batch written or delivered: zero but for
-    /// tests that need a kill to land mid-partition.
-    fn batch_delay(&self) -> Duration {
-        Duration::ZERO
-    }
 
     /// Writes batches as a partition held here.
     fn stage(
@@ -83,7 +96,6 @@ pub fn read_verified_file(p: &PartitionRef, path: &Path) -> Result<Vec<RecordBat
 pub struct FolderIo {
     dir: PathBuf,
     node_id: String,
-    delay: Duration,
     held: Mutex<HashMap<String, PathBuf>>,
 }
 
@@ -97,15 +109,8 @@ impl FolderIo {
         Ok(FolderIo {
             dir: dir.to_path_buf(),
             node_id: "local".into(),
-            delay: Duration::ZERO,
             held: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The same, waiting `delay` after each batch.
-    pub fn with_batch_delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
     }
 }
 
@@ -129,36 +134,18 @@ impl PartitionIo for FolderIo {
         self.dir.join(format!("{id}.parquet"))
     }
 
-    fn register(
-        &self,
-        id: &str,
-        table: &str,
-        partition: u32,
-        path: PathBuf,
-        stats: FileStats,
-    ) -> PartitionRef {
+    fn hold(&self, id: &str, path: &Path, _stats: &FileStats) {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string(), path.clone());
-        PartitionRef {
-            id: id.to_string(),
-            table: table.to_string(),
-            partition,
-            node_id: self.node_id.clone(),
-            endpoint: String::new(),
-            uri: format!("file://{}", path.display()),
-            rows: stats.rows,
-            bytes: stats.bytes,
-            sha256: stats.sha256,
-        }
+            .insert(id.to_string(), path.to_path_buf());
+    }
+
+    fn location(&self) -> (String, String) {
+        (self.node_id.clone(), String::new())
     }
 
     fn scratch_path(&self, name: &str) -> PathBuf {
         self.dir.join("scratch").join(name)
-    }
-
-    fn batch_delay(&self) -> Duration {
-        self.delay
     }
 }

@@ -35,6 +35,9 @@ pub struct DeliverTask {
     /// How to connect to the target.
     #[serde(default)]
     pub connection: TargetConnection,
+    /// Milliseconds to pause after every batch committed (`delivery.batch_pause_ms`).
+    #[serde(default)]
+    pub batch_pause_ms: u64,
 }
 
 /// How a target database session is opened: the password file's path
@@ -146,7 +149,7 @@ pub async fn run(
     let chunks = rechunk(&batches, task.batch_rows.max(1) as usize)?;
     let task = task.clone();
     let migration = migration.to_string();
-    let delay = ctx.batch_delay();
+    let pause = std::time::Duration::from_millis(task.batch_pause_ms);
     let task_id_hint = task.ledger_partition.clone();
     tokio::task::spawn_blocking(move || -> Result<DeliverResult> {
         let mut target =
@@ -159,8 +162,8 @@ pub async fn run(
             if lost.load(Ordering::SeqCst) {
                 return Err(EngineError::LeaseLost(0));
             }
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
             }
             let key = BatchKey {
                 migration: &migration,
@@ -258,6 +261,7 @@ mod tests {
             batch_rows: 4,
             ledger_partition: "customer/00000".into(),
             connection: TargetConnection::default(),
+            batch_pause_ms: 0,
         };
         (io, task)
     }

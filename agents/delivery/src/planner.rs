@@ -436,6 +436,7 @@ impl DeliveryPlanner {
                     namespace: config.target.namespace.clone(),
                     batch_rows: config.delivery.batch_rows,
                     connection: TargetConnection::from_section(&config.target),
+                    batch_pause_ms: config.delivery.batch_pause_ms,
                 };
                 Ok(PlannedTask {
                     table: p.table.clone(),

@@ -33,6 +33,9 @@ pub struct IngestTask {
     /// Options of file sources (encoding, delimiter, malformed records).
     #[serde(default)]
     pub options: sensei_connectors::files::SourceOptions,
+    /// Milliseconds to pause after every batch read (`ingestion.batch_pause_ms`).
+    #[serde(default)]
+    pub batch_pause_ms: u64,
 }
 
 /// Samples, profiles and scans a table for PII.
@@ -119,13 +122,13 @@ pub fn run(ctx: &dyn PartitionIo, task: &IngestTask, attempt: u32) -> Result<Ing
     source.quarantine_to(quarantine_path.clone());
     let mut writer = PartitionWriter::create(&path, task.table.schema())?;
     let mut write_err = None;
-    let delay = ctx.batch_delay();
+    let pause = std::time::Duration::from_millis(task.batch_pause_ms);
     let rows = source.read(&task.table, task.range, 8192, |batch| {
         if let Err(e) = writer.write(&batch) {
             write_err = Some(e);
         }
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
         }
         Ok(())
     })?;
@@ -191,6 +194,7 @@ mod tests {
             partition,
             sample_rows: 50,
             options: Default::default(),
+            batch_pause_ms: 0,
         }
     }
 

@@ -235,6 +235,7 @@ impl Planner for IngestionPlanner {
                     partition: i as u32,
                     sample_rows: config.ingestion.profile_sample_rows,
                     options: task_options.clone(),
+                    batch_pause_ms: config.ingestion.batch_pause_ms,
                 };
                 specs.push(PlannedTask {
                     table: t.name.clone(),
