@@ -284,24 +284,7 @@ impl Orchestrator {
                     ),
                 )?;
             } else {
-                let dir = self.artifacts.local_path(id);
-                let aside = dir.join("superseded");
-                for name in ["certificate.json", "expectations.json"] {
-                    let from = dir.join(name);
-                    if from.exists() {
-                        let io = |path: &std::path::Path| {
-                            let path = path.to_path_buf();
-                            move |source| sensei_runtime::RuntimeError::Io {
-                                what: "setting the earlier certificate aside",
-                                path,
-                                source,
-                            }
-                        };
-                        std::fs::create_dir_all(&aside).map_err(io(&aside))?;
-                        let to = aside.join(format!("{}-{name}", self.scheduler.now_ms()));
-                        std::fs::rename(&from, &to).map_err(io(&from))?;
-                    }
-                }
+                self.set_certificate_aside(id)?;
                 self.scheduler.reset_from(
                     id,
                     Phase::Verification,
@@ -313,6 +296,30 @@ impl Orchestrator {
             }
         }
         Ok(None)
+    }
+
+    /// Moves an earlier certificate (and its expectations) under
+    /// `superseded/`, so verification can sign a new one.
+    fn set_certificate_aside(&self, id: &str) -> Result<()> {
+        let dir = self.artifacts.local_path(id);
+        let aside = dir.join("superseded");
+        for name in ["certificate.json", "expectations.json"] {
+            let from = dir.join(name);
+            if from.exists() {
+                let io = |path: &std::path::Path| {
+                    let path = path.to_path_buf();
+                    move |source| sensei_runtime::RuntimeError::Io {
+                        what: "setting the earlier certificate aside",
+                        path,
+                        source,
+                    }
+                };
+                std::fs::create_dir_all(&aside).map_err(io(&aside))?;
+                let to = aside.join(format!("{}-{name}", self.scheduler.now_ms()));
+                std::fs::rename(&from, &to).map_err(io(&from))?;
+            }
+        }
+        Ok(())
     }
 
     fn config(&self, id: &str) -> Result<MigrationConfig> {

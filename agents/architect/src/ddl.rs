@@ -348,7 +348,7 @@ pub fn read_schema(sql: &str, file: &str) -> Result<SchemaFile> {
         let st = match parse_statement(&piece.text) {
             Ok(st) => st,
             Err(e) if kind.starts_with("CREATE TABLE") || kind.starts_with("CREATE TEMPORARY") => {
-                return Err(EngineError::Malformed {
+                return Err(EngineError::Invalid {
                     what: format!("target schema {file}"),
                     message: format!(
                         "the CREATE TABLE at line {} does not parse: {e} (Line: {} of the file); fix the statement",
@@ -554,7 +554,7 @@ pub fn from_target(
 ) -> Result<Vec<TargetTable>> {
     let shown = sensei_runtime::secret::redact_url(url);
     let empty = || {
-        EngineError::Malformed {
+        EngineError::Invalid {
         what: "target.schema = @target".into(),
         message: format!(
             "the target {shown} holds no tables to map onto; create them first (the new application's migrations) or give a DDL file"

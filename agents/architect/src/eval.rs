@@ -61,8 +61,9 @@ pub struct Pair {
     pub split: Split,
 }
 
+/// A corpus file that cannot be used (the user may give their own).
 fn malformed(what: impl std::fmt::Display, message: impl std::fmt::Display) -> EngineError {
-    EngineError::Malformed {
+    EngineError::Invalid {
         what: what.to_string(),
         message: message.to_string(),
     }

@@ -37,7 +37,7 @@ use matcher::{ColumnFacts, Dictionary, WEIGHTS};
 use sensei_contracts::artifacts::{
     ColumnMapping, Join, Manifest, MappingSpec, TableMapping, ARTIFACT_VERSION,
 };
-use sensei_contracts::error::Result;
+use sensei_contracts::error::{EngineError, Result};
 
 /// Below this a source column is not proposed at all.
 pub const MIN_PROPOSAL: f64 = 0.30;
@@ -50,36 +50,50 @@ pub struct PiiPolicy {
 }
 
 impl PiiPolicy {
-    /// Parses the default (`keep`, `mask`, `hash`, `drop`) and per-kind
-    /// overrides (`email=mask, ssn=drop`).
-    pub fn parse(default: &str, by_kind: &str) -> std::result::Result<Self, String> {
-        let check = |p: &str| {
+    /// Parses the default (`transformation.pii_policy`: `keep`, `mask`,
+    /// `hash`, `drop`) and per-kind overrides
+    /// (`transformation.pii_policy_by_kind`: `email=mask, ssn=drop`).
+    pub fn parse(default: &str, by_kind: &str) -> Result<Self> {
+        let invalid = |key: &str, message: String| EngineError::Invalid {
+            what: format!("transformation.{key}"),
+            message,
+        };
+        let check = |key: &str, p: &str| {
             if matches!(p, "keep" | "mask" | "hash" | "drop") {
                 Ok(p.to_string())
             } else {
-                Err(format!("{p:?} is not keep, mask, hash or drop"))
+                Err(invalid(
+                    key,
+                    format!("{p:?} is not keep, mask, hash or drop"),
+                ))
             }
         };
         let mut map = BTreeMap::new();
         for item in by_kind.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (kind, p) = item
-                .split_once('=')
-                .ok_or_else(|| format!("{item:?} is not kind=policy"))?;
+            let (kind, p) = item.split_once('=').ok_or_else(|| {
+                invalid("pii_policy_by_kind", format!("{item:?} is not kind=policy"))
+            })?;
             let kind = kind.trim();
             if sensei_scout::pii::PiiKind::parse(kind).is_none() {
                 let known: Vec<&str> = sensei_scout::pii::PiiKind::ALL
                     .iter()
                     .map(|k| k.as_str())
                     .collect();
-                return Err(format!(
-                    "{kind:?} is not a PII kind; the kinds are {}",
-                    known.join(", ")
+                return Err(invalid(
+                    "pii_policy_by_kind",
+                    format!(
+                        "{kind:?} is not a PII kind; the kinds are {}",
+                        known.join(", ")
+                    ),
                 ));
             }
-            map.insert(kind.to_string(), check(p.trim())?);
+            map.insert(kind.to_string(), check("pii_policy_by_kind", p.trim())?);
         }
         Ok(PiiPolicy {
-            default: check(if default.is_empty() { "keep" } else { default })?,
+            default: check(
+                "pii_policy",
+                if default.is_empty() { "keep" } else { default },
+            )?,
             by_kind: map,
         })
     }
@@ -486,6 +500,261 @@ fn alternatives(
         .collect()
 }
 
+/// The status of a proposed entry: `auto` at or above the threshold.
+fn status_for(confidence: f64, threshold: f64) -> &'static str {
+    if confidence >= threshold {
+        "auto"
+    } else {
+        "review"
+    }
+}
+
+/// The source table that serves target table `t` best, if any serves it:
+/// by names and columns (score), or because its columns explain at least
+/// one of the target's however the tables are called (an item master for
+/// `product`): the sum of the chosen columns' probabilities.
+fn best_source(
+    dictionary: &Dictionary,
+    manifest: &Manifest,
+    facts: &[Vec<ColumnFacts>],
+    t: &TargetTable,
+) -> Option<PairPlan> {
+    let mut best: Option<PairPlan> = None;
+    for (si, s) in manifest.tables.iter().enumerate() {
+        let scores = score_matrix(dictionary, &s.name, &facts[si], t);
+        let (mut score, columns) = choose(dictionary, &s.name, t, &scores);
+        // Columns this source can derive count towards its coverage too.
+        let derivable = derivations(dictionary, &s.name, &facts[si], t, "");
+        for ti in 0..t.columns.len() {
+            let weak = columns[ti].as_ref().is_none_or(|(_, sc)| sc.name < 0.99);
+            if weak && derivable[ti].is_some() {
+                let had = columns[ti].as_ref().map_or(0.0, |(_, sc)| sc.confidence);
+                score += 0.7 * (DERIVED_CONFIDENCE - had).max(0.0) / t.columns.len() as f64;
+            }
+        }
+        if best.as_ref().is_none_or(|b| score > b.score) {
+            best = Some(PairPlan {
+                source: si,
+                score,
+                columns,
+                scores,
+            });
+        }
+    }
+    best.filter(|b| {
+        let explained: f64 = b.columns.iter().flatten().map(|(_, s)| s.confidence).sum();
+        b.score >= 0.15 || explained >= 1.0
+    })
+}
+
+/// A target column matched in a joined table: (join, table, column, score).
+type JoinedColumn = Option<(usize, usize, usize, matcher::Score)>;
+
+/// Columns source table `si` lacks (`open`: neither chosen nor derivable),
+/// taken from tables its foreign keys reference, joined on their whole
+/// primary key so no row is repeated.
+fn foreign_key_joins(
+    dictionary: &Dictionary,
+    manifest: &Manifest,
+    facts: &[Vec<ColumnFacts>],
+    t: &TargetTable,
+    si: usize,
+    open: impl Fn(usize) -> bool,
+) -> (Vec<Join>, Vec<JoinedColumn>) {
+    let mut joins: Vec<Join> = Vec::new();
+    let mut joined: Vec<JoinedColumn> = vec![None; t.columns.len()];
+    let fks = manifest
+        .catalog
+        .tables
+        .get(&manifest.tables[si].name)
+        .map(|c| c.foreign_keys.clone())
+        .unwrap_or_default();
+    for fk in fks {
+        let Some(ri) = manifest.tables.iter().position(|m| m.name == fk.references) else {
+            continue;
+        };
+        let r = &manifest.tables[ri];
+        if ri == si || r.primary_key.is_empty() || r.primary_key != fk.referenced_columns {
+            continue;
+        }
+        let open: Vec<usize> = (0..t.columns.len())
+            .filter(|&ti| open(ti) && joined[ti].is_none())
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        // The open columns as if they belonged to the referenced
+        // table: the foreign key says that is where they live, so
+        // its name is the table evidence (`customer_email` along
+        // a key to `customers` is that customer's `email`).
+        let sub = TargetTable {
+            name: r.name.clone(),
+            columns: open.iter().map(|&ti| t.columns[ti].clone()).collect(),
+            ..t.clone()
+        };
+        let (_, picks) = match_pair(dictionary, &r.name, &facts[ri], &sub);
+        let mut any = false;
+        for (k, pick) in picks.into_iter().enumerate() {
+            if let Some((rj, score)) = pick.filter(|(_, sc)| sc.confidence >= 0.5) {
+                joined[open[k]] = Some((joins.len(), ri, rj, score));
+                any = true;
+            }
+        }
+        if any {
+            joins.push(Join {
+                alias: format!("j{}", joins.len() + 1),
+                table: r.name.clone(),
+                on: fk
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(fk.referenced_columns.iter().cloned())
+                    .collect(),
+            });
+        }
+    }
+    (joins, joined)
+}
+
+/// The entry of a target column no source column serves: the target's
+/// constant default, or NULL; it waits for review.
+fn unmatched(t: &TargetTable, tc: &TargetColumn) -> ColumnMapping {
+    // Only a constant default can be copied into every row;
+    // `nextval(..)`, `now()` belong to the target.
+    let default = tc.default.as_deref().and_then(literal_default);
+    let mut reasons = vec![format!(
+        "no candidate: no source column scored {MIN_PROPOSAL:.2} or more: {}",
+        if default.is_some() {
+            "the target default"
+        } else {
+            "NULL"
+        }
+    )];
+    if !tc.nullable && default.is_none() {
+        // The plan goes on; the migration stops before the
+        // Workers run unless a person maps it.
+        reasons.push(format!(
+            "the target column is NOT NULL without a default: give it an expression (sensei review --expression {}.{}=SQL), a default in the target schema, or drop the constraint",
+            t.name, tc.name
+        ));
+    }
+    let expression = match default {
+        Some(d) => format!("arrow_cast({d}, '{}')", tc.arrow_type),
+        None => format!("arrow_cast(NULL, '{}')", tc.arrow_type),
+    };
+    ColumnMapping::proposed(&tc.name, expression, Vec::new(), 0.0, "review", reasons)
+}
+
+/// Plans one target table: its best source, columns chosen, derived or
+/// joined, each with its alternatives.
+fn plan_table(
+    manifest: &Manifest,
+    facts: &[Vec<ColumnFacts>],
+    t: &TargetTable,
+    dictionary: &Dictionary,
+    threshold: f64,
+    policy: &PiiPolicy,
+) -> TableMapping {
+    let best = best_source(dictionary, manifest, facts, t);
+    let source = best.as_ref().map(|b| &manifest.tables[b.source]);
+    let si = best.as_ref().map(|b| b.source).unwrap_or(0);
+    let derivable = match source {
+        Some(s) => derivations(dictionary, &s.name, &facts[si], t, ""),
+        None => vec![None; t.columns.len()],
+    };
+    let mut chosen_all: Vec<Option<(usize, matcher::Score)>> = Vec::new();
+    for (ti, derivation) in derivable.iter().enumerate() {
+        let mut chosen = best.as_ref().and_then(|b| b.columns[ti].clone());
+        // A derivation (a full name from first and last) beats a partial name match.
+        if let Some((_, score)) = &chosen {
+            if score.name < 0.99 && derivation.is_some() {
+                chosen = None;
+            }
+        }
+        chosen_all.push(chosen);
+    }
+    let (joins, joined) = match source {
+        Some(_) => foreign_key_joins(dictionary, manifest, facts, t, si, |ti| {
+            chosen_all[ti].is_none() && derivable[ti].is_none()
+        }),
+        None => (Vec::new(), vec![None; t.columns.len()]),
+    };
+    let prefix = if joins.is_empty() { "" } else { "source." };
+    let derived_here = match source {
+        Some(s) if !joins.is_empty() => derivations(dictionary, &s.name, &facts[si], t, prefix),
+        _ => derivable.clone(),
+    };
+    let mut columns = Vec::new();
+    for (ti, tc) in t.columns.iter().enumerate() {
+        if let Some((ji, ri, rj, score)) = joined[ti].clone() {
+            let rf = &facts[ri][rj];
+            let confidence = round4(score.confidence);
+            let mut reasons = score.reasons;
+            reasons.push(format!(
+                "joined from {} along {}",
+                joins[ji].table,
+                joins[ji]
+                    .on
+                    .iter()
+                    .map(|(a, b)| format!("{a} = {b}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            ));
+            let mut c = ColumnMapping::proposed(
+                &tc.name,
+                expression_in(rf, tc, &format!("{}.", joins[ji].alias)),
+                vec![format!("{}.{}", joins[ji].table, rf.name)],
+                confidence,
+                status_for(confidence, threshold),
+                reasons,
+            );
+            apply_policy(policy, rf, tc, &mut c);
+            columns.push(c);
+            continue;
+        }
+        columns.push(match (chosen_all[ti].clone(), source) {
+            (Some((sj, score)), Some(s)) => {
+                let sf = &facts[si][sj];
+                let confidence = round4(score.confidence);
+                let mut c = ColumnMapping::proposed(
+                    &tc.name,
+                    expression_in(sf, tc, prefix),
+                    vec![format!("{}.{}", s.name, s.columns[sj].name)],
+                    confidence,
+                    status_for(confidence, threshold),
+                    score.reasons,
+                );
+                apply_policy(policy, sf, tc, &mut c);
+                c
+            }
+            (None, Some(s)) if derived_here[ti].is_some() => {
+                let (expression, used, reason) = derived_here[ti].clone().unwrap_or_default();
+                ColumnMapping::proposed(
+                    &tc.name,
+                    expression,
+                    used.iter().map(|c| format!("{}.{c}", s.name)).collect(),
+                    DERIVED_CONFIDENCE,
+                    status_for(DERIVED_CONFIDENCE, threshold),
+                    vec![reason],
+                )
+            }
+            _ => unmatched(t, tc),
+        });
+    }
+    if let (Some(s), Some(b)) = (source, &best) {
+        for ((c, tc), row) in columns.iter_mut().zip(&t.columns).zip(&b.scores) {
+            c.alternatives = alternatives(row, &facts[si], &s.name, tc, prefix, &c.sources);
+        }
+    }
+    TableMapping {
+        target: t.name.clone(),
+        sources: source.map(|s| vec![s.name.clone()]).unwrap_or_default(),
+        columns,
+        primary_key: t.primary_key.clone(),
+        joins,
+    }
+}
+
 /// Plans the mapping of `manifest`'s tables onto `targets`.
 pub fn plan(
     migration_id: &str,
@@ -496,240 +765,14 @@ pub fn plan(
     policy: &PiiPolicy,
 ) -> Result<MappingSpec> {
     let facts: Vec<Vec<ColumnFacts>> = manifest.tables.iter().map(source_facts).collect();
-    let mut tables = Vec::new();
     // By name: the same schema read from a live database or from any dump
     // of it gives the same spec.
     let mut targets: Vec<&TargetTable> = targets.iter().collect();
     targets.sort_by(|a, b| a.name.cmp(&b.name));
-    for t in targets {
-        let mut best: Option<PairPlan> = None;
-        for (si, s) in manifest.tables.iter().enumerate() {
-            let scores = score_matrix(dictionary, &s.name, &facts[si], t);
-            let (mut score, columns) = choose(dictionary, &s.name, t, &scores);
-            // Columns this source can derive count towards its coverage too.
-            let derivable = derivations(dictionary, &s.name, &facts[si], t, "");
-            for ti in 0..t.columns.len() {
-                let weak = columns[ti].as_ref().is_none_or(|(_, sc)| sc.name < 0.99);
-                if weak && derivable[ti].is_some() {
-                    let had = columns[ti].as_ref().map_or(0.0, |(_, sc)| sc.confidence);
-                    score += 0.7 * (DERIVED_CONFIDENCE - had).max(0.0) / t.columns.len() as f64;
-                }
-            }
-            if best.as_ref().is_none_or(|b| score > b.score) {
-                best = Some(PairPlan {
-                    source: si,
-                    score,
-                    columns,
-                    scores,
-                });
-            }
-        }
-        // A source table serves a target table when the names and columns
-        // agree (score), or when its columns explain at least one of the
-        // target's however the tables are called (an item master for
-        // `product`): the sum of the chosen columns' probabilities.
-        let best = best.filter(|b| {
-            let explained: f64 = b.columns.iter().flatten().map(|(_, s)| s.confidence).sum();
-            b.score >= 0.15 || explained >= 1.0
-        });
-        let source = best.as_ref().map(|b| &manifest.tables[b.source]);
-        let si = best.as_ref().map(|b| b.source).unwrap_or(0);
-        let derivable = match source {
-            Some(s) => derivations(dictionary, &s.name, &facts[si], t, ""),
-            None => vec![None; t.columns.len()],
-        };
-        let mut chosen_all: Vec<Option<(usize, matcher::Score)>> = Vec::new();
-        for (ti, derivation) in derivable.iter().enumerate() {
-            let mut chosen = best.as_ref().and_then(|b| b.columns[ti].clone());
-            // A derivation (a full name from first and last) beats a partial name match.
-            if let Some((_, score)) = &chosen {
-                if score.name < 0.99 && derivation.is_some() {
-                    chosen = None;
-                }
-            }
-            chosen_all.push(chosen);
-        }
-        // Columns the source table lacks, taken from tables its foreign keys
-        // reference (on their whole primary key, so no row is repeated).
-        let mut joins: Vec<Join> = Vec::new();
-        let mut joined: Vec<Option<(usize, usize, usize, matcher::Score)>> =
-            vec![None; t.columns.len()];
-        if let Some(s) = source {
-            let fks = manifest
-                .catalog
-                .tables
-                .get(&s.name)
-                .map(|c| c.foreign_keys.clone())
-                .unwrap_or_default();
-            for fk in fks {
-                let Some(ri) = manifest.tables.iter().position(|m| m.name == fk.references) else {
-                    continue;
-                };
-                let r = &manifest.tables[ri];
-                if ri == si || r.primary_key.is_empty() || r.primary_key != fk.referenced_columns {
-                    continue;
-                }
-                let open: Vec<usize> = (0..t.columns.len())
-                    .filter(|&ti| {
-                        chosen_all[ti].is_none() && joined[ti].is_none() && derivable[ti].is_none()
-                    })
-                    .collect();
-                if open.is_empty() {
-                    continue;
-                }
-                // The open columns as if they belonged to the referenced
-                // table: the foreign key says that is where they live, so
-                // its name is the table evidence (`customer_email` along
-                // a key to `customers` is that customer's `email`).
-                let sub = TargetTable {
-                    name: r.name.clone(),
-                    columns: open.iter().map(|&ti| t.columns[ti].clone()).collect(),
-                    ..t.clone()
-                };
-                let (_, picks) = match_pair(dictionary, &r.name, &facts[ri], &sub);
-                let alias = format!("j{}", joins.len() + 1);
-                let mut any = false;
-                for (k, pick) in picks.into_iter().enumerate() {
-                    if let Some((rj, score)) = pick.filter(|(_, sc)| sc.confidence >= 0.5) {
-                        joined[open[k]] = Some((joins.len(), ri, rj, score));
-                        any = true;
-                    }
-                }
-                if any {
-                    joins.push(Join {
-                        alias,
-                        table: r.name.clone(),
-                        on: fk
-                            .columns
-                            .iter()
-                            .cloned()
-                            .zip(fk.referenced_columns.iter().cloned())
-                            .collect(),
-                    });
-                }
-            }
-        }
-        let prefix = if joins.is_empty() { "" } else { "source." };
-        let derived_here = match source {
-            Some(s) if !joins.is_empty() => derivations(dictionary, &s.name, &facts[si], t, prefix),
-            _ => derivable.clone(),
-        };
-        let mut columns = Vec::new();
-        for (ti, tc) in t.columns.iter().enumerate() {
-            let chosen = chosen_all[ti].clone();
-            if let Some((ji, ri, rj, score)) = joined[ti].clone() {
-                let rf = &facts[ri][rj];
-                let confidence = round4(score.confidence);
-                let mut reasons = score.reasons;
-                reasons.push(format!(
-                    "joined from {} along {}",
-                    joins[ji].table,
-                    joins[ji]
-                        .on
-                        .iter()
-                        .map(|(a, b)| format!("{a} = {b}"))
-                        .collect::<Vec<_>>()
-                        .join(" AND ")
-                ));
-                let mut c = ColumnMapping {
-                    target: tc.name.clone(),
-                    expression: expression_in(rf, tc, &format!("{}.", joins[ji].alias)),
-                    sources: vec![format!("{}.{}", joins[ji].table, rf.name)],
-                    confidence,
-                    status: if confidence >= threshold {
-                        "auto"
-                    } else {
-                        "review"
-                    }
-                    .into(),
-                    reasons,
-                    reviewed_by: None,
-                    reviewed_at: None,
-                    alternatives: Vec::new(),
-                };
-                apply_policy(policy, rf, tc, &mut c);
-                columns.push(c);
-                continue;
-            }
-            columns.push(match (chosen, source) {
-                (Some((sj, score)), Some(s)) => {
-                    let sf = &facts[best.as_ref().map(|b| b.source).unwrap_or(0)][sj];
-                    let confidence = round4(score.confidence);
-                    let mut c = ColumnMapping {
-                        target: tc.name.clone(),
-                        expression: expression_in(sf, tc, prefix),
-                        sources: vec![format!("{}.{}", s.name, s.columns[sj].name)],
-                        confidence,
-                        status: if confidence >= threshold { "auto" } else { "review" }.into(),
-                        reasons: score.reasons,
-                        reviewed_by: None,
-                        reviewed_at: None,
-                        alternatives: Vec::new(),
-                    };
-                    apply_policy(policy, sf, tc, &mut c);
-                    c
-                }
-                (None, Some(s)) if derived_here[ti].is_some() => {
-                    let (expression, used, reason) = derived_here[ti].clone().unwrap_or_default();
-                    ColumnMapping {
-                        target: tc.name.clone(),
-                        expression,
-                        sources: used.iter().map(|c| format!("{}.{c}", s.name)).collect(),
-                        confidence: DERIVED_CONFIDENCE,
-                        status: if DERIVED_CONFIDENCE >= threshold { "auto" } else { "review" }.into(),
-                        reasons: vec![reason],
-                        reviewed_by: None,
-                        reviewed_at: None,
-                        alternatives: Vec::new(),
-                    }
-                }
-                _ => {
-                    // Only a constant default can be copied into every row;
-                    // `nextval(..)`, `now()` belong to the target.
-                    let default = tc.default.as_deref().and_then(literal_default);
-                    let mut reasons = vec![format!(
-                        "no candidate: no source column scored {MIN_PROPOSAL:.2} or more: {}",
-                        if default.is_some() { "the target default" } else { "NULL" }
-                    )];
-                    if !tc.nullable && default.is_none() {
-                        // The plan goes on; the migration stops before the
-                        // Workers run unless a person maps it.
-                        reasons.push(format!(
-                            "the target column is NOT NULL without a default: give it an expression (sensei review --expression {}.{}=SQL), a default in the target schema, or drop the constraint",
-                            t.name, tc.name
-                        ));
-                    }
-                    let expression = match default {
-                        Some(d) => format!("arrow_cast({d}, '{}')", tc.arrow_type),
-                        None => format!("arrow_cast(NULL, '{}')", tc.arrow_type),
-                    };
-                    ColumnMapping {
-                        target: tc.name.clone(),
-                        expression,
-                        sources: Vec::new(),
-                        confidence: 0.0,
-                        status: "review".into(),
-                        reasons,
-                        reviewed_by: None,
-                        reviewed_at: None,
-                        alternatives: Vec::new(),
-                    }
-                }
-            });
-        }
-        if let (Some(s), Some(b)) = (source, &best) {
-            for ((c, tc), row) in columns.iter_mut().zip(&t.columns).zip(&b.scores) {
-                c.alternatives = alternatives(row, &facts[si], &s.name, tc, prefix, &c.sources);
-            }
-        }
-        tables.push(TableMapping {
-            target: t.name.clone(),
-            sources: source.map(|s| vec![s.name.clone()]).unwrap_or_default(),
-            columns,
-            primary_key: t.primary_key.clone(),
-            joins,
-        });
-    }
+    let tables: Vec<TableMapping> = targets
+        .into_iter()
+        .map(|t| plan_table(manifest, &facts, t, dictionary, threshold, policy))
+        .collect();
     let used: Vec<&String> = tables.iter().flat_map(|t| &t.sources).collect();
     let unmapped_sources = manifest
         .tables
@@ -930,7 +973,13 @@ mod tests {
     #[test]
     fn a_policy_for_an_unknown_kind_is_refused_with_the_kinds() {
         assert!(PiiPolicy::parse("keep", "email=mask, vin=drop, national_id=hash").is_ok());
-        let err = PiiPolicy::parse("keep", "emial=mask").unwrap_err();
+        let err = PiiPolicy::parse("keep", "emial=mask")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("transformation.pii_policy_by_kind: "),
+            "{err}"
+        );
         assert!(err.contains("\"emial\" is not a PII kind"), "{err}");
         assert!(
             err.contains("email") && err.contains("driving_licence"),

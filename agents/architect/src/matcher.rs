@@ -322,7 +322,7 @@ impl Dictionary {
     }
 
     /// Parses `abbr=expansion, abbr2=expansion two`.
-    pub fn parse_extra(spec: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    pub fn parse_extra(spec: &str) -> crate::Result<Vec<(String, String)>> {
         spec.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -330,7 +330,10 @@ impl Dictionary {
                 item.split_once('=')
                     .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
                     .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-                    .ok_or_else(|| format!("{item:?} is not abbreviation=expansion"))
+                    .ok_or_else(|| sensei_contracts::error::EngineError::Invalid {
+                        what: "transformation.abbreviations".into(),
+                        message: format!("{item:?} is not abbreviation=expansion"),
+                    })
             })
             .collect()
     }

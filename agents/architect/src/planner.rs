@@ -28,7 +28,7 @@ use crate::transform::{TransformResult, TransformTask};
 /// DataFusion can plan over the source's types (an unknown column or a cast
 /// that cannot be made is refused with the entry and the reason).
 pub async fn check_spec(spec: &MappingSpec, manifest: &Manifest) -> Result<()> {
-    let bad = |entry: String, message: String| EngineError::Malformed {
+    let bad = |entry: String, message: String| EngineError::Invalid {
         what: format!("mapping spec entry {entry}"),
         message,
     };
@@ -267,19 +267,11 @@ pub async fn mapping(cx: &mut PhaseContext<'_>, review_open: bool) -> Result<Map
         None => identity_mapping(cx.id, &manifest),
         Some(targets) => {
             let extra =
-                crate::matcher::Dictionary::parse_extra(&config.transformation.abbreviations)
-                    .map_err(|m| EngineError::Malformed {
-                        what: "transformation.abbreviations".into(),
-                        message: m,
-                    })?;
+                crate::matcher::Dictionary::parse_extra(&config.transformation.abbreviations)?;
             let policy = crate::PiiPolicy::parse(
                 &config.transformation.pii_policy,
                 &config.transformation.pii_policy_by_kind,
-            )
-            .map_err(|m| EngineError::Malformed {
-                what: "transformation.pii_policy".into(),
-                message: m,
-            })?;
+            )?;
             crate::plan(
                 cx.id,
                 &manifest,

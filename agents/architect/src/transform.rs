@@ -298,7 +298,7 @@ pub fn load_hash_key(path: Option<&str>) -> Result<Option<Arc<Vec<u8>>>> {
         None => Ok(None),
         Some(p) => {
             let secret = sensei_runtime::secret::read_secret_file(std::path::Path::new(p))
-                .map_err(|e| EngineError::Malformed {
+                .map_err(|e| EngineError::Invalid {
                     what: "transformation.pii_hash_key_file".into(),
                     message: e.to_string(),
                 })?;

@@ -122,6 +122,30 @@ pub struct ColumnMapping {
     pub alternatives: Vec<Candidate>,
 }
 
+impl ColumnMapping {
+    /// An entry as the Architect proposes it, before anyone reviewed it.
+    pub fn proposed(
+        target: &str,
+        expression: String,
+        sources: Vec<String>,
+        confidence: f64,
+        status: &str,
+        reasons: Vec<String>,
+    ) -> Self {
+        ColumnMapping {
+            target: target.to_string(),
+            expression,
+            sources,
+            confidence,
+            status: status.to_string(),
+            reasons,
+            reviewed_by: None,
+            reviewed_at: None,
+            alternatives: Vec::new(),
+        }
+    }
+}
+
 /// A candidate source for a target column that the Architect did not choose.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {

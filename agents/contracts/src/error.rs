@@ -24,6 +24,16 @@ pub enum EngineError {
         /// DataFusion's message.
         message: String,
     },
+    /// Something the user wrote (a configuration key, a schema, a queries
+    /// or expectations file, a mapping spec entry) cannot be used: names it,
+    /// the place, and the fix.
+    #[error("{what}: {message}")]
+    Invalid {
+        /// The key or file, and the place in it.
+        what: String,
+        /// What is wrong, with the fix.
+        message: String,
+    },
     /// A task's payload or an artifact is not what this version expects.
     #[error("malformed {what}: {message}")]
     Malformed {
@@ -71,9 +81,10 @@ impl EngineError {
             EngineError::Connector(e) => e.class(),
             EngineError::Flight(e) => e.class(),
             EngineError::Runtime(e) => e.class(),
-            EngineError::Sql { .. } | EngineError::Certificate { .. } | EngineError::Review(_) => {
-                ErrorClass::User
-            }
+            EngineError::Sql { .. }
+            | EngineError::Invalid { .. }
+            | EngineError::Certificate { .. }
+            | EngineError::Review(_) => ErrorClass::User,
             EngineError::LeaseLost(_) | EngineError::Corrupt { .. } => ErrorClass::External,
             EngineError::Malformed { .. } | EngineError::Arrow(_) | EngineError::Json(_) => {
                 ErrorClass::Bug

@@ -20,11 +20,12 @@ pub const FLAG_THRESHOLD: f64 = 0.5;
 
 pub use sensei_contracts::profile::{PiiFlag, PiiKind};
 
-/// Words in a column name that point to this kind (after token expansion).
-fn name_words(kind: PiiKind) -> &'static [&'static str] {
-    match kind {
-        PiiKind::Email => &["email", "mail", "login", "contact"],
-        PiiKind::Phone => &[
+/// Per kind, the words in a column name that point to it.
+const NAME_WORDS: &[(&[PiiKind], &[&str])] = &[
+    (&[PiiKind::Email], &["email", "mail", "login", "contact"]),
+    (
+        &[PiiKind::Phone],
+        &[
             "phone",
             "tel",
             "telephone",
@@ -48,12 +49,18 @@ fn name_words(kind: PiiKind) -> &'static [&'static str] {
             "portable",
             "cellulare",
         ],
-        PiiKind::PersonName => &[
+    ),
+    (
+        &[PiiKind::PersonName],
+        &[
             "name", "fname", "lname", "fnm", "lnm", "first", "last", "surname", "given", "holder",
             "forename", "middle", "fullname", "naam", "nombre", "apellido", "nom", "prenom",
             "vorname", "nachname", "cognome", "person",
         ],
-        PiiKind::StreetAddress => &[
+    ),
+    (
+        &[PiiKind::StreetAddress],
+        &[
             "address",
             "addr",
             "street",
@@ -72,16 +79,37 @@ fn name_words(kind: PiiKind) -> &'static [&'static str] {
             "morada",
             "adres",
         ],
-        PiiKind::PostalCode => &["zip", "postal", "postcode", "zipcode", "plz", "cp"],
-        PiiKind::DateOfBirth => &["dob", "birth", "born", "birthday", "bday", "birthdate"],
-        PiiKind::Ssn => &[
+    ),
+    (
+        &[PiiKind::PostalCode],
+        &["zip", "postal", "postcode", "zipcode", "plz", "cp"],
+    ),
+    (
+        &[PiiKind::DateOfBirth],
+        &["dob", "birth", "born", "birthday", "bday", "birthdate"],
+    ),
+    (
+        &[PiiKind::Ssn],
+        &[
             "ssn", "social", "socsec", "tax", "taxid", "tin", "sin", "nin",
         ],
-        PiiKind::CreditCard => &["card", "cc", "pan", "ccnum", "cardnumber", "creditcard"],
-        PiiKind::Iban => &["iban", "bank", "account", "acct"],
-        PiiKind::IpAddress => &["ip", "ipaddr", "ipv4", "ipv6", "remote", "client", "host"],
-        PiiKind::Age => &["age", "edad", "alter", "âge", "età", "idade", "leeftijd"],
-        PiiKind::Gender => &[
+    ),
+    (
+        &[PiiKind::CreditCard],
+        &["card", "cc", "pan", "ccnum", "cardnumber", "creditcard"],
+    ),
+    (&[PiiKind::Iban], &["iban", "bank", "account", "acct"]),
+    (
+        &[PiiKind::IpAddress],
+        &["ip", "ipaddr", "ipv4", "ipv6", "remote", "client", "host"],
+    ),
+    (
+        &[PiiKind::Age],
+        &["age", "edad", "alter", "âge", "età", "idade", "leeftijd"],
+    ),
+    (
+        &[PiiKind::Gender],
+        &[
             "gender",
             "sex",
             "geschlecht",
@@ -92,7 +120,10 @@ fn name_words(kind: PiiKind) -> &'static [&'static str] {
             "género",
             "genero",
         ],
-        PiiKind::DrivingLicence => &[
+    ),
+    (
+        &[PiiKind::DrivingLicence],
+        &[
             "dl",
             "driver",
             "drivers",
@@ -103,8 +134,11 @@ fn name_words(kind: PiiKind) -> &'static [&'static str] {
             "führerschein",
             "fuhrerschein",
         ],
-        PiiKind::Vin => &["vin", "chassis", "vehicle"],
-        PiiKind::Passport => &[
+    ),
+    (&[PiiKind::Vin], &["vin", "chassis", "vehicle"]),
+    (
+        &[PiiKind::Passport],
+        &[
             "passport",
             "pasaporte",
             "passeport",
@@ -112,9 +146,18 @@ fn name_words(kind: PiiKind) -> &'static [&'static str] {
             "passaporto",
             "paspoort",
         ],
-        PiiKind::SwiftBic => &["swift", "bic", "swiftcode", "biccode"],
-        PiiKind::MacAddress => &["mac", "macaddr", "macaddress", "hwaddr", "bssid"],
-        PiiKind::Coordinates => &[
+    ),
+    (
+        &[PiiKind::SwiftBic],
+        &["swift", "bic", "swiftcode", "biccode"],
+    ),
+    (
+        &[PiiKind::MacAddress],
+        &["mac", "macaddr", "macaddress", "hwaddr", "bssid"],
+    ),
+    (
+        &[PiiKind::Coordinates],
+        &[
             "lat",
             "latitude",
             "lon",
@@ -137,8 +180,14 @@ fn name_words(kind: PiiKind) -> &'static [&'static str] {
             "breitengrad",
             "längengrad",
         ],
-        PiiKind::Ethnicity => &["race", "ethnicity", "ethnic", "ethnie", "etnia", "raza"],
-        PiiKind::NationalId => &[
+    ),
+    (
+        &[PiiKind::Ethnicity],
+        &["race", "ethnicity", "ethnic", "ethnie", "etnia", "raza"],
+    ),
+    (
+        &[PiiKind::NationalId],
+        &[
             "national",
             "nationalid",
             "dni",
@@ -163,13 +212,27 @@ fn name_words(kind: PiiKind) -> &'static [&'static str] {
             "idcard",
             "taxpayer",
         ],
-    }
+    ),
+];
+
+/// Words in a column name that point to this kind (after token expansion).
+fn name_words(kind: PiiKind) -> &'static [&'static str] {
+    NAME_WORDS
+        .iter()
+        .find(|(kinds, _)| kinds.contains(&kind))
+        .map_or(&[], |(_, words)| words)
 }
 
-/// Words in a column name that rule this kind out.
-fn negative_words(kind: PiiKind) -> &'static [&'static str] {
-    match kind {
-        PiiKind::CreditCard | PiiKind::Ssn | PiiKind::Phone | PiiKind::Iban => &[
+/// Per kind, the words in a column name that rule it out.
+const NEGATIVE_WORDS: &[(&[PiiKind], &[&str])] = &[
+    (
+        &[
+            PiiKind::CreditCard,
+            PiiKind::Ssn,
+            PiiKind::Phone,
+            PiiKind::Iban,
+        ],
+        &[
             "order",
             "invoice",
             "tracking",
@@ -207,13 +270,22 @@ fn negative_words(kind: PiiKind) -> &'static [&'static str] {
             "transaction",
             "txn",
         ],
-        PiiKind::IpAddress => &["version", "ver", "firmware", "build", "release", "revision"],
-        PiiKind::DateOfBirth => &[
+    ),
+    (
+        &[PiiKind::IpAddress],
+        &["version", "ver", "firmware", "build", "release", "revision"],
+    ),
+    (
+        &[PiiKind::DateOfBirth],
+        &[
             "order", "created", "updated", "modified", "ship", "shipped", "due", "invoice", "paid",
             "expiry", "expires", "start", "end", "hire", "hired", "login", "last", "ts", "at",
             "event", "delivery",
         ],
-        PiiKind::PersonName => &[
+    ),
+    (
+        &[PiiKind::PersonName],
+        &[
             "product",
             "company",
             "city",
@@ -274,7 +346,10 @@ fn negative_words(kind: PiiKind) -> &'static [&'static str] {
             "street",
             "road",
         ],
-        PiiKind::PostalCode => &[
+    ),
+    (
+        &[PiiKind::PostalCode],
+        &[
             "store",
             "qty",
             "quantity",
@@ -283,7 +358,10 @@ fn negative_words(kind: PiiKind) -> &'static [&'static str] {
             "amount",
             "code_type",
         ],
-        PiiKind::Age => &[
+    ),
+    (
+        &[PiiKind::Age],
+        &[
             "account",
             "vehicle",
             "car",
@@ -304,13 +382,26 @@ fn negative_words(kind: PiiKind) -> &'static [&'static str] {
             "company",
             "policy",
         ],
-        PiiKind::DrivingLicence => &[
+    ),
+    (
+        &[PiiKind::DrivingLicence],
+        &[
             "plate", "business", "software", "liquor", "key", "url", "name", "type", "class",
             "status",
         ],
-        PiiKind::Gender => &["ratio", "count", "total", "percent", "pct", "share"],
-        _ => &[],
-    }
+    ),
+    (
+        &[PiiKind::Gender],
+        &["ratio", "count", "total", "percent", "pct", "share"],
+    ),
+];
+
+/// Words in a column name that rule this kind out.
+fn negative_words(kind: PiiKind) -> &'static [&'static str] {
+    NEGATIVE_WORDS
+        .iter()
+        .find(|(kinds, _)| kinds.contains(&kind))
+        .map_or(&[], |(_, words)| words)
 }
 
 /// What the detector looks at for one column.

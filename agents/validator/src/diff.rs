@@ -128,6 +128,33 @@ pub fn diff(
     Ok(out)
 }
 
+/// Chunks of the integer key's range, over both sides' extremes; the same
+/// bounds are read on each side. Where the two sides key on different
+/// columns (or have none), the table is read whole.
+fn chunks(x: &TableInfo, y: &TableInfo, chunk_keys: i64) -> Vec<Option<(i64, i64)>> {
+    let same_key = x.range_column == y.range_column;
+    match (x.rowid_range, y.rowid_range) {
+        _ if !same_key || x.range_column.is_none() => vec![None],
+        (Some((lo1, hi1)), Some((lo2, hi2))) => {
+            let (lo, hi) = (lo1.min(lo2), hi1.max(hi2));
+            let step = chunk_keys.max(1);
+            let mut v = Vec::new();
+            let mut s = lo;
+            loop {
+                let e = s.saturating_add(step - 1).min(hi);
+                v.push(Some((s, e)));
+                if e >= hi {
+                    break;
+                }
+                s = e + 1;
+            }
+            v
+        }
+        (Some(r), None) | (None, Some(r)) => vec![Some(r)],
+        (None, None) => vec![Some((0, 0))],
+    }
+}
+
 fn diff_table(
     a: &str,
     b: &str,
@@ -153,30 +180,7 @@ fn diff_table(
             ),
         ));
     }
-    // Chunks of the integer key's range, over both sides' extremes; the same
-    // bounds are read on each side. Where the two sides key on different
-    // columns (or have none), the table is read whole.
-    let same_key = x.range_column == y.range_column;
-    let chunks: Vec<Option<(i64, i64)>> = match (x.rowid_range, y.rowid_range) {
-        _ if !same_key || x.range_column.is_none() => vec![None],
-        (Some((lo1, hi1)), Some((lo2, hi2))) => {
-            let (lo, hi) = (lo1.min(lo2), hi1.max(hi2));
-            let step = options.chunk_keys.max(1);
-            let mut v = Vec::new();
-            let mut s = lo;
-            loop {
-                let e = s.saturating_add(step - 1).min(hi);
-                v.push(Some((s, e)));
-                if e >= hi {
-                    break;
-                }
-                s = e + 1;
-            }
-            v
-        }
-        (Some(r), None) | (None, Some(r)) => vec![Some(r)],
-        (None, None) => vec![Some((0, 0))],
-    };
+    let chunks = chunks(x, y, options.chunk_keys);
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let total = Mutex::new(TableDiff {

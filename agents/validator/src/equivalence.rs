@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Float32Type, Float64Type, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, SchemaRef, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -315,6 +315,84 @@ impl Slot {
     }
 }
 
+/// How an actual row compares with the expected row paired with it.
+enum RowMatch {
+    /// Every cell equal.
+    Exact,
+    /// Every cell equal or within tolerance.
+    Within,
+    /// A cell lies in the undecidable band around its tolerance (why).
+    Doubtful(String),
+    /// A cell differs, or a column is missing (why).
+    Changed(String),
+}
+
+/// Compares expected row `er` of `e` (in `schema`'s columns) with actual
+/// row `r` of `b` (`at`: each expected column's index in `b`), cell by
+/// cell, type-aware.
+fn compare_row(
+    (schema, e, er): (&SchemaRef, &RecordBatch, usize),
+    (b, r, at): (&RecordBatch, usize, &[Option<usize>]),
+    tolerance: &Tolerance,
+    sides: &Sides,
+) -> RowMatch {
+    let mut exact = true;
+    let mut doubt: Option<String> = None;
+    for (c, a) in at.iter().enumerate() {
+        let name = schema.field(c).name();
+        let Some(ac) = *a else {
+            return RowMatch::Changed(format!("column {name} is missing"));
+        };
+        let shown = || {
+            format!(
+                "column {name} is {} {} {}",
+                cell_text(b.column(ac), r),
+                sides.changed,
+                cell_text(e.column(c), er)
+            )
+        };
+        match cells_match(name, e.column(c), er, b.column(ac), r, tolerance) {
+            CellMatch::Exact => {}
+            CellMatch::Within => exact = false,
+            CellMatch::Doubtful => {
+                exact = false;
+                doubt.get_or_insert_with(|| {
+                    format!(
+                        "{}: the difference lies within the undecidable band around its tolerance",
+                        shown()
+                    )
+                });
+            }
+            CellMatch::Differs => return RowMatch::Changed(shown()),
+        }
+    }
+    match doubt {
+        Some(why) => RowMatch::Doubtful(why),
+        None if !exact => RowMatch::Within,
+        None => RowMatch::Exact,
+    }
+}
+
+/// The difference noted for `rows` actual rows that lack key columns.
+fn keyless(
+    schema: &SchemaRef,
+    key_cols: &[usize],
+    at: &[Option<usize>],
+    rows: usize,
+    sides: &Sides,
+) -> String {
+    let lacking: Vec<&str> = key_cols
+        .iter()
+        .filter(|&&c| at[c].is_none())
+        .map(|&c| schema.field(c).name().as_str())
+        .collect();
+    format!(
+        "{rows} rows lack the key column(s) {}: {}",
+        lacking.join(", "),
+        sides.extra
+    )
+}
+
 /// [`compare`], differences worded with `sides`.
 pub fn compare_sides(
     expected: &[RecordBatch],
@@ -372,19 +450,9 @@ pub fn compare_sides(
         else {
             // Rows without their key cannot be paired with any expected row.
             diff.extra += b.num_rows() as u64;
-            let lacking: Vec<&str> = key_cols
-                .iter()
-                .filter(|&&c| at[c].is_none())
-                .map(|&c| schema.field(c).name().as_str())
-                .collect();
             note(
                 &mut diff,
-                format!(
-                    "{} rows lack the key column(s) {}: {}",
-                    b.num_rows(),
-                    lacking.join(", "),
-                    sides.extra
-                ),
+                keyless(&schema, &key_cols, &at, b.num_rows(), sides),
             );
             continue;
         };
@@ -415,57 +483,23 @@ pub fn compare_sides(
                     continue;
                 }
             }
-            let mut exact = true;
-            let mut doubt: Option<String> = None;
-            let mut bad: Option<String> = None;
-            for (&c, a) in all.iter().zip(&at) {
-                let name = schema.field(c).name();
-                let Some(ac) = *a else {
-                    bad = Some(format!("column {name} is missing"));
-                    break;
-                };
-                match cells_match(name, e.column(c), er, b.column(ac), r, tolerance) {
-                    CellMatch::Exact => {}
-                    CellMatch::Within => exact = false,
-                    CellMatch::Doubtful => {
-                        exact = false;
-                        doubt.get_or_insert_with(|| {
-                            format!(
-                                "column {name} is {} {} {}: the difference lies within the undecidable band around its tolerance",
-                                cell_text(b.column(ac), r),
-                                sides.changed,
-                                cell_text(e.column(c), er)
-                            )
-                        });
-                    }
-                    CellMatch::Differs => {
-                        bad = Some(format!(
-                            "column {name} is {} {} {}",
-                            cell_text(b.column(ac), r),
-                            sides.changed,
-                            cell_text(e.column(c), er)
-                        ));
-                        break;
-                    }
-                }
-            }
-            match (bad, doubt) {
-                (Some(why), _) => {
-                    diff.changed += 1;
-                    note(
-                        &mut diff,
-                        format!("key {}: {why}", show_key_at(b, r, &key_at)),
-                    );
-                }
-                (None, Some(why)) => {
+            match compare_row((&schema, e, er), (b, r, &at), tolerance, sides) {
+                RowMatch::Exact => {}
+                RowMatch::Within => diff.within_tolerance += 1,
+                RowMatch::Doubtful(why) => {
                     diff.doubtful += 1;
                     note(
                         &mut diff,
                         format!("key {}: {why}", show_key_at(b, r, &key_at)),
                     );
                 }
-                (None, None) if !exact => diff.within_tolerance += 1,
-                (None, None) => {}
+                RowMatch::Changed(why) => {
+                    diff.changed += 1;
+                    note(
+                        &mut diff,
+                        format!("key {}: {why}", show_key_at(b, r, &key_at)),
+                    );
+                }
             }
         }
     }

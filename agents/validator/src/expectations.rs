@@ -385,6 +385,51 @@ impl Check {
     }
 }
 
+/// Feeds one batch to a compound-uniqueness rule over `cols`.
+fn add_compound(
+    cols: &[String],
+    m: &mut MapCount,
+    reps: &mut Repeats,
+    b: &RecordBatch,
+) -> Result<(), String> {
+    let arrays = cols
+        .iter()
+        .map(|c| {
+            b.schema()
+                .index_of(c)
+                .map(|i| b.column(i).clone())
+                .map_err(|_| format!("column {c:?} is not in the table"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let f = arrays
+        .iter()
+        .map(formatter)
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&ArrayRef> = arrays.iter().collect();
+    let mut buf = Vec::new();
+    for r in 0..b.num_rows() {
+        m.total += 1;
+        reps.add(
+            sensei_contracts::digest::cells_hash(&refs, r, &mut buf),
+            || {
+                arrays
+                    .iter()
+                    .zip(&f)
+                    .map(|(a, f)| {
+                        if a.is_null(r) {
+                            "NULL".to_string()
+                        } else {
+                            f.value(r).to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            },
+        );
+    }
+    Ok(())
+}
+
 /// Feeds one batch to a rule.
 fn add_batch(rule: &mut Rule, kwargs: &Value, b: &RecordBatch) -> Result<(), String> {
     let col = kwargs["column"].as_str().unwrap_or_default();
@@ -463,43 +508,7 @@ fn add_batch(rule: &mut Rule, kwargs: &Value, b: &RecordBatch) -> Result<(), Str
             let n = x.chars().count() as f64;
             !(lo.is_some_and(|l| n < l) || hi.is_some_and(|h| n > h))
         })?,
-        Rule::Compound(cols, m, reps) => {
-            let arrays = cols
-                .iter()
-                .map(|c| {
-                    b.schema()
-                        .index_of(c)
-                        .map(|i| b.column(i).clone())
-                        .map_err(|_| format!("column {c:?} is not in the table"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let f = arrays
-                .iter()
-                .map(formatter)
-                .collect::<Result<Vec<_>, _>>()?;
-            let refs: Vec<&ArrayRef> = arrays.iter().collect();
-            let mut buf = Vec::new();
-            for r in 0..b.num_rows() {
-                m.total += 1;
-                reps.add(
-                    sensei_contracts::digest::cells_hash(&refs, r, &mut buf),
-                    || {
-                        arrays
-                            .iter()
-                            .zip(&f)
-                            .map(|(a, f)| {
-                                if a.is_null(r) {
-                                    "NULL".to_string()
-                                } else {
-                                    f.value(r).to_string()
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                            .join("|")
-                    },
-                );
-            }
-        }
+        Rule::Compound(cols, m, reps) => add_compound(cols, m, reps, b)?,
         Rule::Table => {}
         Rule::Stat {
             sum, n, min, max, ..

@@ -39,13 +39,13 @@ fn suite_for(config: &MigrationConfig, table: &str) -> Result<Option<serde_json:
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Malformed {
-        what: path.display().to_string(),
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Invalid {
+        what: format!("expectation suite {}", path.display()),
         message: e.to_string(),
     })?;
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| EngineError::Malformed {
+        .map_err(|e| EngineError::Invalid {
             what: format!("expectation suite {}", path.display()),
             message: e.to_string(),
         })

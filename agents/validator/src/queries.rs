@@ -351,7 +351,7 @@ pub fn rewrite(
 /// The user's queries file split into statements (`q1`, `q2`, ...).
 pub fn split_queries(text: &str, file: &str) -> Result<Vec<(String, String)>> {
     let statements = Parser::parse_sql(&GenericDialect {}, text).map_err(|e| {
-        sensei_contracts::error::EngineError::Malformed {
+        sensei_contracts::error::EngineError::Invalid {
             what: format!("verification.queries_file {file}"),
             message: format!("{e}; fix the query at that line"),
         }
