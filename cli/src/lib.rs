@@ -249,6 +249,37 @@ pub fn advertised_host(bind: std::net::IpAddr) -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Caps glibc's malloc arenas at two. By default glibc keeps up to eight
+/// arenas per core, and memory freed in one stays with it: a migration's
+/// batches, built and dropped on many threads, leave peak memory growing
+/// with the thread count (1M rows, SQLite to SQLite, debug build, five runs
+/// each alternated: peak RSS median 363 MB with glibc's default, 264 MB
+/// with two; wall time median 43 s against 50 s, runs spread over 40-54 s
+/// either way). The cap must be in place
+/// before the first allocation, so the process starts itself again with
+/// `MALLOC_ARENA_MAX=2` (same process id, arguments and environment) unless
+/// the variable is already set, which leaves the user's choice alone. If
+/// that fails, it carries on with the default arenas.
+pub fn cap_malloc_arenas() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let mut cmd = std::process::Command::new(exe);
+        if let Some(name) = args.next() {
+            cmd.arg0(name);
+        }
+        // Returns only if the process could not start itself again.
+        let _ = cmd.args(args).env("MALLOC_ARENA_MAX", "2").exec();
+    }
+}
+
 /// The multi-thread runtime for heavy work, Flight and gRPC servers.
 pub fn work_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()

@@ -780,3 +780,38 @@ fn phases_hand_off_through_the_topics_and_a_lost_record_is_published_again() {
         .any(|r| String::from_utf8_lossy(&r.value).contains("published it again"));
     assert!(warned);
 }
+
+/// `sensei` starts itself again with glibc's malloc arenas capped at two
+/// (peak memory: freed memory stays in per-thread arenas), and leaves a
+/// value the user set alone.
+#[test]
+fn sensei_runs_with_two_malloc_arenas_unless_told_otherwise() {
+    let environ_of = |extra: Option<&str>| -> String {
+        let setup = RetailSetup::new("[ingestion]\npartition_rows = 300\nbatch_pause_ms = 200\n");
+        let mut cmd = sensei();
+        cmd.arg("migrate")
+            .arg(&setup.cfg)
+            .env_remove("MALLOC_ARENA_MAX")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(v) = extra {
+            cmd.env("MALLOC_ARENA_MAX", v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let path = format!("/proc/{}/environ", child.id());
+        let mut seen = String::new();
+        wait_until(20, "the migration running with its environment", || {
+            seen = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
+                .unwrap_or_default();
+            seen.lines().any(|l| l.starts_with("MALLOC_ARENA_MAX="))
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        seen
+    };
+    assert!(environ_of(None).lines().any(|l| l == "MALLOC_ARENA_MAX=2"));
+    assert!(environ_of(Some("4"))
+        .lines()
+        .any(|l| l == "MALLOC_ARENA_MAX=4"));
+}

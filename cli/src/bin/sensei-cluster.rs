@@ -203,6 +203,7 @@ fn tls_files(
 }
 
 fn main() {
+    sensei_cli::cap_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG")

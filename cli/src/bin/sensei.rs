@@ -290,6 +290,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn main() {
+    sensei_cli::cap_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG")
