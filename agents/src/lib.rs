@@ -18,6 +18,8 @@
 //! - [`agent::TaskAgent`] is the supervised actor: lease, run on the work
 //!   pool (`exec` dispatches the task to its engine), heartbeat, report; a
 //!   panic restarts it and hands its task back.
+//! - [`rerun`] decides what running a migration again with other settings
+//!   does.
 //! - [`orchestrator::Orchestrator`] runs on the head: it plans each phase's
 //!   tasks, finalises its checkpoint artifact, and moves the migration
 //!   through its states.
@@ -28,8 +30,11 @@
 pub mod agent;
 mod error;
 mod exec;
+mod handoff;
 pub mod node;
 pub mod orchestrator;
+pub mod rerun;
+mod status;
 
 pub use sensei_architect as architect;
 pub use sensei_architect::{semantic, transform, udf};

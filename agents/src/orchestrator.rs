@@ -19,11 +19,12 @@ use sensei_contracts::planner::{Finalized, PhaseContext, Plan, Planner, Stop, Ta
 use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::signing::SigningKey;
 use sensei_runtime::store::{sha256_hex, ArtifactStore};
-use sensei_runtime::topic::{publish_json, EventLog, Topic};
+use sensei_runtime::topic::{publish_json, EventLog};
 use sensei_scheduler::{MigrationState, Phase, Policy, Scheduler, TaskRecord, TaskSpec};
 
 use crate::artifacts::*;
 use crate::error::{AgentError, Result};
+use crate::handoff::{completion_document, completion_topic, last_record_of};
 use sensei_architect::planner::{TransformationPlanner, TARGET_SCHEMA_FROM_TARGET};
 use sensei_delivery::planner::DeliveryPlanner;
 use sensei_scout::planner::{source_options, IngestionPlanner};
@@ -51,32 +52,6 @@ pub enum Start {
     Ended(MigrationState),
 }
 
-/// The topic a phase's completion is published on.
-fn completion_topic(phase: Phase) -> Topic {
-    match phase {
-        Phase::Ingestion => Topic::IngestionComplete,
-        Phase::Transformation => Topic::TransformationComplete,
-        Phase::Verification => Topic::VerificationComplete,
-        Phase::Delivery => Topic::DeliveryComplete,
-    }
-}
-
-/// A phase's completion record: the manifest itself for ingestion, the
-/// artifact's address and SHA-256 for the others.
-fn completion_document(
-    id: &str,
-    phase: Phase,
-    bytes: &[u8],
-    uri: &str,
-    sha: &str,
-) -> Result<serde_json::Value> {
-    Ok(if phase == Phase::Ingestion {
-        serde_json::from_slice(bytes)?
-    } else {
-        serde_json::json!({"migration_id": id, "artifact": uri, "sha256": sha})
-    })
-}
-
 impl Orchestrator {
     /// A driver over the head's scheduler, artifact store, event log and key.
     pub fn new(
@@ -99,6 +74,11 @@ impl Orchestrator {
     /// The scheduler.
     pub fn scheduler(&self) -> &Arc<Scheduler> {
         &self.scheduler
+    }
+
+    /// The artifact store.
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
     }
 
     /// Checks a configuration against the world before any work starts: the
@@ -177,125 +157,46 @@ impl Orchestrator {
         Ok((id, start))
     }
 
-    /// Takes a rerun's settings into a migration that exists. Returns why it
-    /// must start over when a source or ingestion key changed (everything
-    /// depends on what was extracted). Otherwise the stored configuration
-    /// takes the new keys: transformation keys as they are (they act when
-    /// the mapping is planned; decisions already made stay), verification
-    /// keys by verifying again when verification has begun and nothing was
-    /// delivered (the earlier certificate set aside under `superseded/`),
-    /// delivery and target keys only before delivery began (batch sequence
-    /// numbers are idempotency keys: they must not change mid-way).
+    /// Takes a rerun's settings into a migration that exists (see
+    /// [`crate::rerun`]); returns why it must start over, if it must.
     async fn apply_changed_settings(
         &self,
         id: &str,
         stored: &MigrationConfig,
         config: &MigrationConfig,
     ) -> Result<Option<String>> {
-        let mut changed = stored.changed_keys(config);
         // An input file fixed since it was extracted counts as a changed
         // source: the same check as before every read (size and time).
+        let mut files = Vec::new();
         let manifest = format!("{id}/manifest.json");
         if self.artifacts.exists(&manifest).await? {
             let m: Manifest = serde_json::from_slice(&self.artifacts.get(&manifest).await?)?;
-            for t in &m.tables {
-                if let Some(info) = &t.file {
-                    if sensei_connectors::files::check_unchanged(info).is_err() {
-                        changed.push(format!("source file {}", info.path.display()));
-                    }
+            for info in m.tables.iter().filter_map(|t| t.file.as_ref()) {
+                if sensei_connectors::files::check_unchanged(info).is_err() {
+                    files.push(info.path.display().to_string());
                 }
             }
         }
-        // Pacing changes nothing extracted or written: taken as it is, for
-        // the phases planned from now on.
-        let paced = changed.iter().any(|k| k.ends_with(".batch_pause_ms"));
-        changed.retain(|k| !k.ends_with(".batch_pause_ms"));
-        if changed.is_empty() {
-            if paced {
-                let mut next = stored.clone();
-                next.ingestion.batch_pause_ms = config.ingestion.batch_pause_ms;
-                next.delivery.batch_pause_ms = config.delivery.batch_pause_ms;
-                self.scheduler
-                    .set_migration_config(id, &next.redacted().to_string())?;
-            }
-            return Ok(None);
-        }
-        let section = |k: &String| k.split('.').next().unwrap_or_default().to_string();
-        let of = |names: &[&str]| -> Vec<String> {
-            changed
-                .iter()
-                .filter(|k| names.contains(&section(k).as_str()))
-                .cloned()
-                .collect()
+        let delivery = self.scheduler.progress(id, Phase::Delivery)?;
+        let standing = crate::rerun::Standing {
+            completed: self.scheduler.migration_state(id)?.0 == MigrationState::Completed,
+            delivery_planned: delivery.total > 0,
+            delivered: delivery.done > 0,
+            verifying: self.scheduler.progress(id, Phase::Verification)?.total > 0,
         };
-        let (state, _) = self.scheduler.migration_state(id)?;
-        if state == MigrationState::Completed {
-            // Delivered: nothing is redone behind the user's back.
-            self.scheduler.event(
-                id,
-                "warn",
-                &format!(
-                    "{} changed after this migration was delivered: nothing is redone; run with --restart to migrate anew with them",
-                    changed.join(", ")
-                ),
-            )?;
-            return Ok(None);
+        let rerun = crate::rerun::decide(stored, config, &files, standing);
+        for w in &rerun.warnings {
+            self.scheduler.event(id, "warn", w)?;
         }
-        let mut ingestion = of(&["source", "ingestion"]);
-        ingestion.extend(
-            changed
-                .iter()
-                .filter(|k| k.starts_with("source file "))
-                .cloned(),
-        );
-        if !ingestion.is_empty() {
-            return Ok(Some(format!(
-                "{} changed since this migration was ingested: it starts over from ingestion",
-                ingestion.join(", ")
-            )));
+        if let Some(next) = &rerun.config {
+            self.scheduler
+                .set_migration_config(id, &next.redacted().to_string())?;
         }
-        let mut next = config.clone();
-        let delivery = of(&["delivery", "target"]);
-        if !delivery.is_empty() && self.scheduler.progress(id, Phase::Delivery)?.total > 0 {
-            next.delivery = stored.delivery.clone();
-            next.target = stored.target.clone();
-            self.scheduler.event(
-                id,
-                "warn",
-                &format!(
-                    "{} changed after delivery began: the delivery keeps its settings; run with --restart to deliver with the new ones",
-                    delivery.join(", ")
-                ),
-            )?;
+        if let Some(why) = &rerun.verify_again {
+            self.set_certificate_aside(id)?;
+            self.scheduler.reset_from(id, Phase::Verification, why)?;
         }
-        self.scheduler
-            .set_migration_config(id, &next.redacted().to_string())?;
-        let verification = of(&["verification"]);
-        let verifying = self.scheduler.progress(id, Phase::Verification)?.total > 0;
-        let delivered = self.scheduler.progress(id, Phase::Delivery)?.done > 0;
-        if !verification.is_empty() && verifying {
-            if delivered {
-                self.scheduler.event(
-                    id,
-                    "warn",
-                    &format!(
-                        "{} changed after delivery: the certificate stands; run with --restart to verify and deliver anew",
-                        verification.join(", ")
-                    ),
-                )?;
-            } else {
-                self.set_certificate_aside(id)?;
-                self.scheduler.reset_from(
-                    id,
-                    Phase::Verification,
-                    &format!(
-                        "{} changed: verification starts again (the earlier certificate is under superseded/)",
-                        verification.join(", ")
-                    ),
-                )?;
-            }
-        }
-        Ok(None)
+        Ok(rerun.start_over)
     }
 
     /// Moves an earlier certificate (and its expectations) under
@@ -515,29 +416,7 @@ impl Orchestrator {
         let topic = completion_topic(previous);
         let group = format!("sensei-{id}");
         let log = self.events.as_ref();
-        // The last record of this checkpoint in offsets [from, to).
-        let find = |from: u64, to: u64| -> Result<Option<u64>> {
-            let mut at = from;
-            let mut found = None;
-            while at < to {
-                let records = log.read(topic, at, 1_000)?;
-                let Some(last) = records.last() else { break };
-                at = last.offset + 1;
-                for r in records.iter().filter(|r| r.key == id && r.offset < to) {
-                    let doc: serde_json::Value =
-                        serde_json::from_slice(&r.value).unwrap_or_default();
-                    let names_it = if previous == Phase::Ingestion {
-                        doc["migration_id"] == id && !doc["tables"].is_null()
-                    } else {
-                        doc["sha256"] == checkpoint.sha256.as_str()
-                    };
-                    if names_it {
-                        found = Some(r.offset);
-                    }
-                }
-            }
-            Ok(found)
-        };
+        let find = |from, to| last_record_of(log, (id, previous, &checkpoint.sha256), from, to);
         let committed = log.committed(&group, topic)?;
         if let Some(offset) = find(committed, u64::MAX)? {
             log.commit(&group, topic, offset + 1)?;
@@ -547,29 +426,23 @@ impl Orchestrator {
         if committed > 0 && find(0, committed)?.is_some() {
             return Ok(());
         }
-        let next = {
-            {
-                let path = checkpoint
-                    .uri
-                    .strip_prefix("file://")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(&checkpoint.uri));
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    AgentError::malformed(format!("checkpoint {}", path.display()), e)
-                })?;
-                let doc =
-                    completion_document(id, previous, &bytes, &checkpoint.uri, &checkpoint.sha256)?;
-                self.scheduler.event(
-                    id,
-                    "warn",
-                    &format!(
-                        "{} had no record of this migration's {previous} checkpoint (lost in a crash?): published it again",
-                        topic.name()
-                    ),
-                )?;
-                publish_json(log, topic, id, &doc)? + 1
-            }
-        };
+        let path = checkpoint
+            .uri
+            .strip_prefix("file://")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(&checkpoint.uri));
+        let bytes = std::fs::read(&path)
+            .map_err(|e| AgentError::malformed(format!("checkpoint {}", path.display()), e))?;
+        let doc = completion_document(id, previous, &bytes, &checkpoint.uri, &checkpoint.sha256)?;
+        self.scheduler.event(
+            id,
+            "warn",
+            &format!(
+                "{} had no record of this migration's {previous} checkpoint (lost in a crash?): published it again",
+                topic.name()
+            ),
+        )?;
+        let next = publish_json(log, topic, id, &doc)? + 1;
         log.commit(&group, topic, next)?;
         Ok(())
     }
@@ -603,41 +476,6 @@ impl Orchestrator {
         self.scheduler
             .set_migration_state(id, MigrationState::Halted, Some(&why))?;
         Ok(())
-    }
-
-    /// A status document for a migration: state, per-phase progress and
-    /// checkpoints, artifact paths, recent events.
-    pub fn status(&self, id: &str) -> Result<serde_json::Value> {
-        let (state, error) = self.scheduler.migration_state(id)?;
-        let mut phases = serde_json::Map::new();
-        for phase in Phase::ALL {
-            let p = self.scheduler.progress(id, phase)?;
-            let cp = self.scheduler.checkpoint(id, phase)?;
-            phases.insert(
-                phase.as_str().into(),
-                serde_json::json!({"total": p.total, "done": p.done, "running": p.running, "failed": p.failed, "rows": p.rows,
-                    "checkpoint": cp.map(|c| serde_json::json!({"uri": c.uri, "sha256": c.sha256, "recorded_ms": c.recorded_ms}))}),
-            );
-        }
-        let dir = self.artifacts.local_path(id);
-        let events = self.scheduler.events_since(id, 0)?;
-        let recent: Vec<_> = events.iter().rev().take(20).rev().collect();
-        Ok(serde_json::json!({
-            "migration_id": id,
-            "state": state.as_str(),
-            "error": error,
-            "created_ms": self.scheduler.migration_created_ms(id)?,
-            "phases": phases,
-            "artifacts": {
-                "dir": dir.display().to_string(),
-                "manifest": dir.join("manifest.json").display().to_string(),
-                "mapping": dir.join("mapping.json").display().to_string(),
-                "lineage": dir.join("lineage.json").display().to_string(),
-                "certificate": dir.join("certificate.json").display().to_string(),
-                "receipt": dir.join("receipt.json").display().to_string(),
-            },
-            "events": recent,
-        }))
     }
 
     /// Drives a migration until it stops needing the head (a terminal state).
