@@ -33,6 +33,7 @@ mod exec;
 mod handoff;
 pub mod node;
 pub mod orchestrator;
+pub mod preflight;
 pub mod rerun;
 mod status;
 

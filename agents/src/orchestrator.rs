@@ -13,8 +13,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sensei_connectors::source::Source;
-use sensei_connectors::url::parse;
 use sensei_contracts::planner::{Finalized, PhaseContext, Plan, Planner, Stop, TaskOutcome};
 use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::signing::SigningKey;
@@ -25,9 +23,9 @@ use sensei_scheduler::{MigrationState, Phase, Policy, Scheduler, TaskRecord, Tas
 use crate::artifacts::*;
 use crate::error::{AgentError, Result};
 use crate::handoff::{completion_document, completion_topic, last_record_of};
-use sensei_architect::planner::{TransformationPlanner, TARGET_SCHEMA_FROM_TARGET};
+use sensei_architect::planner::TransformationPlanner;
 use sensei_delivery::planner::DeliveryPlanner;
-use sensei_scout::planner::{source_options, IngestionPlanner};
+use sensei_scout::planner::IngestionPlanner;
 use sensei_validator::planner::VerificationPlanner;
 
 /// The head's migration driver.
@@ -81,34 +79,11 @@ impl Orchestrator {
         &self.artifacts
     }
 
-    /// Checks a configuration against the world before any work starts: the
-    /// source is a readable SQLite database, the target can be written, the
-    /// target schema file (if any) is readable.
-    pub fn preflight(config: &MigrationConfig) -> Result<()> {
-        parse(&config.target.url, "target")?;
-        Source::open_with(&config.source.url, None, &source_options(config)?)?;
-        sensei_connectors::target::Target::check(
-            &config.target.url,
-            &crate::deliver::target_options(config),
-            &config.target.namespace,
-        )?;
-        if !config.target.schema.is_empty() && config.target.schema != TARGET_SCHEMA_FROM_TARGET {
-            let ddl = std::fs::read_to_string(&config.target.schema).map_err(|e| {
-                sensei_connectors::ConnectorError::Unreadable {
-                    path: config.target.schema.clone(),
-                    message: format!("target schema file: {e}"),
-                }
-            })?;
-            crate::architect::ddl::parse(&ddl, &config.target.schema)?;
-        }
-        Ok(())
-    }
-
     /// Registers a migration (or finds it), after the preflight checks.
     /// `restart` forgets earlier progress and artifacts of the same migration.
     pub async fn submit(&self, config: &MigrationConfig, restart: bool) -> Result<(String, Start)> {
         let c = config.clone();
-        tokio::task::spawn_blocking(move || Self::preflight(&c))
+        tokio::task::spawn_blocking(move || crate::preflight::check(&c))
             .await
             .map_err(|e| AgentError::malformed("preflight", e))??;
         let id = config.migration_id();
@@ -223,11 +198,15 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn config(&self, id: &str) -> Result<MigrationConfig> {
+    pub(crate) fn config(&self, id: &str) -> Result<MigrationConfig> {
         Ok(serde_json::from_str(&self.scheduler.migration_config(id)?)?)
     }
 
-    fn context<'a>(&'a self, id: &'a str, config: &'a MigrationConfig) -> PhaseContext<'a> {
+    pub(crate) fn context<'a>(
+        &'a self,
+        id: &'a str,
+        config: &'a MigrationConfig,
+    ) -> PhaseContext<'a> {
         PhaseContext::new(id, config, &self.artifacts)
     }
 
@@ -241,7 +220,7 @@ impl Orchestrator {
     }
 
     /// Logs the events a planner reported.
-    fn log(&self, cx: PhaseContext<'_>) -> Result<()> {
+    pub(crate) fn log(&self, cx: PhaseContext<'_>) -> Result<()> {
         for n in cx.notes {
             // Logged once, by the scheduler that records it.
             self.scheduler.event(cx.id, n.level, &n.message)?;
@@ -258,18 +237,6 @@ impl Orchestrator {
         };
         self.scheduler.set_migration_state(id, state, Some(why))?;
         Ok(())
-    }
-
-    /// The mapping a migration runs with (see
-    /// [`sensei_architect::planner::mapping`]); a review file still applies
-    /// until the Workers have been given it.
-    pub async fn mapping(&self, id: &str) -> Result<MappingSpec> {
-        let config = self.config(id)?;
-        let review_open = self.scheduler.progress(id, Phase::Transformation)?.total == 0;
-        let mut cx = self.context(id, &config);
-        let spec = sensei_architect::planner::mapping(&mut cx, review_open).await;
-        self.log(cx)?;
-        Ok(spec?)
     }
 
     /// Advances a migration as far as it can go now; returns its state.

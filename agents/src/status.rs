@@ -1,9 +1,11 @@
-//! The status document of a migration (what `sensei-cluster status`, the
-//! dashboard and the closing summary show), read from the scheduler and the
-//! artifact store; it changes nothing.
+//! What the head shows of a migration: its status document (what
+//! `sensei-cluster status`, the dashboard and the closing summary show) and
+//! the mapping it runs with (what `sensei plan` prints). Neither changes the
+//! migration's state.
 
 use sensei_scheduler::Phase;
 
+use crate::artifacts::MappingSpec;
 use crate::error::Result;
 use crate::orchestrator::Orchestrator;
 
@@ -41,5 +43,17 @@ impl Orchestrator {
             },
             "events": recent,
         }))
+    }
+
+    /// The mapping a migration runs with (see
+    /// [`sensei_architect::planner::mapping`]); a review file still applies
+    /// until the Workers have been given it.
+    pub async fn mapping(&self, id: &str) -> Result<MappingSpec> {
+        let config = self.config(id)?;
+        let review_open = self.scheduler().progress(id, Phase::Transformation)?.total == 0;
+        let mut cx = self.context(id, &config);
+        let spec = sensei_architect::planner::mapping(&mut cx, review_open).await;
+        self.log(cx)?;
+        Ok(spec?)
     }
 }

@@ -693,7 +693,7 @@ fn migrate(
 ) -> anyhow::Result<i32> {
     let config = args.load(workers)?;
     // Check source, target and schema file before anything is created on disk.
-    sensei_agents::orchestrator::Orchestrator::preflight(&config)?;
+    sensei_agents::preflight::check(&config)?;
     let work = sensei_cli::work_runtime()?;
     let metrics_handle = work.handle().clone();
     let pool = WorkPool::new(work.handle().clone());
