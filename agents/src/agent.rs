@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use sensei_scheduler::{Lease, Phase, SchedulerApi, SchedulerError};
 
-use crate::exec::execute;
+use crate::exec::{Dispatch, Execute};
 use crate::node::NodeContext;
 
 /// What an agent does.
@@ -77,6 +77,7 @@ pub struct TaskAgent {
     id: String,
     kind: AgentKind,
     node: Arc<NodeContext>,
+    executor: Arc<dyn Execute>,
     scheduler: Arc<dyn SchedulerApi>,
     settings: AgentSettings,
     current: Option<Running>,
@@ -93,12 +94,26 @@ impl TaskAgent {
         scheduler: Arc<dyn SchedulerApi>,
         settings: AgentSettings,
     ) -> (Addr<TaskAgent>, Arc<AtomicU64>) {
+        let executor = Arc::new(Dispatch(node.clone()));
+        Self::start_with(id, kind, node, executor, scheduler, settings)
+    }
+
+    /// [`TaskAgent::start`], running tasks through `executor`.
+    pub fn start_with(
+        id: String,
+        kind: AgentKind,
+        node: Arc<NodeContext>,
+        executor: Arc<dyn Execute>,
+        scheduler: Arc<dyn SchedulerApi>,
+        settings: AgentSettings,
+    ) -> (Addr<TaskAgent>, Arc<AtomicU64>) {
         let restarts = Arc::new(AtomicU64::new(0));
         let r = restarts.clone();
         let addr = Supervisor::start(move |_| TaskAgent {
             id,
             kind,
             node,
+            executor,
             scheduler,
             settings,
             current: None,
@@ -161,7 +176,8 @@ impl TaskAgent {
         tracing::info!(agent = %self.id, task = lease.task_id, phase = %lease.phase, table = %lease.table,
             partition = lease.partition, attempt = lease.attempt, "task leased");
         let pool = self.node.pool.clone();
-        let work = execute(self.node.clone(), lease.clone(), lost);
+        let (executor, leased) = (self.executor.clone(), lease.clone());
+        let work = async move { executor.execute(leased, lost).await };
         let sched = self.scheduler.clone();
         let id = self.id.clone();
         ctx.spawn(

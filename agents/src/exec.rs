@@ -1,6 +1,8 @@
-//! Dispatch of a leased task to its phase engine.
+//! Dispatch of a leased task to its phase engine. Agents run tasks through
+//! [`Execute`]: the node's [`Dispatch`] is the one implementation the
+//! binaries use; a test wraps it to inject a fault (a panic, a lost row).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use sensei_scheduler::{Lease, Phase};
@@ -19,7 +21,23 @@ fn payload<T: serde::de::DeserializeOwned>(lease: &Lease) -> Result<T> {
     })
 }
 
-static PANICKED_ONCE: AtomicBool = AtomicBool::new(false);
+/// Runs leased tasks.
+#[async_trait::async_trait]
+pub trait Execute: Send + Sync {
+    /// Runs one leased task and returns its result document; `lost` turns
+    /// true when the lease is lost.
+    async fn execute(&self, lease: Lease, lost: Arc<AtomicBool>) -> Result<serde_json::Value>;
+}
+
+/// Each leased task dispatched to its phase engine on this node.
+pub struct Dispatch(pub Arc<NodeContext>);
+
+#[async_trait::async_trait]
+impl Execute for Dispatch {
+    async fn execute(&self, lease: Lease, lost: Arc<AtomicBool>) -> Result<serde_json::Value> {
+        execute(self.0.clone(), lease, lost).await
+    }
+}
 
 /// Runs a leased task on its engine and returns the result document.
 pub async fn execute(
@@ -27,16 +45,6 @@ pub async fn execute(
     lease: Lease,
     lost: Arc<AtomicBool>,
 ) -> Result<serde_json::Value> {
-    // Fault injection for supervision tests: the first task of the named table
-    // panics once per process (`SENSEI_TEST_PANIC_ONCE=<table>`).
-    if let Ok(t) = std::env::var("SENSEI_TEST_PANIC_ONCE") {
-        if t == lease.table && !PANICKED_ONCE.swap(true, Ordering::SeqCst) {
-            panic!(
-                "injected panic in {} task for table {}",
-                lease.phase, lease.table
-            );
-        }
-    }
     let value = match lease.phase {
         Phase::Ingestion => {
             let task: scout::IngestTask = payload(&lease)?;

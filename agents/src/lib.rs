@@ -29,7 +29,7 @@
 
 pub mod agent;
 mod error;
-mod exec;
+pub mod exec;
 mod handoff;
 pub mod node;
 pub mod orchestrator;

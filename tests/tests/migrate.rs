@@ -338,37 +338,6 @@ fn bad_input_is_refused_before_any_work() {
 }
 
 #[test]
-fn a_panicking_agent_is_restarted_and_its_task_redone() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = retail_source(dir.path(), 1);
-    let target = dir.path().join("t.db");
-    let cfg = write_config(
-        dir.path(),
-        &src,
-        &target,
-        "[ingestion]\npartition_rows = 400\n",
-    );
-    let out = run(sensei()
-        .arg("migrate")
-        .arg(&cfg)
-        .env("SENSEI_TEST_PANIC_ONCE", "orders"));
-    assert_eq!(out.status.code(), Some(0));
-    assert_same_rows(&src, &target);
-    let work = dir.path().join("work");
-    let max_reg = state_query(&work, "SELECT max(registrations) FROM agents").unwrap();
-    assert!(
-        max_reg >= 2,
-        "the crashed agent registered again after its restart"
-    );
-    let crashes = state_query(
-        &work,
-        "SELECT count(*) FROM events WHERE message LIKE '%crashed%'",
-    )
-    .unwrap();
-    assert!(crashes >= 1, "the crash was recorded");
-}
-
-#[test]
 fn killed_migrate_resumes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
