@@ -288,7 +288,7 @@ impl Orchestrator {
             }
             if progress.done == progress.total {
                 let tasks = self.scheduler.phase_tasks(id, phase)?;
-                self.finalize(id, &config, phase, &tasks).await?;
+                self.finalize(id, &config, phase, tasks).await?;
                 let (state, _) = self.scheduler.migration_state(id)?;
                 if state != MigrationState::Running {
                     return Ok(state);
@@ -321,7 +321,7 @@ impl Orchestrator {
         self.scheduler.submit_tasks(id, phase, &specs)?;
         if specs.is_empty() {
             // Nothing to do in this phase (an empty source): close it at once.
-            self.finalize(id, config, phase, &[]).await?;
+            self.finalize(id, config, phase, Vec::new()).await?;
         }
         Ok(())
     }
@@ -334,15 +334,15 @@ impl Orchestrator {
         id: &str,
         config: &MigrationConfig,
         phase: Phase,
-        tasks: &[TaskRecord],
+        tasks: Vec<TaskRecord>,
     ) -> Result<()> {
         let outcomes: Vec<TaskOutcome> = tasks
-            .iter()
+            .into_iter()
             .map(|t| TaskOutcome {
                 id: t.id,
-                table: t.table.clone(),
+                table: t.table,
                 partition: t.partition,
-                result: t.result.clone(),
+                result: t.result,
             })
             .collect();
         let mut cx = self.context(id, config);

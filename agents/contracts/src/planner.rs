@@ -77,6 +77,13 @@ impl<'a> PhaseContext<'a> {
         })
     }
 
+    /// The transformed (verified) partitions, from the transformation's
+    /// checkpoint (`transformation.json`).
+    pub async fn transformed(&self) -> Result<Vec<crate::artifacts::PartitionRef>> {
+        let doc: serde_json::Value = self.get_json("transformation.json").await?;
+        Ok(serde_json::from_value(doc["partitions"].clone())?)
+    }
+
     /// Whether an artifact exists.
     pub async fn exists(&self, name: &str) -> Result<bool> {
         Ok(self.artifacts.exists(&self.path(name)).await?)
@@ -112,11 +119,11 @@ pub struct TaskOutcome {
 impl TaskOutcome {
     /// The result as the engine's result type.
     pub fn result<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        let v = self.result.clone().ok_or_else(|| EngineError::Malformed {
+        let v = self.result.as_ref().ok_or_else(|| EngineError::Malformed {
             what: format!("result of task {} ({})", self.id, self.table),
             message: "missing".into(),
         })?;
-        serde_json::from_value(v).map_err(|e| EngineError::Malformed {
+        T::deserialize(v).map_err(|e| EngineError::Malformed {
             what: format!("result of task {} ({})", self.id, self.table),
             message: e.to_string(),
         })

@@ -73,13 +73,13 @@ impl TargetConnection {
 
     /// As connector options.
     pub fn options(&self) -> SourceOptions {
-        SourceOptions {
+        SourceOptions::for_target(&sensei_runtime::config::TargetSection {
             password_file: self.password_file.clone(),
             ssl_mode: self.ssl_mode.clone(),
             connect_timeout_s: self.connect_timeout_s,
-            local_infile: self.mysql_local_infile,
-            ..SourceOptions::default()
-        }
+            mysql_local_infile: self.mysql_local_infile,
+            ..Default::default()
+        })
     }
 }
 

@@ -137,12 +137,6 @@ fn with_copy(
     }
 }
 
-/// The transformed (verified) partitions, from the transformation's checkpoint.
-pub async fn transformed(cx: &PhaseContext<'_>) -> Result<Vec<PartitionRef>> {
-    let doc: serde_json::Value = cx.get_json("transformation.json").await?;
-    Ok(serde_json::from_value(doc["partitions"].clone())?)
-}
-
 /// A mapped table as delivery creates it: its name, certified schema,
 /// primary key and the widths its columns declare.
 type TableShape = (String, SchemaRef, Vec<String>, BTreeMap<String, Declared>);
@@ -360,7 +354,7 @@ impl DeliveryPlanner {
     async fn prepare(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
         let config = cx.config;
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
-        let transformed = transformed(cx).await?;
+        let transformed = cx.transformed().await?;
         let ddl = if config.target.schema.is_empty()
             || config.target.schema == TARGET_SCHEMA_FROM_TARGET
         {
@@ -567,7 +561,7 @@ impl Planner for DeliveryPlanner {
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
         // The certified Arrow type of every column, from the verified partitions.
         let mut certified: BTreeMap<String, SchemaRef> = BTreeMap::new();
-        for p in transformed(cx).await? {
+        for p in cx.transformed().await? {
             if certified.contains_key(&p.table) {
                 continue;
             }

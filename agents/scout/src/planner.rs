@@ -67,8 +67,7 @@ fn discover(
     lock: bool,
     bytes_limit: u64,
 ) -> Result<Discovered> {
-    let (url, options) = (url.to_string(), options.clone());
-    let mut source = Source::open_with(&url, None, &options)?;
+    let mut source = Source::open_with(url, None, options)?;
     let locked = match source {
         Source::MySql(_) if !lock => false,
         _ => source.hold_read_lock()?,

@@ -23,12 +23,6 @@ use sensei_runtime::store::sha256_hex;
 
 use crate::validate::{VerifyResult, VerifyTask};
 
-/// The transformed partitions, from the transformation's checkpoint.
-pub async fn transformed(cx: &PhaseContext<'_>) -> Result<Vec<PartitionRef>> {
-    let doc: serde_json::Value = cx.get_json("transformation.json").await?;
-    Ok(serde_json::from_value(doc["partitions"].clone())?)
-}
-
 /// The Great Expectations suite of a target table, if the configured folder has one.
 fn suite_for(config: &MigrationConfig, table: &str) -> Result<Option<serde_json::Value>> {
     if config.verification.expectations_dir.is_empty() {
@@ -465,7 +459,7 @@ impl Planner for VerificationPlanner {
         let config = cx.config;
         let manifest: Manifest = cx.get_json("manifest.json").await?;
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
-        let transformed = transformed(cx).await?;
+        let transformed = cx.transformed().await?;
         let mut specs = Vec::new();
         // Per-column string modes are added per table below.
         let tolerance = crate::equivalence::Tolerance::from_config(&config.verification);
@@ -566,7 +560,7 @@ impl Planner for VerificationPlanner {
             });
         }
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
-        let transformed = transformed(cx).await?;
+        let transformed = cx.transformed().await?;
         let (cross, per_table): (Vec<&TaskOutcome>, Vec<&TaskOutcome>) = tasks
             .iter()
             .partition(|t| t.table == crate::queries::CROSS_TABLE);
