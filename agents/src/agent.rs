@@ -76,10 +76,11 @@ struct Running {
 pub struct TaskAgent {
     id: String,
     kind: AgentKind,
-    node: Arc<NodeContext>,
-    executor: Arc<dyn Execute>,
-    scheduler: Arc<dyn SchedulerApi>,
     settings: AgentSettings,
+    scheduler: Arc<dyn SchedulerApi>,
+    /// Runs the tasks, on this node.
+    executor: Arc<dyn Execute>,
+    node: Arc<NodeContext>,
     current: Option<Running>,
     draining: bool,
     restarts: Arc<AtomicU64>,
@@ -185,17 +186,17 @@ impl TaskAgent {
                 let outcome = pool.run(work).await;
                 let crashed = outcome.is_err();
                 let report = match outcome {
-                    Ok(Ok(result)) => sched.complete(&id, lease.task_id, lease.attempt, &result).await,
+                    Ok(Ok(result)) => sched.complete(&id, &lease, &result).await,
                     Ok(Err(crate::error::AgentError::Engine(
                         sensei_contracts::error::EngineError::LeaseLost(_),
                     ))) => Ok(()),
                     Ok(Err(e)) => {
                         tracing::warn!(agent = %id, task = lease.task_id, error = %e, retryable = e.retryable(), "task failed");
-                        sched.fail(&id, lease.task_id, lease.attempt, &e.to_string(), e.retryable()).await
+                        sched.fail(&id, &lease, &e.to_string(), e.retryable()).await
                     }
                     Err(crash) => {
                         tracing::error!(agent = %id, task = lease.task_id, error = %crash, "agent crashed; handing the task back");
-                        sched.fail(&id, lease.task_id, lease.attempt, &crash.to_string(), true).await
+                        sched.fail(&id, &lease, &crash.to_string(), true).await
                     }
                 };
                 match report {

@@ -407,6 +407,11 @@ fn s(v: &serde_json::Value) -> String {
     esc(v.as_str().unwrap_or(""))
 }
 
+/// One row (`<tr>`) per item of the array `items`.
+fn rows(items: &serde_json::Value, row: impl Fn(&serde_json::Value) -> String) -> String {
+    items.as_array().into_iter().flatten().map(row).collect()
+}
+
 async fn overview(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
     let who = match authorize(&d, &headers, Role::Reader) {
         Ok(w) => w,
@@ -421,19 +426,19 @@ async fn overview(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
         esc(&who.name),
         who.role.as_str()
     );
-    for n in status["nodes"].as_array().into_iter().flatten() {
-        b += &format!(
-            "<tr><td class=\"node\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms ago</td></tr>",
-            s(&n["id"]),
-            s(&n["role"]),
-            s(&n["flight_endpoint"]),
-            n["pid"],
-            n["seen_ms_ago"]
-        );
-    }
+    b += &rows(&status["nodes"], |n| {
+        format!(
+        "<tr><td class=\"node\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms ago</td></tr>",
+        s(&n["id"]),
+        s(&n["role"]),
+        s(&n["flight_endpoint"]),
+        n["pid"],
+        n["seen_ms_ago"]
+        )
+    });
     b += "</table><h2>Agents</h2><table id=\"agents\"><tr><th>agent</th><th>node</th><th>kind</th><th>last heartbeat</th><th>registrations</th><th>current task</th></tr>";
-    for a in status["agents"].as_array().into_iter().flatten() {
-        b += &format!(
+    b += &rows(&status["agents"], |a| {
+        format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms ago</td><td>{}</td><td>{}</td></tr>",
             s(&a["id"]),
             s(&a["node_id"]),
@@ -441,8 +446,8 @@ async fn overview(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
             a["seen_ms_ago"],
             a["registrations"],
             s(&a["current_task"])
-        );
-    }
+        )
+    });
     b += "</table><h2>Migrations</h2><table id=\"migrations\"><tr><th>migration</th><th>state</th><th>ingestion</th><th>transformation</th><th>verification</th><th>delivery</th></tr>";
     for m in status["migrations"].as_array().into_iter().flatten() {
         let id = m["id"].as_str().unwrap_or_default();
@@ -460,15 +465,15 @@ async fn overview(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
         b += "</tr>";
     }
     b += "</table><h2>Partitions by phase and state</h2><table id=\"tasks\"><tr><th>migration</th><th>phase</th><th>state</th><th>partitions</th></tr>";
-    for t in status["tasks"].as_array().into_iter().flatten() {
-        b += &format!(
+    b += &rows(&status["tasks"], |t| {
+        format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             s(&t["migration_id"]),
             s(&t["phase"]),
             s(&t["state"]),
             t["count"]
-        );
-    }
+        )
+    });
     b += "</table><script>setTimeout(function(){location.reload()},2000)</script>";
     page("Sensei cluster", &b).into_response()
 }
@@ -515,6 +520,29 @@ async fn migration(
             waiting.len()
         );
     }
+    b += &phases_table(&doc, created);
+    b += &throughput(&d.scheduler, &id, created);
+    b += &artifact_tables(&dir);
+    if let Some(spec) = &spec {
+        b += &lineage_table(spec);
+    }
+    b += &format!(
+        "<h2>Events</h2><ol id=\"events\"></ol><script>\
+var es=new EventSource('/m/{id}/events');es.onmessage=function(e){{var li=document.createElement('li');li.textContent=e.data;document.getElementById('events').appendChild(li)}};\
+{reload}</script>",
+        id = esc(&id),
+        reload = if matches!(state, "running") {
+            "setTimeout(function(){location.reload()},2000);"
+        } else {
+            ""
+        }
+    );
+    page(&format!("Migration {id}"), &b).into_response()
+}
+
+/// The phases' progress: partitions, rows, rates, checkpoints.
+fn phases_table(doc: &serde_json::Value, created: i64) -> String {
+    let mut b = String::new();
     b += "<h2>Phases</h2><table id=\"phases\"><tr><th>phase</th><th>partitions</th><th>running</th><th>failed</th><th>rows</th><th>rows/s since the start</th><th>checkpoint</th></tr>";
     for phase in ["ingestion", "transformation", "verification", "delivery"] {
         let p = &doc["phases"][phase];
@@ -536,7 +564,12 @@ async fn migration(
         );
     }
     b += "</table>";
-    b += &throughput(&d.scheduler, &id, created);
+    b
+}
+
+/// The certificate's checks and the receipt's tables, once written.
+fn artifact_tables(dir: &std::path::Path) -> String {
+    let mut b = String::new();
     if let Some(cert) = read_json::<serde_json::Value>(&dir.join("certificate.json")) {
         let p = &cert["payload"];
         b += &format!(
@@ -569,35 +602,28 @@ async fn migration(
         }
         b += "</table>";
     }
-    if let Some(spec) = &spec {
-        b += "<h2>Lineage</h2><table id=\"lineage\"><tr><th>target column</th><th>from</th><th>expression</th><th>confidence</th><th>status</th></tr>";
-        for t in &spec.tables {
-            for c in &t.columns {
-                b += &format!(
-                    "<tr><td>{}.{}</td><td>{}</td><td><code>{}</code></td><td>{:.2}</td><td class=\"{st}\">{st}</td></tr>",
-                    esc(&t.target),
-                    esc(&c.target),
-                    esc(&format!("{}: {}", t.sources.join(", "), c.sources.join(", "))),
-                    esc(&c.expression),
-                    c.confidence,
-                    st = esc(&c.status)
-                );
-            }
+    b
+}
+
+/// Where each target column comes from, with its confidence and status.
+fn lineage_table(spec: &MappingSpec) -> String {
+    let mut b = String::new();
+    b += "<h2>Lineage</h2><table id=\"lineage\"><tr><th>target column</th><th>from</th><th>expression</th><th>confidence</th><th>status</th></tr>";
+    for t in &spec.tables {
+        for c in &t.columns {
+            b += &format!(
+                "<tr><td>{}.{}</td><td>{}</td><td><code>{}</code></td><td>{:.2}</td><td class=\"{st}\">{st}</td></tr>",
+                esc(&t.target),
+                esc(&c.target),
+                esc(&format!("{}: {}", t.sources.join(", "), c.sources.join(", "))),
+                esc(&c.expression),
+                c.confidence,
+                st = esc(&c.status)
+            );
         }
-        b += "</table>";
     }
-    b += &format!(
-        "<h2>Events</h2><ol id=\"events\"></ol><script>\
-var es=new EventSource('/m/{id}/events');es.onmessage=function(e){{var li=document.createElement('li');li.textContent=e.data;document.getElementById('events').appendChild(li)}};\
-{reload}</script>",
-        id = esc(&id),
-        reload = if matches!(state, "running") {
-            "setTimeout(function(){location.reload()},2000);"
-        } else {
-            ""
-        }
-    );
-    page(&format!("Migration {id}"), &b).into_response()
+    b += "</table>";
+    b
 }
 
 /// Throughput per phase over time: an inline SVG of each phase's rows done
@@ -694,8 +720,9 @@ async fn events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&d, &headers, Role::Reader) {
-        return *r;
+    // Only holders of a token may follow a migration's events.
+    if let Err(refused) = authorize(&d, &headers, Role::Reader) {
+        return *refused;
     }
     let log = d.scheduler.event_log();
     let stream = futures::stream::unfold(

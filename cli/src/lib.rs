@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sensei_agents::agent::{AgentKind, AgentSettings, TaskAgent};
+use sensei_agents::exec::Execute;
 use sensei_agents::node::NodeContext;
 use sensei_flight::NodeStore;
 use sensei_runtime::config::{ConfigLoader, MigrationConfig};
@@ -19,6 +20,7 @@ use sensei_runtime::store::ArtifactStore;
 use sensei_runtime::supervise::WorkPool;
 use sensei_scheduler::{MigrationState, SchedulerApi};
 
+pub mod app;
 pub mod checkpoint;
 pub mod dashboard;
 pub mod head;
@@ -304,6 +306,38 @@ pub struct Node {
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
+/// How a node's agents run their leased tasks: a function of the node to
+/// the executor its agents share. The default is
+/// [`Dispatch`](sensei_agents::exec::Dispatch): each task on its phase
+/// engine; a test passes one that wraps it.
+#[derive(Clone)]
+pub struct Executors(Arc<dyn Fn(Arc<NodeContext>) -> Arc<dyn Execute> + Send + Sync>);
+
+impl Executors {
+    /// Executors made by `make` for each node.
+    pub fn new(
+        make: impl Fn(Arc<NodeContext>) -> Arc<dyn Execute> + Send + Sync + 'static,
+    ) -> Self {
+        Executors(Arc::new(make))
+    }
+
+    fn for_node(&self, node: Arc<NodeContext>) -> Arc<dyn Execute> {
+        (self.0)(node)
+    }
+}
+
+impl Default for Executors {
+    fn default() -> Self {
+        Executors::new(|node| Arc::new(sensei_agents::exec::Dispatch(node)))
+    }
+}
+
+impl std::fmt::Debug for Executors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Executors")
+    }
+}
+
 /// What a node is and runs.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -325,6 +359,8 @@ pub struct NodeOptions {
     /// The secret of the node's cluster: its Flight service admits only
     /// calls that carry it, and it presents it to the other nodes.
     pub secret: sensei_runtime::tokens::ClusterSecret,
+    /// How the node's agents run their tasks.
+    pub executors: Executors,
 }
 
 /// Starts a node: a Flight server on the work pool, registration with the
@@ -343,6 +379,7 @@ pub async fn start_node(
         bind,
         flight_port,
         secret,
+        executors,
     } = opts;
     let (node_id, role) = (node_id.as_str(), role.as_str());
     let artifacts = ArtifactStore::local(&workdir)?;
@@ -395,13 +432,15 @@ pub async fn start_node(
         heartbeat,
         ..AgentSettings::default()
     };
+    let executor = executors.for_node(ctx.clone());
     let mut agents = Vec::new();
     for kind in AgentKind::ALL {
         for i in 0..agents_per_kind {
-            let (addr, _) = TaskAgent::start(
+            let (addr, _) = TaskAgent::start_with(
                 format!("{node_id}/{}-{i}", kind.as_str()),
                 kind,
                 ctx.clone(),
+                executor.clone(),
                 scheduler.clone(),
                 settings.clone(),
             );

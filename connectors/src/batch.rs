@@ -41,6 +41,15 @@ impl<F: FnMut(RecordBatch) -> Result<()>> Batcher<F> {
         }
     }
 
+    /// The Arrow type of each field, in order.
+    pub(crate) fn types(&self) -> Vec<DataType> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect()
+    }
+
     /// Marks the current row complete; emits a batch when it is full.
     pub(crate) fn row_done(&mut self) -> Result<()> {
         self.in_batch += 1;
@@ -133,6 +142,8 @@ impl BatchAck {
 /// The idempotency key of a delivered batch, and the attempt that wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchKey<'a> {
+    /// The target table it is written into.
+    pub table: &'a str,
     /// Migration id.
     pub migration: &'a str,
     /// Partition id.
@@ -145,11 +156,37 @@ pub struct BatchKey<'a> {
 
 impl BatchKey<'_> {
     /// How errors name the batch: `delivering batch S of partition P into table T`.
-    pub fn context(&self, table: &str) -> String {
+    pub fn context(&self) -> String {
         format!(
-            "delivering batch {} of partition {} into table {table}",
-            self.seq, self.partition
+            "delivering batch {} of partition {} into table {}",
+            self.seq, self.partition, self.table
         )
+    }
+
+    /// How errors name a row of the batch: `R of batch S of partition P`.
+    pub fn row(&self, row: usize) -> String {
+        format!(
+            "{} of batch {} of partition {}",
+            row + 1,
+            self.seq,
+            self.partition
+        )
+    }
+
+    /// Refuses to write when the ledger's `latest` attempt for the
+    /// partition is newer than this batch's: a lease taken over since.
+    pub fn check_fence(&self, latest: Option<i64>) -> Result<()> {
+        match latest.filter(|l| *l > i64::from(self.attempt)) {
+            Some(l) => Err(crate::error::ConnectorError::Database {
+                context: self.context(),
+                message: format!(
+                    "attempt {} is stale: attempt {l} delivers this partition now",
+                    self.attempt
+                ),
+                transient: false,
+            }),
+            None => Ok(()),
+        }
     }
 }
 

@@ -28,6 +28,19 @@ pub struct Catalog {
     pub triggers: Vec<Trigger>,
 }
 
+impl Catalog {
+    /// An empty catalog of `tables`, to be filled in.
+    pub fn of_tables(tables: &[crate::table::TableInfo]) -> Self {
+        Catalog {
+            tables: tables
+                .iter()
+                .map(|t| (t.name.clone(), TableCatalog::default()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
 /// One table's defaults, constraints and indexes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TableCatalog {

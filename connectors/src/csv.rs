@@ -44,7 +44,8 @@ use crate::batch::Batcher;
 use crate::convert::{parse_date_days, parse_decimal, parse_timestamp_micros};
 use crate::encoding::Detector;
 use crate::error::{ConnectorError, Result};
-use crate::files::{check_unchanged, list, stamp, BadRows, FileInfo, SourceOptions, Split};
+use crate::files::{list, stamp, BadRows, FileInfo, SourceOptions, Split};
+use crate::source::{KeyRange, Sink};
 use crate::table::{ColumnInfo, TableInfo};
 
 /// Records between two possible partition starts.
@@ -467,76 +468,7 @@ impl CsvSource {
             }
         };
         let mut detector = Detector::new();
-        let mut header_raw: Option<::csv::ByteRecord> = None;
-        let mut infer: Vec<Infer> = Vec::new();
-        let mut splits = Vec::new();
-        let mut rows = 0u64;
-        let mut bad = 0u64;
-        let end_byte;
-        {
-            let tee = Tee {
-                inner: BufReader::with_capacity(1 << 20, open_text(path, utf16)?),
-                detector: &mut detector,
-            };
-            let mut rdr = reader(tee, delimiter);
-            let mut record = ::csv::ByteRecord::new();
-            loop {
-                let more = rdr
-                    .read_byte_record(&mut record)
-                    .map_err(|e| unreadable(path, e))?;
-                if !more {
-                    break;
-                }
-                let pos = record
-                    .position()
-                    .cloned()
-                    .unwrap_or_else(::csv::Position::new);
-                if header_raw.is_none() {
-                    let fields = record.len();
-                    infer = vec![Infer::new(); fields];
-                    if self.options.header {
-                        header_raw = Some(record.clone());
-                        continue;
-                    }
-                    header_raw = Some(::csv::ByteRecord::from(
-                        (1..=fields)
-                            .map(|i| format!("column_{i}"))
-                            .collect::<Vec<_>>(),
-                    ));
-                }
-                if let Some(reason) = malformed(&record, infer.len()) {
-                    if self.options.bad_rows == BadRows::Reject {
-                        return Err(ConnectorError::Unreadable {
-                            path: shown,
-                            message: format!(
-                                "line {}: malformed record ({reason}); fix the file, or set source.bad_rows = \"quarantine\" to set such records aside",
-                                pos.line()
-                            ),
-                        });
-                    }
-                    bad += 1;
-                    continue;
-                }
-                if rows.is_multiple_of(CHUNK_ROWS) {
-                    splits.push(Split {
-                        key: pos.byte() as i64,
-                        rows_before: rows,
-                        line: pos.line(),
-                    });
-                }
-                for (col, value) in infer.iter_mut().zip(record.iter()) {
-                    col.add(value);
-                }
-                rows += 1;
-            }
-            let end = rdr.position();
-            end_byte = end.byte();
-            splits.push(Split {
-                key: end_byte as i64,
-                rows_before: rows,
-                line: end.line(),
-            });
-        }
+        let pass = self.first_pass(path, utf16, delimiter, &mut detector)?;
         let detection = detector.finish();
         // `text` is what the fields are decoded from: UTF-16 was decoded to
         // UTF-8 on the way into the parser.
@@ -556,57 +488,21 @@ impl CsvSource {
                 (detection.encoding, detection.confidence, detection.encoding)
             }
         };
-        let Some(header) = header_raw else {
+        let Some(header) = &pass.header else {
             return Err(ConnectorError::Unreadable {
                 path: shown,
                 message: "the file is empty: no header line, no records; add the header (and the rows), or move the file out of the source".into(),
             });
         };
-        let mut columns: Vec<ColumnInfo> = Vec::new();
-        for (i, (raw, inf)) in header.iter().zip(&infer).enumerate() {
-            let mut raw = raw;
-            if i == 0 {
-                raw = raw.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(raw);
-            }
-            let (decoded, _) = text.decode_without_bom_handling(raw);
-            let name = decoded.trim().to_string();
-            if name.is_empty() {
-                return Err(ConnectorError::Unreadable {
-                    path: shown,
-                    message: format!("header field {} is empty; name the column", i + 1),
-                });
-            }
-            if let Some(j) = columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(&name))
-            {
-                return Err(ConnectorError::Unreadable {
-                    path: shown,
-                    message: format!(
-                        "header names column {name:?} twice (fields {} and {}); rename one",
-                        j + 1,
-                        i + 1
-                    ),
-                });
-            }
-            let arrow = inf.arrow_type();
-            columns.push(ColumnInfo {
-                name,
-                source_type: format!("csv {}", csv_type_name(&arrow)),
-                arrow_type: arrow.to_string(),
-                nullable: true,
-                primary_key: 0,
-            });
-        }
-        let _ = end_byte;
+        let columns = header_columns(&shown, header, &pass.infer, text)?;
         Ok(TableInfo {
             name: name.to_string(),
             columns,
-            rows,
+            rows: pass.rows,
             rowid_range: None,
             qualified: None,
             range_column: None,
-            splits: Some(splits),
+            splits: Some(pass.splits),
             file: Some(FileInfo {
                 format: "csv".into(),
                 path: path.to_path_buf(),
@@ -616,10 +512,82 @@ impl CsvSource {
                 encoding_confidence: confidence,
                 delimiter,
                 header: self.options.header,
-                bad_records: bad,
+                bad_records: pass.bad,
                 bad_rows: self.options.bad_rows,
             }),
         })
+    }
+
+    /// Reads the whole file once: the header, each column's inferred type,
+    /// the partition points, the record counts; every byte also goes
+    /// through `detector`.
+    fn first_pass(
+        &self,
+        path: &Path,
+        utf16: Option<&'static Encoding>,
+        delimiter: u8,
+        detector: &mut Detector,
+    ) -> Result<FirstPass> {
+        let mut pass = FirstPass::default();
+        let tee = Tee {
+            inner: BufReader::with_capacity(1 << 20, open_text(path, utf16)?),
+            detector,
+        };
+        let mut rdr = reader(tee, delimiter);
+        let mut record = ::csv::ByteRecord::new();
+        while rdr
+            .read_byte_record(&mut record)
+            .map_err(|e| unreadable(path, e))?
+        {
+            let pos = record
+                .position()
+                .cloned()
+                .unwrap_or_else(::csv::Position::new);
+            if pass.header.is_none() {
+                let fields = record.len();
+                pass.infer = vec![Infer::new(); fields];
+                if self.options.header {
+                    pass.header = Some(record.clone());
+                    continue;
+                }
+                pass.header = Some(::csv::ByteRecord::from(
+                    (1..=fields)
+                        .map(|i| format!("column_{i}"))
+                        .collect::<Vec<_>>(),
+                ));
+            }
+            if let Some(reason) = malformed(&record, pass.infer.len()) {
+                if self.options.bad_rows == BadRows::Reject {
+                    return Err(ConnectorError::Unreadable {
+                        path: path.display().to_string(),
+                        message: format!(
+                            "line {}: malformed record ({reason}); fix the file, or set source.bad_rows = \"quarantine\" to set such records aside",
+                            pos.line()
+                        ),
+                    });
+                }
+                pass.bad += 1;
+                continue;
+            }
+            if pass.rows.is_multiple_of(CHUNK_ROWS) {
+                pass.splits.push(Split {
+                    key: pos.byte() as i64,
+                    rows_before: pass.rows,
+                    line: pos.line(),
+                });
+            }
+            for (col, value) in pass.infer.iter_mut().zip(record.iter()) {
+                col.add(value);
+            }
+            pass.rows += 1;
+        }
+        let end = rdr.position();
+        pass.splits.push(Split {
+            key: end.byte() as i64,
+            rows_before: pass.rows,
+            line: end.line(),
+        });
+        Ok(pass)
     }
 
     /// The values changed on the way in by the last read, taken.
@@ -637,14 +605,7 @@ impl CsvSource {
         batch_rows: usize,
         sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
-        let info = table
-            .file
-            .as_ref()
-            .ok_or_else(|| ConnectorError::Unreadable {
-                path: table.name.clone(),
-                message: "the table was not discovered as a CSV file".into(),
-            })?;
-        check_unchanged(info)?;
+        let info = crate::files::unchanged_file(table, "csv")?;
         self.changes.clear();
         let splits = table.splits.as_deref().unwrap_or(&[]);
         let (start, end) = match range {
@@ -676,12 +637,8 @@ impl CsvSource {
         };
         let mut rdr = reader(BufReader::with_capacity(1 << 20, input), info.delimiter);
         let schema = table.schema();
-        let types: Vec<DataType> = schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
         let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
+        let types = batcher.types();
         let mut record = ::csv::ByteRecord::new();
         let fields = table.columns.len();
         // Empty fields read as NULL, per column position.
@@ -785,6 +742,69 @@ impl CsvSource {
     }
 }
 
+/// What one pass over a CSV file found.
+#[derive(Default)]
+struct FirstPass {
+    /// The header's fields as read (or `column_N` without a header line);
+    /// None for an empty file.
+    header: Option<::csv::ByteRecord>,
+    /// Each column's type inference.
+    infer: Vec<Infer>,
+    /// Partition points every [`CHUNK_ROWS`] records, and the end.
+    splits: Vec<Split>,
+    rows: u64,
+    /// Malformed records set aside.
+    bad: u64,
+}
+
+/// The columns the header names, decoded from `text`, with their inferred
+/// types; an empty or repeated name is refused, naming the field.
+fn header_columns(
+    shown: &str,
+    header: &::csv::ByteRecord,
+    infer: &[Infer],
+    text: &'static Encoding,
+) -> Result<Vec<ColumnInfo>> {
+    let refuse = |message: String| ConnectorError::Unreadable {
+        path: shown.to_string(),
+        message,
+    };
+    let mut columns: Vec<ColumnInfo> = Vec::new();
+    for (i, (raw, inf)) in header.iter().zip(infer).enumerate() {
+        let mut raw = raw;
+        if i == 0 {
+            raw = raw.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(raw);
+        }
+        let (decoded, _) = text.decode_without_bom_handling(raw);
+        let name = decoded.trim().to_string();
+        if name.is_empty() {
+            return Err(refuse(format!(
+                "header field {} is empty; name the column",
+                i + 1
+            )));
+        }
+        if let Some(j) = columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(&name))
+        {
+            return Err(refuse(format!(
+                "header names column {name:?} twice (fields {} and {}); rename one",
+                j + 1,
+                i + 1
+            )));
+        }
+        let arrow = inf.arrow_type();
+        columns.push(ColumnInfo {
+            name,
+            source_type: format!("csv {}", csv_type_name(&arrow)),
+            arrow_type: arrow.to_string(),
+            nullable: true,
+            primary_key: 0,
+        });
+    }
+    Ok(columns)
+}
+
 fn csv_type_name(t: &DataType) -> &'static str {
     match t {
         DataType::Int64 => "integer",
@@ -857,6 +877,36 @@ fn parse_float(s: &str) -> Option<f64> {
         "inf" | "+inf" | "infinity" => Some(f64::INFINITY),
         "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
         _ => s.parse().ok(),
+    }
+}
+
+impl crate::source::SourceEngine for CsvSource {
+    fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        CsvSource::tables(self)
+    }
+    fn read(
+        &mut self,
+        t: &TableInfo,
+        range: KeyRange,
+        batch_rows: usize,
+        sink: Sink,
+    ) -> Result<u64> {
+        CsvSource::read(self, t, range, None, batch_rows, sink)
+    }
+    fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
+        CsvSource::sample(self, table, n)
+    }
+    fn take_changes(&mut self) -> crate::source::Changes {
+        CsvSource::take_changes(self)
+    }
+    fn quarantine_to(&mut self, path: PathBuf) {
+        CsvSource::quarantine_to(self, path)
+    }
+    fn quarantined(&self) -> u64 {
+        CsvSource::quarantined(self)
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 

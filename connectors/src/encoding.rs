@@ -160,20 +160,10 @@ impl Detector {
             self.utf8_valid = false;
         }
         if let Some(bom) = self.bom {
-            return Detection {
-                encoding: bom,
-                confidence: 1.0,
-                evidence_words: self.evidence_total,
-                samples: Vec::new(),
-            };
+            return self.certain(bom);
         }
         if self.utf8_valid {
-            return Detection {
-                encoding: encoding_rs::UTF_8,
-                confidence: 1.0,
-                evidence_words: self.evidence_total,
-                samples: Vec::new(),
-            };
+            return self.certain(encoding_rs::UTF_8);
         }
         let (encoding, ranked) = self.chardet.guess_assess(None, false);
         let (plausible, mut bad) = self.judge(encoding);
@@ -195,6 +185,16 @@ impl Detector {
 }
 
 impl Detector {
+    /// `encoding` beyond doubt (a byte-order mark, valid UTF-8).
+    fn certain(&self, encoding: &'static Encoding) -> Detection {
+        Detection {
+            encoding,
+            confidence: 1.0,
+            evidence_words: self.evidence_total,
+            samples: Vec::new(),
+        }
+    }
+
     /// The evidence words that decode plausibly under `encoding`, and up to
     /// five that do not (line, bytes).
     fn judge(&self, encoding: &'static Encoding) -> (u64, Vec<(u64, Vec<u8>)>) {
@@ -222,12 +222,7 @@ impl Detector {
             self.utf8_valid = false;
         }
         if self.utf8_valid {
-            return Detection {
-                encoding: encoding_rs::UTF_8,
-                confidence: 1.0,
-                evidence_words: self.evidence_total,
-                samples: Vec::new(),
-            };
+            return self.certain(encoding_rs::UTF_8);
         }
         let (plausible, bad) = self.judge(declared);
         let n = self.evidence.len() as u64;

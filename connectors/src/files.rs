@@ -199,6 +199,24 @@ pub fn stamp(path: &Path) -> Result<(u64, u64)> {
     Ok((meta.len(), modified))
 }
 
+/// The file a table was discovered in, refused when it is not a `format`
+/// file or has changed since.
+pub fn unchanged_file<'t>(
+    table: &'t crate::table::TableInfo,
+    format: &str,
+) -> Result<&'t FileInfo> {
+    let info = table
+        .file
+        .as_ref()
+        .filter(|f| f.format == format)
+        .ok_or_else(|| ConnectorError::Unreadable {
+            path: table.name.clone(),
+            message: format!("the table was not discovered as a {format} file"),
+        })?;
+    check_unchanged(info)?;
+    Ok(info)
+}
+
 /// Refuses to read a file that changed since discovery.
 pub fn check_unchanged(info: &FileInfo) -> Result<()> {
     let (bytes, modified) = stamp(&info.path)?;

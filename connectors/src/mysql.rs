@@ -54,6 +54,7 @@ use crate::batch::Batcher;
 use crate::convert::{parse_date_days, parse_decimal, parse_timestamp_micros};
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
+use crate::source::{KeyRange, Sink};
 use crate::table::{ColumnInfo, TableInfo};
 
 pub(crate) fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) -> ConnectorError {
@@ -349,39 +350,38 @@ impl MySqlSource {
     /// Defaults, foreign keys, unique and check constraints, indexes, views,
     /// procedures and functions, and triggers of the URL's database.
     pub fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        let mut catalog = crate::catalog::Catalog::of_tables(tables);
+        self.catalog_keys(&mut catalog)?;
+        self.catalog_checks(&mut catalog)?;
+        self.catalog_objects(&mut catalog)?;
+        Ok(catalog)
+    }
+
+    /// The rows of one catalog query on the URL's database (its one
+    /// parameter), each value as text (NULL as empty).
+    fn catalog_rows(&mut self, sql: &str) -> Result<Vec<Vec<String>>> {
+        let out: Vec<mysql::Row> = self
+            .conn
+            .exec(sql, (self.database.clone(),))
+            .map_err(my_err("reading the source catalog"))?;
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| match r.as_ref(i) {
+                        Some(mysql::Value::NULL) | None => String::new(),
+                        Some(mysql::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                        Some(v) => v.as_sql(true).trim_matches('\'').to_string(),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Foreign keys, unique constraints and indexes, one row per column.
+    fn catalog_keys(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
         use crate::catalog::*;
-        let ctx = "reading the source catalog";
-        let db = self.database.clone();
-        let mut catalog = Catalog::default();
-        for t in tables {
-            catalog
-                .tables
-                .insert(t.name.clone(), TableCatalog::default());
-        }
-        type Row = Vec<Option<String>>;
-        let mut rows = |sql: &str| -> Result<Vec<Row>> {
-            let out: Vec<mysql::Row> = self.conn.exec(sql, (db.clone(),)).map_err(my_err(ctx))?;
-            Ok(out
-                .into_iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| match r.as_ref(i) {
-                            Some(mysql::Value::NULL) | None => None,
-                            Some(mysql::Value::Bytes(b)) => {
-                                Some(String::from_utf8_lossy(b).into_owned())
-                            }
-                            Some(v) => Some(v.as_sql(true).trim_matches('\'').to_string()),
-                        })
-                        .collect()
-                })
-                .collect())
-        };
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
-        let defaults = rows(
-            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS
-             WHERE TABLE_SCHEMA = ? AND COLUMN_DEFAULT IS NOT NULL",
-        )?;
-        let fks = rows(
+        let fks = self.catalog_rows(
             "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME,
                     r.DELETE_RULE, r.UPDATE_RULE
              FROM information_schema.KEY_COLUMN_USAGE k
@@ -390,7 +390,7 @@ impl MySqlSource {
              WHERE k.TABLE_SCHEMA = ? AND k.REFERENCED_TABLE_NAME IS NOT NULL
              ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
         )?;
-        let uniques = rows(
+        let uniques = self.catalog_rows(
             "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME
              FROM information_schema.TABLE_CONSTRAINTS c
              JOIN information_schema.KEY_COLUMN_USAGE k
@@ -398,118 +398,133 @@ impl MySqlSource {
              WHERE c.TABLE_SCHEMA = ? AND c.CONSTRAINT_TYPE = 'UNIQUE'
              ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
         )?;
-        let checks = rows(
-            "SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
-             WHERE CONSTRAINT_SCHEMA = ? ORDER BY TABLE_NAME, CONSTRAINT_NAME",
-        )?;
-        let indexes = rows(
+        let indexes = self.catalog_rows(
             "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COALESCE(COLUMN_NAME, '<expression>'), INDEX_TYPE
              FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ?
              ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
         )?;
-        let views = rows(
+        for r in fks {
+            let Some(tc) = catalog.tables.get_mut(&r[0]) else {
+                continue;
+            };
+            match tc.foreign_keys.last_mut() {
+                Some(fk) if fk.name == r[1] => {
+                    fk.columns.push(r[2].clone());
+                    fk.referenced_columns.push(r[4].clone());
+                }
+                _ => tc.foreign_keys.push(ForeignKey {
+                    name: r[1].clone(),
+                    columns: vec![r[2].clone()],
+                    references: r[3].clone(),
+                    referenced_columns: vec![r[4].clone()],
+                    on_delete: r[5].clone(),
+                    on_update: r[6].clone(),
+                }),
+            }
+        }
+        for r in uniques {
+            let Some(tc) = catalog.tables.get_mut(&r[0]) else {
+                continue;
+            };
+            match tc.unique.last_mut() {
+                Some(u) if u.name == r[1] => u.columns.push(r[2].clone()),
+                _ => tc.unique.push(Unique {
+                    name: r[1].clone(),
+                    columns: vec![r[2].clone()],
+                }),
+            }
+        }
+        for r in indexes {
+            let Some(tc) = catalog.tables.get_mut(&r[0]) else {
+                continue;
+            };
+            match tc.indexes.last_mut() {
+                Some(ix) if ix.name == r[1] => ix.columns.push(r[3].clone()),
+                _ => tc.indexes.push(Index {
+                    name: r[1].clone(),
+                    columns: vec![r[3].clone()],
+                    unique: r[2] == "0",
+                    primary: r[1] == "PRIMARY",
+                    method: r[4].to_ascii_lowercase(),
+                    definition: String::new(),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Column defaults and check constraints.
+    fn catalog_checks(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
+        let defaults = self.catalog_rows(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = ? AND COLUMN_DEFAULT IS NOT NULL",
+        )?;
+        let checks = self.catalog_rows(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+             WHERE CONSTRAINT_SCHEMA = ? ORDER BY TABLE_NAME, CONSTRAINT_NAME",
+        )?;
+        for r in defaults {
+            if let Some(tc) = catalog.tables.get_mut(&r[0]) {
+                tc.defaults.insert(r[1].clone(), r[2].clone());
+            }
+        }
+        for r in checks {
+            if let Some(tc) = catalog.tables.get_mut(&r[0]) {
+                tc.checks.push(crate::catalog::Check {
+                    name: r[1].clone(),
+                    expression: r[2].clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Views, routines and triggers.
+    fn catalog_objects(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
+        use crate::catalog::*;
+        let views = self.catalog_rows(
             "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
         )?;
-        let routines = rows(
+        let routines = self.catalog_rows(
             "SELECT r.ROUTINE_NAME, r.ROUTINE_TYPE, r.DTD_IDENTIFIER, r.ROUTINE_DEFINITION,
                     (SELECT GROUP_CONCAT(CONCAT_WS(' ', p.PARAMETER_MODE, p.PARAMETER_NAME, p.DTD_IDENTIFIER) ORDER BY p.ORDINAL_POSITION SEPARATOR ', ')
                      FROM information_schema.PARAMETERS p
                      WHERE p.SPECIFIC_SCHEMA = r.ROUTINE_SCHEMA AND p.SPECIFIC_NAME = r.SPECIFIC_NAME AND p.ORDINAL_POSITION > 0)
              FROM information_schema.ROUTINES r WHERE r.ROUTINE_SCHEMA = ? ORDER BY r.ROUTINE_NAME",
         )?;
-        let triggers = rows(
+        let triggers = self.catalog_rows(
             "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT
              FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME",
         )?;
-        for r in defaults {
-            if let Some(tc) = catalog.tables.get_mut(&text(&r[0])) {
-                tc.defaults.insert(text(&r[1]), text(&r[2]));
-            }
-        }
-        for r in fks {
-            let Some(tc) = catalog.tables.get_mut(&text(&r[0])) else {
-                continue;
-            };
-            match tc.foreign_keys.last_mut() {
-                Some(fk) if fk.name == text(&r[1]) => {
-                    fk.columns.push(text(&r[2]));
-                    fk.referenced_columns.push(text(&r[4]));
-                }
-                _ => tc.foreign_keys.push(ForeignKey {
-                    name: text(&r[1]),
-                    columns: vec![text(&r[2])],
-                    references: text(&r[3]),
-                    referenced_columns: vec![text(&r[4])],
-                    on_delete: text(&r[5]),
-                    on_update: text(&r[6]),
-                }),
-            }
-        }
-        for r in uniques {
-            let Some(tc) = catalog.tables.get_mut(&text(&r[0])) else {
-                continue;
-            };
-            match tc.unique.last_mut() {
-                Some(u) if u.name == text(&r[1]) => u.columns.push(text(&r[2])),
-                _ => tc.unique.push(Unique {
-                    name: text(&r[1]),
-                    columns: vec![text(&r[2])],
-                }),
-            }
-        }
-        for r in checks {
-            if let Some(tc) = catalog.tables.get_mut(&text(&r[0])) {
-                tc.checks.push(Check {
-                    name: text(&r[1]),
-                    expression: text(&r[2]),
-                });
-            }
-        }
-        for r in indexes {
-            let Some(tc) = catalog.tables.get_mut(&text(&r[0])) else {
-                continue;
-            };
-            match tc.indexes.last_mut() {
-                Some(ix) if ix.name == text(&r[1]) => ix.columns.push(text(&r[3])),
-                _ => tc.indexes.push(Index {
-                    name: text(&r[1]),
-                    columns: vec![text(&r[3])],
-                    unique: text(&r[2]) == "0",
-                    primary: text(&r[1]) == "PRIMARY",
-                    method: text(&r[4]).to_ascii_lowercase(),
-                    definition: String::new(),
-                }),
-            }
-        }
         catalog.views = views
-            .iter()
-            .map(|r| View {
-                name: text(&r[0]),
-                definition: text(&r[1]),
+            .into_iter()
+            .map(|mut r| View {
+                definition: r.swap_remove(1),
+                name: r.swap_remove(0),
             })
             .collect();
         catalog.routines = routines
-            .iter()
+            .into_iter()
             .map(|r| Routine {
-                name: text(&r[0]),
-                kind: text(&r[1]).to_ascii_lowercase(),
+                name: r[0].clone(),
+                kind: r[1].to_ascii_lowercase(),
                 language: "sql".into(),
-                arguments: text(&r[4]),
-                returns: text(&r[2]),
-                definition: text(&r[3]),
+                arguments: r[4].clone(),
+                returns: r[2].clone(),
+                definition: r[3].clone(),
             })
             .collect();
         catalog.triggers = triggers
-            .iter()
+            .into_iter()
             .map(|r| Trigger {
-                name: text(&r[0]),
-                table: text(&r[1]),
-                timing: text(&r[2]),
-                events: text(&r[3]),
-                definition: text(&r[4]),
+                name: r[0].clone(),
+                table: r[1].clone(),
+                timing: r[2].clone(),
+                events: r[3].clone(),
+                definition: r[4].clone(),
             })
             .collect();
-        Ok(catalog)
+        Ok(())
     }
 
     /// Checks the bytes of each legacy-charset text column against its
@@ -578,19 +593,6 @@ impl MySqlSource {
             .join(", ")
     }
 
-    /// Streams a table (the rows whose key lies in `range`, when given).
-    pub fn read(
-        &mut self,
-        t: &TableInfo,
-        range: Option<(i64, i64)>,
-        batch_rows: usize,
-        sink: impl FnMut(RecordBatch) -> Result<()>,
-    ) -> Result<u64> {
-        let query = crate::files::range_select(t, &Self::select(t), range, quote);
-        self.changes.clear();
-        self.stream(t, &query, batch_rows, sink)
-    }
-
     /// The values changed on the way in by the last read, taken.
     pub fn take_changes(&mut self) -> crate::source::Changes {
         std::mem::take(&mut self.changes)
@@ -625,12 +627,8 @@ impl MySqlSource {
     ) -> Result<u64> {
         let ctx = format!("reading table {}", t.name);
         let schema = Arc::new(t.schema().as_ref().clone());
-        let types: Vec<DataType> = schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
         let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
+        let types = batcher.types();
         // The text protocol streams rows as the server sends them: memory stays
         // bounded by one batch whatever the table's size.
         // Values changed on the way in, per column position.
@@ -770,4 +768,42 @@ fn append_text(
         _ => put!(StringBuilder, |s: &str| Some(s.to_string())),
     }
     Ok(false)
+}
+
+impl crate::source::SourceEngine for MySqlSource {
+    fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        MySqlSource::tables(self)
+    }
+    /// The rows whose key lies in `range`, when given, in key order.
+    fn read(
+        &mut self,
+        t: &TableInfo,
+        range: KeyRange,
+        batch_rows: usize,
+        sink: Sink,
+    ) -> Result<u64> {
+        let query = crate::files::range_select(t, &Self::select(t), range, quote);
+        self.changes.clear();
+        self.stream(t, &query, batch_rows, sink)
+    }
+    fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
+        MySqlSource::sample(self, table, n)
+    }
+    fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        MySqlSource::catalog(self, tables)
+    }
+    /// The global read lock when `wanted` (`source.mysql_consistency =
+    /// "lock"`); without it each session reads its own snapshot.
+    fn hold_read_lock(&mut self, wanted: bool) -> Result<bool> {
+        if wanted {
+            MySqlSource::hold_read_lock(self)?;
+        }
+        Ok(wanted)
+    }
+    fn take_changes(&mut self) -> crate::source::Changes {
+        MySqlSource::take_changes(self)
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }

@@ -38,6 +38,7 @@ use crate::batch::{BatchAck, BatchKey, LEDGER_TABLE};
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
 use crate::mysql::{my_err, quote, MySqlSource};
+use crate::target::Deferred;
 
 /// Rows per INSERT statement (placeholders stay under the protocol's limit).
 const ROWS_PER_INSERT: usize = 500;
@@ -580,13 +581,8 @@ impl MySqlTarget {
     }
 
     /// Creates a table mirroring `schema` (with `primary_key`) when absent.
-    pub fn ensure_table(
-        &mut self,
-        table: &str,
-        schema: &Schema,
-        primary_key: &[String],
-        declared: &std::collections::BTreeMap<String, crate::target::Declared>,
-    ) -> Result<()> {
+    pub fn ensure_table(&mut self, t: &crate::target::NewTable<'_>) -> Result<()> {
+        let (table, schema, primary_key, declared) = (t.name, t.schema, t.primary_key, t.declared);
         use crate::target::Declared;
         // A row holds at most 65,535 bytes of VARCHARs (4 a character in
         // utf8mb4): past that the columns stay LONGTEXT.
@@ -668,14 +664,9 @@ impl MySqlTarget {
     }
 
     /// Writes one batch and its ledger row in one transaction.
-    pub fn write_batch(
-        &mut self,
-        table: &str,
-        batch: &RecordBatch,
-        key: &BatchKey<'_>,
-    ) -> Result<BatchAck> {
-        let started = Instant::now();
-        let ctx = key.context(table);
+    pub fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        let (started, table) = (Instant::now(), key.table);
+        let ctx = key.context();
         self.ensure_ledger()?;
         let mut tx = self
             .conn
@@ -697,16 +688,7 @@ impl MySqlTarget {
                 (key.migration, key.partition),
             )
             .map_err(my_err(&ctx))?;
-        if let Some(l) = latest.flatten().filter(|l| *l as u32 > key.attempt) {
-            return Err(ConnectorError::Database {
-                context: ctx,
-                message: format!(
-                    "attempt {} is stale: attempt {l} delivers this partition now",
-                    key.attempt
-                ),
-                transient: false,
-            });
-        }
+        key.check_fence(latest.flatten())?;
         let warnings = match write_rows(&mut tx, &mut self.infile, table, batch, &ctx) {
             Ok(w) => w,
             Err(e) => {
@@ -732,6 +714,44 @@ impl MySqlTarget {
             started,
             warnings,
         ))
+    }
+}
+
+impl crate::target::TargetEngine for MySqlTarget {
+    fn apply_ddl(&mut self, ddl: &str) -> Result<()> {
+        MySqlTarget::apply_ddl(self, ddl)
+    }
+    fn has_table(&mut self, table: &str) -> Result<bool> {
+        MySqlTarget::has_table(self, table)
+    }
+    fn ensure_table(&mut self, table: &crate::target::NewTable<'_>) -> Result<()> {
+        MySqlTarget::ensure_table(self, table)
+    }
+    fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        MySqlTarget::write_batch(self, batch, key)
+    }
+    fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
+        MySqlTarget::clear_for_resync(self, table, migration_id)
+    }
+    fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
+        MySqlTarget::batches_delivered(self, migration_id)
+    }
+    fn drop_table(&mut self, table: &str) -> Result<()> {
+        self.apply_ddl(&format!("DROP TABLE IF EXISTS {}", quote(table)))
+    }
+    fn quote(&self) -> Option<fn(&str) -> String> {
+        Some(quote)
+    }
+    /// Sessions load with foreign-key checks off; secondary indexes are
+    /// built once after the load, not maintained per row.
+    fn detach_for_load(&mut self, tables: &[String]) -> Result<(Deferred, Deferred)> {
+        Ok((Vec::new(), self.detach_indexes(tables)?))
+    }
+    fn reattach(&mut self, _foreign_keys: &Deferred, indexes: &Deferred) -> Vec<String> {
+        self.attach_indexes(indexes)
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 

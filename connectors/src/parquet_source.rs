@@ -30,7 +30,8 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{ConnectorError, Result};
-use crate::files::{check_unchanged, list, stamp, FileInfo, Split};
+use crate::files::{list, stamp, FileInfo, Split};
+use crate::source::{KeyRange, Sink};
 use crate::table::{ColumnInfo, TableInfo};
 
 /// A folder of Parquet files (or one file), each a table.
@@ -136,25 +137,19 @@ impl ParquetSource {
         Ok(out)
     }
 
-    /// Streams the row groups in `range` (inclusive), or the whole file.
+    /// Streams the `row_groups` (a range of their numbers, inclusive), or
+    /// the whole file.
     pub fn read(
         &mut self,
         table: &TableInfo,
-        range: Option<(i64, i64)>,
+        row_groups: Option<(i64, i64)>,
         limit: Option<u64>,
         batch_rows: usize,
         mut sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
-        let info = table
-            .file
-            .as_ref()
-            .ok_or_else(|| ConnectorError::Unreadable {
-                path: table.name.clone(),
-                message: "the table was not discovered as a Parquet file".into(),
-            })?;
-        check_unchanged(info)?;
+        let info = crate::files::unchanged_file(table, "parquet")?;
         let mut builder = open_builder(&info.path)?.with_batch_size(batch_rows.max(1));
-        if let Some((lo, hi)) = range {
+        if let Some((lo, hi)) = row_groups {
             builder = builder.with_row_groups((lo.max(0) as usize..=hi.max(0) as usize).collect());
         }
         if let Some(n) = limit {
@@ -175,7 +170,7 @@ impl ParquetSource {
                         ConnectorError::Value {
                             table: table.name.clone(),
                             column: field.name().clone(),
-                            row: format!("row group {:?}", range.map(|r| r.0)),
+                            row: format!("row group {:?}", row_groups.map(|r| r.0)),
                             value: detail,
                             expected: field.data_type().to_string(),
                         }
@@ -256,4 +251,25 @@ fn convert(array: &ArrayRef, to: &DataType) -> std::result::Result<ArrayRef, Str
         }
     }
     Ok(Arc::new(b.finish()))
+}
+
+impl crate::source::SourceEngine for ParquetSource {
+    fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        ParquetSource::tables(self)
+    }
+    fn read(
+        &mut self,
+        t: &TableInfo,
+        range: KeyRange,
+        batch_rows: usize,
+        sink: Sink,
+    ) -> Result<u64> {
+        ParquetSource::read(self, t, range, None, batch_rows, sink)
+    }
+    fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
+        ParquetSource::sample(self, table, n)
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }

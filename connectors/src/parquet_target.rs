@@ -86,13 +86,8 @@ impl ParquetTarget {
     }
 
     /// Writes one batch as its own file, or skips it when the file exists.
-    pub fn write_batch(
-        &self,
-        table: &str,
-        batch: &RecordBatch,
-        key: &BatchKey<'_>,
-    ) -> Result<BatchAck> {
-        let started = Instant::now();
+    pub fn write_batch(&self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        let (started, table) = (Instant::now(), key.table);
         let d = Self::table_dir(&self.dir, table);
         std::fs::create_dir_all(&d).map_err(io(&d))?;
         let file = d.join(format!("{}-{:06}.parquet", safe(key.partition), key.seq));
@@ -167,5 +162,38 @@ impl ParquetTarget {
             }
         }
         Ok(schema)
+    }
+}
+
+impl crate::target::TargetEngine for ParquetTarget {
+    fn apply_ddl(&mut self, _ddl: &str) -> Result<()> {
+        Ok(())
+    }
+    fn has_table(&mut self, table: &str) -> Result<bool> {
+        Ok(ParquetTarget::has_table(self, table))
+    }
+    fn ensure_table(&mut self, table: &crate::target::NewTable<'_>) -> Result<()> {
+        ParquetTarget::ensure_table(self, table.name)
+    }
+    fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        ParquetTarget::write_batch(self, batch, key)
+    }
+    /// The folder is its own ledger: its files.
+    fn clear_for_resync(&mut self, table: &str, _migration_id: &str) -> Result<u64> {
+        ParquetTarget::clear_for_resync(self, table)
+    }
+    /// No ledger table: 0, and [`TargetEngine::drop_table`] takes back only
+    /// an empty table folder.
+    fn batches_delivered(&mut self, _migration_id: &str) -> Result<u64> {
+        Ok(0)
+    }
+    fn drop_table(&mut self, table: &str) -> Result<()> {
+        self.remove_if_empty(table)
+    }
+    fn quote(&self) -> Option<fn(&str) -> String> {
+        None
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }

@@ -31,7 +31,7 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::CastOptions;
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type,
-    Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
+    Int64Type, TimeUnit, TimestampMicrosecondType,
 };
 use arrow::record_batch::RecordBatch;
 use postgres::Client;
@@ -39,6 +39,7 @@ use postgres::Client;
 use crate::batch::{BatchAck, BatchKey, LEDGER_TABLE};
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
+use crate::target::Deferred;
 
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -480,13 +481,8 @@ impl PgTarget {
     }
 
     /// Creates a table mirroring `schema` (with `primary_key`) when absent.
-    pub fn ensure_table(
-        &mut self,
-        table: &str,
-        schema: &Schema,
-        primary_key: &[String],
-        declared: &std::collections::BTreeMap<String, crate::target::Declared>,
-    ) -> Result<()> {
+    pub fn ensure_table(&mut self, t: &crate::target::NewTable<'_>) -> Result<()> {
+        let (table, schema, primary_key, declared) = (t.name, t.schema, t.primary_key, t.declared);
         // Exact decimals keep an exact type: numeric(p,s) up to PostgreSQL's
         // 1000 digits, unconstrained numeric otherwise.
         let exact = |ps: Option<(u32, u32)>| match ps {
@@ -559,102 +555,14 @@ impl PgTarget {
     }
 
     /// Writes one batch and its ledger row in one transaction (see the module doc).
-    pub fn write_batch(
-        &mut self,
-        table: &str,
-        batch: &RecordBatch,
-        key: &BatchKey<'_>,
-    ) -> Result<BatchAck> {
+    pub fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
         let started = Instant::now();
-        let ctx = key.context(table);
-        let wires = self.wires(table)?;
-        // The batch's columns, by name, cast to what the target declares.
-        let schema = batch.schema();
-        let mut cols: Vec<(String, ArrayRef, Wire)> = Vec::new();
-        for f in schema.fields() {
-            let Some((_, wire, formatted)) = wires.iter().find(|(n, _, _)| n == f.name()) else {
-                return Err(ConnectorError::Database {
-                    context: ctx,
-                    message: format!(
-                        "the target table has no column {}: add it, or map the column elsewhere",
-                        f.name()
-                    ),
-                    transient: false,
-                });
-            };
-            let want = wire.arrow(f.data_type());
-            let a = batch.column(schema.index_of(f.name())?).clone();
-            let a = if a.data_type() == &want {
-                a
-            } else {
-                arrow::compute::cast_with_options(
-                    &a,
-                    &want,
-                    &CastOptions {
-                        safe: false,
-                        ..Default::default()
-                    },
-                )
-                .map_err(|e| {
-                    let (row, value) = Self::first_uncastable(&a, &want)
-                        .unwrap_or_else(|| ("?".into(), e.to_string()));
-                    ConnectorError::Value {
-                        table: table.to_string(),
-                        column: f.name().clone(),
-                        row: format!("{row} of batch {} of partition {}", key.seq, key.partition),
-                        value,
-                        expected: formatted.to_string(),
-                    }
-                })?
-            };
-            cols.push((f.name().clone(), a, wire.clone()));
-        }
-        let mut buf: Vec<u8> = Vec::with_capacity(batch.get_array_memory_size() + 64);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        for row in 0..batch.num_rows() {
-            buf.extend_from_slice(&(cols.len() as i16).to_be_bytes());
-            for (name, a, wire) in &cols {
-                if a.is_null(row) {
-                    buf.extend_from_slice(&(-1i32).to_be_bytes());
-                    continue;
-                }
-                encode_cell(a, row, wire, &mut buf).map_err(|why| ConnectorError::Value {
-                    table: table.to_string(),
-                    column: name.clone(),
-                    row: format!(
-                        "{} of batch {} of partition {}",
-                        row + 1,
-                        key.seq,
-                        key.partition
-                    ),
-                    value: why,
-                    expected: "a value PostgreSQL can hold".into(),
-                })?;
-            }
-        }
-        buf.extend_from_slice(&(-1i16).to_be_bytes());
-
+        let ctx = key.context();
+        let cols = self.cast_columns(batch, key)?;
+        let buf = copy_buffer(batch, &cols, key)?;
         let mut tx = self.client.transaction().map_err(db_err(&ctx))?;
         if !self.ledger_ready {
-            // Created with the first batch, in its transaction: concurrent
-            // first batches take turns (an advisory lock for this
-            // transaction) instead of racing on the catalog.
-            let exists: bool = tx
-                .query_one(
-                    &format!("SELECT to_regclass('{LEDGER_TABLE}') IS NOT NULL"),
-                    &[],
-                )
-                .map_err(db_err(&ctx))?
-                .get(0);
-            if !exists {
-                tx.batch_execute(&format!(
-                    "SELECT pg_advisory_xact_lock(hashtext('{LEDGER_TABLE}')); {}",
-                    ledger_ddl()
-                ))
-                .map_err(db_err(format!("{ctx}: creating {LEDGER_TABLE}")))?;
-            }
+            ensure_ledger(&mut tx, &ctx)?;
         }
         let seen = tx
             .query_opt(
@@ -674,16 +582,7 @@ impl PgTarget {
             )
             .map_err(db_err(&ctx))?
             .get(0);
-        if let Some(l) = latest.filter(|l| *l as u32 > key.attempt) {
-            return Err(ConnectorError::Database {
-                context: ctx,
-                message: format!(
-                    "attempt {} is stale: attempt {l} delivers this partition now",
-                    key.attempt
-                ),
-                transient: false,
-            });
-        }
+        key.check_fence(latest.map(i64::from))?;
         let names = cols
             .iter()
             .map(|(n, _, _)| quote(n))
@@ -692,7 +591,7 @@ impl PgTarget {
         let mut w = tx
             .copy_in(&format!(
                 "COPY {} ({names}) FROM STDIN (FORMAT binary)",
-                quote(table)
+                quote(key.table)
             ))
             .map_err(db_err(&ctx))?;
         w.write_all(&buf).map_err(|e| ConnectorError::Database {
@@ -716,6 +615,53 @@ impl PgTarget {
         tx.commit().map_err(db_err(&ctx))?;
         self.ledger_ready = true;
         Ok(BatchAck::written(rows, started, self.take_notices()))
+    }
+
+    /// The batch's columns, by name, cast to what the target declares; a
+    /// value that does not cast is refused, naming its column and row.
+    fn cast_columns(
+        &mut self,
+        batch: &RecordBatch,
+        key: &BatchKey<'_>,
+    ) -> Result<Vec<(String, ArrayRef, Wire)>> {
+        let wires = self.wires(key.table)?;
+        let schema = batch.schema();
+        let mut cols: Vec<(String, ArrayRef, Wire)> = Vec::new();
+        for f in schema.fields() {
+            let Some((_, wire, formatted)) = wires.iter().find(|(n, _, _)| n == f.name()) else {
+                return Err(ConnectorError::Database {
+                    context: key.context(),
+                    message: format!(
+                        "the target table has no column {}: add it, or map the column elsewhere",
+                        f.name()
+                    ),
+                    transient: false,
+                });
+            };
+            let want = wire.arrow(f.data_type());
+            let a = batch.column(schema.index_of(f.name())?).clone();
+            let a = if a.data_type() == &want {
+                a
+            } else {
+                let strict = CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                arrow::compute::cast_with_options(&a, &want, &strict).map_err(|e| {
+                    let (row, value) = Self::first_uncastable(&a, &want)
+                        .unwrap_or_else(|| ("?".into(), e.to_string()));
+                    ConnectorError::Value {
+                        table: key.table.to_string(),
+                        column: f.name().clone(),
+                        row: format!("{row} of batch {} of partition {}", key.seq, key.partition),
+                        value,
+                        expected: formatted.to_string(),
+                    }
+                })?
+            };
+            cols.push((f.name().clone(), a, wire.clone()));
+        }
+        Ok(cols)
     }
 
     /// Drops the foreign keys declared on `tables` and returns them (table,
@@ -833,6 +779,100 @@ impl PgTarget {
             .query_one(&format!("SELECT count(*) FROM {}", quote(table)), &[])
             .map_err(db_err(format!("counting {table}")))?;
         Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+/// The batch in PostgreSQL's binary COPY format.
+fn copy_buffer(
+    batch: &RecordBatch,
+    cols: &[(String, ArrayRef, Wire)],
+    key: &BatchKey<'_>,
+) -> Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(batch.get_array_memory_size() + 64);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    for row in 0..batch.num_rows() {
+        buf.extend_from_slice(&(cols.len() as i16).to_be_bytes());
+        for (name, a, wire) in cols {
+            if a.is_null(row) {
+                buf.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            encode_cell(a, row, wire, &mut buf).map_err(|why| ConnectorError::Value {
+                table: key.table.to_string(),
+                column: name.clone(),
+                row: key.row(row),
+                value: why,
+                expected: "a value PostgreSQL can hold".into(),
+            })?;
+        }
+    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    Ok(buf)
+}
+
+/// Creates the ledger table when absent, in the first batch's transaction:
+/// concurrent first batches take turns (an advisory lock for this
+/// transaction) instead of racing on the catalog.
+fn ensure_ledger(tx: &mut postgres::Transaction<'_>, ctx: &str) -> Result<()> {
+    let exists: bool = tx
+        .query_one(
+            &format!("SELECT to_regclass('{LEDGER_TABLE}') IS NOT NULL"),
+            &[],
+        )
+        .map_err(db_err(ctx))?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock(hashtext('{LEDGER_TABLE}')); {}",
+            ledger_ddl()
+        ))
+        .map_err(db_err(format!("{ctx}: creating {LEDGER_TABLE}")))?;
+    }
+    Ok(())
+}
+
+impl crate::target::TargetEngine for PgTarget {
+    fn apply_ddl(&mut self, ddl: &str) -> Result<()> {
+        PgTarget::apply_ddl(self, ddl)
+    }
+    fn has_table(&mut self, table: &str) -> Result<bool> {
+        PgTarget::has_table(self, table)
+    }
+    fn ensure_table(&mut self, table: &crate::target::NewTable<'_>) -> Result<()> {
+        PgTarget::ensure_table(self, table)
+    }
+    fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        PgTarget::write_batch(self, batch, key)
+    }
+    fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
+        PgTarget::clear_for_resync(self, table, migration_id)
+    }
+    fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
+        PgTarget::batches_delivered(self, migration_id)
+    }
+    /// With the foreign keys of other new tables that reference it.
+    fn drop_table(&mut self, table: &str) -> Result<()> {
+        self.apply_ddl(&format!("DROP TABLE IF EXISTS {} CASCADE", quote(table)))
+    }
+    /// PostgreSQL enforces foreign keys row by row: tables loading in
+    /// parallel would trip them, so they are added back after the load;
+    /// secondary indexes are built once then, not maintained per row.
+    fn detach_for_load(&mut self, tables: &[String]) -> Result<(Deferred, Deferred)> {
+        Ok((
+            self.detach_foreign_keys(tables)?,
+            self.detach_indexes(tables)?,
+        ))
+    }
+    /// Indexes first: validating a foreign key can use them.
+    fn reattach(&mut self, foreign_keys: &Deferred, indexes: &Deferred) -> Vec<String> {
+        let mut broken = self.attach_indexes(indexes);
+        broken.extend(self.attach_foreign_keys(foreign_keys));
+        broken
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 

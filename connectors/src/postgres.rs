@@ -47,6 +47,7 @@ use crate::batch::Batcher;
 use crate::convert::parse_decimal;
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
+use crate::source::{KeyRange, Sink};
 use crate::sqlite::quote;
 use crate::table::{ColumnInfo, TableInfo};
 
@@ -190,6 +191,23 @@ pub fn arrow_type_for(typname: &str, formatted: &str) -> DataType {
 }
 
 /// Whether a column's values are copied in binary as they are (else cast to text).
+/// Catalog rows of user schemas only.
+const USER: &str =
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'";
+/// Catalog rows of objects no extension owns.
+const NOT_EXTENSION: &str =
+    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = o.oid AND d.deptype = 'e')";
+
+/// A relation's name as the source's tables are named: bare in `public`,
+/// `schema.relation` elsewhere.
+fn name(schema: &str, rel: &str) -> String {
+    if schema == "public" {
+        rel.to_string()
+    } else {
+        format!("{schema}.{rel}")
+    }
+}
+
 fn raw_binary(c: &ColumnInfo) -> bool {
     let t = c.source_type.as_str();
     match c.arrow_type.as_str() {
@@ -318,11 +336,7 @@ impl PgSource {
         let mut tables: Vec<TableInfo> = Vec::new();
         for r in rows {
             let (schema, rel): (String, String) = (r.get(0), r.get(1));
-            let name = if schema == "public" {
-                rel.clone()
-            } else {
-                format!("{schema}.{rel}")
-            };
+            let name = name(&schema, &rel);
             let typname: String = r.get(4);
             let formatted: String = r.get(3);
             let pk: i32 = r.get(6);
@@ -379,46 +393,41 @@ impl PgSource {
     /// procedures and functions, and triggers of the non-system schemas
     /// (objects that extensions own are left out).
     pub fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
-        use crate::catalog::*;
-        let ctx = "reading the source catalog";
-        let name = |schema: &str, rel: &str| {
-            if schema == "public" {
-                rel.to_string()
-            } else {
-                format!("{schema}.{rel}")
-            }
-        };
-        let mut catalog = Catalog::default();
-        for t in tables {
-            catalog
-                .tables
-                .insert(t.name.clone(), TableCatalog::default());
-        }
-        const USER: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'";
-        const NOT_EXTENSION: &str =
-            "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = o.oid AND d.deptype = 'e')";
-        for r in self
-            .client
-            .query(
-                &format!(
+        let mut catalog = crate::catalog::Catalog::of_tables(tables);
+        self.catalog_defaults(&mut catalog)?;
+        self.catalog_constraints(&mut catalog)?;
+        self.catalog_indexes(&mut catalog)?;
+        self.catalog_views(&mut catalog)?;
+        self.catalog_routines(&mut catalog)?;
+        self.catalog_triggers(&mut catalog)?;
+        Ok(catalog)
+    }
+
+    /// The rows of one catalog query.
+    fn catalog_rows(&mut self, sql: &str) -> Result<Vec<postgres::Row>> {
+        self.client
+            .query(sql, &[])
+            .map_err(pg_err("reading the source catalog"))
+    }
+
+    fn catalog_defaults(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
+        for r in self.catalog_rows(&format!(
                     "SELECT n.nspname::text, c.relname::text, a.attname::text, pg_get_expr(d.adbin, d.adrelid)
                      FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid
                      JOIN pg_namespace n ON n.oid = c.relnamespace
                      JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
                      WHERE {USER}"
-                ),
-                &[],
-            )
-            .map_err(pg_err(ctx))?
-        {
+        ))? {
             if let Some(tc) = catalog.tables.get_mut(&name(r.get(0), r.get(1))) {
                 tc.defaults.insert(r.get(2), r.get(3));
             }
         }
-        for r in self
-            .client
-            .query(
-                &format!(
+        Ok(())
+    }
+
+    fn catalog_constraints(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
+        use crate::catalog::*;
+        for r in self.catalog_rows(&format!(
                     "SELECT n.nspname::text, c.relname::text, o.conname::text, o.contype::text,
                             pg_get_constraintdef(o.oid),
                             ARRAY(SELECT a.attname::text FROM unnest(o.conkey) WITH ORDINALITY k(num, ord)
@@ -433,11 +442,7 @@ impl PgSource {
                      LEFT JOIN pg_namespace fnsp ON fnsp.oid = fc.relnamespace
                      WHERE {USER} AND o.contype IN ('f', 'u', 'c')
                      ORDER BY 1, 2, 3"
-                ),
-                &[],
-            )
-            .map_err(pg_err(ctx))?
-        {
+        ))? {
             let Some(tc) = catalog.tables.get_mut(&name(r.get(0), r.get(1))) else {
                 continue;
             };
@@ -480,10 +485,11 @@ impl PgSource {
                 }),
             }
         }
-        for r in self
-            .client
-            .query(
-                &format!(
+        Ok(())
+    }
+
+    fn catalog_indexes(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
+        for r in self.catalog_rows(&format!(
                     "SELECT n.nspname::text, c.relname::text, i.relname::text, x.indisunique, x.indisprimary,
                             am.amname::text, pg_get_indexdef(x.indexrelid),
                             ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true) FROM generate_series(1, x.indnkeyatts) k ORDER BY k)
@@ -492,13 +498,9 @@ impl PgSource {
                      JOIN pg_am am ON am.oid = i.relam
                      JOIN pg_namespace n ON n.oid = c.relnamespace
                      WHERE {USER} ORDER BY 1, 2, 3"
-                ),
-                &[],
-            )
-            .map_err(pg_err(ctx))?
-        {
+        ))? {
             if let Some(tc) = catalog.tables.get_mut(&name(r.get(0), r.get(1))) {
-                tc.indexes.push(Index {
+                tc.indexes.push(crate::catalog::Index {
                     name: r.get(2),
                     unique: r.get(3),
                     primary: r.get(4),
@@ -508,39 +510,33 @@ impl PgSource {
                 });
             }
         }
-        for r in self
-            .client
-            .query(
-                &format!(
-                    "SELECT n.nspname::text, o.relname::text, pg_get_viewdef(o.oid, true)
+        Ok(())
+    }
+
+    fn catalog_views(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
+        for r in self.catalog_rows(&format!(
+            "SELECT n.nspname::text, o.relname::text, pg_get_viewdef(o.oid, true)
                      FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace
                      WHERE o.relkind IN ('v', 'm') AND {USER} AND {NOT_EXTENSION} ORDER BY 1, 2"
-                ),
-                &[],
-            )
-            .map_err(pg_err(ctx))?
-        {
-            catalog.views.push(View {
+        ))? {
+            catalog.views.push(crate::catalog::View {
                 name: name(r.get(0), r.get(1)),
                 definition: r.get::<_, Option<String>>(2).unwrap_or_default(),
             });
         }
-        for r in self
-            .client
-            .query(
-                &format!(
+        Ok(())
+    }
+
+    fn catalog_routines(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
+        for r in self.catalog_rows(&format!(
                     "SELECT n.nspname::text, o.proname::text, o.prokind::text, l.lanname::text,
                             pg_get_function_arguments(o.oid), coalesce(pg_get_function_result(o.oid), ''),
                             pg_get_functiondef(o.oid)
                      FROM pg_proc o JOIN pg_namespace n ON n.oid = o.pronamespace
                      JOIN pg_language l ON l.oid = o.prolang
                      WHERE o.prokind IN ('f', 'p') AND {USER} AND {NOT_EXTENSION} ORDER BY 1, 2"
-                ),
-                &[],
-            )
-            .map_err(pg_err(ctx))?
-        {
-            catalog.routines.push(Routine {
+        ))? {
+            catalog.routines.push(crate::catalog::Routine {
                 name: name(r.get(0), r.get(1)),
                 kind: if r.get::<_, String>(2) == "p" {
                     "procedure".into()
@@ -553,19 +549,18 @@ impl PgSource {
                 definition: r.get(6),
             });
         }
-        for r in self
-            .client
-            .query(
+        Ok(())
+    }
+
+    fn catalog_triggers(&mut self, catalog: &mut crate::catalog::Catalog) -> Result<()> {
+        for r in self.catalog_rows(
                 "SELECT trigger_name::text, event_object_schema::text, event_object_table::text,
                         action_timing::text, string_agg(event_manipulation::text, ' OR ' ORDER BY event_manipulation),
                         min(action_statement::text)
                  FROM information_schema.triggers
                  GROUP BY 1, 2, 3, 4 ORDER BY 2, 3, 1",
-                &[],
-            )
-            .map_err(pg_err(ctx))?
-        {
-            catalog.triggers.push(Trigger {
+        )? {
+            catalog.triggers.push(crate::catalog::Trigger {
                 name: r.get(0),
                 table: name(r.get(1), r.get(2)),
                 timing: r.get(3),
@@ -573,7 +568,7 @@ impl PgSource {
                 definition: r.get(5),
             });
         }
-        Ok(catalog)
+        Ok(())
     }
 
     fn select(t: &TableInfo) -> String {
@@ -588,19 +583,6 @@ impl PgSource {
             })
             .collect::<Vec<_>>()
             .join(", ")
-    }
-
-    /// Streams a table (the rows whose key lies in `range`, when given) as
-    /// batches of at most `batch_rows`, in key order.
-    pub fn read(
-        &mut self,
-        t: &TableInfo,
-        range: Option<(i64, i64)>,
-        batch_rows: usize,
-        sink: impl FnMut(RecordBatch) -> Result<()>,
-    ) -> Result<u64> {
-        let query = crate::files::range_select(t, &Self::select(t), range, quote);
-        self.copy(t, &query, batch_rows, sink)
     }
 
     /// About `n` rows spread over the table (every k-th key), in key order.
@@ -657,12 +639,8 @@ impl PgSource {
         let mut skip = vec![0u8; ext];
         r.read_exact(&mut skip).map_err(io)?;
         let schema = Arc::new(t.schema().as_ref().clone());
-        let types: Vec<DataType> = schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
         let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
+        let types = batcher.types();
         let mut buf = Vec::new();
         loop {
             let mut n = [0u8; 2];
@@ -813,6 +791,38 @@ fn append(
             .map(str::to_string)),
     }
     Ok(())
+}
+
+impl crate::source::SourceEngine for PgSource {
+    fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        PgSource::tables(self)
+    }
+    /// The rows whose key lies in `range`, when given, in key order.
+    fn read(
+        &mut self,
+        t: &TableInfo,
+        range: KeyRange,
+        batch_rows: usize,
+        sink: Sink,
+    ) -> Result<u64> {
+        let query = crate::files::range_select(t, &Self::select(t), range, quote);
+        self.copy(t, &query, batch_rows, sink)
+    }
+    fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
+        PgSource::sample(self, table, n)
+    }
+    fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        PgSource::catalog(self, tables)
+    }
+    fn export_snapshot(&mut self) -> Result<Option<String>> {
+        PgSource::export_snapshot(self).map(Some)
+    }
+    fn columnless_tables(&mut self) -> Result<Vec<String>> {
+        PgSource::columnless_tables(self)
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -28,19 +28,76 @@ pub(crate) fn add_changes(changes: &mut Changes, table: &TableInfo, counts: &[u6
     }
 }
 
-/// An open, read-only source session.
-pub enum Source {
-    /// A SQLite file.
-    Sqlite(SqliteSource),
-    /// A PostgreSQL database, inside a read-only snapshot transaction.
-    Postgres(Box<PgSource>),
-    /// A MySQL or MariaDB database, inside a read-only consistent-snapshot transaction.
-    MySql(Box<MySqlSource>),
-    /// CSV files.
-    Csv(Box<CsvSource>),
-    /// Parquet files.
-    Parquet(ParquetSource),
+/// Where a reader hands its batches.
+pub type Sink<'a> = &'a mut dyn FnMut(RecordBatch) -> Result<()>;
+
+/// One source engine's read-only session. A new engine implements this in
+/// its own module and adds its URL to the registry, [`Source::open_with`]
+/// (and [`crate::url::parse`]); nothing else names engines.
+pub trait SourceEngine: Send {
+    /// The user tables.
+    fn tables(&mut self) -> Result<Vec<TableInfo>>;
+
+    /// Streams a table (or the rows whose key lies in `range`) as batches
+    /// of at most `batch_rows` rows.
+    fn read(
+        &mut self,
+        t: &TableInfo,
+        range: KeyRange,
+        batch_rows: usize,
+        sink: Sink,
+    ) -> Result<u64>;
+
+    /// A deterministic sample of about `n` rows spread over the table.
+    fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>>;
+
+    /// Defaults, constraints, indexes, views, routines and triggers of
+    /// `tables` (none for files).
+    fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        Ok(crate::catalog::Catalog::of_tables(tables))
+    }
+
+    /// The session's snapshot, exported for other sessions (None where the
+    /// data does not change under a read-only reader, or cannot be shared).
+    fn export_snapshot(&mut self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Keeps writers out while parallel sessions read, where the engine
+    /// cannot share a snapshot and `wanted` (MySQL: a global read lock;
+    /// SQLite outside WAL mode: a shared lock). Whether writers are out now.
+    fn hold_read_lock(&mut self, _wanted: bool) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Values the last reads changed on the way in, per column and kind of
+    /// change, taken.
+    fn take_changes(&mut self) -> Changes {
+        Changes::new()
+    }
+
+    /// Tables with no column at all: nothing of them can be migrated.
+    fn columnless_tables(&mut self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Sets where malformed records are set aside while reading.
+    fn quarantine_to(&mut self, _path: std::path::PathBuf) {}
+
+    /// Records set aside since [`SourceEngine::quarantine_to`].
+    fn quarantined(&self) -> u64 {
+        0
+    }
+
+    /// The engine's own session, for what only it offers.
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
 }
+
+/// The key range a read is limited to (inclusive), or the whole table.
+pub type KeyRange = Option<(i64, i64)>;
+
+/// An open, read-only source session, whichever engine it reads.
+pub struct Source(Box<dyn SourceEngine>);
 
 impl Source {
     /// Opens the source at `url`. For engines with snapshots, the session
@@ -49,136 +106,57 @@ impl Source {
         Self::open_with(url, snapshot, &SourceOptions::default())
     }
 
-    /// [`Source::open`] with the options of file sources.
+    /// [`Source::open`] with the options of file sources: the registry of
+    /// source engines.
     pub fn open_with(url: &str, snapshot: Option<&str>, options: &SourceOptions) -> Result<Source> {
-        Ok(match parse(url, "source")? {
-            Location::Csv(path) => Source::Csv(Box::new(CsvSource::open(&path, options.clone())?)),
-            Location::Parquet(path) => Source::Parquet(ParquetSource::open(&path)?),
+        let engine: Box<dyn SourceEngine> = match parse(url, "source")? {
+            Location::Csv(path) => Box::new(CsvSource::open(&path, options.clone())?),
+            Location::Parquet(path) => Box::new(ParquetSource::open(&path)?),
             Location::Sqlite(path) => {
                 let mut s = SqliteSource::open(&path)?;
                 s.partition_keys = options.partition_keys.clone();
-                Source::Sqlite(s)
+                Box::new(s)
             }
             Location::Postgres(url) => {
                 let mut pg = PgSource::connect_with(&url, options)?;
                 pg.begin(snapshot)?;
-                Source::Postgres(Box::new(pg))
+                Box::new(pg)
             }
             Location::MySql(url) => {
                 let mut my = MySqlSource::connect_with(&url, options)?;
                 my.begin()?;
-                Source::MySql(Box::new(my))
+                Box::new(my)
             }
-        })
+        };
+        Ok(Source(engine))
     }
 
-    /// Exports the session's snapshot for other sessions (None for engines
-    /// whose files do not change under a read-only reader).
-    pub fn export_snapshot(&mut self) -> Result<Option<String>> {
-        match self {
-            Source::Sqlite(_) | Source::MySql(_) | Source::Csv(_) | Source::Parquet(_) => Ok(None),
-            Source::Postgres(pg) => pg.export_snapshot().map(Some),
-        }
-    }
-
-    /// Makes the extraction consistent across sessions for engines that
-    /// cannot share a snapshot (MySQL: a global read lock held by this
-    /// session; SQLite outside WAL mode: a shared lock). Returns whether
-    /// writers are now kept out.
-    pub fn hold_read_lock(&mut self) -> Result<bool> {
-        match self {
-            Source::MySql(m) => m.hold_read_lock().map(|_| true),
-            Source::Sqlite(s) => s.hold_read_lock(),
-            _ => Ok(false),
-        }
-    }
-
-    /// The user tables.
-    pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
-        match self {
-            Source::Sqlite(s) => s.tables(),
-            Source::Postgres(p) => p.tables(),
-            Source::MySql(m) => m.tables(),
-            Source::Csv(c) => c.tables(),
-            Source::Parquet(p) => p.tables(),
-        }
-    }
-
-    /// Values the last [`Source::read`] changed on the way in (MySQL zero
-    /// dates, empty CSV fields read as NULL, SQLite integers beyond 2^53 in
-    /// float columns and reals past a decimal's scale), per column and kind
-    /// of change, taken.
-    pub fn take_changes(&mut self) -> Changes {
-        match self {
-            Source::Sqlite(s) => s.take_changes(),
-            Source::MySql(m) => m.take_changes(),
-            Source::Csv(c) => c.take_changes(),
-            _ => Changes::new(),
-        }
-    }
-
-    /// Tables with no column at all (PostgreSQL allows them): nothing of
-    /// them can be migrated, and discovery leaves them out; named so that
-    /// leaving them out is said, not silent.
-    pub fn columnless_tables(&mut self) -> Result<Vec<String>> {
-        match self {
-            Source::Postgres(p) => p.columnless_tables(),
-            _ => Ok(Vec::new()),
-        }
-    }
-
-    /// Defaults, constraints, indexes, views, routines and triggers of the
-    /// discovered tables (empty for files).
-    pub fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
-        match self {
-            Source::Sqlite(s) => s.catalog(tables),
-            Source::Postgres(p) => p.catalog(tables),
-            Source::MySql(m) => m.catalog(tables),
-            Source::Csv(_) | Source::Parquet(_) => Ok(Default::default()),
-        }
+    /// The engine's own session when it is a `T`.
+    pub fn engine<T: 'static>(&mut self) -> Option<&mut T> {
+        self.0.as_any().downcast_mut::<T>()
     }
 
     /// Streams a table (or a key range of it) as batches.
     pub fn read(
         &mut self,
         table: &TableInfo,
-        range: Option<(i64, i64)>,
+        range: KeyRange,
         batch_rows: usize,
-        sink: impl FnMut(RecordBatch) -> Result<()>,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
-        match self {
-            Source::Sqlite(s) => s.read(table, range, batch_rows, sink),
-            Source::Postgres(p) => p.read(table, range, batch_rows, sink),
-            Source::MySql(m) => m.read(table, range, batch_rows, sink),
-            Source::Csv(c) => c.read(table, range, None, batch_rows, sink),
-            Source::Parquet(p) => p.read(table, range, None, batch_rows, sink),
-        }
+        self.0.read(table, range, batch_rows, &mut sink)
     }
+}
 
-    /// A deterministic sample of about `n` rows.
-    pub fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
-        match self {
-            Source::Sqlite(s) => s.sample(table, n),
-            Source::Postgres(p) => p.sample(table, n),
-            Source::MySql(m) => m.sample(table, n),
-            Source::Csv(c) => c.sample(table, n),
-            Source::Parquet(p) => p.sample(table, n),
-        }
+impl std::ops::Deref for Source {
+    type Target = dyn SourceEngine;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
     }
+}
 
-    /// Sets where malformed records are set aside while reading (CSV under
-    /// `bad_rows = "quarantine"`; other sources have no such records).
-    pub fn quarantine_to(&mut self, path: std::path::PathBuf) {
-        if let Source::Csv(c) = self {
-            c.quarantine_to(path);
-        }
-    }
-
-    /// Records set aside since [`Source::quarantine_to`].
-    pub fn quarantined(&self) -> u64 {
-        match self {
-            Source::Csv(c) => c.quarantined(),
-            _ => 0,
-        }
+impl std::ops::DerefMut for Source {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut()
     }
 }

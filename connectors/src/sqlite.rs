@@ -44,6 +44,7 @@ use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 use crate::batch::{BatchAck, BatchKey, Batcher, LEDGER_TABLE};
 use crate::error::{ConnectorError, Result};
+use crate::source::{KeyRange, Sink};
 use crate::table::{ColumnInfo, TableInfo};
 
 /// Quotes an identifier for SQLite.
@@ -294,106 +295,13 @@ impl SqliteSource {
     /// read from the `CREATE TABLE` text, where SQLite keeps them.
     pub fn catalog(&self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
         use crate::catalog::*;
-        let ctx = "reading the source catalog";
-        let strings = |sql: &str, arg: &str| -> Result<Vec<Vec<Option<String>>>> {
-            let mut st = self.conn.prepare(sql).map_err(ConnectorError::sql(ctx))?;
-            let n = st.column_count();
-            let rows = st
-                .query_map([arg], |r| {
-                    (0..n)
-                        .map(|i| {
-                            Ok(match r.get_ref(i)? {
-                                ValueRef::Null => None,
-                                ValueRef::Integer(v) => Some(v.to_string()),
-                                ValueRef::Real(v) => Some(v.to_string()),
-                                ValueRef::Text(t) | ValueRef::Blob(t) => {
-                                    Some(String::from_utf8_lossy(t).into_owned())
-                                }
-                            })
-                        })
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(ConnectorError::sql(ctx))?;
-            rows.collect::<std::result::Result<_, _>>()
-                .map_err(ConnectorError::sql(ctx))
-        };
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
         let mut catalog = Catalog::default();
         for t in tables {
-            let mut tc = TableCatalog::default();
-            for r in strings(
-                "SELECT name, dflt_value FROM pragma_table_info(?1)",
-                &t.name,
-            )? {
-                if let Some(d) = &r[1] {
-                    tc.defaults.insert(text(&r[0]), d.clone());
-                }
-            }
-            let mut fks: BTreeMap<String, ForeignKey> = BTreeMap::new();
-            for r in strings(
-                "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
-                &t.name,
-            )? {
-                let fk = fks.entry(text(&r[0])).or_insert_with(|| ForeignKey {
-                    name: format!("fk_{}", text(&r[0])),
-                    columns: Vec::new(),
-                    references: text(&r[1]),
-                    referenced_columns: Vec::new(),
-                    on_delete: text(&r[5]),
-                    on_update: text(&r[4]),
-                });
-                fk.columns.push(text(&r[2]));
-                // A missing `to` refers to the parent's primary key.
-                fk.referenced_columns.push(text(&r[3]));
-            }
-            tc.foreign_keys = fks.into_values().collect();
-            for r in strings(
-                "SELECT name, \"unique\", origin, (SELECT sql FROM sqlite_master m WHERE m.name = l.name) FROM pragma_index_list(?1) l ORDER BY name",
-                &t.name,
-            )? {
-                let name = text(&r[0]);
-                let columns: Vec<String> = strings(
-                    "SELECT coalesce(name, '<expression>') FROM pragma_index_xinfo(?1) WHERE key = 1 ORDER BY seqno",
-                    &name,
-                )?
-                .iter()
-                .map(|c| text(&c[0]))
-                .collect();
-                let origin = text(&r[2]);
-                if origin == "u" {
-                    tc.unique.push(Unique {
-                        name: name.clone(),
-                        columns: columns.clone(),
-                    });
-                }
-                tc.indexes.push(Index {
-                    name,
-                    columns,
-                    unique: text(&r[1]) == "1",
-                    primary: origin == "pk",
-                    method: "btree".into(),
-                    definition: text(&r[3]),
-                });
-            }
-            if let Some(ddl) = strings(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                &t.name,
-            )?
-            .first()
-            {
-                for (i, expression) in crate::catalog::checks_in_ddl(&text(&ddl[0]))
-                    .into_iter()
-                    .enumerate()
-                {
-                    tc.checks.push(Check {
-                        name: format!("check_{}", i + 1),
-                        expression,
-                    });
-                }
-            }
-            catalog.tables.insert(t.name.clone(), tc);
+            catalog
+                .tables
+                .insert(t.name.clone(), self.table_catalog(&t.name)?);
         }
-        for r in strings(
+        for r in self.catalog_rows(
             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND ?1 = ?1 ORDER BY name",
             "",
         )? {
@@ -404,28 +312,115 @@ impl SqliteSource {
                     definition: sql,
                 });
             } else {
-                // The header, up to the table name, says when and on what it fires.
-                let upper = sql.to_ascii_uppercase().replace(['\n', '\t', '\r'], " ");
-                let head = &upper[..upper.find(" ON ").unwrap_or(upper.len())];
-                let timing = ["INSTEAD OF", "BEFORE", "AFTER"]
-                    .into_iter()
-                    .find(|k| head.contains(&format!(" {k} ")))
-                    .unwrap_or("BEFORE");
-                let events = ["INSERT", "UPDATE", "DELETE"]
-                    .into_iter()
-                    .filter(|k| head.contains(&format!(" {k}")))
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
-                catalog.triggers.push(Trigger {
-                    name: text(&r[1]),
-                    table: text(&r[2]),
-                    timing: timing.into(),
-                    events,
-                    definition: sql,
-                });
+                catalog.triggers.push(trigger(text(&r[1]), text(&r[2]), sql));
             }
         }
         Ok(catalog)
+    }
+
+    /// The rows of one catalog query with one parameter, each value as text.
+    fn catalog_rows(&self, sql: &str, arg: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let ctx = "reading the source catalog";
+        let mut st = self.conn.prepare(sql).map_err(ConnectorError::sql(ctx))?;
+        let n = st.column_count();
+        let rows = st
+            .query_map([arg], |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => None,
+                            ValueRef::Integer(v) => Some(v.to_string()),
+                            ValueRef::Real(v) => Some(v.to_string()),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                Some(String::from_utf8_lossy(t).into_owned())
+                            }
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(ConnectorError::sql(ctx))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(ConnectorError::sql(ctx))
+    }
+
+    /// One table's defaults, foreign keys, indexes and unique and check
+    /// constraints.
+    fn table_catalog(&self, table: &str) -> Result<crate::catalog::TableCatalog> {
+        use crate::catalog::*;
+        let mut tc = TableCatalog::default();
+        for r in self.catalog_rows("SELECT name, dflt_value FROM pragma_table_info(?1)", table)? {
+            if let Some(d) = &r[1] {
+                tc.defaults.insert(text(&r[0]), d.clone());
+            }
+        }
+        let mut fks: BTreeMap<String, ForeignKey> = BTreeMap::new();
+        for r in self.catalog_rows(
+            "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
+            table,
+        )? {
+            let fk = fks.entry(text(&r[0])).or_insert_with(|| ForeignKey {
+                name: format!("fk_{}", text(&r[0])),
+                columns: Vec::new(),
+                references: text(&r[1]),
+                referenced_columns: Vec::new(),
+                on_delete: text(&r[5]),
+                on_update: text(&r[4]),
+            });
+            fk.columns.push(text(&r[2]));
+            // A missing `to` refers to the parent's primary key.
+            fk.referenced_columns.push(text(&r[3]));
+        }
+        tc.foreign_keys = fks.into_values().collect();
+        self.table_indexes(table, &mut tc)?;
+        if let Some(ddl) = self
+            .catalog_rows(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                table,
+            )?
+            .first()
+        {
+            for (i, expression) in checks_in_ddl(&text(&ddl[0])).into_iter().enumerate() {
+                tc.checks.push(Check {
+                    name: format!("check_{}", i + 1),
+                    expression,
+                });
+            }
+        }
+        Ok(tc)
+    }
+
+    /// A table's indexes, and the unique constraints among them.
+    fn table_indexes(&self, table: &str, tc: &mut crate::catalog::TableCatalog) -> Result<()> {
+        for r in self.catalog_rows(
+            "SELECT name, \"unique\", origin, (SELECT sql FROM sqlite_master m WHERE m.name = l.name) FROM pragma_index_list(?1) l ORDER BY name",
+            table,
+        )? {
+            let name = text(&r[0]);
+            let columns: Vec<String> = self
+                .catalog_rows(
+                    "SELECT coalesce(name, '<expression>') FROM pragma_index_xinfo(?1) WHERE key = 1 ORDER BY seqno",
+                    &name,
+                )?
+                .iter()
+                .map(|c| text(&c[0]))
+                .collect();
+            let origin = text(&r[2]);
+            if origin == "u" {
+                tc.unique.push(crate::catalog::Unique {
+                    name: name.clone(),
+                    columns: columns.clone(),
+                });
+            }
+            tc.indexes.push(crate::catalog::Index {
+                name,
+                columns,
+                unique: text(&r[1]) == "1",
+                primary: origin == "pk",
+                method: "btree".into(),
+                definition: text(&r[3]),
+            });
+        }
+        Ok(())
     }
 
     /// A deterministic sample of about `n` rows spread over the whole table:
@@ -560,6 +555,34 @@ impl SqliteSource {
     }
 }
 
+/// A catalog value as text (NULL as empty).
+fn text(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
+}
+
+/// A trigger from its `CREATE TRIGGER` statement: the header, up to the
+/// table name, says when and on what it fires.
+fn trigger(name: String, table: String, sql: String) -> crate::catalog::Trigger {
+    let upper = sql.to_ascii_uppercase().replace(['\n', '\t', '\r'], " ");
+    let head = &upper[..upper.find(" ON ").unwrap_or(upper.len())];
+    let timing = ["INSTEAD OF", "BEFORE", "AFTER"]
+        .into_iter()
+        .find(|k| head.contains(&format!(" {k} ")))
+        .unwrap_or("BEFORE");
+    let events = ["INSERT", "UPDATE", "DELETE"]
+        .into_iter()
+        .filter(|k| head.contains(&format!(" {k}")))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    crate::catalog::Trigger {
+        name,
+        table,
+        timing: timing.into(),
+        events,
+        definition: sql,
+    }
+}
+
 fn shorten(s: &str) -> String {
     let mut out: String = s.chars().take(40).collect();
     if s.chars().count() > 40 {
@@ -610,20 +633,44 @@ enum Change {
     Rounded,
 }
 
+/// A value that does not fit its column: (value shown, expected type).
+type Mismatch = (String, String);
+
+/// The builder behind `b` as its concrete type.
+fn typed<'b, T: ArrayBuilder>(
+    b: &'b mut Box<dyn ArrayBuilder>,
+    dt: &DataType,
+    v: ValueRef<'_>,
+) -> std::result::Result<&'b mut T, Mismatch> {
+    b.as_any_mut()
+        .downcast_mut::<T>()
+        .ok_or_else(|| (render(v), format!("{dt}")))
+}
+
 /// Appends one SQLite value, saying when it had to change it; on a
 /// mismatch returns (value shown, expected type).
 fn append(
     b: &mut Box<dyn ArrayBuilder>,
     dt: &DataType,
     v: ValueRef<'_>,
-) -> std::result::Result<Option<Change>, (String, String)> {
+) -> std::result::Result<Option<Change>, Mismatch> {
     let mismatch = |v: ValueRef<'_>| (render(v), format!("{dt}"));
-    match dt {
-        DataType::Int64 => {
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<Int64Builder>()
-                .ok_or_else(|| mismatch(v))?;
+    match (dt, v) {
+        (DataType::Decimal128(p, s), _) => {
+            return append_decimal(typed(b, dt, v)?, *p, *s, v);
+        }
+        (DataType::Float64, ValueRef::Integer(i)) => {
+            let f = i as f64;
+            typed::<Float64Builder>(b, dt, v)?.append_value(f);
+            // Exact up to 2^53; beyond, only when the double converts back.
+            if f >= 9_223_372_036_854_775_808.0 || f as i64 != i {
+                return Ok(Some(Change::AsFloat));
+            }
+        }
+        (DataType::Int16 | DataType::Int32, _) => append_narrow(b, dt, v)?,
+        (DataType::Date32 | DataType::Timestamp(..), _) => append_temporal(b, dt, v)?,
+        (DataType::Int64, _) => {
+            let b = typed::<Int64Builder>(b, dt, v)?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Integer(i) => b.append_value(i),
@@ -633,30 +680,16 @@ fn append(
                 other => return Err(mismatch(other)),
             }
         }
-        DataType::Float64 => {
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<Float64Builder>()
-                .ok_or_else(|| mismatch(v))?;
+        (DataType::Float64, _) => {
+            let b = typed::<Float64Builder>(b, dt, v)?;
             match v {
                 ValueRef::Null => b.append_null(),
-                ValueRef::Integer(i) => {
-                    let f = i as f64;
-                    b.append_value(f);
-                    // Exact up to 2^53; beyond, only when the double converts back.
-                    if f >= 9_223_372_036_854_775_808.0 || f as i64 != i {
-                        return Ok(Some(Change::AsFloat));
-                    }
-                }
                 ValueRef::Real(f) => b.append_value(f),
                 other => return Err(mismatch(other)),
             }
         }
-        DataType::Boolean => {
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<BooleanBuilder>()
-                .ok_or_else(|| mismatch(v))?;
+        (DataType::Boolean, _) => {
+            let b = typed::<BooleanBuilder>(b, dt, v)?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Integer(0) => b.append_value(false),
@@ -664,39 +697,8 @@ fn append(
                 other => return Err(mismatch(other)),
             }
         }
-        DataType::Int16 | DataType::Int32 => {
-            let narrow = match v {
-                ValueRef::Null => None,
-                ValueRef::Integer(i) => Some(i),
-                other => return Err(mismatch(other)),
-            };
-            if let DataType::Int16 = dt {
-                let b = b
-                    .as_any_mut()
-                    .downcast_mut::<Int16Builder>()
-                    .ok_or_else(|| mismatch(v))?;
-                match narrow.map(i16::try_from) {
-                    None => b.append_null(),
-                    Some(Ok(x)) => b.append_value(x),
-                    Some(Err(_)) => return Err(mismatch(v)),
-                }
-            } else {
-                let b = b
-                    .as_any_mut()
-                    .downcast_mut::<Int32Builder>()
-                    .ok_or_else(|| mismatch(v))?;
-                match narrow.map(i32::try_from) {
-                    None => b.append_null(),
-                    Some(Ok(x)) => b.append_value(x),
-                    Some(Err(_)) => return Err(mismatch(v)),
-                }
-            }
-        }
-        DataType::Float32 => {
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<Float32Builder>()
-                .ok_or_else(|| mismatch(v))?;
+        (DataType::Float32, _) => {
+            let b = typed::<Float32Builder>(b, dt, v)?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Integer(i) => b.append_value(i as f32),
@@ -704,73 +706,8 @@ fn append(
                 other => return Err(mismatch(other)),
             }
         }
-        DataType::Date32 => {
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<Date32Builder>()
-                .ok_or_else(|| mismatch(v))?;
-            match v {
-                ValueRef::Null => b.append_null(),
-                ValueRef::Text(t) => match std::str::from_utf8(t).ok().and_then(parse_date_days) {
-                    Some(d) => b.append_value(d),
-                    None => return Err((render(v), "date (YYYY-MM-DD)".into())),
-                },
-                other => return Err(mismatch(other)),
-            }
-        }
-        DataType::Timestamp(..) => {
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<TimestampMicrosecondBuilder>()
-                .ok_or_else(|| mismatch(v))?;
-            match v {
-                ValueRef::Null => b.append_null(),
-                ValueRef::Integer(secs) => b.append_value(secs.saturating_mul(1_000_000)),
-                ValueRef::Text(t) => {
-                    match std::str::from_utf8(t).ok().and_then(parse_timestamp_micros) {
-                        Some(us) => b.append_value(us),
-                        None => return Err((render(v), "timestamp (YYYY-MM-DD HH:MM:SS)".into())),
-                    }
-                }
-                other => return Err(mismatch(other)),
-            }
-        }
-        DataType::Decimal128(p, s) => {
-            let (p, s) = (*p, *s);
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<Decimal128Builder>()
-                .ok_or_else(|| mismatch(v))?;
-            let mut change = None;
-            let scaled = match v {
-                ValueRef::Null => None,
-                ValueRef::Integer(i) => Some((i as i128).checked_mul(10i128.pow(s.max(0) as u32))),
-                ValueRef::Real(f) => {
-                    let x = float_to_decimal(f, p, s);
-                    if x.is_some() && !real_fits_scale(f, s) {
-                        change = Some(Change::Rounded);
-                    }
-                    Some(x)
-                }
-                ValueRef::Text(t) => Some(
-                    std::str::from_utf8(t)
-                        .ok()
-                        .and_then(|t| parse_decimal(t, s)),
-                ),
-                ValueRef::Blob(_) => Some(None),
-            };
-            match scaled {
-                None => b.append_null(),
-                Some(Some(x)) if x.unsigned_abs() < 10u128.pow(p as u32) => b.append_value(x),
-                Some(_) => return Err((render(v), format!("decimal({p},{s})"))),
-            }
-            return Ok(change);
-        }
-        DataType::Binary => {
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<BinaryBuilder>()
-                .ok_or_else(|| mismatch(v))?;
+        (DataType::Binary, _) => {
+            let b = typed::<BinaryBuilder>(b, dt, v)?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Blob(x) | ValueRef::Text(x) => b.append_value(x),
@@ -778,10 +715,7 @@ fn append(
             }
         }
         _ => {
-            let b = b
-                .as_any_mut()
-                .downcast_mut::<StringBuilder>()
-                .ok_or_else(|| mismatch(v))?;
+            let b = typed::<StringBuilder>(b, dt, v)?;
             match v {
                 ValueRef::Null => b.append_null(),
                 ValueRef::Text(t) => match std::str::from_utf8(t) {
@@ -795,6 +729,102 @@ fn append(
         }
     }
     Ok(None)
+}
+
+/// An integer into an `Int16` or `Int32` column: refused when it does not fit.
+fn append_narrow(
+    b: &mut Box<dyn ArrayBuilder>,
+    dt: &DataType,
+    v: ValueRef<'_>,
+) -> std::result::Result<(), Mismatch> {
+    let mismatch = || (render(v), format!("{dt}"));
+    let narrow = match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i),
+        _ => return Err(mismatch()),
+    };
+    if let DataType::Int16 = dt {
+        let b = typed::<Int16Builder>(b, dt, v)?;
+        match narrow.map(i16::try_from) {
+            None => b.append_null(),
+            Some(Ok(x)) => b.append_value(x),
+            Some(Err(_)) => return Err(mismatch()),
+        }
+    } else {
+        let b = typed::<Int32Builder>(b, dt, v)?;
+        match narrow.map(i32::try_from) {
+            None => b.append_null(),
+            Some(Ok(x)) => b.append_value(x),
+            Some(Err(_)) => return Err(mismatch()),
+        }
+    }
+    Ok(())
+}
+
+/// A date (`YYYY-MM-DD` text) or a timestamp (text, or Unix seconds).
+fn append_temporal(
+    b: &mut Box<dyn ArrayBuilder>,
+    dt: &DataType,
+    v: ValueRef<'_>,
+) -> std::result::Result<(), Mismatch> {
+    let mismatch = || (render(v), format!("{dt}"));
+    if let DataType::Date32 = dt {
+        let b = typed::<Date32Builder>(b, dt, v)?;
+        match v {
+            ValueRef::Null => b.append_null(),
+            ValueRef::Text(t) => match std::str::from_utf8(t).ok().and_then(parse_date_days) {
+                Some(d) => b.append_value(d),
+                None => return Err((render(v), "date (YYYY-MM-DD)".into())),
+            },
+            _ => return Err(mismatch()),
+        }
+        return Ok(());
+    }
+    let b = typed::<TimestampMicrosecondBuilder>(b, dt, v)?;
+    match v {
+        ValueRef::Null => b.append_null(),
+        ValueRef::Integer(secs) => b.append_value(secs.saturating_mul(1_000_000)),
+        ValueRef::Text(t) => match std::str::from_utf8(t).ok().and_then(parse_timestamp_micros) {
+            Some(us) => b.append_value(us),
+            None => return Err((render(v), "timestamp (YYYY-MM-DD HH:MM:SS)".into())),
+        },
+        _ => return Err(mismatch()),
+    }
+    Ok(())
+}
+
+/// A number or decimal text into a `Decimal128(p, s)` column; a REAL with
+/// more fractional digits than the scale is rounded and said so.
+fn append_decimal(
+    b: &mut Decimal128Builder,
+    p: u8,
+    s: i8,
+    v: ValueRef<'_>,
+) -> std::result::Result<Option<Change>, Mismatch> {
+    let mut change = None;
+    let scaled = match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some((i as i128).checked_mul(10i128.pow(s.max(0) as u32))),
+        ValueRef::Real(f) => {
+            let x = float_to_decimal(f, p, s);
+            if x.is_some() && !real_fits_scale(f, s) {
+                change = Some(Change::Rounded);
+            }
+            Some(x)
+        }
+        ValueRef::Text(t) => Some(
+            std::str::from_utf8(t)
+                .ok()
+                .and_then(|t| parse_decimal(t, s)),
+        ),
+        ValueRef::Blob(_) => Some(None),
+    };
+    match scaled {
+        None => b.append_null(),
+        Some(Some(x)) if x.unsigned_abs() < 10u128.pow(p as u32) => b.append_value(x),
+        Some(_) => return Err((render(v), format!("decimal({p},{s})"))),
+    }
+    Ok(change)
 }
 
 /// The column list of a `CREATE TABLE` mirroring `schema`: each column with
@@ -1096,13 +1126,8 @@ impl SqliteTarget {
     }
 
     /// Creates a table mirroring `schema` (with `primary_key`) when absent.
-    pub fn ensure_table(
-        &self,
-        table: &str,
-        schema: &Schema,
-        primary_key: &[String],
-        declared: &std::collections::BTreeMap<String, crate::target::Declared>,
-    ) -> Result<()> {
+    pub fn ensure_table(&self, t: &crate::target::NewTable<'_>) -> Result<()> {
+        let (table, schema, primary_key, declared) = (t.name, t.schema, t.primary_key, t.declared);
         // SQLite has no exact decimal type: text keeps every digit.
         let columns = table_columns(schema, primary_key, declared, quote, sqlite_type, |_| None);
         self.conn
@@ -1159,14 +1184,9 @@ impl SqliteTarget {
     /// Writes one batch and its ledger row in one transaction. A batch whose
     /// key the ledger already holds is skipped: a retried or redone batch is
     /// never written twice.
-    pub fn write_batch(
-        &mut self,
-        table: &str,
-        batch: &RecordBatch,
-        key: &BatchKey<'_>,
-    ) -> Result<BatchAck> {
-        let started = Instant::now();
-        let ctx = key.context(table);
+    pub fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        let (started, table) = (Instant::now(), key.table);
+        let ctx = key.context();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -1214,7 +1234,7 @@ impl SqliteTarget {
                         return Err(ConnectorError::Value {
                             table: table.to_string(),
                             column: schema.field(i).name().clone(),
-                            row: format!("{} of batch {} of partition {}", row + 1, key.seq, key.partition),
+                            row: key.row(row),
                             value: "NaN".into(),
                             expected: "number SQLite can store (SQLite turns NaN into NULL); map NaN to NULL in the mapping or choose another target".into(),
                         });
@@ -1252,6 +1272,88 @@ impl SqliteTarget {
             .map_err(ConnectorError::sql(format!(
                 "counting rows of target table {table}"
             )))
+    }
+}
+
+impl crate::source::SourceEngine for SqliteSource {
+    fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        SqliteSource::tables(self)
+    }
+    fn read(
+        &mut self,
+        t: &TableInfo,
+        range: KeyRange,
+        batch_rows: usize,
+        sink: Sink,
+    ) -> Result<u64> {
+        SqliteSource::read(self, t, range, batch_rows, sink)
+    }
+    fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
+        SqliteSource::sample(self, table, n)
+    }
+    fn catalog(&mut self, tables: &[TableInfo]) -> Result<crate::catalog::Catalog> {
+        SqliteSource::catalog(self, tables)
+    }
+    /// A shared lock outside WAL mode, whatever is `wanted`: it costs the
+    /// source's writers little and keeps parallel readers consistent.
+    fn hold_read_lock(&mut self, _wanted: bool) -> Result<bool> {
+        SqliteSource::hold_read_lock(self)
+    }
+    fn take_changes(&mut self) -> crate::source::Changes {
+        SqliteSource::take_changes(self)
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl crate::target::TargetEngine for SqliteTarget {
+    fn apply_ddl(&mut self, ddl: &str) -> Result<()> {
+        SqliteTarget::apply_ddl(self, ddl)
+    }
+    fn has_table(&mut self, table: &str) -> Result<bool> {
+        SqliteTarget::has_table(self, table)
+    }
+    fn ensure_table(&mut self, table: &crate::target::NewTable<'_>) -> Result<()> {
+        SqliteTarget::ensure_table(self, table)
+    }
+    fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        SqliteTarget::write_batch(self, batch, key)
+    }
+    fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
+        SqliteTarget::clear_for_resync(self, table, migration_id)
+    }
+    fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
+        SqliteTarget::batches_delivered(self, migration_id)
+    }
+    /// SQLite has no `ADD CONSTRAINT`: a unique index.
+    fn unique_sql(&self, table: &str, name: &str, columns: &str) -> String {
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({columns})",
+            quote(name),
+            quote(table)
+        )
+    }
+    /// SQLite takes foreign keys only in `CREATE TABLE`: the new, still
+    /// empty table is rebuilt with them.
+    fn add_foreign_keys(&mut self, table: &str, clauses: &[(String, String)]) -> Vec<String> {
+        let only: Vec<String> = clauses.iter().map(|(_, c)| c.clone()).collect();
+        match self.rebuild_with_constraints(table, &only) {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                let names: Vec<&str> = clauses.iter().map(|(n, _)| n.as_str()).collect();
+                vec![format!(
+                    "table {table}: foreign keys {} not added: {e}",
+                    names.join(", ")
+                )]
+            }
+        }
+    }
+    fn is_key(&mut self, table: &str, columns: &[String]) -> Result<Option<bool>> {
+        SqliteTarget::is_key(self, table, columns)
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 
@@ -1539,15 +1641,21 @@ mod tests {
         // Written to a target and read back: the same values and types.
         let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
         target
-            .ensure_table("t", &t.schema(), &t.primary_key(), &Default::default())
+            .ensure_table(&crate::target::NewTable {
+                name: "t",
+                schema: &t.schema(),
+                primary_key: &t.primary_key(),
+                declared: &Default::default(),
+            })
             .unwrap();
         let key = BatchKey {
+            table: "t",
             migration: "m",
             partition: "p",
             seq: 0,
             attempt: 1,
         };
-        target.write_batch("t", b, &key).unwrap();
+        target.write_batch(b, &key).unwrap();
         drop(target);
         let back = SqliteSource::open(&dir.path().join("out.db")).unwrap();
         let t2 = back.table("t").unwrap();
@@ -1591,18 +1699,23 @@ mod tests {
         let (t, batches) = source_batches(dir.path());
         let mut target = SqliteTarget::open(&dir.path().join("out.db")).unwrap();
         target
-            .ensure_table("t", &t.schema(), &t.primary_key(), &Default::default())
+            .ensure_table(&crate::target::NewTable {
+                name: "t",
+                schema: &t.schema(),
+                primary_key: &t.primary_key(),
+                declared: &Default::default(),
+            })
             .unwrap();
         let key = BatchKey {
+            table: "t",
             migration: "m",
             partition: "p0",
             seq: 0,
             attempt: 1,
         };
-        assert!(target.write_batch("t", &batches[0], &key).unwrap().written);
+        assert!(target.write_batch(&batches[0], &key).unwrap().written);
         let again = target
             .write_batch(
-                "t",
                 &batches[0],
                 &BatchKey {
                     attempt: 2,
@@ -1637,12 +1750,13 @@ mod tests {
             .apply_ddl(&format!("CREATE TABLE t ({}, CHECK (0))", cols.join(", ")))
             .unwrap();
         let key = BatchKey {
+            table: "t",
             migration: "m",
             partition: "p0",
             seq: 0,
             attempt: 1,
         };
-        assert!(target.write_batch("t", &batches[0], &key).is_err());
+        assert!(target.write_batch(&batches[0], &key).is_err());
         assert!(
             !target.has_table(LEDGER_TABLE).unwrap(),
             "rolled back with the batch"

@@ -38,34 +38,126 @@ pub enum Declared {
     Exact(Option<(u32, u32)>),
 }
 
-/// An open target session.
-pub enum Target {
-    /// A SQLite file.
-    Sqlite(SqliteTarget),
-    /// A PostgreSQL database.
-    Postgres(Box<PgTarget>),
-    /// A folder of Parquet files.
-    Parquet(ParquetTarget),
-    /// A MySQL or MariaDB database.
-    MySql(Box<MySqlTarget>),
+/// Constraints or indexes set aside for a load, to be put back after it:
+/// (table, name, definition).
+pub type Deferred = Vec<(String, String, String)>;
+
+/// A table to create when absent: its name, the Arrow schema it mirrors,
+/// its primary key, and what the source declared of its text columns.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTable<'a> {
+    /// The table's name.
+    pub name: &'a str,
+    /// The columns.
+    pub schema: &'a Schema,
+    /// Primary key columns (empty: none).
+    pub primary_key: &'a [String],
+    /// Declared widths and exact decimals, by column.
+    pub declared: &'a BTreeMap<String, Declared>,
 }
 
+/// One target engine's session. A new engine implements this in its own
+/// module and adds its URL to the registry, [`Target::open_in`] (and
+/// [`crate::url::parse`]); nothing else names engines.
+pub trait TargetEngine: Send {
+    /// Runs DDL (nothing for files: the schema is the certified one).
+    fn apply_ddl(&mut self, ddl: &str) -> Result<()>;
+
+    /// Whether `table` exists.
+    fn has_table(&mut self, table: &str) -> Result<bool>;
+
+    /// Creates a table mirroring `table.schema` when absent, text columns
+    /// with a declared width as `VARCHAR(n)` and exact source decimals as
+    /// the engine's exact decimal where it has one.
+    fn ensure_table(&mut self, table: &NewTable<'_>) -> Result<()>;
+
+    /// Writes one batch with its ledger row, or skips it when the ledger
+    /// holds its key.
+    fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck>;
+
+    /// Empties `table` and forgets `migration_id`'s ledger rows for it;
+    /// returns the rows (files) removed.
+    fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64>;
+
+    /// How many batches of `migration_id` the ledger holds (0 without one).
+    fn batches_delivered(&mut self, migration_id: &str) -> Result<u64>;
+
+    /// Drops `table`, a table this migration created and wrote nothing to.
+    fn drop_table(&mut self, table: &str) -> Result<()> {
+        self.apply_ddl(&format!(
+            "DROP TABLE IF EXISTS {}",
+            crate::ident::ansi(table)
+        ))
+    }
+
+    /// The engine's identifier quoting (None: a file target, no SQL).
+    fn quote(&self) -> Option<fn(&str) -> String> {
+        Some(crate::ident::ansi)
+    }
+
+    /// The statement adding a unique constraint on `table` over `columns`
+    /// (already quoted and joined).
+    fn unique_sql(&self, table: &str, name: &str, columns: &str) -> String {
+        let q = self.quote().unwrap_or(crate::ident::ansi);
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({columns})",
+            q(table),
+            q(name)
+        )
+    }
+
+    /// Adds foreign keys, `(name, clause)`, to `table`; returns a note for
+    /// each the engine refused.
+    fn add_foreign_keys(&mut self, table: &str, clauses: &[(String, String)]) -> Vec<String> {
+        let q = self.quote().unwrap_or(crate::ident::ansi);
+        let mut notes = Vec::new();
+        for (name, clause) in clauses {
+            if let Err(e) = self.apply_ddl(&format!("ALTER TABLE {} ADD {clause}", q(table))) {
+                notes.push(format!("table {table}: foreign key {name} not added: {e}"));
+            }
+        }
+        notes
+    }
+
+    /// Whether `columns` are the primary key or unique in `table` (None:
+    /// the engine does not need to know).
+    fn is_key(&mut self, _table: &str, _columns: &[String]) -> Result<Option<bool>> {
+        Ok(None)
+    }
+
+    /// Sets aside what would slow or trip a parallel load of `tables`:
+    /// (foreign keys, secondary indexes), put back by [`TargetEngine::reattach`].
+    fn detach_for_load(&mut self, _tables: &[String]) -> Result<(Deferred, Deferred)> {
+        Ok(Default::default())
+    }
+
+    /// Puts back what [`TargetEngine::detach_for_load`] set aside; returns
+    /// what could not be.
+    fn reattach(&mut self, _foreign_keys: &Deferred, _indexes: &Deferred) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The engine's own session, for what only it offers.
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
+}
+
+/// An open target session, whichever engine it writes.
+pub struct Target(Box<dyn TargetEngine>);
+
 impl Target {
-    /// Opens the target at `url` (creating a SQLite file and the ledger table as needed).
+    /// Opens the target at `url` (creating a SQLite file as needed).
     pub fn open(url: &str, options: &SourceOptions) -> Result<Target> {
         Self::open_in(url, options, "")
     }
 
     /// [`Target::open`]; a PostgreSQL target writes only inside the schema
-    /// `namespace` (empty: its default).
+    /// `namespace` (empty: its default). The registry of target engines.
     pub fn open_in(url: &str, options: &SourceOptions, namespace: &str) -> Result<Target> {
-        Ok(match parse(url, "target")? {
-            Location::Sqlite(p) => Target::Sqlite(SqliteTarget::open(&p)?),
-            Location::Postgres(u) => {
-                Target::Postgres(Box::new(PgTarget::connect_in(&u, options, namespace)?))
-            }
-            Location::Parquet(dir) => Target::Parquet(ParquetTarget::open(&dir)?),
-            Location::MySql(u) => Target::MySql(Box::new(MySqlTarget::connect(&u, options)?)),
+        let engine: Box<dyn TargetEngine> = match parse(url, "target")? {
+            Location::Sqlite(p) => Box::new(SqliteTarget::open(&p)?),
+            Location::Postgres(u) => Box::new(PgTarget::connect_in(&u, options, namespace)?),
+            Location::Parquet(dir) => Box::new(ParquetTarget::open(&dir)?),
+            Location::MySql(u) => Box::new(MySqlTarget::connect(&u, options)?),
             _ => {
                 return Err(ConnectorError::Unsupported {
                     role: "target",
@@ -75,7 +167,8 @@ impl Target {
                             .into(),
                 })
             }
-        })
+        };
+        Ok(Target(engine))
     }
 
     /// Checks, without writing anything, that the target can be reached: a
@@ -91,79 +184,30 @@ impl Target {
         }
     }
 
-    /// Runs the target schema's DDL.
-    pub fn apply_ddl(&mut self, ddl: &str) -> Result<()> {
-        match self {
-            Target::Sqlite(t) => t.apply_ddl(ddl),
-            Target::Postgres(t) => t.apply_ddl(ddl),
-            // Files have no DDL: the schema is the certified one.
-            Target::Parquet(_) => Ok(()),
-            Target::MySql(t) => t.apply_ddl(ddl),
-        }
+    /// The engine's own session when it is a `T`.
+    pub fn engine<T: 'static>(&mut self) -> Option<&mut T> {
+        self.0.as_any().downcast_mut::<T>()
     }
 
-    /// Whether `table` exists.
-    pub fn has_table(&mut self, table: &str) -> Result<bool> {
-        match self {
-            Target::Sqlite(t) => t.has_table(table),
-            Target::Postgres(t) => t.has_table(table),
-            Target::Parquet(t) => Ok(t.has_table(table)),
-            Target::MySql(t) => t.has_table(table),
-        }
-    }
-
-    /// Creates a table mirroring `schema` when absent, text columns with a
-    /// declared width as `VARCHAR(n)` and text carrying an exact source
-    /// decimal as the engine's exact decimal where it has one; true when it
-    /// was created now.
-    pub fn ensure_table(
-        &mut self,
-        table: &str,
-        schema: &Schema,
-        primary_key: &[String],
-        declared: &BTreeMap<String, Declared>,
-    ) -> Result<bool> {
-        let existed = self.has_table(table)?;
-        match self {
-            Target::Sqlite(t) => t.ensure_table(table, schema, primary_key, declared)?,
-            Target::Postgres(t) => t.ensure_table(table, schema, primary_key, declared)?,
-            Target::Parquet(t) => t.ensure_table(table)?,
-            Target::MySql(t) => t.ensure_table(table, schema, primary_key, declared)?,
-        }
+    /// [`TargetEngine::ensure_table`]; true when the table was created now.
+    pub fn ensure_table(&mut self, table: &NewTable<'_>) -> Result<bool> {
+        let existed = self.0.has_table(table.name)?;
+        self.0.ensure_table(table)?;
         Ok(!existed)
     }
 
     /// Adds a mirrored table's unique constraints, secondary indexes and
-    /// foreign keys (SQLite, which takes foreign keys only when a table is
-    /// created, rebuilds the new table with them); anything the engine
-    /// refused is named among the returned notes.
+    /// foreign keys; anything the engine refused is named among the
+    /// returned notes.
     pub fn add_mirror_extras(&mut self, table: &str, extras: &MirrorExtras) -> Vec<String> {
-        let q: fn(&str) -> String = match self {
-            Target::MySql(_) => crate::mysql::quote,
-            Target::Parquet(_) => return Vec::new(),
-            _ => crate::sqlite::quote,
+        let Some(q) = self.0.quote() else {
+            return Vec::new();
         };
         let list = |cols: &[String]| cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
         let mut statements = Vec::new();
-        let mut notes = Vec::new();
         for (name, cols) in &extras.unique {
-            statements.push((
-                format!("unique constraint {name}"),
-                match self {
-                    Target::Sqlite(_) => format!(
-                        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
-                        q(name),
-                        q(table),
-                        list(cols)
-                    ),
-                    _ => format!(
-                        "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
-                        q(table),
-                        q(name),
-                        list(cols)
-                    ),
-                },
-            ));
+            let sql = self.0.unique_sql(table, name, &list(cols));
+            statements.push((format!("unique constraint {name}"), sql));
         }
         for (name, cols, unique) in &extras.indexes {
             statements.push((
@@ -177,132 +221,74 @@ impl Target {
                 ),
             ));
         }
-        let clauses: Vec<(String, String)> = extras
-            .foreign_keys
-            .iter()
-            .filter(|fk| {
-                // SQLite refuses every later write and check of a foreign key
-                // whose parent columns are not its key ("foreign key
-                // mismatch"): a parent table that was there before this
-                // migration must have them as its key.
-                let Target::Sqlite(t) = &*self else {
-                    return true;
-                };
-                match t.is_key(&fk.references, &fk.referenced_columns) {
-                    Ok(Some(false)) => {
-                        notes.push(format!(
-                            "table {table}: foreign key {} not added: {} ({}) is not a primary key or unique in the target; give it one there, then migrate again",
-                            fk.name,
-                            fk.references,
-                            fk.referenced_columns.join(", ")
-                        ));
-                        false
-                    }
-                    _ => true,
-                }
-            })
-            .map(|fk| {
-                let mut clause = format!(
-                    "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
-                    q(&fk.name),
-                    list(&fk.columns),
-                    q(&fk.references),
-                    list(&fk.referenced_columns)
-                );
-                for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
-                    let a = action.to_ascii_uppercase();
-                    if matches!(
-                        a.as_str(),
-                        "CASCADE" | "SET NULL" | "SET DEFAULT" | "RESTRICT"
-                    ) {
-                        clause.push_str(&format!(" ON {on} {a}"));
-                    }
-                }
-                (fk.name.clone(), clause)
-            })
-            .collect();
-        if let Target::Sqlite(t) = self {
-            // SQLite takes foreign keys only in CREATE TABLE: the new, still
-            // empty table is rebuilt with them, before its indexes exist.
-            if !clauses.is_empty() {
-                let only: Vec<String> = clauses.iter().map(|(_, c)| c.clone()).collect();
-                if let Err(e) = t.rebuild_with_constraints(table, &only) {
-                    let names: Vec<&str> = clauses.iter().map(|(n, _)| n.as_str()).collect();
-                    notes.push(format!(
-                        "table {table}: foreign keys {} not added: {e}",
-                        names.join(", ")
-                    ));
-                }
-            }
-        } else {
-            for (name, clause) in clauses {
-                statements.push((
-                    format!("foreign key {name}"),
-                    format!("ALTER TABLE {} ADD {clause}", q(table)),
+        let mut notes = Vec::new();
+        let mut clauses = Vec::new();
+        for fk in &extras.foreign_keys {
+            // SQLite refuses every later write and check of a foreign key
+            // whose parent columns are not its key ("foreign key
+            // mismatch"): a parent table that was there before this
+            // migration must have them as its key.
+            if let Ok(Some(false)) = self.0.is_key(&fk.references, &fk.referenced_columns) {
+                notes.push(format!(
+                    "table {table}: foreign key {} not added: {} ({}) is not a primary key or unique in the target; give it one there, then migrate again",
+                    fk.name,
+                    fk.references,
+                    fk.referenced_columns.join(", ")
                 ));
+                continue;
             }
+            clauses.push((fk.name.clone(), foreign_key_clause(fk, q)));
         }
         for (what, sql) in statements {
-            if let Err(e) = self.apply_ddl(&sql) {
+            if let Err(e) = self.0.apply_ddl(&sql) {
                 notes.push(format!("table {table}: {what} not added: {e}"));
             }
+        }
+        // After the unique constraints a key of the table itself may need.
+        if !clauses.is_empty() {
+            notes.extend(self.0.add_foreign_keys(table, &clauses));
         }
         notes
     }
 
-    /// Re-sync (`delivery.resync`): empties `table` and forgets this
-    /// migration's ledger rows for it, so the delivery that follows writes
-    /// the current source again, exactly once; returns the rows (Parquet:
-    /// files) removed.
-    pub fn clear_for_resync(&mut self, table: &str, migration_id: &str) -> Result<u64> {
-        match self {
-            Target::Sqlite(t) => t.clear_for_resync(table, migration_id),
-            Target::Postgres(t) => t.clear_for_resync(table, migration_id),
-            Target::Parquet(t) => t.clear_for_resync(table),
-            Target::MySql(t) => t.clear_for_resync(table, migration_id),
-        }
-    }
-
-    /// How many batches of `migration_id` the target's ledger holds (a
-    /// Parquet folder has no ledger table, its files are its record: 0,
-    /// and [`Target::drop_table`] takes back only an empty table folder).
-    pub fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
-        match self {
-            Target::Sqlite(t) => t.batches_delivered(migration_id),
-            Target::Postgres(t) => t.batches_delivered(migration_id),
-            Target::Parquet(_) => Ok(0),
-            Target::MySql(t) => t.batches_delivered(migration_id),
-        }
-    }
-
-    /// Drops `table` (a table this migration created and wrote nothing to:
-    /// taken back so that a failed delivery leaves the target as it was).
-    pub fn drop_table(&mut self, table: &str) -> Result<()> {
-        let sql = match self {
-            Target::MySql(_) => format!("DROP TABLE IF EXISTS {}", crate::mysql::quote(table)),
-            Target::Parquet(t) => return t.remove_if_empty(table),
-            // With the foreign keys of other new tables that reference it.
-            Target::Postgres(_) => format!(
-                "DROP TABLE IF EXISTS {} CASCADE",
-                crate::sqlite::quote(table)
-            ),
-            Target::Sqlite(_) => format!("DROP TABLE IF EXISTS {}", crate::sqlite::quote(table)),
-        };
-        self.apply_ddl(&sql)
-    }
-
     /// Writes one batch with its ledger row, or skips it when the ledger holds its key.
-    pub fn write_batch(
-        &mut self,
-        table: &str,
-        batch: &RecordBatch,
-        key: &BatchKey<'_>,
-    ) -> Result<BatchAck> {
-        match self {
-            Target::Sqlite(t) => t.write_batch(table, batch, key),
-            Target::Postgres(t) => t.write_batch(table, batch, key),
-            Target::Parquet(t) => t.write_batch(table, batch, key),
-            Target::MySql(t) => t.write_batch(table, batch, key),
+    pub fn write_batch(&mut self, batch: &RecordBatch, key: &BatchKey<'_>) -> Result<BatchAck> {
+        self.0.write_batch(batch, key)
+    }
+}
+
+impl std::ops::Deref for Target {
+    type Target = dyn TargetEngine;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
+impl std::ops::DerefMut for Target {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut()
+    }
+}
+
+/// `CONSTRAINT name FOREIGN KEY (..) REFERENCES parent (..)` with the
+/// actions engines share.
+fn foreign_key_clause(fk: &crate::catalog::ForeignKey, q: fn(&str) -> String) -> String {
+    let list = |cols: &[String]| cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+    let mut clause = format!(
+        "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+        q(&fk.name),
+        list(&fk.columns),
+        q(&fk.references),
+        list(&fk.referenced_columns)
+    );
+    for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
+        let a = action.to_ascii_uppercase();
+        if matches!(
+            a.as_str(),
+            "CASCADE" | "SET NULL" | "SET DEFAULT" | "RESTRICT"
+        ) {
+            clause.push_str(&format!(" ON {on} {a}"));
         }
     }
+    clause
 }

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
-    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
+    Action, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, SchemaResult, Ticket,
 };
 use base64::Engine as _;
 use futures::StreamExt;
@@ -43,7 +43,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{FlightError, Result};
 use crate::parquet_io::{hash_file, open_partition};
-use crate::service::{partition_stream, BoxStream, MAX_FLIGHT_MESSAGE};
+use crate::service::{partition_stream, MAX_FLIGHT_MESSAGE};
 use crate::ticket::{NodeTicket, TICKET_LIFETIME_MS};
 
 /// One partition of a [`Dataset`]: a staged Parquet file and its certified hash.
@@ -281,13 +281,7 @@ fn schema_of(d: &Dataset) -> Result<SchemaRef, Status> {
 
 #[tonic::async_trait]
 impl FlightService for PublicFlightService {
-    type HandshakeStream = BoxStream<HandshakeResponse>;
-    type ListFlightsStream = BoxStream<FlightInfo>;
-    type DoGetStream = BoxStream<FlightData>;
-    type DoPutStream = BoxStream<PutResult>;
-    type DoExchangeStream = BoxStream<FlightData>;
-    type DoActionStream = BoxStream<arrow_flight::Result>;
-    type ListActionsStream = BoxStream<ActionType>;
+    crate::service::boxed_flight_streams!();
 
     async fn handshake(
         &self,
@@ -349,11 +343,7 @@ impl FlightService for PublicFlightService {
         self.authorize(&r, Role::Reader).await?;
         let d = self.dataset(r.get_ref()).await?;
         let schema = schema_of(&d)?;
-        let options = arrow::ipc::writer::IpcWriteOptions::default();
-        let result: SchemaResult = SchemaAsIpc::new(&schema, &options)
-            .try_into()
-            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
-        Ok(Response::new(result))
+        crate::service::schema_result(&schema)
     }
 
     async fn do_get(&self, r: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {

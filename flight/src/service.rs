@@ -10,7 +10,7 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
-    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
+    HandshakeRequest, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -22,6 +22,31 @@ use crate::store::{NodeStore, PartitionEntry};
 use crate::ticket::NodeTicket;
 
 pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The stream types of a [`FlightService`] implementation, every one boxed.
+macro_rules! boxed_flight_streams {
+    () => {
+        type HandshakeStream = $crate::service::BoxStream<arrow_flight::HandshakeResponse>;
+        type ListFlightsStream = $crate::service::BoxStream<arrow_flight::FlightInfo>;
+        type DoGetStream = $crate::service::BoxStream<arrow_flight::FlightData>;
+        type DoPutStream = $crate::service::BoxStream<arrow_flight::PutResult>;
+        type DoExchangeStream = $crate::service::BoxStream<arrow_flight::FlightData>;
+        type DoActionStream = $crate::service::BoxStream<arrow_flight::Result>;
+        type ListActionsStream = $crate::service::BoxStream<arrow_flight::ActionType>;
+    };
+}
+pub(crate) use boxed_flight_streams;
+
+/// A schema as GetSchema answers it.
+pub(crate) fn schema_result(
+    schema: &arrow::datatypes::Schema,
+) -> Result<Response<SchemaResult>, Status> {
+    let options = arrow::ipc::writer::IpcWriteOptions::default();
+    let result: SchemaResult = SchemaAsIpc::new(schema, &options)
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(Response::new(result))
+}
 
 /// Largest Flight message either side accepts. Batches are cut well below it
 /// (8,192 rows); the limit is set explicitly so both ends agree.
@@ -205,13 +230,7 @@ impl NodeFlightService {
 
 #[tonic::async_trait]
 impl FlightService for NodeFlightService {
-    type HandshakeStream = BoxStream<HandshakeResponse>;
-    type ListFlightsStream = BoxStream<FlightInfo>;
-    type DoGetStream = BoxStream<FlightData>;
-    type DoPutStream = BoxStream<PutResult>;
-    type DoExchangeStream = BoxStream<FlightData>;
-    type DoActionStream = BoxStream<arrow_flight::Result>;
-    type ListActionsStream = BoxStream<ActionType>;
+    boxed_flight_streams!();
 
     async fn handshake(
         &self,
@@ -258,11 +277,7 @@ impl FlightService for NodeFlightService {
         let entry = self.entry_for(r.get_ref())?;
         let (schema, _) =
             open_partition(&entry.path, 1).map_err(|e| Status::internal(e.to_string()))?;
-        let options = arrow::ipc::writer::IpcWriteOptions::default();
-        let result: SchemaResult = SchemaAsIpc::new(&schema, &options)
-            .try_into()
-            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
-        Ok(Response::new(result))
+        schema_result(&schema)
     }
 
     async fn do_get(&self, r: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {

@@ -594,28 +594,38 @@ impl MigrationConfig {
 
     /// Checks values that types alone cannot.
     pub fn validate(&self, file: Option<&Path>) -> Result<()> {
-        let origin = file
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "flags".to_string());
-        let bad = |message: String| RuntimeError::Config {
-            origin: origin.clone(),
-            message,
-        };
+        let problem = self
+            .endpoint_problem()
+            .or_else(|| self.phase_problem())
+            .or_else(|| self.runtime_problem());
+        match problem {
+            Some(message) => Err(RuntimeError::Config {
+                origin: file
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "flags".to_string()),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// What is wrong with the source and target keys and the comparison modes.
+    fn endpoint_problem(&self) -> Option<String> {
         if self.source.url.is_empty() {
-            return Err(bad(
+            return Some(
                 "key source.url is missing: set `url` under [source] or pass --source URL".into(),
-            ));
+            );
         }
         if self.target.url.is_empty() {
-            return Err(bad(
+            return Some(
                 "key target.url is missing: set `url` under [target] or pass --target URL".into(),
-            ));
+            );
         }
         if !matches!(self.source.bad_rows.as_str(), "reject" | "quarantine") {
-            return Err(bad(format!(
+            return Some(format!(
                 "key source.bad_rows = {:?} must be \"reject\" or \"quarantine\"",
                 self.source.bad_rows
-            )));
+            ));
         }
         for (key, mode) in [
             ("source.ssl_mode", &self.source.ssl_mode),
@@ -625,96 +635,106 @@ impl MigrationConfig {
                 mode.as_str(),
                 "disable" | "prefer" | "require" | "verify-full"
             ) {
-                return Err(bad(format!(
+                return Some(format!(
                     "key {key} = {mode:?} must be one of disable, prefer, require, verify-full"
-                )));
+                ));
             }
         }
         if !matches!(
             self.verification.string_mode.as_str(),
             "exact" | "normalized" | "semantic"
         ) {
-            return Err(bad(format!(
+            return Some(format!(
                 "key verification.string_mode = {:?} must be exact, normalized or semantic",
                 self.verification.string_mode
-            )));
+            ));
         }
         if !(0.0..1.0).contains(&self.verification.inconclusive_band) {
-            return Err(bad(format!(
+            return Some(format!(
                 "key verification.inconclusive_band = {} must lie in [0, 1) (a fraction of each tolerance)",
                 self.verification.inconclusive_band
-            )));
+            ));
         }
+        None
+    }
+
+    /// What is wrong with the files and limits of the phases.
+    fn phase_problem(&self) -> Option<String> {
         if !self.transformation.review_file.is_empty()
             && !Path::new(&self.transformation.review_file).is_file()
         {
-            return Err(bad(format!(
+            return Some(format!(
                 "key transformation.review_file = {:?}: no such file; write the review decisions there (see docs/architecture.md) or remove the key",
                 self.transformation.review_file
-            )));
+            ));
         }
         if !self.verification.queries_file.is_empty()
             && !Path::new(&self.verification.queries_file).is_file()
         {
-            return Err(bad(format!(
+            return Some(format!(
                 "key verification.queries_file = {:?}: no such file; write the queries against the source schema, separated by ';'",
                 self.verification.queries_file
-            )));
+            ));
         }
         if !matches!(
             self.verification.semantic_checks.as_str(),
             "fail" | "warn" | "off"
         ) {
-            return Err(bad(format!(
+            return Some(format!(
                 "key verification.semantic_checks = {:?} must be fail, warn or off",
                 self.verification.semantic_checks
-            )));
+            ));
         }
         if !matches!(self.source.mysql_consistency.as_str(), "lock" | "session") {
-            return Err(bad(format!(
+            return Some(format!(
                 "key source.mysql_consistency = {:?} must be \"lock\" or \"session\"",
                 self.source.mysql_consistency
-            )));
+            ));
         }
         if !(0.0..=1.0).contains(&self.source.encoding_min_confidence) {
-            return Err(bad(format!(
+            return Some(format!(
                 "key source.encoding_min_confidence = {} must lie between 0 and 1",
                 self.source.encoding_min_confidence
-            )));
+            ));
         }
         if self.ingestion.partition_rows == 0 {
-            return Err(bad("key ingestion.partition_rows must be at least 1".into()));
+            return Some("key ingestion.partition_rows must be at least 1".into());
         }
         if self.delivery.batch_rows == 0 {
-            return Err(bad("key delivery.batch_rows must be at least 1".into()));
+            return Some("key delivery.batch_rows must be at least 1".into());
         }
         if self.scheduler.max_attempts == 0 {
-            return Err(bad("key scheduler.max_attempts must be at least 1".into()));
+            return Some("key scheduler.max_attempts must be at least 1".into());
         }
+        None
+    }
+
+    /// What is wrong with the scheduler, topics and migration keys.
+    fn runtime_problem(&self) -> Option<String> {
         if self.scheduler.heartbeat_ms * 2 > self.scheduler.lease_ms {
-            return Err(bad(format!(
+            return Some(format!(
                 "key scheduler.heartbeat_ms ({}) must be at most half of scheduler.lease_ms ({}), or leases lapse between heartbeats",
                 self.scheduler.heartbeat_ms, self.scheduler.lease_ms
-            )));
+            ));
         }
         if self.runtime.topics != "embedded"
             && crate::kafka::brokers_of(&self.runtime.topics).is_none_or(str::is_empty)
         {
-            return Err(bad(format!(
+            return Some(format!(
                 "key runtime.topics = {:?} is not a known backend (known: \"embedded\", \"kafka://HOST:PORT[,HOST:PORT]\")",
                 self.runtime.topics
-            )));
+            ));
         }
         if parse_duration(&self.topics.retention_grace).is_none() {
-            return Err(bad(format!(
+            return Some(format!(
                 "key topics.retention_grace = {:?} is not a duration: a number and a unit, d, h, m or s (\"7d\")",
                 self.topics.retention_grace
-            )));
+            ));
         }
         if self.topics.replication == 0 || self.topics.min_insync_replicas == 0 {
-            return Err(bad(
+            return Some(
                 "keys topics.replication and topics.min_insync_replicas must be at least 1".into(),
-            ));
+            );
         }
         if self.migration.name.is_empty()
             || !self
@@ -723,12 +743,12 @@ impl MigrationConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(bad(format!(
+            return Some(format!(
                 "key migration.name = {:?} must be non-empty and use only letters, digits, '-' and '_'",
                 self.migration.name
-            )));
+            ));
         }
-        Ok(())
+        None
     }
 
     /// A stable id: the name plus a short hash of source and target, so rerunning

@@ -15,84 +15,44 @@ use crate::core::Scheduler;
 use crate::error::{Result, SchedulerError};
 use crate::model::{Lease, Phase};
 
-/// What an agent needs from the scheduler.
+/// What an agent needs from the scheduler. `agent` and `node` are the
+/// ids of the agent asking and of the node it runs on; a completion or a
+/// failure names the `lease` it ends.
 #[async_trait]
 pub trait SchedulerApi: Send + Sync + 'static {
     /// Registers a node and its Flight endpoint.
-    async fn register_node(&self, node_id: &str, flight_endpoint: &str, role: &str) -> Result<()>;
+    async fn register_node(&self, node: &str, flight_endpoint: &str, role: &str) -> Result<()>;
     /// Registers an agent (again, after a restart).
-    async fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()>;
-    /// Asks for a task.
-    async fn lease(&self, agent_id: &str, node_id: &str, phases: &[Phase])
-        -> Result<Option<Lease>>;
-    /// Renews leases; returns the ids of those lost.
-    async fn heartbeat(
-        &self,
-        agent_id: &str,
-        node_id: &str,
-        leases: &[(i64, u32)],
-    ) -> Result<Vec<i64>>;
+    async fn register_agent(&self, agent: &str, node: &str, kind: &str) -> Result<()>;
+    /// Asks for a task of one of `phases`.
+    async fn lease(&self, agent: &str, node: &str, phases: &[Phase]) -> Result<Option<Lease>>;
+    /// Renews leases (task id, attempt); returns the ids of those lost.
+    async fn heartbeat(&self, agent: &str, node: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>>;
     /// Reports a task done.
-    async fn complete(
-        &self,
-        agent_id: &str,
-        task_id: i64,
-        attempt: u32,
-        result: &serde_json::Value,
-    ) -> Result<()>;
+    async fn complete(&self, agent: &str, lease: &Lease, result: &serde_json::Value) -> Result<()>;
     /// Reports a failed attempt.
-    async fn fail(
-        &self,
-        agent_id: &str,
-        task_id: i64,
-        attempt: u32,
-        error: &str,
-        retryable: bool,
-    ) -> Result<()>;
+    async fn fail(&self, agent: &str, lease: &Lease, error: &str, retryable: bool) -> Result<()>;
 }
 
 #[async_trait]
 impl SchedulerApi for Arc<Scheduler> {
-    async fn register_node(&self, node_id: &str, flight_endpoint: &str, role: &str) -> Result<()> {
-        Scheduler::register_node(self, node_id, flight_endpoint, role, std::process::id())
+    async fn register_node(&self, node: &str, flight_endpoint: &str, role: &str) -> Result<()> {
+        Scheduler::register_node(self, node, flight_endpoint, role, std::process::id())
     }
-    async fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()> {
-        Scheduler::register_agent(self, agent_id, node_id, kind)
+    async fn register_agent(&self, agent: &str, node: &str, kind: &str) -> Result<()> {
+        Scheduler::register_agent(self, agent, node, kind)
     }
-    async fn lease(
-        &self,
-        agent_id: &str,
-        node_id: &str,
-        phases: &[Phase],
-    ) -> Result<Option<Lease>> {
-        Scheduler::lease(self, agent_id, node_id, phases)
+    async fn lease(&self, agent: &str, node: &str, phases: &[Phase]) -> Result<Option<Lease>> {
+        Scheduler::lease(self, agent, node, phases)
     }
-    async fn heartbeat(
-        &self,
-        agent_id: &str,
-        node_id: &str,
-        leases: &[(i64, u32)],
-    ) -> Result<Vec<i64>> {
-        Scheduler::heartbeat(self, agent_id, node_id, leases)
+    async fn heartbeat(&self, agent: &str, node: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
+        Scheduler::heartbeat(self, agent, node, leases)
     }
-    async fn complete(
-        &self,
-        _agent_id: &str,
-        task_id: i64,
-        attempt: u32,
-        result: &serde_json::Value,
-    ) -> Result<()> {
-        Scheduler::complete(self, task_id, attempt, result)
+    async fn complete(&self, _: &str, lease: &Lease, result: &serde_json::Value) -> Result<()> {
+        Scheduler::complete(self, lease.task_id, lease.attempt, result)
     }
-    async fn fail(
-        &self,
-        _agent_id: &str,
-        task_id: i64,
-        attempt: u32,
-        error: &str,
-        retryable: bool,
-    ) -> Result<()> {
-        Scheduler::fail(self, task_id, attempt, error, retryable)
+    async fn fail(&self, _: &str, lease: &Lease, error: &str, retryable: bool) -> Result<()> {
+        Scheduler::fail(self, lease.task_id, lease.attempt, error, retryable)
     }
 }
 
@@ -234,107 +194,68 @@ pub fn lease_to_proto(l: &Lease) -> pb::Lease {
 
 #[async_trait]
 impl SchedulerApi for GrpcScheduler {
-    async fn register_node(&self, node_id: &str, flight_endpoint: &str, role: &str) -> Result<()> {
-        self.client
-            .clone()
-            .register_node(pb::RegisterNodeRequest {
-                node_id: node_id.into(),
-                flight_endpoint: flight_endpoint.into(),
-                role: role.into(),
-                pid: std::process::id(),
-            })
-            .await?;
+    async fn register_node(&self, node: &str, flight_endpoint: &str, role: &str) -> Result<()> {
+        let request = pb::RegisterNodeRequest {
+            node_id: node.into(),
+            flight_endpoint: flight_endpoint.into(),
+            role: role.into(),
+            pid: std::process::id(),
+        };
+        self.client.clone().register_node(request).await?;
         Ok(())
     }
-    async fn register_agent(&self, agent_id: &str, node_id: &str, kind: &str) -> Result<()> {
-        self.client
-            .clone()
-            .register_agent(pb::RegisterAgentRequest {
-                agent_id: agent_id.into(),
-                node_id: node_id.into(),
-                kind: kind.into(),
-            })
-            .await?;
+    async fn register_agent(&self, agent: &str, node: &str, kind: &str) -> Result<()> {
+        let request = pb::RegisterAgentRequest {
+            agent_id: agent.into(),
+            node_id: node.into(),
+            kind: kind.into(),
+        };
+        self.client.clone().register_agent(request).await?;
         Ok(())
     }
-    async fn lease(
-        &self,
-        agent_id: &str,
-        node_id: &str,
-        phases: &[Phase],
-    ) -> Result<Option<Lease>> {
-        let r = self
-            .client
-            .clone()
-            .lease_task(pb::LeaseTaskRequest {
-                agent_id: agent_id.into(),
-                node_id: node_id.into(),
-                phases: phases.iter().map(|p| p.as_str().to_string()).collect(),
-            })
-            .await?;
+    async fn lease(&self, agent: &str, node: &str, phases: &[Phase]) -> Result<Option<Lease>> {
+        let request = pb::LeaseTaskRequest {
+            agent_id: agent.into(),
+            node_id: node.into(),
+            phases: phases.iter().map(|p| p.as_str().to_string()).collect(),
+        };
+        let r = self.client.clone().lease_task(request).await?;
         r.into_inner().lease.map(lease_from_proto).transpose()
     }
-    async fn heartbeat(
-        &self,
-        agent_id: &str,
-        node_id: &str,
-        leases: &[(i64, u32)],
-    ) -> Result<Vec<i64>> {
-        let r = self
-            .client
-            .clone()
-            .heartbeat(pb::HeartbeatRequest {
-                agent_id: agent_id.into(),
-                node_id: node_id.into(),
-                leases: leases
-                    .iter()
-                    .map(|(task_id, attempt)| pb::LeaseRef {
-                        task_id: *task_id,
-                        attempt: *attempt,
-                    })
-                    .collect(),
-            })
-            .await?;
+    async fn heartbeat(&self, agent: &str, node: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
+        let leases = leases
+            .iter()
+            .map(|&(task_id, attempt)| pb::LeaseRef { task_id, attempt })
+            .collect();
+        let request = pb::HeartbeatRequest {
+            agent_id: agent.into(),
+            node_id: node.into(),
+            leases,
+        };
+        let r = self.client.clone().heartbeat(request).await?;
         Ok(r.into_inner().lost_task_ids)
     }
-    async fn complete(
-        &self,
-        agent_id: &str,
-        task_id: i64,
-        attempt: u32,
-        result: &serde_json::Value,
-    ) -> Result<()> {
-        self.client
-            .clone()
-            .complete_task(pb::CompleteTaskRequest {
-                task_id,
-                attempt,
-                agent_id: agent_id.into(),
-                result_json: result.to_string(),
-            })
-            .await
-            .map_err(status_to_error)?;
+    async fn complete(&self, agent: &str, lease: &Lease, result: &serde_json::Value) -> Result<()> {
+        let request = pb::CompleteTaskRequest {
+            task_id: lease.task_id,
+            attempt: lease.attempt,
+            agent_id: agent.into(),
+            result_json: result.to_string(),
+        };
+        let r = self.client.clone().complete_task(request).await;
+        r.map_err(status_to_error)?;
         Ok(())
     }
-    async fn fail(
-        &self,
-        agent_id: &str,
-        task_id: i64,
-        attempt: u32,
-        error: &str,
-        retryable: bool,
-    ) -> Result<()> {
-        self.client
-            .clone()
-            .fail_task(pb::FailTaskRequest {
-                task_id,
-                attempt,
-                agent_id: agent_id.into(),
-                error: error.into(),
-                retryable,
-            })
-            .await
-            .map_err(status_to_error)?;
+    async fn fail(&self, agent: &str, lease: &Lease, error: &str, retryable: bool) -> Result<()> {
+        let request = pb::FailTaskRequest {
+            task_id: lease.task_id,
+            attempt: lease.attempt,
+            agent_id: agent.into(),
+            error: error.into(),
+            retryable,
+        };
+        let r = self.client.clone().fail_task(request).await;
+        r.map_err(status_to_error)?;
         Ok(())
     }
 }

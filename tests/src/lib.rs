@@ -6,6 +6,8 @@
 //! (built by `cargo test --workspace`, because `sensei-cli` has integration tests
 //! ), generating the retail source, comparing source and target.
 
+pub mod faults;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -84,6 +86,14 @@ pub fn run(cmd: &mut Command) -> Output {
 /// A `sensei` command.
 pub fn sensei() -> Command {
     Command::new(bin("sensei"))
+}
+
+/// A `sensei` command whose Worker damages partition 0 of a table's
+/// transformed output: `fault` is `<kind>[:<arg>]@<table>` (see [`faults`]).
+pub fn sensei_with_fault(fault: &str) -> Command {
+    let mut c = Command::new(bin("sensei-faults"));
+    c.env("SENSEI_FAULT", fault);
+    c
 }
 
 /// `sensei migrate --source SOURCE --target TARGET --workdir WORK`, to add

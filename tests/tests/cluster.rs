@@ -442,11 +442,9 @@ fn a_reader_token_streams_verified_tables_and_nothing_else() {
         ),
     )
     .unwrap();
-    let out = run(sensei()
+    let out = run(sensei_with_fault("number:100000@orders")
         .arg("migrate")
-        .arg(&broken)
-        .env("SENSEI_TEST_MUTATE", "number:100000")
-        .env("SENSEI_TEST_MUTATE_TABLE", "orders"));
+        .arg(&broken));
     assert_exit(&out, 2);
 
     let cdir = dir.path().join("cluster");

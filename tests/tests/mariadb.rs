@@ -2,6 +2,7 @@
 //! mapped type, a latin1 table converted to UTF-8, zero dates, read-only sessions.
 
 use mysql::prelude::Queryable;
+use sensei_connectors::mysql::MySqlSource;
 use sensei_connectors::source::Source;
 use sensei_tests::*;
 
@@ -149,9 +150,8 @@ fn a_mariadb_source_session_refuses_writes() {
     db.conn()
         .query_drop("INSERT INTO t VALUES (1), (2)")
         .unwrap();
-    let Source::MySql(mut my) = Source::open(&db.url, None).unwrap() else {
-        panic!("a mysql source")
-    };
+    let mut source = Source::open(&db.url, None).unwrap();
+    let my = source.engine::<MySqlSource>().expect("a mysql source");
     assert!(my
         .query_text("DELETE FROM t")
         .unwrap_err()
@@ -162,7 +162,7 @@ fn a_mariadb_source_session_refuses_writes() {
         .unwrap_err()
         .to_string();
     assert!(err.to_ascii_lowercase().contains("read"), "{err}");
-    drop(my);
+    drop(source);
     let n: Option<i64> = db.conn().query_first("SELECT COUNT(*) FROM t").unwrap();
     assert_eq!(n, Some(2), "the source is unchanged");
 }

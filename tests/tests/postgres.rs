@@ -1,6 +1,7 @@
 //! PostgreSQL as a source, against the real server on 127.0.0.1:5432: every
 //! mapped type, read-only sessions, and one snapshot for the whole extraction.
 
+use sensei_connectors::postgres::PgSource;
 use sensei_connectors::source::Source;
 use sensei_tests::*;
 
@@ -137,9 +138,8 @@ fn a_postgres_source_session_refuses_writes() {
     db.client()
         .batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2);")
         .unwrap();
-    let Source::Postgres(mut pg) = Source::open(&db.url, None).unwrap() else {
-        panic!("a postgres source")
-    };
+    let mut source = Source::open(&db.url, None).unwrap();
+    let pg = source.engine::<PgSource>().expect("a postgres source");
     let refused = pg.query_text("DELETE FROM t").unwrap_err().to_string();
     assert!(refused.contains("refused"), "{refused}");
     // Past Sensei's own check, the server refuses too: the transaction is read-only.
@@ -148,7 +148,7 @@ fn a_postgres_source_session_refuses_writes() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("read-only"), "{err}");
-    drop(pg);
+    drop(source);
     let n: i64 = db
         .client()
         .query_one("SELECT count(*) FROM t", &[])
@@ -532,9 +532,8 @@ fn postgres_sessions_follow_the_configured_tls_mode() {
             connect_timeout_s: 5,
             ..SourceOptions::default()
         };
-        let Source::Postgres(mut pg) = Source::open_with(&db.url, None, &options).unwrap() else {
-            panic!("a postgres source")
-        };
+        let mut source = Source::open_with(&db.url, None, &options).unwrap();
+        let pg = source.engine::<PgSource>().expect("a postgres source");
         pg.query_text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             .unwrap()
     };

@@ -31,13 +31,11 @@ fn migrate(
         ),
     )
     .unwrap();
-    let mut cmd = sensei();
-    cmd.arg("migrate").arg(&cfg);
-    if let Some((kind, table)) = mutate {
-        cmd.env("SENSEI_TEST_MUTATE", kind)
-            .env("SENSEI_TEST_MUTATE_TABLE", table);
-    }
-    let out = run(&mut cmd);
+    let mut cmd = match mutate {
+        Some((kind, table)) => sensei_with_fault(&format!("{kind}@{table}")),
+        None => sensei(),
+    };
+    let out = run(cmd.arg("migrate").arg(&cfg));
     let mig: PathBuf = std::fs::read_dir(dir.join("w"))
         .unwrap()
         .flatten()

@@ -14,11 +14,9 @@ fn run_with_config(mutation: &str, table: &str, extra: &str) -> (Option<i32>, se
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
     let cfg = write_config(dir.path(), &src, &target, extra);
-    let out = run(sensei()
+    let out = run(sensei_with_fault(&format!("{mutation}@{table}"))
         .arg("migrate")
-        .arg(&cfg)
-        .env("SENSEI_TEST_MUTATE", mutation)
-        .env("SENSEI_TEST_MUTATE_TABLE", table));
+        .arg(&cfg));
     let mig = std::fs::read_dir(dir.path().join("work"))
         .unwrap()
         .flatten()
@@ -268,11 +266,9 @@ fn a_difference_at_the_edge_of_tolerance_is_inconclusive_and_waits_for_review() 
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
     let cfg = write_config(dir.path(), &src, &target, "");
-    let out = run(sensei()
+    let out = run(sensei_with_fault("timestamp:1050@orders")
         .arg("migrate")
-        .arg(&cfg)
-        .env("SENSEI_TEST_MUTATE", "timestamp:1050")
-        .env("SENSEI_TEST_MUTATE_TABLE", "orders"));
+        .arg(&cfg));
     assert_eq!(
         out.status.code(),
         Some(3),

@@ -109,7 +109,6 @@ fn split_statements(sql: &str) -> Vec<Piece> {
     // Whether the statement being read has begun (anything but whitespace
     // and comments since the last delimiter).
     let mut content = false;
-    let ident = |x: u8| x.is_ascii_alphanumeric() || x == b'_' || x == b'$' || x >= 0x80;
     while i < b.len() {
         let c = b[i];
         let at_start = !content;
@@ -117,26 +116,10 @@ fn split_statements(sql: &str) -> Vec<Piece> {
             start = i;
             start_line = line;
         }
-        let line_start = i == 0 || b[i - 1] == b'\n';
-        if at_start && line_start {
-            // Client directives own their whole line.
-            let eol = b[i..]
-                .iter()
-                .position(|&x| x == b'\n')
-                .map_or(b.len(), |e| i + e);
-            let text = sql[i..eol].trim();
-            let is_delimiter = text
-                .get(..10)
-                .is_some_and(|p| p.eq_ignore_ascii_case("delimiter "));
-            if text.starts_with('\\') || is_delimiter {
-                if is_delimiter {
-                    let d = text.get(10..).unwrap_or("").trim();
-                    if !d.is_empty() {
-                        delimiter = d.as_bytes().to_vec();
-                    }
-                }
-                i = eol;
-                start = i;
+        if at_start && (i == 0 || b[i - 1] == b'\n') {
+            if let Some((eol, new_delimiter)) = directive(sql, i) {
+                delimiter = new_delimiter.unwrap_or(delimiter);
+                (i, start) = (eol, eol);
                 continue;
             }
         }
@@ -158,25 +141,8 @@ fn split_statements(sql: &str) -> Vec<Piece> {
             start = i;
             continue;
         }
-        let comment_end = if b[i..].starts_with(b"--") || (mysql && c == b'#') {
-            Some(
-                b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .map_or(b.len(), |e| i + e),
-            )
-        } else if b[i..].starts_with(b"/*") {
-            Some(
-                b[i + 2..]
-                    .windows(2)
-                    .position(|w| w == b"*/")
-                    .map_or(b.len(), |e| i + 2 + e + 2),
-            )
-        } else {
-            None
-        };
-        if let Some(end) = comment_end {
-            line += b[i..end].iter().filter(|&&x| x == b'\n').count();
+        if let Some(end) = comment_end(b, i, mysql) {
+            line += newlines(&b[i..end]);
             i = end;
             if at_start {
                 // A comment before a statement is not part of it.
@@ -187,55 +153,16 @@ fn split_statements(sql: &str) -> Vec<Piece> {
         if !c.is_ascii_whitespace() {
             content = true;
         }
-        if c == b'\'' || c == b'"' || c == b'`' {
-            let escapes = c == b'\''
-                && (mysql
-                    || (i > 0 && matches!(b[i - 1], b'E' | b'e') && (i < 2 || !ident(b[i - 2]))));
-            i += 1;
-            while i < b.len() {
-                if b[i] == b'\n' {
-                    line += 1;
-                }
-                if escapes && b[i] == b'\\' {
-                    if b.get(i + 1) == Some(&b'\n') {
-                        line += 1;
-                    }
-                    i += 2;
-                    continue;
-                }
-                if b[i] == c {
-                    if b.get(i + 1) == Some(&c) {
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        if c == b'$' && (i == 0 || !ident(b[i - 1])) {
-            // $tag$ ... $tag$ (a tag of letters, digits and _, possibly
-            // empty, not starting with a digit: `$1` is a parameter).
-            let tag_len = b[i + 1..]
-                .iter()
-                .position(|&x| !(x.is_ascii_alphanumeric() || x == b'_'));
-            let opens = tag_len
-                .is_some_and(|n| b[i + 1 + n] == b'$' && (n == 0 || !b[i + 1].is_ascii_digit()));
-            if let (true, Some(n)) = (opens, tag_len) {
-                let tag = &b[i..i + n + 2];
-                let body = i + n + 2;
-                let end = b[body..]
-                    .windows(tag.len())
-                    .position(|w| w == tag)
-                    .map_or(b.len(), |e| body + e + tag.len());
-                line += b[i..end].iter().filter(|&&x| x == b'\n').count();
-                i = end;
-                continue;
-            }
-        }
-        i += 1;
+        let end = if c == b'\'' || c == b'"' || c == b'`' {
+            Some(quoted_end(b, i, mysql))
+        } else if c == b'$' && (i == 0 || !ident(b[i - 1])) {
+            dollar_quoted_end(b, i)
+        } else {
+            None
+        };
+        let end = end.unwrap_or(i + 1);
+        line += newlines(&b[i..end.min(b.len())]);
+        i = end;
     }
     if content {
         out.push(Piece {
@@ -244,6 +171,100 @@ fn split_statements(sql: &str) -> Vec<Piece> {
         });
     }
     out
+}
+
+/// A byte that may be part of an identifier.
+fn ident(x: u8) -> bool {
+    x.is_ascii_alphanumeric() || x == b'_' || x == b'$' || x >= 0x80
+}
+
+fn newlines(b: &[u8]) -> usize {
+    b.iter().filter(|&&x| x == b'\n').count()
+}
+
+/// A client directive (psql's `\connect`, mysql's `DELIMITER x`) on the
+/// line starting at `i`: where its line ends, and the new delimiter it sets.
+fn directive(sql: &str, i: usize) -> Option<(usize, Option<Vec<u8>>)> {
+    let b = sql.as_bytes();
+    let eol = b[i..]
+        .iter()
+        .position(|&x| x == b'\n')
+        .map_or(b.len(), |e| i + e);
+    let text = sql[i..eol].trim();
+    let is_delimiter = text
+        .get(..10)
+        .is_some_and(|p| p.eq_ignore_ascii_case("delimiter "));
+    if is_delimiter {
+        let d = text.get(10..).unwrap_or("").trim();
+        return Some((eol, (!d.is_empty()).then(|| d.as_bytes().to_vec())));
+    }
+    text.starts_with('\\').then_some((eol, None))
+}
+
+/// Where the comment starting at `i` ends (`--`, mysql's `#`, `/* */`).
+fn comment_end(b: &[u8], i: usize, mysql: bool) -> Option<usize> {
+    if b[i..].starts_with(b"--") || (mysql && b[i] == b'#') {
+        Some(
+            b[i..]
+                .iter()
+                .position(|&x| x == b'\n')
+                .map_or(b.len(), |e| i + e),
+        )
+    } else if b[i..].starts_with(b"/*") {
+        Some(
+            b[i + 2..]
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(b.len(), |e| i + 2 + e + 2),
+        )
+    } else {
+        None
+    }
+}
+
+/// Just past the closing quote of the string or quoted name opening at
+/// `i`; a doubled quote stays inside, and backslash escapes count in
+/// MySQL's strings and PostgreSQL's `E'..'`.
+fn quoted_end(b: &[u8], mut i: usize, mysql: bool) -> usize {
+    let c = b[i];
+    let escapes = c == b'\''
+        && (mysql || (i > 0 && matches!(b[i - 1], b'E' | b'e') && (i < 2 || !ident(b[i - 2]))));
+    i += 1;
+    while i < b.len() {
+        if escapes && b[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b[i] == c {
+            if b.get(i + 1) == Some(&c) {
+                i += 2;
+                continue;
+            }
+            break;
+        }
+        i += 1;
+    }
+    i + 1
+}
+
+/// Just past a `$tag$ ... $tag$` body opening at `i` (a tag of letters,
+/// digits and _, possibly empty, not starting with a digit: `$1` is a
+/// parameter); None when no tag opens there.
+fn dollar_quoted_end(b: &[u8], i: usize) -> Option<usize> {
+    let n = b[i + 1..]
+        .iter()
+        .position(|&x| !(x.is_ascii_alphanumeric() || x == b'_'))?;
+    if b[i + 1 + n] != b'$' || (n > 0 && b[i + 1].is_ascii_digit()) {
+        return None;
+    }
+    let tag = &b[i..i + n + 2];
+    let body = i + n + 2;
+    Some(
+        b[body..]
+            .windows(tag.len())
+            .position(|w| w == tag)
+            .map_or(b.len(), |e| body + e + tag.len()),
+    )
 }
 
 /// The first words of a statement, to list it when skipped.

@@ -465,12 +465,8 @@ impl Planner for TransformationPlanner {
         Ok(Plan::Tasks(specs))
     }
 
-    async fn finalize(
-        &self,
-        cx: &mut PhaseContext<'_>,
-        tasks: &[TaskOutcome],
-    ) -> Result<Finalized> {
-        let mut partitions: Vec<PartitionRef> = results::<TransformResult>(tasks)?
+    async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized> {
+        let mut partitions: Vec<PartitionRef> = results::<TransformResult>(done)?
             .into_iter()
             .map(|r| r.partition)
             .collect();

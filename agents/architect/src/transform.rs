@@ -3,11 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef};
-use arrow::datatypes::DataType;
-use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use sensei_flight::parquet_io::PartitionWriter;
@@ -38,138 +34,9 @@ pub struct TransformTask {
     /// Tables the SQL joins, whole, under their aliases.
     #[serde(default)]
     pub lookups: Vec<LookupRef>,
-    /// The target's primary key (fault injection leaves it alone).
+    /// The target's primary key.
     #[serde(default)]
     pub primary_key: Vec<String>,
-}
-
-/// Fault injection for the verification tests: `SENSEI_TEST_MUTATE=<kind>`
-/// with `SENSEI_TEST_MUTATE_TABLE=<target table>` corrupts the first output
-/// batch of that table's partition 0 the way a faulty worker or disk would:
-/// `delete`, `duplicate`, `swap` (two text columns), `truncate` (a string),
-/// `recase` (a string upper-cased with leading blanks),
-/// `timestamp:<ms>` (shifted), `number:<delta>` (changed), `null` (a value
-/// lost). Key columns are left alone so the row stays identifiable.
-/// `unreadable` instead damages the written partition file (bytes flipped
-/// after its checksum was recorded), as a failing disk would.
-fn mutate(batch: RecordBatch, key: &[String]) -> std::result::Result<RecordBatch, DataFusionError> {
-    use datafusion::scalar::ScalarValue;
-    let kind = std::env::var("SENSEI_TEST_MUTATE").unwrap_or_default();
-    let (kind, arg) = kind.split_once(':').unwrap_or((kind.as_str(), ""));
-    if batch.num_rows() == 0 {
-        return Ok(batch);
-    }
-    let schema = batch.schema();
-    let free: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| !key.contains(schema.field(i).name()))
-        .collect();
-    let with_row0 =
-        |col: usize, v: ScalarValue| -> std::result::Result<ArrayRef, DataFusionError> {
-            let c = batch.column(col);
-            let values = (0..batch.num_rows())
-                .map(|r| {
-                    if r == 0 {
-                        Ok(v.clone())
-                    } else {
-                        ScalarValue::try_from_array(c, r)
-                    }
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            ScalarValue::iter_to_array(values)
-        };
-    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
-    let first_of = |pred: &dyn Fn(&DataType) -> bool| {
-        free.iter()
-            .copied()
-            .find(|&i| pred(schema.field(i).data_type()) && !batch.column(i).is_null(0))
-    };
-    match kind {
-        "delete" => return Ok(batch.slice(1, batch.num_rows() - 1)),
-        "duplicate" => {
-            return Ok(arrow::compute::concat_batches(
-                &schema,
-                [&batch, &batch.slice(0, 1)],
-            )?)
-        }
-        "swap" => {
-            let text: Vec<usize> = free
-                .iter()
-                .copied()
-                .filter(|&i| schema.field(i).data_type() == &DataType::Utf8)
-                .collect();
-            if let [a, b, ..] = text[..] {
-                let va = ScalarValue::try_from_array(batch.column(a), 0)?;
-                let vb = ScalarValue::try_from_array(batch.column(b), 0)?;
-                cols[a] = with_row0(a, vb)?;
-                cols[b] = with_row0(b, va)?;
-            }
-        }
-        "recase" => {
-            if let Some(i) = first_of(&|t| t == &DataType::Utf8) {
-                if let ScalarValue::Utf8(Some(v)) = ScalarValue::try_from_array(batch.column(i), 0)?
-                {
-                    cols[i] = with_row0(
-                        i,
-                        ScalarValue::Utf8(Some(format!("  {}", v.to_uppercase()))),
-                    )?;
-                }
-            }
-        }
-        "truncate" => {
-            if let Some(i) = first_of(&|t| t == &DataType::Utf8) {
-                if let ScalarValue::Utf8(Some(v)) = ScalarValue::try_from_array(batch.column(i), 0)?
-                {
-                    let cut: String = v
-                        .chars()
-                        .take(v.chars().count().saturating_sub(1))
-                        .collect();
-                    cols[i] = with_row0(i, ScalarValue::Utf8(Some(cut)))?;
-                }
-            }
-        }
-        "timestamp" => {
-            if let Some(i) = first_of(&|t| matches!(t, DataType::Timestamp(..))) {
-                if let ScalarValue::TimestampMicrosecond(Some(v), tz) =
-                    ScalarValue::try_from_array(batch.column(i), 0)?
-                {
-                    let ms: i64 = arg.parse().unwrap_or(2_000);
-                    cols[i] = with_row0(
-                        i,
-                        ScalarValue::TimestampMicrosecond(Some(v + ms * 1_000), tz),
-                    )?;
-                }
-            }
-        }
-        "number" => {
-            let delta: f64 = arg.parse().unwrap_or(1.0);
-            if let Some(i) =
-                first_of(&|t| matches!(t, DataType::Float64 | DataType::Decimal128(..)))
-            {
-                let v = match ScalarValue::try_from_array(batch.column(i), 0)? {
-                    ScalarValue::Float64(Some(x)) => ScalarValue::Float64(Some(x + delta)),
-                    ScalarValue::Decimal128(Some(x), p, s) => ScalarValue::Decimal128(
-                        Some(x + (delta * 10f64.powi(s as i32)).round() as i128),
-                        p,
-                        s,
-                    ),
-                    other => other,
-                };
-                cols[i] = with_row0(i, v)?;
-            }
-        }
-        "null" => {
-            let nullable = free
-                .iter()
-                .copied()
-                .find(|&i| schema.field(i).is_nullable() && !batch.column(i).is_null(0));
-            if let Some(i) = nullable {
-                let null = ScalarValue::try_from(schema.field(i).data_type())?;
-                cols[i] = with_row0(i, null)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
 /// A joined table's staged partitions, registered under `alias`.
@@ -433,18 +300,7 @@ pub async fn run(
     let id = format!("{}-a{attempt}", task.output_id);
     let path = ctx.staging_path(&id);
     let mut writer = PartitionWriter::create(&path, out_schema)?;
-    let inject_target = task.input.partition == 0
-        && std::env::var("SENSEI_TEST_MUTATE_TABLE").is_ok_and(|t| t == task.target_table);
-    let mut inject =
-        inject_target && std::env::var("SENSEI_TEST_MUTATE").is_ok_and(|m| m != "unreadable");
     while let Some(batch) = stream.next().await {
-        let batch = match batch {
-            Ok(b) if inject && b.num_rows() > 0 => {
-                inject = false;
-                mutate(b, &task.primary_key)
-            }
-            other => other,
-        };
         match batch {
             Ok(b) => writer.write(&b)?,
             Err(e) => {
@@ -457,8 +313,6 @@ pub async fn run(
         }
     }
     let stats = writer.finish()?;
-    let damage =
-        inject_target && std::env::var("SENSEI_TEST_MUTATE").is_ok_and(|m| m == "unreadable");
     let partition = ctx.register(
         &id,
         &task.target_table,
@@ -466,20 +320,6 @@ pub async fn run(
         path.clone(),
         stats,
     );
-    if damage {
-        let flip = || -> std::io::Result<()> {
-            let mut bytes = std::fs::read(&path)?;
-            let mid = bytes.len() / 2;
-            for b in bytes.iter_mut().skip(mid).take(16) {
-                *b = !*b;
-            }
-            std::fs::write(&path, bytes)
-        };
-        flip().map_err(|e| EngineError::Malformed {
-            what: "fault injection".into(),
-            message: e.to_string(),
-        })?;
-    }
     Ok(TransformResult {
         rows: partition.rows,
         bytes: partition.bytes,
@@ -493,6 +333,7 @@ mod engine_tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
     use sensei_contracts::io::{read_verified_file, FolderIo};
 
     fn staged(io: &FolderIo, names: &[&str]) -> PartitionRef {

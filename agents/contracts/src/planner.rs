@@ -182,9 +182,8 @@ pub trait Planner: Send + Sync {
     /// Plans the phase's tasks once the phase before it is checkpointed.
     async fn plan(&self, cx: &mut PhaseContext<'_>) -> Result<Plan>;
 
-    /// Writes the phase's checkpoint artifact from its finished tasks.
-    async fn finalize(&self, cx: &mut PhaseContext<'_>, tasks: &[TaskOutcome])
-        -> Result<Finalized>;
+    /// Writes the phase's checkpoint artifact from its `done` tasks.
+    async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized>;
 }
 
 /// A table or column name as a file or partition id part: anything but

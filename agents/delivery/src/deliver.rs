@@ -166,13 +166,14 @@ pub async fn run(
                 std::thread::sleep(pause);
             }
             let key = BatchKey {
+                table: &task.table,
                 migration: &migration,
                 partition: &task.ledger_partition,
                 seq: seq as u64,
                 attempt,
             };
             let started = std::time::Instant::now();
-            let ack = target.write_batch(&task.table, chunk, &key)?;
+            let ack = target.write_batch(chunk, &key)?;
             r.metrics.observe(
                 sensei_runtime::metrics::DELIVERY_BATCH_SECONDS,
                 started.elapsed().as_secs_f64(),
@@ -246,12 +247,12 @@ mod tests {
         let url = format!("sqlite://{}", dir.join("target.db").display());
         let mut target = Target::open_in(&url, &SourceOptions::default(), "").unwrap();
         target
-            .ensure_table(
-                "customer",
-                &schema,
-                &["customer_id".into()],
-                &Default::default(),
-            )
+            .ensure_table(&sensei_connectors::target::NewTable {
+                name: "customer",
+                schema: &schema,
+                primary_key: &["customer_id".into()],
+                declared: &Default::default(),
+            })
             .unwrap();
         let task = DeliverTask {
             table: "customer".into(),

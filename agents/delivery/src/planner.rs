@@ -30,7 +30,7 @@ use crate::deliver::{target_options, DeliverResult, DeliverTask, TargetConnectio
 pub use sensei_architect::planner::TARGET_SCHEMA_FROM_TARGET;
 
 /// Constraints or indexes set aside for a load: (table, name, definition).
-pub type Deferred = Vec<(String, String, String)>;
+pub use sensei_connectors::target::Deferred;
 
 /// Per table read back from the target: its digest and Merkle root.
 type ReadBackDigests = BTreeMap<String, (TableDigest, String)>;
@@ -208,7 +208,13 @@ fn prepare_target(p: Preparation) -> Result<Prepared> {
     }
     let mut created = Vec::new();
     for (name, schema, pk, widths) in &schemas {
-        if target.ensure_table(name, schema, pk, widths)? {
+        let table = sensei_connectors::target::NewTable {
+            name,
+            schema,
+            primary_key: pk,
+            declared: widths,
+        };
+        if target.ensure_table(&table)? {
             created.push(name.clone());
         }
     }
@@ -242,13 +248,7 @@ fn prepare_target(p: Preparation) -> Result<Prepared> {
     // (MySQL sessions load with foreign-key checks off); secondary
     // indexes are built once then, not maintained per row.
     let names: Vec<String> = schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
-    let (fks, indexes) = match &mut target {
-        sensei_connectors::target::Target::Postgres(pg) => {
-            (pg.detach_foreign_keys(&names)?, pg.detach_indexes(&names)?)
-        }
-        sensei_connectors::target::Target::MySql(my) => (Vec::new(), my.detach_indexes(&names)?),
-        _ => (Vec::new(), Vec::new()),
-    };
+    let (fks, indexes) = target.detach_for_load(&names)?;
     // Re-sync: the target tables emptied and their ledger rows
     // forgotten once foreign keys are detached, before any batch.
     if resync {
@@ -265,21 +265,6 @@ fn prepare_target(p: Preparation) -> Result<Prepared> {
         notes,
         created: new_tables,
     })
-}
-
-/// Indexes and foreign keys set aside for the load, put back: the server
-/// validates the keys against the rows. Returns what could not be.
-fn reattach(target: Target, foreign_keys: &Deferred, indexes: &Deferred) -> Vec<String> {
-    match target {
-        Target::Postgres(mut pg) => {
-            // Indexes first: validating a foreign key can use them.
-            let mut broken = pg.attach_indexes(indexes);
-            broken.extend(pg.attach_foreign_keys(foreign_keys));
-            broken
-        }
-        Target::MySql(mut my) => my.attach_indexes(indexes),
-        _ => Vec::new(),
-    }
 }
 
 /// What the post-delivery read-back needs, moved onto a blocking thread.
@@ -308,13 +293,12 @@ struct ReadBackFound {
 fn read_back_target(p: ReadBackPlan) -> Result<ReadBackFound> {
     let mut copies = Vec::new();
     let location = parse(&p.url, "target")?;
-    let broken = match &location {
-        Location::Postgres(_) | Location::MySql(_) => reattach(
-            Target::open_in(&p.url, &p.options, &p.namespace)?,
-            &p.foreign_keys,
-            &p.indexes,
-        ),
-        _ => Vec::new(),
+    // What the load set aside, put back: the server validates the foreign
+    // keys against the rows.
+    let broken = if p.foreign_keys.is_empty() && p.indexes.is_empty() {
+        Vec::new()
+    } else {
+        Target::open_in(&p.url, &p.options, &p.namespace)?.reattach(&p.foreign_keys, &p.indexes)
     };
     let mut target = sensei_connectors::readback::ReadBack::open(&p.url, &p.options, &p.namespace)?;
     let mut digests = BTreeMap::new();
@@ -549,15 +533,11 @@ impl Planner for DeliveryPlanner {
         Ok(Plan::Tasks(self.prepare(cx).await?))
     }
 
-    async fn finalize(
-        &self,
-        cx: &mut PhaseContext<'_>,
-        tasks: &[TaskOutcome],
-    ) -> Result<Finalized> {
+    async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized> {
         let config = cx.config;
         let cert_bytes = cx.artifacts.get(&cx.path("certificate.json")).await?;
         let cert: SignedCertificate = serde_json::from_slice(&cert_bytes)?;
-        let (mut tables, elapsed, notices) = delivered(tasks)?;
+        let (mut tables, elapsed, notices) = delivered(done)?;
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
         // The certified Arrow type of every column, from the verified partitions.
         let mut certified: BTreeMap<String, SchemaRef> = BTreeMap::new();

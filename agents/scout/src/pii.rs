@@ -1767,245 +1767,293 @@ pub fn detect_in(e: &ColumnEvidence<'_>, names: &TableNames, index: usize) -> Ve
     detect_among(e, pii, people)
 }
 
-/// [`detect`] given how many neighbours are named like PII and whether one
-/// is named like a person's.
-fn detect_among(e: &ColumnEvidence<'_>, neighbour_pii: usize, people_named: bool) -> Vec<PiiFlag> {
-    let toks = tokens(e.column);
-    let table_toks = tokens(e.table);
-    let values: Vec<&str> = e
-        .samples
-        .iter()
-        .flatten()
-        .map(|s| whole_number(s.trim()))
-        .filter(|s| !s.is_empty())
-        .collect();
-    let n = values.len().max(1) as f64;
-    let frac = |f: &dyn Fn(&str) -> bool| values.iter().filter(|v| f(v)).count() as f64 / n;
-    let distinct = values
-        .iter()
-        .map(|v| v.to_lowercase())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    // A categorical column written as codes (`1`, `2.0`, `F`, `HISP`): the
-    // name alone says what the codes stand for.
-    let coded = !values.is_empty()
-        && distinct <= 12
-        && values
+/// What one column's name, table and sampled values say, computed once and
+/// read by every kind's check.
+struct ColumnFacts<'a> {
+    toks: Vec<String>,
+    values: Vec<&'a str>,
+    /// How many values differ (case folded).
+    distinct: usize,
+    /// A categorical column written as codes (`1`, `2.0`, `F`, `HISP`): the
+    /// name alone says what the codes stand for.
+    coded: bool,
+    person_table: bool,
+    /// A column called just `name` names a person only beside person columns.
+    people_around: bool,
+    /// 0.0 to 1.0+: a person-like table and neighbouring PII columns.
+    context: f64,
+    neighbour_pii: usize,
+    /// Shares of values that are known names, and known full names.
+    known_names: f64,
+    full_names: f64,
+}
+
+impl<'a> ColumnFacts<'a> {
+    fn of(e: &ColumnEvidence<'a>, neighbour_pii: usize, people_named: bool) -> Self {
+        let values: Vec<&str> = e
+            .samples
             .iter()
-            .all(|v| v.len() <= 8 && !v.contains(char::is_whitespace));
-    // Table names are often plural: `customers` is a person-like table too.
-    let person_table = table_toks.iter().any(|t| {
-        PERSON_TABLE_WORDS.contains(&t.as_str())
-            || PERSON_TABLE_WORDS.contains(&t.trim_end_matches('s'))
-    });
-    let context = (if person_table { 0.6 } else { 0.0 }) + (neighbour_pii.min(2) as f64 * 0.2);
-    let mut flags = Vec::new();
-    // A column called just `name` names a person only beside person columns.
-    let people_around = person_table || people_named;
-    let evidence: Vec<(bool, bool)> = values
-        .iter()
-        .filter(|v| is_name_like(v))
-        .map(|v| name_evidence(v))
-        .collect();
-    let known_names = evidence.iter().filter(|e| e.0).count() as f64 / n;
-    let full_names = evidence.iter().filter(|e| e.1).count() as f64 / n;
-    for kind in PiiKind::ALL {
-        let mut name = name_score(kind, &toks, e.column);
-        if kind == PiiKind::PersonName && toks == ["name"] && !people_around {
-            name = 0.2;
+            .flatten()
+            .map(|s| whole_number(s.trim()))
+            .filter(|s| !s.is_empty())
+            .collect();
+        let n = values.len().max(1) as f64;
+        let distinct = values
+            .iter()
+            .map(|v| v.to_lowercase())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        let coded = !values.is_empty()
+            && distinct <= 12
+            && values
+                .iter()
+                .all(|v| v.len() <= 8 && !v.contains(char::is_whitespace));
+        // Table names are often plural: `customers` is a person-like table too.
+        let person_table = tokens(e.table).iter().any(|t| {
+            PERSON_TABLE_WORDS.contains(&t.as_str())
+                || PERSON_TABLE_WORDS.contains(&t.trim_end_matches('s'))
+        });
+        let context = (if person_table { 0.6 } else { 0.0 }) + (neighbour_pii.min(2) as f64 * 0.2);
+        let evidence: Vec<(bool, bool)> = values
+            .iter()
+            .filter(|v| is_name_like(v))
+            .map(|v| name_evidence(v))
+            .collect();
+        let known_names = evidence.iter().filter(|e| e.0).count() as f64 / n;
+        let full_names = evidence.iter().filter(|e| e.1).count() as f64 / n;
+        ColumnFacts {
+            toks: tokens(e.column),
+            values,
+            distinct,
+            coded,
+            person_table,
+            people_around: person_table || people_named,
+            context,
+            neighbour_pii,
+            known_names,
+            full_names,
+        }
+    }
+
+    /// The share of sampled values `f` accepts.
+    fn frac(&self, f: impl Fn(&str) -> bool) -> f64 {
+        let n = self.values.len().max(1) as f64;
+        self.values.iter().filter(|v| f(v)).count() as f64 / n
+    }
+
+    /// How strongly the column's name says `kind` (0.0 to 1.0).
+    fn name(&self, kind: PiiKind, column: &str) -> f64 {
+        let name = name_score(kind, &self.toks, column);
+        if kind == PiiKind::PersonName && self.toks == ["name"] && !self.people_around {
+            return 0.2;
         }
         // People named by their role (`judge`, `representante_legal`,
         // `approved_by`) when the values are known names.
         if kind == PiiKind::PersonName
             && name == 0.0
-            && known_names >= 0.5
-            && toks.iter().any(|t| ROLE_WORDS.contains(&t.as_str()))
+            && self.known_names >= 0.5
+            && self.toks.iter().any(|t| ROLE_WORDS.contains(&t.as_str()))
         {
-            name = 0.7;
+            return 0.7;
         }
-        let neg = negative(kind, &toks);
-        // (fraction of values the validator accepts, whether those values are
-        // unambiguous on their own)
-        let mut note = None;
-        let (value, strong) = match kind {
-            PiiKind::Email => (frac(&|v| is_email(v)), true),
-            PiiKind::CreditCard => {
-                let valid = frac(&|v| is_card(v));
-                let shaped = frac(&|v| is_card_shaped(v));
-                if valid < 0.5 && shaped >= 0.5 && name >= 1.0 {
-                    note = Some(format!(
-                        "{:.0}% of sampled values have card shapes but fail the Luhn checksum: test data?",
-                        shaped * 100.0
-                    ));
-                    (shaped, false)
-                } else {
-                    (valid, true)
-                }
+        name
+    }
+}
+
+/// What the values say of `kind`: the share the kind's validator accepts,
+/// whether such values are unambiguous on their own, and a note for the
+/// reasons. `name` is how strongly the column's name says the kind.
+fn value_evidence(kind: PiiKind, name: f64, f: &ColumnFacts<'_>) -> (f64, bool, Option<String>) {
+    let named = name >= 1.0;
+    let (value, strong) = match kind {
+        PiiKind::Email => (f.frac(is_email), true),
+        PiiKind::CreditCard => {
+            let valid = f.frac(is_card);
+            let shaped = f.frac(is_card_shaped);
+            if valid < 0.5 && shaped >= 0.5 && named {
+                let note = format!(
+                    "{:.0}% of sampled values have card shapes but fail the Luhn checksum: test data?",
+                    shaped * 100.0
+                );
+                return (shaped, false, Some(note));
             }
-            PiiKind::Iban => (frac(&|v| is_iban(v)), true),
-            PiiKind::IpAddress => (frac(&|v| is_ip(v)), true),
-            PiiKind::Ssn => {
-                let dashed = frac(&|v| ssn(v).0 && ssn(v).1);
-                (frac(&|v| ssn(v).0), dashed >= 0.8)
-            }
-            PiiKind::Phone => {
-                let lenient = name >= 1.0;
-                let styled = frac(&|v| phone(v, lenient).1);
-                (frac(&|v| phone(v, lenient).0), styled >= 0.8)
-            }
-            PiiKind::PostalCode => {
-                let unambiguous = frac(&|v| postal(v).1);
-                let valid = frac(&|v| postal(v).0);
-                // Four- and six-digit codes (Australia, Switzerland, India,
-                // Colombia...) and ZIP+4 without its dash, when the name
-                // says postal code.
-                let numeric = |v: &str| {
-                    (3..=9).contains(&v.len())
-                        && v.len() != 7
-                        && v.len() != 8
-                        && v.chars().all(|c| c.is_ascii_digit())
-                };
-                if name >= 1.0 && valid < 0.8 {
-                    (frac(&|v| postal(v).0 || numeric(v)), unambiguous >= 0.5)
-                } else {
-                    (valid, unambiguous >= 0.5)
-                }
-            }
-            PiiKind::DateOfBirth => {
-                let full = frac(&|v| is_birth_date(v));
-                // `04/01/83`: a two-digit year only when the name says birth.
-                if name >= 1.0 && full < 0.5 {
-                    (frac(&|v| is_birth_date(v) || short_date(v)), false)
-                } else {
-                    (full, false)
-                }
-            }
-            PiiKind::StreetAddress => {
-                let street = frac(&|v| is_street(v));
-                // Street words differ by country; when the name says
-                // address, a line of words with a house number will do.
-                if name >= 1.0 && street < 0.8 {
-                    (frac(&|v| is_street(v) || address_like(v)), street >= 0.5)
-                } else {
-                    (street, true)
-                }
-            }
-            PiiKind::PersonName => {
-                // Full names are people on their own; single known names
-                // (storms, places, products carry them too) need the
-                // column's name or its table.
-                let strong =
-                    full_names >= 0.5 || (known_names >= 0.5 && (name >= 1.0 || person_table));
-                (frac(&|v| is_name_like(v)), strong)
-            }
-            PiiKind::Age => (frac(&|v| is_age(v)), false),
-            PiiKind::Gender => {
-                let (known, words) = gender_shares(&values);
-                let known = if name >= 1.0 && coded { 1.0 } else { known };
-                (known, words >= 0.5 && distinct <= 12)
-            }
-            PiiKind::DrivingLicence => (frac(&|v| is_licence_shaped(v)), false),
-            PiiKind::Passport => (frac(&|v| is_passport_shaped(v)), false),
-            PiiKind::Vin => {
-                let checked = frac(&|v| vin(v).1);
-                (frac(&|v| vin(v).0), checked >= 0.5)
-            }
-            PiiKind::SwiftBic => (frac(&|v| is_bic(v)), false),
-            PiiKind::MacAddress => (frac(&|v| is_mac(v)), true),
-            PiiKind::Coordinates => {
-                let pairs = frac(&|v| coordinates(v).1);
-                // Projected coordinates (metres east and north of an origin).
-                let projected_name = toks.iter().any(|t| t == "easting" || t == "northing");
-                let projected = |v: &str| {
-                    v.replace(',', "")
-                        .parse::<f64>()
-                        .is_ok_and(|x| (100.0..1e8).contains(&x.abs()))
-                };
-                let value = if projected_name {
-                    frac(&|v| coordinates(v).0 || projected(v))
-                } else {
-                    frac(&|v| coordinates(v).0)
-                };
-                (value, pairs >= 0.8)
-            }
-            PiiKind::NationalId => {
-                let checked = frac(&|v| is_national_id(v));
-                if checked >= 0.8 {
-                    (checked, true)
-                } else {
-                    (frac(&|v| is_id_shaped(v)), false)
-                }
-            }
-            PiiKind::Ethnicity => {
-                let (known, distinct_words) = ethnic_shares(&values);
-                let known = if name >= 1.0 && coded { 1.0 } else { known };
-                (known, distinct_words >= 0.3)
-            }
-        };
-        // One or two values prove little on their own (a 16-digit id passes
-        // Luhn one time in ten).
-        let numeric = matches!(kind, PiiKind::CreditCard | PiiKind::Ssn | PiiKind::Phone);
-        let strong = strong && (values.len() >= 3 || name > 0.0 || !numeric);
-        let mut reasons: Vec<String> = note.into_iter().collect();
-        let mut c = if value >= 0.8 {
-            reasons.push(format!(
-                "{:.0}% of sampled values are valid {}",
-                value * 100.0,
-                kind.as_str()
-            ));
-            if strong {
-                0.7 + 0.25 * name + 0.05 * context.min(1.0)
+            (valid, true)
+        }
+        PiiKind::Iban => (f.frac(is_iban), true),
+        PiiKind::IpAddress => (f.frac(is_ip), true),
+        PiiKind::Ssn => (
+            f.frac(|v| ssn(v).0),
+            f.frac(|v| ssn(v).0 && ssn(v).1) >= 0.8,
+        ),
+        PiiKind::Phone => (
+            f.frac(|v| phone(v, named).0),
+            f.frac(|v| phone(v, named).1) >= 0.8,
+        ),
+        PiiKind::PostalCode => postal_evidence(named, f),
+        PiiKind::DateOfBirth => {
+            let full = f.frac(is_birth_date);
+            // `04/01/83`: a two-digit year only when the name says birth.
+            if named && full < 0.5 {
+                (f.frac(|v| is_birth_date(v) || short_date(v)), false)
             } else {
-                0.3 + 0.5 * name + 0.15 * context.min(1.0)
+                (full, false)
             }
-        } else if value >= 0.5 {
-            reasons.push(format!(
-                "{:.0}% of sampled values are valid {}",
-                value * 100.0,
-                kind.as_str()
-            ));
-            (if strong { 0.45 } else { 0.25 }) + 0.4 * name + 0.1 * context.min(1.0)
-        } else if name >= 1.0 && values.is_empty() {
-            reasons.push("column name, no values sampled".into());
-            0.55
+        }
+        PiiKind::StreetAddress => {
+            let street = f.frac(is_street);
+            // Street words differ by country; when the name says
+            // address, a line of words with a house number will do.
+            if named && street < 0.8 {
+                (f.frac(|v| is_street(v) || address_like(v)), street >= 0.5)
+            } else {
+                (street, true)
+            }
+        }
+        PiiKind::PersonName => {
+            // Full names are people on their own; single known names
+            // (storms, places, products carry them too) need the
+            // column's name or its table.
+            let strong = f.full_names >= 0.5 || (f.known_names >= 0.5 && (named || f.person_table));
+            (f.frac(is_name_like), strong)
+        }
+        PiiKind::Age => (f.frac(is_age), false),
+        PiiKind::Gender => {
+            let (known, words) = gender_shares(&f.values);
+            let known = if named && f.coded { 1.0 } else { known };
+            (known, words >= 0.5 && f.distinct <= 12)
+        }
+        PiiKind::DrivingLicence => (f.frac(is_licence_shaped), false),
+        PiiKind::Passport => (f.frac(is_passport_shaped), false),
+        PiiKind::Vin => (f.frac(|v| vin(v).0), f.frac(|v| vin(v).1) >= 0.5),
+        PiiKind::SwiftBic => (f.frac(is_bic), false),
+        PiiKind::MacAddress => (f.frac(is_mac), true),
+        PiiKind::Coordinates => coordinate_evidence(f),
+        PiiKind::NationalId => {
+            let checked = f.frac(is_national_id);
+            if checked >= 0.8 {
+                (checked, true)
+            } else {
+                (f.frac(is_id_shaped), false)
+            }
+        }
+        PiiKind::Ethnicity => {
+            let (known, distinct_words) = ethnic_shares(&f.values);
+            let known = if named && f.coded { 1.0 } else { known };
+            (known, distinct_words >= 0.3)
+        }
+    };
+    (value, strong, None)
+}
+
+/// Postal codes: ZIP and the unambiguous formats, and when the name says
+/// postal code, four- and six-digit codes (Australia, Switzerland, India,
+/// Colombia...) and ZIP+4 without its dash.
+fn postal_evidence(named: bool, f: &ColumnFacts<'_>) -> (f64, bool) {
+    let unambiguous = f.frac(|v| postal(v).1);
+    let valid = f.frac(|v| postal(v).0);
+    let numeric = |v: &str| {
+        (3..=9).contains(&v.len())
+            && v.len() != 7
+            && v.len() != 8
+            && v.chars().all(|c| c.is_ascii_digit())
+    };
+    if named && valid < 0.8 {
+        (f.frac(|v| postal(v).0 || numeric(v)), unambiguous >= 0.5)
+    } else {
+        (valid, unambiguous >= 0.5)
+    }
+}
+
+/// Latitude/longitude values or pairs, and projected coordinates (metres
+/// east and north of an origin) when the name says easting or northing.
+fn coordinate_evidence(f: &ColumnFacts<'_>) -> (f64, bool) {
+    let pairs = f.frac(|v| coordinates(v).1);
+    let projected_name = f.toks.iter().any(|t| t == "easting" || t == "northing");
+    let projected = |v: &str| {
+        v.replace(',', "")
+            .parse::<f64>()
+            .is_ok_and(|x| (100.0..1e8).contains(&x.abs()))
+    };
+    let value = if projected_name {
+        f.frac(|v| coordinates(v).0 || projected(v))
+    } else {
+        f.frac(|v| coordinates(v).0)
+    };
+    (value, pairs >= 0.8)
+}
+
+/// The confidence that the column holds `kind`, and the reasons, from the
+/// name's score, the values' evidence and the context.
+fn score(kind: PiiKind, column: &str, name: f64, f: &ColumnFacts<'_>) -> (f64, Vec<String>) {
+    let (value, strong, note) = value_evidence(kind, name, f);
+    // One or two values prove little on their own (a 16-digit id passes
+    // Luhn one time in ten).
+    let numeric = matches!(kind, PiiKind::CreditCard | PiiKind::Ssn | PiiKind::Phone);
+    let strong = strong && (f.values.len() >= 3 || name > 0.0 || !numeric);
+    let context = f.context.min(1.0);
+    let mut reasons: Vec<String> = note.into_iter().collect();
+    let valid = || {
+        format!(
+            "{:.0}% of sampled values are valid {}",
+            value * 100.0,
+            kind.as_str()
+        )
+    };
+    let mut c = if value >= 0.8 {
+        reasons.push(valid());
+        if strong {
+            0.7 + 0.25 * name + 0.05 * context
         } else {
-            // Masked or malformed values with a telling name still count a little.
-            0.35 * name
+            0.3 + 0.5 * name + 0.15 * context
+        }
+    } else if value >= 0.5 {
+        reasons.push(valid());
+        (if strong { 0.45 } else { 0.25 }) + 0.4 * name + 0.1 * context
+    } else if name >= 1.0 && f.values.is_empty() {
+        reasons.push("column name, no values sampled".into());
+        0.55
+    } else {
+        // Masked or malformed values with a telling name still count a little.
+        0.35 * name
+    };
+    if name > 0.0 {
+        reasons.push(format!("column name `{column}` suggests {}", kind.as_str()));
+    }
+    // Full names (a known first and last name) outweigh a name word
+    // that usually means something else (`UserName` of full names).
+    if negative(kind, &f.toks) && !(kind == PiiKind::PersonName && f.full_names >= 0.8) {
+        reasons.push(format!(
+            "column name `{column}` suggests something other than {}",
+            kind.as_str()
+        ));
+        c -= 0.45;
+    }
+    if f.context > 0.0 && c > 0.0 {
+        let table = if f.person_table {
+            "a person-like table, "
+        } else {
+            ""
         };
-        if name > 0.0 {
-            reasons.push(format!(
-                "column name `{}` suggests {}",
-                e.column,
-                kind.as_str()
-            ));
-        }
-        // Full names (a known first and last name) outweigh a name word
-        // that usually means something else (`UserName` of full names).
-        let neg = neg && !(kind == PiiKind::PersonName && full_names >= 0.8);
-        if neg {
-            reasons.push(format!(
-                "column name `{}` suggests something other than {}",
-                e.column,
-                kind.as_str()
-            ));
-            c -= 0.45;
-        }
-        if context > 0.0 && c > 0.0 {
-            reasons.push(format!(
-                "context: {}{} neighbouring PII columns",
-                if person_table {
-                    "a person-like table, "
-                } else {
-                    ""
-                },
-                neighbour_pii
-            ));
-        }
-        // A bank's identifier is personal only in a person's record.
-        if kind == PiiKind::SwiftBic && context < 0.4 {
-            c = c.min(FLAG_THRESHOLD - 0.05);
-        }
-        let c = c.clamp(0.0, 1.0);
+        reasons.push(format!(
+            "context: {table}{} neighbouring PII columns",
+            f.neighbour_pii
+        ));
+    }
+    // A bank's identifier is personal only in a person's record.
+    if kind == PiiKind::SwiftBic && f.context < 0.4 {
+        c = c.min(FLAG_THRESHOLD - 0.05);
+    }
+    (c.clamp(0.0, 1.0), reasons)
+}
+
+/// [`detect`] given how many neighbours are named like PII and whether one
+/// is named like a person's.
+fn detect_among(e: &ColumnEvidence<'_>, neighbour_pii: usize, people_named: bool) -> Vec<PiiFlag> {
+    let facts = ColumnFacts::of(e, neighbour_pii, people_named);
+    let mut flags = Vec::new();
+    for kind in PiiKind::ALL {
+        let name = facts.name(kind, e.column);
+        let (c, reasons) = score(kind, e.column, name, &facts);
         if c >= FLAG_THRESHOLD {
             flags.push(PiiFlag {
                 kind,
@@ -2014,7 +2062,7 @@ fn detect_among(e: &ColumnEvidence<'_>, neighbour_pii: usize, people_named: bool
             });
         }
     }
-    free_text(&values, &mut flags);
+    free_text(&facts.values, &mut flags);
     flags.sort_by(|a, b| {
         b.confidence
             .total_cmp(&a.confidence)

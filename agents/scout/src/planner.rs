@@ -68,10 +68,7 @@ fn discover(
     bytes_limit: u64,
 ) -> Result<Discovered> {
     let mut source = Source::open_with(url, None, options)?;
-    let locked = match source {
-        Source::MySql(_) if !lock => false,
-        _ => source.hold_read_lock()?,
-    };
+    let locked = source.hold_read_lock(lock)?;
     let snapshot = source.export_snapshot()?;
     let tables = source.tables()?;
     let columnless = source.columnless_tables()?;
@@ -247,11 +244,7 @@ impl Planner for IngestionPlanner {
         Ok(Plan::Tasks(specs))
     }
 
-    async fn finalize(
-        &self,
-        cx: &mut PhaseContext<'_>,
-        tasks: &[TaskOutcome],
-    ) -> Result<Finalized> {
+    async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized> {
         // Every partition is read: the snapshot may go.
         let holder = self
             .snapshots
@@ -267,7 +260,7 @@ impl Planner for IngestionPlanner {
         let mut profiles: BTreeMap<String, TableProfile> = BTreeMap::new();
         let mut rejected: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
         let mut changed: BTreeMap<String, sensei_connectors::source::Changes> = BTreeMap::new();
-        for r in results::<IngestResult>(tasks)? {
+        for r in results::<IngestResult>(done)? {
             for (column, kinds) in &r.changes {
                 for (what, n) in kinds {
                     *changed

@@ -537,11 +537,7 @@ impl Planner for VerificationPlanner {
         Ok(Plan::Tasks(specs))
     }
 
-    async fn finalize(
-        &self,
-        cx: &mut PhaseContext<'_>,
-        tasks: &[TaskOutcome],
-    ) -> Result<Finalized> {
+    async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized> {
         let path = cx.path("certificate.json");
         if cx.artifacts.exists(&path).await? {
             // Signed before an interruption: a certificate is never re-issued,
@@ -561,7 +557,7 @@ impl Planner for VerificationPlanner {
         }
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
         let transformed = cx.transformed().await?;
-        let (cross, per_table): (Vec<&TaskOutcome>, Vec<&TaskOutcome>) = tasks
+        let (cross, per_table): (Vec<&TaskOutcome>, Vec<&TaskOutcome>) = done
             .iter()
             .partition(|t| t.table == crate::queries::CROSS_TABLE);
         let verified: Vec<(&TaskOutcome, VerifyResult)> = per_table

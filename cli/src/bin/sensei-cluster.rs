@@ -81,14 +81,8 @@ enum Command {
         port: u16,
         #[arg(long)]
         workdir: PathBuf,
-        #[arg(long, default_value = "embedded")]
-        topics: String,
-        #[arg(long, default_value_t = 0)]
-        public_port: u16,
-        #[arg(long, default_value_t = 0)]
-        dashboard_port: u16,
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: std::net::IpAddr,
+        #[command(flatten)]
+        head: HeadOptions,
     },
     /// (internal) Run a worker process.
     #[command(hide = true)]
@@ -241,16 +235,13 @@ fn main() {
         Command::Head {
             port,
             workdir,
-            topics,
-            public_port,
-            dashboard_port,
-            bind,
+            head,
         } => run_head(
             &cli.dir,
-            (bind, port),
+            (head.bind, port),
             &workdir,
-            &topics,
-            (public_port, dashboard_port),
+            &head.topics,
+            (head.public_port, head.dashboard_port),
         ),
         Command::Worker {
             head,
@@ -317,24 +308,9 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-/// What `sensei-cluster up` was asked for.
-#[derive(clap::Args)]
-struct UpOptions {
-    /// Worker processes.
-    #[arg(long, default_value_t = 2)]
-    workers: u32,
-    /// Head gRPC port (0 picks a free one).
-    #[arg(long, default_value_t = 0)]
-    port: u16,
-    /// Agents of each kind per worker.
-    #[arg(long, default_value_t = 1)]
-    agents: u32,
-    /// Flight port of worker 1 (worker i gets this plus i - 1); 0 picks free ports.
-    #[arg(long, default_value_t = 0)]
-    flight_port: u16,
-    /// Working folder shared by the processes (default <dir>/work).
-    #[arg(long)]
-    workdir: Option<PathBuf>,
+/// What the head publishes to and where its listeners are.
+#[derive(clap::Args, Clone)]
+struct HeadOptions {
     /// Topic backend of the cluster: `embedded` or
     /// `kafka://HOST:PORT[,HOST:PORT]` (the `SENSEI_TOPICS__*` variables
     /// set how topics are created).
@@ -353,6 +329,28 @@ struct UpOptions {
     /// TLS is required.
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
+}
+
+/// What `sensei-cluster up` was asked for.
+#[derive(clap::Args)]
+struct UpOptions {
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// Head gRPC port (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Agents of each kind per worker.
+    #[arg(long, default_value_t = 1)]
+    agents: u32,
+    /// Flight port of worker 1 (worker i gets this plus i - 1); 0 picks free ports.
+    #[arg(long, default_value_t = 0)]
+    flight_port: u16,
+    /// Working folder shared by the processes (default <dir>/work).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    #[command(flatten)]
+    head: HeadOptions,
     /// Serve TLS on every listener with a self-signed certificate made
     /// in `<dir>/tls/` (kept for later starts); clients trust
     /// `<dir>/tls/cert.pem`.
@@ -405,7 +403,7 @@ fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<i32> {
 }
 
 fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
-    let bind = opts.bind;
+    let bind = opts.head.bind;
     let tls_wanted = opts.tls || opts.tls_cert.is_some();
     if !bind.is_loopback() && !tls_wanted {
         anyhow::bail!(
@@ -430,9 +428,13 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         agents,
         flight_port,
         workdir,
-        topics,
-        public_port,
-        dashboard_port,
+        head:
+            HeadOptions {
+                topics,
+                public_port,
+                dashboard_port,
+                ..
+            },
         ..
     } = opts;
     match &tls {
@@ -446,13 +448,9 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
     let workdir = workdir.unwrap_or_else(|| dir.join("work"));
     sensei_cli::private_dir(&workdir)?;
     let workdir = workdir.canonicalize()?;
-    let head_file = dir.join("head.json");
-    let _ = std::fs::remove_file(&head_file);
-    let head_pid = spawn_self(
+    let head = start_head(
         &dir,
-        "head.log",
         &[
-            "head".into(),
             "--port".into(),
             port.to_string(),
             "--workdir".into(),
@@ -467,28 +465,14 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
             bind.to_string(),
         ],
     )?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (endpoint, public_flight, dashboard) = loop {
-        if let Ok(text) = std::fs::read_to_string(&head_file) {
-            let v: serde_json::Value = serde_json::from_str(&text)?;
-            let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-            break (
-                field("endpoint"),
-                field("public_flight"),
-                field("dashboard"),
-            );
-        }
-        if !alive(head_pid) || Instant::now() > deadline {
-            anyhow::bail!(
-                "the head did not start; see {}",
-                dir.join("head.log").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (head_pid, endpoint, public_flight, dashboard) = head;
     let mut procs = Vec::new();
     for i in 1..=workers {
         let name = format!("worker-{i}");
+        let flight_port = match flight_port {
+            0 => 0,
+            first => first + (i - 1) as u16,
+        };
         let pid = spawn_self(
             &dir,
             &format!("{name}.log"),
@@ -503,12 +487,7 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
                 "--agents".into(),
                 agents.to_string(),
                 "--flight-port".into(),
-                if flight_port == 0 {
-                    0
-                } else {
-                    flight_port + (i - 1) as u16
-                }
-                .to_string(),
+                flight_port.to_string(),
                 "--bind".into(),
                 bind.to_string(),
             ],
@@ -526,45 +505,8 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         tls_ca: tls.as_ref().map(|t| t.ca.clone()),
     };
     std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
-    // Wait until every worker has registered its node.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    // tonic's lazy channel spawns its connection task on the current runtime.
-    let _rt_guard = rt.enter();
-    let client = GrpcScheduler::new(&endpoint, &secret)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let registered: Vec<serde_json::Value> = rt
-            .block_on(client.cluster_status())
-            .ok()
-            .and_then(|s| s["nodes"].as_array().cloned())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|n| n["role"] == "worker")
-            .collect();
-        let nodes = registered.len();
-        if nodes >= workers as usize {
-            for n in registered {
-                file.flight_endpoints.insert(
-                    n["id"].as_str().unwrap_or_default().to_string(),
-                    n["flight_endpoint"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-            }
-            std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
-            break;
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "only {nodes} of {workers} workers registered; see the logs in {}",
-                dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    file.flight_endpoints = wait_for_workers(&dir, &endpoint, &secret, workers)?;
+    std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(&file)?)?;
     println!(
         "cluster up: head {endpoint} (pid {head_pid}), {workers} workers; state in {}",
         dir.join("cluster.json").display()
@@ -580,6 +522,78 @@ fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Starts the head with `args` and waits (30 s at most) for it to say
+/// where it listens: (pid, scheduler endpoint, public Flight, dashboard).
+fn start_head(dir: &Path, args: &[String]) -> anyhow::Result<(u32, String, String, String)> {
+    let head_file = dir.join("head.json");
+    let _ = std::fs::remove_file(&head_file);
+    let mut command = vec!["head".to_string()];
+    command.extend_from_slice(args);
+    let head_pid = spawn_self(dir, "head.log", &command)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&head_file) {
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            return Ok((
+                head_pid,
+                field("endpoint"),
+                field("public_flight"),
+                field("dashboard"),
+            ));
+        }
+        if !alive(head_pid) || Instant::now() > deadline {
+            anyhow::bail!(
+                "the head did not start; see {}",
+                dir.join("head.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits (30 s at most) until `workers` workers have registered with the
+/// head: their nodes' Flight endpoints by node id.
+fn wait_for_workers(
+    dir: &Path,
+    endpoint: &str,
+    secret: &ClusterSecret,
+    workers: u32,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // tonic's lazy channel spawns its connection task on the current runtime.
+    let _rt_guard = rt.enter();
+    let client = GrpcScheduler::new(endpoint, secret)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let registered: Vec<serde_json::Value> = rt
+            .block_on(client.cluster_status())
+            .ok()
+            .and_then(|s| s["nodes"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n["role"] == "worker")
+            .collect();
+        let nodes = registered.len();
+        if nodes >= workers as usize {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            return Ok(registered
+                .iter()
+                .map(|n| (text(&n["id"]), text(&n["flight_endpoint"])))
+                .collect());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "only {nodes} of {workers} workers registered; see the logs in {}",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
@@ -619,36 +633,34 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
         "dashboard {}; verified datasets over Flight: {}",
         c.dashboard, c.public_flight
     );
-    println!("nodes:");
-    for n in doc["nodes"].as_array().into_iter().flatten() {
-        println!(
-            "  {:<12} {:<7} {} pid {} seen {} ms ago",
-            n["id"].as_str().unwrap_or(""),
-            n["role"].as_str().unwrap_or(""),
-            n["flight_endpoint"].as_str().unwrap_or(""),
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    section("nodes", &doc["nodes"], |n| {
+        format!(
+            "{:<12} {:<7} {} pid {} seen {} ms ago",
+            text(&n["id"]),
+            text(&n["role"]),
+            text(&n["flight_endpoint"]),
             n["pid"],
             n["seen_ms_ago"]
-        );
-    }
-    println!("agents:");
-    for a in doc["agents"].as_array().into_iter().flatten() {
-        println!(
-            "  {:<28} seen {} ms ago, registrations {}",
-            a["id"].as_str().unwrap_or(""),
+        )
+    });
+    section("agents", &doc["agents"], |a| {
+        format!(
+            "{:<28} seen {} ms ago, registrations {}",
+            text(&a["id"]),
             a["seen_ms_ago"],
             a["registrations"]
-        );
-    }
-    println!("tasks:");
-    for t in doc["tasks"].as_array().into_iter().flatten() {
-        println!(
-            "  {} {:<15} {:<8} {}",
-            t["migration_id"].as_str().unwrap_or(""),
-            t["phase"].as_str().unwrap_or(""),
-            t["state"].as_str().unwrap_or(""),
+        )
+    });
+    section("tasks", &doc["tasks"], |t| {
+        format!(
+            "{} {:<15} {:<8} {}",
+            text(&t["migration_id"]),
+            text(&t["phase"]),
+            text(&t["state"]),
             t["count"]
-        );
-    }
+        )
+    });
     println!("migrations:");
     for m in doc["migrations"].as_array().into_iter().flatten() {
         let id = m["id"].as_str().unwrap_or("");
@@ -671,17 +683,24 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
             }
         }
     }
-    println!("flight:");
-    for f in doc["flight"].as_array().into_iter().flatten() {
-        println!(
-            "  {:<12} served {} partitions ({} batches, {} rows)",
-            f["node_id"].as_str().unwrap_or(""),
+    section("flight", &doc["flight"], |f| {
+        format!(
+            "{:<12} served {} partitions ({} batches, {} rows)",
+            text(&f["node_id"]),
             f["gets"],
             f["batches"],
             f["rows"]
-        );
-    }
+        )
+    });
     Ok(0)
+}
+
+/// Prints `title:` and a line of `line` per item of the array `items`.
+fn section(title: &str, items: &serde_json::Value, line: impl Fn(&serde_json::Value) -> String) {
+    println!("{title}:");
+    for item in items.as_array().into_iter().flatten() {
+        println!("  {}", line(item));
+    }
 }
 
 fn submit(dir: &Path, args: MigrationArgs, restart: bool) -> anyhow::Result<i32> {
@@ -919,6 +938,7 @@ fn run_worker(
                 bind,
                 flight_port,
                 secret,
+                executors: Default::default(),
             },
             pool,
             api,
