@@ -70,6 +70,14 @@ pub async fn execute(
             let task: validate::VerifyTask = payload(&lease)?;
             serde_json::to_value(validate::run(node.as_ref(), &task).await?)?
         }
+        Phase::Delivery
+            if lease
+                .table
+                .starts_with(sensei_delivery::post::POST_DELIVERY) =>
+        {
+            let task: sensei_delivery::post::PostTask = payload(&lease)?;
+            sensei_delivery::post::run(node.as_ref(), task, lease.attempt).await?
+        }
         Phase::Delivery => {
             let task: deliver::DeliverTask = payload(&lease)?;
             let r = deliver::run(

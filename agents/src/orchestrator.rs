@@ -13,7 +13,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sensei_contracts::planner::{Finalized, PhaseContext, Plan, Planner, Stop, TaskOutcome};
+use sensei_contracts::planner::{
+    Finalized, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
+};
 use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::signing::SigningKey;
 use sensei_runtime::store::{sha256_hex, ArtifactStore};
@@ -168,34 +170,13 @@ impl Orchestrator {
                 .set_migration_config(id, &next.redacted().to_string())?;
         }
         if let Some(why) = &rerun.verify_again {
-            self.set_certificate_aside(id)?;
+            crate::rerun::set_certificate_aside(
+                &self.artifacts.local_path(id),
+                self.scheduler.now_ms(),
+            )?;
             self.scheduler.reset_from(id, Phase::Verification, why)?;
         }
         Ok(rerun.start_over)
-    }
-
-    /// Moves an earlier certificate (and its expectations) under
-    /// `superseded/`, so verification can sign a new one.
-    fn set_certificate_aside(&self, id: &str) -> Result<()> {
-        let dir = self.artifacts.local_path(id);
-        let aside = dir.join("superseded");
-        for name in ["certificate.json", "expectations.json"] {
-            let from = dir.join(name);
-            if from.exists() {
-                let io = |path: &std::path::Path| {
-                    let path = path.to_path_buf();
-                    move |source| sensei_runtime::RuntimeError::Io {
-                        what: "setting the earlier certificate aside",
-                        path,
-                        source,
-                    }
-                };
-                std::fs::create_dir_all(&aside).map_err(io(&aside))?;
-                let to = aside.join(format!("{}-{name}", self.scheduler.now_ms()));
-                std::fs::rename(&from, &to).map_err(io(&from))?;
-            }
-        }
-        Ok(())
     }
 
     pub(crate) fn config(&self, id: &str) -> Result<MigrationConfig> {
@@ -288,7 +269,9 @@ impl Orchestrator {
             }
             if progress.done == progress.total {
                 let tasks = self.scheduler.phase_tasks(id, phase)?;
-                self.finalize(id, &config, phase, tasks).await?;
+                if !self.complete(id, &config, phase, tasks).await? {
+                    return Ok(MigrationState::Running);
+                }
                 let (state, _) = self.scheduler.migration_state(id)?;
                 if state != MigrationState::Running {
                     return Ok(state);
@@ -306,36 +289,31 @@ impl Orchestrator {
         let mut cx = self.context(id, config);
         let plan = self.planner(phase).plan(&mut cx).await;
         self.log(cx)?;
-        let specs: Vec<TaskSpec> = match plan? {
+        let tasks = match plan? {
             Plan::Stop(stop) => return self.stop(id, &stop),
-            Plan::Tasks(tasks) => tasks
-                .into_iter()
-                .map(|t| TaskSpec {
-                    table: t.table,
-                    partition: t.partition,
-                    payload: t.payload,
-                    preferred_node: t.preferred_node,
-                })
-                .collect(),
+            Plan::Tasks(tasks) => tasks,
         };
-        self.scheduler.submit_tasks(id, phase, &specs)?;
-        if specs.is_empty() {
+        let empty = tasks.is_empty();
+        self.scheduler.submit_tasks(id, phase, &specs_of(tasks))?;
+        if empty {
             // Nothing to do in this phase (an empty source): close it at once.
-            self.finalize(id, config, phase, Vec::new()).await?;
+            self.complete(id, config, phase, Vec::new()).await?;
         }
         Ok(())
     }
 
-    /// The phase's checkpoint: its artifact finalised, the migration stopped
-    /// if the artifact says so, the artifact's hash recorded (the scheduler
-    /// then accepts the next phase's tasks) and published on its topic.
-    async fn finalize(
+    /// Every task of the phase is done: its planner's next round submitted
+    /// (false), or the phase's checkpoint (true): its artifact finalised,
+    /// the migration stopped if the artifact says so, the artifact's hash
+    /// recorded (the scheduler then accepts the next phase's tasks) and
+    /// published on its topic.
+    async fn complete(
         &self,
         id: &str,
         config: &MigrationConfig,
         phase: Phase,
         tasks: Vec<TaskRecord>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let outcomes: Vec<TaskOutcome> = tasks
             .into_iter()
             .map(|t| TaskOutcome {
@@ -346,6 +324,12 @@ impl Orchestrator {
             })
             .collect();
         let mut cx = self.context(id, config);
+        let more = self.planner(phase).follow_up(&mut cx, &outcomes).await;
+        if !more.as_ref().is_ok_and(Vec::is_empty) {
+            self.log(cx)?;
+            self.scheduler.submit_more(id, phase, &specs_of(more?))?;
+            return Ok(false);
+        }
         let finalized = self.planner(phase).finalize(&mut cx, &outcomes).await;
         self.log(cx)?;
         let Finalized { artifact, stop } = finalized?;
@@ -365,7 +349,7 @@ impl Orchestrator {
             id,
             &completion_document(id, phase, &bytes, &uri, &sha)?,
         )?;
-        Ok(())
+        Ok(true)
     }
 
     /// The hand-off from `previous` to the phase after it goes through the
@@ -496,4 +480,16 @@ impl Orchestrator {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+fn specs_of(tasks: Vec<PlannedTask>) -> Vec<TaskSpec> {
+    tasks
+        .into_iter()
+        .map(|t| TaskSpec {
+            table: t.table,
+            partition: t.partition,
+            payload: t.payload,
+            preferred_node: t.preferred_node,
+        })
+        .collect()
 }

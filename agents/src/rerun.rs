@@ -127,6 +127,30 @@ pub fn decide(
     out
 }
 
+/// Moves an earlier certificate (and its expectations) of the migration
+/// whose artifacts are in `dir` under `superseded/` (named with `now_ms`),
+/// so verification can sign a new one.
+pub fn set_certificate_aside(dir: &std::path::Path, now_ms: i64) -> crate::Result<()> {
+    let aside = dir.join("superseded");
+    for name in ["certificate.json", "expectations.json"] {
+        let from = dir.join(name);
+        if from.exists() {
+            let io = |path: &std::path::Path| {
+                let path = path.to_path_buf();
+                move |source| sensei_runtime::RuntimeError::Io {
+                    what: "setting the earlier certificate aside",
+                    path,
+                    source,
+                }
+            };
+            std::fs::create_dir_all(&aside).map_err(io(&aside))?;
+            let to = aside.join(format!("{now_ms}-{name}"));
+            std::fs::rename(&from, &to).map_err(io(&from))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

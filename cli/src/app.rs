@@ -1151,7 +1151,7 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let certified = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
             let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
-            let (digest, root) = sensei_delivery::planner::read_back(
+            let (digest, root) = sensei_delivery::post::read_back(
                 &mut target,
                 &name,
                 &order,

@@ -464,7 +464,7 @@ async fn overview(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
         }
         b += "</tr>";
     }
-    b += "</table><h2>Partitions by phase and state</h2><table id=\"tasks\"><tr><th>migration</th><th>phase</th><th>state</th><th>partitions</th></tr>";
+    b += "</table><h2>Tasks by phase and state</h2><table id=\"tasks\"><tr><th>migration</th><th>phase</th><th>state</th><th>tasks</th></tr>";
     b += &rows(&status["tasks"], |t| {
         format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -543,7 +543,7 @@ var es=new EventSource('/m/{id}/events');es.onmessage=function(e){{var li=docume
 /// The phases' progress: partitions, rows, rates, checkpoints.
 fn phases_table(doc: &serde_json::Value, created: i64) -> String {
     let mut b = String::new();
-    b += "<h2>Phases</h2><table id=\"phases\"><tr><th>phase</th><th>partitions</th><th>running</th><th>failed</th><th>rows</th><th>rows/s since the start</th><th>checkpoint</th></tr>";
+    b += "<h2>Phases</h2><table id=\"phases\"><tr><th>phase</th><th>tasks</th><th>running</th><th>failed</th><th>rows</th><th>rows/s since the start</th><th>checkpoint</th></tr>";
     for phase in ["ingestion", "transformation", "verification", "delivery"] {
         let p = &doc["phases"][phase];
         let cp = &p["checkpoint"];

@@ -471,7 +471,7 @@ impl Progress {
         let bars = std::io::stderr().is_terminal().then(|| {
             let mp = indicatif::MultiProgress::new();
             let style = indicatif::ProgressStyle::with_template(
-                "{prefix:>15} [{bar:30}] {pos}/{len} partitions {msg}",
+                "{prefix:>15} [{bar:30}] {pos}/{len} tasks {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> ");
@@ -530,7 +530,7 @@ impl Progress {
                 bars[i].set_message(msg.clone());
             }
             if total > 0 {
-                line.push(format!("{phase} {done}/{total} partitions, {msg}"));
+                line.push(format!("{phase} {done}/{total} tasks, {msg}"));
             }
         }
         if self.bars.is_none() {

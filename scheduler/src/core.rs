@@ -579,22 +579,7 @@ impl Scheduler {
         if existing > 0 {
             return Ok(false);
         }
-        {
-            let mut stmt = tx.prepare(
-                "INSERT INTO tasks (migration_id, phase, table_name, partition, payload_json, preferred_node, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
-            )?;
-            for t in tasks {
-                stmt.execute(params![
-                    migration,
-                    phase.as_str(),
-                    t.table,
-                    t.partition,
-                    serde_json::to_string(&t.payload)?,
-                    t.preferred_node
-                ])?;
-            }
-        }
+        insert_tasks(&tx, migration, phase, tasks)?;
         self.event_in(
             &tx,
             migration,
@@ -603,6 +588,26 @@ impl Scheduler {
         )?;
         tx.commit()?;
         Ok(true)
+    }
+
+    /// Adds a later round of tasks to a phase whose tasks so far are done
+    /// (its checkpoint not yet recorded); a task already there (same table
+    /// and partition) is kept as it is, so a resumed head never duplicates
+    /// one. Returns how many were added.
+    pub fn submit_more(&self, migration: &str, phase: Phase, tasks: &[TaskSpec]) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let added = insert_tasks(&tx, migration, phase, tasks)?;
+        if added > 0 {
+            self.event_in(
+                &tx,
+                migration,
+                "info",
+                &format!("phase {phase}: {added} more tasks"),
+            )?;
+        }
+        tx.commit()?;
+        Ok(added)
     }
 
     /// Records a phase's checkpoint artifact; refused while any task of the
@@ -1176,4 +1181,30 @@ where
         r.get(5)?,
         r.get(6)?,
     ))
+}
+
+/// Inserts tasks as pending; one already there (same table and partition)
+/// is left alone. Returns how many were inserted.
+fn insert_tasks(
+    tx: &rusqlite::Transaction<'_>,
+    migration: &str,
+    phase: Phase,
+    tasks: &[TaskSpec],
+) -> Result<usize> {
+    let mut stmt = tx.prepare(
+        "INSERT OR IGNORE INTO tasks (migration_id, phase, table_name, partition, payload_json, preferred_node, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+    )?;
+    let mut added = 0;
+    for t in tasks {
+        added += stmt.execute(params![
+            migration,
+            phase.as_str(),
+            t.table,
+            t.partition,
+            serde_json::to_string(&t.payload)?,
+            t.preferred_node
+        ])?;
+    }
+    Ok(added)
 }

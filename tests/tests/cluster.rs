@@ -120,6 +120,29 @@ fn a_cluster_of_two_workers_migrates_over_flight() {
         .map(|t| format!("{} {}", t["phase"], t["state"]))
         .collect();
     assert!(done.iter().all(|d| d.contains("done")), "{done:?}");
+    // The post-delivery check ran as leased tasks on the workers, not in
+    // the head: one read-back per table, then the replay on what was read.
+    let work = c.workdir();
+    let on_workers = |like: &str| {
+        state_query(
+            &work,
+            &format!("SELECT count(*) FROM tasks WHERE phase = 'delivery' AND state = 'done' AND table_name LIKE '{like}' AND node_id LIKE 'worker-%'"),
+        )
+        .unwrap()
+    };
+    for table in ["customers", "products", "orders", "order_lines"] {
+        assert_eq!(on_workers(&format!("post-delivery:{table}")), 1, "{table}");
+    }
+    assert_eq!(on_workers("post-delivery:replay"), 1);
+    let receipt = migration_with(&work, "receipt.json").join("receipt.json");
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(receipt).unwrap()).unwrap();
+    for (table, t) in receipt["tables"].as_object().unwrap() {
+        assert_eq!(t["matches_certificate"], true, "{table}: {t}");
+        assert!(t["rows_in_target"].as_u64().unwrap() > 0, "{table}: {t}");
+    }
+    assert_eq!(receipt["post_delivery"]["failed"], 0, "{receipt}");
+    assert!(receipt["post_delivery"]["queries"].as_u64().unwrap() > 0);
     assert_eq!(run(cluster(&c.dir).arg("status")).status.code(), Some(0));
     assert_eq!(run(cluster(&c.dir).arg("down")).status.code(), Some(0));
     assert!(!c.dir.join("cluster.json").exists());
@@ -851,10 +874,10 @@ fn the_dashboard_shows_the_cluster_and_a_review_in_the_browser_completes_the_mig
     for phase in ["ingestion", "transformation", "verification", "delivery"] {
         let line = screen
             .lines()
-            .find(|l| l.trim_start().starts_with(phase) && l.contains("partitions"))
+            .find(|l| l.trim_start().starts_with(phase) && l.contains("tasks"))
             .unwrap_or_else(|| panic!("{phase} in {screen}"));
         let words: Vec<&str> = line.split_whitespace().collect();
-        // "delivery 4/4 partitions, 4716 rows, checkpoint recorded"
+        // "delivery 9/9 tasks, 4716 rows, checkpoint recorded"
         let (done, rows) = (words[1], words[3]);
         let page_row = last
             .lines()

@@ -182,6 +182,17 @@ pub trait Planner: Send + Sync {
     /// Plans the phase's tasks once the phase before it is checkpointed.
     async fn plan(&self, cx: &mut PhaseContext<'_>) -> Result<Plan>;
 
+    /// More tasks of the phase once every task so far is `done` (a later
+    /// round: delivery reads the target back after loading it); none: the
+    /// phase is finalised.
+    async fn follow_up(
+        &self,
+        _cx: &mut PhaseContext<'_>,
+        _done: &[TaskOutcome],
+    ) -> Result<Vec<PlannedTask>> {
+        Ok(Vec::new())
+    }
+
     /// Writes the phase's checkpoint artifact from its `done` tasks.
     async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized>;
 }

@@ -7,8 +7,10 @@
 //! (text widths, exact decimals, unique keys, indexes, foreign keys). It
 //! reads partitions through [`sensei_contracts::io::PartitionIo`] and knows
 //! nothing of the scheduler; the head's orchestrator plans its tasks and
-//! writes the receipt.
+//! writes the receipt. [`post`] reads the delivered target back, one task
+//! per table, and replays the post-delivery queries, on the workers.
 
 pub mod deliver;
 pub mod mirror;
 pub mod planner;
+pub mod post;

@@ -1,22 +1,20 @@
 //! The head's half of delivery: prepare the target (tables from the schema
 //! file or mirrored, foreign keys and secondary indexes set aside for the
 //! load, a re-sync's emptying) and plan one task per verified partition;
-//! then, once every partition is written, put the indexes and keys back,
-//! read every table back from the target, digest it with the certificate's
-//! algorithms, replay the post-delivery queries on what was read, and
-//! write the receipt.
+//! then, once every partition is written, the post-delivery tasks
+//! ([`crate::post`]: the indexes and keys put back, every table read back
+//! and digested with the certificate's algorithms, one task per table; then
+//! the post-delivery queries replayed on what was read), and from their
+//! results the receipt.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use sensei_connectors::files::SourceOptions;
-use sensei_connectors::sqlite::SqliteTarget;
 use sensei_connectors::target::{Declared, MirrorExtras, Target};
 use sensei_connectors::url::{parse, Location};
 use sensei_contracts::artifacts::*;
-use sensei_contracts::digest::{MerkleDigest, TableDigest};
 use sensei_contracts::error::{EngineError, Result};
 use sensei_contracts::planner::{
     results, Finalized, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
@@ -25,6 +23,10 @@ use sensei_runtime::secret::redact_url;
 use sensei_runtime::store::sha256_hex;
 
 use crate::deliver::{target_options, DeliverResult, DeliverTask, TargetConnection};
+use crate::post::{
+    ConstraintsResult, ConstraintsTask, PostTask, ReadBackResult, ReadBackTask, TargetRef,
+    CONSTRAINTS, POST_DELIVERY, REPLAY,
+};
 
 /// `target.schema` value that reads the target schema from the target database.
 pub use sensei_architect::planner::TARGET_SCHEMA_FROM_TARGET;
@@ -32,118 +34,9 @@ pub use sensei_architect::planner::TARGET_SCHEMA_FROM_TARGET;
 /// Constraints or indexes set aside for a load: (table, name, definition).
 pub use sensei_connectors::target::Deferred;
 
-/// Per table read back from the target: its digest and Merkle root.
-type ReadBackDigests = BTreeMap<String, (TableDigest, String)>;
-
-/// Rows breaking a foreign key, per (table, referenced table).
-type FkViolations = Vec<(String, String, u64)>;
-
-/// A batch read back, seen by the post-delivery copy.
-pub type Tap<'a> = &'a mut dyn FnMut(&RecordBatch) -> sensei_connectors::Result<()>;
-
-/// Reads a delivered table back from `target` as the certified columns and
-/// types (`certified`, or the columns of `order` as stored) and computes its
-/// digest and Merkle root with the certificate's algorithms; each batch is
-/// also shown to `tap`. Streaming: the table is never held whole.
-pub fn read_back(
-    target: &mut sensei_connectors::readback::ReadBack,
-    table: &str,
-    order: &[String],
-    certified: Option<&SchemaRef>,
-    key: &[String],
-    tap: Tap<'_>,
-) -> Result<(TableDigest, String)> {
-    let mut d = TableDigest::default();
-    let mut m = MerkleDigest::default();
-    target.read(table, order, certified, 8192, |b| {
-        d.add_batch(&b);
-        m.add_batch(&b, key);
-        tap(&b)
-    })?;
-    Ok((d, m.root()))
-}
-
-/// The rows of one table read back, copied into a Parquet file for the
-/// post-delivery replay.
-struct Copy {
-    table: String,
-    path: PathBuf,
-    writer: Option<sensei_flight::parquet_io::PartitionWriter>,
-}
-
-impl Copy {
-    fn new(dir: Option<&PathBuf>, table: &str) -> Option<Copy> {
-        dir.map(|d| Copy {
-            table: table.to_string(),
-            path: d.join(format!(
-                "{}.parquet",
-                sensei_contracts::planner::id_part(table)
-            )),
-            writer: None,
-        })
-    }
-
-    fn tap(&mut self, b: &RecordBatch) -> sensei_connectors::Result<()> {
-        let err =
-            |e: sensei_flight::FlightError| sensei_connectors::ConnectorError::TargetNotWritable {
-                path: self.path.display().to_string(),
-                message: e.to_string(),
-            };
-        if self.writer.is_none() {
-            self.writer = Some(
-                sensei_flight::parquet_io::PartitionWriter::create(&self.path, b.schema())
-                    .map_err(err)?,
-            );
-        }
-        match self.writer.as_mut() {
-            Some(w) => w.write(b).map_err(err),
-            None => Ok(()),
-        }
-    }
-
-    fn finish(self) -> Result<Option<PartitionRef>> {
-        let Some(w) = self.writer else {
-            return Ok(None);
-        };
-        let stats = w.finish()?;
-        Ok(Some(PartitionRef {
-            id: format!("post-delivery/{}", self.table),
-            table: self.table,
-            partition: 0,
-            node_id: String::new(),
-            endpoint: String::new(),
-            uri: format!("file://{}", self.path.display()),
-            rows: stats.rows,
-            bytes: stats.bytes,
-            sha256: stats.sha256,
-        }))
-    }
-}
-
-/// Runs `read` with a tap that copies into `copy` (when there is one), and
-/// collects the copy's partition.
-fn with_copy(
-    copy: Option<Copy>,
-    copies: &mut Vec<PartitionRef>,
-    read: impl FnOnce(Tap<'_>) -> Result<(TableDigest, String)>,
-) -> Result<(TableDigest, String)> {
-    match copy {
-        Some(mut c) => {
-            let out = read(&mut |b| c.tap(b))?;
-            copies.extend(c.finish()?);
-            Ok(out)
-        }
-        None => read(&mut |_| Ok(())),
-    }
-}
-
 /// A mapped table as delivery creates it: its name, certified schema,
 /// primary key and the widths its columns declare.
 type TableShape = (String, SchemaRef, Vec<String>, BTreeMap<String, Declared>);
-
-/// A certified table as it is read back: its name, columns in target
-/// order, key and certified types.
-type CertifiedTable = (String, Vec<String>, Vec<String>, Option<SchemaRef>);
 
 /// What target preparation needs, moved onto a blocking thread.
 struct Preparation {
@@ -264,61 +157,6 @@ fn prepare_target(p: Preparation) -> Result<Prepared> {
         indexes,
         notes,
         created: new_tables,
-    })
-}
-
-/// What the post-delivery read-back needs, moved onto a blocking thread.
-struct ReadBackPlan {
-    url: String,
-    options: SourceOptions,
-    namespace: String,
-    foreign_keys: Deferred,
-    indexes: Deferred,
-    /// Tables certified, with their columns in target order, keys and certified types.
-    tables: Vec<CertifiedTable>,
-    /// Where the rows read are copied for the post-delivery replay.
-    copy_dir: Option<PathBuf>,
-}
-
-/// What the read-back found.
-struct ReadBackFound {
-    digests: ReadBackDigests,
-    violations: FkViolations,
-    broken: Vec<String>,
-    copies: Vec<PartitionRef>,
-}
-
-/// Reattaches what the load set aside, then reads every certified table
-/// back and digests it. Blocking.
-fn read_back_target(p: ReadBackPlan) -> Result<ReadBackFound> {
-    let mut copies = Vec::new();
-    let location = parse(&p.url, "target")?;
-    // What the load set aside, put back: the server validates the foreign
-    // keys against the rows.
-    let broken = if p.foreign_keys.is_empty() && p.indexes.is_empty() {
-        Vec::new()
-    } else {
-        Target::open_in(&p.url, &p.options, &p.namespace)?.reattach(&p.foreign_keys, &p.indexes)
-    };
-    let mut target = sensei_connectors::readback::ReadBack::open(&p.url, &p.options, &p.namespace)?;
-    let mut digests = BTreeMap::new();
-    for (name, order, key, schema) in p.tables {
-        let copy = Copy::new(p.copy_dir.as_ref(), &name);
-        let found = with_copy(copy, &mut copies, |tap| {
-            read_back(&mut target, &name, &order, schema.as_ref(), &key, tap)
-        })?;
-        digests.insert(name, found);
-    }
-    drop(target);
-    let violations = match &location {
-        Location::Sqlite(path) => SqliteTarget::open(path)?.foreign_key_violations()?,
-        _ => Vec::new(),
-    };
-    Ok(ReadBackFound {
-        digests,
-        violations,
-        broken,
-        copies,
     })
 }
 
@@ -466,16 +304,57 @@ impl DeliveryPlanner {
         Ok(created)
     }
 
+    /// The post-delivery tasks: each certified table read back (its rows
+    /// staged when the replay follows), and the constraints put back and
+    /// checked when the load set any aside or the target is SQLite.
+    async fn read_back_tasks(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
+        let config = cx.config;
+        let cert: SignedCertificate = cx.get_json("certificate.json").await?;
+        let target = TargetRef {
+            url: redact_url(&config.target.url),
+            namespace: config.target.namespace.clone(),
+            connection: TargetConnection::from_section(&config.target),
+        };
+        let mut tasks = Vec::new();
+        for (name, t) in cert.payload["tables"].as_object().into_iter().flatten() {
+            let task = PostTask::ReadBack(ReadBackTask {
+                target: target.clone(),
+                table: name.clone(),
+                columns: serde_json::from_value(t["columns"].clone())?,
+                key: serde_json::from_value(t["merkle_key"].clone()).unwrap_or_default(),
+                copy_id: config.delivery.post_validation.then(|| {
+                    format!(
+                        "{}/post-delivery/{}",
+                        cx.id,
+                        sensei_contracts::planner::id_part(name)
+                    )
+                }),
+            });
+            tasks.push(post_task(&format!("{POST_DELIVERY}{name}"), &task)?);
+        }
+        let foreign_keys = deferred(cx, DEFERRED_FOREIGN_KEYS).await?;
+        let indexes = deferred(cx, DEFERRED_INDEXES).await?;
+        let sqlite = matches!(parse(&config.target.url, "target")?, Location::Sqlite(_));
+        if sqlite || !foreign_keys.is_empty() || !indexes.is_empty() {
+            let task = PostTask::Constraints(ConstraintsTask {
+                target,
+                foreign_keys,
+                indexes,
+            });
+            tasks.push(post_task(CONSTRAINTS, &task)?);
+        }
+        Ok(tasks)
+    }
+
     /// Post-delivery validation: the query suite (the user's source
     /// queries, foreign-key coverage, per-table counts and per-column
-    /// aggregates), rewritten through the mapping, on the data just read back
-    /// from the target against the source snapshot. A difference is an event
-    /// and stays in the receipt.
-    async fn post_validation(
+    /// aggregates), rewritten through the mapping, replayed on the rows
+    /// read back from the target against the source snapshot.
+    async fn replay_task(
         &self,
         cx: &mut PhaseContext<'_>,
         copies: Vec<PartitionRef>,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<PlannedTask> {
         let config = cx.config;
         let manifest: Manifest = cx.get_json("manifest.json").await?;
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
@@ -488,36 +367,49 @@ impl DeliveryPlanner {
                 .map(|t| (t.name.clone(), t.partitions.clone()))
                 .collect(),
             target_tables: copies
-                .iter()
-                .map(|p| (p.table.clone(), vec![p.clone()]))
+                .into_iter()
+                .map(|p| (p.table.clone(), vec![p]))
                 .collect(),
             queries,
             foreign_keys: Vec::new(),
             tolerance: sensei_validator::equivalence::Tolerance::from_config(&config.verification),
         };
-        let r =
-            sensei_validator::queries::run_with(sensei_validator::queries::Reader::Files, &task)
-                .await?;
-        let failed: Vec<&sensei_validator::queries::QueryOutcome> =
-            r.queries.iter().filter(|q| q.result == "fail").collect();
-        for q in &failed {
-            cx.note(
-                "error",
-                format!(
-                    "post-delivery query {} differs from the verified result: {}",
-                    q.name, q.detail
-                ),
-            );
-        }
-        let passed = r.queries.iter().filter(|q| q.result == "pass").count();
-        Ok(serde_json::json!({
-            "queries": r.queries.len(),
-            "passed": passed,
-            "failed": failed.len(),
-            "differences": failed.iter().map(|q| serde_json::json!({"name": q.name, "target_sql": q.target_sql, "detail": q.detail})).collect::<Vec<_>>(),
-            "undecided": r.queries.iter().filter(|q| q.result == "inconclusive").map(|q| serde_json::json!({"name": q.name, "detail": q.detail})).collect::<Vec<_>>(),
-        }))
+        post_task(REPLAY, &PostTask::Replay(task))
     }
+}
+
+/// A post-delivery task named `table` in the delivery phase.
+fn post_task(table: &str, task: &PostTask) -> Result<PlannedTask> {
+    Ok(PlannedTask {
+        table: table.to_string(),
+        partition: 0,
+        payload: serde_json::to_value(task)?,
+        preferred_node: None,
+    })
+}
+
+/// The replay's outcome as the receipt records it; a difference is an event.
+fn post_validation(cx: &mut PhaseContext<'_>, replay: &TaskOutcome) -> Result<serde_json::Value> {
+    let r = crate::post::replay_result(replay.result.as_ref().unwrap_or(&serde_json::Value::Null))?;
+    let failed: Vec<&sensei_validator::queries::QueryOutcome> =
+        r.queries.iter().filter(|q| q.result == "fail").collect();
+    for q in &failed {
+        cx.note(
+            "error",
+            format!(
+                "post-delivery query {} differs from the verified result: {}",
+                q.name, q.detail
+            ),
+        );
+    }
+    let passed = r.queries.iter().filter(|q| q.result == "pass").count();
+    Ok(serde_json::json!({
+        "queries": r.queries.len(),
+        "passed": passed,
+        "failed": failed.len(),
+        "differences": failed.iter().map(|q| serde_json::json!({"name": q.name, "target_sql": q.target_sql, "detail": q.detail})).collect::<Vec<_>>(),
+        "undecided": r.queries.iter().filter(|q| q.result == "inconclusive").map(|q| serde_json::json!({"name": q.name, "detail": q.detail})).collect::<Vec<_>>(),
+    }))
 }
 
 #[async_trait::async_trait]
@@ -533,68 +425,58 @@ impl Planner for DeliveryPlanner {
         Ok(Plan::Tasks(self.prepare(cx).await?))
     }
 
+    /// Once every partition is written, the post-delivery tasks; once each
+    /// table is read back, the replay on the rows read (when
+    /// `delivery.post_validation`).
+    async fn follow_up(
+        &self,
+        cx: &mut PhaseContext<'_>,
+        done: &[TaskOutcome],
+    ) -> Result<Vec<PlannedTask>> {
+        if !done.iter().any(|t| t.table.starts_with(POST_DELIVERY)) {
+            return self.read_back_tasks(cx).await;
+        }
+        if !cx.config.delivery.post_validation || done.iter().any(|t| t.table == REPLAY) {
+            return Ok(Vec::new());
+        }
+        let mut copies = Vec::new();
+        for t in done.iter().filter(|t| is_read_back(&t.table)) {
+            copies.extend(t.result::<ReadBackResult>()?.copy);
+        }
+        Ok(vec![self.replay_task(cx, copies).await?])
+    }
+
     async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized> {
         let config = cx.config;
         let cert_bytes = cx.artifacts.get(&cx.path("certificate.json")).await?;
         let cert: SignedCertificate = serde_json::from_slice(&cert_bytes)?;
         let (mut tables, elapsed, notices) = delivered(done)?;
-        let mapping: MappingSpec = cx.get_json("mapping.json").await?;
-        // The certified Arrow type of every column, from the verified partitions.
-        let mut certified: BTreeMap<String, SchemaRef> = BTreeMap::new();
-        for p in cx.transformed().await? {
-            if certified.contains_key(&p.table) {
-                continue;
-            }
-            let path = PathBuf::from(p.uri.trim_start_matches("file://"));
-            let (schema, _) = sensei_flight::parquet_io::open_partition(&path, 1)?;
-            certified.insert(p.table.clone(), schema);
-        }
-        // Post-delivery check: read every delivered table back from the target,
-        // each column as its certified type (a target declaring REAL for a
-        // decimal is read as that decimal), and digest it with the
-        // certificate's algorithm.
-        let plan = ReadBackPlan {
-            url: config.target.url.clone(),
-            options: target_options(config),
-            namespace: config.target.namespace.clone(),
-            foreign_keys: deferred(cx, DEFERRED_FOREIGN_KEYS).await?,
-            indexes: deferred(cx, DEFERRED_INDEXES).await?,
-            tables: cert.payload["tables"]
-                .as_object()
-                .map(|m| m.keys().cloned().collect::<Vec<_>>())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|name| {
-                    let tm = mapping.tables.iter().find(|t| t.target == name);
-                    let order = tm
-                        .map(|t| t.columns.iter().map(|c| c.target.clone()).collect())
-                        .unwrap_or_default();
-                    let key = tm.map(|t| t.primary_key.clone()).unwrap_or_default();
-                    let schema = certified.get(&name).cloned();
-                    (name, order, key, schema)
-                })
-                .collect(),
-            copy_dir: config.delivery.post_validation.then(|| {
-                PathBuf::from(&config.runtime.workdir)
-                    .join(cx.id)
-                    .join("post-delivery")
-            }),
+        // The post-delivery tasks' results: each table read back with the
+        // certificate's columns and algorithms, what putting the
+        // constraints back found, the replay.
+        let post = |name: &str| done.iter().find(|t| t.table == name);
+        let read: Vec<ReadBackResult> = results(
+            &done
+                .iter()
+                .filter(|t| is_read_back(&t.table))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )?;
+        let constraints: ConstraintsResult = match post(CONSTRAINTS) {
+            Some(t) => t.result()?,
+            None => ConstraintsResult::default(),
         };
-        let found = tokio::task::spawn_blocking(move || read_back_target(plan))
-            .await
-            .map_err(join_err("post-delivery check"))??;
-        let post = if config.delivery.post_validation {
-            Some(self.post_validation(cx, found.copies).await?)
-        } else {
-            None
+        let replay = match post(REPLAY) {
+            Some(t) => Some(post_validation(cx, t)?),
+            None => None,
         };
-        let mut warnings = found.broken;
-        for (table, parent, n) in found.violations {
+        let mut warnings = constraints.broken;
+        for (table, parent, n) in constraints.violations {
             warnings.push(format!(
                 "table {table}: {n} rows reference rows of {parent} that the target does not hold (its declared foreign key is broken; the source held the same orphans, or a table is missing from the mapping)"
             ));
         }
-        warnings.extend(compare_with_certificate(&cert, &mut tables, found.digests));
+        warnings.extend(compare_with_certificate(&cert, &mut tables, read));
         let changed_values: BTreeMap<String, sensei_connectors::source::Changes> = cx
             .get_json::<Manifest>("manifest.json")
             .await?
@@ -612,7 +494,7 @@ impl Planner for DeliveryPlanner {
             elapsed_ms: elapsed,
             warnings: warnings.clone(),
             target_notices: notices,
-            post_delivery: post,
+            post_delivery: replay,
             changed_values,
             delivered_at: now_rfc3339(),
             accepted_inconclusive: if cx.exists(INCONCLUSIVE_REVIEW).await? {
@@ -634,6 +516,11 @@ impl Planner for DeliveryPlanner {
     }
 }
 
+/// Whether a delivery-phase task is a table's read-back.
+fn is_read_back(task_table: &str) -> bool {
+    task_table.starts_with(POST_DELIVERY) && task_table != CONSTRAINTS && task_table != REPLAY
+}
+
 /// Per table, what the delivery tasks wrote; the time in target
 /// transactions; the target's notices.
 fn delivered(
@@ -642,7 +529,8 @@ fn delivered(
     let mut tables: BTreeMap<String, DeliveredTable> = BTreeMap::new();
     let mut elapsed = 0;
     let mut notices: Vec<String> = Vec::new();
-    for (t, r) in tasks.iter().zip(results::<DeliverResult>(tasks)?) {
+    for t in tasks.iter().filter(|t| !t.table.starts_with(POST_DELIVERY)) {
+        let r: DeliverResult = t.result()?;
         let e = tables.entry(t.table.clone()).or_default();
         e.rows_written += r.rows;
         e.batches_written += r.batches_written;
@@ -672,10 +560,11 @@ async fn deferred(cx: &PhaseContext<'_>, name: &str) -> Result<Deferred> {
 fn compare_with_certificate(
     cert: &SignedCertificate,
     tables: &mut BTreeMap<String, DeliveredTable>,
-    digests: ReadBackDigests,
+    read: Vec<ReadBackResult>,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
-    for (name, (d, root)) in digests {
+    for r in read {
+        let name = r.table;
         let certified = cert.payload["tables"][&name]["digest"]
             .as_str()
             .unwrap_or_default()
@@ -684,15 +573,15 @@ fn compare_with_certificate(
             .as_str()
             .map(str::to_string);
         let e = tables.entry(name.clone()).or_default();
-        e.rows_in_target = d.rows;
-        e.checksum = d.hex();
+        e.rows_in_target = r.rows_in_target;
+        e.checksum = r.checksum;
         e.matches_certificate =
-            e.checksum == certified && certified_root.as_ref().is_none_or(|r| *r == root);
-        e.merkle_root = root;
+            e.checksum == certified && certified_root.as_ref().is_none_or(|c| *c == r.merkle_root);
+        e.merkle_root = r.merkle_root;
         if !e.matches_certificate {
             warnings.push(format!(
                 "table {name}: the target holds {} rows whose checksum differs from the certificate's: it held rows before this delivery (a source changed since an earlier delivery of this migration: `sensei migrate --resync` empties the target tables and delivers the current source), or was changed during delivery",
-                d.rows
+                r.rows_in_target
             ));
         }
     }

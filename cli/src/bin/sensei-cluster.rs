@@ -670,7 +670,7 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<i32> {
             for phase in ["ingestion", "transformation", "verification", "delivery"] {
                 let p = &st["phases"][phase];
                 println!(
-                    "    {phase:<15} {}/{} partitions, {} rows{}",
+                    "    {phase:<15} {}/{} tasks, {} rows{}",
                     p["done"],
                     p["total"],
                     p["rows"],

@@ -1,0 +1,260 @@
+//! The post-delivery check as leased tasks, run once every partition is
+//! written, placed and retried like any other: each certified table read
+//! back from the target with the certificate's columns and digested with
+//! its algorithms, the rows staged for the replay ([`ReadBackTask`], one per
+//! table, in parallel); what the load set aside put back and the target's
+//! foreign keys checked ([`ConstraintsTask`]); the post-delivery queries
+//! replayed on the rows read back against the source snapshot (a
+//! [`QueryTask`] run by the validator's engine). The head holds no table:
+//! it reads the results and writes the receipt.
+
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use sensei_connectors::readback::ReadBack;
+use sensei_connectors::sqlite::SqliteTarget;
+use sensei_connectors::target::{Deferred, Target};
+use sensei_connectors::url::{parse, Location};
+use sensei_contracts::artifacts::PartitionRef;
+use sensei_contracts::digest::{MerkleDigest, TableDigest};
+use sensei_contracts::error::{EngineError, Result};
+use sensei_contracts::io::PartitionIo;
+use sensei_flight::parquet_io::{FileStats, PartitionWriter};
+use sensei_validator::queries::{QueryResult, QueryTask};
+
+use crate::deliver::TargetConnection;
+
+/// The task table names of the post-delivery tasks start with this; the
+/// rest is the table read back, or one of [`CONSTRAINTS`] and [`REPLAY`].
+pub const POST_DELIVERY: &str = "post-delivery:";
+/// The task that puts back constraints and checks foreign keys.
+pub const CONSTRAINTS: &str = "post-delivery:constraints";
+/// The task that replays the post-delivery queries.
+pub const REPLAY: &str = "post-delivery:replay";
+
+/// Where the target is and how to open it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetRef {
+    /// The target URL (any password removed: it comes from the
+    /// environment or the password file).
+    pub url: String,
+    /// `target.namespace`.
+    pub namespace: String,
+    /// How the session is opened.
+    pub connection: TargetConnection,
+}
+
+/// Reads one certified table back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadBackTask {
+    /// The target.
+    pub target: TargetRef,
+    /// The table, as delivered.
+    pub table: String,
+    /// Its certified columns, in order: (name, Arrow type).
+    pub columns: Vec<(String, String)>,
+    /// The Merkle key columns.
+    pub key: Vec<String>,
+    /// The id the rows read are staged under for the replay (None: no
+    /// post-delivery replay).
+    pub copy_id: Option<String>,
+}
+
+/// What a table read back holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadBackResult {
+    /// The table.
+    pub table: String,
+    /// Rows read.
+    pub rows_in_target: u64,
+    /// Their digest, with the certificate's algorithm.
+    pub checksum: String,
+    /// Their Merkle root.
+    pub merkle_root: String,
+    /// The rows staged for the replay.
+    pub copy: Option<PartitionRef>,
+}
+
+/// Puts back what the load set aside; checks the target's foreign keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConstraintsTask {
+    /// The target.
+    pub target: TargetRef,
+    /// Foreign keys set aside for the load.
+    pub foreign_keys: Deferred,
+    /// Secondary indexes set aside for the load.
+    pub indexes: Deferred,
+}
+
+/// What putting back and checking found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConstraintsResult {
+    /// What could not be put back, and why.
+    pub broken: Vec<String>,
+    /// Rows breaking a declared foreign key: (table, referenced table, rows).
+    pub violations: Vec<(String, String, u64)>,
+}
+
+/// One post-delivery task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PostTask {
+    /// A table read back.
+    ReadBack(ReadBackTask),
+    /// Constraints put back and checked.
+    Constraints(ConstraintsTask),
+    /// The post-delivery queries replayed.
+    Replay(QueryTask),
+}
+
+/// Runs a post-delivery task; `attempt` names its staged copy.
+pub async fn run(io: &dyn PartitionIo, task: PostTask, attempt: u32) -> Result<serde_json::Value> {
+    Ok(match task {
+        PostTask::ReadBack(t) => {
+            let copy = t.copy_id.as_ref().map(|id| format!("{id}-a{attempt}"));
+            let path = copy.as_ref().map(|id| io.staging_path(id));
+            let (mut result, staged) = blocking("reading a table back", move || {
+                read_back_table(&t, path.as_deref())
+            })
+            .await?;
+            if let (Some(id), Some((path, stats))) = (copy, staged) {
+                result.copy = Some(io.register(&id, &result.table, 0, path, stats));
+            }
+            serde_json::to_value(result)?
+        }
+        PostTask::Constraints(t) => {
+            serde_json::to_value(blocking("checking constraints", move || constraints(&t)).await?)?
+        }
+        PostTask::Replay(t) => serde_json::to_value(sensei_validator::queries::run(io, &t).await?)?,
+    })
+}
+
+/// The replay's outcome, from its task's result.
+pub fn replay_result(v: &serde_json::Value) -> Result<QueryResult> {
+    QueryResult::deserialize(v).map_err(|e| EngineError::Malformed {
+        what: "post-delivery replay result".into(),
+        message: e.to_string(),
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EngineError::Malformed {
+            what: what.into(),
+            message: e.to_string(),
+        })?
+}
+
+/// Reads the table back as its certified columns, digests it, and copies
+/// its rows to `copy` when given. Streaming: the table is never held whole.
+fn read_back_table(
+    t: &ReadBackTask,
+    copy: Option<&Path>,
+) -> Result<(ReadBackResult, Option<(PathBuf, FileStats)>)> {
+    let mut target = ReadBack::open(
+        &t.target.url,
+        &t.target.connection.options(),
+        &t.target.namespace,
+    )?;
+    let fields = t
+        .columns
+        .iter()
+        .map(|(name, ty)| {
+            let ty: DataType = ty.parse().map_err(|e| EngineError::Malformed {
+                what: format!("certified type of column {name} of table {}", t.table),
+                message: format!("{e}"),
+            })?;
+            Ok(Field::new(name, ty, true))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let certified = std::sync::Arc::new(Schema::new(fields));
+    let order: Vec<String> = t.columns.iter().map(|(c, _)| c.clone()).collect();
+    let mut writer: Option<PartitionWriter> = None;
+    let mut tap = |b: &RecordBatch| -> sensei_connectors::Result<()> {
+        let Some(path) = copy else {
+            return Ok(());
+        };
+        let unwritable =
+            |e: sensei_flight::FlightError| sensei_connectors::ConnectorError::TargetNotWritable {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            };
+        if writer.is_none() {
+            writer = Some(PartitionWriter::create(path, b.schema()).map_err(unwritable)?);
+        }
+        match writer.as_mut() {
+            Some(w) => w.write(b).map_err(unwritable),
+            None => Ok(()),
+        }
+    };
+    let (digest, root) = read_back(
+        &mut target,
+        &t.table,
+        &order,
+        Some(&certified),
+        &t.key,
+        &mut tap,
+    )?;
+    let staged = match (writer, copy) {
+        (Some(w), Some(path)) => Some((path.to_path_buf(), w.finish()?)),
+        _ => None,
+    };
+    let result = ReadBackResult {
+        table: t.table.clone(),
+        rows_in_target: digest.rows,
+        checksum: digest.hex(),
+        merkle_root: root,
+        copy: None,
+    };
+    Ok((result, staged))
+}
+
+/// A batch read back, seen by the post-delivery copy.
+pub type Tap<'a> = &'a mut dyn FnMut(&RecordBatch) -> sensei_connectors::Result<()>;
+
+/// Reads a delivered table back from `target` as the certified columns and
+/// types (`certified`, or the columns of `order` as stored) and computes its
+/// digest and Merkle root with the certificate's algorithms; each batch is
+/// also shown to `tap`. Streaming: the table is never held whole.
+pub fn read_back(
+    target: &mut ReadBack,
+    table: &str,
+    order: &[String],
+    certified: Option<&arrow::datatypes::SchemaRef>,
+    key: &[String],
+    tap: Tap<'_>,
+) -> Result<(TableDigest, String)> {
+    let mut d = TableDigest::default();
+    let mut m = MerkleDigest::default();
+    target.read(table, order, certified, 8192, |b| {
+        d.add_batch(&b);
+        m.add_batch(&b, key);
+        tap(&b)
+    })?;
+    Ok((d, m.root()))
+}
+
+/// Puts back what the load set aside (the server validates the foreign
+/// keys against the rows), then, in a SQLite target, lists the rows that
+/// break a declared foreign key.
+fn constraints(t: &ConstraintsTask) -> Result<ConstraintsResult> {
+    let options = t.target.connection.options();
+    let broken = if t.foreign_keys.is_empty() && t.indexes.is_empty() {
+        Vec::new()
+    } else {
+        Target::open_in(&t.target.url, &options, &t.target.namespace)?
+            .reattach(&t.foreign_keys, &t.indexes)
+    };
+    let violations = match parse(&t.target.url, "target")? {
+        Location::Sqlite(path) => SqliteTarget::open(&path)?.foreign_key_violations()?,
+        _ => Vec::new(),
+    };
+    Ok(ConstraintsResult { broken, violations })
+}
