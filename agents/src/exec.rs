@@ -70,6 +70,9 @@ pub async fn execute(
             let task: validate::VerifyTask = payload(&lease)?;
             serde_json::to_value(validate::run(node.as_ref(), &task).await?)?
         }
+        Phase::Delivery if lease.table == sensei_delivery::prepare::PREPARE => {
+            serde_json::to_value(sensei_delivery::prepare::run(payload(&lease)?).await?)?
+        }
         Phase::Delivery
             if lease
                 .table

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use sensei_contracts::planner::{
     Finalized, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
 };
+use sensei_delivery::planner::is_partition;
 use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::signing::SigningKey;
 use sensei_runtime::store::{sha256_hex, ArtifactStore};
 use sensei_runtime::topic::{publish_json, EventLog};
-use sensei_scheduler::{MigrationState, Phase, Policy, Scheduler, TaskRecord, TaskSpec};
+use sensei_scheduler::{MigrationState, Phase, Policy, Scheduler, TaskRecord, TaskSpec, TaskState};
 
 use crate::artifacts::*;
 use crate::error::{AgentError, Result};
@@ -154,11 +155,13 @@ impl Orchestrator {
                 }
             }
         }
-        let delivery = self.scheduler.progress(id, Phase::Delivery)?;
+        let delivery = self.scheduler.phase_tasks(id, Phase::Delivery)?;
         let standing = crate::rerun::Standing {
             completed: self.scheduler.migration_state(id)?.0 == MigrationState::Completed,
-            delivery_planned: delivery.total > 0,
-            delivered: delivery.done > 0,
+            delivery_planned: !delivery.is_empty(),
+            delivered: delivery
+                .iter()
+                .any(|t| t.state == TaskState::Done && is_partition(&t.table)),
             verifying: self.scheduler.progress(id, Phase::Verification)?.total > 0,
         };
         let rerun = crate::rerun::decide(stored, config, &files, standing);

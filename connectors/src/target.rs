@@ -18,7 +18,7 @@ use crate::url::{parse, Location};
 /// What a mirrored table keeps of its source besides columns and primary
 /// key: unique constraints `(name, columns)`, secondary indexes `(name,
 /// columns, unique)` and foreign keys, in target names.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MirrorExtras {
     /// Unique constraints.
     pub unique: Vec<(String, Vec<String>)>,
@@ -29,7 +29,7 @@ pub struct MirrorExtras {
 }
 
 /// What a mirrored column's source declared beyond its Arrow type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Declared {
     /// A text width the source enforced: `VARCHAR(n)`.
     Width(u32),

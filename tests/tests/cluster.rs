@@ -134,6 +134,8 @@ fn a_cluster_of_two_workers_migrates_over_flight() {
         assert_eq!(on_workers(&format!("post-delivery:{table}")), 1, "{table}");
     }
     assert_eq!(on_workers("post-delivery:replay"), 1);
+    // So did the target's preparation, before any partition was written.
+    assert_eq!(on_workers("delivery:prepare"), 1);
     let receipt = migration_with(&work, "receipt.json").join("receipt.json");
     let receipt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(receipt).unwrap()).unwrap();

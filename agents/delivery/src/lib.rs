@@ -14,3 +14,4 @@ pub mod deliver;
 pub mod mirror;
 pub mod planner;
 pub mod post;
+pub mod prepare;

@@ -10,9 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use arrow::datatypes::SchemaRef;
-use sensei_connectors::files::SourceOptions;
-use sensei_connectors::target::{Declared, MirrorExtras, Target};
+use sensei_connectors::target::Target;
 use sensei_connectors::url::{parse, Location};
 use sensei_contracts::artifacts::*;
 use sensei_contracts::error::{EngineError, Result};
@@ -27,138 +25,13 @@ use crate::post::{
     ConstraintsResult, ConstraintsTask, PostTask, ReadBackResult, ReadBackTask, TargetRef,
     CONSTRAINTS, POST_DELIVERY, REPLAY,
 };
+use crate::prepare::{PrepareTask, Prepared, TableShape, PREPARE};
 
 /// `target.schema` value that reads the target schema from the target database.
 pub use sensei_architect::planner::TARGET_SCHEMA_FROM_TARGET;
 
 /// Constraints or indexes set aside for a load: (table, name, definition).
 pub use sensei_connectors::target::Deferred;
-
-/// A mapped table as delivery creates it: its name, certified schema,
-/// primary key and the widths its columns declare.
-type TableShape = (String, SchemaRef, Vec<String>, BTreeMap<String, Declared>);
-
-/// What target preparation needs, moved onto a blocking thread.
-struct Preparation {
-    url: String,
-    options: SourceOptions,
-    namespace: String,
-    /// The schema file's text and name.
-    ddl: Option<(String, String)>,
-    /// Per mapped table: its name, certified schema, key and declared widths.
-    schemas: Vec<TableShape>,
-    /// Mirror mode: what the source's tables keep besides their columns.
-    extras: BTreeMap<String, MirrorExtras>,
-    resync: bool,
-    migration_id: String,
-}
-
-/// What preparing the target did.
-struct Prepared {
-    foreign_keys: Deferred,
-    indexes: Deferred,
-    notes: Vec<String>,
-    created: Vec<String>,
-}
-
-/// Creates the target tables this delivery needs (recording which did not
-/// exist), adds a mirror's constraints and indexes, sets foreign keys and
-/// secondary indexes aside for the load, and empties the tables for a
-/// re-sync. Blocking.
-fn prepare_target(p: Preparation) -> Result<Prepared> {
-    let Preparation {
-        url,
-        options,
-        namespace,
-        ddl,
-        schemas,
-        mut extras,
-        resync,
-        migration_id,
-    } = p;
-    let mut target = sensei_connectors::target::Target::open_in(&url, &options, &namespace)?;
-    // The tables this delivery creates (the schema file's and the
-    // mapped ones), told apart from those already there: a
-    // delivery that halts before its first batch drops them again.
-    let mut candidates: Vec<String> = schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
-    if let Some((ddl, file)) = &ddl {
-        candidates.extend(
-            sensei_architect::ddl::parse(ddl, file)
-                .map(|ts| ts.into_iter().map(|t| t.name).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        );
-    }
-    candidates.sort();
-    candidates.dedup();
-    let mut before = Vec::new();
-    for n in &candidates {
-        if !target.has_table(n)? {
-            before.push(n.clone());
-        }
-    }
-    if let Some((ddl, _)) = ddl {
-        target.apply_ddl(&ddl)?;
-    }
-    let mut created = Vec::new();
-    for (name, schema, pk, widths) in &schemas {
-        let table = sensei_connectors::target::NewTable {
-            name,
-            schema,
-            primary_key: pk,
-            declared: widths,
-        };
-        if target.ensure_table(&table)? {
-            created.push(name.clone());
-        }
-    }
-    let mut new_tables = Vec::new();
-    for n in before {
-        if target.has_table(&n)? {
-            new_tables.push(n);
-        }
-    }
-    // A mirrored table gets its source's constraints and indexes once,
-    // when it is created (all tables exist by now for the foreign keys);
-    // unique keys and indexes of every table first, since a foreign
-    // key may reference another table's unique key.
-    let mut notes = Vec::new();
-    let mut keys = Vec::new();
-    for name in &created {
-        if let Some(mut e) = extras.remove(name) {
-            keys.push((name, std::mem::take(&mut e.foreign_keys)));
-            notes.extend(target.add_mirror_extras(name, &e));
-        }
-    }
-    for (name, foreign_keys) in keys {
-        let e = sensei_connectors::target::MirrorExtras {
-            foreign_keys,
-            ..Default::default()
-        };
-        notes.extend(target.add_mirror_extras(name, &e));
-    }
-    // PostgreSQL enforces foreign keys row by row: tables loading in
-    // parallel would trip them, so they are added back after the load
-    // (MySQL sessions load with foreign-key checks off); secondary
-    // indexes are built once then, not maintained per row.
-    let names: Vec<String> = schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
-    let (fks, indexes) = target.detach_for_load(&names)?;
-    // Re-sync: the target tables emptied and their ledger rows
-    // forgotten once foreign keys are detached, before any batch.
-    if resync {
-        for name in &names {
-            let n = target.clear_for_resync(name, &migration_id)?;
-            notes.push(format!(
-                "re-sync: {name} emptied ({n} removed) and its ledger rows forgotten; delivering the current source"
-            ));
-        }
-    }
-    Ok(Prepared {
-        foreign_keys: fks,
-        indexes,
-        notes,
-        created: new_tables,
-    })
-}
 
 fn join_err(what: &str) -> impl FnOnce(tokio::task::JoinError) -> EngineError + '_ {
     move |e| EngineError::Malformed {
@@ -172,8 +45,9 @@ fn join_err(what: &str) -> impl FnOnce(tokio::task::JoinError) -> EngineError + 
 pub struct DeliveryPlanner;
 
 impl DeliveryPlanner {
-    /// Prepares the target for the verified partitions; returns the tasks.
-    async fn prepare(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
+    /// The target preparation task: the schema file, the mapped tables
+    /// (mirrored from the source when there is no schema file), a re-sync.
+    async fn prepare_task(&self, cx: &mut PhaseContext<'_>) -> Result<PlannedTask> {
         let config = cx.config;
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
         let transformed = cx.transformed().await?;
@@ -195,7 +69,7 @@ impl DeliveryPlanner {
         // Mirroring: text widths, constraints and indexes come from the source.
         let mirror = config.target.schema.is_empty();
         let manifest: Manifest = cx.get_json("manifest.json").await?;
-        let mut schemas = Vec::new();
+        let mut tables = Vec::new();
         for t in &mapping.tables {
             if let Some(p) = transformed.iter().find(|p| p.table == t.target) {
                 let path = PathBuf::from(p.uri.trim_start_matches("file://"));
@@ -205,15 +79,18 @@ impl DeliveryPlanner {
                 } else {
                     BTreeMap::new()
                 };
-                schemas.push((t.target.clone(), schema, t.primary_key.clone(), widths));
+                tables.push(TableShape::new(
+                    &t.target,
+                    &schema,
+                    t.primary_key.clone(),
+                    widths,
+                ));
             }
         }
-        let preparation = Preparation {
-            url: config.target.url.clone(),
-            options: target_options(config),
-            namespace: config.target.namespace.clone(),
+        let task = PrepareTask {
+            target: target_ref(config),
             ddl,
-            schemas,
+            tables,
             extras: if mirror {
                 crate::mirror::extras(&manifest, &mapping)
             } else {
@@ -222,9 +99,17 @@ impl DeliveryPlanner {
             resync: config.delivery.resync,
             migration_id: cx.id.to_string(),
         };
-        let prepared = tokio::task::spawn_blocking(move || prepare_target(preparation))
-            .await
-            .map_err(join_err("target preparation"))??;
+        Ok(PlannedTask {
+            table: PREPARE.into(),
+            partition: 0,
+            payload: serde_json::to_value(task)?,
+            preferred_node: None,
+        })
+    }
+
+    /// Records what preparing the target did: the tables it created, its
+    /// notes, what it set aside for the load.
+    async fn record_prepared(&self, cx: &mut PhaseContext<'_>, prepared: Prepared) -> Result<()> {
         cx.put_json(CREATED_TABLES, &prepared.created).await?;
         for n in prepared.notes {
             if n.starts_with("re-sync:") {
@@ -241,7 +126,14 @@ impl DeliveryPlanner {
                 cx.put_json(name, &list).await?;
             }
         }
-        transformed
+        Ok(())
+    }
+
+    /// One task per verified partition, placed on the node that holds it.
+    async fn partition_tasks(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
+        let config = cx.config;
+        cx.transformed()
+            .await?
             .into_iter()
             .map(|p| {
                 let task = DeliverTask {
@@ -310,11 +202,7 @@ impl DeliveryPlanner {
     async fn read_back_tasks(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
         let config = cx.config;
         let cert: SignedCertificate = cx.get_json("certificate.json").await?;
-        let target = TargetRef {
-            url: redact_url(&config.target.url),
-            namespace: config.target.namespace.clone(),
-            connection: TargetConnection::from_section(&config.target),
-        };
+        let target = target_ref(config);
         let mut tasks = Vec::new();
         for (name, t) in cert.payload["tables"].as_object().into_iter().flatten() {
             let task = PostTask::ReadBack(ReadBackTask {
@@ -422,7 +310,7 @@ impl Planner for DeliveryPlanner {
                 "certificate INCONCLUSIVE: waiting for sensei review --accept-inconclusive (or sensei migrate --restart)".into(),
             )));
         }
-        Ok(Plan::Tasks(self.prepare(cx).await?))
+        Ok(Plan::Tasks(vec![self.prepare_task(cx).await?]))
     }
 
     /// Once every partition is written, the post-delivery tasks; once each
@@ -433,6 +321,15 @@ impl Planner for DeliveryPlanner {
         cx: &mut PhaseContext<'_>,
         done: &[TaskOutcome],
     ) -> Result<Vec<PlannedTask>> {
+        if done.iter().all(|t| t.table == PREPARE) {
+            if let Some(t) = done.iter().find(|t| t.table == PREPARE) {
+                self.record_prepared(cx, t.result()?).await?;
+            }
+            let tasks = self.partition_tasks(cx).await?;
+            if !tasks.is_empty() {
+                return Ok(tasks);
+            }
+        }
         if !done.iter().any(|t| t.table.starts_with(POST_DELIVERY)) {
             return self.read_back_tasks(cx).await;
         }
@@ -516,6 +413,21 @@ impl Planner for DeliveryPlanner {
     }
 }
 
+/// Whether a delivery-phase task writes a partition (not the target's
+/// preparation or a post-delivery task).
+pub fn is_partition(task_table: &str) -> bool {
+    task_table != PREPARE && !task_table.starts_with(POST_DELIVERY)
+}
+
+/// Where the target is, as tasks open it.
+fn target_ref(config: &sensei_runtime::config::MigrationConfig) -> TargetRef {
+    TargetRef {
+        url: redact_url(&config.target.url),
+        namespace: config.target.namespace.clone(),
+        connection: TargetConnection::from_section(&config.target),
+    }
+}
+
 /// Whether a delivery-phase task is a table's read-back.
 fn is_read_back(task_table: &str) -> bool {
     task_table.starts_with(POST_DELIVERY) && task_table != CONSTRAINTS && task_table != REPLAY
@@ -529,7 +441,7 @@ fn delivered(
     let mut tables: BTreeMap<String, DeliveredTable> = BTreeMap::new();
     let mut elapsed = 0;
     let mut notices: Vec<String> = Vec::new();
-    for t in tasks.iter().filter(|t| !t.table.starts_with(POST_DELIVERY)) {
+    for t in tasks.iter().filter(|t| is_partition(&t.table)) {
         let r: DeliverResult = t.result()?;
         let e = tables.entry(t.table.clone()).or_default();
         e.rows_written += r.rows;
