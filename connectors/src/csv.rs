@@ -884,14 +884,8 @@ impl crate::source::SourceEngine for CsvSource {
     fn tables(&mut self) -> Result<Vec<TableInfo>> {
         CsvSource::tables(self)
     }
-    fn read(
-        &mut self,
-        t: &TableInfo,
-        range: KeyRange,
-        batch_rows: usize,
-        sink: Sink,
-    ) -> Result<u64> {
-        CsvSource::read(self, t, range, None, batch_rows, sink)
+    fn read(&mut self, t: &TableInfo, range: KeyRange, rows: usize, sink: Sink) -> Result<u64> {
+        CsvSource::read(self, t, range, None, rows, sink)
     }
     fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
         CsvSource::sample(self, table, n)

@@ -375,6 +375,28 @@ pub(crate) fn range_select(
     }
 }
 
+/// `SELECT` of about `n` rows spread over the table: every `step`-th key
+/// (`every(key, lo, step)` is the dialect's condition), in key order; the
+/// first `n` rows of a table without a key range.
+pub(crate) fn sample_select(
+    t: &crate::table::TableInfo,
+    cols: &str,
+    n: u64,
+    quote: fn(&str) -> String,
+    every: impl Fn(&str, i64, u64) -> String,
+) -> String {
+    let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
+    let n = n.max(1);
+    match (&t.range_column, t.rowid_range) {
+        (Some(k), Some((lo, _))) => format!(
+            "SELECT {cols} FROM {sql_name} WHERE {} ORDER BY {k} LIMIT {n}",
+            every(&quote(k), lo, (t.rows / n).max(1)),
+            k = quote(k)
+        ),
+        _ => format!("SELECT {cols} FROM {sql_name} LIMIT {n}"),
+    }
+}
+
 /// The condition of one key-range partition: `k BETWEEN lo AND hi`; the
 /// first partition of a nullable key also takes the rows whose key is NULL,
 /// so that no row falls between partitions.

@@ -600,16 +600,9 @@ impl MySqlSource {
 
     /// About `n` rows spread over the table, in key order.
     pub fn sample(&mut self, t: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
-        let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
-        let cols = Self::select(t);
-        let n = n.max(1);
-        let query = match (&t.range_column, t.rowid_range) {
-            (Some(k), Some((lo, _))) => {
-                let step = (t.rows / n).max(1);
-                format!("SELECT {cols} FROM {sql_name} WHERE MOD({k} - {lo}, {step}) = 0 ORDER BY {k} LIMIT {n}", k = quote(k))
-            }
-            _ => format!("SELECT {cols} FROM {sql_name} LIMIT {n}"),
-        };
+        let query = crate::files::sample_select(t, &Self::select(t), n, quote, |k, lo, step| {
+            format!("MOD({k} - {lo}, {step}) = 0")
+        });
         let mut out = Vec::new();
         self.stream(t, &query, 8192, |b| {
             out.push(b);
@@ -622,12 +615,12 @@ impl MySqlSource {
         &mut self,
         t: &TableInfo,
         query: &str,
-        batch_rows: usize,
+        rows: usize,
         sink: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64> {
         let ctx = format!("reading table {}", t.name);
         let schema = Arc::new(t.schema().as_ref().clone());
-        let mut batcher = Batcher::new(schema.clone(), batch_rows, sink);
+        let mut batcher = Batcher::new(schema.clone(), rows, sink);
         let types = batcher.types();
         // The text protocol streams rows as the server sends them: memory stays
         // bounded by one batch whatever the table's size.
@@ -775,16 +768,10 @@ impl crate::source::SourceEngine for MySqlSource {
         MySqlSource::tables(self)
     }
     /// The rows whose key lies in `range`, when given, in key order.
-    fn read(
-        &mut self,
-        t: &TableInfo,
-        range: KeyRange,
-        batch_rows: usize,
-        sink: Sink,
-    ) -> Result<u64> {
+    fn read(&mut self, t: &TableInfo, range: KeyRange, rows: usize, sink: Sink) -> Result<u64> {
         let query = crate::files::range_select(t, &Self::select(t), range, quote);
         self.changes.clear();
-        self.stream(t, &query, batch_rows, sink)
+        self.stream(t, &query, rows, sink)
     }
     fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
         MySqlSource::sample(self, table, n)

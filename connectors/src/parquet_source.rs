@@ -257,14 +257,8 @@ impl crate::source::SourceEngine for ParquetSource {
     fn tables(&mut self) -> Result<Vec<TableInfo>> {
         ParquetSource::tables(self)
     }
-    fn read(
-        &mut self,
-        t: &TableInfo,
-        range: KeyRange,
-        batch_rows: usize,
-        sink: Sink,
-    ) -> Result<u64> {
-        ParquetSource::read(self, t, range, None, batch_rows, sink)
+    fn read(&mut self, t: &TableInfo, range: KeyRange, rows: usize, sink: Sink) -> Result<u64> {
+        ParquetSource::read(self, t, range, None, rows, sink)
     }
     fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
         ParquetSource::sample(self, table, n)

@@ -587,19 +587,9 @@ impl PgSource {
 
     /// About `n` rows spread over the table (every k-th key), in key order.
     pub fn sample(&mut self, t: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
-        let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
-        let cols = Self::select(t);
-        let n = n.max(1);
-        let query = match (&t.range_column, t.rowid_range) {
-            (Some(k), Some((lo, _))) => {
-                let step = (t.rows / n).max(1);
-                format!(
-                    "SELECT {cols} FROM {sql_name} WHERE ({k}::int8 - {lo}) % {step} = 0 ORDER BY {k} LIMIT {n}",
-                    k = quote(k)
-                )
-            }
-            _ => format!("SELECT {cols} FROM {sql_name} LIMIT {n}"),
-        };
+        let query = crate::files::sample_select(t, &Self::select(t), n, quote, |k, lo, step| {
+            format!("({k}::int8 - {lo}) % {step} = 0")
+        });
         let mut out = Vec::new();
         self.copy(t, &query, 8192, |b| {
             out.push(b);
@@ -798,15 +788,9 @@ impl crate::source::SourceEngine for PgSource {
         PgSource::tables(self)
     }
     /// The rows whose key lies in `range`, when given, in key order.
-    fn read(
-        &mut self,
-        t: &TableInfo,
-        range: KeyRange,
-        batch_rows: usize,
-        sink: Sink,
-    ) -> Result<u64> {
+    fn read(&mut self, t: &TableInfo, range: KeyRange, rows: usize, sink: Sink) -> Result<u64> {
         let query = crate::files::range_select(t, &Self::select(t), range, quote);
-        self.copy(t, &query, batch_rows, sink)
+        self.copy(t, &query, rows, sink)
     }
     fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
         PgSource::sample(self, table, n)

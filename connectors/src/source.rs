@@ -39,14 +39,8 @@ pub trait SourceEngine: Send {
     fn tables(&mut self) -> Result<Vec<TableInfo>>;
 
     /// Streams a table (or the rows whose key lies in `range`) as batches
-    /// of at most `batch_rows` rows.
-    fn read(
-        &mut self,
-        t: &TableInfo,
-        range: KeyRange,
-        batch_rows: usize,
-        sink: Sink,
-    ) -> Result<u64>;
+    /// of at most `rows` rows.
+    fn read(&mut self, t: &TableInfo, range: KeyRange, rows: usize, sink: Sink) -> Result<u64>;
 
     /// A deterministic sample of about `n` rows spread over the table.
     fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>>;

@@ -1279,14 +1279,8 @@ impl crate::source::SourceEngine for SqliteSource {
     fn tables(&mut self) -> Result<Vec<TableInfo>> {
         SqliteSource::tables(self)
     }
-    fn read(
-        &mut self,
-        t: &TableInfo,
-        range: KeyRange,
-        batch_rows: usize,
-        sink: Sink,
-    ) -> Result<u64> {
-        SqliteSource::read(self, t, range, batch_rows, sink)
+    fn read(&mut self, t: &TableInfo, range: KeyRange, rows: usize, sink: Sink) -> Result<u64> {
+        SqliteSource::read(self, t, range, rows, sink)
     }
     fn sample(&mut self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
         SqliteSource::sample(self, table, n)

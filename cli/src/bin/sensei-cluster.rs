@@ -402,24 +402,29 @@ fn token(dir: &Path, command: TokenCommand) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
+/// Refuses to start a cluster that would listen beyond the loopback
+/// without TLS, or in a folder where one is up.
+fn check_startable(dir: &Path, opts: &UpOptions) -> anyhow::Result<()> {
     let bind = opts.head.bind;
-    let tls_wanted = opts.tls || opts.tls_cert.is_some();
-    if !bind.is_loopback() && !tls_wanted {
+    if !(bind.is_loopback() || opts.tls || opts.tls_cert.is_some()) {
         anyhow::bail!(
             "--bind {bind}: listeners beyond the loopback carry tokens and the cluster secret, so they need TLS: add --tls (a self-signed certificate) or --tls-cert and --tls-key, or bind 127.0.0.1"
         );
     }
-    std::fs::create_dir_all(dir)?;
-    if let Ok(c) = read_cluster(dir) {
-        if alive(c.head_pid) {
-            anyhow::bail!(
-                "a cluster is already up in {} (head pid {}); run `sensei-cluster down` first",
-                dir.display(),
-                c.head_pid
-            );
-        }
+    match read_cluster(dir) {
+        Ok(c) if alive(c.head_pid) => anyhow::bail!(
+            "a cluster is already up in {} (head pid {}); run `sensei-cluster down` first",
+            dir.display(),
+            c.head_pid
+        ),
+        _ => Ok(()),
     }
+}
+
+fn up(dir: &Path, opts: UpOptions) -> anyhow::Result<i32> {
+    check_startable(dir, &opts)?;
+    let bind = opts.head.bind;
+    std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
     let tls = tls_files(&dir, bind, &opts)?;
     let UpOptions {
