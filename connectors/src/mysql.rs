@@ -60,8 +60,11 @@ use crate::table::{ColumnInfo, TableInfo};
 pub(crate) fn my_err(context: impl Into<String>) -> impl FnOnce(mysql::Error) -> ConnectorError {
     let context = context.into();
     move |e| {
+        // Lock wait timeout, deadlock, too many connections, server gone or
+        // lost, shutdown in progress, and a table altered under a
+        // consistent snapshot ("please retry transaction"): a retry may pass.
         let transient = matches!(e, mysql::Error::IoError(_) | mysql::Error::DriverError(_))
-            || matches!(&e, mysql::Error::MySqlError(m) if matches!(m.code, 1205 | 1213 | 1040 | 2006 | 2013 | 1053));
+            || matches!(&e, mysql::Error::MySqlError(m) if matches!(m.code, 1205 | 1213 | 1040 | 2006 | 2013 | 1053 | 1412));
         ConnectorError::Database {
             context,
             message: e.to_string(),

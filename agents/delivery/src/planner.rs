@@ -220,18 +220,27 @@ impl DeliveryPlanner {
             });
             tasks.push(post_task(&format!("{POST_DELIVERY}{name}"), &task)?);
         }
+        Ok(tasks)
+    }
+
+    /// The task that puts back what the load set aside, when it set any
+    /// aside (or the target is SQLite, whose foreign keys it checks). It
+    /// runs before the tables are read back: a table altered under a
+    /// reader's snapshot fails the read (MySQL).
+    async fn constraints_task(&self, cx: &mut PhaseContext<'_>) -> Result<Option<PlannedTask>> {
+        let config = cx.config;
         let foreign_keys = deferred(cx, DEFERRED_FOREIGN_KEYS).await?;
         let indexes = deferred(cx, DEFERRED_INDEXES).await?;
         let sqlite = matches!(parse(&config.target.url, "target")?, Location::Sqlite(_));
-        if sqlite || !foreign_keys.is_empty() || !indexes.is_empty() {
-            let task = PostTask::Constraints(ConstraintsTask {
-                target,
-                foreign_keys,
-                indexes,
-            });
-            tasks.push(post_task(CONSTRAINTS, &task)?);
+        if !sqlite && foreign_keys.is_empty() && indexes.is_empty() {
+            return Ok(None);
         }
-        Ok(tasks)
+        let task = PostTask::Constraints(ConstraintsTask {
+            target: target_ref(config),
+            foreign_keys,
+            indexes,
+        });
+        Ok(Some(post_task(CONSTRAINTS, &task)?))
     }
 
     /// Post-delivery validation: the query suite (the user's source
@@ -330,8 +339,19 @@ impl Planner for DeliveryPlanner {
                 return Ok(tasks);
             }
         }
-        if !done.iter().any(|t| t.table.starts_with(POST_DELIVERY)) {
-            return self.read_back_tasks(cx).await;
+        if !done
+            .iter()
+            .any(|t| t.table == CONSTRAINTS || is_read_back(&t.table))
+        {
+            if let Some(task) = self.constraints_task(cx).await? {
+                return Ok(vec![task]);
+            }
+        }
+        if !done.iter().any(|t| is_read_back(&t.table)) {
+            let tasks = self.read_back_tasks(cx).await?;
+            if !tasks.is_empty() {
+                return Ok(tasks);
+            }
         }
         if !cx.config.delivery.post_validation || done.iter().any(|t| t.table == REPLAY) {
             return Ok(Vec::new());

@@ -1,12 +1,13 @@
 //! The post-delivery check as leased tasks, run once every partition is
-//! written, placed and retried like any other: each certified table read
-//! back from the target with the certificate's columns and digested with
-//! its algorithms, the rows staged for the replay ([`ReadBackTask`], one per
-//! table, in parallel); what the load set aside put back and the target's
-//! foreign keys checked ([`ConstraintsTask`]); the post-delivery queries
-//! replayed on the rows read back against the source snapshot (a
-//! [`QueryTask`] run by the validator's engine). The head holds no table:
-//! it reads the results and writes the receipt.
+//! written, placed and retried like any other, in rounds: what the load set
+//! aside put back and the target's foreign keys checked
+//! ([`ConstraintsTask`]); each certified table read back from the target
+//! with the certificate's columns and digested with its algorithms, the
+//! rows staged for the replay ([`ReadBackTask`], one per table, in
+//! parallel); the post-delivery queries replayed on the rows read back
+//! against the source snapshot (a [`QueryTask`] run by the validator's
+//! engine). The head holds no table: it reads the results and writes the
+//! receipt.
 
 use std::path::{Path, PathBuf};
 
