@@ -298,14 +298,7 @@ pub fn main() {
 /// [`main`], the node's agents running their tasks through `executors`.
 pub fn main_with(executors: Executors) {
     crate::cap_malloc_arenas();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    crate::init_logging("warn");
     let cli: Cli = crate::parse_args();
     if let Command::Migrate {
         run: RunArgs { args, .. },

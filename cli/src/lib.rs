@@ -122,6 +122,19 @@ pub fn parse_args<P: clap::Parser>() -> P {
     })
 }
 
+/// Logs to standard error at `SENSEI_LOG`'s levels (`default` when unset),
+/// in colour on a terminal.
+pub fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 /// Creates a working folder readable by its owner alone (0700): it holds
 /// staged copies of the data, the state database and the signing key. A
 /// folder that exists already keeps its mode, with a warning when others

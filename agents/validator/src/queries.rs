@@ -510,7 +510,13 @@ async fn load(
     name: &str,
     parts: &[PartitionRef],
 ) -> Result<()> {
-    if let (Reader::Files, Some(first)) = (reader, parts.first()) {
+    // Files at hand are read as DataFusion goes (memory bounded by its
+    // batches); partitions held elsewhere come whole over Flight.
+    let at_hand = match reader {
+        Reader::Files => true,
+        Reader::Node(ctx) => parts.iter().all(|p| ctx.local_file(p).is_some()),
+    };
+    if let (true, Some(first)) = (at_hand, parts.first()) {
         return load_files(session, name, parts, first).await;
     }
     let mut batches = Vec::new();

@@ -198,14 +198,7 @@ fn tls_files(
 
 fn main() {
     sensei_cli::cap_malloc_arenas();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SENSEI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    sensei_cli::init_logging("info");
     let cli: Cli = sensei_cli::parse_args();
     let result = match cli.command {
         Command::Up(opts) => up(&cli.dir, opts),
