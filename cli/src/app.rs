@@ -1132,17 +1132,12 @@ fn verify_data(file: &std::path::Path, url: &str) -> i32 {
             let key: Vec<String> =
                 serde_json::from_value(t["merkle_key"].clone()).unwrap_or_default();
             // Every table is read as the certified columns and types.
-            let fields = columns
-                .iter()
-                .map(|(c, t)| {
-                    Ok(arrow::datatypes::Field::new(
-                        c,
-                        t.parse::<arrow::datatypes::DataType>()?,
-                        true,
-                    ))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let certified = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+            let certified = sensei_delivery::post::certified_schema(
+                &name,
+                columns
+                    .iter()
+                    .map(|(c, ty)| (c.as_str(), ty.as_str(), true)),
+            )?;
             let order: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
             let (digest, root) = sensei_delivery::post::read_back(
                 &mut target,

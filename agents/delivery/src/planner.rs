@@ -15,7 +15,7 @@ use sensei_connectors::url::{parse, Location};
 use sensei_contracts::artifacts::*;
 use sensei_contracts::error::{EngineError, Result};
 use sensei_contracts::planner::{
-    results, Finalized, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
+    Finalized, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
 };
 use sensei_runtime::secret::redact_url;
 use sensei_runtime::store::sha256_hex;
@@ -372,13 +372,11 @@ impl Planner for DeliveryPlanner {
         // certificate's columns and algorithms, what putting the
         // constraints back found, the replay.
         let post = |name: &str| done.iter().find(|t| t.table == name);
-        let read: Vec<ReadBackResult> = results(
-            &done
-                .iter()
-                .filter(|t| is_read_back(&t.table))
-                .cloned()
-                .collect::<Vec<_>>(),
-        )?;
+        let read = done
+            .iter()
+            .filter(|t| is_read_back(&t.table))
+            .map(TaskOutcome::result)
+            .collect::<Result<Vec<ReadBackResult>>>()?;
         let constraints: ConstraintsResult = match post(CONSTRAINTS) {
             Some(t) => t.result()?,
             None => ConstraintsResult::default(),

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -164,18 +164,12 @@ fn read_back_table(
         &t.target.connection.options(),
         &t.target.namespace,
     )?;
-    let fields = t
-        .columns
-        .iter()
-        .map(|(name, ty)| {
-            let ty: DataType = ty.parse().map_err(|e| EngineError::Malformed {
-                what: format!("certified type of column {name} of table {}", t.table),
-                message: format!("{e}"),
-            })?;
-            Ok(Field::new(name, ty, true))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let certified = std::sync::Arc::new(Schema::new(fields));
+    let certified = certified_schema(
+        &t.table,
+        t.columns
+            .iter()
+            .map(|(c, ty)| (c.as_str(), ty.as_str(), true)),
+    )?;
     let order: Vec<String> = t.columns.iter().map(|(c, _)| c.clone()).collect();
     let mut writer: Option<PartitionWriter> = None;
     let mut tap = |b: &RecordBatch| -> sensei_connectors::Result<()> {
@@ -217,6 +211,25 @@ fn read_back_table(
     Ok((result, staged))
 }
 
+/// The schema of `table`'s certified columns: (name, Arrow type as the
+/// certificate writes it, nullable). A type that does not parse is named.
+pub fn certified_schema<'a>(
+    table: &str,
+    columns: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
+) -> Result<SchemaRef> {
+    let fields = columns
+        .into_iter()
+        .map(|(name, ty, nullable)| {
+            let ty: DataType = ty.parse().map_err(|e| EngineError::Malformed {
+                what: format!("certified type of column {name} of table {table}"),
+                message: format!("{e}"),
+            })?;
+            Ok(Field::new(name, ty, nullable))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(std::sync::Arc::new(Schema::new(fields)))
+}
+
 /// A batch read back, seen by the post-delivery copy.
 pub type Tap<'a> = &'a mut dyn FnMut(&RecordBatch) -> sensei_connectors::Result<()>;
 
@@ -228,7 +241,7 @@ pub fn read_back(
     target: &mut ReadBack,
     table: &str,
     order: &[String],
-    certified: Option<&arrow::datatypes::SchemaRef>,
+    certified: Option<&SchemaRef>,
     key: &[String],
     tap: Tap<'_>,
 ) -> Result<(TableDigest, String)> {

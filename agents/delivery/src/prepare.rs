@@ -7,9 +7,8 @@
 //! it set aside (put back after the load, see [`crate::post`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use sensei_connectors::target::{Declared, Deferred, MirrorExtras, NewTable, Target};
@@ -57,18 +56,11 @@ impl TableShape {
     }
 
     fn into_parts(self) -> Result<TableParts> {
-        let fields = self
+        let columns = self
             .columns
             .iter()
-            .map(|(c, ty, nullable)| {
-                let ty: DataType = ty.parse().map_err(|e| EngineError::Malformed {
-                    what: format!("certified type of column {c} of table {}", self.name),
-                    message: format!("{e}"),
-                })?;
-                Ok(Field::new(c, ty, *nullable))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let schema = Arc::new(Schema::new(fields));
+            .map(|(c, ty, n)| (c.as_str(), ty.as_str(), *n));
+        let schema = crate::post::certified_schema(&self.name, columns)?;
         Ok((self.name, schema, self.primary_key, self.declared))
     }
 }
