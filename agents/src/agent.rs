@@ -54,7 +54,8 @@ impl AgentKind {
 pub struct AgentSettings {
     /// Heartbeat interval.
     pub heartbeat: Duration,
-    /// Wait between polls when no task is available.
+    /// How long one lease request may wait for a task when none is
+    /// runnable (a long poll: a submitted task is taken at once).
     pub idle_poll: Duration,
 }
 
@@ -62,7 +63,7 @@ impl Default for AgentSettings {
     fn default() -> Self {
         AgentSettings {
             heartbeat: Duration::from_millis(1_000),
-            idle_poll: Duration::from_millis(100),
+            idle_poll: Duration::from_millis(500),
         }
     }
 }
@@ -262,14 +263,14 @@ impl Handler<Poll> for TaskAgent {
             self.kind.phases(),
         );
         let idle = self.settings.idle_poll;
+        // A long poll: the scheduler answers the moment a task is runnable,
+        // or with nothing after `idle`; then the agent asks again.
         ctx.spawn(
-            async move { sched.lease(&id, &node, phases).await }
+            async move { sched.lease(&id, &node, phases, idle).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
                     Ok(Some(lease)) => act.run_task(lease, ctx),
-                    Ok(None) => {
-                        ctx.run_later(idle, |_, ctx| ctx.notify(Poll));
-                    }
+                    Ok(None) => ctx.notify(Poll),
                     Err(e) => {
                         tracing::debug!(agent = %act.id, error = %e, "lease request failed");
                         ctx.run_later(Duration::from_millis(500), |_, ctx| ctx.notify(Poll));

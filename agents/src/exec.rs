@@ -46,6 +46,16 @@ pub async fn execute(
     lost: Arc<AtomicBool>,
 ) -> Result<serde_json::Value> {
     let value = match lease.phase {
+        Phase::Ingestion if lease.table == sensei_scout::sample::SAMPLE => {
+            let task: sensei_scout::sample::SampleTask = payload(&lease)?;
+            let r = tokio::task::spawn_blocking(move || sensei_scout::sample::run(&task))
+                .await
+                .map_err(|e| EngineError::Malformed {
+                    what: "sampling task".into(),
+                    message: e.to_string(),
+                })??;
+            serde_json::to_value(r)?
+        }
         Phase::Ingestion => {
             let task: scout::IngestTask = payload(&lease)?;
             let attempt = lease.attempt;

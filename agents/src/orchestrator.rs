@@ -444,7 +444,12 @@ impl Orchestrator {
         // meet the same transient failures as the agents': a lost connection
         // or a server restarting is retried with backoff, not fatal.
         let mut failures = 0u32;
+        // Woken when the scheduler has something for the head (a phase's
+        // last task done, a task failed, a round submitted, a checkpoint
+        // recorded): a phase boundary costs no polling delay.
+        let mut changes = self.scheduler.watch_settled();
         loop {
+            changes.borrow_and_update();
             let state = match self.step_until(id, until).await {
                 Ok(s) => {
                     failures = 0;
@@ -480,7 +485,8 @@ impl Orchestrator {
                     return Ok(state);
                 }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), changes.changed())
+                .await;
         }
     }
 }

@@ -82,154 +82,174 @@ const THINGS: &[&str] = &[
     "Kettle", "Chair", "Lamp", "Blanket", "Mug", "Shelf", "Vase", "Rug",
 ];
 
+/// The retail schema (SQLite).
+const SCHEMA: &str = "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+CREATE TABLE customers (
+    cust_id INTEGER PRIMARY KEY,
+    cust_fname VARCHAR(40) NOT NULL,
+    cust_lname VARCHAR(40) NOT NULL,
+    cust_email VARCHAR(120),
+    cust_dob DATE,
+    cust_phone VARCHAR(20),
+    cust_city VARCHAR(40),
+    created_ts DATETIME NOT NULL
+);
+CREATE TABLE products (
+    prod_id INTEGER PRIMARY KEY,
+    prod_sku CHAR(8) NOT NULL,
+    prod_name VARCHAR(80) NOT NULL,
+    unit_price NUMERIC(10,2) NOT NULL,
+    qty_on_hand INTEGER NOT NULL,
+    discontinued BOOLEAN NOT NULL DEFAULT 0
+);
+CREATE TABLE orders (
+    ord_id INTEGER PRIMARY KEY,
+    cust_id INTEGER NOT NULL REFERENCES customers(cust_id),
+    ord_ts DATETIME NOT NULL,
+    ord_status VARCHAR(12) NOT NULL,
+    ord_total NUMERIC(12,2) NOT NULL,
+    ord_note TEXT
+);
+CREATE TABLE order_lines (
+    ord_id INTEGER NOT NULL REFERENCES orders(ord_id),
+    line_no INTEGER NOT NULL,
+    prod_id INTEGER NOT NULL REFERENCES products(prod_id),
+    qty INTEGER NOT NULL,
+    unit_price NUMERIC(10,2) NOT NULL,
+    PRIMARY KEY (ord_id, line_no)
+);";
+
 /// Writes the retail database to `path` (replacing it). Returns rows written.
 pub fn generate(path: &Path, size: RetailSize, seed: u64) -> rusqlite::Result<u64> {
     let _ = std::fs::remove_file(path);
     let mut conn = Connection::open(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
-         CREATE TABLE customers (
-             cust_id INTEGER PRIMARY KEY,
-             cust_fname VARCHAR(40) NOT NULL,
-             cust_lname VARCHAR(40) NOT NULL,
-             cust_email VARCHAR(120),
-             cust_dob DATE,
-             cust_phone VARCHAR(20),
-             cust_city VARCHAR(40),
-             created_ts DATETIME NOT NULL
-         );
-         CREATE TABLE products (
-             prod_id INTEGER PRIMARY KEY,
-             prod_sku CHAR(8) NOT NULL,
-             prod_name VARCHAR(80) NOT NULL,
-             unit_price NUMERIC(10,2) NOT NULL,
-             qty_on_hand INTEGER NOT NULL,
-             discontinued BOOLEAN NOT NULL DEFAULT 0
-         );
-         CREATE TABLE orders (
-             ord_id INTEGER PRIMARY KEY,
-             cust_id INTEGER NOT NULL REFERENCES customers(cust_id),
-             ord_ts DATETIME NOT NULL,
-             ord_status VARCHAR(12) NOT NULL,
-             ord_total NUMERIC(12,2) NOT NULL,
-             ord_note TEXT
-         );
-         CREATE TABLE order_lines (
-             ord_id INTEGER NOT NULL REFERENCES orders(ord_id),
-             line_no INTEGER NOT NULL,
-             prod_id INTEGER NOT NULL REFERENCES products(prod_id),
-             qty INTEGER NOT NULL,
-             unit_price NUMERIC(10,2) NOT NULL,
-             PRIMARY KEY (ord_id, line_no)
-         );",
-    )?;
+    conn.execute_batch(SCHEMA)?;
     let mut rng = Rng(seed);
-    let mut rows = 0u64;
     let tx = conn.transaction()?;
-    {
-        let mut ins =
-            tx.prepare("INSERT INTO customers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
-        for id in 1..=size.customers {
-            let (f, l) = (rng.pick(FIRST), rng.pick(LAST));
-            let email = (rng.below(10) != 0).then(|| {
-                format!(
-                    "{}.{}{}@example.com",
-                    f.to_lowercase(),
-                    l.to_lowercase().replace('\'', ""),
-                    id
-                )
-            });
-            let dob = (rng.below(8) != 0).then(|| {
-                format!(
-                    "{}-{:02}-{:02}",
-                    1940 + rng.below(65),
-                    1 + rng.below(12),
-                    1 + rng.below(28)
-                )
-            });
-            let phone = (rng.below(4) != 0)
-                .then(|| format!("+1-555-{:03}-{:04}", rng.below(1000), rng.below(10_000)));
-            let created = format!(
-                "20{:02}-{:02}-{:02} {:02}:{:02}:{:02}",
-                10 + rng.below(15),
+    let mut rows = customers(&tx, size, &mut rng)?;
+    let prices = products(&tx, size, &mut rng)?;
+    rows += prices.len() as u64;
+    rows += orders(&tx, size, &prices, &mut rng)?;
+    tx.commit()?;
+    Ok(rows)
+}
+
+/// The customers, with their optional e-mail, birth date and phone.
+fn customers(tx: &Connection, size: RetailSize, rng: &mut Rng) -> rusqlite::Result<u64> {
+    let mut ins = tx.prepare("INSERT INTO customers VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+    for id in 1..=size.customers {
+        let (f, l) = (rng.pick(FIRST), rng.pick(LAST));
+        let email = (rng.below(10) != 0).then(|| {
+            format!(
+                "{}.{}{}@example.com",
+                f.to_lowercase(),
+                l.to_lowercase().replace('\'', ""),
+                id
+            )
+        });
+        let dob = (rng.below(8) != 0).then(|| {
+            format!(
+                "{}-{:02}-{:02}",
+                1940 + rng.below(65),
                 1 + rng.below(12),
-                1 + rng.below(28),
-                rng.below(24),
-                rng.below(60),
-                rng.below(60)
-            );
-            ins.execute(params![
-                id as i64,
-                f,
-                l,
-                email,
-                dob,
-                phone,
-                rng.pick(CITIES),
-                created
-            ])?;
-            rows += 1;
+                1 + rng.below(28)
+            )
+        });
+        let phone = (rng.below(4) != 0)
+            .then(|| format!("+1-555-{:03}-{:04}", rng.below(1000), rng.below(10_000)));
+        let created = format!(
+            "20{:02}-{:02}-{:02} {:02}:{:02}:{:02}",
+            10 + rng.below(15),
+            1 + rng.below(12),
+            1 + rng.below(28),
+            rng.below(24),
+            rng.below(60),
+            rng.below(60)
+        );
+        ins.execute(params![
+            id as i64,
+            f,
+            l,
+            email,
+            dob,
+            phone,
+            rng.pick(CITIES),
+            created
+        ])?;
+    }
+    Ok(size.customers)
+}
+
+/// The products; returns each one's price in cents.
+fn products(tx: &Connection, size: RetailSize, rng: &mut Rng) -> rusqlite::Result<Vec<i64>> {
+    let mut ins = tx.prepare("INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+    let mut prices = Vec::with_capacity(size.products as usize);
+    for id in 1..=size.products {
+        let cents = 199 + rng.below(50_000) as i64;
+        prices.push(cents);
+        ins.execute(params![
+            id as i64,
+            format!("SKU{:05}", id),
+            format!("{} {}", rng.pick(WORDS), rng.pick(THINGS)),
+            cents as f64 / 100.0,
+            rng.below(500) as i64,
+            (rng.below(10) == 0) as i64
+        ])?;
+    }
+    Ok(prices)
+}
+
+/// The orders and their lines, each order's total the sum of its lines.
+fn orders(
+    tx: &Connection,
+    size: RetailSize,
+    prices: &[i64],
+    rng: &mut Rng,
+) -> rusqlite::Result<u64> {
+    let mut rows = 0u64;
+    let mut ord = tx.prepare("INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+    let mut line = tx.prepare("INSERT INTO order_lines VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for id in 1..=size.orders {
+        let n = 1 + rng.below(5);
+        let mut total = 0i64;
+        let mut lines = Vec::new();
+        for no in 1..=n {
+            let prod = 1 + rng.below(size.products);
+            let qty = 1 + rng.below(9) as i64;
+            let cents = prices[(prod - 1) as usize];
+            total += cents * qty;
+            lines.push((no, prod, qty, cents));
         }
-        let mut ins = tx.prepare("INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        let mut prices = Vec::with_capacity(size.products as usize);
-        for id in 1..=size.products {
-            let cents = 199 + rng.below(50_000) as i64;
-            prices.push(cents);
-            ins.execute(params![
+        let ts = format!(
+            "20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            18 + rng.below(7),
+            1 + rng.below(12),
+            1 + rng.below(28),
+            rng.below(24),
+            rng.below(60),
+            rng.below(60)
+        );
+        let note = (rng.below(6) == 0).then(|| "leave at the door — ring twice".to_string());
+        ord.execute(params![
+            id as i64,
+            (1 + rng.below(size.customers)) as i64,
+            ts,
+            rng.pick(STATUS),
+            total as f64 / 100.0,
+            note
+        ])?;
+        rows += 1;
+        for (no, prod, qty, cents) in lines {
+            line.execute(params![
                 id as i64,
-                format!("SKU{:05}", id),
-                format!("{} {}", rng.pick(WORDS), rng.pick(THINGS)),
-                cents as f64 / 100.0,
-                rng.below(500) as i64,
-                (rng.below(10) == 0) as i64
+                no as i64,
+                prod as i64,
+                qty,
+                cents as f64 / 100.0
             ])?;
             rows += 1;
-        }
-        let mut ord = tx.prepare("INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        let mut line = tx.prepare("INSERT INTO order_lines VALUES (?1, ?2, ?3, ?4, ?5)")?;
-        for id in 1..=size.orders {
-            let n = 1 + rng.below(5);
-            let mut total = 0i64;
-            let mut lines = Vec::new();
-            for no in 1..=n {
-                let prod = 1 + rng.below(size.products);
-                let qty = 1 + rng.below(9) as i64;
-                let cents = prices[(prod - 1) as usize];
-                total += cents * qty;
-                lines.push((no, prod, qty, cents));
-            }
-            let ts = format!(
-                "20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}",
-                18 + rng.below(7),
-                1 + rng.below(12),
-                1 + rng.below(28),
-                rng.below(24),
-                rng.below(60),
-                rng.below(60)
-            );
-            let note = (rng.below(6) == 0).then(|| "leave at the door — ring twice".to_string());
-            ord.execute(params![
-                id as i64,
-                (1 + rng.below(size.customers)) as i64,
-                ts,
-                rng.pick(STATUS),
-                total as f64 / 100.0,
-                note
-            ])?;
-            rows += 1;
-            for (no, prod, qty, cents) in lines {
-                line.execute(params![
-                    id as i64,
-                    no as i64,
-                    prod as i64,
-                    qty,
-                    cents as f64 / 100.0
-                ])?;
-                rows += 1;
-            }
         }
     }
-    tx.commit()?;
     Ok(rows)
 }
 

@@ -945,7 +945,7 @@ async fn decide(
         match d.scheduler.migration_config(&id) {
             Ok(config) => {
                 if let Err(e) = d.control.submit(&config, false).await {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response();
+                    return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
                 }
             }
             Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

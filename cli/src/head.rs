@@ -10,7 +10,7 @@ use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::config::TopicsSection;
 use sensei_runtime::signing::SigningKey;
 use sensei_runtime::store::ArtifactStore;
-use sensei_scheduler::{MigrationControl, Scheduler, TokioClock};
+use sensei_scheduler::{ControlError, MigrationControl, Scheduler, SchedulerError, TokioClock};
 
 /// The head's shared pieces.
 pub struct Head {
@@ -162,24 +162,29 @@ impl HeadControl {
 
 #[tonic::async_trait]
 impl MigrationControl for HeadControl {
-    async fn submit(&self, config_json: &str, restart: bool) -> Result<String, String> {
-        let config: MigrationConfig =
-            serde_json::from_str(config_json).map_err(|e| format!("configuration: {e}"))?;
-        config.validate(None).map_err(|e| e.to_string())?;
+    async fn submit(&self, config_json: &str, restart: bool) -> Result<String, ControlError> {
+        let config: MigrationConfig = serde_json::from_str(config_json)
+            .map_err(|e| ControlError::Configuration(e.to_string()))?;
+        config
+            .validate(None)
+            .map_err(|e| ControlError::Configuration(e.to_string()))?;
         let (id, start) = self
             .orchestrator
             .submit(&config, restart)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ControlError::Head(e.to_string()))?;
         if !matches!(start, Start::Ended(_)) {
             self.drive(&id);
         }
         Ok(id)
     }
 
-    async fn status(&self, migration_id: &str) -> Result<serde_json::Value, String> {
-        self.orchestrator
-            .status(migration_id)
-            .map_err(|e| e.to_string())
+    async fn status(&self, migration_id: &str) -> Result<serde_json::Value, ControlError> {
+        self.orchestrator.status(migration_id).map_err(|e| match e {
+            sensei_agents::AgentError::Scheduler(SchedulerError::UnknownMigration(_)) => {
+                ControlError::UnknownMigration(e.to_string())
+            }
+            e => ControlError::Head(e.to_string()),
+        })
     }
 }

@@ -86,6 +86,14 @@ pub enum ConnectorError {
         /// Offending bytes with their line numbers.
         samples: String,
     },
+    /// A configuration key's value cannot be used.
+    #[error("setting {key}: {message}")]
+    Setting {
+        /// The key (`ingestion.partition_key`).
+        key: &'static str,
+        /// What is wrong, and what to write instead.
+        message: String,
+    },
     /// A statement that would write was sent through a read-only source connection.
     #[error("refused to run a writing statement on the read-only source: {0}")]
     WriteRefused(String),

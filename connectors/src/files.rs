@@ -70,15 +70,18 @@ impl SourceOptions {
 
     /// Parses `table.column, other_table.column` (a schema-qualified table
     /// keeps its schema: `sales.orders.id`).
-    pub fn parse_partition_keys(
-        spec: &str,
-    ) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+    pub fn parse_partition_keys(spec: &str) -> Result<std::collections::BTreeMap<String, String>> {
         let mut out = std::collections::BTreeMap::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (table, column) = item
                 .rsplit_once('.')
                 .filter(|(t, c)| !t.is_empty() && !c.is_empty())
-                .ok_or_else(|| format!("{item:?} is not table.column"))?;
+                .ok_or_else(|| ConnectorError::Setting {
+                    key: "ingestion.partition_key",
+                    message: format!(
+                        "{item:?} is not table.column; write table.column, another_table.column"
+                    ),
+                })?;
             out.insert(table.to_string(), column.to_string());
         }
         Ok(out)

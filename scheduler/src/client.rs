@@ -24,8 +24,16 @@ pub trait SchedulerApi: Send + Sync + 'static {
     async fn register_node(&self, node: &str, flight_endpoint: &str, role: &str) -> Result<()>;
     /// Registers an agent (again, after a restart).
     async fn register_agent(&self, agent: &str, node: &str, kind: &str) -> Result<()>;
-    /// Asks for a task of one of `phases`.
-    async fn lease(&self, agent: &str, node: &str, phases: &[Phase]) -> Result<Option<Lease>>;
+    /// Asks for a task of one of `phases`, waiting up to `wait` for one
+    /// to become runnable when none is (a long poll: the agent is woken the
+    /// moment a task is submitted or requeued, not at its next poll).
+    async fn lease(
+        &self,
+        agent: &str,
+        node: &str,
+        phases: &[Phase],
+        wait: Duration,
+    ) -> Result<Option<Lease>>;
     /// Renews leases (task id, attempt); returns the ids of those lost.
     async fn heartbeat(&self, agent: &str, node: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>>;
     /// Reports a task done.
@@ -42,8 +50,14 @@ impl SchedulerApi for Arc<Scheduler> {
     async fn register_agent(&self, agent: &str, node: &str, kind: &str) -> Result<()> {
         Scheduler::register_agent(self, agent, node, kind)
     }
-    async fn lease(&self, agent: &str, node: &str, phases: &[Phase]) -> Result<Option<Lease>> {
-        Scheduler::lease(self, agent, node, phases)
+    async fn lease(
+        &self,
+        agent: &str,
+        node: &str,
+        phases: &[Phase],
+        wait: Duration,
+    ) -> Result<Option<Lease>> {
+        lease_within(self, agent, node, phases, wait).await
     }
     async fn heartbeat(&self, agent: &str, node: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
         Scheduler::heartbeat(self, agent, node, leases)
@@ -53,6 +67,39 @@ impl SchedulerApi for Arc<Scheduler> {
     }
     async fn fail(&self, _: &str, lease: &Lease, error: &str, retryable: bool) -> Result<()> {
         Scheduler::fail(self, lease.task_id, lease.attempt, error, retryable)
+    }
+}
+
+/// Leases a task of one of `phases`, waiting up to `wait` for one to
+/// become runnable: each change of the task table (a task submitted,
+/// requeued, done) is a new try. `None` when `wait` passed without one.
+pub async fn lease_within(
+    scheduler: &Scheduler,
+    agent: &str,
+    node: &str,
+    phases: &[Phase],
+    wait: Duration,
+) -> Result<Option<Lease>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = scheduler.watch_work();
+    loop {
+        changes.borrow_and_update();
+        if let Some(lease) = scheduler.lease(agent, node, phases)? {
+            return Ok(Some(lease));
+        }
+        // A task waiting out its retry backoff is a new try when it ends.
+        let mut until = deadline;
+        if let Some(at) = scheduler.next_retry_ms()? {
+            let after = Duration::from_millis((at - scheduler.now_ms()).max(1) as u64);
+            until = until.min(tokio::time::Instant::now() + after);
+        }
+        match tokio::time::timeout_at(until, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            // The scheduler is going away.
+            Ok(Err(_)) => return Ok(None),
+            Err(_) if until < deadline => continue,
+            Err(_) => return Ok(None),
+        }
     }
 }
 
@@ -213,11 +260,18 @@ impl SchedulerApi for GrpcScheduler {
         self.client.clone().register_agent(request).await?;
         Ok(())
     }
-    async fn lease(&self, agent: &str, node: &str, phases: &[Phase]) -> Result<Option<Lease>> {
+    async fn lease(
+        &self,
+        agent: &str,
+        node: &str,
+        phases: &[Phase],
+        wait: Duration,
+    ) -> Result<Option<Lease>> {
         let request = pb::LeaseTaskRequest {
             agent_id: agent.into(),
             node_id: node.into(),
             phases: phases.iter().map(|p| p.as_str().to_string()).collect(),
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
         };
         let r = self.client.clone().lease_task(request).await?;
         r.into_inner().lease.map(lease_from_proto).transpose()

@@ -138,6 +138,14 @@ pub struct Scheduler {
     db: Mutex<Connection>,
     clock: Arc<dyn Clock>,
     events: Option<Arc<dyn EventLog>>,
+    /// Counts the changes that may give an idle agent a task: tasks
+    /// submitted, done (a slot freed), failed, requeued. Agents wait on it
+    /// instead of polling blind.
+    work: tokio::sync::watch::Sender<u64>,
+    /// Counts the changes the head acts on: a phase's last task done, a
+    /// task failed, tasks submitted, checkpoints and states recorded (not
+    /// every completion: the head's step reads the phase's progress).
+    settled: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -198,6 +206,8 @@ impl Scheduler {
             db: Mutex::new(conn),
             clock,
             events,
+            work: tokio::sync::watch::Sender::new(0),
+            settled: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -209,6 +219,8 @@ impl Scheduler {
             db: Mutex::new(conn),
             clock,
             events: None,
+            work: tokio::sync::watch::Sender::new(0),
+            settled: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -216,6 +228,26 @@ impl Scheduler {
         // A panic while holding the lock cannot leave SQLite half-written (each
         // operation is a transaction), so a poisoned lock is safe to reuse.
         self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A receiver that changes whenever a task may have become leasable
+    /// (submitted, requeued, failed, or done and freeing a slot): an idle
+    /// agent waits on it and wakes the moment there may be work.
+    pub fn watch_work(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.work.subscribe()
+    }
+
+    /// A receiver that changes when the head has something to do: a
+    /// phase's last task done, a task failed, tasks submitted, a checkpoint
+    /// or a migration state recorded.
+    pub fn watch_settled(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.settled.subscribe()
+    }
+
+    /// Tells every waiter that something changed.
+    fn changed(&self) {
+        self.work.send_modify(|n| *n = n.wrapping_add(1));
+        self.settled.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Current time of the scheduler's clock.
@@ -356,6 +388,7 @@ impl Scheduler {
             &format!("phase {phase} starts over ({n} tasks dropped): {why}"),
         )?;
         tx.commit()?;
+        self.changed();
         Ok(n)
     }
 
@@ -392,6 +425,7 @@ impl Scheduler {
             &format!("{from} and what follows start over ({dropped} tasks dropped): {why}"),
         )?;
         tx.commit()?;
+        self.changed();
         Ok(dropped)
     }
 
@@ -408,6 +442,7 @@ impl Scheduler {
             tx.execute(sql, params![id])?;
         }
         tx.commit()?;
+        self.changed();
         Ok(())
     }
 
@@ -433,6 +468,7 @@ impl Scheduler {
             &format!("migration resumed; {n} failed tasks requeued"),
         )?;
         tx.commit()?;
+        self.changed();
         Ok(())
     }
 
@@ -546,7 +582,10 @@ impl Scheduler {
         error: Option<&str>,
     ) -> Result<()> {
         let conn = self.conn();
-        self.transition_in(&conn, id, to, error)
+        self.transition_in(&conn, id, to, error)?;
+        drop(conn);
+        self.changed();
+        Ok(())
     }
 
     /// Submits the tasks of a phase. Refused until the previous phase's
@@ -587,6 +626,7 @@ impl Scheduler {
             &format!("phase {phase} started with {} tasks", tasks.len()),
         )?;
         tx.commit()?;
+        self.changed();
         Ok(true)
     }
 
@@ -607,6 +647,7 @@ impl Scheduler {
             )?;
         }
         tx.commit()?;
+        self.changed();
         Ok(added)
     }
 
@@ -645,6 +686,7 @@ impl Scheduler {
             )?;
         }
         drop(conn);
+        self.changed();
         self.checkpoint(migration, phase)?
             .ok_or_else(|| SchedulerError::UnknownMigration(migration.to_string()))
     }
@@ -693,6 +735,9 @@ impl Scheduler {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = self.expire_in(&tx)?;
         tx.commit()?;
+        if n > 0 {
+            self.changed();
+        }
         Ok(n)
     }
 
@@ -772,7 +817,18 @@ impl Scheduler {
             n += 1;
         }
         tx.commit()?;
+        self.changed();
         Ok(n)
+    }
+
+    /// When the first task waiting out a retry backoff becomes runnable
+    /// (scheduler clock, ms), if any does.
+    pub fn next_retry_ms(&self) -> Result<Option<i64>> {
+        Ok(self.conn().query_row(
+            "SELECT MIN(not_before_ms) FROM tasks WHERE state = 'pending' AND not_before_ms > ?1",
+            params![self.now_ms()],
+            |r| r.get(0),
+        )?)
     }
 
     /// Leases the next runnable task to an agent, preferring tasks whose input
@@ -960,6 +1016,19 @@ impl Scheduler {
                 tracing::warn!(%migration, error = %e, "could not publish to agent.coordination");
             }
         }
+        // Every completion may free an agent's slot; only the phase's last
+        // one gives the head something to do.
+        let unfinished: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_by_phase
+                 WHERE migration_id = ?1 AND phase = ?2 AND state IN ('pending', 'running'))",
+            params![migration, phase],
+            |r| r.get(0),
+        )?;
+        drop(conn);
+        self.work.send_modify(|n| *n = n.wrapping_add(1));
+        if !unfinished {
+            self.settled.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(())
     }
 
@@ -1011,6 +1080,7 @@ impl Scheduler {
             self.transition_in(&tx, &migration, MigrationState::Halted, Some(&why))?;
         }
         tx.commit()?;
+        self.changed();
         Ok(())
     }
 

@@ -111,3 +111,29 @@ impl SchedulerError {
 
 /// Result alias for the scheduler crate.
 pub type Result<T, E = SchedulerError> = std::result::Result<T, E>;
+
+/// Why the head refused, or could not serve, a control request
+/// ([`crate::MigrationControl`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The submitted configuration is not a migration this head can run
+    /// (malformed, or invalid: the message names the key and the fix).
+    #[error("configuration: {0}")]
+    Configuration(String),
+    /// No migration has this id.
+    #[error("{0}")]
+    UnknownMigration(String),
+    /// The head failed while handling the request (state, artifacts).
+    #[error("{0}")]
+    Head(String),
+}
+
+impl From<ControlError> for tonic::Status {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Configuration(_) => tonic::Status::invalid_argument(e.to_string()),
+            ControlError::UnknownMigration(_) => tonic::Status::not_found(e.to_string()),
+            ControlError::Head(_) => tonic::Status::internal(e.to_string()),
+        }
+    }
+}

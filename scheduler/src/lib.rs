@@ -36,11 +36,12 @@ mod model;
 mod service;
 
 pub use client::{
-    lease_from_proto, lease_to_proto, GrpcScheduler, SchedulerApi, MAX_CONTROL_MESSAGE,
+    lease_from_proto, lease_to_proto, lease_within, GrpcScheduler, SchedulerApi,
+    MAX_CONTROL_MESSAGE,
 };
 pub use clock::{Clock, TokioClock};
 pub use core::{Checkpoint, Event, PhaseProgress, Scheduler};
-pub use error::{Result, SchedulerError};
+pub use error::{ControlError, Result, SchedulerError};
 pub use model::{Lease, MigrationState, Phase, Policy, TaskRecord, TaskSpec, TaskState};
 pub use service::{MigrationControl, SchedulerService};
 
@@ -100,6 +101,50 @@ mod tests {
         s.complete(a.task_id, a.attempt, &serde_json::json!({}))
             .unwrap();
         assert!(s.lease("c", "n2", &[]).unwrap().is_some(), "a slot freed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_lease_is_answered_the_moment_a_task_is_submitted() {
+        let s = Arc::new(sched(policy()));
+        let start = tokio::time::Instant::now();
+        let wait = Duration::from_secs(5);
+        assert!(lease_within(&s, "a", "n1", &[], wait)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(start.elapsed(), wait, "nothing to do: the whole wait");
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { lease_within(&s, "a", "n1", &[], wait).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let submitted = tokio::time::Instant::now();
+        s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+            .unwrap();
+        let lease = waiting.await.unwrap().unwrap();
+        assert_eq!(lease.map(|l| l.partition), Some(0));
+        assert_eq!(
+            submitted.elapsed(),
+            Duration::ZERO,
+            "woken by the submission, not by the end of its wait"
+        );
+        // A requeued task wakes a waiting agent as well.
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { lease_within(&s, "b", "n2", &[], wait).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let failed = tokio::time::Instant::now();
+        let held = s.phase_tasks("m", Phase::Ingestion).unwrap();
+        Scheduler::fail(&s, held[0].id, 1, "connection reset", true).unwrap();
+        let retry = waiting.await.unwrap().unwrap();
+        assert!(retry.is_some_and(|l| l.attempt == 2));
+        // Taken when its backoff (200-400 ms, jittered) ended.
+        assert!(
+            failed.elapsed() <= Duration::from_millis(401),
+            "taken when its backoff ended, not when the wait ran out: {:?}",
+            failed.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

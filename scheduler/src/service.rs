@@ -6,6 +6,7 @@
 //! [`MigrationControl`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sensei_proto::v1 as pb;
@@ -16,15 +17,18 @@ use tonic::{Request, Response, Status};
 
 use crate::client::{lease_to_proto, MAX_CONTROL_MESSAGE};
 use crate::core::Scheduler;
-use crate::error::SchedulerError;
+use crate::error::{ControlError, SchedulerError};
+
+/// The longest a lease call is held waiting for a task.
+const MAX_LEASE_WAIT_MS: u64 = 5_000;
 
 /// What the head does with submitted migrations.
 #[async_trait]
 pub trait MigrationControl: Send + Sync + 'static {
     /// Accepts a migration (resolved configuration as JSON); returns its id.
-    async fn submit(&self, config_json: &str, restart: bool) -> Result<String, String>;
+    async fn submit(&self, config_json: &str, restart: bool) -> Result<String, ControlError>;
     /// A status document for a migration.
-    async fn status(&self, migration_id: &str) -> Result<serde_json::Value, String>;
+    async fn status(&self, migration_id: &str) -> Result<serde_json::Value, ControlError>;
 }
 
 /// The gRPC service.
@@ -116,10 +120,13 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             .iter()
             .filter_map(|p| crate::model::Phase::parse(p))
             .collect();
-        let lease = self
-            .scheduler
-            .lease(&r.agent_id, &r.node_id, &phases)
-            .map_err(to_status)?;
+        // A long poll, held at most a few seconds (well inside any
+        // client's call timeout).
+        let wait = Duration::from_millis(u64::from(r.wait_ms).min(MAX_LEASE_WAIT_MS));
+        let lease =
+            crate::client::lease_within(&self.scheduler, &r.agent_id, &r.node_id, &phases, wait)
+                .await
+                .map_err(to_status)?;
         Ok(Response::new(pb::LeaseTaskResponse {
             lease: lease.as_ref().map(lease_to_proto),
         }))
@@ -173,10 +180,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             .as_ref()
             .ok_or_else(|| Status::unimplemented("this node is not a head"))?;
         let r = r.into_inner();
-        let id = control
-            .submit(&r.config_json, r.restart)
-            .await
-            .map_err(Status::invalid_argument)?;
+        let id = control.submit(&r.config_json, r.restart).await?;
         Ok(Response::new(pb::SubmitMigrationResponse {
             migration_id: id,
         }))
@@ -190,10 +194,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             .control
             .as_ref()
             .ok_or_else(|| Status::unimplemented("this node is not a head"))?;
-        let doc = control
-            .status(&r.into_inner().migration_id)
-            .await
-            .map_err(Status::not_found)?;
+        let doc = control.status(&r.into_inner().migration_id).await?;
         Ok(Response::new(pb::MigrationStatusResponse {
             status_json: doc.to_string(),
         }))

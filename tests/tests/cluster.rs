@@ -126,7 +126,7 @@ fn a_cluster_of_two_workers_migrates_over_flight() {
     let on_workers = |like: &str| {
         state_query(
             &work,
-            &format!("SELECT count(*) FROM tasks WHERE phase = 'delivery' AND state = 'done' AND table_name LIKE '{like}' AND node_id LIKE 'worker-%'"),
+            &format!("SELECT count(*) FROM tasks WHERE state = 'done' AND table_name LIKE '{like}' AND node_id LIKE 'worker-%'"),
         )
         .unwrap()
     };
@@ -136,6 +136,8 @@ fn a_cluster_of_two_workers_migrates_over_flight() {
     assert_eq!(on_workers("post-delivery:replay"), 1);
     // So did the target's preparation, before any partition was written.
     assert_eq!(on_workers("delivery:prepare"), 1);
+    // And the sample that sized the ingestion partitions.
+    assert_eq!(on_workers("ingestion:sample"), 1);
     let receipt = migration_with(&work, "receipt.json").join("receipt.json");
     let receipt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(receipt).unwrap()).unwrap();

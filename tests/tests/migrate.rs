@@ -698,8 +698,8 @@ fn a_table_in_thousands_of_partitions_migrates() {
         .args(["--set", "ingestion.partition_rows=2"]));
     assert_exit(&out, 0);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("ingestion 2358/2358"),
-        "2,358 partitions"
+        String::from_utf8_lossy(&out.stderr).contains("ingestion 2359/2359"),
+        "2,358 partitions and the row-size sample"
     );
     assert_same_rows(&src, &target);
 }

@@ -9,7 +9,10 @@
 //! or top values, min/max, lengths, value shapes, date format), and [`pii`]
 //! flags columns holding personal data, with a kind, a confidence and its
 //! reasons. [`eval`] measures the detector against a labelled set of columns
-//! (`agents/testdata/pii/columns.jsonl`). The head's orchestrator
+//! (`agents/testdata/pii/columns.jsonl`). [`sample`] measures the row size
+//! of every table when partitions are sized in bytes (the phase's first
+//! round), and [`planner`] plans the phase from what discovery and the
+//! sample found. The head's orchestrator
 //! (`sensei-agents`) writes the results into the Ingestion Manifest.
 //!
 //! ```
@@ -24,3 +27,4 @@ pub mod ingest;
 pub mod pii;
 pub mod planner;
 pub mod profile;
+pub mod sample;

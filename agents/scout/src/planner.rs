@@ -1,7 +1,9 @@
 //! The head's half of ingestion: discovery inside the snapshot every Scout
-//! will import (tables, catalog, row sizes; the session that exported the
-//! snapshot held open until the phase ends), one task per key range, and
-//! the Ingestion Manifest from the tasks' partitions, profiles and counts.
+//! will import (tables and catalog; the session that exported the snapshot
+//! held open until the phase ends), then, when partitions are sized in
+//! bytes, a leased task measuring each table's row size in that snapshot
+//! ([`crate::sample`]), one task per key range, and the Ingestion Manifest
+//! from the tasks' partitions, profiles and counts. The head reads no row.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -13,21 +15,18 @@ use sensei_connectors::url::{parse, Location};
 use sensei_contracts::artifacts::*;
 use sensei_contracts::error::{EngineError, Result};
 use sensei_contracts::planner::{
-    id_part, results, Finalized, PhaseContext, Plan, PlannedTask, Planner, TaskOutcome,
+    id_part, Finalized, PhaseContext, Plan, PlannedTask, Planner, TaskOutcome,
 };
 use sensei_contracts::profile::TableProfile;
 use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::secret::redact_url;
 
 use crate::ingest::{IngestResult, IngestTask};
+use crate::sample::{SampleResult, SampleTask, SAMPLE, SAMPLE_ROWS};
 
 /// The source options of a configuration.
 pub fn source_options(config: &MigrationConfig) -> Result<SourceOptions> {
-    let partition_keys = SourceOptions::parse_partition_keys(&config.ingestion.partition_key)
-        .map_err(|message| sensei_connectors::ConnectorError::Unreadable {
-            path: "ingestion.partition_key".into(),
-            message: format!("{message}; write table.column, another_table.column"),
-        })?;
+    let partition_keys = SourceOptions::parse_partition_keys(&config.ingestion.partition_key)?;
     Ok(SourceOptions {
         encoding: config.source.encoding.clone(),
         min_confidence: config.source.encoding_min_confidence,
@@ -54,46 +53,67 @@ struct Discovered {
     locked: bool,
     /// The session holding the snapshot (or the read lock).
     holder: Source,
-    /// Average Arrow bytes per row, per table.
-    row_bytes: BTreeMap<String, u64>,
     columnless: Vec<String>,
 }
 
 /// Opens the source, exports (or locks) a consistent view, and discovers
-/// its tables and catalog in it. Blocking.
-fn discover(
-    url: &str,
-    options: &SourceOptions,
-    lock: bool,
-    bytes_limit: u64,
-) -> Result<Discovered> {
+/// its tables and catalog in it (metadata only). Blocking.
+fn discover(url: &str, options: &SourceOptions, lock: bool) -> Result<Discovered> {
     let mut source = Source::open_with(url, None, options)?;
     let locked = source.hold_read_lock(lock)?;
     let snapshot = source.export_snapshot()?;
     let tables = source.tables()?;
     let columnless = source.columnless_tables()?;
     let catalog = source.catalog(&tables)?;
-    // Average row size per table, from the Arrow size of a small sample.
-    let mut row_bytes = BTreeMap::new();
-    if bytes_limit > 0 {
-        for t in &tables {
-            let sample = source.sample(t, 1_000)?;
-            let rows: usize = sample.iter().map(|b| b.num_rows()).sum();
-            let bytes: usize = sample.iter().map(|b| b.get_array_memory_size()).sum();
-            if let Some(per_row) = bytes.checked_div(rows) {
-                row_bytes.insert(t.name.clone(), per_row.max(1) as u64);
-            }
-        }
-    }
     Ok(Discovered {
         tables,
         catalog,
         snapshot,
         locked,
         holder: source,
-        row_bytes,
         columnless,
     })
+}
+
+/// One ingestion task per key range of every table: at most
+/// `ingestion.partition_rows` rows each, fewer where the sample found wide
+/// rows (`row_bytes`, against `ingestion.partition_bytes`).
+fn partition_tasks(
+    cx: &PhaseContext<'_>,
+    tables: &[TableInfo],
+    snapshot: Option<String>,
+    row_bytes: &BTreeMap<String, u64>,
+) -> Result<Vec<PlannedTask>> {
+    let config = cx.config;
+    let options = source_options(config)?;
+    let mut specs = Vec::new();
+    for t in tables {
+        // Keys per partition: the row limit, or fewer when rows are wide.
+        let mut per = config.ingestion.partition_rows;
+        if let Some(b) = row_bytes.get(&t.name) {
+            per = per.min((config.ingestion.partition_bytes / b).max(1));
+        }
+        for (i, range) in ranges(t, per as i64).into_iter().enumerate() {
+            let task = IngestTask {
+                source_url: config.source.url.clone(),
+                snapshot: snapshot.clone(),
+                table: t.clone(),
+                range,
+                partition_id: format!("{}/staging/ingestion/{}/{i:05}", cx.id, id_part(&t.name)),
+                partition: i as u32,
+                sample_rows: config.ingestion.profile_sample_rows,
+                options: options.clone(),
+                batch_pause_ms: config.ingestion.batch_pause_ms,
+            };
+            specs.push(PlannedTask {
+                table: t.name.clone(),
+                partition: i as u32,
+                payload: serde_json::to_value(task)?,
+                preferred_node: None,
+            });
+        }
+    }
+    Ok(specs)
 }
 
 /// The key ranges of a table's partitions, at most `per` rows each.
@@ -142,6 +162,18 @@ pub struct IngestionPlanner {
     snapshots: Mutex<HashMap<String, Source>>,
 }
 
+impl Drop for IngestionPlanner {
+    /// Sessions still held (a migration halted during ingestion) close on
+    /// a thread of their own: a blocking client owns a runtime, which must
+    /// not be dropped on the head's async threads.
+    fn drop(&mut self) {
+        let held = std::mem::take(self.snapshots.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if !held.is_empty() {
+            let _ = std::thread::spawn(move || drop(held)).join();
+        }
+    }
+}
+
 impl IngestionPlanner {
     /// Whether this migration's ingestion was planned at an exported
     /// snapshot (or under a read lock) that this planner no longer holds:
@@ -172,14 +204,12 @@ impl Planner for IngestionPlanner {
         let options = source_options(config)?;
         let (url, task_options) = (config.source.url.clone(), options.clone());
         let lock = config.source.mysql_consistency == "lock";
-        let bytes_limit = config.ingestion.partition_bytes;
-        let found =
-            tokio::task::spawn_blocking(move || discover(&url, &options, lock, bytes_limit))
-                .await
-                .map_err(|e| EngineError::Malformed {
-                    what: "schema discovery".into(),
-                    message: e.to_string(),
-                })??;
+        let found = tokio::task::spawn_blocking(move || discover(&url, &options, lock))
+            .await
+            .map_err(|e| EngineError::Malformed {
+                what: "schema discovery".into(),
+                message: e.to_string(),
+            })??;
         if !found.columnless.is_empty() {
             cx.note(
                 "warn",
@@ -195,7 +225,6 @@ impl Planner for IngestionPlanner {
             snapshot,
             locked,
             holder,
-            row_bytes,
             ..
         } = found;
         if snapshot.is_some() || locked {
@@ -214,34 +243,44 @@ impl Planner for IngestionPlanner {
         };
         let discovery = serde_json::json!({"checkpoint_time": now_rfc3339(), "snapshot_id": snapshot, "consistency": consistency, "tables": tables, "catalog": catalog});
         cx.put_json("discovery.json", &discovery).await?;
-        let mut specs = Vec::new();
-        for t in &tables {
-            // Keys per partition: the row limit, or fewer when rows are wide.
-            let mut per = config.ingestion.partition_rows;
-            if let Some(b) = row_bytes.get(&t.name) {
-                per = per.min((bytes_limit / b).max(1));
-            }
-            for (i, range) in ranges(t, per as i64).into_iter().enumerate() {
-                let task = IngestTask {
-                    source_url: config.source.url.clone(),
-                    snapshot: snapshot.clone(),
-                    table: t.clone(),
-                    range,
-                    partition_id: format!("{id}/staging/ingestion/{}/{i:05}", id_part(&t.name)),
-                    partition: i as u32,
-                    sample_rows: config.ingestion.profile_sample_rows,
-                    options: task_options.clone(),
-                    batch_pause_ms: config.ingestion.batch_pause_ms,
-                };
-                specs.push(PlannedTask {
-                    table: t.name.clone(),
-                    partition: i as u32,
-                    payload: serde_json::to_value(task)?,
-                    preferred_node: None,
-                });
-            }
+        if config.ingestion.partition_bytes == 0 || tables.is_empty() {
+            let tasks = partition_tasks(cx, &tables, snapshot, &BTreeMap::new())?;
+            return Ok(Plan::Tasks(tasks));
         }
-        Ok(Plan::Tasks(specs))
+        // Partitions sized in bytes: the row sizes are measured first, by a
+        // task, in the same snapshot.
+        let task = SampleTask {
+            source_url: config.source.url.clone(),
+            snapshot,
+            tables,
+            rows: SAMPLE_ROWS,
+            options: task_options,
+        };
+        Ok(Plan::Tasks(vec![PlannedTask {
+            table: SAMPLE.into(),
+            partition: 0,
+            payload: serde_json::to_value(task)?,
+            preferred_node: None,
+        }]))
+    }
+
+    async fn follow_up(
+        &self,
+        cx: &mut PhaseContext<'_>,
+        done: &[TaskOutcome],
+    ) -> Result<Vec<PlannedTask>> {
+        // Only the sample is done: the partitions, sized by what it measured.
+        let [sampled] = done else {
+            return Ok(Vec::new());
+        };
+        if sampled.table != SAMPLE {
+            return Ok(Vec::new());
+        }
+        let measured: SampleResult = sampled.result()?;
+        let discovery: serde_json::Value = cx.get_json("discovery.json").await?;
+        let tables: Vec<TableInfo> = serde_json::from_value(discovery["tables"].clone())?;
+        let snapshot = discovery["snapshot_id"].as_str().map(str::to_string);
+        partition_tasks(cx, &tables, snapshot, &measured.row_bytes)
     }
 
     async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized> {
@@ -260,7 +299,9 @@ impl Planner for IngestionPlanner {
         let mut profiles: BTreeMap<String, TableProfile> = BTreeMap::new();
         let mut rejected: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
         let mut changed: BTreeMap<String, sensei_connectors::source::Changes> = BTreeMap::new();
-        for r in results::<IngestResult>(done)? {
+        let partitions = done.iter().filter(|t| t.table != SAMPLE);
+        for r in partitions.map(TaskOutcome::result::<IngestResult>) {
+            let r = r?;
             for (column, kinds) in &r.changes {
                 for (what, n) in kinds {
                     *changed
