@@ -39,6 +39,19 @@ impl Execute for Dispatch {
     }
 }
 
+/// Runs blocking engine work off the async threads.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> sensei_contracts::error::Result<T> + Send + 'static,
+) -> Result<T> {
+    Ok(tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EngineError::Malformed {
+            what: what.into(),
+            message: e.to_string(),
+        })??)
+}
+
 /// Runs a leased task on its engine and returns the result document.
 pub async fn execute(
     node: Arc<NodeContext>,
@@ -48,25 +61,18 @@ pub async fn execute(
     let value = match lease.phase {
         Phase::Ingestion if lease.table == sensei_scout::sample::SAMPLE => {
             let task: sensei_scout::sample::SampleTask = payload(&lease)?;
-            let r = tokio::task::spawn_blocking(move || sensei_scout::sample::run(&task))
-                .await
-                .map_err(|e| EngineError::Malformed {
-                    what: "sampling task".into(),
-                    message: e.to_string(),
-                })??;
-            serde_json::to_value(r)?
+            serde_json::to_value(
+                blocking("sampling task", move || sensei_scout::sample::run(&task)).await?,
+            )?
         }
         Phase::Ingestion => {
             let task: scout::IngestTask = payload(&lease)?;
             let attempt = lease.attempt;
             let n = node.clone();
-            let r = tokio::task::spawn_blocking(move || scout::run(n.as_ref(), &task, attempt))
-                .await
-                .map_err(|e| EngineError::Malformed {
-                    what: "ingestion task".into(),
-                    message: e.to_string(),
-                })??;
-            serde_json::to_value(r)?
+            let r = blocking("ingestion task", move || {
+                scout::run(n.as_ref(), &task, attempt)
+            });
+            serde_json::to_value(r.await?)?
         }
         Phase::Transformation => {
             let task: transform::TransformTask = payload(&lease)?;

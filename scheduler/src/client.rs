@@ -15,6 +15,9 @@ use crate::core::Scheduler;
 use crate::error::{Result, SchedulerError};
 use crate::model::{Lease, Phase};
 
+/// A lease request's answer: a task, or none within the wait.
+pub type Leased = Result<Option<Lease>>;
+
 /// What an agent needs from the scheduler. `agent` and `node` are the
 /// ids of the agent asking and of the node it runs on; a completion or a
 /// failure names the `lease` it ends.
@@ -27,13 +30,7 @@ pub trait SchedulerApi: Send + Sync + 'static {
     /// Asks for a task of one of `phases`, waiting up to `wait` for one
     /// to become runnable when none is (a long poll: the agent is woken the
     /// moment a task is submitted or requeued, not at its next poll).
-    async fn lease(
-        &self,
-        agent: &str,
-        node: &str,
-        phases: &[Phase],
-        wait: Duration,
-    ) -> Result<Option<Lease>>;
+    async fn lease(&self, agent: &str, node: &str, phases: &[Phase], wait: Duration) -> Leased;
     /// Renews leases (task id, attempt); returns the ids of those lost.
     async fn heartbeat(&self, agent: &str, node: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>>;
     /// Reports a task done.
@@ -50,13 +47,7 @@ impl SchedulerApi for Arc<Scheduler> {
     async fn register_agent(&self, agent: &str, node: &str, kind: &str) -> Result<()> {
         Scheduler::register_agent(self, agent, node, kind)
     }
-    async fn lease(
-        &self,
-        agent: &str,
-        node: &str,
-        phases: &[Phase],
-        wait: Duration,
-    ) -> Result<Option<Lease>> {
+    async fn lease(&self, agent: &str, node: &str, phases: &[Phase], wait: Duration) -> Leased {
         lease_within(self, agent, node, phases, wait).await
     }
     async fn heartbeat(&self, agent: &str, node: &str, leases: &[(i64, u32)]) -> Result<Vec<i64>> {
@@ -260,13 +251,7 @@ impl SchedulerApi for GrpcScheduler {
         self.client.clone().register_agent(request).await?;
         Ok(())
     }
-    async fn lease(
-        &self,
-        agent: &str,
-        node: &str,
-        phases: &[Phase],
-        wait: Duration,
-    ) -> Result<Option<Lease>> {
+    async fn lease(&self, agent: &str, node: &str, phases: &[Phase], wait: Duration) -> Leased {
         let request = pb::LeaseTaskRequest {
             agent_id: agent.into(),
             node_id: node.into(),

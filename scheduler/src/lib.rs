@@ -36,7 +36,7 @@ mod model;
 mod service;
 
 pub use client::{
-    lease_from_proto, lease_to_proto, lease_within, GrpcScheduler, SchedulerApi,
+    lease_from_proto, lease_to_proto, lease_within, GrpcScheduler, Leased, SchedulerApi,
     MAX_CONTROL_MESSAGE,
 };
 pub use clock::{Clock, TokioClock};
