@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     result_json TEXT,
     last_error TEXT,
     done_ms INTEGER,
+    -- The result's `rows`, kept apart so that progress is a sum, not a
+    -- parse of every result.
+    result_rows INTEGER,
     UNIQUE (migration_id, phase, table_name, partition)
 );
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, not_before_ms);
@@ -186,20 +189,31 @@ impl Scheduler {
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.execute_batch(SCHEMA)?;
         // State files written before a column existed gain it: no limit on
-        // ingestion tasks; no completion time for tasks done before.
-        for (table, column, decl) in [
+        // ingestion tasks; no completion time for tasks done before; the
+        // rows of tasks done before taken from their results.
+        for (table, column, decl, fill) in [
             (
                 "migrations",
                 "max_ingestion_tasks",
                 "INTEGER NOT NULL DEFAULT 0",
+                None,
             ),
-            ("tasks", "done_ms", "INTEGER"),
+            ("tasks", "done_ms", "INTEGER", None),
+            (
+                "tasks",
+                "result_rows",
+                "INTEGER",
+                Some("UPDATE tasks SET result_rows = json_extract(result_json, '$.rows') WHERE state = 'done' AND json_type(result_json, '$.rows') = 'integer'"),
+            ),
         ] {
             let has: bool = conn
                 .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
                 .exists(params![table, column])?;
             if !has {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+                if let Some(sql) = fill {
+                    conn.execute_batch(sql)?;
+                }
             }
         }
         Ok(Scheduler {
@@ -979,8 +993,13 @@ impl Scheduler {
             return Ok(());
         }
         conn.execute(
-            "UPDATE tasks SET state = 'done', deadline_ms = NULL, result_json = ?2, done_ms = ?3 WHERE id = ?1",
-            params![task_id, serde_json::to_string(result)?, self.now_ms()],
+            "UPDATE tasks SET state = 'done', deadline_ms = NULL, result_json = ?2, done_ms = ?3, result_rows = ?4 WHERE id = ?1",
+            params![
+                task_id,
+                serde_json::to_string(result)?,
+                self.now_ms(),
+                result.get("rows").and_then(|v| v.as_i64())
+            ],
         )?;
         metrics::counter!(sensei_runtime::metrics::TASKS_COMPLETED, "phase" => phase.clone())
             .increment(1);
@@ -1116,8 +1135,7 @@ impl Scheduler {
         let (total, done, running, failed, rows): (i64, i64, i64, i64, i64) = conn.query_row(
             "SELECT count(*), COALESCE(sum(state = 'done'), 0), COALESCE(sum(state = 'running'), 0),
                     COALESCE(sum(state = 'failed'), 0),
-                    COALESCE(sum(CASE WHEN state = 'done' AND json_type(result_json, '$.rows') = 'integer'
-                                      THEN json_extract(result_json, '$.rows') END), 0)
+                    COALESCE(sum(CASE WHEN state = 'done' THEN result_rows END), 0)
              FROM tasks INDEXED BY tasks_by_phase WHERE migration_id = ?1 AND phase = ?2",
             params![migration, phase.as_str()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
@@ -1137,8 +1155,7 @@ impl Scheduler {
     pub fn completions(&self, migration: &str, phase: Phase) -> Result<Vec<(i64, u64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT done_ms, COALESCE(CASE WHEN json_type(result_json, '$.rows') = 'integer'
-                                        THEN json_extract(result_json, '$.rows') END, 0)
+            "SELECT done_ms, COALESCE(result_rows, 0)
              FROM tasks INDEXED BY tasks_by_phase
              WHERE migration_id = ?1 AND phase = ?2 AND state = 'done' AND done_ms IS NOT NULL
              ORDER BY done_ms",

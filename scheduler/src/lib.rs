@@ -148,6 +148,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_state_file_from_before_result_rows_keeps_its_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let open = || Scheduler::open(&path, Arc::new(TokioClock::new()), None).unwrap();
+        {
+            let s = open();
+            s.create_migration("m", "{}", policy()).unwrap();
+            s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
+                .unwrap();
+            let a = s.lease("a", "n1", &[]).unwrap().unwrap();
+            s.complete(a.task_id, a.attempt, &serde_json::json!({"rows": 7}))
+                .unwrap();
+            assert_eq!(s.progress("m", Phase::Ingestion).unwrap().rows, 7);
+        }
+        // The file as an earlier version wrote it.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("ALTER TABLE tasks DROP COLUMN result_rows")
+            .unwrap();
+        let s = open();
+        assert_eq!(
+            s.progress("m", Phase::Ingestion).unwrap().rows,
+            7,
+            "the rows of tasks done before are taken from their results"
+        );
+        assert_eq!(s.completions("m", Phase::Ingestion).unwrap()[0].1, 7);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_heartbeat_crossing_its_tasks_completion_is_not_a_lost_lease() {
         let s = sched(policy());
         s.submit_tasks("m", Phase::Ingestion, &[spec("t", 0, None)])
