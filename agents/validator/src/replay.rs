@@ -62,7 +62,7 @@ impl ReplayOutcome {
     }
 
     /// Records one query's outcome.
-    pub fn record(&mut self, q: &str, outcome: std::result::Result<Agreement, String>) {
+    fn record(&mut self, q: &str, outcome: std::result::Result<Agreement, String>) {
         self.queries += 1;
         match outcome {
             Ok(Agreement::Same) => self.passed += 1,
