@@ -16,7 +16,6 @@ use std::sync::Arc;
 use sensei_contracts::planner::{
     Finalized, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
 };
-use sensei_delivery::planner::is_partition;
 use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::signing::SigningKey;
 use sensei_runtime::store::{sha256_hex, ArtifactStore};
@@ -27,7 +26,7 @@ use crate::artifacts::*;
 use crate::error::{AgentError, Result};
 use crate::handoff::{completion_document, completion_topic, last_record_of};
 use sensei_architect::planner::TransformationPlanner;
-use sensei_delivery::planner::DeliveryPlanner;
+use sensei_delivery::planner::{is_partition, DeliveryPlanner};
 use sensei_scout::planner::IngestionPlanner;
 use sensei_validator::planner::VerificationPlanner;
 
@@ -388,14 +387,8 @@ impl Orchestrator {
         let bytes = std::fs::read(&path)
             .map_err(|e| AgentError::malformed(format!("checkpoint {}", path.display()), e))?;
         let doc = completion_document(id, previous, &bytes, &checkpoint.uri, &checkpoint.sha256)?;
-        self.scheduler.event(
-            id,
-            "warn",
-            &format!(
-                "{} had no record of this migration's {previous} checkpoint (lost in a crash?): published it again",
-                topic.name()
-            ),
-        )?;
+        let why = format!("{} had no record of this migration's {previous} checkpoint (lost in a crash?): published it again", topic.name());
+        self.scheduler.event(id, "warn", &why)?;
         let next = publish_json(log, topic, id, &doc)? + 1;
         log.commit(&group, topic, next)?;
         Ok(())
@@ -440,13 +433,11 @@ impl Orchestrator {
     /// Drives a migration until a terminal state or, with `until`, until that
     /// phase's checkpoint is recorded (the migration stays resumable from there).
     pub async fn drive_until(&self, id: &str, until: Option<Phase>) -> Result<MigrationState> {
-        // The head's own reads (discovery, planning samples, the read-back)
-        // meet the same transient failures as the agents': a lost connection
-        // or a server restarting is retried with backoff, not fatal.
+        // The head's own work (discovery, planning, finalising) meets the
+        // agents' transient failures too: retried with backoff, not fatal.
+        // It wakes when the scheduler has something for it (a phase's last
+        // task done, a failure, a round submitted, a checkpoint recorded).
         let mut failures = 0u32;
-        // Woken when the scheduler has something for the head (a phase's
-        // last task done, a task failed, a round submitted, a checkpoint
-        // recorded): a phase boundary costs no polling delay.
         let mut changes = self.scheduler.watch_settled();
         loop {
             changes.borrow_and_update();
@@ -468,16 +459,15 @@ impl Orchestrator {
                 }
                 Err(e) => return Err(e),
             };
-            if state.is_terminal() {
-                if state == MigrationState::Halted {
-                    if let Err(e) = self.take_back_empty_delivery(id).await {
-                        let _ = self.scheduler.event(
-                            id,
-                            "warn",
-                            &format!("the tables this delivery created could not be checked or dropped: {e}"),
-                        );
-                    }
+            if state == MigrationState::Halted {
+                if let Err(e) = self.take_back_empty_delivery(id).await {
+                    let why = format!(
+                        "the tables this delivery created could not be checked or dropped: {e}"
+                    );
+                    let _ = self.scheduler.event(id, "warn", &why);
                 }
+            }
+            if state.is_terminal() {
                 return Ok(state);
             }
             if let Some(u) = until {
