@@ -10,7 +10,7 @@ use sensei_scheduler::{Lease, Phase};
 use crate::error::{AgentError, Result};
 use crate::node::NodeContext;
 use crate::{deliver, scout, transform, validate};
-use sensei_contracts::error::EngineError;
+use sensei_contracts::error::{blocking, EngineError};
 
 fn payload<T: serde::de::DeserializeOwned>(lease: &Lease) -> Result<T> {
     serde_json::from_value(lease.payload.clone()).map_err(|e| {
@@ -37,19 +37,6 @@ impl Execute for Dispatch {
     async fn execute(&self, lease: Lease, lost: Arc<AtomicBool>) -> Result<serde_json::Value> {
         execute(self.0.clone(), lease, lost).await
     }
-}
-
-/// Runs blocking engine work off the async threads.
-async fn blocking<T: Send + 'static>(
-    what: &'static str,
-    work: impl FnOnce() -> sensei_contracts::error::Result<T> + Send + 'static,
-) -> Result<T> {
-    Ok(tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| EngineError::Malformed {
-            what: what.into(),
-            message: e.to_string(),
-        })??)
 }
 
 /// Runs a leased task on its engine and returns the result document.

@@ -197,14 +197,10 @@ pub async fn target_schema(config: &MigrationConfig) -> Result<Option<Vec<Target
             sensei_connectors::files::SourceOptions::for_target(&config.target),
             config.target.namespace.clone(),
         );
-        return tokio::task::spawn_blocking(move || {
+        return sensei_contracts::error::blocking("reading the target's schema", move || {
             crate::ddl::from_target(&url, &options, &namespace).map(Some)
         })
-        .await
-        .map_err(|e| EngineError::Malformed {
-            what: "reading the target's schema".into(),
-            message: e.to_string(),
-        })?;
+        .await;
     }
     if config.target.schema.is_empty() {
         return Ok(None);

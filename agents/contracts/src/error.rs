@@ -134,3 +134,17 @@ pub enum ReviewError {
 
 /// Result alias of the engines.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Runs blocking engine work (a database session, files) on the runtime's
+/// blocking threads; a panic there comes back as an error naming `what`.
+pub async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EngineError::Malformed {
+            what: what.into(),
+            message: e.to_string(),
+        })?
+}

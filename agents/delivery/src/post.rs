@@ -21,7 +21,7 @@ use sensei_connectors::target::{Deferred, Target};
 use sensei_connectors::url::{parse, Location};
 use sensei_contracts::artifacts::PartitionRef;
 use sensei_contracts::digest::{MerkleDigest, TableDigest};
-use sensei_contracts::error::{EngineError, Result};
+use sensei_contracts::error::{blocking, EngineError, Result};
 use sensei_contracts::io::PartitionIo;
 use sensei_flight::parquet_io::{FileStats, PartitionWriter};
 use sensei_validator::queries::{QueryResult, QueryTask};
@@ -139,18 +139,6 @@ pub fn replay_result(v: &serde_json::Value) -> Result<QueryResult> {
         what: "post-delivery replay result".into(),
         message: e.to_string(),
     })
-}
-
-async fn blocking<T: Send + 'static>(
-    what: &'static str,
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| EngineError::Malformed {
-            what: what.into(),
-            message: e.to_string(),
-        })?
 }
 
 /// Reads the table back as its certified columns, digests it, and copies

@@ -12,7 +12,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use sensei_connectors::target::{Declared, Deferred, MirrorExtras, NewTable, Target};
-use sensei_contracts::error::{EngineError, Result};
+use sensei_contracts::error::{blocking, Result};
 
 use crate::post::TargetRef;
 
@@ -98,12 +98,7 @@ pub struct Prepared {
 
 /// Runs target preparation on a blocking thread.
 pub async fn run(task: PrepareTask) -> Result<Prepared> {
-    tokio::task::spawn_blocking(move || prepare(task))
-        .await
-        .map_err(|e| EngineError::Malformed {
-            what: "target preparation".into(),
-            message: e.to_string(),
-        })?
+    blocking("target preparation", move || prepare(task)).await
 }
 
 /// Creates the target tables this delivery needs (recording which did not

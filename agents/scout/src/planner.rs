@@ -13,7 +13,7 @@ use sensei_connectors::source::Source;
 use sensei_connectors::table::TableInfo;
 use sensei_connectors::url::{parse, Location};
 use sensei_contracts::artifacts::*;
-use sensei_contracts::error::{EngineError, Result};
+use sensei_contracts::error::{blocking, Result};
 use sensei_contracts::planner::{
     id_part, Finalized, PhaseContext, Plan, PlannedTask, Planner, TaskOutcome,
 };
@@ -204,12 +204,7 @@ impl Planner for IngestionPlanner {
         let options = source_options(config)?;
         let (url, task_options) = (config.source.url.clone(), options.clone());
         let lock = config.source.mysql_consistency == "lock";
-        let found = tokio::task::spawn_blocking(move || discover(&url, &options, lock))
-            .await
-            .map_err(|e| EngineError::Malformed {
-                what: "schema discovery".into(),
-                message: e.to_string(),
-            })??;
+        let found = blocking("schema discovery", move || discover(&url, &options, lock)).await?;
         if !found.columnless.is_empty() {
             cx.note(
                 "warn",
