@@ -71,6 +71,62 @@ fn paced(ms: u64) -> String {
     format!("[ingestion]\npartition_rows = 150\nbatch_pause_ms = {ms}\n[delivery]\nbatch_rows = 40\nbatch_pause_ms = {ms}\n[scheduler]\nlease_ms = 3000\nheartbeat_ms = 500\n")
 }
 
+/// Delivery slow enough to kill a worker in the middle of a partition: 10-row
+/// batches with a 30 ms pause after each, so a full 150-row partition takes
+/// about half a second.
+const KILLABLE: &str = "[ingestion]\npartition_rows = 150\n[delivery]\nbatch_rows = 10\nbatch_pause_ms = 30\n[scheduler]\nlease_ms = 3000\nheartbeat_ms = 500\n";
+
+/// Watches the task table and SIGKILLs the worker that has just leased an
+/// `order_lines` delivery partition: a task seen running that was not running
+/// one poll (a few ms) earlier has most of its batches still to write, so its
+/// lease must lapse and be reassigned. (Killing the holder of any running task
+/// can race the task's own completion, already on its way to the head.)
+fn kill_a_worker_as_it_takes_a_delivery_partition(c: &Cluster) {
+    let work = c.workdir();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut seen = std::collections::HashSet::new();
+    let mut first = true;
+    let victim: String = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for a delivery partition to be leased"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let Ok(db) = rusqlite::Connection::open_with_flags(
+            work.join("state.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) else {
+            continue;
+        };
+        db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        let Ok(mut stmt) = db.prepare(
+            "SELECT id, node_id FROM tasks WHERE phase = 'delivery' AND table_name = 'order_lines' AND state = 'running' AND node_id IS NOT NULL",
+        ) else {
+            continue;
+        };
+        let running: Vec<(i64, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Tasks already running at the first look may be nearly done.
+        let fresh = running.iter().find(|(id, _)| !first && !seen.contains(id));
+        if let Some((_, node)) = fresh {
+            break node.clone();
+        }
+        seen.extend(running.iter().map(|(id, _)| *id));
+        first = false;
+    };
+    let pid = c.file()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w[0] == victim.as_str())
+        .map(|w| w[1].as_u64().unwrap() as u32)
+        .expect("victim pid");
+    kill(pid, "KILL");
+}
+
 #[test]
 fn a_cluster_of_two_workers_migrates_over_flight() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,43 +213,11 @@ fn a_worker_killed_mid_delivery_loses_no_row_and_duplicates_none() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
-    let cfg = write_config(dir.path(), &src, &target, &paced(30));
+    let cfg = write_config(dir.path(), &src, &target, KILLABLE);
     let c = Cluster::up(&dir.path().join("cluster"), &[]);
     let work = c.workdir();
     let submit = c.submit(&cfg);
-    // Find a worker holding a delivery lease and kill it with SIGKILL.
-    let mut victim = String::new();
-    wait_until(180, "a delivery task to be running", || {
-        let c = rusqlite::Connection::open_with_flags(
-            work.join("state.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-        let node: Option<String> = c
-            .query_row(
-                "SELECT node_id FROM tasks WHERE phase = 'delivery' AND state = 'running' AND node_id IS NOT NULL LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .ok();
-        match node {
-            Some(n) => {
-                victim = n;
-                true
-            }
-            None => false,
-        }
-    });
-    let file = c.file();
-    let pid = file["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w[0] == victim.as_str())
-        .map(|w| w[1].as_u64().unwrap() as u32)
-        .expect("victim pid");
-    kill(pid, "KILL");
+    kill_a_worker_as_it_takes_a_delivery_partition(&c);
     assert_eq!(finish(submit), 0);
     assert_same_rows(&src, &target);
     let lapsed = state_query(
@@ -264,41 +288,14 @@ fn a_worker_killed_mid_delivery_into_postgres_leaves_every_row_exactly_once() {
             "[migration]\nname = \"retail\"\n[source]\nurl = \"sqlite://{}\"\n[target]\nurl = \"{}\"\n{}",
             src.display(),
             db.url,
-            paced(30)
+            KILLABLE
         ),
     )
     .unwrap();
     let c = Cluster::up(&dir.path().join("cluster"), &[]);
     let work = c.workdir();
     let submit = c.submit(&cfg);
-    let mut victim = String::new();
-    wait_until(180, "a delivery task to be running", || {
-        let c = rusqlite::Connection::open_with_flags(
-            work.join("state.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-        match c.query_row(
-            "SELECT node_id FROM tasks WHERE phase = 'delivery' AND state = 'running' AND node_id IS NOT NULL LIMIT 1",
-            [],
-            |r| r.get::<_, String>(0),
-        ) {
-            Ok(n) => {
-                victim = n;
-                true
-            }
-            Err(_) => false,
-        }
-    });
-    let pid = c.file()["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w[0] == victim.as_str())
-        .map(|w| w[1].as_u64().unwrap() as u32)
-        .expect("victim pid");
-    kill(pid, "KILL");
+    kill_a_worker_as_it_takes_a_delivery_partition(&c);
     assert_eq!(finish(submit), 0);
     let s = rusqlite::Connection::open(&src).unwrap();
     let mut pg = db.client();
