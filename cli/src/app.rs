@@ -152,7 +152,9 @@ enum Command {
         fit: bool,
     },
     /// Compare the same tables in two databases row by row, paired by
-    /// primary key, fully (exit 0 equal, 2 different, 1 error).
+    /// primary key, fully (exit 0 equal, 2 different, 1 error). Two
+    /// PostgreSQL databases compare chunk checksums on the servers first
+    /// and only the rows of differing parts are read.
     Diff {
         /// First database (sqlite://, postgresql://, mysql://).
         a: String,
@@ -167,6 +169,10 @@ enum Command {
         /// Keys per chunk read from both sides (bounds memory).
         #[arg(long, default_value_t = 200_000)]
         chunk_keys: i64,
+        /// Read every row of both sides (no server-side checksums), and
+        /// print both sides' Merkle roots, to set against a certificate.
+        #[arg(long)]
+        rows: bool,
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
@@ -357,8 +363,9 @@ fn run(command: Command, executors: &Executors) -> anyhow::Result<i32> {
             table,
             workers,
             chunk_keys,
+            rows,
             json,
-        } => diff(&a, &b, table, workers, chunk_keys, json),
+        } => diff(&a, &b, table, workers, chunk_keys, rows, json),
         Command::Checkpoint { command } => checkpoint(command, executors)?,
         Command::Plan { args, workers } => plan(args, workers, executors)?,
         Command::Review {
@@ -951,6 +958,7 @@ fn diff(
     tables: Vec<String>,
     workers: Option<usize>,
     chunk_keys: i64,
+    rows_only: bool,
     json: bool,
 ) -> i32 {
     let options = sensei_agents::diff::DiffOptions {
@@ -961,6 +969,7 @@ fn diff(
                 .unwrap_or(2)
         }),
         chunk_keys,
+        rows_only,
         ..Default::default()
     };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -984,8 +993,13 @@ fn diff(
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         for t in &out {
+            let how = if t.merkle_a.is_empty() {
+                format!("compared by {}", t.method)
+            } else {
+                format!("merkle {} / {}", t.merkle_a, t.merkle_b)
+            };
             println!(
-                "{}: {} rows / {} rows by ({}): {} only in the first, {} only in the second, {} changed; merkle {} / {}",
+                "{}: {} rows / {} rows by ({}): {} only in the first, {} only in the second, {} changed; {how}",
                 t.table,
                 t.rows_a,
                 t.rows_b,
@@ -993,8 +1007,6 @@ fn diff(
                 t.diff.missing,
                 t.diff.extra,
                 t.diff.changed,
-                t.merkle_a,
-                t.merkle_b
             );
             for e in &t.diff.examples {
                 println!("  {e}");

@@ -677,47 +677,85 @@ fn a_configured_partition_key_splits_a_table_without_an_integer_key() {
 fn diff_finds_every_changed_missing_and_extra_row_between_two_databases() {
     let a = PgDatabase::create("diff_a");
     let b = PgDatabase::create("diff_b");
+    // `t` compares by per-type row hashes on the servers; `notes` holds a
+    // json column (no hash function): by the hash of each row's text.
     let setup = "CREATE TABLE t (id bigint PRIMARY KEY, qty integer, price numeric(12,2), name text, at timestamp);
         INSERT INTO t SELECT i, i % 7, i * 1.25, md5(i::text), timestamp '2024-01-01' + i * interval '1 minute'
-        FROM generate_series(1, 5000) i;";
+        FROM generate_series(1, 50000) i;
+        CREATE TABLE notes (id bigint PRIMARY KEY, meta json);
+        INSERT INTO notes SELECT i, json_build_object('n', i) FROM generate_series(1, 3000) i;";
     a.client().batch_execute(setup).unwrap();
     b.client().batch_execute(setup).unwrap();
-    // Small chunks: the comparison spans many key ranges and both workers.
-    let same = run(sensei().args(["diff", &a.url, &b.url, "--json", "--chunk-keys", "700"]));
+    let diff = |extra: &[&str]| {
+        let out = run(sensei()
+            .args(["diff", &a.url, &b.url, "--json", "--chunk-keys", "25000"])
+            .args(extra));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        let by_table = |name: &str| {
+            doc.as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["table"] == name)
+                .unwrap()
+                .clone()
+        };
+        (out.status.code(), by_table("t"), by_table("notes"))
+    };
+    // Two chunks of 25,000 keys, one per worker; a differing one is cut in
+    // parts of about 1,600 rows before any row is read.
+    let (code, t, notes) = diff(&[]);
+    assert_eq!(code, Some(0));
     assert_eq!(
-        same.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&same.stderr)
+        (t["rows_a"].as_u64(), t["rows_b"].as_u64()),
+        (Some(50000), Some(50000))
     );
-    let doc: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
-    assert_eq!(doc[0]["rows_a"], 5000);
-    assert_eq!(doc[0]["merkle_a"], doc[0]["merkle_b"]);
+    assert_eq!(t["method"], "checksum", "{t}");
+    assert_eq!(notes["method"], "checksum", "{notes}");
+    assert_eq!(t["merkle_a"], "", "no row read, no Merkle root");
+    let (code, t, _) = diff(&["--rows"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(t["method"], "rows");
+    assert_eq!(t["merkle_a"], t["merkle_b"]);
+    assert_ne!(t["merkle_a"], "");
 
     b.client()
         .batch_execute(
-            "UPDATE t SET name = 'changed' WHERE id = 2507;
-             DELETE FROM t WHERE id = 4000;
-             INSERT INTO t VALUES (9001, 1, 1.00, 'new', now());",
+            "UPDATE t SET name = 'changed' WHERE id = 25007;
+             DELETE FROM t WHERE id = 40000;
+             INSERT INTO t VALUES (90001, 1, 1.00, 'new', now());
+             UPDATE notes SET meta = '{\"n\": -1}' WHERE id = 1234;",
         )
         .unwrap();
-    let out = run(sensei().args(["diff", &a.url, &b.url, "--json", "--chunk-keys", "700"]));
-    assert_eq!(out.status.code(), Some(2));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let d = &doc[0]["diff"];
-    assert_eq!(
-        (
-            d["changed"].as_u64(),
-            d["missing"].as_u64(),
-            d["extra"].as_u64()
-        ),
-        (Some(1), Some(1), Some(1)),
-        "{d}"
-    );
-    let examples = d["examples"].to_string();
-    for key in ["id=2507", "id=4000", "id=9001"] {
-        assert!(examples.contains(key), "{key} named: {examples}");
+    // The same differences whether the servers compare checksums or every row is read.
+    for extra in [&[][..], &["--rows"][..]] {
+        let (code, t, notes) = diff(extra);
+        assert_eq!(code, Some(2));
+        let d = &t["diff"];
+        assert_eq!(
+            (
+                d["changed"].as_u64(),
+                d["missing"].as_u64(),
+                d["extra"].as_u64()
+            ),
+            (Some(1), Some(1), Some(1)),
+            "{extra:?}: {d}"
+        );
+        assert_eq!(
+            (t["rows_a"].as_u64(), t["rows_b"].as_u64()),
+            (Some(50000), Some(50000))
+        );
+        let examples = d["examples"].to_string();
+        for key in ["id=25007", "id=40000", "id=90001"] {
+            assert!(examples.contains(key), "{extra:?}: {key} named: {examples}");
+        }
+        assert!(examples.contains("changed"), "{examples}");
+        assert_eq!(notes["diff"]["changed"], 1, "{extra:?}: {notes}");
+        assert!(
+            notes["diff"]["examples"].to_string().contains("id=1234"),
+            "{notes}"
+        );
     }
-    assert!(examples.contains("changed"), "{examples}");
-    assert_ne!(doc[0]["merkle_a"], doc[0]["merkle_b"]);
+    let (_, t, _) = diff(&["--rows"]);
+    assert_ne!(t["merkle_a"], t["merkle_b"]);
 }
