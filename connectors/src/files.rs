@@ -378,9 +378,18 @@ pub(crate) fn range_select(
     }
 }
 
-/// `SELECT` of about `n` rows spread over the table: every `step`-th key
-/// (`every(key, lo, step)` is the dialect's condition), in key order; the
-/// first `n` rows of a table without a key range.
+/// `SELECT` of about `n` rows spread over the table, in key order where
+/// there is a key range.
+///
+/// On a primary-key range the sample is [`SAMPLE_WINDOWS`] windows of
+/// consecutive keys spread evenly over the range, each read through the
+/// key's index (`k >= a AND k < b ORDER BY k LIMIT x`): about `n` rows
+/// read, whatever the table's size. A filter on every `step`-th key
+/// (`every(key, lo, step)`, the dialect's condition) would read every row
+/// of the table before the first partition starts; it stays for a
+/// configured key that is not the primary key (it may have no index, and
+/// one scan beats a scan per window). Without a key range: the first `n`
+/// rows.
 pub(crate) fn sample_select(
     t: &crate::table::TableInfo,
     cols: &str,
@@ -391,6 +400,19 @@ pub(crate) fn sample_select(
     let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
     let n = n.max(1);
     match (&t.range_column, t.rowid_range) {
+        (Some(k), Some((lo, hi))) if t.primary_key() == [k.as_str()] => {
+            let k = quote(k);
+            sample_windows(lo, hi, n)
+                .iter()
+                .enumerate()
+                .map(|(i, (a, b, take))| {
+                    format!(
+                        "SELECT * FROM (SELECT {cols} FROM {sql_name} WHERE {k} >= {a} AND {k} < {b} ORDER BY {k} LIMIT {take}) s{i}"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
+        }
         (Some(k), Some((lo, _))) => format!(
             "SELECT {cols} FROM {sql_name} WHERE {} ORDER BY {k} LIMIT {n}",
             every(&quote(k), lo, (t.rows / n).max(1)),
@@ -398,6 +420,29 @@ pub(crate) fn sample_select(
         ),
         _ => format!("SELECT {cols} FROM {sql_name} LIMIT {n}"),
     }
+}
+
+/// Windows of a spread sample over a key range.
+pub const SAMPLE_WINDOWS: u64 = 50;
+
+/// The windows of a spread sample of `n` rows over keys `lo..=hi`: (first
+/// key, key past the last, rows to take), at most [`SAMPLE_WINDOWS`] of
+/// them, disjoint, covering the range in order.
+pub(crate) fn sample_windows(lo: i64, hi: i64, n: u64) -> Vec<(i128, i128, u64)> {
+    let (lo, end) = (lo as i128, hi as i128 + 1);
+    let span = (end - lo).max(1);
+    let w = SAMPLE_WINDOWS
+        .min(n)
+        .min(span.min(u64::MAX as i128) as u64)
+        .max(1);
+    let take = n.div_ceil(w);
+    (0..w as i128)
+        .map(|i| {
+            let a = lo + span * i / w as i128;
+            let b = lo + span * (i + 1) / w as i128;
+            (a, b, take)
+        })
+        .collect()
 }
 
 /// The condition of one key-range partition: `k BETWEEN lo AND hi`; the
@@ -417,5 +462,73 @@ pub(crate) fn range_condition(
         format!("({quoted_key} BETWEEN {lo} AND {hi} OR {quoted_key} IS NULL)")
     } else {
         format!("{quoted_key} BETWEEN {lo} AND {hi}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{ColumnInfo, TableInfo};
+
+    fn table(pk: bool) -> TableInfo {
+        TableInfo {
+            name: "orders".into(),
+            columns: vec![ColumnInfo {
+                name: "id".into(),
+                source_type: "bigint".into(),
+                arrow_type: "Int64".into(),
+                nullable: false,
+                primary_key: u32::from(pk),
+            }],
+            rows: 5_000_000,
+            rowid_range: Some((1, 5_000_000)),
+            qualified: None,
+            range_column: Some("id".into()),
+            splits: None,
+            file: None,
+        }
+    }
+
+    #[test]
+    fn sample_windows_cover_the_key_range_once_in_order() {
+        for (lo, hi, n) in [
+            (1, 5_000_000, 1000),
+            (-7, 3, 1000),
+            (5, 5, 1000),
+            (0, 1_000_000, 7),
+            (i64::MIN, i64::MAX, 1000),
+        ] {
+            let w = sample_windows(lo, hi, n);
+            assert!(!w.is_empty() && w.len() as u64 <= SAMPLE_WINDOWS, "{w:?}");
+            assert_eq!(w[0].0, lo as i128);
+            assert_eq!(w.last().unwrap().1, hi as i128 + 1);
+            for pair in w.windows(2) {
+                assert_eq!(pair[0].1, pair[1].0, "disjoint and contiguous: {w:?}");
+            }
+            assert!(w.iter().all(|(a, b, _)| a < b), "{w:?}");
+            assert!(
+                w.iter().map(|x| x.2).sum::<u64>() >= n.min((hi as i128 - lo as i128 + 1) as u64)
+            );
+        }
+    }
+
+    #[test]
+    fn a_primary_key_is_sampled_through_windows_and_another_key_by_one_filter() {
+        let q = |k: &str| format!("\"{k}\"");
+        let every = |k: &str, lo: i64, step: u64| format!("({k} - {lo}) % {step} = 0");
+        let windows = sample_select(&table(true), "\"id\"", 1000, q, every);
+        assert_eq!(
+            windows.matches("UNION ALL").count() as u64,
+            SAMPLE_WINDOWS - 1
+        );
+        assert!(windows.starts_with(
+            "SELECT * FROM (SELECT \"id\" FROM \"orders\" WHERE \"id\" >= 1 AND \"id\" < 100001 ORDER BY \"id\" LIMIT 20) s0 UNION ALL"
+        ), "{windows}");
+        assert!(!windows.contains('%'));
+        let filtered = sample_select(&table(false), "\"id\"", 1000, q, every);
+        assert_eq!(
+            filtered,
+            "SELECT \"id\" FROM \"orders\" WHERE (\"id\" - 1) % 5000 = 0 ORDER BY \"id\" LIMIT 1000"
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! opens any supported source behind one handle. This build carries SQLite
 //! ([`sqlite`], source and target) and PostgreSQL ([`postgres`], source:
 //! binary COPY inside an exported snapshot) and MySQL/MariaDB ([`mysql`],
-//! source: streaming text protocol in a consistent-snapshot transaction), CSV
+//! source: streaming binary protocol in a consistent-snapshot transaction), CSV
 //! ([`csv`]: encoding detected with a confidence by [`encoding`], types inferred,
 //! malformed records rejected or quarantined) and Parquet ([`parquet_source`])
 //! files as sources, a file or a folder of them ([`files`]).

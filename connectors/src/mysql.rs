@@ -1,4 +1,9 @@
-//! MySQL and MariaDB: a read-only source streaming rows over the text protocol.
+//! MySQL and MariaDB: a read-only source streaming rows over the binary
+//! protocol (prepared statements): integers, floats and dates arrive as
+//! numbers and go straight into Arrow builders; text, decimals and bytes
+//! are taken from the row's bytes without a copy per value. `time`
+//! columns are read as the server's text (`CAST(.. AS CHAR)`), so that
+//! their fractional digits are the declared ones.
 //!
 //! Each session sets `time_zone = '+00:00'` and `NAMES utf8mb4` (the server
 //! converts columns declared in legacy character sets such as latin1 to
@@ -583,11 +588,14 @@ impl MySqlSource {
                 if c.source_type.ends_with("(holds UTF-8)") {
                     // The bytes are UTF-8 whatever the column declares: no conversion.
                     format!(
-                        "CONVERT(CAST({k} AS BINARY) USING utf8mb4)",
+                        "CONVERT(CAST({k} AS BINARY) USING utf8mb4) AS {k}",
                         k = quote(&c.name)
                     )
                 } else if c.source_type.to_ascii_lowercase().starts_with("bit") {
-                    format!("CAST({} AS UNSIGNED)", quote(&c.name))
+                    format!("CAST({k} AS UNSIGNED) AS {k}", k = quote(&c.name))
+                } else if is_time(&c.source_type) {
+                    // Binary `time` values carry no declared precision.
+                    format!("CAST({k} AS CHAR) AS {k}", k = quote(&c.name))
                 } else {
                     quote(&c.name)
                 }
@@ -601,7 +609,7 @@ impl MySqlSource {
         std::mem::take(&mut self.changes)
     }
 
-    /// About `n` rows spread over the table, in key order.
+    /// About `n` rows spread over the table ([`crate::files::sample_select`]).
     pub fn sample(&mut self, t: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
         let query = crate::files::sample_select(t, &Self::select(t), n, quote, |k, lo, step| {
             format!("MOD({k} - {lo}, {step}) = 0")
@@ -625,30 +633,19 @@ impl MySqlSource {
         let schema = Arc::new(t.schema().as_ref().clone());
         let mut batcher = Batcher::new(schema.clone(), rows, sink);
         let types = batcher.types();
-        // The text protocol streams rows as the server sends them: memory stays
-        // bounded by one batch whatever the table's size.
+        // The binary protocol (a prepared statement) streams rows as the
+        // server sends them: memory stays bounded by one batch whatever the
+        // table's size, and numbers and dates arrive as numbers, not text.
         // Values changed on the way in, per column position.
         let mut changed = vec![0u64; types.len()];
-        let result = self.conn.query_iter(query).map_err(my_err(&ctx))?;
+        let result = self.conn.exec_iter(query, ()).map_err(my_err(&ctx))?;
         for row in result {
             let row = row.map_err(my_err(&ctx))?;
             let total = batcher.total;
             for (i, dt) in types.iter().enumerate() {
-                let v = match row.as_ref(i) {
-                    Some(mysql::Value::NULL) | None => None,
-                    Some(mysql::Value::Bytes(b)) => Some(b.as_slice()),
-                    Some(other) => {
-                        return Err(ConnectorError::Value {
-                            table: t.name.clone(),
-                            column: t.columns[i].name.clone(),
-                            row: format!("#{}", total + 1),
-                            value: format!("{other:?}"),
-                            expected: "a text-protocol value".into(),
-                        })
-                    }
-                };
+                let v = row.as_ref(i).unwrap_or(&mysql::Value::NULL);
                 let nullable = t.columns[i].nullable;
-                let zero = append_text(&mut batcher.builders[i], dt, v, nullable).map_err(
+                let zero = append_value(&mut batcher.builders[i], dt, v, nullable).map_err(
                     |(value, expected)| ConnectorError::Value {
                         table: t.name.clone(),
                         column: t.columns[i].name.clone(),
@@ -668,6 +665,12 @@ impl MySqlSource {
     }
 }
 
+/// Whether a `COLUMN_TYPE` is `time` (with or without precision).
+fn is_time(column_type: &str) -> bool {
+    let t = column_type.to_ascii_lowercase();
+    t == "time" || t.starts_with("time(")
+}
+
 fn is_zero_date(s: &str) -> bool {
     s.starts_with("0000-00-00")
 }
@@ -675,6 +678,142 @@ fn is_zero_date(s: &str) -> bool {
 /// Appends one text-protocol value.
 /// A MySQL zero date read as NULL: the one value this reader changes.
 pub const ZERO_DATE_AS_NULL: &str = "zero date 0000-00-00 read as NULL";
+
+/// A zero date: NULL in a nullable column (true: changed on the way in), an
+/// error in a NOT NULL one.
+fn zero_date(
+    b: &mut Box<dyn ArrayBuilder>,
+    dt: &DataType,
+    nullable: bool,
+) -> std::result::Result<bool, (String, String)> {
+    if !nullable {
+        return Err((
+            "0000-00-00 (a MySQL zero date) in a NOT NULL column".into(),
+            format!("{dt}; make the column nullable or fix the rows"),
+        ));
+    }
+    let done = match dt {
+        DataType::Date32 => b
+            .as_any_mut()
+            .downcast_mut::<Date32Builder>()
+            .map(|x| x.append_null()),
+        _ => b
+            .as_any_mut()
+            .downcast_mut::<TimestampMicrosecondBuilder>()
+            .map(|x| x.append_null()),
+    };
+    done.ok_or_else(|| (String::new(), dt.to_string()))?;
+    Ok(true)
+}
+
+/// Days since the epoch of a binary-protocol date, if it is a real one.
+fn binary_days(y: u16, m: u8, d: u8) -> Option<i32> {
+    if !(1..=12).contains(&m) || d == 0 {
+        return None;
+    }
+    let days = crate::convert::days_from_civil(i32::from(y), u32::from(m), u32::from(d));
+    // A day past the month's end comes back as another date.
+    (crate::convert::civil_from_days(i64::from(days)) == (i64::from(y), u32::from(m), u32::from(d)))
+        .then_some(days)
+}
+
+/// The text form of a binary-protocol value for a text column (the forms
+/// the text protocol would have sent).
+fn value_text(v: &mysql::Value) -> String {
+    use mysql::Value;
+    let frac = |us: u32| {
+        if us == 0 {
+            String::new()
+        } else {
+            format!(".{us:06}")
+        }
+    };
+    match v {
+        Value::NULL => String::new(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Double(d) => d.to_string(),
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{}", frac(*us))
+        }
+        Value::Time(neg, days, h, mi, s, us) => format!(
+            "{}{:02}:{mi:02}:{s:02}{}",
+            if *neg { "-" } else { "" },
+            days * 24 + u32::from(*h),
+            frac(*us)
+        ),
+    }
+}
+
+/// Appends one binary-protocol value; true when it changed on the way in (a
+/// zero date read as NULL). Numbers and dates are taken as they come;
+/// text, decimals and anything sent as bytes go through [`append_text`].
+fn append_value(
+    b: &mut Box<dyn ArrayBuilder>,
+    dt: &DataType,
+    v: &mysql::Value,
+    nullable: bool,
+) -> std::result::Result<bool, (String, String)> {
+    use mysql::Value;
+    let wrong = || (value_text(v), dt.to_string());
+    macro_rules! put {
+        ($builder:ty, $val:expr) => {{
+            let val = $val.ok_or_else(wrong)?;
+            b.as_any_mut()
+                .downcast_mut::<$builder>()
+                .ok_or_else(|| (String::new(), dt.to_string()))?
+                .append_value(val);
+            Ok(false)
+        }};
+    }
+    let int = match v {
+        Value::Int(i) => Some(i128::from(*i)),
+        Value::UInt(u) => Some(i128::from(*u)),
+        _ => None,
+    };
+    match (dt, v) {
+        (_, Value::NULL) => append_text(b, dt, None, nullable),
+        (_, Value::Bytes(x)) => append_text(b, dt, Some(x), nullable),
+        (DataType::Boolean, _) if int.is_some() => put!(BooleanBuilder, int.map(|n| n != 0)),
+        (DataType::Int16, _) if int.is_some() => {
+            put!(Int16Builder, int.and_then(|n| i16::try_from(n).ok()))
+        }
+        (DataType::Int32, _) if int.is_some() => {
+            put!(Int32Builder, int.and_then(|n| i32::try_from(n).ok()))
+        }
+        (DataType::Int64, _) if int.is_some() => {
+            put!(Int64Builder, int.and_then(|n| i64::try_from(n).ok()))
+        }
+        (DataType::Decimal128(p, s), _) if int.is_some() && *s >= 0 => put!(
+            Decimal128Builder,
+            int.and_then(|n| n.checked_mul(10i128.checked_pow(*s as u32)?))
+                .filter(|n| n.unsigned_abs() < 10u128.pow(u32::from(*p)))
+        ),
+        (DataType::Float32, Value::Float(f)) => put!(Float32Builder, Some(*f)),
+        (DataType::Float64, Value::Double(d)) => put!(Float64Builder, Some(*d)),
+        (DataType::Float64, Value::Float(f)) => put!(Float64Builder, Some(f64::from(*f))),
+        (DataType::Date32 | DataType::Timestamp(..), Value::Date(0, 0, 0, ..)) => {
+            zero_date(b, dt, nullable)
+        }
+        (DataType::Date32, Value::Date(y, m, d, ..)) => {
+            put!(Date32Builder, binary_days(*y, *m, *d))
+        }
+        (DataType::Timestamp(..), Value::Date(y, m, d, h, mi, s, us)) => put!(
+            TimestampMicrosecondBuilder,
+            binary_days(*y, *m, *d)
+                .filter(|_| *h < 24 && *mi < 60 && *s < 61 && *us < 1_000_000)
+                .map(|days| {
+                    i64::from(days) * 86_400_000_000
+                        + ((i64::from(*h) * 60 + i64::from(*mi)) * 60 + i64::from(*s)) * 1_000_000
+                        + i64::from(*us)
+                })
+        ),
+        (DataType::Utf8, _) => put!(StringBuilder, Some(value_text(v))),
+        _ => Err(wrong()),
+    }
+}
 
 /// Appends one text-protocol value; true when it changed on the way in (a
 /// zero date read as NULL).
@@ -685,11 +824,12 @@ fn append_text(
     nullable: bool,
 ) -> std::result::Result<bool, (String, String)> {
     let shown = |v: &[u8]| format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)]));
-    let text = |v: &[u8]| {
-        std::str::from_utf8(v)
-            .map_err(|_| (shown(v), "UTF-8 text".to_string()))
-            .map(str::to_string)
-    };
+    fn text(v: &[u8]) -> std::result::Result<&str, (String, String)> {
+        std::str::from_utf8(v).map_err(|_| {
+            let shown = format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)]));
+            (shown, "UTF-8 text".to_string())
+        })
+    }
     macro_rules! put {
         ($builder:ty, $conv:expr) => {{
             let bb = b
@@ -700,7 +840,7 @@ fn append_text(
                 None => bb.append_null(),
                 Some(x) => {
                     let s = text(x)?;
-                    match $conv(s.as_str()) {
+                    match $conv(s) {
                         Some(val) => bb.append_value(val),
                         None => return Err((shown(x), dt.to_string())),
                     }
@@ -726,24 +866,8 @@ fn append_text(
             let zero = v
                 .and_then(|x| std::str::from_utf8(x).ok())
                 .is_some_and(is_zero_date);
-            if zero && nullable {
-                match dt {
-                    DataType::Date32 => b
-                        .as_any_mut()
-                        .downcast_mut::<Date32Builder>()
-                        .map(|x| x.append_null()),
-                    _ => b
-                        .as_any_mut()
-                        .downcast_mut::<TimestampMicrosecondBuilder>()
-                        .map(|x| x.append_null()),
-                };
-                return Ok(true);
-            }
             if zero {
-                return Err((
-                    "0000-00-00 (a MySQL zero date) in a NOT NULL column".into(),
-                    format!("{dt}; make the column nullable or fix the rows"),
-                ));
+                return zero_date(b, dt, nullable);
             }
             if let DataType::Date32 = dt {
                 put!(Date32Builder, parse_date_days)
@@ -761,7 +885,16 @@ fn append_text(
                 Some(x) => bb.append_value(x),
             }
         }
-        _ => put!(StringBuilder, |s: &str| Some(s.to_string())),
+        _ => {
+            let bb = b
+                .as_any_mut()
+                .downcast_mut::<StringBuilder>()
+                .ok_or_else(|| (String::new(), dt.to_string()))?;
+            match v {
+                None => bb.append_null(),
+                Some(x) => bb.append_value(text(x)?),
+            }
+        }
     }
     Ok(false)
 }
@@ -795,5 +928,120 @@ impl crate::source::SourceEngine for MySqlSource {
     }
     fn as_any(&mut self) -> &mut dyn std::any::Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, ArrayRef};
+    use mysql::Value;
+
+    /// Appends `values` to a builder of `dt`; the array, or the first error.
+    fn column(
+        dt: &DataType,
+        nullable: bool,
+        values: &[Value],
+    ) -> std::result::Result<(ArrayRef, usize), (String, String)> {
+        let mut b = arrow::array::make_builder(dt, values.len());
+        let mut changed = 0;
+        for v in values {
+            if append_value(&mut b, dt, v, nullable)? {
+                changed += 1;
+            }
+        }
+        Ok((b.finish(), changed))
+    }
+
+    #[test]
+    fn binary_numbers_and_dates_land_as_they_are() {
+        let (a, _) = column(&DataType::Int16, true, &[Value::Int(-5), Value::NULL]).unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow::array::Int16Array>()
+            .unwrap();
+        assert_eq!((a.value(0), a.is_null(1)), (-5, true));
+        // An unsigned bigint's full range as Decimal128(20, 0).
+        let (a, _) = column(&DataType::Decimal128(20, 0), true, &[Value::UInt(u64::MAX)]).unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow::array::Decimal128Array>()
+            .unwrap();
+        assert_eq!(a.value(0), i128::from(u64::MAX));
+        let (a, _) = column(
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+            &[Value::Date(2019, 3, 12, 10, 11, 12, 123_456)],
+        )
+        .unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(
+            Some(a.value(0)),
+            parse_timestamp_micros("2019-03-12 10:11:12.123456")
+        );
+        let (a, _) = column(
+            &DataType::Date32,
+            true,
+            &[Value::Date(1984, 3, 12, 0, 0, 0, 0)],
+        )
+        .unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow::array::Date32Array>()
+            .unwrap();
+        assert_eq!(Some(a.value(0)), parse_date_days("1984-03-12"));
+        // Text and decimals come as bytes, parsed as the text protocol's were.
+        let (a, _) = column(
+            &DataType::Decimal128(12, 3),
+            true,
+            &[Value::Bytes(b"1234.500".to_vec())],
+        )
+        .unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow::array::Decimal128Array>()
+            .unwrap();
+        assert_eq!(a.value(0), 1_234_500);
+        let (a, _) = column(
+            &DataType::Utf8,
+            true,
+            &[Value::Bytes("vé".as_bytes().to_vec()), Value::Int(7)],
+        )
+        .unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        assert_eq!((a.value(0), a.value(1)), ("vé", "7"));
+    }
+
+    #[test]
+    fn binary_values_that_do_not_fit_are_refused_and_zero_dates_counted() {
+        let err = column(&DataType::Int16, true, &[Value::Int(70_000)]).unwrap_err();
+        assert_eq!(err, ("70000".to_string(), "Int16".to_string()));
+        // 30 February is no date.
+        assert!(column(
+            &DataType::Date32,
+            true,
+            &[Value::Date(2020, 2, 30, 0, 0, 0, 0)]
+        )
+        .is_err());
+        let (a, changed) =
+            column(&DataType::Date32, true, &[Value::Date(0, 0, 0, 0, 0, 0, 0)]).unwrap();
+        assert_eq!((a.null_count(), changed), (1, 1));
+        let err = column(
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+            &[Value::Date(0, 0, 0, 0, 0, 0, 0)],
+        )
+        .unwrap_err();
+        assert!(err.0.contains("zero date"), "{err:?}");
+        assert_eq!(
+            value_text(&Value::Time(true, 34, 22, 59, 58, 500_000)),
+            "-838:59:58.500000"
+        );
     }
 }

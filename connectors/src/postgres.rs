@@ -585,7 +585,7 @@ impl PgSource {
             .join(", ")
     }
 
-    /// About `n` rows spread over the table (every k-th key), in key order.
+    /// About `n` rows spread over the table ([`crate::files::sample_select`]).
     pub fn sample(&mut self, t: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
         let query = crate::files::sample_select(t, &Self::select(t), n, quote, |k, lo, step| {
             format!("({k}::int8 - {lo}) % {step} = 0")

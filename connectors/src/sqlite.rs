@@ -424,7 +424,10 @@ impl SqliteSource {
     }
 
     /// A deterministic sample of about `n` rows spread over the whole table:
-    /// every k-th rowid, k = rows / n (the first `n` rows of a table without rowids).
+    /// windows of consecutive rowids read through the rowid tree
+    /// ([`crate::files::sample_select`]); every k-th key, k = rows / n, of a
+    /// configured partition key (it may have no index: one scan); the first
+    /// `n` rows of a table without rowids.
     pub fn sample(&self, table: &TableInfo, n: u64) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         let n = n.max(1);
@@ -435,15 +438,25 @@ impl SqliteSource {
             .collect::<Vec<_>>()
             .join(", ");
         let key = Self::key(table);
-        let sql = match table.rowid_range {
-            Some((lo, _)) => {
+        let name = quote(&table.name);
+        let sql = match (table.rowid_range, &table.range_column) {
+            (Some((lo, hi)), None) => crate::files::sample_windows(lo, hi, n)
+                .iter()
+                .enumerate()
+                .map(|(i, (a, b, take))| {
+                    format!(
+                        "SELECT * FROM (SELECT rowid, {cols} FROM {name} WHERE rowid >= {a} AND rowid < {b} ORDER BY rowid LIMIT {take}) s{i}"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
+            (Some((lo, _)), Some(_)) => {
                 let k = (table.rows / n).max(1);
                 format!(
-                    "SELECT {key}, {cols} FROM {} WHERE ({key} - {lo}) % {k} = 0 ORDER BY {key} LIMIT {n}",
-                    quote(&table.name)
+                    "SELECT {key}, {cols} FROM {name} WHERE ({key} - {lo}) % {k} = 0 ORDER BY {key} LIMIT {n}"
                 )
             }
-            None => format!("SELECT NULL, {cols} FROM {} LIMIT {n}", quote(&table.name)),
+            (None, _) => format!("SELECT NULL, {cols} FROM {name} LIMIT {n}"),
         };
         // A sample's changes are the read's to count, not the sample's.
         let mut changed = Changed::new(table.columns.len());
@@ -1515,6 +1528,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_sample_spreads_over_the_rowids_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sample.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+             INSERT INTO t SELECT i, 'v' || i FROM n;",
+        )
+        .unwrap();
+        let src = SqliteSource::open(&p).unwrap();
+        let t = src.table("t").unwrap();
+        let batches = src.sample(&t, 1000).unwrap();
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap();
+                a.values().to_vec()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "in key order, no row twice"
+        );
+        // Spread: rows from the start and from the end of the table.
+        assert_eq!(ids[0], 1);
+        assert!(*ids.last().unwrap() > 9_800, "{:?}", ids.last());
+        let texts = batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        assert_eq!(texts.value(0), "v1");
     }
 
     #[test]

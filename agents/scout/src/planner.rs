@@ -116,7 +116,7 @@ fn partition_tasks(
     Ok(specs)
 }
 
-/// The key ranges of a table's partitions, at most `per` rows each.
+/// The key ranges of a table's partitions, about `per` rows each.
 fn ranges(t: &TableInfo, per: i64) -> Vec<Option<(i64, i64)>> {
     match (&t.splits, t.rowid_range) {
         // The source chose where partitions may start: group its
@@ -138,10 +138,23 @@ fn ranges(t: &TableInfo, per: i64) -> Vec<Option<(i64, i64)>> {
         }
         (Some(_), _) => vec![None],
         (None, Some((lo, hi))) => {
+            // Keys per partition: `per` rows' worth at the table's key
+            // density, so that a sparse key (gaps, 64-bit generated ids)
+            // makes partitions of about `per` rows, not one per `per` keys of
+            // its span (billions of empty ones).
+            let span = (i128::from(hi) - i128::from(lo) + 1) as u128;
+            let rows = u128::from(t.rows.max(1));
+            let per = per.max(1) as u128;
+            let keys = if span > rows {
+                (per * span).div_ceil(rows)
+            } else {
+                per
+            };
+            let keys = keys.min(i64::MAX as u128) as i64;
             let mut v = Vec::new();
             let mut start = lo;
             while start <= hi {
-                let end = start.saturating_add(per - 1).min(hi);
+                let end = start.saturating_add(keys - 1).min(hi);
                 v.push(Some((start, end)));
                 if end == i64::MAX {
                     break;
@@ -358,5 +371,58 @@ impl Planner for IngestionPlanner {
         Ok(Finalized::ok(
             cx.put_json("manifest.json", &manifest).await?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: u64, lo: i64, hi: i64) -> TableInfo {
+        TableInfo {
+            name: "t".into(),
+            columns: Vec::new(),
+            rows,
+            rowid_range: Some((lo, hi)),
+            qualified: None,
+            range_column: None,
+            splits: None,
+            file: None,
+        }
+    }
+
+    #[test]
+    fn dense_keys_split_every_per_keys() {
+        let r = ranges(&table(1000, 1, 1000), 300);
+        assert_eq!(
+            r,
+            [
+                Some((1, 300)),
+                Some((301, 600)),
+                Some((601, 900)),
+                Some((901, 1000))
+            ]
+        );
+    }
+
+    #[test]
+    fn sparse_keys_split_by_rows_not_by_span() {
+        // Snowflake-like ids: 5,000 rows over most of the i64 range.
+        let r = ranges(&table(5_000, 1 << 40, i64::MAX), 1_000);
+        assert_eq!(r.len(), 5);
+        assert_eq!(r[0].unwrap().0, 1 << 40);
+        assert_eq!(r.last().unwrap().unwrap().1, i64::MAX);
+        for w in r.windows(2) {
+            assert_eq!(w[0].unwrap().1 + 1, w[1].unwrap().0, "contiguous");
+        }
+        // Ids 1..100 and one at 10^15: a few partitions, not 10^12.
+        let r = ranges(&table(101, 1, 1_000_000_000_000_000), 50);
+        assert!(r.len() <= 3, "{}", r.len());
+        let r = ranges(&table(0, i64::MIN, i64::MAX), 50_000);
+        assert!(r.len() <= 3, "{r:?}");
+        assert_eq!(
+            (r[0].unwrap().0, r.last().unwrap().unwrap().1),
+            (i64::MIN, i64::MAX)
+        );
     }
 }
