@@ -153,8 +153,8 @@ enum Command {
     },
     /// Compare the same tables in two databases row by row, paired by
     /// primary key, fully (exit 0 equal, 2 different, 1 error). Two
-    /// PostgreSQL databases compare chunk checksums on the servers first
-    /// and only the rows of differing parts are read.
+    /// PostgreSQL (or two MySQL/MariaDB) databases compare chunk checksums
+    /// on the servers first and only the rows of differing parts are read.
     Diff {
         /// First database (sqlite://, postgresql://, mysql://).
         a: String,

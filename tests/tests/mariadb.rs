@@ -684,3 +684,60 @@ fn a_mariadb_mirror_into_mariadb_builds_plain_indexes_after_the_load() {
         .unwrap();
     assert_eq!(n, 50);
 }
+
+#[test]
+fn diff_between_two_mariadb_databases_compares_checksums_on_the_servers() {
+    let a = MyDatabase::create("diff_a");
+    let b = MyDatabase::create("diff_b");
+    for db in [&a, &b] {
+        let mut c = db.conn();
+        for s in [
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, qty INT, price DECIMAL(12,2), name VARCHAR(40), at DATETIME(6), note TEXT, raw VARBINARY(8))",
+            "INSERT INTO t SELECT seq, seq % 7, seq * 1.25, MD5(seq), '2024-01-01' + INTERVAL seq MINUTE, IF(seq % 5 = 0, NULL, 'n'), UNHEX(HEX(seq)) FROM seq_1_to_40000",
+            // A float column: its text drops digits, so its rows are read.
+            "CREATE TABLE m (id INT PRIMARY KEY, v DOUBLE)",
+            "INSERT INTO m SELECT seq, seq / 3 FROM seq_1_to_100",
+        ] {
+            c.query_drop(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+    }
+    let diff = || {
+        let out = run(sensei().args(["diff", &a.url, &b.url, "--json", "--chunk-keys", "20000"]));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        let table = |name: &str| {
+            doc.as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["table"] == name)
+                .unwrap()
+                .clone()
+        };
+        (out.status.code(), table("t"), table("m"))
+    };
+    let (code, t, m) = diff();
+    assert_eq!(code, Some(0), "{t} {m}");
+    assert_eq!(
+        (t["method"].as_str(), m["method"].as_str()),
+        (Some("checksum"), Some("rows"))
+    );
+    assert_eq!(t["rows_a"], 40000);
+    b.conn()
+        .query_drop(
+            "UPDATE t SET note = NULL WHERE id = 20001; UPDATE t SET raw = 0x00 WHERE id = 7; DELETE FROM t WHERE id = 39999; UPDATE m SET v = 0.5 WHERE id = 9",
+        )
+        .unwrap();
+    let (code, t, m) = diff();
+    assert_eq!(code, Some(2));
+    let d = &t["diff"];
+    assert_eq!(
+        (d["changed"].as_u64(), d["missing"].as_u64()),
+        (Some(2), Some(1)),
+        "{d}"
+    );
+    let examples = d["examples"].to_string();
+    for key in ["id=20001", "id=7", "id=39999"] {
+        assert!(examples.contains(key), "{key}: {examples}");
+    }
+    assert_eq!(m["diff"]["changed"], 1, "{m}");
+}

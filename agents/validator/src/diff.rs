@@ -2,11 +2,13 @@
 //! (any two sources Sensei reads), keyed by primary key, fully, not sampled.
 //!
 //! The key range of each table is cut into chunks; workers each hold one
-//! session per side. Where both sides are PostgreSQL and the table has the
-//! same integer key and the same columns of the same types on both, the
-//! databases compare first: each chunk's row count and sum of row hashes
-//! (`hash_record_extended`, or the hash of the row's text for types without
-//! a hash function) are computed on both servers, equal chunks are done
+//! session per side. Where both sides are PostgreSQL, or both MySQL/MariaDB,
+//! and the table has the same integer key and the same columns of the same
+//! types on both, the databases compare first: each chunk's row count and
+//! sum of row hashes (PostgreSQL: `hash_record_extended`, or the hash of the
+//! row's text for types without a hash function; MySQL: the MD5 of the
+//! row's length-prefixed bytes, tables with floating-point columns excepted) are computed
+//! on both servers, equal chunks are done
 //! without a row leaving the server, and a differing chunk is cut into
 //! [`BISECT_FACTOR`] parts and checked again until a part holds at most
 //! [`BISECT_ROWS`] rows; only those are read ([`TableDiff::method`]
@@ -300,19 +302,32 @@ pub const BISECT_FACTOR: i64 = 16;
 /// and compared row by row instead of being cut again.
 pub const BISECT_ROWS: u64 = 16_384;
 
-/// The SQL expression hashing one row of `t` on PostgreSQL, when both sides
-/// are PostgreSQL and the table can be compared by checksums there: the same
-/// integer key, the same columns with the same declared types. Per-type hash
-/// functions (`hash_record_extended`) where every column type has one, else
-/// the hash of the row's text. None: read the rows.
+/// Which servers compute the checksums, and the SQL expression hashing one
+/// row there.
+#[derive(Debug, Clone, PartialEq)]
+enum RowHash {
+    /// PostgreSQL: a signed 64-bit hash, summed as `numeric`.
+    Postgres(String),
+    /// MySQL/MariaDB: the first 64 bits of the MD5 of the row's bytes,
+    /// summed as `DECIMAL`.
+    MySql(String),
+}
+
+/// How the servers hash a row of `t`, when both sides are PostgreSQL or
+/// both MySQL/MariaDB and the table can be compared by checksums there: the
+/// same integer key, the same columns with the same declared types (and, on
+/// MySQL, no floating-point column, whose text form drops digits). On
+/// PostgreSQL per-type hash functions (`hash_record_extended`) where every
+/// column type has one, else the hash of the row's text. None: read the rows.
 fn checksum_hash(
     a: &str,
     b: &str,
     x: &TableInfo,
     y: &TableInfo,
     chunks: &[Option<(i64, i64)>],
-) -> Result<Option<String>> {
+) -> Result<Option<RowHash>> {
     let pg = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+    let my = |u: &str| u.starts_with("mysql://") || u.starts_with("mariadb://");
     let columns = |t: &TableInfo| -> Vec<(String, String)> {
         let mut c: Vec<_> = t
             .columns
@@ -322,7 +337,35 @@ fn checksum_hash(
         c.sort();
         c
     };
-    if !pg(a) || !pg(b) || chunks.iter().any(Option::is_none) || columns(x) != columns(y) {
+    if chunks.iter().any(Option::is_none) || columns(x) != columns(y) {
+        return Ok(None);
+    }
+    if my(a) && my(b) {
+        let float = x.columns.iter().any(|c| {
+            let t = c.source_type.to_ascii_lowercase();
+            t.starts_with("float") || t.starts_with("double") || t.starts_with("real")
+        });
+        if float {
+            return Ok(None);
+        }
+        let cells: Vec<String> = x
+            .columns
+            .iter()
+            .map(|c| {
+                // Length-prefixed bytes, -1 for NULL: no two rows encode alike.
+                let v = format!(
+                    "CAST({} AS BINARY)",
+                    sensei_connectors::mysql::quote(&c.name)
+                );
+                format!("IFNULL(LENGTH({v}), -1), ':', IFNULL({v}, '')")
+            })
+            .collect();
+        return Ok(Some(RowHash::MySql(format!(
+            "CAST(CONV(SUBSTRING(MD5(CONCAT({})), 1, 16), 16, 10) AS UNSIGNED)",
+            cells.join(", ")
+        ))));
+    }
+    if !pg(a) || !pg(b) {
         return Ok(None);
     }
     let row = format!(
@@ -342,40 +385,59 @@ fn checksum_hash(
         let Some(pg) = probe.engine::<sensei_connectors::postgres::PgSource>() else {
             return Ok(None);
         };
-        let sql = format!("SELECT {typed} FROM {} LIMIT 1", table_sql(t));
+        let sql = format!(
+            "SELECT {typed} FROM {} LIMIT 1",
+            table_sql(t, sensei_connectors::ident::ansi)
+        );
         if pg.query_text(&sql).is_err() {
-            return Ok(Some(format!("hashtextextended({row}::text, 0)")));
+            return Ok(Some(RowHash::Postgres(format!(
+                "hashtextextended({row}::text, 0)"
+            ))));
         }
     }
-    Ok(Some(typed))
+    Ok(Some(RowHash::Postgres(typed)))
 }
 
-fn table_sql(t: &TableInfo) -> String {
-    t.qualified
-        .clone()
-        .unwrap_or_else(|| sensei_connectors::ident::ansi(&t.name))
+fn table_sql(t: &TableInfo, quote: fn(&str) -> String) -> String {
+    t.qualified.clone().unwrap_or_else(|| quote(&t.name))
 }
 
 /// Rows and sum of row hashes of keys `lo..=hi` of `t`, computed by the server.
 fn checksum(
     src: &mut Source,
     t: &TableInfo,
-    hash: &str,
+    hash: &RowHash,
     (lo, hi): (i64, i64),
 ) -> Result<(u64, String)> {
     let key = t
         .range_column
         .as_deref()
-        .map(sensei_connectors::ident::ansi)
         .ok_or_else(|| err(&t.name, "no key range"))?;
-    let sql = format!(
-        "SELECT count(*)::text || ':' || coalesce(sum(({hash})::numeric), 0)::text FROM {} WHERE {key} BETWEEN {lo} AND {hi}",
-        table_sql(t)
-    );
-    let pg = src
-        .engine::<sensei_connectors::postgres::PgSource>()
-        .ok_or_else(|| err(&t.name, "not a PostgreSQL session"))?;
-    let text = pg.query_text(&sql)?.unwrap_or_default();
+    let text = match hash {
+        RowHash::Postgres(h) => {
+            let quote = sensei_connectors::ident::ansi;
+            let sql = format!(
+                "SELECT count(*)::text || ':' || coalesce(sum(({h})::numeric), 0)::text FROM {} WHERE {} BETWEEN {lo} AND {hi}",
+                table_sql(t, quote),
+                quote(key)
+            );
+            src.engine::<sensei_connectors::postgres::PgSource>()
+                .ok_or_else(|| err(&t.name, "not a PostgreSQL session"))?
+                .query_text(&sql)?
+        }
+        RowHash::MySql(h) => {
+            let quote = sensei_connectors::mysql::quote;
+            let sql = format!(
+                "SELECT CONCAT(COUNT(*), ':', COALESCE(SUM({h}), 0)) FROM {} WHERE {} BETWEEN {lo} AND {hi}",
+                table_sql(t, quote),
+                quote(key)
+            );
+            src.engine::<sensei_connectors::mysql::MySqlSource>()
+                .ok_or_else(|| err(&t.name, "not a MySQL session"))?
+                .query_text(&sql)?
+        }
+    }
+    .unwrap_or_default();
     let (rows, sum) = text
         .split_once(':')
         .ok_or_else(|| err(&t.name, format!("checksum query returned {text:?}")))?;
@@ -402,7 +464,7 @@ fn compare_part(
     x: &TableInfo,
     y: &TableInfo,
     key: &[String],
-    hash: &str,
+    hash: &RowHash,
     range: (i64, i64),
     options: &DiffOptions,
     found: &mut Found,
@@ -453,7 +515,7 @@ fn by_checksums(
     x: &TableInfo,
     y: &TableInfo,
     key: &[String],
-    hash: &str,
+    hash: &RowHash,
     chunks: &[Option<(i64, i64)>],
     options: &DiffOptions,
     progress: &(dyn Fn(&str, usize, usize) + Sync),
