@@ -218,13 +218,19 @@ pub fn certified_schema<'a>(
     Ok(std::sync::Arc::new(Schema::new(fields)))
 }
 
-/// A batch read back, seen by the post-delivery copy.
-pub type Tap<'a> = &'a mut dyn FnMut(&RecordBatch) -> sensei_connectors::Result<()>;
+/// A batch read back, seen by the post-delivery copy (on a thread of its own).
+pub type Tap<'a> = &'a mut (dyn FnMut(&RecordBatch) -> sensei_connectors::Result<()> + Send);
+
+/// Batches read back waiting for the digest or the copy, at most.
+const READ_AHEAD: usize = 4;
 
 /// Reads a delivered table back from `target` as the certified columns and
 /// types (`certified`, or the columns of `order` as stored) and computes its
 /// digest and Merkle root with the certificate's algorithms; each batch is
-/// also shown to `tap`. Streaming: the table is never held whole.
+/// also shown to `tap`. Streaming: the table is never held whole. Three
+/// threads share the work: this one reads and decodes, one digests (one
+/// SHA-256 of each row serves the digest and its Merkle bucket), one runs
+/// `tap` (the copy for the replay).
 pub fn read_back(
     target: &mut ReadBack,
     table: &str,
@@ -233,14 +239,43 @@ pub fn read_back(
     key: &[String],
     tap: Tap<'_>,
 ) -> Result<(TableDigest, String)> {
-    let mut d = TableDigest::default();
-    let mut m = MerkleDigest::default();
-    target.read(table, order, certified, 8192, |b| {
-        d.add_batch(&b);
-        m.add_batch(&b, key);
-        tap(&b)
-    })?;
-    Ok((d, m.root()))
+    use std::sync::mpsc::sync_channel;
+    std::thread::scope(|s| {
+        let (to_digest, digest_in) = sync_channel::<RecordBatch>(READ_AHEAD);
+        let (to_tap, tap_in) = sync_channel::<RecordBatch>(READ_AHEAD);
+        let digester = s.spawn(move || {
+            let (mut d, mut m) = (TableDigest::default(), MerkleDigest::default());
+            for b in digest_in {
+                m.add_batch_also(&b, key, Some(&mut d));
+            }
+            (d, m)
+        });
+        let copier = s.spawn(move || -> sensei_connectors::Result<()> {
+            for b in tap_in {
+                tap(&b)?;
+            }
+            Ok(())
+        });
+        // A send fails only when a consumer has stopped: its own outcome
+        // says why (a panic, or the copy's error).
+        let stopped = || sensei_connectors::ConnectorError::TargetNotWritable {
+            path: table.to_string(),
+            message: "the read-back's digest or copy stopped".into(),
+        };
+        let read = target.read(table, order, certified, 8192, |b| {
+            to_digest.send(b.clone()).map_err(|_| stopped())?;
+            to_tap.send(b).map_err(|_| stopped())
+        });
+        drop((to_digest, to_tap));
+        let gone = |what: &str| EngineError::Malformed {
+            what: format!("reading table {table} back"),
+            message: format!("the {what} thread panicked"),
+        };
+        let (d, m) = digester.join().map_err(|_| gone("digest"))?;
+        copier.join().map_err(|_| gone("copy"))??;
+        read?;
+        Ok((d, m.root()))
+    })
 }
 
 /// Puts back what the load set aside (the server validates the foreign

@@ -421,7 +421,8 @@ pub fn compare_sides(
     };
     let show_key = |b: &RecordBatch, row: usize| show_key_at(b, row, &key_cols);
     // Expected rows by key: most keys hold one row, a repeated key a list.
-    let mut want: HashMap<Vec<u8>, Slot> = HashMap::new();
+    let mut want: HashMap<Vec<u8>, Slot> =
+        HashMap::with_capacity(expected.iter().map(|b| b.num_rows()).sum());
     for (bi, b) in expected.iter().enumerate() {
         for r in 0..b.num_rows() {
             diff.expected += 1;

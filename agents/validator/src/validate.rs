@@ -139,38 +139,68 @@ struct Part {
 }
 
 impl Running {
+    /// Takes one partition number's rows. The transformed side (its Merkle
+    /// leaves and digest, one SHA-256 a row for both; the expectations; its
+    /// sample) is worked on a thread of its own while this one takes the
+    /// expected side (its digest, the row comparison, its sample, the
+    /// replay's scratch file): the two halves are about even, so a
+    /// verification task keeps two cores busy.
     fn add(&mut self, task: &VerifyTask, part: Part) -> Result<()> {
-        for b in &part.expected {
-            self.source.add_batch(b);
-        }
-        for b in &part.actual {
-            self.merkle
-                .add_batch_also(b, &task.key, Some(&mut self.target));
-            if let Some(v) = &mut self.validation {
-                v.add(b);
+        let Running {
+            source,
+            target,
+            merkle,
+            row_check,
+            validation,
+            sample,
+            spill,
+        } = self;
+        let (sample, sampled_expected, sampled_actual) = match sample {
+            Some((s, e, a)) => (Some(&*s), Some(e), Some(a)),
+            None => (None, None, None),
+        };
+        let part = &part;
+        std::thread::scope(|scope| {
+            let actual_side = scope.spawn(move || {
+                for b in &part.actual {
+                    merkle.add_batch_also(b, &task.key, Some(target));
+                    if let Some(v) = validation.as_mut() {
+                        v.add(b);
+                    }
+                }
+                if let (Some(s), Some(out)) = (sample, sampled_actual) {
+                    out.extend(part.actual.iter().map(|b| s.take(b)));
+                }
+            });
+            for b in &part.expected {
+                source.add_batch(b);
             }
-        }
-        if let (Some(total), Some(tolerance)) = (&mut self.row_check, &task.tolerance) {
-            if part.has_source {
-                total.merge(&crate::equivalence::compare(
-                    &part.expected,
-                    &part.actual,
-                    &task.key,
-                    tolerance,
-                ));
-            } else {
-                // Transformed rows with no source partition are all extra.
-                total.extra += part.actual.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            if let (Some(total), Some(tolerance)) = (row_check.as_mut(), &task.tolerance) {
+                if part.has_source {
+                    total.merge(&crate::equivalence::compare(
+                        &part.expected,
+                        &part.actual,
+                        &task.key,
+                        tolerance,
+                    ));
+                } else {
+                    // Transformed rows with no source partition are all extra.
+                    total.extra += part.actual.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                }
             }
-        }
-        if let Some((sample, expected, actual)) = &mut self.sample {
-            expected.extend(part.expected.iter().map(|b| sample.take(b)));
-            actual.extend(part.actual.iter().map(|b| sample.take(b)));
-        }
-        if let Some(spill) = &mut self.spill {
-            spill.write(&part.expected, &part.actual)?;
-        }
-        Ok(())
+            if let (Some(s), Some(out)) = (sample, sampled_expected) {
+                out.extend(part.expected.iter().map(|b| s.take(b)));
+            }
+            let spilled = match spill.as_mut() {
+                Some(spill) => spill.write(&part.expected, &part.actual),
+                None => Ok(()),
+            };
+            actual_side.join().map_err(|_| EngineError::Malformed {
+                what: format!("verification of table {}", task.table),
+                message: "the transformed side's thread panicked".into(),
+            })?;
+            spilled
+        })
     }
 }
 
