@@ -473,7 +473,7 @@ pub async fn run(ctx: &dyn PartitionIo, task: &VerifyTask) -> Result<VerifyResul
     }
 }
 
-/// Every check in one pass over the partitions, two loading ahead while
+/// Every check in one pass over the partitions, the next loading while
 /// the previous one is compared: memory holds a few partitions, not the table.
 async fn checks(ctx: &dyn PartitionIo, task: &VerifyTask) -> Result<VerifyResult> {
     use futures::StreamExt;
@@ -520,17 +520,22 @@ async fn checks(ctx: &dyn PartitionIo, task: &VerifyTask) -> Result<VerifyResult
         .map(|n| load(ctx, task, n, lookups, hash_key.clone()))
         .buffered(2);
     let shared = Arc::new(task.clone());
-    while let Some(part) = parts.next().await {
+    // The next partitions load while one is checked: the stream is polled
+    // beside the blocking check, not after it (a stream is only worked on
+    // while someone polls it).
+    let mut pending = parts.next().await;
+    while let Some(part) = pending {
         let part = part?;
         let t = shared.clone();
-        let (back, outcome) = tokio::task::spawn_blocking(move || {
+        let checking = tokio::task::spawn_blocking(move || {
             let outcome = running.add(&t, part);
             (running, outcome)
-        })
-        .await
-        .map_err(join_err("verification"))?;
+        });
+        let (checked, next) = tokio::join!(checking, parts.next());
+        let (back, outcome) = checked.map_err(join_err("verification"))?;
         running = back;
         outcome?;
+        pending = next;
     }
     drop(parts);
     let Running {
