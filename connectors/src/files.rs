@@ -422,6 +422,33 @@ pub(crate) fn sample_select(
     }
 }
 
+/// Contiguous ranges covering keys `lo..=hi`, of about `per` rows each at
+/// the key's density (`rows` in all): `per` keys each where the key is
+/// dense, wider where it is sparse (gaps, 64-bit generated ids), so the
+/// number of ranges follows the rows, not the span of the key.
+pub fn key_ranges(lo: i64, hi: i64, rows: u64, per: u64) -> Vec<(i64, i64)> {
+    let span = (i128::from(hi) - i128::from(lo) + 1).max(1) as u128;
+    let rows = u128::from(rows.max(1));
+    let per = u128::from(per.max(1));
+    let keys = if span > rows {
+        (per * span).div_ceil(rows)
+    } else {
+        per
+    };
+    let keys = keys.min(i64::MAX as u128) as i64;
+    let mut out = Vec::new();
+    let mut start = lo;
+    while start <= hi {
+        let end = start.saturating_add(keys - 1).min(hi);
+        out.push((start, end));
+        if end == i64::MAX {
+            break;
+        }
+        start = end + 1;
+    }
+    out
+}
+
 /// Windows of a spread sample over a key range.
 pub const SAMPLE_WINDOWS: u64 = 50;
 

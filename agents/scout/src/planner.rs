@@ -138,30 +138,10 @@ fn ranges(t: &TableInfo, per: i64) -> Vec<Option<(i64, i64)>> {
         }
         (Some(_), _) => vec![None],
         (None, Some((lo, hi))) => {
-            // Keys per partition: `per` rows' worth at the table's key
-            // density, so that a sparse key (gaps, 64-bit generated ids)
-            // makes partitions of about `per` rows, not one per `per` keys of
-            // its span (billions of empty ones).
-            let span = (i128::from(hi) - i128::from(lo) + 1) as u128;
-            let rows = u128::from(t.rows.max(1));
-            let per = per.max(1) as u128;
-            let keys = if span > rows {
-                (per * span).div_ceil(rows)
-            } else {
-                per
-            };
-            let keys = keys.min(i64::MAX as u128) as i64;
-            let mut v = Vec::new();
-            let mut start = lo;
-            while start <= hi {
-                let end = start.saturating_add(keys - 1).min(hi);
-                v.push(Some((start, end)));
-                if end == i64::MAX {
-                    break;
-                }
-                start = end + 1;
-            }
-            v
+            sensei_connectors::files::key_ranges(lo, hi, t.rows, per.max(1) as u64)
+                .into_iter()
+                .map(Some)
+                .collect()
         }
         (None, None) => vec![None],
     }

@@ -156,31 +156,15 @@ fn chunks(x: &TableInfo, y: &TableInfo, chunk_keys: i64) -> Vec<Option<(i64, i64
     let same_key = x.range_column == y.range_column;
     match (x.rowid_range, y.rowid_range) {
         _ if !same_key || x.range_column.is_none() => vec![None],
-        (Some((lo1, hi1)), Some((lo2, hi2))) => {
-            let (lo, hi) = (lo1.min(lo2), hi1.max(hi2));
-            // A sparse key (gaps, 64-bit generated ids): about `chunk_keys`
-            // rows per chunk at its density, not `chunk_keys` keys.
-            let span = (i128::from(hi) - i128::from(lo) + 1) as u128;
-            let rows = u128::from(x.rows.max(y.rows).max(1));
-            let per = chunk_keys.max(1) as u128;
-            let step = if span > rows {
-                (per * span).div_ceil(rows)
-            } else {
-                per
-            };
-            let step = step.min(i64::MAX as u128) as i64;
-            let mut v = Vec::new();
-            let mut s = lo;
-            loop {
-                let e = s.saturating_add(step - 1).min(hi);
-                v.push(Some((s, e)));
-                if e >= hi {
-                    break;
-                }
-                s = e + 1;
-            }
-            v
-        }
+        (Some((lo1, hi1)), Some((lo2, hi2))) => sensei_connectors::files::key_ranges(
+            lo1.min(lo2),
+            hi1.max(hi2),
+            x.rows.max(y.rows),
+            chunk_keys.max(1) as u64,
+        )
+        .into_iter()
+        .map(Some)
+        .collect(),
         (Some(r), None) | (None, Some(r)) => vec![Some(r)],
         (None, None) => vec![Some((0, 0))],
     }
@@ -217,15 +201,62 @@ fn diff_table(
             return by_checksums(a, b, x, y, &key, &hash, &chunks, options, progress);
         }
     }
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let total = Mutex::new(TableDiff {
-        table: x.name.clone(),
-        key: key.clone(),
-        ..TableDiff::default()
-    });
+    let found = Mutex::new(Found::default());
     let merkle = Mutex::new((MerkleDigest::default(), MerkleDigest::default()));
     let schema = x.schema();
+    for_each_chunk(
+        a,
+        b,
+        &x.name,
+        &chunks,
+        options,
+        progress,
+        &|sa, sb, range| {
+            let left = read(sa, x, range, options.batch_rows)?;
+            let right = read(sb, y, range, options.batch_rows)?
+                .into_iter()
+                .map(|b| Ok(crate::equivalence::conform(b, &schema)?))
+                .collect::<Result<Vec<_>>>()?;
+            let (mut ma, mut mb) = (MerkleDigest::default(), MerkleDigest::default());
+            for b in &left {
+                ma.add_batch(b, &key);
+            }
+            for b in &right {
+                mb.add_batch(b, &key);
+            }
+            let mut m = merkle.lock().unwrap_or_else(|p| p.into_inner());
+            m.0.merge(&ma);
+            m.1.merge(&mb);
+            drop(m);
+            let mut f = Found::default();
+            f.add(&left, &right, &key, options);
+            found.lock().unwrap_or_else(|p| p.into_inner()).merge(f);
+            Ok(())
+        },
+    )?;
+    let (ma, mb) = merkle.into_inner().unwrap_or_else(|p| p.into_inner());
+    let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(found.into_diff(x, &key, (ma.root(), mb.root()), "rows"))
+}
+
+/// The work on one chunk, given a session on each side.
+type ChunkWork<'a> =
+    &'a (dyn Fn(&mut Source, &mut Source, Option<(i64, i64)>) -> Result<()> + Sync);
+
+/// Runs `each` on every chunk of a table: `options.workers` threads, each
+/// holding one session per side, take the chunks in turn; progress is
+/// reported per chunk, and the first error stops the others and is returned.
+fn for_each_chunk(
+    a: &str,
+    b: &str,
+    table: &str,
+    chunks: &[Option<(i64, i64)>],
+    options: &DiffOptions,
+    progress: &(dyn Fn(&str, usize, usize) + Sync),
+    each: ChunkWork<'_>,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let failure: Mutex<Option<EngineError>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..options.workers.max(1).min(chunks.len()) {
@@ -241,38 +272,9 @@ fn diff_table(
                         let Some(range) = chunks.get(i) else {
                             return Ok(());
                         };
-                        let left = read(&mut sa, x, *range, options.batch_rows)?;
-                        let right = read(&mut sb, y, *range, options.batch_rows)?
-                            .into_iter()
-                            .map(|b| Ok(crate::equivalence::conform(b, &schema)?))
-                            .collect::<Result<Vec<_>>>()?;
-                        let d = crate::equivalence::compare_sides(
-                            &left,
-                            &right,
-                            &key,
-                            &options.tolerance,
-                            &DIFF_SIDES,
-                        );
-                        let (mut ma, mut mb) = (MerkleDigest::default(), MerkleDigest::default());
-                        for b in &left {
-                            ma.add_batch(b, &key);
-                        }
-                        for b in &right {
-                            mb.add_batch(b, &key);
-                        }
-                        {
-                            let mut m = merkle.lock().unwrap_or_else(|p| p.into_inner());
-                            m.0.merge(&ma);
-                            m.1.merge(&mb);
-                        }
-                        {
-                            let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
-                            t.rows_a += left.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                            t.rows_b += right.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                            t.diff.merge(&d);
-                        }
+                        each(&mut sa, &mut sb, *range)?;
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        progress(&x.name, n, chunks.len());
+                        progress(table, n, chunks.len());
                     }
                 };
                 if let Err(e) = work() {
@@ -284,15 +286,10 @@ fn diff_table(
             });
         }
     });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    let mut t = total.into_inner().unwrap_or_else(|p| p.into_inner());
-    let (ma, mb) = merkle.into_inner().unwrap_or_else(|p| p.into_inner());
-    t.merkle_a = ma.root();
-    t.merkle_b = mb.root();
-    t.method = "rows".into();
-    Ok(t)
 }
 
 /// A differing part is cut into this many parts, each checked again.
@@ -447,12 +444,58 @@ fn checksum(
     Ok((rows, sum.to_string()))
 }
 
-/// What one worker found in the parts it compared.
+/// What the parts compared so far hold.
 #[derive(Default)]
 struct Found {
     rows_a: u64,
     rows_b: u64,
     diff: RowDiff,
+}
+
+impl Found {
+    /// Pairs the rows of one part by key and counts them.
+    fn add(
+        &mut self,
+        left: &[RecordBatch],
+        right: &[RecordBatch],
+        key: &[String],
+        options: &DiffOptions,
+    ) {
+        self.rows_a += left.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        self.rows_b += right.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        self.diff.merge(&crate::equivalence::compare_sides(
+            left,
+            right,
+            key,
+            &options.tolerance,
+            &DIFF_SIDES,
+        ));
+    }
+
+    fn merge(&mut self, other: Found) {
+        self.rows_a += other.rows_a;
+        self.rows_b += other.rows_b;
+        self.diff.merge(&other.diff);
+    }
+
+    fn into_diff(
+        self,
+        x: &TableInfo,
+        key: &[String],
+        merkle: (String, String),
+        method: &str,
+    ) -> TableDiff {
+        TableDiff {
+            table: x.name.clone(),
+            key: key.to_vec(),
+            rows_a: self.rows_a,
+            rows_b: self.rows_b,
+            diff: self.diff,
+            merkle_a: merkle.0,
+            merkle_b: merkle.1,
+            method: method.into(),
+        }
+    }
 }
 
 /// Compares keys `lo..=hi` by checksums, cutting a differing part until it
@@ -485,15 +528,7 @@ fn compare_part(
             .into_iter()
             .map(|b| Ok(crate::equivalence::conform(b, &schema)?))
             .collect::<Result<Vec<_>>>()?;
-        found.rows_a += left.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        found.rows_b += right.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        found.diff.merge(&crate::equivalence::compare_sides(
-            &left,
-            &right,
-            key,
-            &options.tolerance,
-            &DIFF_SIDES,
-        ));
+        found.add(&left, &right, key, options);
         return Ok(());
     }
     let parts = i128::from(BISECT_FACTOR);
@@ -507,7 +542,7 @@ fn compare_part(
     Ok(())
 }
 
-/// [`diff_table`] by checksums: workers take the chunks in turn.
+/// [`diff_table`] by checksums.
 #[allow(clippy::too_many_arguments)]
 fn by_checksums(
     a: &str,
@@ -520,62 +555,24 @@ fn by_checksums(
     options: &DiffOptions,
     progress: &(dyn Fn(&str, usize, usize) + Sync),
 ) -> Result<TableDiff> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let total = Mutex::new(Found::default());
-    let failure: Mutex<Option<EngineError>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..options.workers.max(1).min(chunks.len()) {
-            scope.spawn(|| {
-                let work = || -> Result<()> {
-                    let mut sa = Source::open(a, None)?;
-                    let mut sb = Source::open(b, None)?;
-                    let mut found = Found::default();
-                    let result = loop {
-                        if failure.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-                            break Ok(());
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(Some(range)) = chunks.get(i) else {
-                            break Ok(());
-                        };
-                        if let Err(e) = compare_part(
-                            &mut sa, &mut sb, x, y, key, hash, *range, options, &mut found,
-                        ) {
-                            break Err(e);
-                        }
-                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        progress(&x.name, n, chunks.len());
-                    };
-                    let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
-                    t.rows_a += found.rows_a;
-                    t.rows_b += found.rows_b;
-                    t.diff.merge(&found.diff);
-                    result
-                };
-                if let Err(e) = work() {
-                    failure
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    let found = total.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok(TableDiff {
-        table: x.name.clone(),
-        key: key.to_vec(),
-        rows_a: found.rows_a,
-        rows_b: found.rows_b,
-        diff: found.diff,
-        merkle_a: String::new(),
-        merkle_b: String::new(),
-        method: "checksum".into(),
-    })
+    let found = Mutex::new(Found::default());
+    for_each_chunk(
+        a,
+        b,
+        &x.name,
+        chunks,
+        options,
+        progress,
+        &|sa, sb, range| {
+            let range = range.ok_or_else(|| err(&x.name, "no key range"))?;
+            let mut f = Found::default();
+            compare_part(sa, sb, x, y, key, hash, range, options, &mut f)?;
+            found.lock().unwrap_or_else(|p| p.into_inner()).merge(f);
+            Ok(())
+        },
+    )?;
+    let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(found.into_diff(x, key, (String::new(), String::new()), "checksum"))
 }
 
 #[cfg(test)]
