@@ -28,7 +28,9 @@ pub struct TableInfo {
     pub name: String,
     /// Columns in order.
     pub columns: Vec<ColumnInfo>,
-    /// Rows at discovery time.
+    /// Rows at discovery time (a MySQL/MariaDB table the server estimates
+    /// at a million rows or more: the estimate). It sizes key ranges; the
+    /// manifest counts the rows read.
     pub rows: u64,
     /// Smallest and largest partitioning key (the rowid in SQLite, an integer
     /// primary key elsewhere), when the table has one.

@@ -741,3 +741,41 @@ fn diff_between_two_mariadb_databases_compares_checksums_on_the_servers() {
     }
     assert_eq!(m["diff"]["changed"], 1, "{m}");
 }
+
+#[test]
+fn a_large_table_is_not_counted_at_discovery_but_read_whole() {
+    let db = MyDatabase::create("estimate");
+    let mut c = db.conn();
+    for s in [
+        "CREATE TABLE big (id BIGINT PRIMARY KEY)",
+        "INSERT INTO big SELECT seq FROM seq_1_to_1100000",
+        "CREATE TABLE small (id BIGINT PRIMARY KEY)",
+        "INSERT INTO small SELECT seq FROM seq_1_to_1000",
+        "ANALYZE TABLE big, small",
+    ] {
+        c.query_drop(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    let estimate: u64 = c
+        .query_first("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'big'")
+        .unwrap()
+        .unwrap();
+    assert!(
+        estimate >= sensei_connectors::mysql::ESTIMATED_ABOVE,
+        "the server estimates {estimate} rows"
+    );
+    let mut src = MySqlSource::connect(&db.url).unwrap();
+    let tables = src.tables().unwrap();
+    let rows = |name: &str| tables.iter().find(|t| t.name == name).unwrap().rows;
+    assert_eq!(rows("big"), estimate, "the server's estimate, not a count");
+    assert_eq!(rows("small"), 1000, "a small table is counted");
+    // The estimate only sizes key ranges: reading them gives every row.
+    let big = tables.iter().find(|t| t.name == "big").unwrap();
+    let mut source = Source::open(&db.url, None).unwrap();
+    let mut read = 0u64;
+    for (lo, hi) in sensei_connectors::files::key_ranges(1, 1_100_000, big.rows, 300_000) {
+        read += source
+            .read(big, Some((lo, hi)), 65_536, |_| Ok(()))
+            .unwrap();
+    }
+    assert_eq!(read, 1_100_000);
+}
