@@ -434,6 +434,21 @@ fn identical_in_order(
     Some(n as u64)
 }
 
+/// The expected rows by the encoding of their `key_cols`: most keys hold
+/// one row, a repeated key a list.
+fn by_key(expected: &[RecordBatch], key_cols: &[usize]) -> HashMap<Vec<u8>, Slot> {
+    let mut want: HashMap<Vec<u8>, Slot> =
+        HashMap::with_capacity(expected.iter().map(|b| b.num_rows()).sum());
+    for (bi, b) in expected.iter().enumerate() {
+        for r in 0..b.num_rows() {
+            want.entry(encode(b, key_cols, r))
+                .and_modify(|s| s.push((bi, r)))
+                .or_insert(Slot::One(bi, r));
+        }
+    }
+    want
+}
+
 /// [`compare`], differences worded with `sides`.
 pub fn compare_sides(
     expected: &[RecordBatch],
@@ -465,17 +480,8 @@ pub fn compare_sides(
             .join(", ")
     };
     let show_key = |b: &RecordBatch, row: usize| show_key_at(b, row, &key_cols);
-    // Expected rows by key: most keys hold one row, a repeated key a list.
-    let mut want: HashMap<Vec<u8>, Slot> =
-        HashMap::with_capacity(expected.iter().map(|b| b.num_rows()).sum());
-    for (bi, b) in expected.iter().enumerate() {
-        for r in 0..b.num_rows() {
-            diff.expected += 1;
-            want.entry(encode(b, &key_cols, r))
-                .and_modify(|s| s.push((bi, r)))
-                .or_insert(Slot::One(bi, r));
-        }
-    }
+    let mut want = by_key(expected, &key_cols);
+    diff.expected += expected.iter().map(|b| b.num_rows() as u64).sum::<u64>();
     let note = |diff: &mut RowDiff, s: String| {
         if diff.examples.len() < MAX_EXAMPLES {
             diff.examples.push(s);
