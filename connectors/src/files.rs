@@ -400,19 +400,13 @@ pub(crate) fn sample_select(
     let sql_name = t.qualified.clone().unwrap_or_else(|| quote(&t.name));
     let n = n.max(1);
     match (&t.range_column, t.rowid_range) {
-        (Some(k), Some((lo, hi))) if t.primary_key() == [k.as_str()] => {
-            let k = quote(k);
-            sample_windows(lo, hi, n)
-                .iter()
-                .enumerate()
-                .map(|(i, (a, b, take))| {
-                    format!(
-                        "SELECT * FROM (SELECT {cols} FROM {sql_name} WHERE {k} >= {a} AND {k} < {b} ORDER BY {k} LIMIT {take}) s{i}"
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ")
-        }
+        (Some(k), Some((lo, hi))) if t.primary_key() == [k.as_str()] => sample_union(
+            &quote(k),
+            lo,
+            hi,
+            n,
+            &format!("SELECT {cols} FROM {sql_name}"),
+        ),
         (Some(k), Some((lo, _))) => format!(
             "SELECT {cols} FROM {sql_name} WHERE {} ORDER BY {k} LIMIT {n}",
             every(&quote(k), lo, (t.rows / n).max(1)),
@@ -431,7 +425,7 @@ pub fn key_ranges(lo: i64, hi: i64, rows: u64, per: u64) -> Vec<(i64, i64)> {
     let rows = u128::from(rows.max(1));
     let per = u128::from(per.max(1));
     let keys = if span > rows {
-        (per * span).div_ceil(rows)
+        per.saturating_mul(span).div_ceil(rows)
     } else {
         per
     };
@@ -449,13 +443,29 @@ pub fn key_ranges(lo: i64, hi: i64, rows: u64, per: u64) -> Vec<(i64, i64)> {
     out
 }
 
+/// `select` (a `SELECT .. FROM table` of the dialect, key `k` quoted) over
+/// each window of a spread sample of `n` rows of keys `lo..=hi`
+/// ([`sample_windows`]), the windows' rows one after another.
+pub(crate) fn sample_union(k: &str, lo: i64, hi: i64, n: u64, select: &str) -> String {
+    sample_windows(lo, hi, n)
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b, take))| {
+            format!(
+                "SELECT * FROM ({select} WHERE {k} >= {a} AND {k} < {b} ORDER BY {k} LIMIT {take}) s{i}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
 /// Windows of a spread sample over a key range.
 pub const SAMPLE_WINDOWS: u64 = 50;
 
 /// The windows of a spread sample of `n` rows over keys `lo..=hi`: (first
 /// key, key past the last, rows to take), at most [`SAMPLE_WINDOWS`] of
 /// them, disjoint, covering the range in order.
-pub(crate) fn sample_windows(lo: i64, hi: i64, n: u64) -> Vec<(i128, i128, u64)> {
+fn sample_windows(lo: i64, hi: i64, n: u64) -> Vec<(i128, i128, u64)> {
     let (lo, end) = (lo as i128, hi as i128 + 1);
     let span = (end - lo).max(1);
     let w = SAMPLE_WINDOWS

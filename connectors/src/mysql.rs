@@ -848,12 +848,11 @@ fn append_text(
     v: Option<&[u8]>,
     nullable: bool,
 ) -> std::result::Result<bool, (String, String)> {
-    let shown = |v: &[u8]| format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)]));
+    fn shown(v: &[u8]) -> String {
+        format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)]))
+    }
     fn text(v: &[u8]) -> std::result::Result<&str, (String, String)> {
-        std::str::from_utf8(v).map_err(|_| {
-            let shown = format!("{:?}", String::from_utf8_lossy(&v[..v.len().min(40)]));
-            (shown, "UTF-8 text".to_string())
-        })
+        std::str::from_utf8(v).map_err(|_| (shown(v), "UTF-8 text".to_string()))
     }
     macro_rules! put {
         ($builder:ty, $conv:expr) => {{

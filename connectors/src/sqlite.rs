@@ -440,16 +440,13 @@ impl SqliteSource {
         let key = Self::key(table);
         let name = quote(&table.name);
         let sql = match (table.rowid_range, &table.range_column) {
-            (Some((lo, hi)), None) => crate::files::sample_windows(lo, hi, n)
-                .iter()
-                .enumerate()
-                .map(|(i, (a, b, take))| {
-                    format!(
-                        "SELECT * FROM (SELECT rowid, {cols} FROM {name} WHERE rowid >= {a} AND rowid < {b} ORDER BY rowid LIMIT {take}) s{i}"
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL "),
+            (Some((lo, hi)), None) => crate::files::sample_union(
+                "rowid",
+                lo,
+                hi,
+                n,
+                &format!("SELECT rowid, {cols} FROM {name}"),
+            ),
             (Some((lo, _)), Some(_)) => {
                 let k = (table.rows / n).max(1);
                 format!(

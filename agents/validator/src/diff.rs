@@ -323,8 +323,8 @@ fn checksum_hash(
     y: &TableInfo,
     chunks: &[Option<(i64, i64)>],
 ) -> Result<Option<RowHash>> {
-    let pg = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
-    let my = |u: &str| u.starts_with("mysql://") || u.starts_with("mariadb://");
+    use sensei_connectors::url::{parse, Location};
+    let (engine_a, engine_b) = (parse(a, "source")?, parse(b, "source")?);
     let columns = |t: &TableInfo| -> Vec<(String, String)> {
         let mut c: Vec<_> = t
             .columns
@@ -337,7 +337,10 @@ fn checksum_hash(
     if chunks.iter().any(Option::is_none) || columns(x) != columns(y) {
         return Ok(None);
     }
-    if my(a) && my(b) {
+    if matches!(
+        (&engine_a, &engine_b),
+        (Location::MySql(_), Location::MySql(_))
+    ) {
         let float = x.columns.iter().any(|c| {
             let t = c.source_type.to_ascii_lowercase();
             t.starts_with("float") || t.starts_with("double") || t.starts_with("real")
@@ -362,7 +365,10 @@ fn checksum_hash(
             cells.join(", ")
         ))));
     }
-    if !pg(a) || !pg(b) {
+    if !matches!(
+        (&engine_a, &engine_b),
+        (Location::Postgres(_), Location::Postgres(_))
+    ) {
         return Ok(None);
     }
     let row = format!(

@@ -395,10 +395,11 @@ fn keyless(
 
 /// The number of rows when both sides hold the same rows in the same order
 /// (the usual case: a partition and its transformation, both in key
-/// order), found column by column with Arrow's vectorised comparison
-/// instead of pairing rows by key; None when they may differ in any way
-/// (other row counts, types or order, a value unequal bit for bit): the
-/// caller then pairs by key and compares within tolerances.
+/// order), found column by column with Arrow's vectorised comparison over
+/// aligned slices of the two sides' batches (no copy) instead of pairing
+/// rows by key; None when they may differ in any way (other row counts,
+/// types or order, a value unequal bit for bit): the caller then pairs by
+/// key and compares within tolerances.
 fn identical_in_order(
     expected: &[RecordBatch],
     actual: &[RecordBatch],
@@ -409,26 +410,40 @@ fn identical_in_order(
     if n == 0 || n != rows(actual) {
         return None;
     }
+    // The expected columns' positions on the transformed side, by name.
     let theirs = actual.first()?.schema();
     let columns: Vec<usize> = schema
         .fields()
         .iter()
-        .map(|f| {
-            theirs
-                .index_of(f.name())
-                .ok()
-                .filter(|&i| theirs.field(i).data_type() == f.data_type())
-        })
+        .map(|f| theirs.index_of(f.name()).ok())
         .collect::<Option<_>>()?;
-    let ours = arrow::compute::concat_batches(schema, expected).ok()?;
-    let theirs = arrow::compute::concat_batches(&theirs, actual)
-        .ok()?
-        .project(&columns)
-        .ok()?;
-    for (x, y) in ours.columns().iter().zip(theirs.columns()) {
-        let same = arrow::compute::kernels::cmp::not_distinct(x, y).ok()?;
-        if same.true_count() != n {
+    let (mut i, mut at_i, mut j, mut at_j) = (0, 0, 0, 0);
+    while i < expected.len() && j < actual.len() {
+        let (e, a) = (&expected[i], &actual[j]);
+        if e.num_columns() != columns.len() || a.schema() != theirs {
             return None;
+        }
+        let len = (e.num_rows() - at_i).min(a.num_rows() - at_j);
+        for (x, &c) in e.columns().iter().zip(&columns) {
+            let y = a.column(c);
+            if x.data_type() != y.data_type() {
+                return None;
+            }
+            let same = arrow::compute::kernels::cmp::not_distinct(
+                &x.slice(at_i, len),
+                &y.slice(at_j, len),
+            )
+            .ok()?;
+            if same.true_count() != len {
+                return None;
+            }
+        }
+        (at_i, at_j) = (at_i + len, at_j + len);
+        if at_i == e.num_rows() {
+            (i, at_i) = (i + 1, 0);
+        }
+        if at_j == a.num_rows() {
+            (j, at_j) = (j + 1, 0);
         }
     }
     Some(n as u64)

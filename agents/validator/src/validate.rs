@@ -143,8 +143,8 @@ impl Running {
     /// leaves and digest, one SHA-256 a row for both; the expectations; its
     /// sample) is worked on a thread of its own while this one takes the
     /// expected side (its digest, the row comparison, its sample, the
-    /// replay's scratch file): the two halves are about even, so a
-    /// verification task keeps two cores busy.
+    /// replay's scratch file), so the transformed side's hashing costs no
+    /// time of its own.
     fn add(&mut self, task: &VerifyTask, part: Part) -> Result<()> {
         let Running {
             source,
