@@ -7,6 +7,12 @@
 //! must stop. This file alone performs those transitions; the planners only
 //! read and write artifacts.
 //!
+//! A phase is planned once its barrier's checkpoint is recorded: the phase
+//! before it, except delivery into a target that stages it (a staging
+//! schema, published only after the certificate), which starts after
+//! transformation and loads while verification runs; its planner's
+//! [`Planner::gate`] holds everything after the load until the certificate.
+//!
 //! Every step is idempotent and reads its inputs from durable state, so a head
 //! restarted at any point resumes by calling [`Orchestrator::step`] again.
 
@@ -14,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sensei_contracts::planner::{
-    Finalized, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
+    Finalized, Gate, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
 };
 use sensei_runtime::config::MigrationConfig;
 use sensei_runtime::signing::SigningKey;
@@ -27,6 +33,7 @@ use crate::error::{AgentError, Result};
 use crate::handoff::{completion_document, completion_topic, last_record_of};
 use sensei_architect::planner::TransformationPlanner;
 use sensei_delivery::planner::{is_partition, DeliveryPlanner};
+use sensei_delivery::post::PUBLISH;
 use sensei_scout::planner::IngestionPlanner;
 use sensei_validator::planner::VerificationPlanner;
 
@@ -155,12 +162,22 @@ impl Orchestrator {
             }
         }
         let delivery = self.scheduler.phase_tasks(id, Phase::Delivery)?;
+        // A staged delivery reaches the target only when it is published.
+        let area = format!("{id}/{STAGING_AREA}");
+        let staged = self.artifacts.exists(&area).await?
+            && !serde_json::from_slice::<serde_json::Value>(&self.artifacts.get(&area).await?)?
+                .is_null();
         let standing = crate::rerun::Standing {
             completed: self.scheduler.migration_state(id)?.0 == MigrationState::Completed,
             delivery_planned: !delivery.is_empty(),
-            delivered: delivery
-                .iter()
-                .any(|t| t.state == TaskState::Done && is_partition(&t.table)),
+            delivered: delivery.iter().any(|t| {
+                t.state == TaskState::Done
+                    && if staged {
+                        t.table == PUBLISH
+                    } else {
+                        is_partition(&t.table)
+                    }
+            }),
             verifying: self.scheduler.progress(id, Phase::Verification)?.total > 0,
         };
         let rerun = crate::rerun::decide(stored, config, &files, standing);
@@ -191,6 +208,20 @@ impl Orchestrator {
         config: &'a MigrationConfig,
     ) -> PhaseContext<'a> {
         PhaseContext::new(id, config, &self.artifacts)
+    }
+
+    /// The phase whose checkpoint `phase` waits for before it is planned.
+    fn barrier(&self, phase: Phase, config: &MigrationConfig) -> Result<Option<Phase>> {
+        let staged = phase == Phase::Delivery
+            && config.delivery.staging
+            && sensei_connectors::target::StagingArea::of(&config.target.url, "", "")
+                .map_err(sensei_contracts::error::EngineError::from)?
+                .is_some();
+        Ok(if staged {
+            Some(Phase::Transformation)
+        } else {
+            phase.previous()
+        })
     }
 
     fn planner(&self, phase: Phase) -> &dyn Planner {
@@ -235,12 +266,21 @@ impl Orchestrator {
         }
         self.scheduler.expire_leases()?;
         let config = self.config(id)?;
+        // Whether a phase is still under way: a later one runs beside it
+        // only when its barrier is an earlier checkpoint.
+        let mut under_way = false;
         for phase in Phase::ALL {
             if self.scheduler.checkpoint(id, phase)?.is_some() {
                 continue;
             }
             if until.is_some_and(|u| phase > u) {
                 return Ok(MigrationState::Running);
+            }
+            let barrier = self.barrier(phase, &config)?;
+            if let Some(b) = barrier {
+                if self.scheduler.checkpoint(id, b)?.is_none() {
+                    return Ok(MigrationState::Running);
+                }
             }
             // Counted first: the tasks themselves (with their results) are
             // read only when the phase is complete.
@@ -263,23 +303,23 @@ impl Orchestrator {
                 progress = Default::default();
             }
             if progress.total == 0 {
-                if let Some(previous) = phase.previous() {
-                    self.hand_off(id, previous)?;
+                if let Some(b) = barrier {
+                    self.hand_off(id, b)?;
                 }
-                self.plan(id, &config, phase).await?;
-                return Ok(self.scheduler.migration_state(id)?.0);
-            }
-            if progress.done == progress.total {
+                self.plan(id, &config, phase, barrier).await?;
+            } else if progress.done == progress.total {
                 let tasks = self.scheduler.phase_tasks(id, phase)?;
-                if !self.complete(id, &config, phase, tasks).await? {
-                    return Ok(MigrationState::Running);
-                }
-                let (state, _) = self.scheduler.migration_state(id)?;
-                if state != MigrationState::Running {
-                    return Ok(state);
-                }
-                continue;
+                self.complete(id, &config, phase, tasks).await?;
             }
+            let (state, _) = self.scheduler.migration_state(id)?;
+            if state != MigrationState::Running {
+                return Ok(state);
+            }
+            if self.scheduler.checkpoint(id, phase)?.is_none() {
+                under_way = true;
+            }
+        }
+        if under_way {
             return Ok(MigrationState::Running);
         }
         self.scheduler
@@ -287,16 +327,27 @@ impl Orchestrator {
         Ok(MigrationState::Completed)
     }
 
-    async fn plan(&self, id: &str, config: &MigrationConfig, phase: Phase) -> Result<()> {
+    async fn plan(
+        &self,
+        id: &str,
+        config: &MigrationConfig,
+        phase: Phase,
+        barrier: Option<Phase>,
+    ) -> Result<()> {
         let mut cx = self.context(id, config);
+        if let Some(previous) = phase.previous() {
+            cx.previous_checkpointed = self.scheduler.checkpoint(id, previous)?.is_some();
+        }
         let plan = self.planner(phase).plan(&mut cx).await;
         self.log(cx)?;
         let tasks = match plan? {
             Plan::Stop(stop) => return self.stop(id, &stop),
+            Plan::Wait => return Ok(()),
             Plan::Tasks(tasks) => tasks,
         };
         let empty = tasks.is_empty();
-        self.scheduler.submit_tasks(id, phase, &specs_of(tasks))?;
+        self.scheduler
+            .submit_tasks_after(id, phase, barrier, &specs_of(tasks))?;
         if empty {
             // Nothing to do in this phase (an empty source): close it at once.
             self.complete(id, config, phase, Vec::new()).await?;
@@ -326,6 +377,28 @@ impl Orchestrator {
             })
             .collect();
         let mut cx = self.context(id, config);
+        if let Some(previous) = phase.previous() {
+            cx.previous_checkpointed = self.scheduler.checkpoint(id, previous)?.is_some();
+            if cx.previous_checkpointed && phase == Phase::Delivery {
+                // A delivery planned early takes the certificate's record
+                // off its topic once it is there.
+                self.hand_off(id, previous)?;
+            }
+        }
+        let gate = self.planner(phase).gate(&mut cx, &outcomes).await;
+        match gate {
+            Ok(Gate::Open) => {}
+            Ok(Gate::Wait) => return Ok(false),
+            Ok(Gate::Stop(stop)) => {
+                self.log(cx)?;
+                self.stop(id, &stop)?;
+                return Ok(false);
+            }
+            Err(e) => {
+                self.log(cx)?;
+                return Err(e.into());
+            }
+        }
         let more = self.planner(phase).follow_up(&mut cx, &outcomes).await;
         if !more.as_ref().is_ok_and(Vec::is_empty) {
             self.log(cx)?;

@@ -41,6 +41,8 @@ use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
 use crate::target::Deferred;
 
+mod stage;
+
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
@@ -851,6 +853,15 @@ impl crate::target::TargetEngine for PgTarget {
     }
     fn batches_delivered(&mut self, migration_id: &str) -> Result<u64> {
         PgTarget::batches_delivered(self, migration_id)
+    }
+    fn staging_refused(&mut self, namespace: &str, tables: &[String]) -> Result<Option<String>> {
+        PgTarget::staging_refused(self, namespace, tables)
+    }
+    fn begin_staging(&mut self, area: &crate::target::StagingArea, fresh: bool) -> Result<()> {
+        PgTarget::begin_staging(self, &area.name, &area.stale_prefix, fresh)
+    }
+    fn publish(&mut self, area: &crate::target::StagingArea) -> Result<crate::target::Published> {
+        PgTarget::publish(self, &area.name)
     }
     /// With the foreign keys of other new tables that reference it.
     fn drop_table(&mut self, table: &str) -> Result<()> {

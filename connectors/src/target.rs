@@ -56,6 +56,58 @@ pub struct NewTable<'a> {
     pub declared: &'a BTreeMap<String, Declared>,
 }
 
+/// Where a staged delivery loads its rows before publication: a schema of
+/// the target database (PostgreSQL), named after the migration and the
+/// transformation output it loads, so a rerun of the same output resumes
+/// into it and an earlier run's area is recognised as stale. Whether a
+/// delivery is staged is decided when it is planned
+/// ([`TargetEngine::staging_refused`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StagingArea {
+    /// The area's name.
+    pub name: String,
+    /// What every area of the same migration's name starts with.
+    pub stale_prefix: String,
+}
+
+impl StagingArea {
+    /// The staging area a delivery of `migration_id` would use when the
+    /// target at `url` is an engine that can stage (None: it is written
+    /// directly, so delivery waits for the certificate); `run_key` names
+    /// the loaded output (the transformation checkpoint).
+    pub fn of(url: &str, migration_id: &str, run_key: &str) -> Result<Option<StagingArea>> {
+        Ok(match parse(url, "target")? {
+            Location::Postgres(_) => {
+                let hex =
+                    |s: &str| sensei_runtime::store::sha256_hex(s.as_bytes())[..10].to_string();
+                let stale_prefix = format!("sensei_stage_{}_", hex(migration_id));
+                Some(StagingArea {
+                    name: format!("{stale_prefix}{}", hex(run_key)),
+                    stale_prefix,
+                })
+            }
+            _ => None,
+        })
+    }
+}
+
+/// What publishing a staging area did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Published {
+    /// The area was gone: an earlier publication committed it.
+    pub already: bool,
+    /// Tables moved into the target.
+    pub moved: Vec<String>,
+}
+
+fn unstaged(area: &StagingArea) -> ConnectorError {
+    ConnectorError::Unsupported {
+        role: "target",
+        url: area.name.clone(),
+        hint: "this target engine does not stage deliveries".into(),
+    }
+}
+
 /// One target engine's session. A new engine implements this in its own
 /// module and adds its URL to the registry, [`Target::open_in`] (and
 /// [`crate::url::parse`]); nothing else names engines.
@@ -81,6 +133,24 @@ pub trait TargetEngine: Send {
 
     /// How many batches of `migration_id` the ledger holds (0 without one).
     fn batches_delivered(&mut self, migration_id: &str) -> Result<u64>;
+
+    /// Why a delivery of `tables` into `namespace` cannot be staged (None:
+    /// it can). Engines that never stage say so.
+    fn staging_refused(&mut self, _namespace: &str, _tables: &[String]) -> Result<Option<String>> {
+        Ok(Some("this target engine writes its tables directly".into()))
+    }
+
+    /// Makes the staging `area` ready: earlier runs' areas dropped, `area`
+    /// emptied first when `fresh`. Only engines for which
+    /// [`TargetEngine::staging_refused`] can say None implement it.
+    fn begin_staging(&mut self, area: &StagingArea, _fresh: bool) -> Result<()> {
+        Err(unstaged(area))
+    }
+
+    /// Publishes the staging `area` into this session's target atomically.
+    fn publish(&mut self, area: &StagingArea) -> Result<Published> {
+        Err(unstaged(area))
+    }
 
     /// Drops `table`, a table this migration created and wrote nothing to.
     fn drop_table(&mut self, table: &str) -> Result<()> {

@@ -305,6 +305,12 @@ pub struct DeliverySection {
     /// Milliseconds each delivery session pauses after every batch it
     /// commits, to leave a busy target breathing room (0: no pause).
     pub batch_pause_ms: u64,
+    /// Stage the delivery where the target allows it (PostgreSQL, a user
+    /// who may create a schema, a target holding none of the delivery's
+    /// tables): loaded into a staging schema while verification runs,
+    /// published in one transaction after the certificate and the checks
+    /// on the staged rows pass. Off: written in place after the certificate.
+    pub staging: bool,
 }
 
 impl Default for DeliverySection {
@@ -314,6 +320,7 @@ impl Default for DeliverySection {
             post_validation: true,
             resync: false,
             batch_pause_ms: 0,
+            staging: true,
         }
     }
 }

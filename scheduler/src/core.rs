@@ -606,9 +606,22 @@ impl Scheduler {
     /// checkpoint is recorded (the phase barrier); a no-op when the phase already
     /// has tasks, so a resumed head never duplicates them.
     pub fn submit_tasks(&self, migration: &str, phase: Phase, tasks: &[TaskSpec]) -> Result<bool> {
+        self.submit_tasks_after(migration, phase, phase.previous(), tasks)
+    }
+
+    /// [`Scheduler::submit_tasks`] with another barrier: the tasks are
+    /// refused until `barrier`'s checkpoint is recorded (delivery into a
+    /// staging area starts after transformation, while verification runs).
+    pub fn submit_tasks_after(
+        &self,
+        migration: &str,
+        phase: Phase,
+        barrier: Option<Phase>,
+        tasks: &[TaskSpec],
+    ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(prev) = phase.previous() {
+        if let Some(prev) = barrier {
             let recorded: Option<String> = tx
                 .query_row(
                     "SELECT sha256 FROM checkpoints WHERE migration_id = ?1 AND phase = ?2",

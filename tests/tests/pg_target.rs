@@ -353,7 +353,8 @@ fn a_mariadb_database_mirrored_into_postgres_keeps_widths_constraints_and_indexe
 
 /// The preflight created the ledger table while connecting, so a migration
 /// that failed before any row (here: a FAIL certificate) left
-/// `sensei_delivery_ledger` behind. Nothing is created before a batch is.
+/// `sensei_delivery_ledger` behind. Nothing is created before a batch is,
+/// and a delivery staged while verification ran is never published.
 #[test]
 fn a_migration_that_fails_before_any_row_leaves_the_target_untouched() {
     let db = PgDatabase::create("untouched");
@@ -385,11 +386,22 @@ fn a_migration_that_fails_before_any_row_leaves_the_target_untouched() {
         0,
     );
     assert_exit(&cmd("migrate", &[]), 2);
+    // The delivery was staged while verification ran: whatever it loaded
+    // is in its staging schema, nothing in the target's own.
+    let mig = migration_with(&dir.path().join("w"), "certificate.json");
+    let area: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("staging-area.json")).unwrap()).unwrap();
+    let area = area["name"].as_str().expect("the delivery was staged");
     let tables = count(
         &mut db.client(),
-        "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        &format!("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema', '{area}')"),
     );
-    assert_eq!(tables, 0, "the target was written to before any row");
+    assert_eq!(tables, 0, "the target was written to on a FAIL certificate");
+    assert_eq!(
+        count(&mut db.client(), "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'sensei_stage_%' AND nspname <> current_schema()"),
+        count(&mut db.client(), &format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{area}'")),
+        "no staging schema but this delivery's"
+    );
 }
 
 /// A value the target column cannot hold read "row a row of batch 0 ... is
@@ -642,4 +654,242 @@ fn a_changed_source_is_resynced_into_postgres_with_its_foreign_keys() {
         .unwrap()
         .get(0);
     assert_eq!(fks, 1, "the foreign key is back after the load");
+}
+
+/// The retail schema file with `extra` (a trigger that changes rows as
+/// they are written) and a type no table uses: the staged rows differ
+/// from the certified ones, so nothing is published; without the trigger
+/// the same delivery is published whole, the schema file's other objects
+/// with it.
+fn retail_schema_with(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let schema = dir.join("schema.sql");
+    std::fs::write(
+        &schema,
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql"),
+        )
+        .unwrap()
+            + "\nCREATE TYPE ticket_state AS ENUM ('open', 'closed');\n"
+            + extra,
+    )
+    .unwrap();
+    schema
+}
+
+fn staged_migrate(src: &Path, db: &PgDatabase, schema: &Path, work: &Path) -> std::process::Output {
+    run(sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(&db.url)
+        .arg("--target-schema")
+        .arg(schema)
+        .arg("--workdir")
+        .arg(work)
+        .arg("--approve-all"))
+}
+
+#[test]
+fn a_staged_delivery_whose_rows_differ_from_the_certificate_is_never_published() {
+    let db = PgDatabase::create("staged_bad");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let schema = retail_schema_with(
+        dir.path(),
+        "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.city := upper(NEW.city); RETURN NEW; END $$;\n\
+         CREATE TRIGGER shout BEFORE INSERT ON customer FOR EACH ROW EXECUTE FUNCTION shout();\n",
+    );
+    let work = dir.path().join("w");
+    let out = staged_migrate(&src, &db, &schema, &work);
+    assert_exit(&out, 2);
+    let mig = migration_with(&work, "receipt.json");
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
+    assert_eq!(receipt["tables"]["customer"]["matches_certificate"], false);
+    assert_eq!(
+        receipt["staging"]["published"], false,
+        "{}",
+        receipt["staging"]
+    );
+    let area = receipt["staging"]["area"].as_str().unwrap().to_string();
+    let mut c = db.client();
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"),
+        0,
+        "nothing published into the target"
+    );
+    // The staged rows are there to inspect, trigger's work included.
+    assert_eq!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM {area}.customer WHERE city <> upper(city)")
+        ),
+        0
+    );
+    assert!(count(&mut c, &format!("SELECT count(*) FROM {area}.order_line")) > 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&area) && err.contains("nothing was published"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_staged_delivery_is_published_whole_with_the_schema_files_objects() {
+    let db = PgDatabase::create("staged_ok");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let schema = retail_schema_with(dir.path(), "");
+    let work = dir.path().join("w");
+    assert_exit(&staged_migrate(&src, &db, &schema, &work), 0);
+    let mig = migration_with(&work, "receipt.json");
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
+    assert_eq!(
+        receipt["staging"]["published"], true,
+        "{}",
+        receipt["staging"]
+    );
+    let mut c = db.client();
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'sensei_stage_%'"
+        ),
+        0,
+        "the staging schema is gone"
+    );
+    for (source, target) in [("customers", "customer"), ("order_lines", "order_line")] {
+        let want: i64 = rusqlite::Connection::open(&src)
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {source}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            count(&mut c, &format!("SELECT count(*) FROM public.{target}")),
+            want
+        );
+    }
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM pg_type WHERE typname = 'ticket_state' AND typnamespace = 'public'::regnamespace"),
+        1
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND connamespace = 'public'::regnamespace"),
+        3
+    );
+    assert_eq!(
+        pg_ledger_rows(&mut c),
+        count(&mut c, "SELECT (SELECT count(*) FROM customer) + (SELECT count(*) FROM product) + (SELECT count(*) FROM purchase_order) + (SELECT count(*) FROM order_line)")
+    );
+    // Delivery was planned while verification ran, not after it.
+    let planned = state_query(
+        &work,
+        "SELECT min(id) FROM events WHERE message LIKE 'phase delivery started%'",
+    )
+    .unwrap();
+    let certified = state_query(
+        &work,
+        "SELECT min(id) FROM events WHERE message LIKE 'checkpoint verification:%'",
+    )
+    .unwrap();
+    assert!(
+        planned < certified,
+        "delivery planned at {planned}, certificate at {certified}"
+    );
+}
+
+/// A session killed inside the publishing transaction: the target is as it
+/// was (no table, no ledger row), the staged rows whole; the rerun
+/// publishes them, every row once.
+#[test]
+fn a_kill_during_publication_leaves_the_target_old_and_the_rerun_publishes_once() {
+    let db = PgDatabase::create("staged_kill");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let schema = retail_schema_with(dir.path(), "");
+    let work = dir.path().join("w");
+    // The target's ledger exists (another migration's) and is locked: the
+    // publication blocks on it after it has moved the tables.
+    let mut locker = db.client();
+    locker
+        .batch_execute(
+            "CREATE TABLE sensei_delivery_ledger (migration_id text NOT NULL, partition_id text NOT NULL, batch_seq bigint NOT NULL,
+                 attempt integer NOT NULL, rows bigint NOT NULL, delivered_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (migration_id, partition_id, batch_seq))",
+        )
+        .unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE sensei_delivery_ledger IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let mut child = sensei()
+        .arg("migrate")
+        .arg("--source")
+        .arg(format!("sqlite://{}", src.display()))
+        .arg("--target")
+        .arg(&db.url)
+        .arg("--target-schema")
+        .arg(&schema)
+        .arg("--workdir")
+        .arg(&work)
+        .arg("--approve-all")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let blocked = |c: &mut postgres::Client| {
+        count(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%sensei_delivery_ledger%'")
+    };
+    let mut watcher = db.client();
+    wait_until(
+        180,
+        "the publication to block inside its transaction",
+        || blocked(&mut watcher) > 0,
+    );
+    // Inside the transaction the tables are moved already; nobody else sees it.
+    assert_eq!(
+        count(
+            &mut watcher,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        1,
+        "only the ledger, before the publication commits"
+    );
+    kill(child.id(), "KILL");
+    let _ = child.wait();
+    locker.batch_execute("ROLLBACK").unwrap();
+    wait_until(30, "the killed session's transaction to end", || {
+        blocked(&mut watcher) == 0
+            && count(&mut watcher, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'") == 0
+    });
+    assert_eq!(
+        count(
+            &mut watcher,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        1,
+        "the target is as it was"
+    );
+    assert_eq!(pg_ledger_rows(&mut watcher), 0);
+    let staged = count(
+        &mut watcher,
+        "SELECT count(*) FROM pg_tables WHERE schemaname LIKE 'sensei_stage_%' AND tablename IN ('customer', 'product', 'purchase_order', 'order_line')",
+    );
+    assert_eq!(staged, 4, "the staged tables are whole");
+    drop(locker);
+    assert_exit(&staged_migrate(&src, &db, &schema, &work), 0);
+    let want: i64 = retail_counts(&src).iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        count(&mut watcher, "SELECT (SELECT count(*) FROM customer) + (SELECT count(*) FROM product) + (SELECT count(*) FROM purchase_order) + (SELECT count(*) FROM order_line)"),
+        want,
+        "every row once"
+    );
+    assert_eq!(pg_ledger_rows(&mut watcher), want);
+    assert_eq!(
+        count(
+            &mut watcher,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'sensei_stage_%'"
+        ),
+        0
+    );
 }

@@ -225,6 +225,11 @@ pub const DEFERRED_FOREIGN_KEYS: &str = "deferred-foreign-keys.json";
 /// built after it: (table, index, definition).
 pub const DEFERRED_INDEXES: &str = "deferred-indexes.json";
 
+/// Where a staged delivery loads before publication
+/// (`sensei_connectors::target::StagingArea`, or null when the target is
+/// written directly).
+pub const STAGING_AREA: &str = "staging-area.json";
+
 /// The target tables this migration's delivery created (names): taken
 /// back when the delivery halts before any batch landed.
 pub const CREATED_TABLES: &str = "created-tables.json";
@@ -437,6 +442,24 @@ pub struct Receipt {
     /// The review that accepted an INCONCLUSIVE certificate, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_inconclusive: Option<serde_json::Value>,
+    /// Where the rows were loaded and checked before publication, when the
+    /// target stages a delivery (a PostgreSQL schema), and whether they
+    /// were published from there into the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<Staging>,
+}
+
+/// A staged delivery as the receipt records it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Staging {
+    /// The staging area (a schema of the target database).
+    pub area: String,
+    /// Whether its rows were published into the target (false: the
+    /// post-delivery checks failed and the target is as it was).
+    pub published: bool,
+    /// Tables moved into the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<String>,
 }
 
 /// Now as RFC 3339 UTC with millisecond precision.

@@ -32,6 +32,10 @@ pub struct PhaseContext<'a> {
     pub artifacts: &'a ArtifactStore,
     /// Events reported so far.
     pub notes: Vec<Note>,
+    /// Whether the phase before this one has its checkpoint (a phase may
+    /// start before it: delivery into a staging area while verification
+    /// runs).
+    pub previous_checkpointed: bool,
 }
 
 impl<'a> PhaseContext<'a> {
@@ -42,6 +46,7 @@ impl<'a> PhaseContext<'a> {
             config,
             artifacts,
             notes: Vec::new(),
+            previous_checkpointed: true,
         }
     }
 
@@ -147,6 +152,19 @@ pub enum Stop {
     Fail(String),
 }
 
+/// Whether a phase whose tasks so far are done may be followed up now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    /// Its next round (or its finalisation) may go ahead.
+    Open,
+    /// It waits for another phase's artifact (delivery, staged while
+    /// verification runs, waits for the certificate before anything is
+    /// read back or published).
+    Wait,
+    /// The migration stops here.
+    Stop(Stop),
+}
+
 /// What a planner decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
@@ -154,6 +172,9 @@ pub enum Plan {
     Tasks(Vec<PlannedTask>),
     /// Run nothing: the migration stops before this phase.
     Stop(Stop),
+    /// Nothing yet: the phase is planned again at the next step (delivery
+    /// into the target itself waits for the certificate).
+    Wait,
 }
 
 /// A phase's checkpoint artifact, finalised.
@@ -191,6 +212,12 @@ pub trait Planner: Send + Sync {
         _done: &[TaskOutcome],
     ) -> Result<Vec<PlannedTask>> {
         Ok(Vec::new())
+    }
+
+    /// Whether the `done` tasks may be followed up (or the phase finalised)
+    /// now; asked before [`Planner::follow_up`].
+    async fn gate(&self, _cx: &mut PhaseContext<'_>, _done: &[TaskOutcome]) -> Result<Gate> {
+        Ok(Gate::Open)
     }
 
     /// Writes the phase's checkpoint artifact from its `done` tasks.

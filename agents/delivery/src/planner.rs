@@ -6,24 +6,33 @@
 //! and digested with the certificate's algorithms, one task per table; then
 //! the post-delivery queries replayed on what was read), and from their
 //! results the receipt.
+//!
+//! A target that stages deliveries (PostgreSQL: [`StagingArea`]) is
+//! prepared and loaded as soon as the transformation's output is there,
+//! while verification runs, into a staging schema; nothing after the load
+//! goes ahead before the certificate (the [`Planner::gate`]); the checks
+//! run on the staged rows, and only when they and the certificate agree
+//! is the staging area published into the target, in one transaction
+//! ([`PUBLISH`]). A FAIL certificate or a failed check leaves the target as
+//! it was and the staged rows for inspection.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sensei_connectors::target::Target;
+use sensei_connectors::target::{Published, StagingArea, Target};
 use sensei_connectors::url::{parse, Location};
 use sensei_contracts::artifacts::*;
 use sensei_contracts::error::{EngineError, Result};
 use sensei_contracts::planner::{
-    Finalized, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
+    Finalized, Gate, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
 };
 use sensei_runtime::secret::redact_url;
 use sensei_runtime::store::sha256_hex;
 
 use crate::deliver::{target_options, DeliverResult, DeliverTask, TargetConnection};
 use crate::post::{
-    ConstraintsResult, ConstraintsTask, PostTask, ReadBackResult, ReadBackTask, TargetRef,
-    CONSTRAINTS, POST_DELIVERY, REPLAY,
+    ConstraintsResult, ConstraintsTask, PostTask, PublishTask, ReadBackResult, ReadBackTask,
+    TargetRef, CONSTRAINTS, POST_DELIVERY, PUBLISH, REPLAY,
 };
 use crate::prepare::{PrepareTask, Prepared, TableShape, PREPARE};
 
@@ -47,7 +56,11 @@ pub struct DeliveryPlanner;
 impl DeliveryPlanner {
     /// The target preparation task: the schema file, the mapped tables
     /// (mirrored from the source when there is no schema file), a re-sync.
-    async fn prepare_task(&self, cx: &mut PhaseContext<'_>) -> Result<PlannedTask> {
+    async fn prepare_task(
+        &self,
+        cx: &mut PhaseContext<'_>,
+        staging: Option<StagingArea>,
+    ) -> Result<PlannedTask> {
         let config = cx.config;
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
         let transformed = cx.transformed().await?;
@@ -98,6 +111,7 @@ impl DeliveryPlanner {
             },
             resync: config.delivery.resync,
             migration_id: cx.id.to_string(),
+            staging,
         };
         Ok(PlannedTask {
             table: PREPARE.into(),
@@ -132,6 +146,7 @@ impl DeliveryPlanner {
     /// One task per verified partition, placed on the node that holds it.
     async fn partition_tasks(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
         let config = cx.config;
+        let namespace = loading_ref(cx).await?.namespace;
         cx.transformed()
             .await?
             .into_iter()
@@ -141,7 +156,7 @@ impl DeliveryPlanner {
                     ledger_partition: format!("{}/{:05}", p.table, p.partition),
                     input: p.clone(),
                     target: redact_url(&config.target.url),
-                    namespace: config.target.namespace.clone(),
+                    namespace: namespace.clone(),
                     batch_rows: config.delivery.batch_rows,
                     connection: TargetConnection::from_section(&config.target),
                     batch_pause_ms: config.delivery.batch_pause_ms,
@@ -154,6 +169,45 @@ impl DeliveryPlanner {
                 })
             })
             .collect()
+    }
+
+    /// The next round after the `done` tasks, up to the checks on the
+    /// loaded rows (none of which needs the certificate): the partitions,
+    /// the constraints put back, the tables read back, the replay. None:
+    /// they are all done.
+    async fn next_round(
+        &self,
+        cx: &mut PhaseContext<'_>,
+        done: &[TaskOutcome],
+    ) -> Result<Option<Vec<PlannedTask>>> {
+        if done.iter().all(|t| t.table == PREPARE) {
+            let tasks = self.partition_tasks(cx).await?;
+            if !tasks.is_empty() {
+                return Ok(Some(tasks));
+            }
+        }
+        if !done
+            .iter()
+            .any(|t| t.table == CONSTRAINTS || is_read_back(&t.table))
+        {
+            if let Some(task) = self.constraints_task(cx).await? {
+                return Ok(Some(vec![task]));
+            }
+        }
+        if !done.iter().any(|t| is_read_back(&t.table)) {
+            let tasks = self.read_back_tasks(cx).await?;
+            if !tasks.is_empty() {
+                return Ok(Some(tasks));
+            }
+        }
+        if cx.config.delivery.post_validation && !done.iter().any(|t| t.table == REPLAY) {
+            let mut copies = Vec::new();
+            for t in done.iter().filter(|t| is_read_back(&t.table)) {
+                copies.extend(t.result::<ReadBackResult>()?.copy);
+            }
+            return Ok(Some(vec![self.replay_task(cx, copies).await?]));
+        }
+        Ok(None)
     }
 
     /// A delivery that halted before any batch landed takes back the tables
@@ -173,7 +227,7 @@ impl DeliveryPlanner {
         let options = target_options(config);
         let (url, namespace, migration) = (
             config.target.url.clone(),
-            config.target.namespace.clone(),
+            loading_ref(cx).await?.namespace,
             cx.id.to_string(),
         );
         let tables = created.clone();
@@ -196,20 +250,30 @@ impl DeliveryPlanner {
         Ok(created)
     }
 
-    /// The post-delivery tasks: each certified table read back (its rows
-    /// staged when the replay follows), and the constraints put back and
+    /// The post-delivery tasks: each mapped table read back with the
+    /// columns and key the certificate takes (its rows staged when the
+    /// replay follows), and the constraints put back and
     /// checked when the load set any aside or the target is SQLite.
     async fn read_back_tasks(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
         let config = cx.config;
-        let cert: SignedCertificate = cx.get_json("certificate.json").await?;
-        let target = target_ref(config);
+        let mapping: MappingSpec = cx.get_json("mapping.json").await?;
+        let transformed = cx.transformed().await?;
+        let target = loading_ref(cx).await?;
         let mut tasks = Vec::new();
-        for (name, t) in cert.payload["tables"].as_object().into_iter().flatten() {
+        let mut seen = std::collections::BTreeSet::new();
+        // The certificate's columns and key, as verification takes them:
+        // the transformed output's columns, the mapping's key.
+        for t in mapping
+            .tables
+            .iter()
+            .filter(|t| seen.insert(t.target.clone()))
+        {
+            let name = &t.target;
             let task = PostTask::ReadBack(ReadBackTask {
                 target: target.clone(),
                 table: name.clone(),
-                columns: serde_json::from_value(t["columns"].clone())?,
-                key: serde_json::from_value(t["merkle_key"].clone()).unwrap_or_default(),
+                columns: sensei_validator::planner::columns_of(&transformed, name)?,
+                key: t.primary_key.clone(),
                 copy_id: config.delivery.post_validation.then(|| {
                     format!(
                         "{}/post-delivery/{}",
@@ -236,7 +300,7 @@ impl DeliveryPlanner {
             return Ok(None);
         }
         let task = PostTask::Constraints(ConstraintsTask {
-            target: target_ref(config),
+            target: loading_ref(cx).await?,
             foreign_keys,
             indexes,
         });
@@ -285,88 +349,49 @@ fn post_task(table: &str, task: &PostTask) -> Result<PlannedTask> {
     })
 }
 
-/// The replay's outcome as the receipt records it; a difference is an event.
-fn post_validation(cx: &mut PhaseContext<'_>, replay: &TaskOutcome) -> Result<serde_json::Value> {
+/// The replay's outcome as the receipt records it, and each difference
+/// as the event it becomes.
+fn post_validation(replay: &TaskOutcome) -> Result<(serde_json::Value, Vec<String>)> {
     let r = crate::post::replay_result(replay.result.as_ref().unwrap_or(&serde_json::Value::Null))?;
     let failed: Vec<&sensei_validator::queries::QueryOutcome> =
         r.queries.iter().filter(|q| q.result == "fail").collect();
-    for q in &failed {
-        cx.note(
-            "error",
+    let events = failed
+        .iter()
+        .map(|q| {
             format!(
                 "post-delivery query {} differs from the verified result: {}",
                 q.name, q.detail
-            ),
-        );
-    }
+            )
+        })
+        .collect();
     let passed = r.queries.iter().filter(|q| q.result == "pass").count();
-    Ok(serde_json::json!({
-        "queries": r.queries.len(),
-        "passed": passed,
-        "failed": failed.len(),
-        "differences": failed.iter().map(|q| serde_json::json!({"name": q.name, "target_sql": q.target_sql, "detail": q.detail})).collect::<Vec<_>>(),
-        "undecided": r.queries.iter().filter(|q| q.result == "inconclusive").map(|q| serde_json::json!({"name": q.name, "detail": q.detail})).collect::<Vec<_>>(),
-    }))
+    Ok((
+        serde_json::json!({
+            "queries": r.queries.len(),
+            "passed": passed,
+            "failed": failed.len(),
+            "differences": failed.iter().map(|q| serde_json::json!({"name": q.name, "target_sql": q.target_sql, "detail": q.detail})).collect::<Vec<_>>(),
+            "undecided": r.queries.iter().filter(|q| q.result == "inconclusive").map(|q| serde_json::json!({"name": q.name, "detail": q.detail})).collect::<Vec<_>>(),
+        }),
+        events,
+    ))
 }
 
-#[async_trait::async_trait]
-impl Planner for DeliveryPlanner {
-    async fn plan(&self, cx: &mut PhaseContext<'_>) -> Result<Plan> {
-        let cert: SignedCertificate = cx.get_json("certificate.json").await?;
-        if cert.payload["status"] == "INCONCLUSIVE" && !cx.exists(INCONCLUSIVE_REVIEW).await? {
-            // Nothing is delivered on an undecided certificate without a person's word.
-            return Ok(Plan::Stop(Stop::AwaitReview(
-                "certificate INCONCLUSIVE: waiting for sensei review --accept-inconclusive (or sensei migrate --restart)".into(),
-            )));
-        }
-        Ok(Plan::Tasks(vec![self.prepare_task(cx).await?]))
-    }
+/// What the delivery and post-delivery tasks found, against the certificate.
+struct Checked {
+    tables: BTreeMap<String, DeliveredTable>,
+    elapsed: u64,
+    notices: Vec<String>,
+    /// What makes the delivery fail: constraints that could not be put
+    /// back, broken foreign keys, tables whose digest differs.
+    warnings: Vec<String>,
+    replay: Option<serde_json::Value>,
+    /// The replay's differences.
+    replay_failures: Vec<String>,
+}
 
-    /// Once every partition is written, the post-delivery tasks; once each
-    /// table is read back, the replay on the rows read (when
-    /// `delivery.post_validation`).
-    async fn follow_up(
-        &self,
-        cx: &mut PhaseContext<'_>,
-        done: &[TaskOutcome],
-    ) -> Result<Vec<PlannedTask>> {
-        if done.iter().all(|t| t.table == PREPARE) {
-            if let Some(t) = done.iter().find(|t| t.table == PREPARE) {
-                self.record_prepared(cx, t.result()?).await?;
-            }
-            let tasks = self.partition_tasks(cx).await?;
-            if !tasks.is_empty() {
-                return Ok(tasks);
-            }
-        }
-        if !done
-            .iter()
-            .any(|t| t.table == CONSTRAINTS || is_read_back(&t.table))
-        {
-            if let Some(task) = self.constraints_task(cx).await? {
-                return Ok(vec![task]);
-            }
-        }
-        if !done.iter().any(|t| is_read_back(&t.table)) {
-            let tasks = self.read_back_tasks(cx).await?;
-            if !tasks.is_empty() {
-                return Ok(tasks);
-            }
-        }
-        if !cx.config.delivery.post_validation || done.iter().any(|t| t.table == REPLAY) {
-            return Ok(Vec::new());
-        }
-        let mut copies = Vec::new();
-        for t in done.iter().filter(|t| is_read_back(&t.table)) {
-            copies.extend(t.result::<ReadBackResult>()?.copy);
-        }
-        Ok(vec![self.replay_task(cx, copies).await?])
-    }
-
-    async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized> {
-        let config = cx.config;
-        let cert_bytes = cx.artifacts.get(&cx.path("certificate.json")).await?;
-        let cert: SignedCertificate = serde_json::from_slice(&cert_bytes)?;
+impl Checked {
+    fn of(cert: &SignedCertificate, done: &[TaskOutcome]) -> Result<Checked> {
         let (mut tables, elapsed, notices) = delivered(done)?;
         // The post-delivery tasks' results: each table read back with the
         // certificate's columns and algorithms, what putting the
@@ -381,9 +406,12 @@ impl Planner for DeliveryPlanner {
             Some(t) => t.result()?,
             None => ConstraintsResult::default(),
         };
-        let replay = match post(REPLAY) {
-            Some(t) => Some(post_validation(cx, t)?),
-            None => None,
+        let (replay, replay_failures) = match post(REPLAY) {
+            Some(t) => {
+                let (v, f) = post_validation(t)?;
+                (Some(v), f)
+            }
+            None => (None, Vec::new()),
         };
         let mut warnings = constraints.broken;
         for (table, parent, n) in constraints.violations {
@@ -391,7 +419,218 @@ impl Planner for DeliveryPlanner {
                 "table {table}: {n} rows reference rows of {parent} that the target does not hold (its declared foreign key is broken; the source held the same orphans, or a table is missing from the mapping)"
             ));
         }
-        warnings.extend(compare_with_certificate(&cert, &mut tables, read));
+        warnings.extend(compare_with_certificate(cert, &mut tables, read));
+        Ok(Checked {
+            tables,
+            elapsed,
+            notices,
+            warnings,
+            replay,
+            replay_failures,
+        })
+    }
+
+    /// Nothing stands in the way of publication.
+    fn clean(&self) -> bool {
+        self.warnings.is_empty() && self.replay_failures.is_empty()
+    }
+}
+
+/// The receipt's account of a staged delivery.
+fn staged(area: StagingArea, done: &[TaskOutcome]) -> Result<Staging> {
+    let published = match done.iter().find(|t| t.table == PUBLISH) {
+        Some(t) => Some(t.result::<Published>()?),
+        None => None,
+    };
+    Ok(Staging {
+        area: area.name,
+        published: published.is_some(),
+        moved: published.map(|p| p.moved).unwrap_or_default(),
+    })
+}
+
+/// Whether this delivery is staged, decided once when it is first planned
+/// and kept (`delivery.staging`, a target engine that stages, a user who
+/// may create a schema, a target that holds none of the delivery's
+/// tables): the area named from the migration and the transformation
+/// output it loads.
+async fn plan_staging(cx: &mut PhaseContext<'_>) -> Result<Option<StagingArea>> {
+    let config = cx.config;
+    let output = cx.artifacts.get(&cx.path("transformation.json")).await?;
+    let mut area = StagingArea::of(&config.target.url, cx.id, &sha256_hex(&output))?;
+    if !config.delivery.staging {
+        area = None;
+    }
+    if area.is_some() {
+        let mut tables: Vec<String> = cx
+            .get_json::<MappingSpec>("mapping.json")
+            .await?
+            .tables
+            .into_iter()
+            .map(|t| t.target)
+            .collect();
+        if !config.target.schema.is_empty() && config.target.schema != TARGET_SCHEMA_FROM_TARGET {
+            let file = &config.target.schema;
+            if let Ok(ddl) = std::fs::read_to_string(file) {
+                tables.extend(
+                    sensei_architect::ddl::parse(&ddl, file)
+                        .map(|ts| ts.into_iter().map(|t| t.name).collect::<Vec<_>>())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        let (url, namespace, options) = (
+            config.target.url.clone(),
+            config.target.namespace.clone(),
+            target_options(config),
+        );
+        let refused = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+            Ok(Target::open(&url, &options)?.staging_refused(&namespace, &tables)?)
+        })
+        .await
+        .map_err(join_err("checking the target for staging"))??;
+        if let Some(why) = refused {
+            cx.note(
+                "info",
+                format!("delivery written in place after the certificate, not staged: {why}"),
+            );
+            area = None;
+        }
+    }
+    if let Some(a) = &area {
+        cx.note(
+            "info",
+            format!(
+                "delivery staged in schema {} while verification runs; published into the target in one transaction once the certificate and the checks on the staged rows pass",
+                a.name
+            ),
+        );
+    }
+    cx.put_json(STAGING_AREA, &area).await?;
+    Ok(area)
+}
+
+/// The staging area planned for this delivery, if any.
+async fn staging_area(cx: &PhaseContext<'_>) -> Result<Option<StagingArea>> {
+    if cx.exists(STAGING_AREA).await? {
+        cx.get_json(STAGING_AREA).await
+    } else {
+        Ok(None)
+    }
+}
+
+/// Where the delivery loads and its checks read: the staging area, or the
+/// target itself.
+async fn loading_ref(cx: &PhaseContext<'_>) -> Result<TargetRef> {
+    let mut target = target_ref(cx.config);
+    if let Some(area) = staging_area(cx).await? {
+        target.namespace = area.name;
+    }
+    Ok(target)
+}
+
+/// Why delivery must not go past the load on this certificate: an
+/// INCONCLUSIVE one without a person's word (a FAIL one stops the
+/// migration in verification).
+async fn certificate_stop(cx: &PhaseContext<'_>) -> Result<Option<Stop>> {
+    let cert: SignedCertificate = cx.get_json("certificate.json").await?;
+    if cert.payload["status"] == "INCONCLUSIVE" && !cx.exists(INCONCLUSIVE_REVIEW).await? {
+        // Nothing is delivered on an undecided certificate without a person's word.
+        return Ok(Some(Stop::AwaitReview(
+            "certificate INCONCLUSIVE: waiting for sensei review --accept-inconclusive (or sensei migrate --restart)".into(),
+        )));
+    }
+    Ok(None)
+}
+
+#[async_trait::async_trait]
+impl Planner for DeliveryPlanner {
+    async fn plan(&self, cx: &mut PhaseContext<'_>) -> Result<Plan> {
+        let staging = match cx.exists(STAGING_AREA).await? {
+            true => staging_area(cx).await?,
+            false => plan_staging(cx).await?,
+        };
+        if staging.is_none() {
+            // Written in place: only a certified delivery starts.
+            if !cx.previous_checkpointed {
+                return Ok(Plan::Wait);
+            }
+            if let Some(stop) = certificate_stop(cx).await? {
+                return Ok(Plan::Stop(stop));
+            }
+        }
+        Ok(Plan::Tasks(vec![self.prepare_task(cx, staging).await?]))
+    }
+
+    /// A staged delivery loads, and its rows are checked, before the
+    /// certificate; comparing them with it, publishing and the receipt wait
+    /// for it (and for a person's word on an INCONCLUSIVE one).
+    async fn gate(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Gate> {
+        if self.next_round(cx, done).await?.is_some() {
+            return Ok(Gate::Open);
+        }
+        if !cx.previous_checkpointed {
+            return Ok(Gate::Wait);
+        }
+        Ok(match certificate_stop(cx).await? {
+            Some(stop) => Gate::Stop(stop),
+            None => Gate::Open,
+        })
+    }
+
+    /// Once every partition is written, the post-delivery tasks; once each
+    /// table is read back, the replay on the rows read (when
+    /// `delivery.post_validation`); then, for a staged delivery whose
+    /// checks agree with the certificate, its publication.
+    async fn follow_up(
+        &self,
+        cx: &mut PhaseContext<'_>,
+        done: &[TaskOutcome],
+    ) -> Result<Vec<PlannedTask>> {
+        if done.iter().all(|t| t.table == PREPARE) {
+            if let Some(t) = done.iter().find(|t| t.table == PREPARE) {
+                self.record_prepared(cx, t.result()?).await?;
+            }
+        }
+        if let Some(tasks) = self.next_round(cx, done).await? {
+            return Ok(tasks);
+        }
+        // Published only when every check of the staged rows agrees with
+        // the certificate; otherwise the phase ends (FAIL) unpublished.
+        if let Some(area) = staging_area(cx).await? {
+            if !done.iter().any(|t| t.table == PUBLISH) {
+                let cert: SignedCertificate = cx.get_json("certificate.json").await?;
+                if Checked::of(&cert, done)?.clean() {
+                    let task = PostTask::Publish(PublishTask {
+                        target: target_ref(cx.config),
+                        area,
+                    });
+                    return Ok(vec![post_task(PUBLISH, &task)?]);
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn finalize(&self, cx: &mut PhaseContext<'_>, done: &[TaskOutcome]) -> Result<Finalized> {
+        let config = cx.config;
+        let cert_bytes = cx.artifacts.get(&cx.path("certificate.json")).await?;
+        let cert: SignedCertificate = serde_json::from_slice(&cert_bytes)?;
+        let Checked {
+            tables,
+            elapsed,
+            notices,
+            warnings,
+            replay,
+            replay_failures,
+        } = Checked::of(&cert, done)?;
+        for f in replay_failures {
+            cx.note("error", f);
+        }
+        let staging = match staging_area(cx).await? {
+            Some(area) => Some(staged(area, done)?),
+            None => None,
+        };
         let changed_values: BTreeMap<String, sensei_connectors::source::Changes> = cx
             .get_json::<Manifest>("manifest.json")
             .await?
@@ -417,16 +656,24 @@ impl Planner for DeliveryPlanner {
             } else {
                 None
             },
+            staging: staging.clone(),
         };
         let path = cx.put_json("receipt.json", &receipt).await?;
         for w in &warnings {
             cx.note("error", w.clone());
         }
-        Ok(Finalized {
-            artifact: path,
-            stop: (!warnings.is_empty()).then(|| {
+        let stop = match staging {
+            Some(s) if !s.published => Some(Stop::Fail(format!(
+                "post-delivery check: the staged rows differ from the certified data; nothing was published, the target is as it was and the staged rows are in schema {} for inspection",
+                s.area
+            ))),
+            _ => (!warnings.is_empty()).then(|| {
                 Stop::Fail("post-delivery check: the target differs from the certified data".into())
             }),
+        };
+        Ok(Finalized {
+            artifact: path,
+            stop,
         })
     }
 }
@@ -448,7 +695,7 @@ fn target_ref(config: &sensei_runtime::config::MigrationConfig) -> TargetRef {
 
 /// Whether a delivery-phase task is a table's read-back.
 fn is_read_back(task_table: &str) -> bool {
-    task_table.starts_with(POST_DELIVERY) && task_table != CONSTRAINTS && task_table != REPLAY
+    task_table.starts_with(POST_DELIVERY) && ![CONSTRAINTS, REPLAY, PUBLISH].contains(&task_table)
 }
 
 /// Per table, what the delivery tasks wrote; the time in target

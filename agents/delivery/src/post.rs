@@ -6,8 +6,10 @@
 //! rows staged for the replay ([`ReadBackTask`], one per table, in
 //! parallel); the post-delivery queries replayed on the rows read back
 //! against the source snapshot (a [`QueryTask`] run by the validator's
-//! engine). The head holds no table: it reads the results and writes the
-//! receipt.
+//! engine); for a staged delivery, when all of that agrees with the
+//! certificate, the staging area published into the target in one
+//! transaction ([`PublishTask`]). The head holds no table: it reads the
+//! results and writes the receipt.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use sensei_connectors::readback::ReadBack;
 use sensei_connectors::sqlite::SqliteTarget;
-use sensei_connectors::target::{Deferred, Target};
+use sensei_connectors::target::{Deferred, StagingArea, Target};
 use sensei_connectors::url::{parse, Location};
 use sensei_contracts::artifacts::PartitionRef;
 use sensei_contracts::digest::{MerkleDigest, TableDigest};
@@ -35,6 +37,8 @@ pub const POST_DELIVERY: &str = "post-delivery:";
 pub const CONSTRAINTS: &str = "post-delivery:constraints";
 /// The task that replays the post-delivery queries.
 pub const REPLAY: &str = "post-delivery:replay";
+/// The task that publishes a staged delivery.
+pub const PUBLISH: &str = "post-delivery:publish";
 
 /// Where the target is and how to open it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +103,15 @@ pub struct ConstraintsResult {
     pub violations: Vec<(String, String, u64)>,
 }
 
+/// Publishes a staged delivery into the target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishTask {
+    /// The target, in its own namespace.
+    pub target: TargetRef,
+    /// The staging area.
+    pub area: StagingArea,
+}
+
 /// One post-delivery task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -109,6 +122,8 @@ pub enum PostTask {
     Constraints(ConstraintsTask),
     /// The post-delivery queries replayed.
     Replay(QueryTask),
+    /// A staged delivery published.
+    Publish(PublishTask),
 }
 
 /// Runs a post-delivery task; `attempt` names its staged copy.
@@ -130,6 +145,15 @@ pub async fn run(io: &dyn PartitionIo, task: PostTask, attempt: u32) -> Result<s
             serde_json::to_value(blocking("checking constraints", move || constraints(&t)).await?)?
         }
         PostTask::Replay(t) => serde_json::to_value(sensei_validator::queries::run(io, &t).await?)?,
+        PostTask::Publish(t) => serde_json::to_value(
+            blocking("publishing the staged delivery", move || {
+                let options = t.target.connection.options();
+                let published = Target::open_in(&t.target.url, &options, &t.target.namespace)?
+                    .publish(&t.area)?;
+                Ok(published)
+            })
+            .await?,
+        )?,
     })
 }
 

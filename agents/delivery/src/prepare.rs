@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use arrow::datatypes::{Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
-use sensei_connectors::target::{Declared, Deferred, MirrorExtras, NewTable, Target};
+use sensei_connectors::target::{Declared, Deferred, MirrorExtras, NewTable, StagingArea, Target};
 use sensei_contracts::error::{blocking, Result};
 
 use crate::post::TargetRef;
@@ -80,6 +80,10 @@ pub struct PrepareTask {
     pub resync: bool,
     /// The migration (its ledger rows are forgotten on a re-sync).
     pub migration_id: String,
+    /// Where a staged delivery loads (None: into the target directly): the
+    /// tables are created there.
+    #[serde(default)]
+    pub staging: Option<StagingArea>,
 }
 
 /// What preparing the target did.
@@ -113,13 +117,12 @@ fn prepare(p: PrepareTask) -> Result<Prepared> {
         mut extras,
         resync,
         migration_id,
+        staging,
     } = p;
     let schemas = tables
         .into_iter()
         .map(TableShape::into_parts)
         .collect::<Result<Vec<_>>>()?;
-    let options = target.connection.options();
-    let mut target = Target::open_in(&target.url, &options, &target.namespace)?;
     // The tables this delivery creates (the schema file's and the
     // mapped ones), told apart from those already there: a
     // delivery that halts before its first batch drops them again.
@@ -133,6 +136,17 @@ fn prepare(p: PrepareTask) -> Result<Prepared> {
     }
     candidates.sort();
     candidates.dedup();
+    let options = target.connection.options();
+    let mut target = match &staging {
+        // The rest of preparation runs in the staging area, as if it were
+        // the target.
+        Some(area) => {
+            Target::open_in(&target.url, &options, &target.namespace)?
+                .begin_staging(area, resync)?;
+            Target::open_in(&target.url, &options, &area.name)?
+        }
+        None => Target::open_in(&target.url, &options, &target.namespace)?,
+    };
     let mut before = Vec::new();
     for n in &candidates {
         if !target.has_table(n)? {

@@ -370,7 +370,7 @@ impl Tally {
 }
 
 /// The column names and Arrow types of a table's transformed partitions.
-fn columns_of(transformed: &[PartitionRef], table: &str) -> Result<Vec<(String, String)>> {
+pub fn columns_of(transformed: &[PartitionRef], table: &str) -> Result<Vec<(String, String)>> {
     Ok(match transformed.iter().find(|p| p.table == table) {
         Some(p) => {
             let path = PathBuf::from(p.uri.trim_start_matches("file://"));
