@@ -43,14 +43,32 @@ impl Drop for Restore {
     }
 }
 
+/// The rows the delivery ledgers hold: the target's and, while a delivery
+/// is staged, its staging schema's.
 fn ledger_rows(url: &str) -> Option<i64> {
     let mut c = postgres::Client::connect(url, postgres::NoTls).ok()?;
-    c.query_one(
-        "SELECT coalesce(sum(rows), 0)::bigint FROM sensei_delivery_ledger",
-        &[],
-    )
-    .ok()
-    .map(|r| r.get(0))
+    let schemas: Vec<String> = c
+        .query(
+            "SELECT schemaname::text FROM pg_tables WHERE tablename = 'sensei_delivery_ledger'",
+            &[],
+        )
+        .ok()?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut rows = 0;
+    for s in schemas {
+        rows += c
+            .query_one(
+                &format!(
+                    "SELECT coalesce(sum(rows), 0)::bigint FROM \"{s}\".sensei_delivery_ledger"
+                ),
+                &[],
+            )
+            .ok()?
+            .get::<_, i64>(0);
+    }
+    Some(rows)
 }
 
 #[test]
