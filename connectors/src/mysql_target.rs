@@ -40,6 +40,8 @@ use crate::files::SourceOptions;
 use crate::mysql::{my_err, quote, MySqlSource};
 use crate::target::Deferred;
 
+mod stage;
+
 /// Rows per INSERT statement (placeholders stay under the protocol's limit).
 const ROWS_PER_INSERT: usize = 500;
 
@@ -738,6 +740,15 @@ impl crate::target::TargetEngine for MySqlTarget {
     }
     fn drop_table(&mut self, table: &str) -> Result<()> {
         self.apply_ddl(&format!("DROP TABLE IF EXISTS {}", quote(table)))
+    }
+    fn staging_refused(&mut self, _namespace: &str, tables: &[String]) -> Result<Option<String>> {
+        MySqlTarget::staging_refused(self, tables)
+    }
+    fn begin_staging(&mut self, area: &crate::target::StagingArea, fresh: bool) -> Result<()> {
+        MySqlTarget::begin_staging(self, &area.name, &area.stale_prefix, fresh)
+    }
+    fn publish(&mut self, area: &crate::target::StagingArea) -> Result<crate::target::Published> {
+        MySqlTarget::publish(self, &area.name)
     }
     fn quote(&self) -> Option<fn(&str) -> String> {
         Some(quote)

@@ -57,7 +57,8 @@ pub struct NewTable<'a> {
 }
 
 /// Where a staged delivery loads its rows before publication: a schema of
-/// the target database (PostgreSQL), named after the migration and the
+/// the target database (PostgreSQL) or a database of the target server
+/// (MySQL/MariaDB), named after the migration and the
 /// transformation output it loads, so a rerun of the same output resumes
 /// into it and an earlier run's area is recognised as stale. Whether a
 /// delivery is staged is decided when it is planned
@@ -77,7 +78,7 @@ impl StagingArea {
     /// the loaded output (the transformation checkpoint).
     pub fn of(url: &str, migration_id: &str, run_key: &str) -> Result<Option<StagingArea>> {
         Ok(match parse(url, "target")? {
-            Location::Postgres(_) => {
+            Location::Postgres(_) | Location::MySql(_) => {
                 let hex =
                     |s: &str| sensei_runtime::store::sha256_hex(s.as_bytes())[..10].to_string();
                 let stale_prefix = format!("sensei_stage_{}_", hex(migration_id));
@@ -87,6 +88,29 @@ impl StagingArea {
                 })
             }
             _ => None,
+        })
+    }
+}
+
+impl StagingArea {
+    /// Where the sessions that load and check a staged delivery connect,
+    /// as (URL, namespace): a PostgreSQL target's own URL with the staging
+    /// schema as the namespace, a MySQL target's URL naming the staging
+    /// database.
+    pub fn loading(&self, url: &str, namespace: &str) -> Result<(String, String)> {
+        Ok(match parse(url, "target")? {
+            Location::MySql(_) => {
+                let mut u = url::Url::parse(url).map_err(|e| ConnectorError::Unreadable {
+                    path: sensei_runtime::secret::redact_url(url),
+                    message: format!("not a URL: {e}"),
+                })?;
+                u.set_path(&format!("/{}", self.name));
+                (u.to_string(), String::new())
+            }
+            _ => {
+                let _ = namespace;
+                (url.to_string(), self.name.clone())
+            }
         })
     }
 }

@@ -305,9 +305,10 @@ pub struct DeliverySection {
     /// Milliseconds each delivery session pauses after every batch it
     /// commits, to leave a busy target breathing room (0: no pause).
     pub batch_pause_ms: u64,
-    /// Stage the delivery where the target allows it (PostgreSQL, a user
-    /// who may create a schema, a target holding none of the delivery's
-    /// tables): loaded into a staging schema while verification runs,
+    /// Stage the delivery where the target allows it (PostgreSQL or
+    /// MySQL/MariaDB, a user who may create a schema or database, a target
+    /// holding none of the delivery's tables): loaded into a staging area
+    /// while verification runs,
     /// published in one transaction after the certificate and the checks
     /// on the staged rows pass. Off: written in place after the certificate.
     pub staging: bool,

@@ -465,6 +465,26 @@ fn retail_into_mariadb_exactly_once_with_a_matching_receipt() {
     let out = migrate(&[]);
     assert_exit(&out, 0);
     let mut c = db.conn();
+    // Staged in a database of its own while verification ran, published
+    // by one RENAME TABLE, the staging database gone.
+    let staged: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(migration_with(&dir.path().join("w"), "receipt.json").join("receipt.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        staged["staging"]["published"], true,
+        "{}",
+        staged["staging"]
+    );
+    let left: i64 = c
+        .exec_first(
+            "SELECT count(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (staged["staging"]["area"].as_str().unwrap(),),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(left, 0, "the staging database is dropped");
     let mut total = 0i64;
     for (table, want) in retail_counts(&src) {
         let n: i64 = c
@@ -778,4 +798,61 @@ fn a_large_table_is_not_counted_at_discovery_but_read_whole() {
             .unwrap();
     }
     assert_eq!(read, 1_100_000);
+}
+
+/// A MariaDB target's schema file with a trigger that changes rows as they
+/// are written: the rows staged in their own database differ from the
+/// certified ones, so nothing reaches the target database.
+#[test]
+fn a_staged_mariadb_delivery_whose_rows_differ_is_never_published() {
+    use mysql::prelude::Queryable;
+    let db = MyDatabase::create("staged_bad");
+    let dir = tempfile::tempdir().unwrap();
+    let src = retail_source(dir.path(), 1);
+    let schema = dir.path().join("schema.sql");
+    std::fs::write(
+        &schema,
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql"),
+        )
+        .unwrap()
+            + "\nCREATE TRIGGER shout BEFORE INSERT ON customer FOR EACH ROW SET NEW.city = UPPER(NEW.city);\n",
+    )
+    .unwrap();
+    let out = run(sensei()
+        .arg("migrate")
+        .args(["--source", &format!("sqlite://{}", src.display())])
+        .args(["--target", &db.url, "--target-schema"])
+        .arg(&schema)
+        .arg("--workdir")
+        .arg(dir.path().join("w"))
+        .arg("--approve-all"));
+    assert_exit(&out, 2);
+    let mig = migration_with(&dir.path().join("w"), "receipt.json");
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mig.join("receipt.json")).unwrap()).unwrap();
+    assert_eq!(receipt["tables"]["customer"]["matches_certificate"], false);
+    assert_eq!(
+        receipt["staging"]["published"], false,
+        "{}",
+        receipt["staging"]
+    );
+    let area = receipt["staging"]["area"].as_str().unwrap().to_string();
+    let mut c = db.conn();
+    let in_target: i64 = c
+        .exec_first(
+            "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            (&db.name,),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(in_target, 0, "nothing published into the target database");
+    let shouted: i64 = c
+        .query_first(format!(
+            "SELECT count(*) FROM `{area}`.customer WHERE BINARY city = BINARY UPPER(city)"
+        ))
+        .unwrap()
+        .unwrap();
+    assert!(shouted > 0, "the staged rows are there to inspect");
+    c.query_drop(format!("DROP DATABASE `{area}`")).unwrap();
 }

@@ -515,11 +515,16 @@ fn postgres_values_without_an_arrow_counterpart_are_refused_by_name() {
         "{err}"
     );
     use mysql::prelude::Queryable;
-    let kept: Option<i64> = my
-        .conn()
-        .query_first("SELECT count(*) FROM readings")
+    // Staged: the target database never saw the table; written in place
+    // (a target that had it), it would hold none of the batch's rows.
+    let mut c = my.conn();
+    let there: Option<i64> = c
+        .query_first("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'readings'")
         .unwrap();
-    assert_eq!(kept, Some(0));
+    if there == Some(1) {
+        let kept: Option<i64> = c.query_first("SELECT count(*) FROM readings").unwrap();
+        assert_eq!(kept, Some(0));
+    }
 }
 
 #[test]

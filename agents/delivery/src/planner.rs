@@ -146,7 +146,7 @@ impl DeliveryPlanner {
     /// One task per verified partition, placed on the node that holds it.
     async fn partition_tasks(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
         let config = cx.config;
-        let namespace = loading_ref(cx).await?.namespace;
+        let loading = loading_ref(cx).await?;
         cx.transformed()
             .await?
             .into_iter()
@@ -155,8 +155,8 @@ impl DeliveryPlanner {
                     table: p.table.clone(),
                     ledger_partition: format!("{}/{:05}", p.table, p.partition),
                     input: p.clone(),
-                    target: redact_url(&config.target.url),
-                    namespace: namespace.clone(),
+                    target: loading.url.clone(),
+                    namespace: loading.namespace.clone(),
                     batch_rows: config.delivery.batch_rows,
                     connection: TargetConnection::from_section(&config.target),
                     batch_pause_ms: config.delivery.batch_pause_ms,
@@ -225,11 +225,14 @@ impl DeliveryPlanner {
         }
         let config = cx.config;
         let options = target_options(config);
-        let (url, namespace, migration) = (
-            config.target.url.clone(),
-            loading_ref(cx).await?.namespace,
-            cx.id.to_string(),
-        );
+        let loading = loading_ref(cx).await?;
+        let url = match staging_area(cx).await? {
+            // The staging area's own URL (any password comes from the
+            // environment, as for the tasks).
+            Some(_) => loading.url,
+            None => config.target.url.clone(),
+        };
+        let (namespace, migration) = (loading.namespace, cx.id.to_string());
         let tables = created.clone();
         let dropped = tokio::task::spawn_blocking(move || -> Result<bool> {
             let mut target = Target::open_in(&url, &options, &namespace)?;
@@ -457,7 +460,10 @@ fn staged(area: StagingArea, done: &[TaskOutcome]) -> Result<Staging> {
 async fn plan_staging(cx: &mut PhaseContext<'_>) -> Result<Option<StagingArea>> {
     let config = cx.config;
     let output = cx.artifacts.get(&cx.path("transformation.json")).await?;
-    let mut area = StagingArea::of(&config.target.url, cx.id, &sha256_hex(&output))?;
+    // Named after the migration and the target schema it writes: two
+    // deliveries into one database never take each other's area for stale.
+    let owner = format!("{}\0{}", cx.id, config.target.namespace);
+    let mut area = StagingArea::of(&config.target.url, &owner, &sha256_hex(&output))?;
     if !config.delivery.staging {
         area = None;
     }
@@ -524,7 +530,7 @@ async fn staging_area(cx: &PhaseContext<'_>) -> Result<Option<StagingArea>> {
 async fn loading_ref(cx: &PhaseContext<'_>) -> Result<TargetRef> {
     let mut target = target_ref(cx.config);
     if let Some(area) = staging_area(cx).await? {
-        target.namespace = area.name;
+        (target.url, target.namespace) = area.loading(&target.url, &target.namespace)?;
     }
     Ok(target)
 }

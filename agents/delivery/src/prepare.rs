@@ -143,7 +143,8 @@ fn prepare(p: PrepareTask) -> Result<Prepared> {
         Some(area) => {
             Target::open_in(&target.url, &options, &target.namespace)?
                 .begin_staging(area, resync)?;
-            Target::open_in(&target.url, &options, &area.name)?
+            let (url, namespace) = area.loading(&target.url, &target.namespace)?;
+            Target::open_in(&url, &options, &namespace)?
         }
         None => Target::open_in(&target.url, &options, &target.namespace)?,
     };
