@@ -39,6 +39,7 @@ pub mod postgres;
 pub mod readback;
 pub mod source;
 pub mod sqlite;
+pub mod sqlite_stage;
 pub mod table;
 pub mod target;
 pub mod url;

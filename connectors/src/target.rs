@@ -57,8 +57,8 @@ pub struct NewTable<'a> {
 }
 
 /// Where a staged delivery loads its rows before publication: a schema of
-/// the target database (PostgreSQL) or a database of the target server
-/// (MySQL/MariaDB), named after the migration and the
+/// the target database (PostgreSQL), a database of the target server
+/// (MySQL/MariaDB) or a file beside the target file (SQLite), named after the migration and the
 /// transformation output it loads, so a rerun of the same output resumes
 /// into it and an earlier run's area is recognised as stale. Whether a
 /// delivery is staged is decided when it is planned
@@ -78,7 +78,7 @@ impl StagingArea {
     /// the loaded output (the transformation checkpoint).
     pub fn of(url: &str, migration_id: &str, run_key: &str) -> Result<Option<StagingArea>> {
         Ok(match parse(url, "target")? {
-            Location::Postgres(_) | Location::MySql(_) => {
+            Location::Postgres(_) | Location::MySql(_) | Location::Sqlite(_) => {
                 let hex =
                     |s: &str| sensei_runtime::store::sha256_hex(s.as_bytes())[..10].to_string();
                 let stale_prefix = format!("sensei_stage_{}_", hex(migration_id));
@@ -99,6 +99,13 @@ impl StagingArea {
     /// database.
     pub fn loading(&self, url: &str, namespace: &str) -> Result<(String, String)> {
         Ok(match parse(url, "target")? {
+            Location::Sqlite(p) => (
+                format!(
+                    "sqlite://{}",
+                    crate::sqlite_stage::staged_path(&p, &self.name).display()
+                ),
+                String::new(),
+            ),
             Location::MySql(_) => {
                 let mut u = url::Url::parse(url).map_err(|e| ConnectorError::Unreadable {
                     path: sensei_runtime::secret::redact_url(url),
@@ -275,6 +282,52 @@ impl Target {
             Location::Postgres(u) => PgTarget::check(&u, options),
             Location::MySql(u) => MySqlTarget::check(&u, options),
             _ => Self::open_in(url, options, namespace).map(|_| ()),
+        }
+    }
+
+    /// Why a delivery of `tables` into the target at `url` (schema
+    /// `namespace`) cannot be staged (None: it can). A SQLite file is
+    /// looked at, not opened (opening creates it).
+    pub fn staging_refused(
+        url: &str,
+        options: &SourceOptions,
+        namespace: &str,
+        tables: &[String],
+    ) -> Result<Option<String>> {
+        match parse(url, "target")? {
+            Location::Sqlite(p) => Ok(crate::sqlite_stage::staging_refused(&p)),
+            _ => Self::open(url, options)?
+                .0
+                .staging_refused(namespace, tables),
+        }
+    }
+
+    /// [`TargetEngine::begin_staging`] for the target at `url`.
+    pub fn begin_staging(
+        url: &str,
+        options: &SourceOptions,
+        namespace: &str,
+        area: &StagingArea,
+        fresh: bool,
+    ) -> Result<()> {
+        match parse(url, "target")? {
+            Location::Sqlite(p) => crate::sqlite_stage::begin_staging(&p, area, fresh),
+            _ => Self::open_in(url, options, namespace)?
+                .0
+                .begin_staging(area, fresh),
+        }
+    }
+
+    /// [`TargetEngine::publish`] for the target at `url`.
+    pub fn publish(
+        url: &str,
+        options: &SourceOptions,
+        namespace: &str,
+        area: &StagingArea,
+    ) -> Result<Published> {
+        match parse(url, "target")? {
+            Location::Sqlite(p) => crate::sqlite_stage::publish(&p, area),
+            _ => Self::open_in(url, options, namespace)?.0.publish(area),
         }
     }
 

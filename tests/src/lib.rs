@@ -133,6 +133,36 @@ pub fn retail_counts(src: &Path) -> Vec<(&'static str, i64)> {
         .collect()
 }
 
+/// The rows the delivery ledgers of the SQLite target `target` hold: its
+/// own and, while a delivery is staged, its staging file's beside it.
+pub fn sqlite_ledger_rows(target: &Path) -> i64 {
+    let name = target.file_name().unwrap().to_string_lossy().to_string();
+    let staged = std::fs::read_dir(target.parent().unwrap())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with(&format!(".{name}.sensei_stage_"))
+                && !n.ends_with("-wal")
+                && !n.ends_with("-shm")
+        });
+    std::iter::once(target.to_path_buf())
+        .chain(staged)
+        .filter_map(|p| {
+            rusqlite::Connection::open_with_flags(&p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .ok()?
+                .query_row(
+                    "SELECT coalesce(sum(rows), 0) FROM sensei_delivery_ledger",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .ok()
+        })
+        .sum()
+}
+
 /// A `sensei-cluster` command rooted at `dir`.
 pub fn cluster(dir: &Path) -> Command {
     let mut c = Command::new(bin("sensei-cluster"));

@@ -358,20 +358,10 @@ fn killed_migrate_resumes_without_duplicates() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it in the middle of delivery: some batches in the ledger, not all.
+    // Kill it in the middle of delivery: some batches (of 50 rows) in the
+    // ledger, not all (staged beside the target while verification runs).
     wait_until(120, "delivery to start", || {
-        let c = rusqlite::Connection::open_with_flags(
-            &target,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        );
-        c.ok()
-            .and_then(|c| {
-                c.query_row("SELECT count(*) FROM sensei_delivery_ledger", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .ok()
-            })
-            .is_some_and(|n| n >= 5)
+        sqlite_ledger_rows(&target) >= 250
     });
     kill(child.id(), "KILL");
     let _ = child.wait();

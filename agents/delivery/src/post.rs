@@ -148,8 +148,8 @@ pub async fn run(io: &dyn PartitionIo, task: PostTask, attempt: u32) -> Result<s
         PostTask::Publish(t) => serde_json::to_value(
             blocking("publishing the staged delivery", move || {
                 let options = t.target.connection.options();
-                let published = Target::open_in(&t.target.url, &options, &t.target.namespace)?
-                    .publish(&t.area)?;
+                let published =
+                    Target::publish(&t.target.url, &options, &t.target.namespace, &t.area)?;
                 Ok(published)
             })
             .await?,

@@ -141,8 +141,11 @@ fn prepare(p: PrepareTask) -> Result<Prepared> {
         // The rest of preparation runs in the staging area, as if it were
         // the target.
         Some(area) => {
-            Target::open_in(&target.url, &options, &target.namespace)?
-                .begin_staging(area, resync)?;
+            // Always afresh: preparation runs before any batch of this
+            // plan, and a delivery planned again (a rerun verifying anew,
+            // a halt before the first batch) must not meet the tables the
+            // schema file created last time.
+            Target::begin_staging(&target.url, &options, &target.namespace, area, true)?;
             let (url, namespace) = area.loading(&target.url, &target.namespace)?;
             Target::open_in(&url, &options, &namespace)?
         }
