@@ -676,9 +676,9 @@ fn retail_schema_with(dir: &Path, extra: &str) -> std::path::PathBuf {
     schema
 }
 
-fn staged_migrate(src: &Path, db: &PgDatabase, schema: &Path, work: &Path) -> std::process::Output {
-    run(sensei()
-        .arg("migrate")
+fn staged_cmd(src: &Path, db: &PgDatabase, schema: &Path, work: &Path) -> std::process::Command {
+    let mut c = sensei();
+    c.arg("migrate")
         .arg("--source")
         .arg(format!("sqlite://{}", src.display()))
         .arg("--target")
@@ -687,7 +687,12 @@ fn staged_migrate(src: &Path, db: &PgDatabase, schema: &Path, work: &Path) -> st
         .arg(schema)
         .arg("--workdir")
         .arg(work)
-        .arg("--approve-all"))
+        .arg("--approve-all");
+    c
+}
+
+fn staged_migrate(src: &Path, db: &PgDatabase, schema: &Path, work: &Path) -> std::process::Output {
+    run(&mut staged_cmd(src, db, schema, work))
 }
 
 #[test]
@@ -822,17 +827,7 @@ fn a_kill_during_publication_leaves_the_target_old_and_the_rerun_publishes_once(
     locker
         .batch_execute("BEGIN; LOCK TABLE sensei_delivery_ledger IN ACCESS EXCLUSIVE MODE")
         .unwrap();
-    let mut child = sensei()
-        .arg("migrate")
-        .arg("--source")
-        .arg(format!("sqlite://{}", src.display()))
-        .arg("--target")
-        .arg(&db.url)
-        .arg("--target-schema")
-        .arg(&schema)
-        .arg("--workdir")
-        .arg(&work)
-        .arg("--approve-all")
+    let mut child = staged_cmd(&src, &db, &schema, &work)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
