@@ -214,9 +214,8 @@ impl Orchestrator {
     fn barrier(&self, phase: Phase, config: &MigrationConfig) -> Result<Option<Phase>> {
         let staged = phase == Phase::Delivery
             && config.delivery.staging
-            && sensei_connectors::target::StagingArea::of(&config.target.url, "", "")
-                .map_err(sensei_contracts::error::EngineError::from)?
-                .is_some();
+            && sensei_connectors::target::StagingArea::engine_stages(&config.target.url)
+                .map_err(sensei_contracts::error::EngineError::from)?;
         Ok(if staged {
             Some(Phase::Transformation)
         } else {

@@ -62,10 +62,10 @@ pub fn begin_staging(target: &Path, area: &StagingArea, fresh: bool) -> Result<(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let own = staged.file_name().map(|n| n.to_string_lossy().to_string());
     if let (Some(prefix), Ok(entries)) = (stale, std::fs::read_dir(dir)) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let own = staged.file_name().map(|n| n.to_string_lossy().to_string());
             if name.starts_with(&prefix)
                 && own.as_deref() != Some(name.as_str())
                 && !name.ends_with("-wal")

@@ -77,8 +77,8 @@ impl StagingArea {
     /// directly, so delivery waits for the certificate); `run_key` names
     /// the loaded output (the transformation checkpoint).
     pub fn of(url: &str, migration_id: &str, run_key: &str) -> Result<Option<StagingArea>> {
-        Ok(match parse(url, "target")? {
-            Location::Postgres(_) | Location::MySql(_) | Location::Sqlite(_) => {
+        Ok(match Self::engine_stages(url)? {
+            true => {
                 let hex =
                     |s: &str| sensei_runtime::store::sha256_hex(s.as_bytes())[..10].to_string();
                 let stale_prefix = format!("sensei_stage_{}_", hex(migration_id));
@@ -87,8 +87,17 @@ impl StagingArea {
                     stale_prefix,
                 })
             }
-            _ => None,
+            false => None,
         })
+    }
+
+    /// Whether the engine of the target at `url` can stage a delivery
+    /// (PostgreSQL, MySQL/MariaDB, SQLite; not a Parquet folder).
+    pub fn engine_stages(url: &str) -> Result<bool> {
+        Ok(matches!(
+            parse(url, "target")?,
+            Location::Postgres(_) | Location::MySql(_) | Location::Sqlite(_)
+        ))
     }
 }
 

@@ -163,6 +163,50 @@ pub fn sqlite_ledger_rows(target: &Path) -> i64 {
         .sum()
 }
 
+/// The retail example's target schema file with `extra` appended, written
+/// as `dir/schema.sql`.
+pub fn retail_schema(dir: &Path, extra: &str) -> PathBuf {
+    let schema = dir.join("schema.sql");
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql"),
+    )
+    .expect("the retail example's schema");
+    std::fs::write(&schema, base + "\n" + extra).expect("write schema.sql");
+    schema
+}
+
+/// `sensei diff A B --json --chunk-keys CHUNK EXTRA..`: its exit code and,
+/// for each of `tables`, that table's entry of the JSON report.
+pub fn sensei_diff(
+    a: &str,
+    b: &str,
+    chunk_keys: u64,
+    extra: &[&str],
+    tables: &[&str],
+) -> (Option<i32>, Vec<serde_json::Value>) {
+    let out = run(sensei()
+        .args([
+            "diff",
+            a,
+            b,
+            "--json",
+            "--chunk-keys",
+            &chunk_keys.to_string(),
+        ])
+        .args(extra));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let entry = |name: &&str| {
+        doc.as_array()
+            .expect("a list of tables")
+            .iter()
+            .find(|t| t["table"] == *name)
+            .unwrap_or_else(|| panic!("no table {name} in {doc}"))
+            .clone()
+    };
+    (out.status.code(), tables.iter().map(entry).collect())
+}
+
 /// A `sensei-cluster` command rooted at `dir`.
 pub fn cluster(dir: &Path) -> Command {
     let mut c = Command::new(bin("sensei-cluster"));

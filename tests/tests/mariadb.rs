@@ -722,18 +722,8 @@ fn diff_between_two_mariadb_databases_compares_checksums_on_the_servers() {
         }
     }
     let diff = || {
-        let out = run(sensei().args(["diff", &a.url, &b.url, "--json", "--chunk-keys", "20000"]));
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-        let table = |name: &str| {
-            doc.as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["table"] == name)
-                .unwrap()
-                .clone()
-        };
-        (out.status.code(), table("t"), table("m"))
+        let (code, t) = sensei_diff(&a.url, &b.url, 20_000, &[], &["t", "m"]);
+        (code, t[0].clone(), t[1].clone())
     };
     let (code, t, m) = diff();
     assert_eq!(code, Some(0), "{t} {m}");
@@ -809,16 +799,10 @@ fn a_staged_mariadb_delivery_whose_rows_differ_is_never_published() {
     let db = MyDatabase::create("staged_bad");
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
-    let schema = dir.path().join("schema.sql");
-    std::fs::write(
-        &schema,
-        std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql"),
-        )
-        .unwrap()
-            + "\nCREATE TRIGGER shout BEFORE INSERT ON customer FOR EACH ROW SET NEW.city = UPPER(NEW.city);\n",
-    )
-    .unwrap();
+    let schema = retail_schema(
+        dir.path(),
+        "CREATE TRIGGER shout BEFORE INSERT ON customer FOR EACH ROW SET NEW.city = UPPER(NEW.city);\n",
+    );
     let out = run(sensei()
         .arg("migrate")
         .args(["--source", &format!("sqlite://{}", src.display())])

@@ -19,16 +19,10 @@ fn retail_into_postgres_with_its_schema_foreign_keys_and_receipt() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     // The example schema plus a secondary index: built after the load.
-    let schema = dir.path().join("schema.sql");
-    std::fs::write(
-        &schema,
-        std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql"),
-        )
-        .unwrap()
-            + "\nCREATE INDEX purchase_order_by_customer ON purchase_order (customer_id, ordered_at);\n",
-    )
-    .unwrap();
+    let schema = retail_schema(
+        dir.path(),
+        "CREATE INDEX purchase_order_by_customer ON purchase_order (customer_id, ordered_at);\n",
+    );
     let out = run(sensei()
         .arg("migrate")
         .arg("--source")
@@ -662,18 +656,10 @@ fn a_changed_source_is_resynced_into_postgres_with_its_foreign_keys() {
 /// the same delivery is published whole, the schema file's other objects
 /// with it.
 fn retail_schema_with(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let schema = dir.join("schema.sql");
-    std::fs::write(
-        &schema,
-        std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/retail/schema.sql"),
-        )
-        .unwrap()
-            + "\nCREATE TYPE ticket_state AS ENUM ('open', 'closed');\n"
-            + extra,
+    retail_schema(
+        dir,
+        &format!("CREATE TYPE ticket_state AS ENUM ('open', 'closed');\n{extra}"),
     )
-    .unwrap();
-    schema
 }
 
 fn staged_cmd(src: &Path, db: &PgDatabase, schema: &Path, work: &Path) -> std::process::Command {

@@ -692,20 +692,8 @@ fn diff_finds_every_changed_missing_and_extra_row_between_two_databases() {
     a.client().batch_execute(setup).unwrap();
     b.client().batch_execute(setup).unwrap();
     let diff = |extra: &[&str]| {
-        let out = run(sensei()
-            .args(["diff", &a.url, &b.url, "--json", "--chunk-keys", "25000"])
-            .args(extra));
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-        let by_table = |name: &str| {
-            doc.as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["table"] == name)
-                .unwrap()
-                .clone()
-        };
-        (out.status.code(), by_table("t"), by_table("notes"))
+        let (code, t) = sensei_diff(&a.url, &b.url, 25_000, extra, &["t", "notes"]);
+        (code, t[0].clone(), t[1].clone())
     };
     // Two chunks of 25,000 keys, one per worker; a differing one is cut in
     // parts of about 1,600 rows before any row is read.

@@ -471,23 +471,18 @@ async fn plan_staging(cx: &mut PhaseContext<'_>) -> Result<Option<StagingArea>> 
         area = None;
     }
     if area.is_some() {
-        let mut tables: Vec<String> = cx
+        let mapped = cx
             .get_json::<MappingSpec>("mapping.json")
             .await?
             .tables
             .into_iter()
-            .map(|t| t.target)
-            .collect();
-        if !config.target.schema.is_empty() && config.target.schema != TARGET_SCHEMA_FROM_TARGET {
-            let file = &config.target.schema;
-            if let Ok(ddl) = std::fs::read_to_string(file) {
-                tables.extend(
-                    sensei_architect::ddl::parse(&ddl, file)
-                        .map(|ts| ts.into_iter().map(|t| t.name).collect::<Vec<_>>())
-                        .unwrap_or_default(),
-                );
-            }
-        }
+            .map(|t| t.target);
+        let file = &config.target.schema;
+        let ddl = (!file.is_empty() && file != TARGET_SCHEMA_FROM_TARGET)
+            .then(|| std::fs::read_to_string(file).ok())
+            .flatten();
+        let tables =
+            crate::prepare::tables_written(mapped, ddl.as_deref().map(|t| (t, file.as_str())));
         let (url, namespace, options) = (
             config.target.url.clone(),
             config.target.namespace.clone(),

@@ -100,6 +100,25 @@ pub struct Prepared {
     pub created: Vec<String>,
 }
 
+/// The tables a delivery writes: the `mapped` ones and those the schema
+/// file (`ddl`: its text and name) creates, sorted, each once.
+pub fn tables_written(
+    mapped: impl IntoIterator<Item = String>,
+    ddl: Option<(&str, &str)>,
+) -> Vec<String> {
+    let mut tables: Vec<String> = mapped.into_iter().collect();
+    if let Some((text, file)) = ddl {
+        tables.extend(
+            sensei_architect::ddl::parse(text, file)
+                .map(|ts| ts.into_iter().map(|t| t.name).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
+    }
+    tables.sort();
+    tables.dedup();
+    tables
+}
+
 /// Runs target preparation on a blocking thread.
 pub async fn run(task: PrepareTask) -> Result<Prepared> {
     blocking("target preparation", move || prepare(task)).await
@@ -126,16 +145,11 @@ fn prepare(p: PrepareTask) -> Result<Prepared> {
     // The tables this delivery creates (the schema file's and the
     // mapped ones), told apart from those already there: a
     // delivery that halts before its first batch drops them again.
-    let mut candidates: Vec<String> = schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
-    if let Some((ddl, file)) = &ddl {
-        candidates.extend(
-            sensei_architect::ddl::parse(ddl, file)
-                .map(|ts| ts.into_iter().map(|t| t.name).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        );
-    }
-    candidates.sort();
-    candidates.dedup();
+    let candidates = tables_written(
+        schemas.iter().map(|(n, _, _, _)| n.clone()),
+        ddl.as_ref()
+            .map(|(text, file)| (text.as_str(), file.as_str())),
+    );
     let options = target.connection.options();
     let mut target = match &staging {
         // The rest of preparation runs in the staging area, as if it were
