@@ -771,7 +771,8 @@ pub async fn run_with(reader: Reader<'_>, task: &QueryTask) -> Result<QueryResul
         return Ok(out);
     }
     sensei_architect::udf::register(&target, None);
-    for q in &task.queries {
+    let (wanted, got) = both_sides(&source, &target, &task.queries).await;
+    for ((q, want), got) in task.queries.iter().zip(wanted).zip(got) {
         let mut outcome = QueryOutcome {
             name: q.name.clone(),
             source_sql: q.source_sql.clone(),
@@ -779,19 +780,13 @@ pub async fn run_with(reader: Reader<'_>, task: &QueryTask) -> Result<QueryResul
             result: "inconclusive".into(),
             detail: String::new(),
         };
-        let target_sql = match &q.target_sql {
-            Ok(s) => s,
-            Err(why) => {
-                outcome.detail = format!("cannot be rewritten through the mapping: {why}");
-                out.queries.push(outcome);
-                continue;
-            }
-        };
+        if let Err(why) = &q.target_sql {
+            outcome.detail = format!("cannot be rewritten through the mapping: {why}");
+            out.queries.push(outcome);
+            continue;
+        }
         let sort = !has_order_by(&q.source_sql);
-        let judged = match (
-            collect(&source, &q.source_sql).await,
-            collect(&target, target_sql).await,
-        ) {
+        let judged = match (want, got) {
             (Ok(want), Ok(got)) => {
                 comparable(want, got, sort).map(|(w, g)| compare_results(&w, &g, &task.tolerance))
             }
@@ -816,6 +811,38 @@ pub async fn run_with(reader: Reader<'_>, task: &QueryTask) -> Result<QueryResul
     }
     Ok(out)
 }
+
+/// Every query's results on both sides: the source side's queries in one
+/// task and the target side's in another, so the two sessions (one thread
+/// each) run at once. A query that cannot be rewritten has no target run.
+async fn both_sides(
+    source: &SessionContext,
+    target: &SessionContext,
+    queries: &[QueryCheck],
+) -> (Vec<SideResult>, Vec<SideResult>) {
+    let run_all = |session: SessionContext, sqls: Vec<Option<String>>| async move {
+        let mut out = Vec::with_capacity(sqls.len());
+        for sql in sqls {
+            out.push(match sql {
+                Some(sql) => collect(&session, &sql).await,
+                None => Ok(Vec::new()),
+            });
+        }
+        out
+    };
+    let target_sqls = queries.iter().map(|q| q.target_sql.clone().ok()).collect();
+    let source_sqls = queries.iter().map(|q| Some(q.source_sql.clone())).collect();
+    let theirs = tokio::spawn(run_all(target.clone(), target_sqls));
+    let ours = run_all(source.clone(), source_sqls).await;
+    let theirs = theirs.await.unwrap_or_else(|e| {
+        let stopped = format!("the query stopped: {e}");
+        queries.iter().map(|_| Err(stopped.clone())).collect()
+    });
+    (ours, theirs)
+}
+
+/// One query's result on one side, or why it failed.
+type SideResult = std::result::Result<Vec<RecordBatch>, String>;
 
 async fn integrity(target: &SessionContext, fk: &ForeignKey) -> IntegrityOutcome {
     let mut o = IntegrityOutcome {
