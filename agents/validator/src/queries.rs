@@ -814,7 +814,7 @@ pub async fn run_with(reader: Reader<'_>, task: &QueryTask) -> Result<QueryResul
 
 /// Every query's results on both sides: the source side's queries in one
 /// task and the target side's in another, so the two sessions (one thread
-/// each) run at once. A query that cannot be rewritten has no target run.
+/// each) run at once. A query that cannot be rewritten runs on neither.
 async fn both_sides(
     source: &SessionContext,
     target: &SessionContext,
@@ -831,7 +831,10 @@ async fn both_sides(
         out
     };
     let target_sqls = queries.iter().map(|q| q.target_sql.clone().ok()).collect();
-    let source_sqls = queries.iter().map(|q| Some(q.source_sql.clone())).collect();
+    let source_sqls = queries
+        .iter()
+        .map(|q| q.target_sql.is_ok().then(|| q.source_sql.clone()))
+        .collect();
     let theirs = tokio::spawn(run_all(target.clone(), target_sqls));
     let ours = run_all(source.clone(), source_sqls).await;
     let theirs = theirs.await.unwrap_or_else(|e| {
