@@ -478,6 +478,34 @@ pub fn tokens(name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Last words of a column name that make it a column about a kind of
+/// personal data (its type, state or count) rather than one holding it.
+const DESCRIPTORS: &[&str] = &[
+    "type",
+    "types",
+    "kind",
+    "status",
+    "verified",
+    "confirmed",
+    "validated",
+    "valid",
+    "flag",
+    "count",
+    "cnt",
+    "format",
+    "consent",
+    "optin",
+    "preference",
+    "preferences",
+    "visibility",
+    "visible",
+    "enabled",
+    "allowed",
+    "required",
+    "provided",
+    "missing",
+];
+
 fn name_score(kind: PiiKind, toks: &[String], column: &str) -> f64 {
     let lower = column.to_ascii_lowercase();
     let words = name_words(kind);
@@ -493,6 +521,15 @@ fn name_score(kind: PiiKind, toks: &[String], column: &str) -> f64 {
         || words.iter().any(|w| w.len() >= 4 && lower.contains(w));
     if !hit {
         return 0.0;
+    }
+    // `phone_type`, `email_verified`, `address_status`, `cell_count`: a
+    // column about the data, not the data.
+    if toks.len() > 1
+        && toks
+            .last()
+            .is_some_and(|t| DESCRIPTORS.contains(&t.as_str()))
+    {
+        return 0.3;
     }
     // Weak words only count alongside a specific one.
     match kind {
@@ -1114,6 +1151,47 @@ pub fn is_name_like(v: &str) -> bool {
         })
 }
 
+/// One part of a date kept in its own column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DatePart {
+    Day,
+    Month,
+    Year,
+}
+
+impl DatePart {
+    fn accepts(self, v: &str) -> bool {
+        let n = v.trim().parse::<i32>().ok();
+        match self {
+            DatePart::Day => n.is_some_and(|d| (1..=31).contains(&d)),
+            DatePart::Month => {
+                n.is_some_and(|m| (1..=12).contains(&m)) || month_name(&v.trim().to_lowercase())
+            }
+            DatePart::Year => n.is_some_and(|y| (1900..=2026).contains(&y)),
+        }
+    }
+}
+
+/// The date part a column name ends in (`birth_day`, `dobMonth`,
+/// `birth_yyyy`), if any.
+fn date_part(toks: &[String]) -> Option<DatePart> {
+    match toks.last()?.as_str() {
+        "day" | "dd" => Some(DatePart::Day),
+        "month" | "mm" | "mon" => Some(DatePart::Month),
+        "year" | "yr" | "yyyy" | "yy" => Some(DatePart::Year),
+        _ => None,
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+/// A month's English name or its abbreviation (`mar`, `March`, `sept`).
+fn month_name(w: &str) -> bool {
+    w.len() >= 3 && w.chars().all(char::is_alphabetic) && MONTHS.iter().any(|m| w.starts_with(m))
+}
+
 /// A plausible date of birth: a date whose year makes an age of 0 to 120.
 pub fn is_birth_date(v: &str) -> bool {
     let year = parse_date(v)
@@ -1125,9 +1203,6 @@ pub fn is_birth_date(v: &str) -> bool {
 /// The year of a date written with its month's name: `March 12, 1984`,
 /// `12 Mar 1984`, `1984 March 12`.
 fn written_date_year(v: &str) -> Option<i32> {
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
     let words: Vec<String> = v
         .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
         .filter(|w| !w.is_empty())
@@ -1136,10 +1211,7 @@ fn written_date_year(v: &str) -> Option<i32> {
     if words.len() != 3 {
         return None;
     }
-    let month = words
-        .iter()
-        .filter(|w| w.len() >= 3 && w.chars().all(char::is_alphabetic))
-        .any(|w| MONTHS.iter().any(|m| w.starts_with(m)));
+    let month = words.iter().any(|w| month_name(w));
     let numbers: Vec<u32> = words
         .iter()
         .filter_map(|w| {
@@ -1575,9 +1647,22 @@ pub fn name_evidence(v: &str) -> (bool, bool) {
     let second_family = (!v.contains(',') && words.len() >= 3)
         .then(|| &words[words.len() - 2])
         .is_some_and(|f| last.contains(f.as_str()));
+    let given_known =
+        given.is_some_and(|g| first.contains(g.as_str()) || FIRST_NAMES.contains(&g.as_str()));
+    // The family-name lexicon holds the most common names only: a known
+    // given name followed by one capitalised word (`Laurene Cordy`) is a
+    // full name too.
+    let unlisted_family = !v.contains(',')
+        && words.len() == 2
+        && v.split_whitespace().nth(1).is_some_and(|w| {
+            let mut c = w.chars();
+            c.next().is_some_and(char::is_uppercase)
+                && w.chars().count() >= 3
+                && c.all(|c| c.is_lowercase() || c == '\'' || c == '-')
+        });
     let full = (2..=4).contains(&words.len())
-        && given.is_some_and(|g| first.contains(g.as_str()) || FIRST_NAMES.contains(&g.as_str()))
-        && (family.is_some_and(|f| last.contains(f.as_str())) || second_family);
+        && given_known
+        && (family.is_some_and(|f| last.contains(f.as_str())) || second_family || unlisted_family);
     (known, full)
 }
 
@@ -1648,15 +1733,20 @@ const PERSON_TABLE_WORDS: &[&str] = &[
 ];
 
 /// Personal data inside free text: a column of sentences (six words or more
-/// on average) where values carry e-mail addresses, telephone numbers or
-/// card numbers is flagged for that kind, at a confidence that grows with
-/// the share of values that do.
+/// on average) or of documents (JSON objects and arrays) where values carry
+/// e-mail addresses, telephone numbers, card numbers or IPv4 addresses is
+/// flagged for that kind, at a confidence that grows with the share of
+/// values that do.
 fn free_text(values: &[&str], flags: &mut Vec<PiiFlag>) {
     if values.is_empty() {
         return;
     }
     let words: usize = values.iter().map(|v| v.split_whitespace().count()).sum();
-    if (words as f64 / values.len() as f64) < 6.0 {
+    let documents = values
+        .iter()
+        .filter(|v| v.starts_with('{') || v.starts_with('['))
+        .count();
+    if (words as f64 / values.len() as f64) < 6.0 && documents * 2 < values.len() {
         return;
     }
     let runs = |v: &str| -> Vec<String> {
@@ -1684,10 +1774,17 @@ fn free_text(values: &[&str], flags: &mut Vec<PiiFlag>) {
     });
     let phone_share = share(&|v| runs(v).iter().any(|r| phone(r, false).1));
     let card = share(&|v| runs(v).iter().any(|r| is_card(r)));
+    // Dotted quads only: in prose and documents a bare `::` or `12:30`
+    // is not an address.
+    let ip = share(&|v| {
+        v.split(|c: char| !c.is_ascii_digit() && c != '.')
+            .any(|t| t.matches('.').count() == 3 && t.parse::<std::net::Ipv4Addr>().is_ok())
+    });
     for (kind, s, what) in [
         (PiiKind::Email, email, "an e-mail address"),
         (PiiKind::Phone, phone_share, "a telephone number"),
         (PiiKind::CreditCard, card, "a card number"),
+        (PiiKind::IpAddress, ip, "an IP address"),
     ] {
         if s < 0.2 || flags.iter().any(|f| f.kind == kind) {
             continue;
@@ -1891,6 +1988,10 @@ fn value_evidence(kind: PiiKind, name: f64, f: &ColumnFacts<'_>) -> (f64, bool, 
         ),
         PiiKind::PostalCode => postal_evidence(named, f),
         PiiKind::DateOfBirth => {
+            // A birth date kept in parts (`birthDay`, `birth_month`, `dob_yyyy`).
+            if let Some(part) = named.then(|| date_part(&f.toks)).flatten() {
+                return (f.frac(|v| part.accepts(v)), false, None);
+            }
             let full = f.frac(is_birth_date);
             // `04/01/83`: a two-digit year only when the name says birth.
             if named && full < 0.5 {
@@ -2117,6 +2218,85 @@ mod tests {
         let f = flags("payments", "card_no", &luhn_ok);
         assert_eq!(f[0].kind, PiiKind::CreditCard);
         assert!(f[0].confidence >= 0.9);
+    }
+
+    #[test]
+    fn birth_dates_kept_in_parts() {
+        let kinds = |column: &str, samples: &[&str]| -> Vec<PiiKind> {
+            flags("players", column, samples)
+                .iter()
+                .map(|f| f.kind)
+                .collect()
+        };
+        assert_eq!(
+            kinds("birthDay", &["12", "10", "18", "5", "28"]),
+            [PiiKind::DateOfBirth]
+        );
+        assert_eq!(
+            kinds("birth_month", &["3", "11", "Jan", "12"]),
+            [PiiKind::DateOfBirth]
+        );
+        assert_eq!(
+            kinds("dob_year", &["1979", "1983", "1962"]),
+            [PiiKind::DateOfBirth]
+        );
+        // Out of the part's range, or a birth place: not a date of birth.
+        assert!(kinds("birthDay", &["45", "61", "90"]).is_empty());
+        assert!(kinds("birthCity", &["Denver", "Havana", "Tokyo"]).is_empty());
+        // Other dates in parts are not birth dates.
+        assert!(kinds("hire_day", &["12", "10", "18"]).is_empty());
+    }
+
+    #[test]
+    fn addresses_inside_documents() {
+        let docs = [
+            r#"[{"name":null,"ip_address":"192.168.150.104","primary":true}]"#,
+            r#"{"iface":"eth0","addr":"10.0.0.7"}"#,
+            r#"{"iface":"eth1","addr":"10.0.3.9"}"#,
+        ];
+        let f = flags("configurations", "interfaces", &docs);
+        assert_eq!(f.first().map(|f| f.kind), Some(PiiKind::IpAddress), "{f:?}");
+        assert!(f[0].reasons[0].contains("IP address"), "{f:?}");
+        // Version numbers have fewer parts; short labels are not documents.
+        let f = flags(
+            "packages",
+            "manifest",
+            &[r#"{"version":"1.2.3"}"#, r#"{"v":"10.4"}"#],
+        );
+        assert!(f.is_empty(), "{f:?}");
+        assert!(flags("hosts", "note", &["see 10.0.0.1"]).is_empty());
+    }
+
+    #[test]
+    fn columns_about_personal_data_are_not_flagged_by_name() {
+        // Nothing sampled: only the name speaks, and it names a type or a state.
+        let empty = |column: &str| {
+            let s: Vec<Option<String>> = vec![None; 5];
+            detect(&ColumnEvidence {
+                table: "contacts",
+                column,
+                neighbours: &[],
+                samples: &s,
+            })
+        };
+        for column in [
+            "phone_type",
+            "cell_type",
+            "email_verified",
+            "address_status",
+        ] {
+            assert!(empty(column).is_empty(), "{column}: {:?}", empty(column));
+        }
+        for column in ["phone", "mobile_phone", "email", "home_address"] {
+            assert!(!empty(column).is_empty(), "{column}");
+        }
+        // Values still speak: a column of addresses is one whatever its name.
+        let f = flags(
+            "contacts",
+            "email_status",
+            &["ann@example.com", "bo@example.org"],
+        );
+        assert_eq!(f.first().map(|f| f.kind), Some(PiiKind::Email), "{f:?}");
     }
 
     fn with(table: &str, column: &str, neighbours: &[&str], samples: &[&str]) -> Vec<PiiFlag> {
