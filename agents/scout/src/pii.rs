@@ -430,6 +430,99 @@ const EXPANSIONS: &[(&str, &str)] = &[
     ("dt", "date"),
     ("cd", "code"),
     ("zipcode", "zip"),
+    // Other languages' words for the kinds, read as their English token.
+    ("nome", "name"),
+    ("namn", "name"),
+    ("navn", "name"),
+    ("nimi", "name"),
+    ("imie", "name"),
+    ("imię", "name"),
+    ("jmeno", "name"),
+    ("jméno", "name"),
+    ("isim", "name"),
+    ("fornamn", "forename"),
+    ("förnamn", "forename"),
+    ("fornavn", "forename"),
+    ("etunimi", "forename"),
+    ("voornaam", "forename"),
+    ("keresztnev", "forename"),
+    ("keresztnév", "forename"),
+    ("prénom", "forename"),
+    ("efternamn", "surname"),
+    ("etternavn", "surname"),
+    ("efternavn", "surname"),
+    ("sukunimi", "surname"),
+    ("nazwisko", "surname"),
+    ("prijmeni", "surname"),
+    ("příjmení", "surname"),
+    ("achternaam", "surname"),
+    ("sobrenome", "surname"),
+    ("apelido", "surname"),
+    ("soyad", "surname"),
+    ("soyadi", "surname"),
+    ("soyadı", "surname"),
+    ("vezeteknev", "surname"),
+    ("vezetéknév", "surname"),
+    ("födelsedatum", "birthdate"),
+    ("fodelsedatum", "birthdate"),
+    ("fødselsdato", "birthdate"),
+    ("fodselsdato", "birthdate"),
+    ("geburtsdatum", "birthdate"),
+    ("geboortedatum", "birthdate"),
+    ("syntymäaika", "birthdate"),
+    ("syntymaaika", "birthdate"),
+    ("nacimiento", "birth"),
+    ("nascimento", "birth"),
+    ("nascita", "birth"),
+    ("naissance", "birth"),
+    ("urodzenia", "birth"),
+    ("narozeni", "birth"),
+    ("narození", "birth"),
+    ("dogum", "birth"),
+    ("doğum", "birth"),
+    ("postnummer", "postcode"),
+    ("postnr", "postcode"),
+    ("postleitzahl", "postcode"),
+    ("postinumero", "postcode"),
+    ("pocztowy", "postcode"),
+    ("iranyitoszam", "postcode"),
+    ("irányítószám", "postcode"),
+    ("adresa", "address"),
+    ("osoite", "address"),
+    ("ulica", "address"),
+    ("gatuadress", "address"),
+    ("gateadresse", "address"),
+    ("straat", "address"),
+    ("rua", "address"),
+    ("logradouro", "address"),
+    ("domicilio", "address"),
+    ("utca", "address"),
+    ("puhelin", "phone"),
+    ("mobil", "phone"),
+    ("mobiel", "phone"),
+    ("mobilnummer", "phone"),
+    ("telefonnummer", "phone"),
+    ("komorka", "phone"),
+    ("correo", "email"),
+    ("courriel", "email"),
+    ("epost", "email"),
+    ("eposta", "email"),
+    ("sahkoposti", "email"),
+    ("sähköposti", "email"),
+    ("kjønn", "gender"),
+    ("kjonn", "gender"),
+    ("køn", "gender"),
+    ("kön", "gender"),
+    ("sukupuoli", "gender"),
+    ("płeć", "gender"),
+    ("plec", "gender"),
+    ("pohlavi", "gender"),
+    ("pohlaví", "gender"),
+    ("cinsiyet", "gender"),
+    ("alder", "age"),
+    ("ålder", "age"),
+    ("wiek", "age"),
+    ("yaş", "age"),
 ];
 
 /// Splits a name into lower-case tokens: snake_case, camelCase, digits apart
@@ -458,7 +551,10 @@ pub fn tokens(name: &str) -> Vec<String> {
     let mut joined = Vec::new();
     let mut i = 0;
     while i < out.len() {
-        if i + 1 < out.len() && out[i] == "e" && out[i + 1] == "mail" {
+        if i + 1 < out.len()
+            && out[i] == "e"
+            && matches!(out[i + 1].as_str(), "mail" | "post" | "posta")
+        {
             joined.push("email".to_string());
             i += 2;
             continue;
@@ -544,8 +640,25 @@ fn name_score(kind: PiiKind, toks: &[String], column: &str) -> f64 {
                     && (toks.len() == 1
                         || toks.iter().any(|t| {
                             [
-                                "first", "last", "full", "contact", "customer", "employee",
-                                "person", "display", "legal", "patient", "member",
+                                "first",
+                                "last",
+                                "full",
+                                "contact",
+                                "customer",
+                                "employee",
+                                "person",
+                                "display",
+                                "legal",
+                                "patient",
+                                "member",
+                                "passenger",
+                                "pax",
+                                "guest",
+                                "client",
+                                "student",
+                                "applicant",
+                                "traveler",
+                                "traveller",
                             ]
                             .contains(&t.as_str())
                         })));
@@ -1836,7 +1949,7 @@ impl TableNames {
                 .iter()
                 .any(|k| name_score(*k, &t, c) >= 1.0)
                     || t.iter()
-                        .any(|w| w == "first" || w == "last" || w == "surname"),
+                        .any(|w| matches!(w.as_str(), "first" | "last" | "surname" | "forename")),
             );
         }
         TableNames { pii, people }
@@ -2245,6 +2358,61 @@ mod tests {
         assert!(kinds("birthCity", &["Denver", "Havana", "Tokyo"]).is_empty());
         // Other dates in parts are not birth dates.
         assert!(kinds("hire_day", &["12", "10", "18"]).is_empty());
+    }
+
+    #[test]
+    fn column_names_in_other_languages() {
+        let kind = |table: &str, column: &str, samples: &[&str]| {
+            flags(table, column, samples).first().map(|f| f.kind)
+        };
+        assert_eq!(
+            kind(
+                "asiakkaat",
+                "syntymäaika",
+                &["1984-03-12", "1990-11-02", "1975-07-30"]
+            ),
+            Some(PiiKind::DateOfBirth)
+        );
+        assert_eq!(
+            kind(
+                "musteriler",
+                "dogum_tarihi",
+                &["12.03.1984", "02.11.1990", "30.07.1975"]
+            ),
+            Some(PiiKind::DateOfBirth)
+        );
+        assert_eq!(
+            kind(
+                "zakaznici",
+                "prijmeni",
+                &["Novák", "Svoboda", "Dvořák", "Černý"]
+            ),
+            Some(PiiKind::PersonName)
+        );
+        assert_eq!(
+            kind(
+                "kunden",
+                "postleitzahl",
+                &["10115", "80331", "50667", "20095"]
+            ),
+            Some(PiiKind::PostalCode)
+        );
+        assert_eq!(
+            kind("klienci", "e_posta", &["jan@example.pl", "ola@example.pl"]),
+            Some(PiiKind::Email)
+        );
+        assert_eq!(
+            kind("ansatte", "kjønn", &["K", "M", "K", "M"]),
+            Some(PiiKind::Gender)
+        );
+        assert_eq!(
+            kind(
+                "asiakkaat",
+                "puhelin",
+                &["+358 40 1234567", "+358 50 7654321", "040 123 4567"]
+            ),
+            Some(PiiKind::Phone)
+        );
     }
 
     #[test]
