@@ -2260,6 +2260,44 @@ fn score(kind: PiiKind, column: &str, name: f64, f: &ColumnFacts<'_>) -> (f64, V
     (c.clamp(0.0, 1.0), reasons)
 }
 
+/// Generational and professional suffixes written after a person's name.
+const NAME_SUFFIXES: &[&str] = &[
+    "jr", "sr", "ii", "iii", "iv", "v", "vi", "vii", "esq", "md", "phd", "dds", "jnr", "snr",
+];
+
+/// The parts of a person's name kept in their own column beside the
+/// person's other name columns: middle initials (`mi`, `mid_init` of single
+/// letters) and suffixes (`suffix`, `suff` of `Jr`, `III`). Short codes on
+/// their own say nothing; beside `first_name` and `last_name` they are part
+/// of a person's name.
+fn name_part(f: &ColumnFacts<'_>) -> Option<PiiFlag> {
+    if !f.people_around || f.values.is_empty() {
+        return None;
+    }
+    let named =
+        |words: &[&str]| f.toks.len() <= 2 && f.toks.iter().any(|t| words.contains(&t.as_str()));
+    let initial = |v: &str| {
+        let t = v.trim_end_matches('.');
+        t.chars().count() == 1 && t.chars().all(char::is_alphabetic)
+    };
+    let suffix = |v: &str| NAME_SUFFIXES.contains(&v.trim_end_matches('.').to_lowercase().as_str());
+    let (share, what) = if named(&["mi", "minit", "mid", "initial", "init"]) {
+        (f.frac(initial), "middle initials")
+    } else if named(&["suffix", "suff", "sfx"]) {
+        (f.frac(suffix), "name suffixes (Jr, III)")
+    } else {
+        return None;
+    };
+    (share >= 0.6).then(|| PiiFlag {
+        kind: PiiKind::PersonName,
+        confidence: ((0.5 + 0.3 * share) * 1000.0).round() / 1000.0,
+        reasons: vec![format!(
+            "{:.0}% of sampled values are {what}, beside a person's name columns",
+            share * 100.0
+        )],
+    })
+}
+
 /// [`detect`] given how many neighbours are named like PII and whether one
 /// is named like a person's.
 fn detect_among(e: &ColumnEvidence<'_>, neighbour_pii: usize, people_named: bool) -> Vec<PiiFlag> {
@@ -2277,6 +2315,9 @@ fn detect_among(e: &ColumnEvidence<'_>, neighbour_pii: usize, people_named: bool
         }
     }
     free_text(&facts.values, &mut flags);
+    if flags.is_empty() {
+        flags.extend(name_part(&facts));
+    }
     flags.sort_by(|a, b| {
         b.confidence
             .total_cmp(&a.confidence)
@@ -2413,6 +2454,33 @@ mod tests {
             ),
             Some(PiiKind::Phone)
         );
+    }
+
+    #[test]
+    fn initials_and_suffixes_beside_name_columns() {
+        let people = ["first_name", "last_name", "hire_date"];
+        let f = with("staff", "mi", &people, &["C", "J", "D.", "A", "S"]);
+        assert_eq!(
+            f.first().map(|f| f.kind),
+            Some(PiiKind::PersonName),
+            "{f:?}"
+        );
+        let f = with(
+            "registry",
+            "suffix",
+            &people,
+            &["JR", "III", "Sr.", "JR", "II"],
+        );
+        assert_eq!(
+            f.first().map(|f| f.kind),
+            Some(PiiKind::PersonName),
+            "{f:?}"
+        );
+        // Without person columns around, the same codes are just codes.
+        let f = with("catalog", "suffix", &["sku", "price"], &["JR", "III", "II"]);
+        assert!(f.is_empty(), "{f:?}");
+        let f = with("staff", "suffix", &people, &["x1", "b2", "c3"]);
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]
