@@ -42,6 +42,9 @@ Metrics, per file and part, over the columns of that part:
     precision = tp / (tp + fp), recall = tp / (tp + fn), 1 when the
     denominator is 0 (as `sensei pii-eval` does)
   binary: positive label = label != "none", positive prediction = any entity.
+  binary, kinds the set labels: the same, a prediction counting only when its
+    kind is one the file's labels use somewhere (a set without that kind in
+    its annotation scheme labels such columns "none").
 Presidio entities map to our kinds by PRESIDIO_TO_KIND; any other entity maps
 to its lower-case name and still counts as a personal-data prediction.
 """
@@ -194,8 +197,12 @@ def ratio(num, den):
     return num / den if den else 1.0
 
 
-def score(pairs):
-    """Per-kind and binary figures for (label, predicted kind or None) pairs."""
+def score(pairs, vocabulary=None):
+    """Per-kind and binary figures for (label, predicted kind or None) pairs.
+
+    With `vocabulary` (the kinds the set's labels use anywhere), the binary
+    figures count a prediction only when its kind is in it, as
+    `sensei pii-eval`'s "binary, kinds the set labels" line does."""
     kinds = {}
 
     def k(name):
@@ -213,6 +220,8 @@ def score(pairs):
             if pred is not None:
                 k(pred)["fp"] += 1
         pos_l, pos_p = label != "none", pred is not None
+        if vocabulary is not None:
+            pos_p = pos_p and pred in vocabulary
         b[("t" if pos_l == pos_p else "f") + ("p" if pos_p else "n")] += 1
     for s in list(kinds.values()) + [b]:
         s["precision"] = ratio(s["tp"], s["tp"] + s["fp"])
@@ -296,6 +305,7 @@ def main():
     total = 0.0
     for path in args.files:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        vocabulary = {r["label"] for r in rows}
         parts = collections.OrderedDict()
         for r in rows:
             parts.setdefault(r.get("part", "all"), []).append(r)
@@ -318,10 +328,12 @@ def main():
             seconds = time.perf_counter() - start
             total += seconds
             kinds, binary = score(pairs)
+            _, vocabulary_binary = score(pairs, vocabulary)
             out[part] = {
                 "columns": len(pairs),
                 "seconds": round(seconds, 3),
                 "binary": binary,
+                "vocabulary_binary": vocabulary_binary,
                 "kinds": kinds,
                 "entities": dict(entities.most_common()),
             }
@@ -334,6 +346,11 @@ def main():
                     f"binary (personal or not): precision {binary['precision']:.3f} "
                     f"recall {binary['recall']:.3f} (tp {binary['tp']} fp {binary['fp']} "
                     f"fn {binary['fn']} tn {binary['tn']})"
+                )
+                v = vocabulary_binary
+                print(
+                    f"binary, kinds the set labels: precision {v['precision']:.3f} "
+                    f"recall {v['recall']:.3f} (tp {v['tp']} fp {v['fp']} fn {v['fn']} tn {v['tn']})"
                 )
                 if args.mistakes:
                     for col, label, entity in mistakes:
