@@ -4,9 +4,13 @@ Called by bench/connectorx/run with the sensei binary and row counts. For
 each engine (PostgreSQL, MariaDB) and size it creates a fresh database with
 one table of typical columns, runs both tools on it (each in its own
 process, wall time and peak RSS from wait4), checks both read every row,
-prints a table and the ratios.
+prints a table and the ratios. Each tool runs REPEAT times (default 3),
+alternating, each run into an empty folder: the table shows the median wall
+time, the largest peak RSS and every run's time (a 1M-row run lasts about a
+second, where one run's noise moves the ratio by a tenth).
 """
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -15,6 +19,7 @@ import time
 PG = "postgresql://postgres@127.0.0.1:5432"
 MY = "mysql://root@127.0.0.1:3306"
 WORKERS = os.cpu_count() or 2
+REPEAT = max(int(os.environ.get("REPEAT", "3")), 1)
 
 CX_SCRIPT = r"""
 import sys, connectorx as cx, pyarrow.parquet as pq
@@ -83,6 +88,34 @@ def load_mariadb(db, n):
     return f"{MY}/{db}", lambda: mysql(f"DROP DATABASE IF EXISTS {db}")
 
 
+def run_sensei(sensei, url, n):
+    """One `sensei ingest` into an empty folder: (wall s, peak RSS MB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = os.path.join(tmp, "bench.toml")
+        with open(cfg, "w") as f:
+            f.write(f'[migration]\nname = "bench"\n[source]\nurl = "{url}"\n'
+                    f'[target]\nurl = "sqlite://{tmp}/unused.db"\n'
+                    f'[runtime]\nworkdir = "{tmp}/work"\n'
+                    f'[ingestion]\npartition_rows = {max(n // (4 * WORKERS), 1)}\n')
+        wall, rss, _ = timed([sensei, "ingest", cfg, "--workers", str(WORKERS)])
+        staged = subprocess.run(
+            [sys.executable, "-c",
+             "import sys,glob,pyarrow.parquet as pq;"
+             "print(sum(pq.ParquetFile(p).metadata.num_rows for p in glob.glob(sys.argv[1]+'/**/*.parquet', recursive=True)))",
+             f"{tmp}/work"], capture_output=True, text=True, check=True).stdout.strip()
+    assert int(staged) == n, f"sensei staged {staged} rows of {n}"
+    return wall, rss
+
+
+def run_connectorx(url, n):
+    """One ConnectorX read written to Parquet: (wall s, peak RSS MB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, rss, out = timed([sys.executable, "-c", CX_SCRIPT, url,
+                                os.path.join(tmp, "cx.parquet"), str(WORKERS)])
+    assert int(out.strip()) == n, f"connectorx read {out} rows of {n}"
+    return wall, rss
+
+
 def main():
     sensei = sys.argv[1]
     sizes = [int(x) for x in sys.argv[2:]]
@@ -90,30 +123,24 @@ def main():
     for engine, load in [("postgresql", load_postgres), ("mariadb", load_mariadb)]:
         for n in sizes:
             url, drop = load(f"sensei_bench_cx_{n}", n)
-            with tempfile.TemporaryDirectory() as tmp:
-                cfg = os.path.join(tmp, "bench.toml")
-                with open(cfg, "w") as f:
-                    f.write(f'[migration]\nname = "bench"\n[source]\nurl = "{url}"\n'
-                            f'[target]\nurl = "sqlite://{tmp}/unused.db"\n'
-                            f'[runtime]\nworkdir = "{tmp}/work"\n'
-                            f'[ingestion]\npartition_rows = {max(n // (4 * WORKERS), 1)}\n')
-                s_wall, s_rss, _ = timed([sensei, "ingest", cfg, "--workers", str(WORKERS)])
-                staged = subprocess.run(
-                    [sys.executable, "-c",
-                     "import sys,glob,pyarrow.parquet as pq;"
-                     "print(sum(pq.ParquetFile(p).metadata.num_rows for p in glob.glob(sys.argv[1]+'/**/*.parquet', recursive=True)))",
-                     f"{tmp}/work"], capture_output=True, text=True, check=True).stdout.strip()
-                c_wall, c_rss, c_out = timed([sys.executable, "-c", CX_SCRIPT, url,
-                                              os.path.join(tmp, "cx.parquet"), str(WORKERS)])
-            assert int(staged) == n, f"sensei staged {staged} rows of {n}"
-            assert int(c_out.strip()) == n, f"connectorx read {c_out} rows of {n}"
+            s_runs, c_runs = [], []
+            for _ in range(REPEAT):
+                s_runs.append(run_sensei(sensei, url, n))
+                c_runs.append(run_connectorx(url, n))
             drop()
-            rows_out.append((engine, n, s_wall, s_rss, c_wall, c_rss))
+            rows_out.append((engine, n, s_runs, c_runs))
     print(f"{'source':<10} {'rows':>8} | {'sensei s':>8} {'rows/s':>9} {'RSS MB':>7} | "
           f"{'connectorx s':>12} {'rows/s':>9} {'RSS MB':>7} | {'speed ratio':>11} {'RSS ratio':>9}")
-    for e, n, sw, sr, cw, cr in rows_out:
+    runs = []
+    for e, n, s_runs, c_runs in rows_out:
+        sw, cw = (statistics.median(w for w, _ in r) for r in (s_runs, c_runs))
+        sr, cr = (max(m for _, m in r) for r in (s_runs, c_runs))
         print(f"{e:<10} {n:>8} | {sw:>8.2f} {n / sw:>9.0f} {sr:>7.0f} | {cw:>12.2f} {n / cw:>9.0f} {cr:>7.0f} | "
               f"{cw / sw:>10.2f}x {sr / cr:>8.2f}x")
+        runs.append(f"  {e} {n}: sensei " + " ".join(f"{w:.2f}" for w, _ in s_runs)
+                    + " s; connectorx " + " ".join(f"{w:.2f}" for w, _ in c_runs) + " s")
+    print(f"times are medians of {REPEAT} runs per tool, alternating; RSS the largest peak. Every run:")
+    print("\n".join(runs))
     print("speed ratio = connectorx time / sensei time (above 1: sensei faster); "
           "RSS ratio = sensei peak / connectorx peak. Sensei also profiles, scans for PII "
           "and writes zstd Parquet partitions with their SHA-256; connectorx reads into Arrow "
