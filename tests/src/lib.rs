@@ -671,6 +671,41 @@ impl Drop for MyDatabase {
     }
 }
 
+/// Drops the MariaDB staging databases that the migrations of `workdir`
+/// left for inspection (a staged delivery that failed keeps its area): a
+/// test cleans up what its own runs created. Returns how many it dropped.
+/// An area is named after its migration and the target namespace (here the
+/// default, none).
+pub fn drop_mysql_staging(workdir: &Path) -> usize {
+    use mysql::prelude::Queryable;
+    let prefixes: Vec<String> = std::fs::read_dir(workdir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().to_string();
+            sensei_connectors::target::StagingArea::of(MYSQL_ADMIN_URL, &format!("{id}\0"), "")
+                .ok()
+                .flatten()
+                .map(|a| a.stale_prefix)
+        })
+        .collect();
+    let mut admin = mysql::Conn::new(mysql::Opts::from_url(MYSQL_ADMIN_URL).expect("url"))
+        .expect("connect to MariaDB");
+    let names: Vec<String> = admin.query("SHOW DATABASES").expect("list databases");
+    let mut dropped = 0;
+    for name in names {
+        if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            admin
+                .query_drop(format!("DROP DATABASE `{name}`"))
+                .expect("drop a staging database");
+            dropped += 1;
+        }
+    }
+    dropped
+}
+
 /// Two MariaDB tables with what a mirror must keep: `authors` (VARCHAR and
 /// CHAR widths, a unique key, a secondary index) and `books` (a secondary
 /// index and a foreign key to `authors` with ON DELETE CASCADE), 50 rows each.

@@ -514,6 +514,8 @@ fn postgres_values_without_an_arrow_counterpart_are_refused_by_name() {
         err.contains("into table readings") && err.contains("`readings`.`x`"),
         "{err}"
     );
+    // The failed staged load kept its staging database for inspection.
+    assert_eq!(drop_mysql_staging(&dir.path().join("d")), 1);
     use mysql::prelude::Queryable;
     // Staged: the target database never saw the table; written in place
     // (a target that had it), it would hold none of the batch's rows.
