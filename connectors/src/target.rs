@@ -72,16 +72,25 @@ pub struct StagingArea {
 }
 
 impl StagingArea {
-    /// The staging area a delivery of `migration_id` would use when the
-    /// target at `url` is an engine that can stage (None: it is written
-    /// directly, so delivery waits for the certificate); `run_key` names
-    /// the loaded output (the transformation checkpoint).
-    pub fn of(url: &str, migration_id: &str, run_key: &str) -> Result<Option<StagingArea>> {
+    /// The staging area a delivery of `migration_id` into the target
+    /// schema `namespace` would use when the target at `url` is an engine
+    /// that can stage (None: it is written directly, so delivery waits for
+    /// the certificate); `run_key` names the loaded output (the
+    /// transformation checkpoint). Named after the migration and the
+    /// namespace, two deliveries into one database never take each other's
+    /// area for stale.
+    pub fn of(
+        url: &str,
+        migration_id: &str,
+        namespace: &str,
+        run_key: &str,
+    ) -> Result<Option<StagingArea>> {
         Ok(match Self::engine_stages(url)? {
             true => {
                 let hex =
                     |s: &str| sensei_runtime::store::sha256_hex(s.as_bytes())[..10].to_string();
-                let stale_prefix = format!("sensei_stage_{}_", hex(migration_id));
+                let owner = format!("{migration_id}\0{namespace}");
+                let stale_prefix = format!("sensei_stage_{}_", hex(&owner));
                 Some(StagingArea {
                     name: format!("{stale_prefix}{}", hex(run_key)),
                     stale_prefix,

@@ -673,9 +673,8 @@ impl Drop for MyDatabase {
 
 /// Drops the MariaDB staging databases that the migrations of `workdir`
 /// left for inspection (a staged delivery that failed keeps its area): a
-/// test cleans up what its own runs created. Returns how many it dropped.
-/// An area is named after its migration and the target namespace (here the
-/// default, none).
+/// test cleans up what its own runs created (into the default namespace).
+/// Returns how many it dropped.
 pub fn drop_mysql_staging(workdir: &Path) -> usize {
     use mysql::prelude::Queryable;
     let prefixes: Vec<String> = std::fs::read_dir(workdir)
@@ -685,7 +684,7 @@ pub fn drop_mysql_staging(workdir: &Path) -> usize {
         .filter(|e| e.path().is_dir())
         .filter_map(|e| {
             let id = e.file_name().to_string_lossy().to_string();
-            sensei_connectors::target::StagingArea::of(MYSQL_ADMIN_URL, &format!("{id}\0"), "")
+            sensei_connectors::target::StagingArea::of(MYSQL_ADMIN_URL, &id, "", "")
                 .ok()
                 .flatten()
                 .map(|a| a.stale_prefix)

@@ -463,10 +463,12 @@ fn staged(area: StagingArea, done: &[TaskOutcome]) -> Result<Staging> {
 async fn plan_staging(cx: &mut PhaseContext<'_>) -> Result<Option<StagingArea>> {
     let config = cx.config;
     let output = cx.artifacts.get(&cx.path("transformation.json")).await?;
-    // Named after the migration and the target schema it writes: two
-    // deliveries into one database never take each other's area for stale.
-    let owner = format!("{}\0{}", cx.id, config.target.namespace);
-    let mut area = StagingArea::of(&config.target.url, &owner, &sha256_hex(&output))?;
+    let mut area = StagingArea::of(
+        &config.target.url,
+        cx.id,
+        &config.target.namespace,
+        &sha256_hex(&output),
+    )?;
     if !config.delivery.staging {
         area = None;
     }
