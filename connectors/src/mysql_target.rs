@@ -755,7 +755,11 @@ impl crate::target::TargetEngine for MySqlTarget {
     }
     /// Sessions load with foreign-key checks off; secondary indexes are
     /// built once after the load, not maintained per row.
-    fn detach_for_load(&mut self, tables: &[String]) -> Result<(Deferred, Deferred)> {
+    fn detach_for_load(
+        &mut self,
+        tables: &[String],
+        _fresh: &[String],
+    ) -> Result<(Deferred, Deferred)> {
         Ok((Vec::new(), self.detach_indexes(tables)?))
     }
     fn reattach(&mut self, _foreign_keys: &Deferred, indexes: &Deferred) -> Vec<String> {

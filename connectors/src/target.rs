@@ -246,7 +246,15 @@ pub trait TargetEngine: Send {
 
     /// Sets aside what would slow or trip a parallel load of `tables`:
     /// (foreign keys, secondary indexes), put back by [`TargetEngine::reattach`].
-    fn detach_for_load(&mut self, _tables: &[String]) -> Result<(Deferred, Deferred)> {
+    /// `fresh`: those of them a staged delivery has just created (empty, and
+    /// created afresh by any retry of the preparation), whose primary and
+    /// unique keys an engine may set aside as well, to build them once
+    /// after the load.
+    fn detach_for_load(
+        &mut self,
+        _tables: &[String],
+        _fresh: &[String],
+    ) -> Result<(Deferred, Deferred)> {
         Ok(Default::default())
     }
 

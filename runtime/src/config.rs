@@ -293,10 +293,19 @@ impl Default for VerificationSection {
 pub struct DeliverySection {
     /// Rows per delivered batch (one target transaction with its ledger row).
     pub batch_rows: u64,
-    /// After delivery, replay the query suite (the user's source queries,
-    /// foreign-key coverage, per-table counts and per-column aggregates) on
-    /// the data read back from the target, against the source snapshot.
+    /// After delivery, check the rows read back from the target: their
+    /// digests and Merkle roots against the certificate and, per
+    /// [`DeliverySection::post_replay`], the query suite (the user's source
+    /// queries, foreign-key coverage, per-table counts and per-column
+    /// aggregates) replayed on them against the source snapshot.
     pub post_validation: bool,
+    /// When the post-delivery query suite is replayed on the rows read
+    /// back: `on_difference` (only when a table read back differs from the
+    /// certificate, to say which queries and columns the difference
+    /// reaches: rows whose digest and Merkle root are the certificate's
+    /// are the certified rows, on which verification already replayed the
+    /// suite) or `always`.
+    pub post_replay: PostReplay,
     /// Re-sync a target whose source changed since an earlier delivery of
     /// the same migration: before the first batch, every target table of the
     /// mapping is emptied and its ledger rows forgotten (`sensei migrate
@@ -319,11 +328,22 @@ impl Default for DeliverySection {
         DeliverySection {
             batch_rows: 10_000,
             post_validation: true,
+            post_replay: PostReplay::OnDifference,
             resync: false,
             batch_pause_ms: 0,
             staging: true,
         }
     }
+}
+
+/// When the post-delivery query suite runs (`delivery.post_replay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostReplay {
+    /// Only when a table read back differs from the certificate.
+    OnDifference,
+    /// After every delivery.
+    Always,
 }
 
 /// `[scheduler]`

@@ -132,7 +132,15 @@ fn a_cluster_of_two_workers_migrates_over_flight() {
     let dir = tempfile::tempdir().unwrap();
     let src = retail_source(dir.path(), 1);
     let target = dir.path().join("t.db");
-    let cfg = write_config(dir.path(), &src, &target, SMALL_PARTITIONS);
+    // The replay runs on every delivery here (by default it runs only on a
+    // table that differs from the certificate), so that its placement on
+    // the workers is seen.
+    let cfg = write_config(
+        dir.path(),
+        &src,
+        &target,
+        &SMALL_PARTITIONS.replace("[delivery]\n", "[delivery]\npost_replay = \"always\"\n"),
+    );
     let c = Cluster::up(&dir.path().join("cluster"), &[]);
     assert_eq!(finish(c.submit(&cfg)), 0);
     assert_same_rows(&src, &target);
@@ -201,6 +209,7 @@ fn a_cluster_of_two_workers_migrates_over_flight() {
         assert_eq!(t["matches_certificate"], true, "{table}: {t}");
         assert!(t["rows_in_target"].as_u64().unwrap() > 0, "{table}: {t}");
     }
+    assert_eq!(receipt["post_delivery"]["replayed"], true, "{receipt}");
     assert_eq!(receipt["post_delivery"]["failed"], 0, "{receipt}");
     assert!(receipt["post_delivery"]["queries"].as_u64().unwrap() > 0);
     assert_eq!(run(cluster(&c.dir).arg("status")).status.code(), Some(0));

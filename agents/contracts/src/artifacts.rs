@@ -432,8 +432,10 @@ pub struct Receipt {
     /// Notices and warnings the target sent while batches were written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_notices: Vec<String>,
-    /// Post-delivery validation: the query suite on the delivered data
-    /// against the source snapshot (counts, and the differences named).
+    /// Post-delivery validation: whether the query suite was replayed on
+    /// the delivered data against the source snapshot (`replayed`), its
+    /// counts and the differences named, or why it was not (`reason`: the
+    /// rows read back are the certified rows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_delivery: Option<serde_json::Value>,
     /// Values changed on the way in, per source table and column (from the manifest).

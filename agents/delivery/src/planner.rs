@@ -16,7 +16,7 @@
 //! ([`PUBLISH`]). A FAIL certificate or a failed check leaves the target as
 //! it was and the staged rows for inspection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use sensei_connectors::target::{Published, StagingArea, Target};
@@ -26,6 +26,7 @@ use sensei_contracts::error::{EngineError, Result};
 use sensei_contracts::planner::{
     Finalized, Gate, PhaseContext, Plan, PlannedTask, Planner, Stop, TaskOutcome,
 };
+use sensei_runtime::config::PostReplay;
 use sensei_runtime::secret::redact_url;
 use sensei_runtime::store::sha256_hex;
 
@@ -195,19 +196,71 @@ impl DeliveryPlanner {
             }
         }
         if !done.iter().any(|t| is_read_back(&t.table)) {
-            let tasks = self.read_back_tasks(cx).await?;
+            let tasks = self.read_back_tasks(cx, None).await?;
             if !tasks.is_empty() {
                 return Ok(Some(tasks));
             }
         }
         if cx.config.delivery.post_validation && !done.iter().any(|t| t.table == REPLAY) {
-            let mut copies = Vec::new();
-            for t in done.iter().filter(|t| is_read_back(&t.table)) {
-                copies.extend(t.result::<ReadBackResult>()?.copy);
-            }
-            return Ok(Some(vec![self.replay_task(cx, copies).await?]));
+            return self.replay_round(cx, done).await;
         }
         Ok(None)
+    }
+
+    /// The post-delivery replay's round, per `delivery.post_replay`.
+    /// `always`: on the rows every read-back staged. `on_difference`: once
+    /// the certificate is there, and only when a table read back differs
+    /// from it; the differing tables are read again with their rows staged
+    /// (the round before the replay), and the replay reads those rows and,
+    /// for the tables that match, their certified transformed partitions
+    /// (the same rows: same digest and Merkle root). None: no replay.
+    async fn replay_round(
+        &self,
+        cx: &mut PhaseContext<'_>,
+        done: &[TaskOutcome],
+    ) -> Result<Option<Vec<PlannedTask>>> {
+        let read = |staged: bool| {
+            done.iter()
+                .filter(move |t| is_read_back(&t.table) && is_staged_copy(t) == staged)
+        };
+        if cx.config.delivery.post_replay == PostReplay::Always {
+            let mut tables = BTreeMap::new();
+            for t in read(false) {
+                if let Some(p) = t.result::<ReadBackResult>()?.copy {
+                    tables.insert(p.table.clone(), vec![p]);
+                }
+            }
+            return Ok(Some(vec![self.replay_task(cx, tables).await?]));
+        }
+        if !cx.previous_checkpointed {
+            return Ok(None);
+        }
+        let cert: SignedCertificate = cx.get_json("certificate.json").await?;
+        let mut differing = BTreeSet::new();
+        for t in read(false) {
+            let r: ReadBackResult = t.result()?;
+            if !certified(&cert, &r) {
+                differing.insert(r.table);
+            }
+        }
+        if differing.is_empty() {
+            return Ok(None);
+        }
+        if read(true).next().is_none() {
+            return Ok(Some(self.read_back_tasks(cx, Some(&differing)).await?));
+        }
+        let mut tables: BTreeMap<String, Vec<PartitionRef>> = BTreeMap::new();
+        for p in cx.transformed().await? {
+            if !differing.contains(&p.table) {
+                tables.entry(p.table.clone()).or_default().push(p);
+            }
+        }
+        for t in read(true) {
+            if let Some(p) = t.result::<ReadBackResult>()?.copy {
+                tables.insert(p.table.clone(), vec![p]);
+            }
+        }
+        Ok(Some(vec![self.replay_task(cx, tables).await?]))
     }
 
     /// A delivery that halted before any batch landed takes back the tables
@@ -253,12 +306,19 @@ impl DeliveryPlanner {
         Ok(created)
     }
 
-    /// The post-delivery tasks: each mapped table read back with the
-    /// columns and key the certificate takes (its rows staged when the
-    /// replay follows), and the constraints put back and
-    /// checked when the load set any aside or the target is SQLite.
-    async fn read_back_tasks(&self, cx: &mut PhaseContext<'_>) -> Result<Vec<PlannedTask>> {
+    /// The post-delivery read-backs: each mapped table read back with the
+    /// columns and key the certificate takes, its rows staged when the
+    /// replay reads them (`delivery.post_replay = "always"`). `again`: the
+    /// second round of `on_difference`, only those tables, their rows
+    /// staged (partition [`STAGED_COPY`]).
+    async fn read_back_tasks(
+        &self,
+        cx: &mut PhaseContext<'_>,
+        again: Option<&BTreeSet<String>>,
+    ) -> Result<Vec<PlannedTask>> {
         let config = cx.config;
+        let staged = config.delivery.post_validation
+            && (again.is_some() || config.delivery.post_replay == PostReplay::Always);
         let mapping: MappingSpec = cx.get_json("mapping.json").await?;
         let transformed = cx.transformed().await?;
         let target = loading_ref(cx).await?;
@@ -269,6 +329,7 @@ impl DeliveryPlanner {
         for t in mapping
             .tables
             .iter()
+            .filter(|t| again.is_none_or(|a| a.contains(&t.target)))
             .filter(|t| seen.insert(t.target.clone()))
         {
             let name = &t.target;
@@ -277,7 +338,7 @@ impl DeliveryPlanner {
                 table: name.clone(),
                 columns: sensei_validator::planner::columns_of(&transformed, name)?,
                 key: t.primary_key.clone(),
-                copy_id: config.delivery.post_validation.then(|| {
+                copy_id: staged.then(|| {
                     format!(
                         "{}/post-delivery/{}",
                         cx.id,
@@ -285,7 +346,11 @@ impl DeliveryPlanner {
                     )
                 }),
             });
-            tasks.push(post_task(&format!("{POST_DELIVERY}{name}"), &task)?);
+            let mut planned = post_task(&format!("{POST_DELIVERY}{name}"), &task)?;
+            if again.is_some() {
+                planned.partition = STAGED_COPY;
+            }
+            tasks.push(planned);
         }
         Ok(tasks)
     }
@@ -317,7 +382,7 @@ impl DeliveryPlanner {
     async fn replay_task(
         &self,
         cx: &mut PhaseContext<'_>,
-        copies: Vec<PartitionRef>,
+        target_tables: BTreeMap<String, Vec<PartitionRef>>,
     ) -> Result<PlannedTask> {
         let config = cx.config;
         let manifest: Manifest = cx.get_json("manifest.json").await?;
@@ -330,10 +395,7 @@ impl DeliveryPlanner {
                 .iter()
                 .map(|t| (t.name.clone(), t.partitions.clone()))
                 .collect(),
-            target_tables: copies
-                .into_iter()
-                .map(|p| (p.table.clone(), vec![p]))
-                .collect(),
+            target_tables,
             queries,
             foreign_keys: Vec::new(),
             tolerance: sensei_validator::equivalence::Tolerance::from_config(&config.verification),
@@ -370,6 +432,7 @@ fn post_validation(replay: &TaskOutcome) -> Result<(serde_json::Value, Vec<Strin
     let passed = r.queries.iter().filter(|q| q.result == "pass").count();
     Ok((
         serde_json::json!({
+            "replayed": true,
             "queries": r.queries.len(),
             "passed": passed,
             "failed": failed.len(),
@@ -378,6 +441,33 @@ fn post_validation(replay: &TaskOutcome) -> Result<(serde_json::Value, Vec<Strin
         }),
         events,
     ))
+}
+
+/// The receipt's `post_delivery` when the query suite was not replayed on
+/// the rows read back, and why (None: post-delivery validation is off).
+fn not_replayed(
+    config: &sensei_runtime::config::MigrationConfig,
+    tables: &BTreeMap<String, DeliveredTable>,
+) -> Option<serde_json::Value> {
+    let differing: Vec<&String> = tables
+        .iter()
+        .filter(|(_, t)| !t.matches_certificate)
+        .map(|(name, _)| name)
+        .collect();
+    let why = if differing.is_empty() {
+        "every table read back has the certificate's digest and Merkle root: the target holds the certified rows, on which verification replayed the query suite (delivery.post_replay = \"always\" replays it on the rows read back)".to_string()
+    } else {
+        format!("the delivery stopped before the replay; tables that differ from the certificate: {differing:?}")
+    };
+    config.delivery.post_validation.then(|| {
+        serde_json::json!({
+            "replayed": false,
+            "queries": 0,
+            "passed": 0,
+            "failed": 0,
+            "reason": why,
+        })
+    })
 }
 
 /// What the delivery and post-delivery tasks found, against the certificate.
@@ -402,7 +492,7 @@ impl Checked {
         let post = |name: &str| done.iter().find(|t| t.table == name);
         let read = done
             .iter()
-            .filter(|t| is_read_back(&t.table))
+            .filter(|t| is_read_back(&t.table) && !is_staged_copy(t))
             .map(TaskOutcome::result)
             .collect::<Result<Vec<ReadBackResult>>>()?;
         let constraints: ConstraintsResult = match post(CONSTRAINTS) {
@@ -647,6 +737,7 @@ impl Planner for DeliveryPlanner {
             .filter(|t| !t.changed_values.is_empty())
             .map(|t| (t.name, t.changed_values))
             .collect();
+        let post_delivery = replay.or_else(|| not_replayed(config, &tables));
         let receipt = Receipt {
             version: ARTIFACT_VERSION,
             migration_id: cx.id.to_string(),
@@ -656,7 +747,7 @@ impl Planner for DeliveryPlanner {
             elapsed_ms: elapsed,
             warnings: warnings.clone(),
             target_notices: notices,
-            post_delivery: replay,
+            post_delivery,
             changed_values,
             delivered_at: now_rfc3339(),
             accepted_inconclusive: if cx.exists(INCONCLUSIVE_REVIEW).await? {
@@ -706,6 +797,26 @@ fn is_read_back(task_table: &str) -> bool {
     task_table.starts_with(POST_DELIVERY) && ![CONSTRAINTS, REPLAY, PUBLISH].contains(&task_table)
 }
 
+/// The partition number of a table's second read-back, the one that stages
+/// its rows for the replay (`delivery.post_replay = "on_difference"`, a
+/// table that differs from the certificate); the first is partition 0.
+const STAGED_COPY: u32 = 1;
+
+/// Whether a read-back task is the second one, staging the rows.
+fn is_staged_copy(t: &TaskOutcome) -> bool {
+    t.partition == STAGED_COPY
+}
+
+/// Whether a table read back holds the certified rows: the certificate's
+/// digest and (when it has one) Merkle root.
+fn certified(cert: &SignedCertificate, r: &ReadBackResult) -> bool {
+    let table = &cert.payload["tables"][&r.table];
+    table["digest"].as_str().unwrap_or_default() == r.checksum
+        && table["merkle_root"]
+            .as_str()
+            .is_none_or(|c| c == r.merkle_root)
+}
+
 /// Per table, what the delivery tasks wrote; the time in target
 /// transactions; the target's notices.
 fn delivered(
@@ -749,19 +860,12 @@ fn compare_with_certificate(
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     for r in read {
+        let matches = certified(cert, &r);
         let name = r.table;
-        let certified = cert.payload["tables"][&name]["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let certified_root = cert.payload["tables"][&name]["merkle_root"]
-            .as_str()
-            .map(str::to_string);
         let e = tables.entry(name.clone()).or_default();
         e.rows_in_target = r.rows_in_target;
         e.checksum = r.checksum;
-        e.matches_certificate =
-            e.checksum == certified && certified_root.as_ref().is_none_or(|c| *c == r.merkle_root);
+        e.matches_certificate = matches;
         e.merkle_root = r.merkle_root;
         if !e.matches_certificate {
             warnings.push(format!(

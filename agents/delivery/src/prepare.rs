@@ -216,7 +216,14 @@ fn prepare(p: PrepareTask) -> Result<Prepared> {
     // (MySQL sessions load with foreign-key checks off); secondary
     // indexes are built once then, not maintained per row.
     let names: Vec<String> = schemas.iter().map(|(n, _, _, _)| n.clone()).collect();
-    let (fks, indexes) = target.detach_for_load(&names)?;
+    // In a staging area every table is new and empty, and created afresh
+    // by a retry: its keys, too, may be built after the load.
+    let fresh = if staging.is_some() {
+        new_tables.clone()
+    } else {
+        Vec::new()
+    };
+    let (fks, indexes) = target.detach_for_load(&names, &fresh)?;
     // Re-sync: the target tables emptied and their ledger rows
     // forgotten once foreign keys are detached, before any batch.
     if resync {
