@@ -243,7 +243,7 @@ fn write_numeric(
 }
 
 /// PostgreSQL's binary `numeric`: base-10000 digits, weight, sign, scale.
-fn encode_numeric(v: i128, scale: i8, out: &mut Vec<u8>) {
+pub(crate) fn encode_numeric(v: i128, scale: i8, out: &mut Vec<u8>) {
     let scale = scale.max(0) as u32;
     let neg = v < 0;
     let abs = v.unsigned_abs();
@@ -728,7 +728,8 @@ impl PgTarget {
 
     /// Drops the primary and unique keys of `tables` (empty tables a staged
     /// delivery has just created) that no foreign key references, and
-    /// returns them (table, constraint, the statement that adds it back):
+    /// returns them (table, constraint, the statements that add it back:
+    /// its unique index built, then the key made of it):
     /// a key built once by sorting the loaded rows costs a fraction of one
     /// maintained row by row, which doubles a binary COPY's time.
     pub fn detach_keys(&mut self, tables: &[String]) -> Result<Vec<(String, String, String)>> {
@@ -739,7 +740,8 @@ impl PgTarget {
         let rows = self
             .client
             .query(
-                "SELECT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid)
+                "SELECT c.conrelid::regclass::text, c.conname::text, pg_get_indexdef(c.conindid),
+                        CASE c.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END
                  FROM pg_constraint c
                  WHERE c.contype IN ('p', 'u')
                    AND c.conrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)
@@ -751,14 +753,20 @@ impl PgTarget {
             .map_err(db_err("reading the target's keys"))?;
         let mut out = Vec::new();
         for r in rows {
-            let (table, name, def): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let (table, name, index, kind): (String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
             self.client
                 .batch_execute(&format!(
                     "ALTER TABLE {table} DROP CONSTRAINT {}",
                     quote(&name)
                 ))
                 .map_err(db_err(format!("deferring key {name} of {table}")))?;
-            let add = format!("ALTER TABLE {table} ADD CONSTRAINT {} {def}", quote(&name));
+            // The index built first (under a lock that lets the table be read
+            // back meanwhile), then the key made of it.
+            let name_q = quote(&name);
+            let add = format!(
+                "{index}; ALTER TABLE {table} ADD CONSTRAINT {name_q} {kind} USING INDEX {name_q}"
+            );
             out.push((table, name, add));
         }
         Ok(out)
@@ -782,7 +790,8 @@ impl PgTarget {
         let mut failed = Vec::new();
         for (table, index, def) in indexes {
             // A key set aside by `detach_keys` and already back (a rerun).
-            if def.starts_with("ALTER TABLE ") && self.has_constraint(table, index).unwrap_or(false)
+            if def.contains(" ADD CONSTRAINT ")
+                && self.has_constraint(table, index).unwrap_or(false)
             {
                 continue;
             }

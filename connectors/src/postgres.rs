@@ -12,7 +12,7 @@
 //! | --- | --- | --- |
 //! | `smallint`, `integer`, `bigint` | Int16, Int32, Int64 | binary |
 //! | `real`, `double precision` | Float32, Float64 | binary |
-//! | `numeric(p,s)`, p ≤ 38 | Decimal128(p, s) | exact text |
+//! | `numeric(p,s)`, p ≤ 38 | Decimal128(p, s) | binary (base-10000 digits, exact) |
 //! | `numeric` without precision, `money` | Utf8 | text (every digit kept) |
 //! | `boolean` | Boolean | binary |
 //! | `text`, `varchar(n)`, `char(n)`, `name`, `citext` | Utf8 | binary (UTF-8) |
@@ -44,7 +44,6 @@ use postgres::{Client, Config, NoTls};
 use sensei_runtime::secret::redact_url;
 
 use crate::batch::Batcher;
-use crate::convert::parse_decimal;
 use crate::error::{ConnectorError, Result};
 use crate::files::SourceOptions;
 use crate::source::{KeyRange, Sink};
@@ -212,8 +211,7 @@ fn raw_binary(c: &ColumnInfo) -> bool {
     let t = c.source_type.as_str();
     match c.arrow_type.as_str() {
         "Utf8" => t == "text" || t == "name" || t == "citext" || t.starts_with("character"),
-        "Decimal128" => false,
-        other => !other.starts_with("Decimal128"),
+        _ => true,
     }
 }
 
@@ -701,6 +699,45 @@ fn timestamp_out_of_range(pg_us: i64) -> Refused {
     }
 }
 
+/// A `numeric` in PostgreSQL's binary form (digit count, weight, sign,
+/// display scale, then base-10000 digits, the first worth 10000^weight) as
+/// an integer of `scale` decimal places; None for NaN and infinities, a
+/// value with non-zero digits past `scale`, or one beyond i128.
+fn numeric_binary(x: &[u8], scale: i8) -> Option<i128> {
+    let word = |i: usize| be::<2>(x.get(i..i + 2)?).map(u16::from_be_bytes);
+    let (n, weight, sign) = (word(0)? as i16, word(2)? as i16, word(4)?);
+    if n < 0 || x.len() != 8 + 2 * n as usize || (sign != 0 && sign != 0x4000) {
+        return None;
+    }
+    let scale = i32::from(scale.max(0));
+    let mut v: i128 = 0;
+    for i in 0..n as usize {
+        let d = i128::from(word(8 + 2 * i)?);
+        // This digit's power of ten in the scaled integer.
+        let e = 4 * (i32::from(weight) - i as i32) + scale;
+        if e >= 0 {
+            if d != 0 {
+                let p = 10i128.checked_pow(e as u32)?;
+                v = v.checked_add(d.checked_mul(p)?)?;
+            }
+        } else if e > -4 {
+            let p = 10i128.pow((-e) as u32);
+            if d % p != 0 {
+                return None;
+            }
+            v = v.checked_add(d / p)?;
+        } else if d != 0 {
+            return None;
+        }
+    }
+    Some(if sign == 0x4000 { -v } else { v })
+}
+
+/// A text field as it came (None: not UTF-8).
+fn utf8(x: &[u8]) -> Option<&str> {
+    std::str::from_utf8(x).ok()
+}
+
 /// Appends one binary COPY field.
 fn append(
     b: &mut Box<dyn ArrayBuilder>,
@@ -712,6 +749,18 @@ fn append(
             if t != i64::MAX && t != i64::MIN && t.checked_add(PG_EPOCH_US).is_none() {
                 return timestamp_out_of_range(t);
             }
+        }
+        if let DataType::Decimal128(..) = dt {
+            let value = match be::<2>(v.get(4..6).unwrap_or_default()).map(u16::from_be_bytes) {
+                Some(0xC000) => "NaN".to_string(),
+                Some(0xD000) => "Infinity".to_string(),
+                Some(0xF000) => "-Infinity".to_string(),
+                _ => "a number outside the column's precision and scale".to_string(),
+            };
+            return Refused::Mismatch {
+                value,
+                expected: format!("{dt} (Arrow decimals hold no NaN or infinity; update such rows to NULL in the source, or migrate from a copy that does)"),
+            };
         }
         let infinite = match dt {
             DataType::Date32 => be::<4>(v).map(i32::from_be_bytes).and_then(|d| match d {
@@ -761,7 +810,7 @@ fn append(
         DataType::Float64 => put!(Float64Builder, |x: &[u8]| be::<8>(x)
             .map(f64::from_be_bytes)),
         DataType::Boolean => put!(BooleanBuilder, |x: &[u8]| x.first().map(|b| *b != 0)),
-        DataType::Binary => put!(BinaryBuilder, |x: &[u8]| Some(x.to_vec())),
+        DataType::Binary => put!(BinaryBuilder, Some::<&[u8]>),
         DataType::Date32 => put!(Date32Builder, |x: &[u8]| be::<4>(x)
             .map(i32::from_be_bytes)
             .filter(|d| *d != i32::MAX && *d != i32::MIN)
@@ -772,13 +821,9 @@ fn append(
             .and_then(|t| t.checked_add(PG_EPOCH_US))),
         DataType::Decimal128(_, s) => {
             let s = *s;
-            put!(Decimal128Builder, |x: &[u8]| std::str::from_utf8(x)
-                .ok()
-                .and_then(|t| parse_decimal(t, s)))
+            put!(Decimal128Builder, |x: &[u8]| numeric_binary(x, s))
         }
-        _ => put!(StringBuilder, |x: &[u8]| std::str::from_utf8(x)
-            .ok()
-            .map(str::to_string)),
+        _ => put!(StringBuilder, utf8),
     }
     Ok(())
 }
@@ -812,6 +857,46 @@ impl crate::source::SourceEngine for PgSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The binary `numeric` the target writes, without its length word.
+    fn wire(v: i128, scale: i8) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::pg_target::encode_numeric(v, scale, &mut out);
+        out.split_off(4)
+    }
+
+    #[test]
+    fn binary_numerics_read_back_exactly_at_the_columns_scale() {
+        for (v, s) in [
+            (0i128, 2i8),
+            (123450, 2),
+            (-1, 2),
+            (10000, 0),
+            (-99_999_999_999_999_999_999_999_999_999_999_999, 4),
+            (123456789012345678123, 3),
+            (5, 7),
+            (i128::from(i64::MAX), 0),
+        ] {
+            assert_eq!(numeric_binary(&wire(v, s), s), Some(v), "{v} scale {s}");
+        }
+        // Read at a wider scale: the same number, scaled.
+        assert_eq!(numeric_binary(&wire(12345, 2), 4), Some(1_234_500));
+        // Digits past the column's scale are refused, trailing zeros are not.
+        assert_eq!(numeric_binary(&wire(12345, 3), 2), None);
+        assert_eq!(numeric_binary(&wire(12340, 3), 2), Some(1234));
+        // 1.5 as PostgreSQL sends it: one digit 1, weight 0, then 5000.
+        let one_and_a_half = [0, 2, 0, 0, 0, 0, 0, 1, 0, 1, 0x13, 0x88];
+        assert_eq!(numeric_binary(&one_and_a_half, 2), Some(150));
+        // 10^40: beyond i128 at scale 2.
+        let huge = [0, 1, 0, 10, 0, 0, 0, 0, 0, 1];
+        assert_eq!(numeric_binary(&huge, 2), None);
+        // NaN, infinities and a truncated field.
+        for sign in [0xC000u16, 0xD000, 0xF000] {
+            let [a, b] = sign.to_be_bytes();
+            assert_eq!(numeric_binary(&[0, 0, 0, 0, a, b, 0, 0], 2), None);
+        }
+        assert_eq!(numeric_binary(&one_and_a_half[..10], 2), None);
+    }
 
     #[test]
     fn the_largest_postgres_timestamp_is_out_of_arrows_range_and_named() {

@@ -192,7 +192,18 @@ impl DeliveryPlanner {
             .any(|t| t.table == CONSTRAINTS || is_read_back(&t.table))
         {
             if let Some(task) = self.constraints_task(cx).await? {
-                return Ok(Some(vec![task]));
+                // PostgreSQL builds indexes and adds foreign keys under locks
+                // that let the tables be read meanwhile (a key made of its
+                // index waits for the read to end): both at once. MySQL
+                // fails a read of a table altered under its snapshot.
+                let mut tasks = vec![task];
+                if matches!(
+                    parse(&cx.config.target.url, "target")?,
+                    Location::Postgres(_)
+                ) {
+                    tasks.extend(self.read_back_tasks(cx, None).await?);
+                }
+                return Ok(Some(tasks));
             }
         }
         if !done.iter().any(|t| is_read_back(&t.table)) {
@@ -357,8 +368,9 @@ impl DeliveryPlanner {
 
     /// The task that puts back what the load set aside, when it set any
     /// aside (or the target is SQLite, whose foreign keys it checks). It
-    /// runs before the tables are read back: a table altered under a
-    /// reader's snapshot fails the read (MySQL).
+    /// runs before the tables are read back (a table altered under a
+    /// reader's snapshot fails the read: MySQL), or beside them
+    /// (PostgreSQL).
     async fn constraints_task(&self, cx: &mut PhaseContext<'_>) -> Result<Option<PlannedTask>> {
         let config = cx.config;
         let foreign_keys = deferred(cx, DEFERRED_FOREIGN_KEYS).await?;
