@@ -262,8 +262,11 @@ impl Spill {
             what: format!("scratch file {}", path.display()),
             message: e.to_string(),
         })?;
+        // Plain encoding: a scratch file read once, whose columns are mostly
+        // of many values, gains nothing from building dictionaries.
         let props = parquet::file::properties::WriterProperties::builder()
             .set_max_row_group_row_count(Some(64 * 1024))
+            .set_dictionary_enabled(false)
             .build();
         let w = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|e| scratch_err(&path, e))?;
