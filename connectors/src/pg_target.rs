@@ -727,7 +727,8 @@ impl PgTarget {
     }
 
     /// Drops the primary and unique keys of `tables` (empty tables a staged
-    /// delivery has just created) that no foreign key references, and
+    /// delivery has just created) that no foreign key references and that
+    /// are not deferrable (`USING INDEX` would not say so again), and
     /// returns them (table, constraint, the statements that add it back:
     /// its unique index built, then the key made of it):
     /// a key built once by sorting the loaded rows costs a fraction of one
@@ -743,7 +744,7 @@ impl PgTarget {
                 "SELECT c.conrelid::regclass::text, c.conname::text, pg_get_indexdef(c.conindid),
                         CASE c.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END
                  FROM pg_constraint c
-                 WHERE c.contype IN ('p', 'u')
+                 WHERE c.contype IN ('p', 'u') AND NOT c.condeferrable
                    AND c.conrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)
                    AND NOT EXISTS (SELECT 1 FROM pg_constraint f
                                    WHERE f.contype = 'f' AND f.conindid = c.conindid)
