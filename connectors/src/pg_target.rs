@@ -773,31 +773,15 @@ impl PgTarget {
         Ok(out)
     }
 
-    /// Whether `table` has a constraint named `name`.
-    fn has_constraint(&mut self, table: &str, name: &str) -> Result<bool> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2",
-                &[&table, &name],
-            )
-            .map_err(db_err(format!("reading the constraints of {table}")))?;
-        Ok(row.get::<_, i64>(0) > 0)
-    }
-
     /// Builds deferred indexes and keys; the ones that fail are returned
     /// with the reason.
     pub fn attach_indexes(&mut self, indexes: &[(String, String, String)]) -> Vec<String> {
         let mut failed = Vec::new();
         for (table, index, def) in indexes {
-            // A key set aside by `detach_keys` and already back (a rerun).
-            if def.contains(" ADD CONSTRAINT ")
-                && self.has_constraint(table, index).unwrap_or(false)
-            {
-                continue;
-            }
             if let Err(e) = self.client.batch_execute(def) {
-                // Already there (a rerun after the indexes were built) is fine.
+                // Already there (a rerun after the indexes were built) is
+                // fine; so is a key of `detach_keys`, whose index, named as
+                // the key, is created first in the same transaction.
                 if e.code().is_some_and(|c| c.code() == "42P07") {
                     continue;
                 }

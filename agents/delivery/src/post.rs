@@ -207,7 +207,7 @@ fn read_back_table(
         &order,
         Some(&certified),
         &t.key,
-        &mut tap,
+        copy.map(|_| &mut tap as Tap<'_>),
     )?;
     let staged = match (writer, copy) {
         (Some(w), Some(path)) => Some((path.to_path_buf(), w.finish()?)),
@@ -253,20 +253,19 @@ const READ_AHEAD: usize = 4;
 /// digest and Merkle root with the certificate's algorithms; each batch is
 /// also shown to `tap`. Streaming: the table is never held whole. Three
 /// threads share the work: this one reads and decodes, one digests (one
-/// SHA-256 of each row serves the digest and its Merkle bucket), one runs
-/// `tap` (the copy for the replay).
+/// SHA-256 of each row serves the digest and its Merkle bucket) and, when
+/// there is a `tap`, one runs it (the copy for the replay).
 pub fn read_back(
     target: &mut ReadBack,
     table: &str,
     order: &[String],
     certified: Option<&SchemaRef>,
     key: &[String],
-    tap: Tap<'_>,
+    tap: Option<Tap<'_>>,
 ) -> Result<(TableDigest, String)> {
     use std::sync::mpsc::sync_channel;
     std::thread::scope(|s| {
         let (to_digest, digest_in) = sync_channel::<RecordBatch>(READ_AHEAD);
-        let (to_tap, tap_in) = sync_channel::<RecordBatch>(READ_AHEAD);
         let digester = s.spawn(move || {
             let (mut d, mut m) = (TableDigest::default(), MerkleDigest::default());
             for b in digest_in {
@@ -274,12 +273,20 @@ pub fn read_back(
             }
             (d, m)
         });
-        let copier = s.spawn(move || -> sensei_connectors::Result<()> {
-            for b in tap_in {
-                tap(&b)?;
+        // The copy's thread only when there is a copy to make.
+        let (to_tap, copier) = match tap {
+            Some(tap) => {
+                let (to_tap, tap_in) = sync_channel::<RecordBatch>(READ_AHEAD);
+                let copier = s.spawn(move || -> sensei_connectors::Result<()> {
+                    for b in tap_in {
+                        tap(&b)?;
+                    }
+                    Ok(())
+                });
+                (Some(to_tap), Some(copier))
             }
-            Ok(())
-        });
+            None => (None, None),
+        };
         // A send fails only when a consumer has stopped: its own outcome
         // says why (a panic, or the copy's error).
         let stopped = || sensei_connectors::ConnectorError::TargetNotWritable {
@@ -287,8 +294,10 @@ pub fn read_back(
             message: "the read-back's digest or copy stopped".into(),
         };
         let read = target.read(table, order, certified, 8192, |b| {
-            to_digest.send(b.clone()).map_err(|_| stopped())?;
-            to_tap.send(b).map_err(|_| stopped())
+            if let Some(to_tap) = &to_tap {
+                to_tap.send(b.clone()).map_err(|_| stopped())?;
+            }
+            to_digest.send(b).map_err(|_| stopped())
         });
         drop((to_digest, to_tap));
         let gone = |what: &str| EngineError::Malformed {
@@ -296,7 +305,9 @@ pub fn read_back(
             message: format!("the {what} thread panicked"),
         };
         let (d, m) = digester.join().map_err(|_| gone("digest"))?;
-        copier.join().map_err(|_| gone("copy"))??;
+        if let Some(copier) = copier {
+            copier.join().map_err(|_| gone("copy"))??;
+        }
         read?;
         Ok((d, m.root()))
     })
